@@ -1,0 +1,1 @@
+"""Evidence records: who decided what, and by which rule."""

@@ -1,0 +1,109 @@
+"""The one append path for evidence records (issue 2; hash chain comes with issue 8).
+
+A record says what was decided (event, outcome, the rule when refused) and about
+what: client, user, issuer, redirect URI, scope, authorization details, resource,
+sender constraint (method and key thumbprint), grant, token and request ids.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection
+
+from corridor.store.sql import Store
+
+log = logging.getLogger("corridor.audit")
+
+
+@dataclass
+class Evidence:
+    """What a decision was about; filled in as a request passes its checks."""
+
+    issuer: str
+    request_id: str
+    client_id: str | None = None
+    user_id: str | None = None
+    redirect_uri: str | None = None
+    scope: str | None = None
+    authorization_details: Any = None
+    resource: Any = None
+    sender_constraint: str | None = None
+    key_thumbprint: str | None = None
+    grant_id: str | None = None
+    token_jti: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+class AuditLog:
+    """Appends evidence records to the store; never writes secrets."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    @staticmethod
+    def row(
+        evidence: Evidence,
+        event: str,
+        outcome: str,
+        now: float,
+        rule: str | None = None,
+        error: str | None = None,
+    ) -> Mapping[str, Any]:
+        data = asdict(evidence)
+        return {
+            "time": now,
+            "event": event,
+            "outcome": outcome,
+            "rule": rule or None,
+            "error": error,
+            "client_id": data["client_id"],
+            "user_id": data["user_id"],
+            "issuer": data["issuer"],
+            "redirect_uri": data["redirect_uri"],
+            "scope": data["scope"],
+            "authorization_details": _json(data["authorization_details"]),
+            "resource": _json(data["resource"]),
+            "sender_constraint": data["sender_constraint"],
+            "key_thumbprint": data["key_thumbprint"],
+            "grant_id": data["grant_id"],
+            "token_jti": data["token_jti"],
+            "request_id": data["request_id"],
+            "detail": _json(data["detail"] or None),
+        }
+
+    def append(
+        self,
+        evidence: Evidence,
+        event: str,
+        outcome: str,
+        now: float,
+        *,
+        rule: str | None = None,
+        error: str | None = None,
+        conn: Connection | None = None,
+    ) -> None:
+        """Append one record, inside ``conn``'s transaction when given (so the record
+        commits or rolls back with the decision it describes)."""
+        record = self.row(evidence, event, outcome, now, rule, error)
+        if conn is not None:
+            Store.append_audit(conn, record)
+        else:
+            with self.store.write() as own:
+                Store.append_audit(own, record)
+        log.info(
+            "%s %s client=%s rule=%s request=%s",
+            event,
+            outcome,
+            evidence.client_id,
+            rule,
+            evidence.request_id,
+        )

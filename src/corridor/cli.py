@@ -1,0 +1,336 @@
+"""The ``corridor`` command: the front door (design.md 6)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from pydantic import ValidationError
+
+from corridor.core.randomness import new_id, new_secret_token
+
+DATA_DIR = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Data directory (default ./.corridor).",
+)
+CONFIG = click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="TOML configuration file.",
+)
+
+
+def _settings(data_dir: Path | None, config_file: Path | None, **overrides: Any) -> Any:
+    from corridor.server.settings import Settings
+
+    try:
+        return Settings.load(config_file, data_dir=data_dir, **overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise click.ClickException(
+            f"configuration: {'.'.join(map(str, first['loc']))}: {first['msg']}"
+        ) from exc
+
+
+def _store(settings: Any) -> Any:
+    from corridor.store.sql import Store
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(settings.database_url)
+    store.migrate()
+    return store
+
+
+@click.group()
+@click.version_option(package_name="corridor")
+def main() -> None:
+    """Corridor: a FAPI 2.0 authorization server, client and resource server."""
+
+
+@main.command()
+@DATA_DIR
+@CONFIG
+@click.option("--host", default=None, help="Listen address (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Listen port (default 8443).")
+@click.option("--issuer", default=None, help="Issuer URL (default https://localhost:8443).")
+def serve(
+    data_dir: Path | None, config_file: Path | None, host: str | None, port: int | None, issuer: str | None
+) -> None:
+    """Run the authorization server over HTTPS."""
+    from corridor.server.app import create_app
+    from corridor.server.authority import AuthorizationServer
+    from corridor.server.bootstrap import DEMO_CLIENT_ID, DEMO_REDIRECT_URI, DEMO_USER, ensure_demo
+    from corridor.server.serve import uvicorn_server
+    from corridor.server.tls import ensure_dev_tls, server_ssl_context
+
+    if port is not None and issuer is None and config_file is None:
+        issuer = f"https://localhost:{port}"
+    settings = _settings(data_dir, config_file, host=host, port=port, issuer=issuer)
+    store = _store(settings)
+    if settings.tls_cert_file:
+        cert, key, ca = settings.tls_cert_file, settings.tls_key_file, None
+    else:
+        tls = ensure_dev_tls(settings.data_dir / "tls")
+        cert, key, ca = str(tls.cert_file), str(tls.key_file), tls.ca_file.resolve()
+    lines = [
+        "Corridor FAPI 2.0 authorization server",
+        f"  issuer:      {settings.issuer}",
+        f"  metadata:    {settings.issuer}/.well-known/openid-configuration",
+        f"  listening:   https://{settings.host}:{settings.port}",
+        f"  database:    {settings.database_url}",
+    ]
+    if ca is not None:
+        lines.append(f"  CA file:     {ca}   (trust it: curl --cacert, SSL_CERT_FILE, NODE_EXTRA_CA_CERTS)")
+    if settings.dev_mode:
+        files = ensure_demo(settings, store, time.time())
+        lines += [
+            f"  demo user:   {DEMO_USER} / password in {files.user_password.resolve()}",
+            f"  demo client: {DEMO_CLIENT_ID} (private_key_jwt + DPoP), key in {files.client_key.resolve()},",
+            f"               redirect URI {DEMO_REDIRECT_URI}",
+        ]
+    lines.append(
+        "  add a client: corridor client add --name NAME --redirect-uri URI --jwks-file public-jwks.json"
+        + (f" --data-dir {data_dir}" if data_dir else "")
+    )
+    store.close()
+    click.echo("\n".join(lines), err=True)
+    from corridor.store.sql import Store
+
+    server = AuthorizationServer(settings, Store(settings.database_url))
+    uvicorn_server(create_app(server), settings.host, settings.port, server_ssl_context(cert, key)).run()
+
+
+# -- clients --------------------------------------------------------------------------------
+
+
+@main.group()
+def client() -> None:
+    """Register and inspect clients."""
+
+
+def _client_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {"client_id": row["client_id"], "client_name": row["name"], **json.loads(row["metadata"])}
+
+
+@client.command("add")
+@DATA_DIR
+@CONFIG
+@click.option("--name", required=True, help="Name shown on the consent page.")
+@click.option(
+    "--redirect-uri", "redirect_uris", multiple=True, required=True, help="Registered redirect URI."
+)
+@click.option(
+    "--jwks-file", type=click.File("r"), default=None, help="Public JWKS (JSON file, or - for stdin)."
+)
+@click.option("--jwks-uri", default=None, help="https URL of the client's JWKS.")
+@click.option(
+    "--scope", default="openid", show_default=True, help="Space-separated scopes the client may ask for."
+)
+@click.option("--resource", "resources", multiple=True, help="Resource servers it may use (default: all).")
+@click.option("--client-id", default=None, help="Chosen client_id (default: generated).")
+@click.option("--json", "as_json", is_flag=True, help="Print the registration as JSON.")
+def client_add(
+    data_dir: Path | None,
+    config_file: Path | None,
+    name: str,
+    redirect_uris: tuple[str, ...],
+    jwks_file: Any,
+    jwks_uri: str | None,
+    scope: str,
+    resources: tuple[str, ...],
+    client_id: str | None,
+    as_json: bool,
+) -> None:
+    """Register a private_key_jwt + DPoP client."""
+    from corridor.server.clients import ClientMetadataError, build_client_metadata
+
+    settings = _settings(data_dir, config_file)
+    if (jwks_file is None) == (jwks_uri is None):
+        raise click.ClickException("give exactly one of --jwks-file and --jwks-uri")
+    jwks = None
+    if jwks_file is not None:
+        try:
+            jwks = json.load(jwks_file)
+        except ValueError as exc:
+            raise click.ClickException("--jwks-file is not JSON") from exc
+        if isinstance(jwks, dict) and "kty" in jwks:
+            jwks = {"keys": [jwks]}
+    try:
+        meta = build_client_metadata(
+            redirect_uris=redirect_uris,
+            jwks=jwks,
+            jwks_uri=jwks_uri,
+            scope=scope,
+            resources=resources,
+            known_scopes=list(settings.scopes),
+        )
+    except ClientMetadataError as exc:
+        raise click.ClickException(f"{exc.error}: {exc}") from exc
+    client_id = client_id or "c-" + new_secret_token()[:22]
+    if len(client_id) > 255 or not client_id.isprintable() or " " in client_id:
+        raise click.ClickException("client_id must be printable, without spaces, at most 255 characters")
+    store = _store(settings)
+    if store.get_client(client_id) is not None:
+        raise click.ClickException(f"client {client_id!r} already exists")
+    unknown = [r for r in resources if r not in {row["identifier"] for row in store.list_resource_servers()}]
+    if unknown:
+        raise click.ClickException(
+            f"unknown resource server(s): {' '.join(unknown)} (see corridor resource add)"
+        )
+    store.add_client(client_id, name, meta, time.time())
+    if as_json:
+        click.echo(json.dumps({"client_id": client_id, "client_name": name, **meta}, indent=2))
+    else:
+        click.echo(client_id)
+
+
+@client.command("list")
+@DATA_DIR
+@CONFIG
+@click.option("--json", "as_json", is_flag=True)
+def client_list(data_dir: Path | None, config_file: Path | None, as_json: bool) -> None:
+    """List clients."""
+    rows = _store(_settings(data_dir, config_file)).list_clients()
+    if as_json:
+        click.echo(json.dumps([_client_json(r) for r in rows], indent=2))
+        return
+    for row in rows:
+        click.echo(f"{row['client_id']}\t{row['name']}")
+
+
+@client.command("show")
+@DATA_DIR
+@CONFIG
+@click.argument("client_id")
+def client_show(data_dir: Path | None, config_file: Path | None, client_id: str) -> None:
+    """Show one client as JSON."""
+    row = _store(_settings(data_dir, config_file)).get_client(client_id)
+    if row is None:
+        raise click.ClickException(f"no client {client_id!r}")
+    click.echo(json.dumps(_client_json(row), indent=2))
+
+
+@client.command("remove")
+@DATA_DIR
+@CONFIG
+@click.argument("client_id")
+def client_remove(data_dir: Path | None, config_file: Path | None, client_id: str) -> None:
+    """Remove a client."""
+    if not _store(_settings(data_dir, config_file)).remove_client(client_id):
+        raise click.ClickException(f"no client {client_id!r}")
+    click.echo(f"removed {client_id}")
+
+
+# -- users --------------------------------------------------------------------------------------
+
+
+@main.group()
+def user() -> None:
+    """Manage end users."""
+
+
+@user.command("add")
+@DATA_DIR
+@CONFIG
+@click.argument("username")
+@click.option("--password-stdin", is_flag=True, required=True, help="Read the password from standard input.")
+def user_add(data_dir: Path | None, config_file: Path | None, username: str, password_stdin: bool) -> None:
+    """Add a user (the password is hashed with Argon2id)."""
+    from argon2 import PasswordHasher
+
+    password = sys.stdin.readline().rstrip("\n")
+    if len(password) < 8:
+        raise click.ClickException("the password must have at least 8 characters")
+    if not 0 < len(username) <= 255 or not username.isprintable():
+        raise click.ClickException("the user name must be 1-255 printable characters")
+    store = _store(_settings(data_dir, config_file))
+    if store.get_user_by_name(username) is not None:
+        raise click.ClickException(f"user {username!r} already exists")
+    store.add_user(new_id(), username, PasswordHasher().hash(password), time.time())
+    click.echo(f"added {username}")
+
+
+@user.command("list")
+@DATA_DIR
+@CONFIG
+@click.option("--json", "as_json", is_flag=True)
+def user_list(data_dir: Path | None, config_file: Path | None, as_json: bool) -> None:
+    """List users."""
+    rows = _store(_settings(data_dir, config_file)).list_users()
+    if as_json:
+        click.echo(json.dumps([{"sub": r["id"], "username": r["username"]} for r in rows], indent=2))
+        return
+    for row in rows:
+        click.echo(f"{row['username']}\t{row['id']}")
+
+
+@user.command("remove")
+@DATA_DIR
+@CONFIG
+@click.argument("username")
+def user_remove(data_dir: Path | None, config_file: Path | None, username: str) -> None:
+    """Remove a user."""
+    if not _store(_settings(data_dir, config_file)).remove_user(username):
+        raise click.ClickException(f"no user {username!r}")
+    click.echo(f"removed {username}")
+
+
+# -- resource servers ------------------------------------------------------------------------------
+
+
+@main.group()
+def resource() -> None:
+    """Register resource servers (RFC 8707 resource identifiers and token audiences)."""
+
+
+@resource.command("add")
+@DATA_DIR
+@CONFIG
+@click.argument("identifier")
+@click.option("--name", required=True)
+@click.option("--scope", default="", help="Space-separated scopes this resource server serves.")
+@click.option("--introspection-client", default=None, help="client_id the RS uses to call introspection.")
+def resource_add(
+    data_dir: Path | None,
+    config_file: Path | None,
+    identifier: str,
+    name: str,
+    scope: str,
+    introspection_client: str | None,
+) -> None:
+    """Register a resource server by its exact identifier (an https URL)."""
+    if not identifier.startswith("https://") or "#" in identifier:
+        raise click.ClickException("the identifier must be an https URL without fragment (RFC 8707 2)")
+    store = _store(_settings(data_dir, config_file))
+    if identifier in {r["identifier"] for r in store.list_resource_servers()}:
+        raise click.ClickException(f"resource server {identifier!r} already exists")
+    store.add_resource_server(identifier, name, scope.split(), introspection_client, time.time())
+    click.echo(identifier)
+
+
+@resource.command("list")
+@DATA_DIR
+@CONFIG
+def resource_list(data_dir: Path | None, config_file: Path | None) -> None:
+    """List resource servers."""
+    for row in _store(_settings(data_dir, config_file)).list_resource_servers():
+        click.echo(f"{row['identifier']}\t{row['name']}\t{' '.join(json.loads(row['scopes']))}")
+
+
+@resource.command("remove")
+@DATA_DIR
+@CONFIG
+@click.argument("identifier")
+def resource_remove(data_dir: Path | None, config_file: Path | None, identifier: str) -> None:
+    """Remove a resource server."""
+    if not _store(_settings(data_dir, config_file)).remove_resource_server(identifier):
+        raise click.ClickException(f"no resource server {identifier!r}")
+    click.echo(f"removed {identifier}")

@@ -1,0 +1,1 @@
+"""Protocol pieces every role needs. Imports nothing else from corridor."""

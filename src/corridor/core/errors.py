@@ -1,0 +1,69 @@
+"""The OAuthError family: the one model of a protocol rejection (design.md 3).
+
+A check raises an ``OAuthError`` naming the OAuth error code, a short description
+that leaks nothing, and the rule it enforces (for example ``FAPI2 5.3.2.1-8``).
+Renderers (JSON body, redirect, RS challenge, HTML page) turn it into a response.
+"""
+
+from __future__ import annotations
+
+
+class OAuthError(Exception):
+    """A rejection with an OAuth error code, an HTTP status and the rule that decided it."""
+
+    status: int = 400
+
+    def __init__(
+        self,
+        error: str,
+        description: str = "",
+        *,
+        rule: str = "",
+        status: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(f"{error}: {description}" if description else error)
+        self.error = error
+        self.description = description
+        self.rule = rule
+        if status is not None:
+            self.status = status
+        self.headers: dict[str, str] = dict(headers or {})
+
+    def body(self) -> dict[str, str]:
+        out = {"error": self.error}
+        if self.description:
+            out["error_description"] = self.description
+        return out
+
+
+def invalid_request(description: str, rule: str = "RFC 6749 5.2") -> OAuthError:
+    return OAuthError("invalid_request", description, rule=rule)
+
+
+class InvalidClient(OAuthError):
+    """RFC 6749 5.2: client authentication failed; 401 with WWW-Authenticate."""
+
+    status = 401
+
+    def __init__(self, description: str, *, rule: str = "RFC 6749 5.2") -> None:
+        super().__init__(
+            "invalid_client",
+            description,
+            rule=rule,
+            headers={"WWW-Authenticate": 'Bearer error="invalid_client"'},
+        )
+
+
+class InvalidDPoPProof(OAuthError):
+    """RFC 9449 5: a DPoP proof failed one of the checks of section 4.3."""
+
+    def __init__(self, description: str, *, rule: str = "RFC 9449 4.3") -> None:
+        super().__init__("invalid_dpop_proof", description, rule=rule)
+
+
+class UseDPoPNonce(OAuthError):
+    """RFC 9449 8: the server requires a nonce; the response carries a fresh DPoP-Nonce."""
+
+    def __init__(self, nonce: str, description: str = "A DPoP nonce is required") -> None:
+        super().__init__("use_dpop_nonce", description, rule="RFC 9449 8", headers={"DPoP-Nonce": nonce})

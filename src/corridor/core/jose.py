@@ -1,0 +1,257 @@
+"""JOSE for FAPI 2.0: the algorithm allow-list, key rules, JWKS handling and JWS
+verification, on joserfc (design.md 5b: always pass ``algorithms=`` explicitly).
+
+FAPI2 5.4.1-1b allows only PS256, ES256 and EdDSA with Ed25519; 5.4.1-2/3 set
+RSA >= 2048 bits and EC >= 224 bits; 5.4.3 says verifiers facing duplicate
+``kid`` values pick the key by ``kty``/``use``/``alg``/``crv`` too.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from functools import lru_cache
+from typing import Any
+
+from joserfc import jwk, jws
+from joserfc.errors import JoseError
+from joserfc.jws import JWSRegistry
+
+from corridor.core.b64 import b64url_decode
+
+#: FAPI2 5.4.1-1b: the only signing algorithms accepted or produced.
+FAPI_ALGORITHMS: tuple[str, ...] = ("PS256", "ES256", "EdDSA")
+
+_KTY_FOR_ALG = {"PS256": "RSA", "ES256": "EC", "EdDSA": "OKP"}
+_CRV_FOR_ALG = {"ES256": "P-256", "EdDSA": "Ed25519"}
+_PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+#: Largest compact JWS we parse at all (an RSA-4096 jwk header fits well inside).
+MAX_JWS_LENGTH = 16_384
+
+
+class JoseFailure(ValueError):
+    """A JWS or key failed a rule; the message is safe to show."""
+
+
+class _Registry(JWSRegistry):
+    # Room for an RSA-4096 ``jwk`` header in DPoP proofs; payloads stay small.
+    max_header_length = 4096
+    max_payload_length = 12_288
+
+
+def registry_for(algorithms: Sequence[str]) -> JWSRegistry:
+    """A registry restricted to ``algorithms``; unknown header names are ignored, never fetched (K8)."""
+    return _Registry(algorithms=list(algorithms), strict_check_header=False)
+
+
+_REGISTRIES: dict[tuple[str, ...], JWSRegistry] = {}
+
+
+def _registry(alg: str) -> JWSRegistry:
+    key = (alg,)
+    reg = _REGISTRIES.get(key)
+    if reg is None:
+        reg = _REGISTRIES[key] = registry_for(key)
+    return reg
+
+
+def check_public_jwk(data: Mapping[str, Any]) -> None:
+    """FAPI2 5.4.1-2/3 and RFC 9449 4.3-7: a public key of an allowed type and size."""
+    if not isinstance(data, Mapping):
+        raise JoseFailure("a JWK must be a JSON object")
+    if _PRIVATE_MEMBERS & set(data):
+        raise JoseFailure("the JWK contains private key material")
+    kty = data.get("kty")
+    if kty == "RSA":
+        n = data.get("n")
+        if not isinstance(n, str):
+            raise JoseFailure("RSA JWK without a modulus")
+        try:
+            bits = int.from_bytes(b64url_decode(n), "big").bit_length()
+        except ValueError as exc:
+            raise JoseFailure("RSA JWK modulus is not base64url") from exc
+        if bits < 2048:
+            raise JoseFailure("RSA keys must be at least 2048 bits (FAPI2 5.4.1-2)")
+    elif kty == "EC":
+        if data.get("crv") != "P-256":
+            raise JoseFailure("EC keys must use P-256 (FAPI2 5.4.1-1b, 5.4.1-3)")
+    elif kty == "OKP":
+        if data.get("crv") != "Ed25519":
+            raise JoseFailure("OKP keys must use Ed25519 (FAPI2 5.4.1-1b)")
+    else:
+        raise JoseFailure("unsupported key type")
+    alg = data.get("alg")
+    if alg is not None and alg not in FAPI_ALGORITHMS:
+        raise JoseFailure(f"key algorithm {alg!r} is not allowed (FAPI2 5.4.1-1b)")
+
+
+def _canonical(data: Mapping[str, Any]) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+@lru_cache(maxsize=4096)
+def _import_public(canonical: str) -> jwk.Key:
+    return jwk.import_key(json.loads(canonical))
+
+
+def import_public_jwk(data: Mapping[str, Any]) -> jwk.Key:
+    """Validate and import a public JWK; parsed keys are cached by their JSON."""
+    check_public_jwk(data)
+    try:
+        return _import_public(_canonical(data))
+    except (JoseError, ValueError, TypeError, KeyError) as exc:
+        raise JoseFailure("the JWK cannot be parsed") from exc
+
+
+def jwk_thumbprint(data: Mapping[str, Any]) -> str:
+    """RFC 7638 SHA-256 thumbprint, base64url."""
+    return str(import_public_jwk(data).thumbprint())
+
+
+def check_public_jwks(data: Any) -> list[dict[str, Any]]:
+    """A registered JWKS: ``{"keys": [...]}`` of valid public keys (FAPI2 5.4.1, 5.4.2)."""
+    if not isinstance(data, Mapping) or not isinstance(data.get("keys"), list) or not data["keys"]:
+        raise JoseFailure('a JWKS must be an object with a non-empty "keys" array')
+    keys = []
+    for item in data["keys"]:
+        if not isinstance(item, Mapping):
+            raise JoseFailure("every JWKS entry must be a JSON object")
+        if item.get("use", "sig") != "sig":
+            continue
+        import_public_jwk(item)
+        keys.append(dict(item))
+    if not keys:
+        raise JoseFailure("the JWKS has no signing key")
+    return keys
+
+
+def alg_fits_key(alg: str, key: Mapping[str, Any]) -> bool:
+    """FAPI2 5.4.3: the key's kty/crv/use/alg must fit the JWS algorithm."""
+    if key.get("kty") != _KTY_FOR_ALG.get(alg):
+        return False
+    crv = _CRV_FOR_ALG.get(alg)
+    if crv is not None and key.get("crv") != crv:
+        return False
+    if key.get("use", "sig") != "sig":
+        return False
+    return bool(key.get("alg", alg) == alg)
+
+
+def select_keys(keys: Iterable[Mapping[str, Any]], alg: str, kid: str | None) -> list[Mapping[str, Any]]:
+    """Candidate verification keys for a JWS header (FAPI2 5.4.3 duplicate-kid rule)."""
+    return [k for k in keys if (kid is None or k.get("kid") == kid) and alg_fits_key(alg, k)]
+
+
+def read_header(token: str) -> dict[str, Any]:
+    """Parse the protected header of a compact JWS without trusting it (RFC 7515 7.1)."""
+    if not isinstance(token, str) or len(token) > MAX_JWS_LENGTH:
+        raise JoseFailure("the JWS is missing or too long")
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise JoseFailure("not a compact JWS")
+    try:
+        header = json.loads(b64url_decode(parts[0]))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise JoseFailure("the JWS header is not base64url JSON") from exc
+    if not isinstance(header, dict):
+        raise JoseFailure("the JWS header is not a JSON object")
+    alg = header.get("alg")
+    if not isinstance(alg, str):
+        raise JoseFailure("the JWS header has no alg")
+    return header
+
+
+def verify_with_keys(
+    token: str,
+    header: Mapping[str, Any],
+    keys: Sequence[Mapping[str, Any]],
+    algorithms: Sequence[str] = FAPI_ALGORITHMS,
+) -> dict[str, Any]:
+    """Verify a compact JWS against candidate public keys and return its JSON claims.
+
+    ``header`` is the output of :func:`read_header` for this token. Only ``algorithms``
+    (a subset of the FAPI list) are accepted; ``none`` and MACs never are (FAPI2 5.4.1).
+    """
+    alg = header["alg"]
+    if alg not in algorithms or alg not in FAPI_ALGORITHMS:
+        raise JoseFailure(f"alg {alg!r} is not allowed (FAPI2 5.4.1-1b)")
+    kid = header.get("kid")
+    candidates = select_keys(keys, alg, kid if isinstance(kid, str) else None)
+    if not candidates:
+        raise JoseFailure("no registered key fits the JWS header (FAPI2 5.4.3)")
+    for candidate in candidates[:4]:
+        key = import_public_jwk(candidate)
+        try:
+            obj = jws.deserialize_compact(token, key, algorithms=[alg], registry=_registry(alg))
+        except JoseError:
+            continue
+        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            raise JoseFailure("the JWS is malformed") from exc
+        return _claims(obj.payload)
+    raise JoseFailure("the JWS signature is invalid")
+
+
+def _claims(payload: bytes | None) -> dict[str, Any]:
+    try:
+        claims = json.loads(payload or b"")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise JoseFailure("the JWS payload is not JSON") from exc
+    if not isinstance(claims, dict):
+        raise JoseFailure("the JWS payload is not a JSON object")
+    return claims
+
+
+class SigningKey:
+    """A private key this party signs with, parsed once and kept (design.md 5b)."""
+
+    def __init__(self, private_jwk: Mapping[str, Any]) -> None:
+        self.key = jwk.import_key(dict(private_jwk))
+        if not self.key.is_private:
+            raise JoseFailure("a signing key must be private")
+        public = self.key.as_dict(private=False)
+        self.kid: str = str(private_jwk.get("kid") or self.key.thumbprint())
+        self.alg: str = str(private_jwk.get("alg") or _default_alg(public))
+        if self.alg not in FAPI_ALGORITHMS:
+            raise JoseFailure(f"signing alg {self.alg!r} is not allowed")
+        self.public_jwk: dict[str, Any] = {**public, "kid": self.kid, "alg": self.alg, "use": "sig"}
+        check_public_jwk(self.public_jwk)
+        self._registry = registry_for([self.alg])
+
+    @classmethod
+    def generate(cls, alg: str = "ES256") -> SigningKey:
+        if alg == "ES256":
+            key: jwk.Key = jwk.ECKey.generate_key("P-256")
+        elif alg == "PS256":
+            key = jwk.RSAKey.generate_key(2048)
+        elif alg == "EdDSA":
+            key = jwk.OKPKey.generate_key("Ed25519")
+        else:
+            raise JoseFailure(f"cannot generate a key for {alg!r}")
+        data = key.as_dict(private=True)
+        data["kid"] = key.thumbprint()
+        data["alg"] = alg
+        return cls(data)
+
+    def public_jwk_without_meta(self) -> dict[str, Any]:
+        """The bare public JWK, as a DPoP ``jwk`` header carries it."""
+        return dict(self.key.as_dict(private=False))
+
+    def private_jwk(self) -> dict[str, Any]:
+        return {**self.key.as_dict(private=True), "kid": self.kid, "alg": self.alg}
+
+    def thumbprint(self) -> str:
+        return str(self.key.thumbprint())
+
+    def sign(self, claims: Mapping[str, Any], typ: str, extra_header: Mapping[str, Any] | None = None) -> str:
+        """A compact JWS of ``claims`` with an explicit ``typ`` (RFC 8725 3.11)."""
+        header: dict[str, Any] = {"alg": self.alg, "typ": typ, **(extra_header or {})}
+        if "jwk" not in header:
+            header["kid"] = self.kid
+        payload = json.dumps(claims, separators=(",", ":"), ensure_ascii=False)
+        return jws.serialize_compact(
+            header, payload, self.key, algorithms=[self.alg], registry=self._registry
+        )
+
+
+def _default_alg(public: Mapping[str, Any]) -> str:
+    return {"RSA": "PS256", "EC": "ES256", "OKP": "EdDSA"}.get(str(public.get("kty")), "")

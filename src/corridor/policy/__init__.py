@@ -1,0 +1,1 @@
+"""Binding tokens to decisions: authorization_details types and their validation."""

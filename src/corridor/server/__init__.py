@@ -1,0 +1,1 @@
+"""The authorization server: ASGI app factory, endpoints as pipelines of named checks."""

@@ -1,0 +1,404 @@
+"""The authorization endpoint and its login and consent pages.
+
+FAPI2 5.3.2.2-3: only pushed requests (``client_id`` + ``request_uri``).
+FAPI2 5.3.2.2-7: ``iss`` on every authorization response, success or error.
+FAPI2 5.3.2.2-10/11: 303 after every form POST. RFC 9126 Note 3: the request_uri is
+consumed when the authorization completes, not when the page loads.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import Any
+from urllib.parse import urlsplit
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from corridor.audit.log import Evidence
+from corridor.core.errors import OAuthError
+from corridor.core.randomness import new_id, new_secret_token, token_hash
+from corridor.server.authority import AuthorizationServer
+from corridor.server.forms import Form, query_form, read_form
+from corridor.server.pages import error_page, render
+from corridor.server.par import REQUEST_URI_PREFIX
+from corridor.server.responses import authorization_response, redirect_303
+from corridor.store.sql import Row, Store
+
+SESSION_COOKIE = "__Host-corridor-session"
+_hasher = PasswordHasher()
+_DUMMY_HASH = _hasher.hash(new_secret_token())
+
+
+def _cookie(name: str, value: str, max_age: int) -> str:
+    return f"{name}={value}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={max_age}"
+
+
+def _interaction_cookie(interaction_id: str) -> str:
+    return f"__Host-ia-{interaction_id}"
+
+
+class Refusal(Exception):
+    """Ends a browser request with an error page or an error redirect."""
+
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+class AuthorizationPages:
+    def __init__(self, server: AuthorizationServer) -> None:
+        self.server = server
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _evidence(self, pushed: Row | None = None) -> Evidence:
+        evidence = Evidence(issuer=self.server.settings.issuer, request_id=new_id())
+        if pushed is not None:
+            params = json.loads(pushed["parameters"])
+            evidence.client_id = pushed["client_id"]
+            evidence.redirect_uri = params.get("redirect_uri")
+            evidence.scope = params.get("scope")
+            evidence.authorization_details = params.get("authorization_details")
+            evidence.resource = params.get("resources") or None
+            if pushed["dpop_jkt"]:
+                evidence.sender_constraint, evidence.key_thumbprint = "dpop", pushed["dpop_jkt"]
+        return evidence
+
+    def _refuse_page(
+        self, evidence: Evidence, event: str, error: str, description: str, rule: str
+    ) -> Refusal:
+        self.server.audit.append(evidence, event, "refused", self.server.now(), rule=rule, error=error)
+        return Refusal(error_page(error, description))
+
+    def _refuse_redirect(
+        self,
+        evidence: Evidence,
+        pushed_params: dict[str, Any],
+        error: str,
+        description: str,
+        rule: str,
+        event: str = "authorize",
+    ) -> Refusal:
+        """RFC 6749 4.1.2.1 + RFC 9207: an error redirect, only to a pushed, verified redirect_uri."""
+        self.server.audit.append(evidence, event, "refused", self.server.now(), rule=rule, error=error)
+        params = {"error": error, "error_description": description}
+        if "state" in pushed_params:
+            params["state"] = pushed_params["state"]
+        params["iss"] = self.server.settings.issuer
+        return Refusal(authorization_response(pushed_params["redirect_uri"], params))
+
+    # -- GET /authorize -------------------------------------------------------------------
+
+    def authorize(self, query: Form) -> Response:
+        server, now = self.server, self.server.now()
+        evidence = self._evidence()
+        client_id, request_uri = query.get("client_id"), query.get("request_uri")
+        evidence.client_id = client_id
+        if not request_uri:
+            raise self._refuse_page(
+                evidence,
+                "authorize",
+                "invalid_request",
+                "Authorization requests must be pushed first (PAR).",
+                "FAPI2 5.3.2.2-3",
+            )
+        if not client_id or server.clients.get(client_id) is None:
+            raise self._refuse_page(evidence, "authorize", "invalid_request", "Unknown client.", "RFC 9126 4")
+        pushed = None
+        if request_uri.startswith(REQUEST_URI_PREFIX):
+            pushed = server.store.get_pushed_request(token_hash(request_uri[len(REQUEST_URI_PREFIX) :]))
+        if pushed is None or pushed["client_id"] != client_id:
+            raise self._refuse_page(
+                evidence, "authorize", "invalid_request_uri", "The request_uri is unknown.", "RFC 9126 4"
+            )
+        evidence = self._evidence(pushed)
+        if pushed["consumed_at"] is not None:
+            raise self._refuse_page(
+                evidence,
+                "authorize",
+                "invalid_request_uri",
+                "The request_uri was already used.",
+                "FAPI2 5.3.2.2-12",
+            )
+        if now >= pushed["expires_at"]:
+            raise self._refuse_page(
+                evidence,
+                "authorize",
+                "invalid_request_uri",
+                "The request_uri has expired.",
+                "FAPI2 5.3.2.2-12",
+            )
+        params = json.loads(pushed["parameters"])
+        extra = sorted(set(query) - {"client_id", "request_uri"}) + sorted(query.multi)
+        if extra:
+            raise self._refuse_redirect(
+                evidence,
+                params,
+                "invalid_request",
+                "only client_id and request_uri may be sent",
+                "FAPI2 5.3.2.2-3",
+            )
+        if "none" in params.get("prompt", "").split():
+            raise self._refuse_redirect(
+                evidence,
+                params,
+                "consent_required",
+                "this server always asks for consent",
+                "OIDC Core 3.1.2.6",
+            )
+        interaction_id, secret, csrf = new_id(), new_secret_token(), new_secret_token()
+        lifetime = server.settings.interaction_lifetime
+        server.store.save_interaction(
+            interaction_id, token_hash(secret), pushed["ref_hash"], csrf, now, now + lifetime
+        )
+        return redirect_303(
+            f"/interaction/{interaction_id}",
+            headers={"Set-Cookie": _cookie(_interaction_cookie(interaction_id), secret, lifetime)},
+        )
+
+    # -- the interaction -------------------------------------------------------------------
+
+    def _load(self, request: Request, interaction_id: str) -> tuple[Row, Row, dict[str, Any]]:
+        server, now = self.server, self.server.now()
+        interaction = server.store.get_interaction(interaction_id) if len(interaction_id) == 32 else None
+        secret = request.cookies.get(_interaction_cookie(interaction_id), "")
+        if (
+            interaction is None
+            or now >= interaction["expires_at"]
+            or not hmac.compare_digest(token_hash(secret), interaction["secret_hash"])
+        ):
+            raise self._refuse_page(
+                self._evidence(),
+                "interaction",
+                "invalid_request",
+                "This sign-in page has expired or belongs to another browser.",
+                "RFC 9700 4.4",
+            )
+        pushed = server.store.get_pushed_request(interaction["ref_hash"])
+        assert pushed is not None
+        if pushed["consumed_at"] is not None:
+            raise self._refuse_page(
+                self._evidence(pushed),
+                "interaction",
+                "invalid_request_uri",
+                "This authorization request was already completed.",
+                "FAPI2 5.3.2.2-12",
+            )
+        return interaction, pushed, json.loads(pushed["parameters"])
+
+    def _session(self, request: Request, interaction: Row, params: dict[str, Any]) -> Row | None:
+        now = self.server.now()
+        value = request.cookies.get(SESSION_COOKIE)
+        session = self.server.store.get_browser_session(token_hash(value)) if value else None
+        if session is None or now >= session["expires_at"]:
+            return None
+        if "login" in params.get("prompt", "").split() and session["auth_time"] < interaction["created_at"]:
+            return None
+        max_age = params.get("max_age")
+        if max_age is not None and now - session["auth_time"] > int(max_age):
+            return None
+        return session
+
+    def _check_csrf(self, form: Form, interaction: Row, pushed: Row) -> None:
+        if not hmac.compare_digest(form.get("csrf", "").encode(), interaction["csrf"].encode()):
+            raise self._refuse_page(
+                self._evidence(pushed),
+                "interaction",
+                "invalid_request",
+                "The form has expired; start again.",
+                "CSRF",
+            )
+
+    def show(self, request: Request, interaction_id: str) -> Response:
+        interaction, pushed, params = self._load(request, interaction_id)
+        session = self._session(request, interaction, params)
+        client = self.server.clients.get(pushed["client_id"])
+        assert client is not None
+        if session is None:
+            return render(
+                "login.html",
+                client_name=client.name,
+                csrf=interaction["csrf"],
+                action=f"/interaction/{interaction_id}/login",
+                error=None,
+            )
+        return self._consent_page(interaction_id, interaction, pushed, params, session)
+
+    def _consent_page(
+        self, interaction_id: str, interaction: Row, pushed: Row, params: dict[str, Any], session: Row
+    ) -> Response:
+        server = self.server
+        client = server.clients.get(pushed["client_id"])
+        user = server.store.get_user(session["user_id"])
+        assert client is not None and user is not None
+        words = server.settings.scopes
+        redirect = urlsplit(params["redirect_uri"])
+        details = params.get("authorization_details") or []
+        jkt = pushed["dpop_jkt"]
+        return render(
+            "consent.html",
+            form_targets=(f"{redirect.scheme}://{redirect.netloc}",),
+            client_name=client.name,
+            client_id=client.client_id,
+            username=user["username"],
+            redirect_host=redirect.netloc,
+            scopes=[{"name": s, "words": words.get(s, s)} for s in params.get("scope", "").split()],
+            details=[
+                {"type": d.get("type"), "json": json.dumps(d, indent=2, sort_keys=True)} for d in details
+            ],
+            resources=params.get("resources") or [server.default_audience()],
+            sender_constraint=f"DPoP key {jkt}"
+            if jkt
+            else "a DPoP key the application proves at the token step",
+            csrf=interaction["csrf"],
+            action=f"/interaction/{interaction_id}/consent",
+        )
+
+    def login(self, request: Request, interaction_id: str, form: Form) -> Response:
+        server, now = self.server, self.server.now()
+        interaction, pushed, _ = self._load(request, interaction_id)
+        self._check_csrf(form, interaction, pushed)
+        evidence = self._evidence(pushed)
+        username, password = form.get("username", ""), form.get("password", "")
+        user = server.store.get_user_by_name(username) if 0 < len(username) <= 255 else None
+        try:
+            _hasher.verify(user["password_hash"] if user else _DUMMY_HASH, password)
+            ok = user is not None
+        except (VerificationError, InvalidHashError):
+            ok = False
+        if not ok:
+            server.audit.append(evidence, "login", "refused", now, rule="credentials", error="access_denied")
+            client = server.clients.get(pushed["client_id"])
+            return render(
+                "login.html",
+                status=400,
+                client_name=client.name if client else "",
+                csrf=interaction["csrf"],
+                action=f"/interaction/{interaction_id}/login",
+                error="Wrong user name or password.",
+            )
+        assert user is not None
+        secret = new_secret_token()
+        lifetime = server.settings.session_lifetime
+        server.store.save_browser_session(token_hash(secret), user["id"], now, "password", now + lifetime)
+        evidence.user_id = user["id"]
+        evidence.detail = {"acr": "password"}
+        server.audit.append(evidence, "login", "succeeded", now)
+        # FAPI2 5.3.2.2-10: 303 after a POST carrying credentials, never 307.
+        return redirect_303(
+            f"/interaction/{interaction_id}",
+            headers={"Set-Cookie": _cookie(SESSION_COOKIE, secret, lifetime)},
+        )
+
+    def consent(self, request: Request, interaction_id: str, form: Form) -> Response:
+        server, now = self.server, self.server.now()
+        interaction, pushed, params = self._load(request, interaction_id)
+        self._check_csrf(form, interaction, pushed)
+        evidence = self._evidence(pushed)
+        session = self._session(request, interaction, params)
+        if session is None:
+            return redirect_303(f"/interaction/{interaction_id}")
+        evidence.user_id = session["user_id"]
+        decision = form.get("decision")
+        if decision not in ("approve", "deny"):
+            raise self._refuse_page(
+                evidence, "consent", "invalid_request", "Choose Approve or Deny.", "consent"
+            )
+        clear = {"Set-Cookie": _cookie(_interaction_cookie(interaction_id), "", 0)}
+        reply: dict[str, str]
+        with server.store.write() as conn:
+            if not Store.consume_pushed_request(conn, pushed["ref_hash"], now):
+                raise self._refuse_page(
+                    evidence,
+                    "consent",
+                    "invalid_request_uri",
+                    "This authorization request was already completed.",
+                    "FAPI2 5.3.2.2-12",
+                )
+            if decision == "deny":
+                server.audit.append(evidence, "consent", "denied", now, conn=conn)
+                reply = {"error": "access_denied", "error_description": "the user denied the request"}
+            else:
+                reply = {"code": self._issue_code(conn, evidence, pushed, params, session, now)}
+        if "state" in params:
+            reply["state"] = params["state"]
+        reply["iss"] = server.settings.issuer  # RFC 9207 2
+        response = authorization_response(params["redirect_uri"], reply)
+        response.headers.update(clear)
+        return response
+
+    def _issue_code(
+        self, conn: Any, evidence: Evidence, pushed: Row, params: dict[str, Any], session: Row, now: float
+    ) -> str:
+        server = self.server
+        grant_id, code = new_id(), new_secret_token()
+        Store.insert_grant(
+            conn,
+            id=grant_id,
+            client_id=pushed["client_id"],
+            user_id=session["user_id"],
+            scope=params.get("scope", ""),
+            authorization_details=json.dumps(params["authorization_details"])
+            if params.get("authorization_details")
+            else None,
+            resources=json.dumps(params.get("resources") or []),
+            auth_time=session["auth_time"],
+            acr=session["acr"],
+            created_at=now,
+            expires_at=now + server.settings.grant_lifetime,
+        )
+        Store.insert_code(
+            conn,
+            code_hash=token_hash(code),
+            grant_id=grant_id,
+            client_id=pushed["client_id"],
+            redirect_uri=params["redirect_uri"],
+            code_challenge=params["code_challenge"],
+            dpop_jkt=pushed["dpop_jkt"],
+            nonce=params.get("nonce"),
+            created_at=now,
+            expires_at=now + server.settings.code_lifetime,
+        )
+        evidence.grant_id = grant_id
+        server.audit.append(evidence, "consent", "granted", now, conn=conn)
+        server.audit.append(evidence, "code", "issued", now, conn=conn)
+        return code
+
+    # -- ASGI entry points -----------------------------------------------------------------
+
+    async def get_authorize(self, request: Request) -> Response:
+        try:
+            query = query_form(request)
+        except OAuthError as error:
+            return error_page(error.error, error.description)
+        return await run_in_threadpool(self._guard, lambda: self.authorize(query))
+
+    async def get_interaction(self, request: Request) -> Response:
+        interaction_id = request.path_params["interaction_id"]
+        return await run_in_threadpool(self._guard, lambda: self.show(request, interaction_id))
+
+    async def post_login(self, request: Request) -> Response:
+        return await self._post(request, self.login)
+
+    async def post_consent(self, request: Request) -> Response:
+        return await self._post(request, self.consent)
+
+    async def _post(self, request: Request, action: Any) -> Response:
+        interaction_id = request.path_params["interaction_id"]
+        try:
+            form = await read_form(request)
+        except OAuthError as error:
+            return error_page(error.error, error.description)
+        return await run_in_threadpool(self._guard, lambda: action(request, interaction_id, form))
+
+    @staticmethod
+    def _guard(call: Any) -> Response:
+        try:
+            response: Response = call()
+        except Refusal as refusal:
+            return refusal.response
+        return response

@@ -1,0 +1,54 @@
+"""Dev mode: on first start, a demo user, a demo client (its private key written to the
+data directory) and the demo resource server, so a new user can try a flow at once."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from argon2 import PasswordHasher
+
+from corridor.core.jose import SigningKey
+from corridor.core.randomness import new_id
+from corridor.server.clients import build_client_metadata
+from corridor.server.settings import Settings
+from corridor.store.sql import Store
+
+DEMO_CLIENT_ID = "demo-client"
+DEMO_USER = "demo"
+DEMO_REDIRECT_URI = "http://127.0.0.1:8765/callback"
+DEMO_RESOURCE = "https://127.0.0.1:8444"
+
+
+@dataclass(frozen=True)
+class DemoFiles:
+    client_key: Path
+    user_password: Path
+
+
+def demo_files(settings: Settings) -> DemoFiles:
+    return DemoFiles(settings.data_dir / "demo-client-key.json", settings.data_dir / "demo-user-password.txt")
+
+
+def ensure_demo(settings: Settings, store: Store, now: float) -> DemoFiles:
+    files = demo_files(settings)
+    if store.list_resource_servers() == []:
+        store.add_resource_server(DEMO_RESOURCE, "Demo payments API", ["accounts", "payments"], None, now)
+    if store.get_user_by_name(DEMO_USER) is None:
+        password = secrets.token_urlsafe(12)
+        store.add_user(new_id(), DEMO_USER, PasswordHasher().hash(password), now)
+        files.user_password.write_text(password + "\n")
+        files.user_password.chmod(0o600)
+    if store.get_client(DEMO_CLIENT_ID) is None:
+        key = SigningKey.generate("ES256")
+        meta = build_client_metadata(
+            redirect_uris=[DEMO_REDIRECT_URI],
+            jwks={"keys": [key.public_jwk]},
+            scope="openid profile offline_access accounts payments",
+        )
+        store.add_client(DEMO_CLIENT_ID, "Corridor demo client", meta, now)
+        files.client_key.write_text(json.dumps(key.private_jwk(), indent=2) + "\n")
+        files.client_key.chmod(0o600)
+    return files

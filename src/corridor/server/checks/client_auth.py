@@ -1,0 +1,102 @@
+"""Client authentication at PAR, token, introspection and revocation.
+
+FAPI2 5.3.2.1-6: only ``private_key_jwt`` (OIDC Core 9) here; mTLS comes with issue 3.
+FAPI2 5.3.2.1-8: the assertion ``aud`` is the issuer identifier, as a string, only.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from corridor.core.b64 import b64url_decode
+from corridor.core.errors import InvalidClient
+from corridor.core.jose import FAPI_ALGORITHMS, JoseFailure, read_header, verify_with_keys
+from corridor.core.randomness import token_hash
+from corridor.server.authority import Exchange
+
+JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+#: RFC 8725 3.11: explicit types we accept for a client assertion (absent is tolerated).
+ASSERTION_TYPES = (None, "JWT", "client-authentication+jwt")
+
+
+def _unverified_claims(token: str) -> dict[str, Any]:
+    try:
+        claims = json.loads(b64url_decode(token.split(".")[1]))
+    except (ValueError, IndexError, UnicodeDecodeError) as exc:
+        raise InvalidClient("the client assertion payload is not JSON", rule="RFC 7523 3") from exc
+    if not isinstance(claims, dict):
+        raise InvalidClient("the client assertion payload is not a JSON object", rule="RFC 7523 3")
+    return claims
+
+
+def authenticate_client(ex: Exchange) -> None:
+    """FAPI2 5.3.2.1-3/6, 5.3.2.1-8, 5.3.2.1-13, OIDC Core 9: private_key_jwt, strictly."""
+    form, settings = ex.form, ex.server.settings
+    authorization = ex.headers.get("authorization", "")
+    if authorization.lower().startswith("basic ") or "client_secret" in form:
+        raise InvalidClient("client secrets are not accepted; use private_key_jwt", rule="FAPI2 5.3.2.1-6")
+    assertion_type = form.get("client_assertion_type")
+    assertion = form.get("client_assertion")
+    if assertion_type is None and assertion is None:
+        raise InvalidClient("client authentication is required", rule="FAPI2 5.3.2.1-3")
+    if assertion_type != JWT_BEARER or not assertion:
+        raise InvalidClient(
+            "client_assertion_type must be jwt-bearer with a client_assertion", rule="RFC 7523 2.2"
+        )
+    try:
+        header = read_header(assertion)
+    except JoseFailure as exc:
+        raise InvalidClient(f"the client assertion is malformed: {exc}", rule="RFC 7523 3") from exc
+    if header["alg"] not in FAPI_ALGORITHMS:
+        raise InvalidClient("the client assertion alg is not allowed", rule="FAPI2 5.4.1-1b")
+    if header.get("typ") not in ASSERTION_TYPES:
+        raise InvalidClient("the client assertion has the wrong typ", rule="RFC 8725 3.11")
+    unverified = _unverified_claims(assertion)
+    client_id = unverified.get("iss")
+    if not isinstance(client_id, str) or not client_id:
+        raise InvalidClient("the client assertion has no iss", rule="OIDC Core 9")
+    if "client_id" in form and form["client_id"] != client_id:
+        raise InvalidClient("client_id does not match the assertion issuer", rule="RFC 7521 4.2")
+    ex.evidence.client_id = client_id
+    client = ex.server.clients.get(client_id)
+    if client is None or client.token_endpoint_auth_method != "private_key_jwt":
+        raise InvalidClient("unknown client or wrong authentication method", rule="FAPI2 5.3.2.1-6")
+    try:
+        keys = ex.server.clients.keys(client)
+        try:
+            claims = verify_with_keys(assertion, header, keys)
+        except JoseFailure:
+            if client.jwks_uri is None:
+                raise
+            claims = verify_with_keys(assertion, header, ex.server.clients.keys(client, refresh=True))
+    except JoseFailure as exc:
+        raise InvalidClient(f"the client assertion is not valid: {exc}", rule="OIDC Core 9") from exc
+    if claims.get("iss") != client_id or claims.get("sub") != client_id:
+        raise InvalidClient("iss and sub must both be the client_id", rule="OIDC Core 9")
+    aud = claims.get("aud")
+    if not isinstance(aud, str) or aud != settings.issuer:
+        raise InvalidClient("aud must be the issuer identifier, as a string", rule="FAPI2 5.3.2.1-8")
+    now = ex.now
+    exp = claims.get("exp")
+    if not _is_number(exp):
+        raise InvalidClient("the client assertion has no exp", rule="OIDC Core 9")
+    assert isinstance(exp, int | float)
+    if exp <= now:
+        raise InvalidClient("the client assertion has expired", rule="OIDC Core 9")
+    if exp > now + settings.max_assertion_lifetime:
+        raise InvalidClient("the client assertion lives too long", rule="RFC 7523 3")
+    for claim in ("iat", "nbf"):
+        value = claims.get(claim)
+        if value is not None and (not _is_number(value) or value > now + settings.max_clock_skew):
+            raise InvalidClient(f"the client assertion {claim} is in the future", rule="FAPI2 5.3.2.1-13")
+    jti = claims.get("jti")
+    if not isinstance(jti, str) or not jti or len(jti) > 256:
+        raise InvalidClient("the client assertion needs a jti", rule="OIDC Core 9")
+    if not ex.server.store.remember_once("a:" + token_hash(f"{client_id}\x00{jti}"), exp + 1, now):
+        raise InvalidClient("the client assertion was already used", rule="OIDC Core 9, RFC 7523 3")
+    ex.client = client
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)

@@ -1,0 +1,63 @@
+"""DPoP at the authorization server (RFC 9449 4.3, 5, 8, 10.1)."""
+
+from __future__ import annotations
+
+import re
+
+from corridor.core.dpop import verify_proof
+from corridor.core.errors import InvalidDPoPProof, OAuthError, UseDPoPNonce
+from corridor.core.randomness import token_hash
+from corridor.server.authority import Exchange
+
+_JKT = re.compile(r"^[A-Za-z0-9_-]{43}$")
+
+
+def check_dpop_proof(ex: Exchange) -> None:
+    """RFC 9449 4.3 (D1-D12): verify a DPoP header if one is sent; nonce, then jti replay."""
+    values = ex.headers.getlist("dpop")
+    if not values:
+        return
+    settings = ex.server.settings
+    proof = verify_proof(
+        values,
+        method=ex.method,
+        url=ex.endpoint_url,
+        now=ex.now,
+        max_future=settings.max_clock_skew,
+        max_past=settings.dpop_max_age,
+    )
+    nonces = ex.server.nonces
+    assert nonces is not None
+    if settings.dpop_nonce_required and (proof.nonce is None or not nonces.is_valid(proof.nonce)):
+        raise UseDPoPNonce(nonces.current())
+    expires = proof.iat + settings.dpop_max_age + settings.max_clock_skew
+    if not ex.server.store.remember_once("d:" + token_hash(f"{proof.jkt}\x00{proof.jti}"), expires, ex.now):
+        raise InvalidDPoPProof("the DPoP proof was already used", rule="RFC 9449 11.1")
+    ex.dpop = proof
+    ex.evidence.sender_constraint = "dpop"
+    ex.evidence.key_thumbprint = proof.jkt
+
+
+def bind_dpop_key(ex: Exchange) -> None:
+    """RFC 9449 10.1, FAPI2 5.3.2.1-12: bind the code to ``dpop_jkt`` and/or the PAR proof's key."""
+    jkt = ex.form.get("dpop_jkt")
+    if jkt is not None and not _JKT.match(jkt):
+        raise OAuthError("invalid_request", "dpop_jkt must be a SHA-256 JWK thumbprint", rule="RFC 9449 10")
+    if ex.dpop is not None:
+        if jkt is not None and jkt != ex.dpop.jkt:
+            raise InvalidDPoPProof("dpop_jkt does not match the DPoP proof key", rule="RFC 9449 10.1")
+        jkt = ex.dpop.jkt
+    ex.state["dpop_jkt"] = jkt
+    if jkt is not None:
+        ex.evidence.sender_constraint = "dpop"
+        ex.evidence.key_thumbprint = jkt
+
+
+def require_sender_constraint(ex: Exchange) -> None:
+    """FAPI2 5.3.2.1-4/5, RFC 9449 5.2 (D19): only sender-constrained tokens; never a bearer token."""
+    if ex.client is not None and ex.client.sender_constraint == "dpop" and ex.dpop is None:
+        raise OAuthError(
+            "invalid_dpop_proof",
+            "a DPoP proof is required for this client",
+            rule="FAPI2 5.3.2.1-4, RFC 9449 5.2",
+        )

@@ -1,0 +1,188 @@
+"""Registered clients: metadata validation (RFC 7591 2, FAPI2 5.3.2.1) and key lookup."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from corridor.core.clock import Clock
+from corridor.core.jose import JoseFailure, check_public_jwks
+from corridor.store.sql import Row, Store
+
+#: FAPI2 5.3.2.1-6: the only client authentication methods (mTLS ones come with issue 3).
+AUTH_METHODS = ("private_key_jwt",)
+SENDER_CONSTRAINTS = ("dpop",)
+
+
+class ClientMetadataError(ValueError):
+    """RFC 7591 3.2.2 ``invalid_client_metadata`` / ``invalid_redirect_uri``."""
+
+    def __init__(self, message: str, error: str = "invalid_client_metadata") -> None:
+        super().__init__(message)
+        self.error = error
+
+
+@dataclass(frozen=True)
+class ClientRecord:
+    client_id: str
+    name: str
+    redirect_uris: tuple[str, ...]
+    scope: frozenset[str]
+    token_endpoint_auth_method: str = "private_key_jwt"
+    sender_constraint: str = "dpop"
+    jwks: Mapping[str, Any] | None = None
+    jwks_uri: str | None = None
+    resources: tuple[str, ...] = ()
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_row(cls, row: Row) -> ClientRecord:
+        meta = json.loads(row["metadata"])
+        return cls(
+            client_id=row["client_id"],
+            name=row["name"],
+            redirect_uris=tuple(meta["redirect_uris"]),
+            scope=frozenset(meta.get("scope", "").split()),
+            token_endpoint_auth_method=meta["token_endpoint_auth_method"],
+            sender_constraint="dpop" if meta.get("dpop_bound_access_tokens") else "mtls",
+            jwks=meta.get("jwks"),
+            jwks_uri=meta.get("jwks_uri"),
+            resources=tuple(meta.get("resources", ())),
+            metadata=meta,
+        )
+
+
+def is_loopback_http(uri: str) -> bool:
+    """RFC 8252 7.3: http is allowed only for loopback IP redirect URIs of native apps."""
+    parts = urlsplit(uri)
+    if parts.scheme != "http" or not parts.hostname:
+        return False
+    try:
+        return ipaddress.ip_address(parts.hostname).is_loopback
+    except ValueError:
+        return False
+
+
+def check_redirect_uri(uri: str) -> None:
+    """FAPI2 5.3.2.2-8, RFC 6749 3.1.2: absolute https (or loopback http), no fragment."""
+    if not isinstance(uri, str) or len(uri) > 2000:
+        raise ClientMetadataError(
+            "redirect URIs must be strings of at most 2000 characters", "invalid_redirect_uri"
+        )
+    try:
+        parts = urlsplit(uri)
+    except ValueError as exc:
+        raise ClientMetadataError(f"not a URI: {uri!r}", "invalid_redirect_uri") from exc
+    if parts.fragment or "#" in uri:
+        raise ClientMetadataError(
+            "redirect URIs must not have a fragment (RFC 6749 3.1.2)", "invalid_redirect_uri"
+        )
+    if parts.scheme == "https" and parts.hostname:
+        return
+    if is_loopback_http(uri):
+        return
+    raise ClientMetadataError(
+        f"redirect URI {uri!r} must use https (or http on a loopback IP) (FAPI2 5.3.2.2-8)",
+        "invalid_redirect_uri",
+    )
+
+
+def build_client_metadata(
+    *,
+    redirect_uris: Sequence[str],
+    jwks: Any = None,
+    jwks_uri: str | None = None,
+    scope: str = "",
+    token_endpoint_auth_method: str = "private_key_jwt",
+    sender_constraint: str = "dpop",
+    resources: Sequence[str] = (),
+    known_scopes: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Validate registration input and return the stored metadata (RFC 7591 2)."""
+    if token_endpoint_auth_method not in AUTH_METHODS:
+        raise ClientMetadataError(
+            f"token_endpoint_auth_method {token_endpoint_auth_method!r} is not allowed; "
+            f"use one of {', '.join(AUTH_METHODS)} (FAPI2 5.3.2.1-3, 5.3.2.1-6)"
+        )
+    if sender_constraint not in SENDER_CONSTRAINTS:
+        raise ClientMetadataError(f"sender constraint must be one of {', '.join(SENDER_CONSTRAINTS)}")
+    if not redirect_uris:
+        raise ClientMetadataError("at least one redirect URI is required", "invalid_redirect_uri")
+    for uri in redirect_uris:
+        check_redirect_uri(uri)
+    if (jwks is None) == (jwks_uri is None):
+        raise ClientMetadataError("give exactly one of jwks and jwks_uri (RFC 7591 2)")
+    meta: dict[str, Any] = {
+        "redirect_uris": list(dict.fromkeys(redirect_uris)),
+        "token_endpoint_auth_method": token_endpoint_auth_method,
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+        "dpop_bound_access_tokens": sender_constraint == "dpop",
+    }
+    if jwks is not None:
+        try:
+            meta["jwks"] = {"keys": check_public_jwks(jwks)}
+        except JoseFailure as exc:
+            raise ClientMetadataError(f"jwks: {exc}") from exc
+    else:
+        assert jwks_uri is not None
+        if not jwks_uri.startswith("https://"):
+            raise ClientMetadataError("jwks_uri must be an https URL (FAPI2 5.4.2)")
+        meta["jwks_uri"] = jwks_uri
+    scopes = scope.split()
+    unknown = [s for s in scopes if known_scopes and s not in known_scopes]
+    if unknown:
+        raise ClientMetadataError(f"unknown scope(s): {' '.join(unknown)}")
+    meta["scope"] = " ".join(dict.fromkeys(scopes))
+    for resource in resources:
+        if not resource.startswith("https://") or "#" in resource:
+            raise ClientMetadataError("resource identifiers must be https URLs without fragment (RFC 8707 2)")
+    meta["resources"] = list(resources)
+    return meta
+
+
+class ClientRegistry:
+    """Client lookups with cached records and cached remote JWKS (design.md: cache, never own)."""
+
+    def __init__(
+        self, store: Store, clock: Clock, http: httpx.Client, jwks_cache_seconds: float = 300
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.http = http
+        self.jwks_cache_seconds = jwks_cache_seconds
+        self._remote: dict[str, tuple[float, list[dict[str, Any]]]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, client_id: str) -> ClientRecord | None:
+        row = self.store.get_client(client_id)
+        return ClientRecord.from_row(row) if row is not None else None
+
+    def keys(self, client: ClientRecord, refresh: bool = False) -> list[dict[str, Any]]:
+        """The client's public signing keys: registered ``jwks`` or fetched ``jwks_uri`` (FAPI2 5.4.2)."""
+        if client.jwks is not None:
+            return list(client.jwks["keys"])
+        assert client.jwks_uri is not None
+        now = self.clock.now()
+        with self._lock:
+            cached = self._remote.get(client.jwks_uri)
+        if cached and not refresh and cached[0] > now:
+            return cached[1]
+        if cached and refresh and cached[0] - self.jwks_cache_seconds + 30 > now:
+            return cached[1]  # refetch at most every 30 s on an unknown kid
+        try:
+            response = self.http.get(client.jwks_uri, headers={"Accept": "application/json"})
+            response.raise_for_status()
+            keys = check_public_jwks(response.json())
+        except (httpx.HTTPError, ValueError) as exc:
+            raise JoseFailure("the client's jwks_uri could not be fetched over TLS") from exc
+        with self._lock:
+            self._remote[client.jwks_uri] = (now + self.jwks_cache_seconds, keys)
+        return keys

@@ -1,0 +1,46 @@
+"""Metadata (RFC 8414, OIDC Discovery; FAPI2 5.3.2.1-1) and the JWKS (RFC 7517)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from corridor.core.jose import FAPI_ALGORITHMS
+from corridor.server.authority import AuthorizationServer
+
+
+def server_metadata(server: AuthorizationServer) -> dict[str, Any]:
+    e, s = server.endpoints, server.settings
+    algs = list(FAPI_ALGORITHMS)
+    return {
+        "issuer": s.issuer,
+        "authorization_endpoint": e.authorization,
+        "pushed_authorization_request_endpoint": e.par,
+        "require_pushed_authorization_requests": True,
+        "token_endpoint": e.token,
+        "introspection_endpoint": e.introspection,
+        "revocation_endpoint": e.revocation,
+        "userinfo_endpoint": e.userinfo,
+        "jwks_uri": e.jwks,
+        "scopes_supported": list(s.scopes),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "subject_types_supported": ["public"],
+        "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": True,
+        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": algs,
+        "introspection_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "introspection_endpoint_auth_signing_alg_values_supported": algs,
+        "revocation_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "revocation_endpoint_auth_signing_alg_values_supported": algs,
+        "id_token_signing_alg_values_supported": [s.signing_alg],
+        "dpop_signing_alg_values_supported": algs,
+        "authorization_details_types_supported": list(s.authorization_details_types),
+        "acr_values_supported": list(s.acr_levels),
+        "claims_parameter_supported": False,
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": True,
+        "prompt_values_supported": ["none", "login", "consent"],
+        "claims_supported": ["sub", "preferred_username", "acr", "auth_time"],
+    }

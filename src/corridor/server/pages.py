@@ -1,0 +1,39 @@
+"""Server-rendered pages (Jinja2): strict CSP with a per-response style nonce,
+anti-framing headers, no caching (FAPI2 5.2.3, design.md 3)."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.responses import HTMLResponse
+
+from corridor.server.responses import NO_STORE
+
+_env = Environment(
+    loader=PackageLoader("corridor.server", "templates"),
+    autoescape=select_autoescape(["html"]),
+    auto_reload=False,
+)
+
+
+def render(
+    template: str, status: int = 200, form_targets: tuple[str, ...] = (), **context: Any
+) -> HTMLResponse:
+    """A page whose forms may post only to this origin and, after a decision, redirect only
+    to ``form_targets`` (CSP form-action also governs the redirect that follows a POST)."""
+    nonce = secrets.token_urlsafe(16)
+    html = _env.get_template(template).render(style_nonce=nonce, **context)
+    form_action = " ".join(("'self'", *form_targets))
+    csp = (
+        f"default-src 'none'; style-src 'nonce-{nonce}'; form-action {form_action}; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    )
+    headers = {**NO_STORE, "Content-Security-Policy": csp, "X-Frame-Options": "DENY"}
+    return HTMLResponse(html, status_code=status, headers=headers)
+
+
+def error_page(error: str, description: str, status: int = 400) -> HTMLResponse:
+    """The safe error page used whenever no redirect target is trusted (RFC 9700 4.11)."""
+    return render("error.html", status=status, error=error, description=description)

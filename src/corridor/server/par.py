@@ -1,0 +1,72 @@
+"""The pushed authorization request endpoint (RFC 9126, FAPI2 5.3.2.2-2)."""
+
+from __future__ import annotations
+
+from starlette.responses import Response
+
+from corridor.core.randomness import new_secret_token, token_hash
+from corridor.server.authority import Exchange
+from corridor.server.checks import run
+from corridor.server.checks.client_auth import authenticate_client
+from corridor.server.checks.dpop import bind_dpop_key, check_dpop_proof
+from corridor.server.checks.par import (
+    check_authentication_request,
+    check_authorization_details,
+    check_resource,
+    check_scope,
+    check_state_and_nonce,
+    reject_request_object,
+    reject_request_uri_parameter,
+    require_pkce_s256,
+    require_redirect_uri,
+    require_response_type_code,
+    require_something_to_authorize,
+)
+from corridor.server.responses import json_response
+
+REQUEST_URI_PREFIX = "urn:ietf:params:oauth:request_uri:"
+
+PUSHED_AUTHORIZATION = (
+    check_dpop_proof,  # RFC 9449 4.3, 8 (before the assertion, so a nonce retry costs no jti)
+    authenticate_client,  # FAPI2 5.3.2.1-6, 5.3.2.2-4
+    reject_request_uri_parameter,  # RFC 9126 2.1
+    reject_request_object,
+    require_response_type_code,  # FAPI2 5.3.2.2-1
+    require_redirect_uri,  # FAPI2 5.3.2.2-6, -8
+    require_pkce_s256,  # FAPI2 5.3.2.2-5
+    check_scope,  # RFC 6749 3.3
+    check_state_and_nonce,  # FAPI2 5.3.2.2-14
+    check_authentication_request,  # OIDC Core 3.1.2.1
+    check_resource,  # RFC 8707 2
+    check_authorization_details,  # RFC 9396 5
+    require_something_to_authorize,
+    bind_dpop_key,  # RFC 9449 10.1, FAPI2 5.3.2.1-12
+)
+
+#: The pushed parameters kept for the authorization endpoint.
+KEPT = ("redirect_uri", "state", "nonce", "code_challenge", "max_age", "acr_values", "prompt")
+
+
+def pushed_authorization(ex: Exchange) -> Response:
+    run(PUSHED_AUTHORIZATION, ex)
+    assert ex.client is not None
+    server = ex.server
+    reference = new_secret_token()
+    parameters = {name: ex.form[name] for name in KEPT if name in ex.form}
+    parameters.update(
+        scope=ex.state["scope"],
+        resources=ex.state["resources"],
+        authorization_details=ex.state["authorization_details"],
+    )
+    lifetime = server.settings.par_lifetime
+    server.store.save_pushed_request(
+        token_hash(reference),
+        ex.client.client_id,
+        parameters,
+        ex.state["dpop_jkt"],
+        ex.now,
+        ex.now + lifetime,
+    )
+    server.audit.append(ex.evidence, "par", "accepted", ex.now)
+    # RFC 9126 2.2: 201 Created; FAPI2 5.3.2.2-12: expires_in below 600.
+    return json_response({"request_uri": REQUEST_URI_PREFIX + reference, "expires_in": lifetime}, status=201)

@@ -1,0 +1,80 @@
+"""Renderers of the one error model (design.md 3), and the endpoint runner."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from corridor.core.errors import OAuthError
+from corridor.server.authority import AuthorizationServer, Exchange
+from corridor.server.forms import read_form
+
+log = logging.getLogger("corridor.server")
+
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(body, status_code=status, headers={**NO_STORE, **(headers or {})})
+
+
+def error_json(error: OAuthError) -> JSONResponse:
+    """RFC 6749 5.2 / RFC 9126 2.3 / RFC 9449 7: the JSON error body."""
+    return json_response(error.body(), status=error.status, headers=error.headers)
+
+
+def redirect_303(location: str, headers: dict[str, str] | None = None) -> Response:
+    """FAPI2 5.3.2.2-10/11: 303 See Other, never 307."""
+    return Response(status_code=303, headers={"Location": location, **NO_STORE, **(headers or {})})
+
+
+def authorization_response(redirect_uri: str, params: dict[str, str]) -> Response:
+    """RFC 6749 4.1.2 with RFC 9207 ``iss``; the query is appended to the registered URI."""
+    separator = "&" if "?" in redirect_uri else "?"
+    return redirect_303(redirect_uri + separator + urlencode(params))
+
+
+def nonce_headers(server: AuthorizationServer) -> dict[str, str]:
+    """RFC 9449 8: hand out the current nonce on every response, so clients follow rotation."""
+    if server.settings.dpop_nonce_required and server.nonces is not None:
+        return {"DPoP-Nonce": server.nonces.current()}
+    return {}
+
+
+async def run_endpoint(
+    request: Request,
+    server: AuthorizationServer,
+    endpoint_url: str,
+    event: str,
+    handler: Callable[[Exchange], Response],
+) -> Response:
+    """Read the form, run the handler off the event loop, render OAuthError as JSON and
+    record every refusal in the audit log with the rule that decided it."""
+    try:
+        form = await read_form(request)
+    except OAuthError as error:
+        return error_json(error)
+    exchange = Exchange.begin(server, endpoint_url, request.method, request.headers, form)
+
+    def call() -> Response:
+        try:
+            response = handler(exchange)
+        except OAuthError as error:
+            server.audit.append(
+                exchange.evidence, event, "refused", exchange.now, rule=error.rule, error=error.error
+            )
+            error.headers = {**nonce_headers(server), **error.headers}
+            response = error_json(error)
+        else:
+            for name, value in nonce_headers(server).items():
+                response.headers.setdefault(name, value)
+        response.headers["X-Request-Id"] = exchange.evidence.request_id
+        return response
+
+    return await run_in_threadpool(call)

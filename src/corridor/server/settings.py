@@ -1,0 +1,123 @@
+"""One settings object (design.md 6): defaults, then a TOML file, then ``CORRIDOR_*``
+environment variables. Every setting is documented here, once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CORRIDOR_", extra="forbid")
+
+    #: The issuer identifier (RFC 8414 2). Every absolute URL and DPoP ``htu`` derives from it.
+    issuer: str = "https://localhost:8443"
+    #: Address and port the TLS listener binds.
+    host: str = "127.0.0.1"
+    port: int = 8443
+    #: Where dev mode keeps its CA, server certificate, SQLite database and demo files.
+    data_dir: Path = Path(".corridor")
+    #: SQLAlchemy URL; empty means the SQLite file ``<data_dir>/corridor.db``.
+    database_url: str = ""
+    #: TLS certificate and key (PEM). Empty in dev mode: a local CA issues them on first start.
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    #: Extra CA bundle (PEM) trusted when the AS calls out, e.g. to fetch a client's jwks_uri.
+    trust_ca_file: str = ""
+    #: Create the demo user and client on first start.
+    dev_mode: bool = True
+
+    #: FAPI2 5.3.2.1-11: authorization codes live at most 60 s.
+    code_lifetime: int = Field(60, ge=1, le=60)
+    #: FAPI2 5.3.2.2-12: request_uri lifetime, below 600 s (Note 2: long enough for the user).
+    par_lifetime: int = Field(90, ge=10, le=599)
+    #: How long a user may take on the login and consent pages once /authorize was reached.
+    interaction_lifetime: int = Field(600, ge=60, le=3600)
+    #: Access-token lifetime. With local JWT validation at an RS it also bounds how long a
+    #: revoked token may still be accepted, so it is short (FAPI2 6.1, RFC 9449 11.2).
+    access_token_lifetime: int = Field(300, ge=30, le=3600)
+    #: Grant (and refresh-token) lifetime.
+    grant_lifetime: int = Field(30 * 86_400, ge=300)
+    #: Browser login session lifetime.
+    session_lifetime: int = Field(8 * 3600, ge=300)
+    #: FAPI2 5.3.2.1-13: accept iat/nbf up to this many seconds ahead (10..60).
+    max_clock_skew: int = Field(10, ge=10, le=60)
+    #: RFC 9449 11.1: how old a DPoP proof's iat may be.
+    dpop_max_age: int = Field(60, ge=5, le=300)
+    #: RFC 9449 8 / FAPI2 5.3.2.1-10: require server-issued DPoP nonces.
+    dpop_nonce_required: bool = True
+    #: Length of one DPoP nonce time step; a nonce is accepted for two steps.
+    dpop_nonce_step: int = Field(60, ge=10, le=3600)
+    #: Longest lifetime a client assertion may claim (bounds the jti replay cache).
+    max_assertion_lifetime: int = Field(600, ge=30, le=3600)
+    #: Audience of access tokens when the client names no ``resource`` (RFC 8707);
+    #: empty means the issuer itself.
+    default_resource: str = ""
+    #: Scopes the server knows, with the words shown on the consent page.
+    scopes: dict[str, str] = Field(
+        default_factory=lambda: {
+            "openid": "Confirm who you are (your user identifier)",
+            "profile": "See your user name",
+            "offline_access": "Keep access while you are away",
+            "accounts": "Read your account list and balances",
+            "payments": "Initiate payments from your accounts",
+        }
+    )
+    #: RFC 9396 authorization_details types accepted at PAR.
+    authorization_details_types: list[str] = Field(
+        default_factory=lambda: ["payment_initiation", "account_information", "agent_tool"]
+    )
+    #: Signing algorithm for new server keys (FAPI2 5.4.1).
+    signing_alg: str = "ES256"
+    #: Named authentication levels, weakest first (design.md 5b).
+    acr_levels: list[str] = Field(default_factory=lambda: ["password", "mfa", "passkey"])
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer_is_https(cls, value: str) -> str:
+        if not value.startswith("https://") or "?" in value or "#" in value:
+            raise ValueError("the issuer must be an https URL without query or fragment (RFC 8414 2)")
+        return value.rstrip("/")
+
+    @field_validator("signing_alg")
+    @classmethod
+    def _fapi_alg(cls, value: str) -> str:
+        if value not in ("PS256", "ES256", "EdDSA"):
+            raise ValueError("signing_alg must be PS256, ES256 or EdDSA (FAPI2 5.4.1)")
+        return value
+
+    @model_validator(mode="after")
+    def _database_default(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{(self.data_dir / 'corridor.db').resolve()}"
+        return self
+
+    @classmethod
+    def load(cls, config_file: Path | None = None, **overrides: Any) -> Settings:
+        """Defaults < TOML file < environment < explicit overrides (CLI flags)."""
+        clean = {k: v for k, v in overrides.items() if v is not None}
+        if config_file is None:
+            return cls(**clean)
+        toml_file = config_file
+
+        class _FromFile(cls):  # type: ignore[valid-type,misc]
+            @classmethod
+            def settings_customise_sources(
+                cls,
+                settings_cls: type[BaseSettings],
+                init_settings: PydanticBaseSettingsSource,
+                env_settings: PydanticBaseSettingsSource,
+                dotenv_settings: PydanticBaseSettingsSource,
+                file_secret_settings: PydanticBaseSettingsSource,
+            ) -> tuple[PydanticBaseSettingsSource, ...]:
+                return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file))
+
+        return Settings(**_FromFile(**clean).model_dump())

@@ -1,0 +1,174 @@
+"""The token endpoint (RFC 6749 3.2, FAPI2 5.3.2.1): authorization_code and refresh_token only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.responses import Response
+
+from corridor.core.errors import OAuthError
+from corridor.core.pkce import verifier_matches
+from corridor.core.randomness import new_secret_token, token_hash
+from corridor.server.authority import Exchange
+from corridor.server.checks import run
+from corridor.server.checks.client_auth import authenticate_client
+from corridor.server.checks.dpop import check_dpop_proof, require_sender_constraint
+from corridor.server.grants import decode_grant
+from corridor.server.responses import json_response
+from corridor.server.tokens import mint_access_token, mint_id_token
+from corridor.store.sql import Store
+
+GRANT_TYPES = ("authorization_code", "refresh_token")
+
+
+def require_supported_grant_type(ex: Exchange) -> None:
+    """FAPI2 5.3.2.1-2 (no ROPC), RFC 6749 5.2: only the code and refresh grants."""
+    grant_type = ex.form.get("grant_type")
+    if not grant_type:
+        raise OAuthError("invalid_request", "grant_type is required", rule="RFC 6749 4.1.3")
+    if grant_type not in GRANT_TYPES:
+        rule = "FAPI2 5.3.2.1-2" if grant_type == "password" else "RFC 6749 5.2"
+        raise OAuthError("unsupported_grant_type", f"grant_type {grant_type!r} is not supported", rule=rule)
+
+
+TOKEN = (
+    check_dpop_proof,  # RFC 9449 4.3, 8
+    authenticate_client,  # FAPI2 5.3.2.1-6, 5.3.2.1-8
+    require_supported_grant_type,  # FAPI2 5.3.2.1-2
+    require_sender_constraint,  # FAPI2 5.3.2.1-4/5, RFC 9449 5.2
+)
+
+
+def _cnf(ex: Exchange) -> dict[str, str]:
+    assert ex.dpop is not None
+    return {"jkt": ex.dpop.jkt}
+
+
+def _resources_for_token(ex: Exchange, granted: list[str]) -> list[str]:
+    """RFC 8707 2.2: the token request may narrow the audience to granted resources."""
+    requested = ex.form.multi.get("resource", [])
+    if any(r not in granted for r in requested):
+        raise OAuthError("invalid_target", "resource was not granted", rule="RFC 8707 2.2")
+    return requested or granted
+
+
+def _scope_for_token(ex: Exchange, granted: str) -> str:
+    """RFC 6749 6: a refresh may narrow the scope, never widen it."""
+    requested = ex.form.get("scope")
+    if requested is None:
+        return granted
+    if any(s not in granted.split() for s in requested.split()):
+        raise OAuthError("invalid_scope", "scope exceeds the grant", rule="RFC 6749 6")
+    return " ".join(requested.split())
+
+
+def _token_response(access_token: str, claims: dict[str, Any], **extra: Any) -> Response:
+    body: dict[str, Any] = {
+        "access_token": access_token,
+        "token_type": "DPoP",  # RFC 9449 5
+        "expires_in": claims["exp"] - claims["iat"],
+        "scope": claims["scope"],
+    }
+    if "authorization_details" in claims:
+        body["authorization_details"] = claims["authorization_details"]  # RFC 9396 7
+    body.update({k: v for k, v in extra.items() if v is not None})
+    return json_response(body)
+
+
+def redeem_authorization_code(ex: Exchange) -> Response:
+    """RFC 6749 4.1.3, RFC 7636 4.6, FAPI2 5.3.2.1-11, 5.3.2.2-9, RFC 9449 10."""
+    server, store, now = ex.server, ex.server.store, ex.now
+    assert ex.client is not None and ex.dpop is not None
+    code = ex.form.get("code")
+    if not code:
+        raise OAuthError("invalid_request", "code is required", rule="RFC 6749 4.1.3")
+    row = store.get_code(token_hash(code))
+    if row is None:
+        raise OAuthError("invalid_grant", "the code is unknown", rule="RFC 6749 4.1.3")
+    ex.evidence.grant_id = row["grant_id"]
+    if row["consumed_at"] is not None:
+        _code_reuse(ex, row["grant_id"])
+    if row["client_id"] != ex.client.client_id:
+        raise OAuthError("invalid_grant", "the code was issued to another client", rule="RFC 6749 4.1.3")
+    if now >= row["expires_at"]:
+        raise OAuthError("invalid_grant", "the code has expired", rule="FAPI2 5.3.2.1-11")
+    if ex.form.get("redirect_uri") != row["redirect_uri"]:
+        raise OAuthError("invalid_grant", "redirect_uri does not match", rule="RFC 6749 4.1.3")
+    if not verifier_matches(ex.form.get("code_verifier", ""), row["code_challenge"]):
+        raise OAuthError(
+            "invalid_grant", "code_verifier does not match", rule="FAPI2 5.3.2.2-5, RFC 7636 4.6"
+        )
+    if row["dpop_jkt"] is not None and row["dpop_jkt"] != ex.dpop.jkt:
+        raise OAuthError("invalid_grant", "the DPoP key does not match dpop_jkt", rule="RFC 9449 10.1")
+    refresh_token = new_secret_token()
+    with store.write() as conn:
+        # One transaction: consume, check the grant, mint (design.md 5b).
+        if not Store.consume_code(conn, row["code_hash"], now):
+            won = False
+        else:
+            won = True
+            grant_row = conn.execute(Store.grant_query(row["grant_id"])).mappings().first()
+            assert grant_row is not None
+            grant = decode_grant(dict(grant_row))
+            if grant["revoked_at"] is not None:
+                raise OAuthError("invalid_grant", "the grant was revoked", rule="RFC 6749 4.1.2")
+            Store.set_refresh_token(conn, grant["id"], token_hash(refresh_token))
+            access_token, claims = mint_access_token(
+                conn, server, grant, scope=grant["scope"], resources=grant["resources"], cnf=_cnf(ex), now=now
+            )
+            ex.evidence.user_id = grant["user_id"]
+            ex.evidence.scope = grant["scope"]
+            ex.evidence.token_jti = claims["jti"]
+            server.audit.append(ex.evidence, "token.authorization_code", "issued", now, conn=conn)
+    if not won:
+        _code_reuse(ex, row["grant_id"])
+    id_token = None
+    if "openid" in grant["scope"].split():
+        id_token = mint_id_token(server, grant, row["nonce"], now)
+    return _token_response(access_token, claims, refresh_token=refresh_token, id_token=id_token)
+
+
+def _code_reuse(ex: Exchange, grant_id: str) -> None:
+    """RFC 6749 4.1.2, FAPI2 5.3.2.2-9: a reused code is refused and its grant revoked."""
+    with ex.server.store.write() as conn:
+        Store.revoke_grant(conn, grant_id, ex.now, "code_reuse")
+        ex.server.audit.append(
+            ex.evidence, "code.reuse_detected", "revoked", ex.now, rule="RFC 6749 4.1.2", conn=conn
+        )
+    raise OAuthError("invalid_grant", "the code was already used", rule="FAPI2 5.3.2.2-9, RFC 6749 4.1.2")
+
+
+def refresh(ex: Exchange) -> Response:
+    """RFC 6749 6; FAPI2 5.3.2.1-9: refresh tokens are bound to the client and not rotated."""
+    server, now = ex.server, ex.now
+    assert ex.client is not None and ex.dpop is not None
+    value = ex.form.get("refresh_token")
+    if not value:
+        raise OAuthError("invalid_request", "refresh_token is required", rule="RFC 6749 6")
+    row = server.store.get_grant_by_refresh_token(token_hash(value))
+    if row is None or row["client_id"] != ex.client.client_id:
+        raise OAuthError("invalid_grant", "the refresh token is unknown", rule="RFC 6749 6")
+    grant = decode_grant(row)
+    ex.evidence.grant_id = grant["id"]
+    ex.evidence.user_id = grant["user_id"]
+    if grant["revoked_at"] is not None:
+        raise OAuthError("invalid_grant", "the grant was revoked", rule="RFC 7009 2.1")
+    if now >= grant["expires_at"]:
+        raise OAuthError("invalid_grant", "the refresh token has expired", rule="RFC 6749 6")
+    scope = _scope_for_token(ex, grant["scope"])
+    resources = _resources_for_token(ex, grant["resources"])
+    with server.store.write() as conn:
+        access_token, claims = mint_access_token(
+            conn, server, grant, scope=scope, resources=resources, cnf=_cnf(ex), now=now
+        )
+        ex.evidence.scope = scope
+        ex.evidence.token_jti = claims["jti"]
+        server.audit.append(ex.evidence, "token.refresh_token", "issued", now, conn=conn)
+    return _token_response(access_token, claims)
+
+
+def token(ex: Exchange) -> Response:
+    run(TOKEN, ex)
+    if ex.form["grant_type"] == "authorization_code":
+        return redeem_authorization_code(ex)
+    return refresh(ex)

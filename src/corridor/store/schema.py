@@ -1,0 +1,168 @@
+"""Tables. Times are float seconds since the epoch from the injectable clock.
+Credentials (codes, tokens, request_uri references, session ids) are stored only
+as SHA-256 hashes. Changes go through an Alembic migration in ``migrations/``."""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, Float, Index, Integer, MetaData, String, Table, Text
+
+metadata = MetaData()
+
+clients = Table(
+    "clients",
+    metadata,
+    Column("client_id", String(255), primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("metadata", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("username", String(255), nullable=False, unique=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+resource_servers = Table(
+    "resource_servers",
+    metadata,
+    Column("identifier", String(1024), primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("scopes", Text, nullable=False),
+    Column("introspection_client_id", String(255)),
+    Column("created_at", Float, nullable=False),
+)
+
+signing_keys = Table(
+    "signing_keys",
+    metadata,
+    Column("kid", String(255), primary_key=True),
+    Column("alg", String(16), nullable=False),
+    Column("private_jwk", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+server_secrets = Table(
+    "server_secrets",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", String(255), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+pushed_requests = Table(
+    "pushed_requests",
+    metadata,
+    Column("ref_hash", String(64), primary_key=True),
+    Column("client_id", String(255), nullable=False),
+    Column("parameters", Text, nullable=False),
+    Column("dpop_jkt", String(64)),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("consumed_at", Float),
+)
+
+interactions = Table(
+    "interactions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("secret_hash", String(64), nullable=False),
+    Column("ref_hash", String(64), nullable=False),
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+
+browser_sessions = Table(
+    "browser_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("user_id", String(64), nullable=False),
+    Column("auth_time", Float, nullable=False),
+    Column("acr", String(32), nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+
+grants = Table(
+    "grants",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("client_id", String(255), nullable=False),
+    Column("user_id", String(64), nullable=False),
+    Column("scope", Text, nullable=False),
+    Column("authorization_details", Text),
+    Column("resources", Text, nullable=False),
+    Column("auth_time", Float, nullable=False),
+    Column("acr", String(32), nullable=False),
+    Column("refresh_token_hash", String(64), unique=True),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("revoked_at", Float),
+    Column("revoked_reason", String(64)),
+)
+
+authorization_codes = Table(
+    "authorization_codes",
+    metadata,
+    Column("code_hash", String(64), primary_key=True),
+    Column("grant_id", String(64), nullable=False),
+    Column("client_id", String(255), nullable=False),
+    Column("redirect_uri", Text, nullable=False),
+    Column("code_challenge", String(64), nullable=False),
+    Column("dpop_jkt", String(64)),
+    Column("nonce", String(255)),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("consumed_at", Float),
+)
+
+access_tokens = Table(
+    "access_tokens",
+    metadata,
+    Column("jti", String(64), primary_key=True),
+    Column("grant_id", String(64), nullable=False),
+    Column("client_id", String(255), nullable=False),
+    Column("cnf_method", String(16), nullable=False),
+    Column("cnf_thumbprint", String(64), nullable=False),
+    Column("issued_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("revoked_at", Float),
+    Index("ix_access_tokens_grant", "grant_id"),
+)
+
+replay_cache = Table(
+    "replay_cache",
+    metadata,
+    Column("key", String(128), primary_key=True),
+    Column("expires_at", Float, nullable=False),
+)
+
+audit_records = Table(
+    "audit_records",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("time", Float, nullable=False),
+    Column("event", String(64), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("rule", String(128)),
+    Column("error", String(64)),
+    Column("client_id", String(255)),
+    Column("user_id", String(64)),
+    Column("issuer", String(1024)),
+    Column("redirect_uri", Text),
+    Column("scope", Text),
+    Column("authorization_details", Text),
+    Column("resource", Text),
+    Column("sender_constraint", String(16)),
+    Column("key_thumbprint", String(64)),
+    Column("grant_id", String(64)),
+    Column("token_jti", String(64)),
+    Column("request_id", String(64)),
+    Column("detail", Text),
+    Index("ix_audit_grant", "grant_id"),
+    Index("ix_audit_request", "request_id"),
+)

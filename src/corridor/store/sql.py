@@ -1,0 +1,396 @@
+"""The SQL store on SQLAlchemy 2 Core. SQLite (WAL) by default; nothing here is
+SQLite-only SQL, so PostgreSQL is a URL away (design.md 4).
+
+Single-use artifacts are consumed in one conditional UPDATE (``... WHERE
+consumed_at IS NULL``) or a unique insert, never check-then-write.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, delete, event, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
+
+from corridor.store import schema as t
+
+Row = dict[str, Any]
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" event issue BEGIN itself (the pysqlite recipe).
+    dbapi_connection.isolation_level = None
+    cur = dbapi_connection.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    # Write transactions take the write lock up front (BEGIN IMMEDIATE), so a
+    # transaction never has to upgrade a read snapshot and fail with SQLITE_BUSY.
+    mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+    conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def create_store_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=False)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    return create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+class Store:
+    """Everything that must survive a restart or be shared between instances."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = create_store_engine(url)
+        self.dialect = self.engine.dialect.name
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Apply Alembic migrations under a lock, so several instances may start together."""
+        from corridor.store.migrate import upgrade
+
+        with self._migration_lock():
+            upgrade(self.engine)
+
+    @contextmanager
+    def _migration_lock(self) -> Iterator[None]:
+        if self.dialect == "postgresql":
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT pg_advisory_lock(74201)")
+                try:
+                    yield
+                finally:
+                    conn.exec_driver_sql("SELECT pg_advisory_unlock(74201)")
+            return
+        database = make_url(self.url).database
+        if not database or database == ":memory:":
+            yield
+            return
+        with open(Path(database).with_suffix(".migrate.lock"), "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+            with conn.begin():
+                yield conn
+
+    def _one(self, stmt: Any) -> Row | None:
+        with self.read() as conn:
+            row = conn.execute(stmt).mappings().first()
+            return dict(row) if row is not None else None
+
+    def _all(self, stmt: Any) -> list[Row]:
+        with self.read() as conn:
+            return [dict(r) for r in conn.execute(stmt).mappings()]
+
+    # -- clients, users, resource servers ---------------------------------------------
+
+    def add_client(self, client_id: str, name: str, client_metadata: Mapping[str, Any], now: float) -> None:
+        with self.write() as conn:
+            conn.execute(
+                insert(t.clients).values(
+                    client_id=client_id, name=name, metadata=json.dumps(client_metadata), created_at=now
+                )
+            )
+
+    def get_client(self, client_id: str) -> Row | None:
+        return self._one(select(t.clients).where(t.clients.c.client_id == client_id))
+
+    def list_clients(self) -> list[Row]:
+        return self._all(select(t.clients).order_by(t.clients.c.created_at))
+
+    def remove_client(self, client_id: str) -> bool:
+        with self.write() as conn:
+            return conn.execute(delete(t.clients).where(t.clients.c.client_id == client_id)).rowcount == 1
+
+    def add_user(self, user_id: str, username: str, password_hash: str, now: float) -> None:
+        with self.write() as conn:
+            conn.execute(
+                insert(t.users).values(
+                    id=user_id, username=username, password_hash=password_hash, created_at=now
+                )
+            )
+
+    def get_user(self, user_id: str) -> Row | None:
+        return self._one(select(t.users).where(t.users.c.id == user_id))
+
+    def get_user_by_name(self, username: str) -> Row | None:
+        return self._one(select(t.users).where(t.users.c.username == username))
+
+    def list_users(self) -> list[Row]:
+        return self._all(
+            select(t.users.c.id, t.users.c.username, t.users.c.created_at).order_by(t.users.c.created_at)
+        )
+
+    def remove_user(self, username: str) -> bool:
+        with self.write() as conn:
+            return conn.execute(delete(t.users).where(t.users.c.username == username)).rowcount == 1
+
+    def add_resource_server(
+        self, identifier: str, name: str, scopes: list[str], introspection_client_id: str | None, now: float
+    ) -> None:
+        with self.write() as conn:
+            conn.execute(
+                insert(t.resource_servers).values(
+                    identifier=identifier,
+                    name=name,
+                    scopes=json.dumps(scopes),
+                    introspection_client_id=introspection_client_id,
+                    created_at=now,
+                )
+            )
+
+    def list_resource_servers(self) -> list[Row]:
+        return self._all(select(t.resource_servers).order_by(t.resource_servers.c.created_at))
+
+    def remove_resource_server(self, identifier: str) -> bool:
+        with self.write() as conn:
+            stmt = delete(t.resource_servers).where(t.resource_servers.c.identifier == identifier)
+            return conn.execute(stmt).rowcount == 1
+
+    # -- keys and secrets ----------------------------------------------------------------
+
+    def signing_keys(self) -> list[Row]:
+        return self._all(select(t.signing_keys).order_by(t.signing_keys.c.created_at))
+
+    def add_signing_key(
+        self, kid: str, alg: str, private_jwk: Mapping[str, Any], state: str, now: float
+    ) -> None:
+        with self.write() as conn:
+            conn.execute(
+                insert(t.signing_keys).values(
+                    kid=kid, alg=alg, private_jwk=json.dumps(private_jwk), state=state, created_at=now
+                )
+            )
+
+    def secret(self, name: str, make: Callable[[], str], now: float) -> str:
+        """The shared secret ``name``, created once; every instance reads the same value."""
+        row = self._one(select(t.server_secrets.c.value).where(t.server_secrets.c.name == name))
+        if row is not None:
+            return str(row["value"])
+        try:
+            with self.write() as conn:
+                conn.execute(insert(t.server_secrets).values(name=name, value=make(), created_at=now))
+        except IntegrityError:
+            pass  # another instance created it first; read theirs below
+        row = self._one(select(t.server_secrets.c.value).where(t.server_secrets.c.name == name))
+        assert row is not None
+        return str(row["value"])
+
+    # -- replay caches (RFC 9449 11.1, OIDC Core 9 jti) ---------------------------------
+
+    def remember_once(self, key: str, expires_at: float, now: float) -> bool:
+        """Record ``key`` until ``expires_at``; False if it is already recorded and live.
+
+        One atomic upsert: a live row is left alone (replay), an expired one is reused.
+        """
+        table = t.replay_cache
+        dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        stmt = dialect_insert(table).values(key=key, expires_at=expires_at)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[table.c.key],
+            set_={"expires_at": stmt.excluded.expires_at},
+            where=table.c.expires_at < now,
+        )
+        with self.write() as conn:
+            return bool(conn.execute(stmt).rowcount == 1)
+
+    def purge_expired(self, now: float) -> int:
+        """Delete expired single-use artifacts and replay entries; returns rows removed."""
+        removed = 0
+        with self.write() as conn:
+            for table in (t.replay_cache, t.pushed_requests, t.interactions, t.browser_sessions):
+                removed += conn.execute(delete(table).where(table.c.expires_at < now)).rowcount
+            removed += conn.execute(
+                delete(t.authorization_codes).where(t.authorization_codes.c.expires_at < now - 86_400)
+            ).rowcount
+        return removed
+
+    # -- pushed authorization requests (RFC 9126) ------------------------------------------
+
+    def save_pushed_request(
+        self,
+        ref_hash: str,
+        client_id: str,
+        parameters: Mapping[str, Any],
+        dpop_jkt: str | None,
+        now: float,
+        expires_at: float,
+    ) -> None:
+        with self.write() as conn:
+            conn.execute(
+                insert(t.pushed_requests).values(
+                    ref_hash=ref_hash,
+                    client_id=client_id,
+                    parameters=json.dumps(parameters),
+                    dpop_jkt=dpop_jkt,
+                    created_at=now,
+                    expires_at=expires_at,
+                )
+            )
+
+    def get_pushed_request(self, ref_hash: str) -> Row | None:
+        return self._one(select(t.pushed_requests).where(t.pushed_requests.c.ref_hash == ref_hash))
+
+    @staticmethod
+    def consume_pushed_request(conn: Connection, ref_hash: str, now: float) -> bool:
+        """FAPI2 5.3.2.2-12 Note 3: single use, enforced when the authorization completes."""
+        stmt = (
+            update(t.pushed_requests)
+            .where(t.pushed_requests.c.ref_hash == ref_hash, t.pushed_requests.c.consumed_at.is_(None))
+            .values(consumed_at=now)
+        )
+        return bool(conn.execute(stmt).rowcount == 1)
+
+    # -- browser interactions and sessions ----------------------------------------------------
+
+    def save_interaction(
+        self, interaction_id: str, secret_hash: str, ref_hash: str, csrf: str, now: float, expires_at: float
+    ) -> None:
+        with self.write() as conn:
+            conn.execute(
+                insert(t.interactions).values(
+                    id=interaction_id,
+                    secret_hash=secret_hash,
+                    ref_hash=ref_hash,
+                    csrf=csrf,
+                    created_at=now,
+                    expires_at=expires_at,
+                )
+            )
+
+    def get_interaction(self, interaction_id: str) -> Row | None:
+        return self._one(select(t.interactions).where(t.interactions.c.id == interaction_id))
+
+    def save_browser_session(
+        self, id_hash: str, user_id: str, auth_time: float, acr: str, expires_at: float
+    ) -> None:
+        with self.write() as conn:
+            conn.execute(
+                insert(t.browser_sessions).values(
+                    id_hash=id_hash, user_id=user_id, auth_time=auth_time, acr=acr, expires_at=expires_at
+                )
+            )
+
+    def get_browser_session(self, id_hash: str) -> Row | None:
+        return self._one(select(t.browser_sessions).where(t.browser_sessions.c.id_hash == id_hash))
+
+    # -- grants, codes and tokens ------------------------------------------------------------------
+
+    @staticmethod
+    def insert_grant(conn: Connection, **values: Any) -> None:
+        conn.execute(insert(t.grants).values(**values))
+
+    @staticmethod
+    def insert_code(conn: Connection, **values: Any) -> None:
+        conn.execute(insert(t.authorization_codes).values(**values))
+
+    @staticmethod
+    def insert_access_token(conn: Connection, **values: Any) -> None:
+        conn.execute(insert(t.access_tokens).values(**values))
+
+    def get_code(self, code_hash: str) -> Row | None:
+        return self._one(select(t.authorization_codes).where(t.authorization_codes.c.code_hash == code_hash))
+
+    @staticmethod
+    def consume_code(conn: Connection, code_hash: str, now: float) -> bool:
+        """RFC 6749 4.1.2: a code is used once; one conditional UPDATE decides the winner."""
+        stmt = (
+            update(t.authorization_codes)
+            .where(
+                t.authorization_codes.c.code_hash == code_hash, t.authorization_codes.c.consumed_at.is_(None)
+            )
+            .values(consumed_at=now)
+        )
+        return bool(conn.execute(stmt).rowcount == 1)
+
+    @staticmethod
+    def revoke_grant(conn: Connection, grant_id: str, now: float, reason: str) -> bool:
+        """Revocation is a flag on the grant (design.md 5b); it covers every token of the grant."""
+        stmt = (
+            update(t.grants)
+            .where(t.grants.c.id == grant_id, t.grants.c.revoked_at.is_(None))
+            .values(revoked_at=now, revoked_reason=reason)
+        )
+        return bool(conn.execute(stmt).rowcount == 1)
+
+    @staticmethod
+    def grant_query(grant_id: str) -> Any:
+        return select(t.grants).where(t.grants.c.id == grant_id)
+
+    @staticmethod
+    def set_refresh_token(conn: Connection, grant_id: str, rt_hash: str) -> None:
+        conn.execute(update(t.grants).where(t.grants.c.id == grant_id).values(refresh_token_hash=rt_hash))
+
+    def get_grant(self, grant_id: str) -> Row | None:
+        return self._one(select(t.grants).where(t.grants.c.id == grant_id))
+
+    def get_grant_by_refresh_token(self, rt_hash: str) -> Row | None:
+        return self._one(select(t.grants).where(t.grants.c.refresh_token_hash == rt_hash))
+
+    def get_access_token(self, jti: str) -> Row | None:
+        """The token row joined with its grant's revocation flag."""
+        stmt = (
+            select(
+                t.access_tokens,
+                t.grants.c.revoked_at.label("grant_revoked_at"),
+                t.grants.c.user_id,
+            )
+            .join(t.grants, t.grants.c.id == t.access_tokens.c.grant_id)
+            .where(t.access_tokens.c.jti == jti)
+        )
+        return self._one(stmt)
+
+    @staticmethod
+    def revoke_access_token(conn: Connection, jti: str, now: float) -> bool:
+        stmt = (
+            update(t.access_tokens)
+            .where(t.access_tokens.c.jti == jti, t.access_tokens.c.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+        return bool(conn.execute(stmt).rowcount == 1)
+
+    # -- audit --------------------------------------------------------------------------------
+
+    @staticmethod
+    def append_audit(conn: Connection, record: Mapping[str, Any]) -> None:
+        conn.execute(insert(t.audit_records).values(**record))
+
+    def audit_records(self, grant_id: str | None = None, request_id: str | None = None) -> list[Row]:
+        stmt = select(t.audit_records).order_by(t.audit_records.c.id)
+        if grant_id is not None:
+            stmt = stmt.where(t.audit_records.c.grant_id == grant_id)
+        if request_id is not None:
+            stmt = stmt.where(t.audit_records.c.request_id == request_id)
+        return self._all(stmt)
