@@ -1,0 +1,375 @@
+"""Test support: a real AS on a real TLS socket (127.0.0.1, ephemeral port) with a
+real SQLite file and a movable clock, plus a small black-box driver for flows."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+from argon2 import PasswordHasher
+
+from corridor.core.clock import MovableClock
+from corridor.core.dpop import make_proof
+from corridor.core.jose import SigningKey
+from corridor.core.pkce import new_verifier, s256_challenge
+from corridor.core.randomness import new_id, new_secret_token
+from corridor.server.app import create_app
+from corridor.server.authority import AuthorizationServer
+from corridor.server.clients import build_client_metadata
+from corridor.server.serve import uvicorn_server
+from corridor.server.settings import Settings
+from corridor.server.tls import DevTLS, ensure_dev_tls, server_ssl_context
+from corridor.store.sql import Store
+
+JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+REDIRECT_URI = "https://client.example.org/cb"
+PASSWORD = "correct horse battery staple"
+RESOURCE = "https://rs.example.org/api"
+
+
+def free_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@dataclass
+class RunningAS:
+    """An AS serving HTTPS in a background thread."""
+
+    issuer: str
+    tls: DevTLS
+    clock: MovableClock
+    store: Store
+    server: AuthorizationServer
+    data_dir: Path
+    _uvicorn: Any = None
+    _thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self.issuer.rsplit(":", 1)[1])
+
+    def http(self, **kwargs: Any) -> httpx.Client:
+        return httpx.Client(
+            verify=ssl.create_default_context(cafile=str(self.tls.ca_file)), timeout=20, **kwargs
+        )
+
+    def stop(self) -> None:
+        if self._uvicorn is not None:
+            self._uvicorn.should_exit = True
+        if self._thread is not None:
+            self._thread.join(10)
+
+
+@contextmanager
+def running_as(data_dir: Path, tls: DevTLS, **settings: Any) -> Iterator[RunningAS]:
+    sock = free_socket()
+    port = sock.getsockname()[1]
+    issuer = f"https://localhost:{port}"
+    config = Settings(issuer=issuer, port=port, data_dir=data_dir, dev_mode=False, **settings)
+    store = Store(config.database_url)
+    clock = MovableClock()
+    server = AuthorizationServer(config, store, clock)
+    app = create_app(server)
+    uv = uvicorn_server(
+        app, "127.0.0.1", port, server_ssl_context(tls.cert_file, tls.key_file), log_level="warning"
+    )
+    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.time() + 20
+    while not uv.started:
+        if time.time() > deadline or not thread.is_alive():
+            raise RuntimeError("the AS did not start")
+        time.sleep(0.02)
+    running = RunningAS(issuer, tls, clock, store, server, data_dir, uv, thread)
+    try:
+        yield running
+    finally:
+        running.stop()
+        store.close()
+
+
+def dev_tls(directory: Path) -> DevTLS:
+    return ensure_dev_tls(directory)
+
+
+@dataclass
+class Client:
+    client_id: str
+    key: SigningKey
+    dpop_key: SigningKey
+    redirect_uri: str = REDIRECT_URI
+
+
+@dataclass
+class Flow:
+    """State a client keeps between PAR and the token request."""
+
+    verifier: str
+    state: str
+    request_uri: str = ""
+    nonce: str | None = None
+    code: str = ""
+    callback: dict[str, str] = field(default_factory=dict)
+
+
+class Driver:
+    """A black-box FAPI 2.0 client and browser for tests: every message is built by hand,
+    so tests can break any part of it."""
+
+    def __init__(self, running: RunningAS) -> None:
+        self.as_ = running
+        self.issuer = running.issuer
+        self.http = running.http()
+        self.dpop_nonce: str | None = None
+
+    # -- registration -------------------------------------------------------------------
+
+    def add_user(self, username: str | None = None, password: str = PASSWORD) -> str:
+        username = username or "user-" + new_id()[:8]
+        self.as_.store.add_user(new_id(), username, PasswordHasher().hash(password), time.time())
+        return username
+
+    def add_client(
+        self,
+        *,
+        alg: str = "ES256",
+        scope: str = "openid profile offline_access accounts payments",
+        redirect_uris: tuple[str, ...] = (REDIRECT_URI,),
+        jwks: dict[str, Any] | None = None,
+        jwks_uri: str | None = None,
+        resources: tuple[str, ...] = (),
+        key: SigningKey | None = None,
+    ) -> Client:
+        key = key or SigningKey.generate(alg)
+        client_id = "c-" + new_id()
+        meta = build_client_metadata(
+            redirect_uris=redirect_uris,
+            jwks=jwks if jwks is not None or jwks_uri else {"keys": [key.public_jwk]},
+            jwks_uri=jwks_uri,
+            scope=scope,
+            resources=resources,
+        )
+        self.as_.store.add_client(client_id, "Test client " + client_id[-4:], meta, time.time())
+        return Client(client_id, key, SigningKey.generate("ES256"), redirect_uris[0])
+
+    # -- messages ------------------------------------------------------------------------
+
+    def now(self) -> float:
+        return self.as_.clock.now()
+
+    def assertion(
+        self,
+        client: Client,
+        *,
+        header: dict[str, Any] | None = None,
+        key: SigningKey | None = None,
+        drop: tuple[str, ...] = (),
+        **claims: Any,
+    ) -> str:
+        now = int(self.now())
+        body: dict[str, Any] = {
+            "iss": client.client_id,
+            "sub": client.client_id,
+            "aud": self.issuer,
+            "jti": new_secret_token(),
+            "iat": now,
+            "exp": now + 60,
+        }
+        body.update(claims)
+        for name in drop:
+            body.pop(name, None)
+        return (key or client.key).sign(body, "JWT", header)
+
+    def client_auth(self, client: Client, **claims: Any) -> dict[str, str]:
+        return {"client_assertion_type": JWT_BEARER, "client_assertion": self.assertion(client, **claims)}
+
+    def proof(
+        self,
+        client: Client,
+        method: str,
+        url: str,
+        *,
+        nonce: str | None = "current",
+        access_token: str | None = None,
+        key: SigningKey | None = None,
+        **kwargs: Any,
+    ) -> str:
+        if nonce == "current":
+            nonce = self.fresh_nonce()
+        return make_proof(
+            key or client.dpop_key,
+            method,
+            url,
+            nonce=nonce,
+            access_token=access_token,
+            iat=kwargs.pop("iat", self.now()),
+            **kwargs,
+        )
+
+    def fresh_nonce(self) -> str:
+        nonces = self.as_.server.nonces
+        assert nonces is not None
+        return nonces.current()
+
+    def url(self, path: str) -> str:
+        return self.issuer + path
+
+    # -- the flow -------------------------------------------------------------------------
+
+    def par(
+        self,
+        client: Client,
+        *,
+        dpop: bool = True,
+        extra: dict[str, Any] | None = None,
+        drop: tuple[str, ...] = (),
+        headers: dict[str, str] | None = None,
+    ) -> tuple[httpx.Response, Flow]:
+        flow = Flow(verifier=new_verifier(), state=new_secret_token())
+        form: dict[str, Any] = {
+            "response_type": "code",
+            "client_id": client.client_id,
+            "redirect_uri": client.redirect_uri,
+            "scope": "openid accounts",
+            "state": flow.state,
+            "code_challenge": s256_challenge(flow.verifier),
+            "code_challenge_method": "S256",
+            **self.client_auth(client),
+        }
+        form.update(extra or {})
+        for name in drop:
+            form.pop(name, None)
+        all_headers = dict(headers or {})
+        if dpop:
+            all_headers["DPoP"] = self.proof(client, "POST", self.url("/par"))
+        response = self.http.post(self.url("/par"), data=form, headers=all_headers)
+        if response.status_code == 201:
+            flow.request_uri = response.json()["request_uri"]
+        flow.nonce = form.get("nonce")
+        return response, flow
+
+    def browser(self) -> Browser:
+        return Browser(self.as_)
+
+    def authorize(
+        self,
+        client: Client,
+        flow: Flow,
+        browser: Browser | None = None,
+        username: str | None = None,
+        decision: str = "approve",
+    ) -> httpx.Response:
+        """Drive login and consent in a browser; returns the final redirect to the client."""
+        browser = browser or self.browser()
+        username = username or self.add_user()
+        page = browser.get(
+            self.url("/authorize"), params={"client_id": client.client_id, "request_uri": flow.request_uri}
+        )
+        if page.status_code != 200:
+            return page
+        if 'name="username"' in page.text:
+            page = browser.submit(page, {"username": username, "password": PASSWORD})
+            if page.status_code != 200:
+                return page
+        final = browser.submit(page, {"decision": decision}, follow=False)
+        if final.status_code == 303:
+            location = final.headers["location"]
+            if location.startswith(client.redirect_uri):
+                flow.callback = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+                flow.code = flow.callback.get("code", "")
+        return final
+
+    def token_request(
+        self,
+        client: Client,
+        form: dict[str, Any],
+        *,
+        dpop: bool = True,
+        dpop_key: SigningKey | None = None,
+        headers: dict[str, str] | None = None,
+        auth: bool = True,
+    ) -> httpx.Response:
+        body = dict(form)
+        if auth:
+            body = {**self.client_auth(client), **body}
+        all_headers = dict(headers or {})
+        if dpop:
+            all_headers["DPoP"] = self.proof(client, "POST", self.url("/token"), key=dpop_key)
+        return self.http.post(self.url("/token"), data=body, headers=all_headers)
+
+    def redeem(self, client: Client, flow: Flow, **kwargs: Any) -> httpx.Response:
+        form = {
+            "grant_type": "authorization_code",
+            "code": flow.code,
+            "redirect_uri": client.redirect_uri,
+            "code_verifier": flow.verifier,
+        }
+        form.update(kwargs.pop("form", {}))
+        return self.token_request(client, form, **kwargs)
+
+    def full_flow(self, client: Client, extra: dict[str, Any] | None = None) -> tuple[Flow, dict[str, Any]]:
+        response, flow = self.par(client, extra=extra)
+        assert response.status_code == 201, response.text
+        final = self.authorize(client, flow)
+        assert final.status_code == 303 and flow.code, final.text
+        tokens = self.redeem(client, flow)
+        assert tokens.status_code == 200, tokens.text
+        return flow, tokens.json()
+
+    def introspect(self, caller: Client, token: str, **extra: Any) -> httpx.Response:
+        return self.http.post(
+            self.url("/introspect"), data={**self.client_auth(caller), "token": token, **extra}
+        )
+
+
+class Browser:
+    """A cookie-keeping user agent that reads forms from our server-rendered pages."""
+
+    _FORM = re.compile(r'<form method="post" action="([^"]+)">')
+    _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+    def __init__(self, running: RunningAS) -> None:
+        self.base = running.issuer
+        self.http = running.http(follow_redirects=False)
+
+    def get(self, url: str, **kwargs: Any) -> httpx.Response:
+        response = self.http.get(url, **kwargs)
+        while response.status_code == 303 and response.headers["location"].startswith("/"):
+            response = self.http.get(self.base + response.headers["location"])
+        return response
+
+    def form_of(self, page: httpx.Response) -> tuple[str, str]:
+        action = self._FORM.search(page.text)
+        csrf = self._CSRF.search(page.text)
+        assert action and csrf, page.text
+        return html.unescape(action.group(1)), html.unescape(csrf.group(1))
+
+    def submit(self, page: httpx.Response, fields: dict[str, str], follow: bool = True) -> httpx.Response:
+        action, csrf = self.form_of(page)
+        response = self.http.post(self.base + action, data={"csrf": csrf, **fields})
+        if follow and response.status_code == 303 and response.headers["location"].startswith("/"):
+            return self.get(self.base + response.headers["location"])
+        return response
+
+
+def decode_jwt(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Header and claims of a JWS without verifying (for inspection in tests)."""
+    from corridor.core.b64 import b64url_decode
+
+    header, payload, _ = token.split(".")
+    return json.loads(b64url_decode(header)), json.loads(b64url_decode(payload))
