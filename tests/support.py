@@ -54,8 +54,9 @@ class RunningAS:
     tls: DevTLS
     clock: MovableClock
     store: Store
-    server: AuthorizationServer
+    server: AuthorizationServer | None
     data_dir: Path
+    base_url: str = ""
     _uvicorn: Any = None
     _thread: threading.Thread | None = None
 
@@ -134,6 +135,7 @@ class Driver:
     def __init__(self, running: RunningAS) -> None:
         self.as_ = running
         self.issuer = running.issuer
+        self.base = running.base_url or running.issuer
         self.http = running.http()
         self.dpop_nonce: str | None = None
 
@@ -222,11 +224,19 @@ class Driver:
         )
 
     def fresh_nonce(self) -> str:
-        nonces = self.as_.server.nonces
-        assert nonces is not None
-        return nonces.current()
+        if self.as_.server is not None:
+            nonces = self.as_.server.nonces
+            assert nonces is not None
+            return nonces.current()
+        # A server in another process: every PAR/token answer carries the current nonce.
+        return self.http.post(self.url("/par"), data={}).headers["dpop-nonce"]
 
     def url(self, path: str) -> str:
+        """Where requests go (an instance may listen elsewhere than the shared issuer)."""
+        return self.base + path
+
+    def htu(self, path: str) -> str:
+        """What proofs name: always derived from the issuer."""
         return self.issuer + path
 
     # -- the flow -------------------------------------------------------------------------
@@ -256,7 +266,7 @@ class Driver:
             form.pop(name, None)
         all_headers = dict(headers or {})
         if dpop:
-            all_headers["DPoP"] = self.proof(client, "POST", self.url("/par"))
+            all_headers["DPoP"] = self.proof(client, "POST", self.htu("/par"))
         response = self.http.post(self.url("/par"), data=form, headers=all_headers)
         if response.status_code == 201:
             flow.request_uri = response.json()["request_uri"]
@@ -309,7 +319,7 @@ class Driver:
             body = {**self.client_auth(client), **body}
         all_headers = dict(headers or {})
         if dpop:
-            all_headers["DPoP"] = self.proof(client, "POST", self.url("/token"), key=dpop_key)
+            all_headers["DPoP"] = self.proof(client, "POST", self.htu("/token"), key=dpop_key)
         return self.http.post(self.url("/token"), data=body, headers=all_headers)
 
     def redeem(self, client: Client, flow: Flow, **kwargs: Any) -> httpx.Response:
@@ -344,7 +354,7 @@ class Browser:
     _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
     def __init__(self, running: RunningAS) -> None:
-        self.base = running.issuer
+        self.base = running.base_url or running.issuer
         self.http = running.http(follow_redirects=False)
 
     def get(self, url: str, **kwargs: Any) -> httpx.Response:

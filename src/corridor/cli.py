@@ -334,3 +334,7 @@ def resource_remove(data_dir: Path | None, config_file: Path | None, identifier:
     if not _store(_settings(data_dir, config_file)).remove_resource_server(identifier):
         raise click.ClickException(f"no resource server {identifier!r}")
     click.echo(f"removed {identifier}")
+
+
+if __name__ == "__main__":
+    main()

@@ -9,15 +9,20 @@ RSA >= 2048 bits and EC >= 224 bits; 5.4.3 says verifiers facing duplicate
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
 from joserfc import jwk, jws
-from joserfc.errors import JoseError
+from joserfc.errors import JoseError, SecurityWarning
 from joserfc.jws import JWSRegistry
 
 from corridor.core.b64 import b64url_decode
+
+# FAPI2 5.4.1-1b names "EdDSA" (with Ed25519); RFC 9864 prefers "Ed25519" and joserfc
+# warns on every use. We keep the FAPI name and silence only that warning.
+warnings.filterwarnings("ignore", message="EdDSA is deprecated", category=SecurityWarning)
 
 #: FAPI2 5.4.1-1b: the only signing algorithms accepted or produced.
 FAPI_ALGORITHMS: tuple[str, ...] = ("PS256", "ES256", "EdDSA")
@@ -246,7 +251,7 @@ class SigningKey:
         """A compact JWS of ``claims`` with an explicit ``typ`` (RFC 8725 3.11)."""
         header: dict[str, Any] = {"alg": self.alg, "typ": typ, **(extra_header or {})}
         if "jwk" not in header:
-            header["kid"] = self.kid
+            header.setdefault("kid", self.kid)
         payload = json.dumps(claims, separators=(",", ":"), ensure_ascii=False)
         return jws.serialize_compact(
             header, payload, self.key, algorithms=[self.alg], registry=self._registry

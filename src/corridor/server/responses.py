@@ -59,6 +59,7 @@ async def run_endpoint(
     try:
         form = await read_form(request)
     except OAuthError as error:
+        error.headers = {**nonce_headers(server), **error.headers}
         return error_json(error)
     exchange = Exchange.begin(server, endpoint_url, request.method, request.headers, form)
 

@@ -1,0 +1,77 @@
+"""AS8 (metadata), K2/K8 (algorithms, unique kids), AS5 (HSTS), AS7 (no CORS on /authorize)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support import Driver
+
+FAPI_ALGS = {"PS256", "ES256", "EdDSA"}
+
+
+@pytest.mark.parametrize(
+    "path", ["/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"]
+)
+def test_metadata_is_fapi2(driver: Driver, path: str) -> None:
+    """AS8 / FAPI2 5.3.2.1-1: issuer-exact RFC 8414 / OIDD metadata with the FAPI 2.0 values."""
+    response = driver.http.get(driver.url(path))
+    assert response.status_code == 200
+    meta = response.json()
+    assert meta["issuer"] == driver.issuer
+    assert meta["pushed_authorization_request_endpoint"] == driver.url("/par")
+    assert meta["require_pushed_authorization_requests"] is True
+    assert meta["code_challenge_methods_supported"] == ["S256"]
+    assert meta["authorization_response_iss_parameter_supported"] is True
+    assert meta["response_types_supported"] == ["code"]
+    assert set(meta["token_endpoint_auth_methods_supported"]) <= {
+        "private_key_jwt",
+        "tls_client_auth",
+        "self_signed_tls_client_auth",
+    }
+    for name, value in meta.items():
+        if name.endswith("_signing_alg_values_supported"):
+            assert set(value) <= FAPI_ALGS, name
+    assert set(meta["dpop_signing_alg_values_supported"]) == FAPI_ALGS
+    assert "password" not in meta["grant_types_supported"]
+
+
+def test_jwks_has_unique_kids_and_public_keys_only(driver: Driver) -> None:
+    """FAPI2 5.4.2 / K8: unique kid values, no private members."""
+    keys = driver.http.get(driver.url("/jwks")).json()["keys"]
+    assert keys
+    kids = [k["kid"] for k in keys]
+    assert len(kids) == len(set(kids))
+    for key in keys:
+        assert not {"d", "p", "q", "dp", "dq", "qi"} & set(key)
+        assert key["alg"] in FAPI_ALGS
+
+
+def test_hsts_on_every_endpoint(driver: Driver) -> None:
+    """AS5 / FAPI2 5.2.3-1: HSTS (preload-ready) on browser and API endpoints."""
+    for method, path in [
+        ("GET", "/authorize"),
+        ("GET", "/.well-known/openid-configuration"),
+        ("POST", "/token"),
+    ]:
+        response = driver.http.request(method, driver.url(path))
+        hsts = response.headers["strict-transport-security"]
+        assert "max-age=63072000" in hsts and "includeSubDomains" in hsts and "preload" in hsts
+
+
+def test_no_cors_on_authorization_endpoint(driver: Driver) -> None:
+    """AS7 / FAPI2 5.2.3-3: no Access-Control-* headers on /authorize, preflight or not."""
+    origin = {"Origin": "https://attacker.example"}
+    preflight = driver.http.options(
+        driver.url("/authorize"), headers={**origin, "Access-Control-Request-Method": "GET"}
+    )
+    assert preflight.status_code == 405
+    plain = driver.http.get(driver.url("/authorize"), headers=origin)
+    for response in (preflight, plain):
+        assert not [h for h in response.headers if h.lower().startswith("access-control-")]
+
+
+def test_unknown_paths_and_methods(driver: Driver) -> None:
+    assert driver.http.get(driver.url("/nope")).status_code == 404
+    response = driver.http.get(driver.url("/par"))
+    assert response.status_code == 405  # AS22: PAR is POST only
+    assert response.json() == {"error": "method_not_allowed"}
