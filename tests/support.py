@@ -96,7 +96,7 @@ def running_as(data_dir: Path, tls: DevTLS, **settings: Any) -> Iterator[Running
         if time.time() > deadline or not thread.is_alive():
             raise RuntimeError("the AS did not start")
         time.sleep(0.02)
-    running = RunningAS(issuer, tls, clock, store, server, data_dir, uv, thread)
+    running = RunningAS(issuer, tls, clock, store, server, data_dir, _uvicorn=uv, _thread=thread)
     try:
         yield running
     finally:

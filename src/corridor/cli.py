@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -102,6 +103,7 @@ def serve(
     )
     store.close()
     click.echo("\n".join(lines), err=True)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from corridor.store.sql import Store
 
     server = AuthorizationServer(settings, Store(settings.database_url))

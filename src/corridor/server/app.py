@@ -26,6 +26,7 @@ from corridor.server.token import token
 from corridor.server.userinfo import userinfo
 
 log = logging.getLogger("corridor.server")
+access_log = logging.getLogger("corridor.access")
 
 #: FAPI2 5.2.3-1: HSTS on every response (preload-ready).
 HSTS = "max-age=63072000; includeSubDomains; preload"
@@ -48,6 +49,8 @@ class SecurityHeaders:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
+                # Method, path and status only: queries and bodies may carry credentials.
+                access_log.info("%s %s %s", scope.get("method"), scope.get("path"), message["status"])
                 headers = list(message.get("headers", []))
                 names = {name.lower() for name, _ in headers}
                 for name, value in (

@@ -24,6 +24,9 @@ def uvicorn_server(
         log_level=log_level,
         proxy_headers=False,
         server_header=False,
+        # uvicorn's access log prints query strings (request_uri, codes in callbacks);
+        # corridor.server.app logs method, path and status instead.
+        access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=3,
     )
