@@ -194,6 +194,24 @@ def client_add(
         click.echo(client_id)
 
 
+@client.command("keygen")
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--alg", type=click.Choice(["ES256", "PS256", "EdDSA"]), default="ES256", show_default=True)
+def client_keygen(out: Path, alg: str) -> None:
+    """Make a client signing key: the private JWK goes to OUT (mode 600), the public JWKS to
+    OUT's name with .jwks.json, ready for `client add --jwks-file`."""
+    from corridor.core.jose import SigningKey
+
+    if out.exists():
+        raise click.ClickException(f"{out} exists; not overwriting a key")
+    key = SigningKey.generate(alg)
+    out.touch(mode=0o600)
+    out.write_text(json.dumps(key.private_jwk(), indent=2) + "\n")
+    public = out.with_name(out.stem + ".jwks.json")
+    public.write_text(json.dumps({"keys": [key.public_jwk]}, indent=2) + "\n")
+    click.echo(str(public))
+
+
 @client.command("list")
 @DATA_DIR
 @CONFIG
