@@ -35,7 +35,9 @@ JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 class Client:
     def __init__(self, args: argparse.Namespace) -> None:
-        self.http = httpx.Client(verify=ssl.create_default_context(cafile=args.ca) if args.ca else True, timeout=20)
+        self.http = httpx.Client(
+            verify=ssl.create_default_context(cafile=args.ca) if args.ca else True, timeout=20
+        )
         self.meta = self.http.get(args.issuer + "/.well-known/openid-configuration").json()
         if self.meta["issuer"] != args.issuer:  # FAPI2 5.3.3.1-11
             sys.exit(f"metadata issuer {self.meta['issuer']!r} differs from {args.issuer!r}")
@@ -47,8 +49,14 @@ class Client:
 
     def assertion(self) -> dict[str, str]:
         now = int(time.time())
-        claims = {"iss": self.client_id, "sub": self.client_id, "aud": self.issuer,  # FAPI2 5.3.3.1-5
-                  "jti": new_secret_token(), "iat": now, "exp": now + 60}
+        claims = {
+            "iss": self.client_id,
+            "sub": self.client_id,
+            "aud": self.issuer,  # FAPI2 5.3.3.1-5
+            "jti": new_secret_token(),
+            "iat": now,
+            "exp": now + 60,
+        }
         return {"client_assertion_type": JWT_BEARER, "client_assertion": self.key.sign(claims, "JWT")}
 
     def post(self, endpoint: str, form: dict[str, str]) -> httpx.Response:
@@ -81,7 +89,9 @@ def fill_in_forms(client: Client, url: str, username: str, password: str, redire
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--issuer", default="https://localhost:8443")
     parser.add_argument("--client-id", required=True)
     parser.add_argument("--key", required=True, help="the client's private JWK (JSON file)")
@@ -94,20 +104,31 @@ def main() -> None:
 
     client = Client(args)
     verifier, state = new_verifier(), new_secret_token()
-    pushed = client.post("pushed_authorization_request_endpoint", {
-        "response_type": "code", "client_id": client.client_id, "redirect_uri": args.redirect_uri,
-        "scope": args.scope, "state": state, "code_challenge": s256_challenge(verifier),
-        "code_challenge_method": "S256",
-    })
+    pushed = client.post(
+        "pushed_authorization_request_endpoint",
+        {
+            "response_type": "code",
+            "client_id": client.client_id,
+            "redirect_uri": args.redirect_uri,
+            "scope": args.scope,
+            "state": state,
+            "code_challenge": s256_challenge(verifier),
+            "code_challenge_method": "S256",
+        },
+    )
     print(f"PAR -> {pushed.status_code} {pushed.text}")
     if pushed.status_code != 201:
         sys.exit(1)
-    url = client.meta["authorization_endpoint"] + "?" + urlencode(
-        {"client_id": client.client_id, "request_uri": pushed.json()["request_uri"]})
+    url = (
+        client.meta["authorization_endpoint"]
+        + "?"
+        + urlencode({"client_id": client.client_id, "request_uri": pushed.json()["request_uri"]})
+    )
     print(f"\nOpen this URL in a browser that trusts the CA:\n  {url}\n")
     if args.username and args.password_file:
-        callback = fill_in_forms(client, url, args.username, Path(args.password_file).read_text().strip(),
-                                 args.redirect_uri)
+        callback = fill_in_forms(
+            client, url, args.username, Path(args.password_file).read_text().strip(), args.redirect_uri
+        )
     else:
         callback = input("Paste the URL your browser was sent back to: ").strip()
     params = {k: v[0] for k, v in parse_qs(urlsplit(callback).query).items()}
@@ -117,11 +138,16 @@ def main() -> None:
         sys.exit("state does not match")
     if "error" in params:
         sys.exit(f"authorization refused: {params['error']}")
-    print(f"callback -> code received, iss and state checked")
-    tokens = client.post("token_endpoint", {
-        "grant_type": "authorization_code", "code": params["code"], "redirect_uri": args.redirect_uri,
-        "code_verifier": verifier,
-    })
+    print("callback -> code received, iss and state checked")
+    tokens = client.post(
+        "token_endpoint",
+        {
+            "grant_type": "authorization_code",
+            "code": params["code"],
+            "redirect_uri": args.redirect_uri,
+            "code_verifier": verifier,
+        },
+    )
     print(f"token -> {tokens.status_code}")
     body: dict[str, Any] = tokens.json()
     print(json.dumps({k: (v[:12] + "..." if k.endswith("token") else v) for k, v in body.items()}, indent=2))
@@ -129,8 +155,12 @@ def main() -> None:
         sys.exit(1)
     userinfo_url = client.meta["userinfo_endpoint"]
     for _ in range(2):
-        proof = make_proof(client.dpop_key, "GET", userinfo_url, nonce=client.nonce, access_token=body["access_token"])
-        info = client.http.get(userinfo_url, headers={"Authorization": f"DPoP {body['access_token']}", "DPoP": proof})
+        proof = make_proof(
+            client.dpop_key, "GET", userinfo_url, nonce=client.nonce, access_token=body["access_token"]
+        )
+        info = client.http.get(
+            userinfo_url, headers={"Authorization": f"DPoP {body['access_token']}", "DPoP": proof}
+        )
         client.nonce = info.headers.get("DPoP-Nonce", client.nonce)
         if info.status_code != 401 or "use_dpop_nonce" not in info.headers.get("WWW-Authenticate", ""):
             break

@@ -244,11 +244,26 @@ def test_a_new_user_following_the_readme(tmp_path: Path) -> None:
     then run examples/fapi_flow.py (PAR, login, consent, token, userinfo) against it."""
     data_dir = tmp_path / "data"
     with serve(data_dir) as (running, _):
-        public = subprocess.run([*CORRIDOR, "client", "keygen", str(tmp_path / "my-key.json")],
-                                capture_output=True, text=True, timeout=60)
+        public = subprocess.run(
+            [*CORRIDOR, "client", "keygen", str(tmp_path / "my-key.json")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert public.returncode == 0, public.stderr
-        added = corridor("client", "add", "--name", "My app", "--redirect-uri", "https://app.example/cb",
-                         "--jwks-file", public.stdout.strip(), "--scope", "openid profile", data_dir=data_dir)
+        added = corridor(
+            "client",
+            "add",
+            "--name",
+            "My app",
+            "--redirect-uri",
+            "https://app.example/cb",
+            "--jwks-file",
+            public.stdout.strip(),
+            "--scope",
+            "openid profile",
+            data_dir=data_dir,
+        )
         assert added.returncode == 0, added.stderr
         client_id = added.stdout.strip()
         user = corridor("user", "add", "me", "--password-stdin", data_dir=data_dir, stdin="my password 123\n")
@@ -256,13 +271,50 @@ def test_a_new_user_following_the_readme(tmp_path: Path) -> None:
         (tmp_path / "pw").write_text("my password 123\n")
         example = Path(__file__).parent.parent / "examples" / "fapi_flow.py"
         result = subprocess.run(
-            [sys.executable, str(example), "--issuer", running.issuer, "--client-id", client_id,
-             "--key", str(tmp_path / "my-key.json"), "--ca", str(running.tls.ca_file),
-             "--redirect-uri", "https://app.example/cb", "--username", "me", "--password-file", str(tmp_path / "pw")],
-            capture_output=True, text=True, timeout=60,
+            [
+                sys.executable,
+                str(example),
+                "--issuer",
+                running.issuer,
+                "--client-id",
+                client_id,
+                "--key",
+                str(tmp_path / "my-key.json"),
+                "--ca",
+                str(running.tls.ca_file),
+                "--redirect-uri",
+                "https://app.example/cb",
+                "--username",
+                "me",
+                "--password-file",
+                str(tmp_path / "pw"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert result.returncode == 0, result.stdout + result.stderr
         assert "PAR -> 201" in result.stdout
         assert "iss and state checked" in result.stdout
         assert '"token_type": "DPoP"' in result.stdout
         assert 'userinfo -> 200 {"sub":' in result.stdout and '"preferred_username":"me"' in result.stdout
+
+
+def test_cli_refuses_client_id_that_looks_like_a_subject(tmp_path: Path) -> None:
+    """AS36 / FAPI2 6.7: a chosen client_id must not be mistakable for a user's sub."""
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [SigningKey.generate("ES256").public_jwk]}))
+    result = corridor(
+        "client",
+        "add",
+        "--name",
+        "x",
+        "--redirect-uri",
+        "https://a.example/cb",
+        "--jwks-file",
+        str(jwks),
+        "--client-id",
+        "0123456789abcdef0123456789abcdef",
+        data_dir=tmp_path / "d",
+    )
+    assert result.returncode == 1 and "user identifier" in result.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from pathlib import Path
@@ -179,6 +180,9 @@ def client_add(
     client_id = client_id or "c-" + new_secret_token()[:22]
     if len(client_id) > 255 or not client_id.isprintable() or " " in client_id:
         raise click.ClickException("client_id must be printable, without spaces, at most 255 characters")
+    if re.fullmatch(r"[0-9a-f]{32}", client_id):
+        # FAPI2 6.7 (AS36): user subjects are 32 hex digits; a client_id must not look like one.
+        raise click.ClickException("client_id must not look like a user identifier (32 hex digits)")
     store = _store(settings)
     if store.get_client(client_id) is not None:
         raise click.ClickException(f"client {client_id!r} already exists")

@@ -15,9 +15,7 @@ from tests.support import RESOURCE, Driver
 def test_every_decision_of_a_flow_is_recorded(driver: Driver) -> None:
     client = driver.add_client()
     details = [{"type": "account_information", "actions": ["read"]}]
-    driver.full_flow(
-        client, extra={"resource": RESOURCE, "authorization_details": json.dumps(details)}
-    )
+    driver.full_flow(client, extra={"resource": RESOURCE, "authorization_details": json.dumps(details)})
     records = [r for r in driver.as_.store.audit_records() if r["client_id"] == client.client_id]
     events = [(r["event"], r["outcome"]) for r in records]
     assert events == [

@@ -239,6 +239,7 @@ class AuthorizationPages:
         redirect = urlsplit(params["redirect_uri"])
         details = params.get("authorization_details") or []
         jkt = pushed["dpop_jkt"]
+        known = server.resource_servers()
         return render(
             "consent.html",
             form_targets=(f"{redirect.scheme}://{redirect.netloc}",),
@@ -250,7 +251,10 @@ class AuthorizationPages:
             details=[
                 {"type": d.get("type"), "json": json.dumps(d, indent=2, sort_keys=True)} for d in details
             ],
-            resources=params.get("resources") or [server.default_audience()],
+            resources=[
+                f"{known[r]['name']} ({r})" if r in known else r
+                for r in (params.get("resources") or [server.default_audience()])
+            ],
             sender_constraint=f"DPoP key {jkt}"
             if jkt
             else "a DPoP key the application proves at the token step",
