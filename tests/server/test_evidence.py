@@ -114,3 +114,28 @@ def test_no_secrets_in_logs(driver: Driver, caplog: pytest.LogCaptureFixture) ->
     assert "token.authorization_code" in text  # the audit log line is there
     for secret in (flow.code, tokens["refresh_token"], tokens["access_token"], flow.verifier):
         assert secret not in text
+
+
+def test_userinfo_decisions_are_recorded(driver: Driver) -> None:
+    client = driver.add_client()
+    _, tokens = driver.full_flow(client)
+    token = tokens["access_token"]
+    ok = driver.http.get(
+        driver.url("/userinfo"),
+        headers={
+            "Authorization": f"DPoP {token}",
+            "DPoP": driver.proof(client, "GET", driver.url("/userinfo"), access_token=token),
+        },
+    )
+    bearer = driver.http.get(driver.url("/userinfo"), headers={"Authorization": f"Bearer {token}"})
+    assert (ok.status_code, bearer.status_code) == (200, 401)
+    records = [
+        r
+        for r in driver.as_.store.audit_records()
+        if r["event"] == "userinfo" and r["client_id"] == client.client_id
+    ]
+    assert [(r["outcome"], r["error"], r["rule"]) for r in records] == [
+        ("allowed", None, None),
+        ("refused", "invalid_token", "RFC 9449 7.2"),
+    ]
+    assert records[0]["key_thumbprint"] == client.dpop_key.thumbprint()

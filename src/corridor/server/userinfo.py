@@ -6,10 +6,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from corridor.audit.log import Evidence
 from corridor.core.dpop import verify_proof
 from corridor.core.errors import OAuthError
 from corridor.core.jose import FAPI_ALGORITHMS
-from corridor.core.randomness import token_hash
+from corridor.core.randomness import new_id, token_hash
 from corridor.server.authority import AuthorizationServer
 from corridor.server.introspection import live_access_token
 from corridor.server.responses import json_response
@@ -30,7 +31,9 @@ def _challenge(error: OAuthError | None, server: AuthorizationServer) -> Respons
     return json_response(error.body() if error else {}, status=status, headers=headers)
 
 
-def _authenticate(request: Request, server: AuthorizationServer, body_has_token: bool) -> dict[str, object]:
+def _authenticate(
+    request: Request, server: AuthorizationServer, body_has_token: bool, evidence: Evidence
+) -> dict[str, object]:
     authorizations = request.headers.getlist("authorization")
     if body_has_token or "access_token" in request.query_params:
         raise OAuthError(
@@ -46,6 +49,10 @@ def _authenticate(request: Request, server: AuthorizationServer, body_has_token:
     claims = live_access_token(server, token, now)
     if claims is None:
         raise OAuthError("invalid_token", "the access token is not valid", rule="FAPI2 5.3.4-3", status=401)
+    evidence.client_id = str(claims.get("client_id"))
+    evidence.user_id = str(claims.get("sub"))
+    evidence.token_jti = str(claims.get("jti"))
+    evidence.scope = str(claims.get("scope"))
     jkt = claims.get("cnf", {}).get("jkt") if isinstance(claims.get("cnf"), dict) else None
     if scheme.lower() == "bearer":
         raise OAuthError("invalid_token", "a DPoP-bound token must use the DPoP scheme", rule="RFC 9449 7.2")
@@ -89,15 +96,23 @@ async def userinfo(request: Request, server: AuthorizationServer) -> Response:
         body_has_token = b"access_token=" in body
 
     def call() -> Response:
+        evidence = Evidence(issuer=server.settings.issuer, request_id=new_id())
         try:
-            claims = _authenticate(request, server, body_has_token)
+            claims = _authenticate(request, server, body_has_token, evidence)
+            user = server.store.get_user(str(claims["sub"]))
+            if user is None:
+                raise OAuthError(
+                    "invalid_token", "the user no longer exists", rule="OIDC Core 5.3", status=401
+                )
         except OAuthError as error:
-            if error.error == "invalid_dpop_proof" or error.error == "":
-                return _challenge(error if error.error else None, server)
-            return _challenge(error, server)
-        user = server.store.get_user(str(claims["sub"]))
-        if user is None:
-            return _challenge(OAuthError("invalid_token", "the user no longer exists", status=401), server)
+            if error.error:  # a request without credentials is not a decision worth a record
+                server.audit.append(
+                    evidence, "userinfo", "refused", server.now(), rule=error.rule, error=error.error
+                )
+            return _challenge(error if error.error else None, server)
+        evidence.sender_constraint = "dpop"
+        evidence.key_thumbprint = str(claims["cnf"]["jkt"])  # type: ignore[index]
+        server.audit.append(evidence, "userinfo", "allowed", server.now())
         info = {"sub": user["id"]}
         if "profile" in str(claims.get("scope", "")).split():
             info["preferred_username"] = user["username"]
