@@ -59,26 +59,10 @@ class AuditLog:
         error: str | None = None,
     ) -> Mapping[str, Any]:
         data = asdict(evidence)
-        return {
-            "time": now,
-            "event": event,
-            "outcome": outcome,
-            "rule": rule or None,
-            "error": error,
-            "client_id": data["client_id"],
-            "user_id": data["user_id"],
-            "issuer": data["issuer"],
-            "redirect_uri": data["redirect_uri"],
-            "scope": data["scope"],
-            "authorization_details": _json(data["authorization_details"]),
-            "resource": _json(data["resource"]),
-            "sender_constraint": data["sender_constraint"],
-            "key_thumbprint": data["key_thumbprint"],
-            "grant_id": data["grant_id"],
-            "token_jti": data["token_jti"],
-            "request_id": data["request_id"],
-            "detail": _json(data["detail"] or None),
-        }
+        for structured in ("authorization_details", "resource"):
+            data[structured] = _json(data[structured])
+        data["detail"] = _json(data["detail"] or None)
+        return {"time": now, "event": event, "outcome": outcome, "rule": rule or None, "error": error, **data}
 
     def append(
         self,
