@@ -153,7 +153,7 @@ def client_add(
     as_json: bool,
 ) -> None:
     """Register a private_key_jwt + DPoP client."""
-    from corridor.server.clients import ClientMetadataError, build_client_metadata
+    from corridor.server.clients import ClientMetadataError, build_client_metadata, is_identifier
 
     settings = _settings(data_dir, config_file)
     if (jwks_file is None) == (jwks_uri is None):
@@ -178,7 +178,7 @@ def client_add(
     except ClientMetadataError as exc:
         raise click.ClickException(f"{exc.error}: {exc}") from exc
     client_id = client_id or "c-" + new_secret_token()[:22]
-    if len(client_id) > 255 or not client_id.isprintable() or " " in client_id:
+    if not is_identifier(client_id):
         raise click.ClickException("client_id must be printable, without spaces, at most 255 characters")
     if re.fullmatch(r"[0-9a-f]{32}", client_id):
         # FAPI2 6.7 (AS36): user subjects are 32 hex digits; a client_id must not look like one.

@@ -8,6 +8,7 @@ returned :class:`DPoPProof` (D11, D12).
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -135,7 +136,7 @@ def verify_proof(
         raise InvalidDPoPProof("the DPoP proof needs a jti", rule="RFC 9449 4.3-3")
     if not isinstance(htm, str) or not isinstance(htu, str):
         raise InvalidDPoPProof("the DPoP proof needs htm and htu", rule="RFC 9449 4.3-3")
-    if not isinstance(iat, int | float) or isinstance(iat, bool):
+    if not isinstance(iat, int | float) or isinstance(iat, bool) or not math.isfinite(iat):
         raise InvalidDPoPProof("the DPoP proof needs a numeric iat", rule="RFC 9449 4.3-3")
     if htm != method:
         raise InvalidDPoPProof("htm does not match the request method", rule="RFC 9449 4.3-8")

@@ -7,6 +7,16 @@ Renderers (JSON body, redirect, RS challenge, HTML page) turn it into a response
 
 from __future__ import annotations
 
+import re
+
+# RFC 6749 5.2: error_description is %x20-21 / %x23-5B / %x5D-7E; anything else (including
+# characters echoed from a hostile request) is replaced, so the text is also header-safe.
+_NOT_DESCRIPTION = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
+
+
+def safe_description(text: str) -> str:
+    return _NOT_DESCRIPTION.sub("?", text)[:300]
+
 
 class OAuthError(Exception):
     """A rejection with an OAuth error code, an HTTP status and the rule that decided it."""
@@ -24,7 +34,7 @@ class OAuthError(Exception):
     ) -> None:
         super().__init__(f"{error}: {description}" if description else error)
         self.error = error
-        self.description = description
+        self.description = safe_description(description)
         self.rule = rule
         if status is not None:
             self.status = status

@@ -18,6 +18,7 @@ from joserfc import jwk, jws
 from joserfc.errors import JoseError, SecurityWarning
 from joserfc.jws import JWSRegistry
 
+from corridor.core import strictjson
 from corridor.core.b64 import b64url_decode
 
 # FAPI2 5.4.1-1b names "EdDSA" (with Ed25519); RFC 9864 prefers "Ed25519" and joserfc
@@ -87,7 +88,7 @@ def check_public_jwk(data: Mapping[str, Any]) -> None:
         raise JoseFailure("unsupported key type")
     alg = data.get("alg")
     if alg is not None and alg not in FAPI_ALGORITHMS:
-        raise JoseFailure(f"key algorithm {alg!r} is not allowed (FAPI2 5.4.1-1b)")
+        raise JoseFailure("the key's algorithm is not allowed (FAPI2 5.4.1-1b)")
 
 
 def _canonical(data: Mapping[str, Any]) -> str:
@@ -155,8 +156,8 @@ def read_header(token: str) -> dict[str, Any]:
     if len(parts) != 3:
         raise JoseFailure("not a compact JWS")
     try:
-        header = json.loads(b64url_decode(parts[0]))
-    except (ValueError, UnicodeDecodeError) as exc:
+        header = strictjson.loads(b64url_decode(parts[0]))
+    except ValueError as exc:
         raise JoseFailure("the JWS header is not base64url JSON") from exc
     if not isinstance(header, dict):
         raise JoseFailure("the JWS header is not a JSON object")
@@ -179,7 +180,7 @@ def verify_with_keys(
     """
     alg = header["alg"]
     if alg not in algorithms or alg not in FAPI_ALGORITHMS:
-        raise JoseFailure(f"alg {alg!r} is not allowed (FAPI2 5.4.1-1b)")
+        raise JoseFailure("the JWS algorithm is not allowed (FAPI2 5.4.1-1b)")
     kid = header.get("kid")
     candidates = select_keys(keys, alg, kid if isinstance(kid, str) else None)
     if not candidates:
@@ -198,8 +199,8 @@ def verify_with_keys(
 
 def _claims(payload: bytes | None) -> dict[str, Any]:
     try:
-        claims = json.loads(payload or b"")
-    except (ValueError, UnicodeDecodeError) as exc:
+        claims = strictjson.loads(payload or b"")
+    except ValueError as exc:
         raise JoseFailure("the JWS payload is not JSON") from exc
     if not isinstance(claims, dict):
         raise JoseFailure("the JWS payload is not a JSON object")

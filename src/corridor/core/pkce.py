@@ -10,9 +10,9 @@ import secrets
 from corridor.core.b64 import b64url_encode
 
 # RFC 7636 4.1: 43-128 characters of [A-Z] / [a-z] / [0-9] / "-" / "." / "_" / "~"
-_VERIFIER = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
+_VERIFIER = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
 # An S256 challenge is the base64url SHA-256 of the verifier: exactly 43 characters.
-_S256_CHALLENGE = re.compile(r"^[A-Za-z0-9\-_]{43}$")
+_S256_CHALLENGE = re.compile(r"[A-Za-z0-9\-_]{43}")
 
 
 def new_verifier() -> str:
@@ -24,15 +24,15 @@ def s256_challenge(verifier: str) -> str:
 
 
 def is_valid_verifier(verifier: str) -> bool:
-    return bool(_VERIFIER.match(verifier))
+    return bool(_VERIFIER.fullmatch(verifier))
 
 
 def is_valid_s256_challenge(challenge: str) -> bool:
-    return bool(_S256_CHALLENGE.match(challenge))
+    return bool(_S256_CHALLENGE.fullmatch(challenge))
 
 
 def verifier_matches(verifier: str, challenge: str) -> bool:
     """RFC 7636 4.6, compared in constant time."""
     if not is_valid_verifier(verifier):
         return False
-    return hmac.compare_digest(s256_challenge(verifier), challenge)
+    return hmac.compare_digest(s256_challenge(verifier).encode(), challenge.encode("utf-8", "replace"))

@@ -6,9 +6,10 @@ the evidence layer (issue 8) and plug into ``validate_entry``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection
 from typing import Any
+
+from corridor.core import strictjson
 
 MAX_ENTRIES = 16
 
@@ -20,7 +21,7 @@ class AuthorizationDetailsError(ValueError):
 def parse_authorization_details(text: str, supported_types: Collection[str]) -> list[dict[str, Any]]:
     """RFC 9396 2: a JSON array of objects, each with a supported string ``type``."""
     try:
-        value = json.loads(text)
+        value = strictjson.loads(text)
     except ValueError as exc:
         raise AuthorizationDetailsError("authorization_details is not JSON") from exc
     if not isinstance(value, list) or not value:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,6 +31,7 @@ from corridor.server.responses import authorization_response, redirect_303
 from corridor.store.sql import Row, Store
 
 SESSION_COOKIE = "__Host-corridor-session"
+_INTERACTION_ID = re.compile(r"[0-9a-f]{32}")
 _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash(new_secret_token())
 
@@ -164,7 +166,11 @@ class AuthorizationPages:
 
     def _load(self, request: Request, interaction_id: str) -> tuple[Row, Row, dict[str, Any]]:
         server, now = self.server, self.server.now()
-        interaction = server.store.get_interaction(interaction_id) if len(interaction_id) == 32 else None
+        interaction = (
+            server.store.get_interaction(interaction_id)
+            if _INTERACTION_ID.fullmatch(interaction_id)
+            else None
+        )
         secret = request.cookies.get(_interaction_cookie(interaction_id), "")
         if (
             interaction is None
@@ -268,7 +274,11 @@ class AuthorizationPages:
         self._check_csrf(form, interaction, pushed)
         evidence = self._evidence(pushed)
         username, password = form.get("username", ""), form.get("password", "")
-        user = server.store.get_user_by_name(username) if 0 < len(username) <= 255 else None
+        user = (
+            server.store.get_user_by_name(username)
+            if 0 < len(username) <= 255 and username.isprintable()
+            else None
+        )
         try:
             _hasher.verify(user["password_hash"] if user else _DUMMY_HASH, password)
             ok = user is not None

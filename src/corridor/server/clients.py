@@ -59,6 +59,11 @@ class ClientRecord:
         )
 
 
+def is_identifier(value: str) -> bool:
+    """Printable, no spaces, at most 255 characters: what a client_id (or user name) can be."""
+    return 0 < len(value) <= 255 and value.isprintable() and " " not in value
+
+
 def is_loopback_http(uri: str) -> bool:
     """RFC 8252 7.3: http is allowed only for loopback IP redirect URIs of native apps."""
     parts = urlsplit(uri)
@@ -162,6 +167,8 @@ class ClientRegistry:
         self._lock = threading.Lock()
 
     def get(self, client_id: str) -> ClientRecord | None:
+        if not is_identifier(client_id):
+            return None
         row = self.store.get_client(client_id)
         return ClientRecord.from_row(row) if row is not None else None
 

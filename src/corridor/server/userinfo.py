@@ -12,6 +12,7 @@ from corridor.core.errors import OAuthError
 from corridor.core.jose import FAPI_ALGORITHMS
 from corridor.core.randomness import new_id, token_hash
 from corridor.server.authority import AuthorizationServer
+from corridor.server.forms import MAX_BODY
 from corridor.server.introspection import live_access_token
 from corridor.server.responses import json_response
 
@@ -92,7 +93,11 @@ def _authenticate(
 async def userinfo(request: Request, server: AuthorizationServer) -> Response:
     body_has_token = False
     if request.method == "POST":
-        body = await request.body()
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY:
+                return json_response({"error": "invalid_request"}, status=413)
         body_has_token = b"access_token=" in body
 
     def call() -> Response:

@@ -6,9 +6,10 @@ FAPI2 5.3.2.1-8: the assertion ``aud`` is the issuer identifier, as a string, on
 
 from __future__ import annotations
 
-import json
+import math
 from typing import Any
 
+from corridor.core import strictjson
 from corridor.core.b64 import b64url_decode
 from corridor.core.errors import InvalidClient
 from corridor.core.jose import FAPI_ALGORITHMS, JoseFailure, read_header, verify_with_keys
@@ -22,8 +23,8 @@ ASSERTION_TYPES = (None, "JWT", "client-authentication+jwt")
 
 def _unverified_claims(token: str) -> dict[str, Any]:
     try:
-        claims = json.loads(b64url_decode(token.split(".")[1]))
-    except (ValueError, IndexError, UnicodeDecodeError) as exc:
+        claims = strictjson.loads(b64url_decode(token.split(".")[1]))
+    except (ValueError, IndexError) as exc:
         raise InvalidClient("the client assertion payload is not JSON", rule="RFC 7523 3") from exc
     if not isinstance(claims, dict):
         raise InvalidClient("the client assertion payload is not a JSON object", rule="RFC 7523 3")
@@ -99,4 +100,10 @@ def authenticate_client(ex: Exchange) -> None:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    """A JSON NumericDate we can compare and store: finite and within a sane range."""
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and 0 <= value < 1e11
+    )

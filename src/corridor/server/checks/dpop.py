@@ -9,7 +9,7 @@ from corridor.core.errors import InvalidDPoPProof, OAuthError, UseDPoPNonce
 from corridor.core.randomness import token_hash
 from corridor.server.authority import Exchange
 
-_JKT = re.compile(r"^[A-Za-z0-9_-]{43}$")
+_JKT = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
 def check_dpop_proof(ex: Exchange) -> None:
@@ -41,7 +41,7 @@ def check_dpop_proof(ex: Exchange) -> None:
 def bind_dpop_key(ex: Exchange) -> None:
     """RFC 9449 10.1, FAPI2 5.3.2.1-12: bind the code to ``dpop_jkt`` and/or the PAR proof's key."""
     jkt = ex.form.get("dpop_jkt")
-    if jkt is not None and not _JKT.match(jkt):
+    if jkt is not None and not _JKT.fullmatch(jkt):
         raise OAuthError("invalid_request", "dpop_jkt must be a SHA-256 JWK thumbprint", rule="RFC 9449 10")
     if ex.dpop is not None:
         if jkt is not None and jkt != ex.dpop.jkt:

@@ -13,8 +13,9 @@ from corridor.server.clients import ClientMetadataError, check_redirect_uri
 #: FAPI2 5.3.2.2-14: nonces of up to 64 characters are accepted; longer ones are refused.
 MAX_NONCE = 64
 MAX_STATE = 8192
-_SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")
-_ACR = re.compile(r"^[\x21-\x7e]{1,64}$")
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+_ACR = re.compile(r"[\x21-\x7e]{1,64}")
+_MAX_AGE = re.compile(r"[0-9]{1,9}")
 
 
 def reject_request_uri_parameter(ex: Exchange) -> None:
@@ -79,7 +80,7 @@ def check_scope(ex: Exchange) -> None:
     assert ex.client is not None
     raw = ex.form.get("scope", "")
     scopes = raw.split(" ") if raw else []
-    if any(not _SCOPE_TOKEN.match(s) for s in scopes):
+    if any(not _SCOPE_TOKEN.fullmatch(s) for s in scopes):
         raise OAuthError("invalid_scope", "scope is malformed", rule="RFC 6749 3.3")
     unknown = [s for s in scopes if s not in ex.client.scope]
     if unknown:
@@ -101,12 +102,12 @@ def check_state_and_nonce(ex: Exchange) -> None:
 def check_authentication_request(ex: Exchange) -> None:
     """OIDC Core 3.1.2.1: max_age, acr_values and prompt are well formed."""
     max_age = ex.form.get("max_age")
-    if max_age is not None and (not max_age.isdigit() or len(max_age) > 9):
+    if max_age is not None and not _MAX_AGE.fullmatch(max_age):
         raise OAuthError(
             "invalid_request", "max_age must be a non-negative integer", rule="OIDC Core 3.1.2.1"
         )
     acr_values = ex.form.get("acr_values", "").split()
-    if any(not _ACR.match(a) for a in acr_values):
+    if any(not _ACR.fullmatch(a) for a in acr_values):
         raise OAuthError("invalid_request", "acr_values is malformed", rule="OIDC Core 3.1.2.1")
     prompt = ex.form.get("prompt", "").split()
     if any(p not in ("none", "login", "consent") for p in prompt) or ("none" in prompt and len(prompt) > 1):
