@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from corridor.core.certificates import ProxyCertificateHeaders
 from corridor.core.randomness import new_id
 from corridor.server.authority import AuthorizationServer, Exchange
 from corridor.server.authorize import AuthorizationPages
@@ -77,14 +78,15 @@ class SecurityHeaders:
             await response(scope, receive, send_with_headers)
 
 
-def create_app(server: AuthorizationServer, purge_interval: float = 600.0) -> Starlette:
+def create_app(
+    server: AuthorizationServer, purge_interval: float = 600.0, trust_refresh_interval: float = 5.0
+) -> Starlette:
     """Build the AS application. ``server.start()`` runs at startup (migrations, keys)."""
     pages = AuthorizationPages(server)
-    e = server.endpoints
 
-    def endpoint(url: str, event: str, handler: Callable[[Exchange], Response]) -> Any:
+    def endpoint(path: str, event: str, handler: Callable[[Exchange], Response]) -> Any:
         async def call(request: Request) -> Response:
-            return await run_endpoint(request, server, url, event, handler)
+            return await run_endpoint(request, server, path, event, handler)
 
         return call
 
@@ -115,21 +117,31 @@ def create_app(server: AuthorizationServer, purge_interval: float = 600.0) -> St
                     log.exception("purge failed")
                 await asyncio.sleep(purge_interval)
 
-        task = asyncio.create_task(purge())
+        async def follow_registrations() -> None:
+            # The mTLS trust store follows client registration (server/mtls.py).
+            while server.mtls_trust is not None:
+                try:
+                    await run_in_threadpool(server.mtls_trust.refresh, server.store)
+                except Exception:  # retried next round; the old trust store stays in force
+                    log.exception("mTLS trust store refresh failed")
+                await asyncio.sleep(trust_refresh_interval)
+
+        tasks = [asyncio.create_task(purge()), asyncio.create_task(follow_registrations())]
         try:
             yield
         finally:
-            task.cancel()
+            for task in tasks:
+                task.cancel()
             server.close()
 
     routes = [
         Route("/.well-known/openid-configuration", metadata, methods=["GET"]),
         Route("/.well-known/oauth-authorization-server", metadata, methods=["GET"]),
         Route("/jwks", jwks, methods=["GET"]),
-        Route("/par", endpoint(e.par, "par", pushed_authorization), methods=["POST"]),
-        Route("/token", endpoint(e.token, "token", token), methods=["POST"]),
-        Route("/introspect", endpoint(e.introspection, "introspection", introspect), methods=["POST"]),
-        Route("/revoke", endpoint(e.revocation, "revocation", revoke), methods=["POST"]),
+        Route("/par", endpoint("/par", "par", pushed_authorization), methods=["POST"]),
+        Route("/token", endpoint("/token", "token", token), methods=["POST"]),
+        Route("/introspect", endpoint("/introspect", "introspection", introspect), methods=["POST"]),
+        Route("/revoke", endpoint("/revoke", "revocation", revoke), methods=["POST"]),
         Route("/userinfo", userinfo_endpoint, methods=["GET", "POST"]),
         Route("/authorize", pages.get_authorize, methods=["GET"]),
         Route("/interaction/{interaction_id}", pages.get_interaction, methods=["GET"]),
@@ -141,5 +153,6 @@ def create_app(server: AuthorizationServer, purge_interval: float = 600.0) -> St
         lifespan=lifespan,
         exception_handlers={404: not_found, 405: method_not_allowed},
     )
+    app.add_middleware(ProxyCertificateHeaders, trusted_proxies=server.settings.trusted_proxies)
     app.add_middleware(SecurityHeaders)
     return app

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import ssl
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
+from cryptography import x509
 from starlette.datastructures import Headers
 
 from corridor.audit.log import AuditLog, Evidence
@@ -15,6 +16,7 @@ from corridor.core.b64 import b64url_decode, b64url_encode
 from corridor.core.clock import Clock, SystemClock
 from corridor.core.dpop import DPoPProof
 from corridor.core.randomness import new_id, new_secret_token
+from corridor.core.x509 import PkiVerifier
 from corridor.server.clients import ClientRecord, ClientRegistry
 from corridor.server.forms import Form
 from corridor.server.keys import ServerKeys
@@ -22,15 +24,33 @@ from corridor.server.nonces import DPoPNonces
 from corridor.server.settings import Settings
 from corridor.store.sql import Store
 
+if TYPE_CHECKING:
+    from corridor.server.mtls import MtlsTrust
+
+
+#: RFC 8705 5: the endpoints that have an mTLS alias (never the authorization endpoint).
+ALIASED = {
+    "/par": "pushed_authorization_request_endpoint",
+    "/token": "token_endpoint",
+    "/introspect": "introspection_endpoint",
+    "/revoke": "revocation_endpoint",
+    "/userinfo": "userinfo_endpoint",
+}
+
 
 @dataclass(frozen=True)
 class Endpoints:
     """Absolute endpoint URLs, derived from the configured issuer (design.md 5), never the Host header."""
 
     issuer: str
+    mtls_base: str = ""
 
-    def url(self, path: str) -> str:
-        return self.issuer + path
+    def url(self, path: str, via_mtls: bool = False) -> str:
+        """The public URL of ``path`` on the listener the request came through."""
+        return (self.mtls_base if via_mtls and path in ALIASED else self.issuer) + path
+
+    def mtls_aliases(self) -> dict[str, str]:
+        return {name: self.mtls_base + path for path, name in ALIASED.items()}
 
     @property
     def authorization(self) -> str:
@@ -68,7 +88,10 @@ class AuthorizationServer:
         self.settings = settings
         self.store = store
         self.clock = clock or SystemClock()
-        self.endpoints = Endpoints(settings.issuer)
+        self.endpoints = Endpoints(settings.issuer, settings.mtls_base_url)
+        self.pki = PkiVerifier.from_pem_file(settings.mtls_ca_file)
+        #: The mTLS listener's trust store, when this process serves one (set by the server runner).
+        self.mtls_trust: MtlsTrust | None = None
         self.keys = ServerKeys(store, self.clock, settings.signing_alg)
         self.audit = AuditLog(store)
         # FAPI2 5.2.1: calls to others (jwks_uri) check server certificates (RFC 9525).
@@ -116,13 +139,21 @@ class Exchange:
     form: Form
     now: float
     evidence: Evidence
+    #: The client certificate of this request (RFC 8705), from the TLS socket or a trusted proxy.
+    certificate: x509.Certificate | None = None
     client: ClientRecord | None = None
     dpop: DPoPProof | None = None
     state: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def begin(
-        cls, server: AuthorizationServer, endpoint_url: str, method: str, headers: Headers, form: Form
+        cls,
+        server: AuthorizationServer,
+        endpoint_url: str,
+        method: str,
+        headers: Headers,
+        form: Form,
+        certificate: x509.Certificate | None = None,
     ) -> Exchange:
         return cls(
             server=server,
@@ -132,4 +163,5 @@ class Exchange:
             form=form,
             now=server.now(),
             evidence=Evidence(issuer=server.settings.issuer, request_id=new_id()),
+            certificate=certificate,
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import json
 import threading
@@ -13,12 +15,21 @@ from urllib.parse import urlsplit
 import httpx
 
 from corridor.core.clock import Clock
-from corridor.core.jose import JoseFailure, check_public_jwks
+from corridor.core.jose import JoseFailure, check_public_jwks, import_public_jwk
+from corridor.core.x509 import (
+    SUBJECT_PARAMETERS,
+    CertificateError,
+    check_subject_value,
+    is_ca,
+    load_certificate,
+)
 from corridor.store.sql import Row, Store
 
-#: FAPI2 5.3.2.1-6: the only client authentication methods (mTLS ones come with issue 3).
-AUTH_METHODS = ("private_key_jwt",)
-SENDER_CONSTRAINTS = ("dpop",)
+#: FAPI2 5.3.2.1-6: the only client authentication methods (OIDC Core 9, RFC 8705 2).
+AUTH_METHODS = ("private_key_jwt", "tls_client_auth", "self_signed_tls_client_auth")
+MTLS_AUTH_METHODS = ("tls_client_auth", "self_signed_tls_client_auth")
+#: FAPI2 5.3.2.1-4/5: DPoP (RFC 9449) or certificate-bound (RFC 8705 3) access tokens.
+SENDER_CONSTRAINTS = ("dpop", "mtls")
 
 
 class ClientMetadataError(ValueError):
@@ -40,11 +51,18 @@ class ClientRecord:
     jwks: Mapping[str, Any] | None = None
     jwks_uri: str | None = None
     resources: tuple[str, ...] = ()
+    #: RFC 8705 2.1.2: the one registered subject parameter and its value (tls_client_auth).
+    tls_subject: tuple[str, str] | None = None
+    #: DER of the certificates registered in the JWKS ``x5c`` (self-signed mTLS, RFC 8705 2.2).
+    certificates: tuple[bytes, ...] = ()
+    use_mtls_endpoint_aliases: bool = False
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_row(cls, row: Row) -> ClientRecord:
         meta = json.loads(row["metadata"])
+        subject = next(((p, meta[p]) for p in SUBJECT_PARAMETERS if p in meta), None)
+        keys = (meta.get("jwks") or {}).get("keys", [])
         return cls(
             client_id=row["client_id"],
             name=row["name"],
@@ -55,6 +73,9 @@ class ClientRecord:
             jwks=meta.get("jwks"),
             jwks_uri=meta.get("jwks_uri"),
             resources=tuple(meta.get("resources", ())),
+            tls_subject=subject,
+            certificates=tuple(base64.b64decode(k["x5c"][0]) for k in keys if k.get("x5c")),
+            use_mtls_endpoint_aliases=bool(meta.get("use_mtls_endpoint_aliases")),
             metadata=meta,
         )
 
@@ -109,8 +130,10 @@ def build_client_metadata(
     sender_constraint: str = "dpop",
     resources: Sequence[str] = (),
     known_scopes: Sequence[str] = (),
+    tls_subject: Mapping[str, str] | None = None,
+    use_mtls_endpoint_aliases: bool = False,
 ) -> dict[str, Any]:
-    """Validate registration input and return the stored metadata (RFC 7591 2)."""
+    """Validate registration input and return the stored metadata (RFC 7591 2, RFC 8705 2)."""
     if token_endpoint_auth_method not in AUTH_METHODS:
         raise ClientMetadataError(
             f"token_endpoint_auth_method {token_endpoint_auth_method!r} is not allowed; "
@@ -122,22 +145,54 @@ def build_client_metadata(
         raise ClientMetadataError("at least one redirect URI is required", "invalid_redirect_uri")
     for uri in redirect_uris:
         check_redirect_uri(uri)
-    if (jwks is None) == (jwks_uri is None):
-        raise ClientMetadataError("give exactly one of jwks and jwks_uri (RFC 7591 2)")
+    if jwks is not None and jwks_uri is not None:
+        raise ClientMetadataError("give jwks or jwks_uri, not both (RFC 7591 2)")
+    if jwks is None and jwks_uri is None and token_endpoint_auth_method != "tls_client_auth":
+        raise ClientMetadataError(f"{token_endpoint_auth_method} needs the client's keys: jwks or jwks_uri")
+    subjects = {k: v for k, v in (tls_subject or {}).items() if v}
+    if token_endpoint_auth_method == "tls_client_auth":
+        if len(subjects) != 1:
+            raise ClientMetadataError(
+                "tls_client_auth needs exactly one of " + ", ".join(SUBJECT_PARAMETERS) + " (RFC 8705 2.1.2)"
+            )
+    elif subjects:
+        raise ClientMetadataError("subject parameters belong to tls_client_auth only (RFC 8705 2.1.2)")
+    if token_endpoint_auth_method == "self_signed_tls_client_auth" and jwks is None:
+        raise ClientMetadataError(
+            "self_signed_tls_client_auth needs a registered jwks with x5c (RFC 8705 2.2)"
+        )
     meta: dict[str, Any] = {
         "redirect_uris": list(dict.fromkeys(redirect_uris)),
         "token_endpoint_auth_method": token_endpoint_auth_method,
         "grant_types": ["authorization_code", "refresh_token"],
         "response_types": ["code"],
         "dpop_bound_access_tokens": sender_constraint == "dpop",
+        "tls_client_certificate_bound_access_tokens": sender_constraint == "mtls",
+        "use_mtls_endpoint_aliases": use_mtls_endpoint_aliases,
     }
+    for parameter, value in subjects.items():
+        if parameter not in SUBJECT_PARAMETERS:
+            raise ClientMetadataError(f"unknown subject parameter {parameter}")
+        try:
+            check_subject_value(parameter, value)
+        except CertificateError as exc:
+            raise ClientMetadataError(str(exc)) from exc
+        meta[parameter] = value
     if jwks is not None:
         try:
-            meta["jwks"] = {"keys": check_public_jwks(jwks)}
+            keys = check_public_jwks(jwks)
         except JoseFailure as exc:
             raise ClientMetadataError(f"jwks: {exc}") from exc
-    else:
-        assert jwks_uri is not None
+        for key in keys:
+            check_x5c(key)
+        if token_endpoint_auth_method == "self_signed_tls_client_auth" and not any(
+            k.get("x5c") for k in keys
+        ):
+            raise ClientMetadataError(
+                "self_signed_tls_client_auth needs a certificate in the jwks x5c (RFC 8705 2.2)"
+            )
+        meta["jwks"] = {"keys": keys}
+    elif jwks_uri is not None:
         if not jwks_uri.startswith("https://"):
             raise ClientMetadataError("jwks_uri must be an https URL (FAPI2 5.4.2)")
         meta["jwks_uri"] = jwks_uri
@@ -151,6 +206,30 @@ def build_client_metadata(
             raise ClientMetadataError("resource identifiers must be https URLs without fragment (RFC 8707 2)")
     meta["resources"] = list(resources)
     return meta
+
+
+def check_x5c(key: Mapping[str, Any]) -> None:
+    """RFC 7517 4.7 / RFC 8705 2.2: the first x5c certificate carries the JWK's public key and,
+    since registered certificates join the mTLS trust store, it must not be a CA (design.md 5)."""
+    chain = key.get("x5c")
+    if chain is None:
+        return
+    if not isinstance(chain, list) or not chain or not all(isinstance(c, str) for c in chain):
+        raise ClientMetadataError("x5c must be a non-empty array of base64 certificates")
+    try:
+        certificate = load_certificate(base64.b64decode(chain[0], validate=True))
+    except (binascii.Error, CertificateError) as exc:
+        raise ClientMetadataError("x5c[0] is not a base64 DER certificate") from exc
+    if is_ca(certificate):
+        raise ClientMetadataError("a registered client certificate must not be a CA (CA:TRUE)")
+    from cryptography.hazmat.primitives import serialization
+
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    jwk_key: Any = import_public_jwk({k: v for k, v in key.items() if k != "x5c"}).get_op_key("verify")
+    if certificate.public_key().public_bytes(serialization.Encoding.DER, spki) != jwk_key.public_bytes(
+        serialization.Encoding.DER, spki
+    ):
+        raise ClientMetadataError("x5c[0] does not hold the JWK's public key")
 
 
 class ClientRegistry:

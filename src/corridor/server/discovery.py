@@ -6,6 +6,7 @@ from typing import Any
 
 from corridor.core.jose import FAPI_ALGORITHMS
 from corridor.server.authority import AuthorizationServer
+from corridor.server.clients import AUTH_METHODS
 
 
 def server_metadata(server: AuthorizationServer) -> dict[str, Any]:
@@ -28,14 +29,16 @@ def server_metadata(server: AuthorizationServer) -> dict[str, Any]:
         "subject_types_supported": ["public"],
         "code_challenge_methods_supported": ["S256"],
         "authorization_response_iss_parameter_supported": True,
-        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
         "token_endpoint_auth_signing_alg_values_supported": algs,
-        "introspection_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "introspection_endpoint_auth_methods_supported": list(AUTH_METHODS),
         "introspection_endpoint_auth_signing_alg_values_supported": algs,
-        "revocation_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "revocation_endpoint_auth_methods_supported": list(AUTH_METHODS),
         "revocation_endpoint_auth_signing_alg_values_supported": algs,
         "id_token_signing_alg_values_supported": [s.signing_alg],
         "dpop_signing_alg_values_supported": algs,
+        "tls_client_certificate_bound_access_tokens": True,  # RFC 8705 3.3
+        "mtls_endpoint_aliases": e.mtls_aliases(),  # RFC 8705 5
         "authorization_details_types_supported": list(s.authorization_details_types),
         "acr_values_supported": list(s.acr_levels),
         "claims_parameter_supported": False,

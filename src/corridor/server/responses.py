@@ -11,9 +11,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from corridor.core.certificates import peer_certificate
 from corridor.core.errors import OAuthError
 from corridor.server.authority import AuthorizationServer, Exchange
 from corridor.server.forms import read_form
+from corridor.server.mtls import via_mtls_listener
 
 log = logging.getLogger("corridor.server")
 
@@ -50,7 +52,7 @@ def nonce_headers(server: AuthorizationServer) -> dict[str, str]:
 async def run_endpoint(
     request: Request,
     server: AuthorizationServer,
-    endpoint_url: str,
+    path: str,
     event: str,
     handler: Callable[[Exchange], Response],
 ) -> Response:
@@ -61,7 +63,10 @@ async def run_endpoint(
     except OAuthError as error:
         error.headers = {**nonce_headers(server), **error.headers}
         return error_json(error)
-    exchange = Exchange.begin(server, endpoint_url, request.method, request.headers, form)
+    endpoint_url = server.endpoints.url(path, via_mtls_listener(request.scope))
+    exchange = Exchange.begin(
+        server, endpoint_url, request.method, request.headers, form, peer_certificate(request.scope)
+    )
 
     def call() -> Response:
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
@@ -30,6 +31,16 @@ class Settings(BaseSettings):
     #: TLS certificate and key (PEM). Empty in dev mode: a local CA issues them on first start.
     tls_cert_file: str = ""
     tls_key_file: str = ""
+    #: The mTLS listener (RFC 8705 5 endpoint aliases): it asks for an optional client certificate.
+    mtls_host: str = "127.0.0.1"
+    mtls_port: int = 8445
+    #: Public base URL of the alias endpoints; empty means the issuer's host on ``mtls_port``.
+    mtls_base_url: str = ""
+    #: CA bundle (PEM) for tls_client_auth (PKI) client certificates.
+    mtls_ca_file: str = ""
+    #: Proxy addresses (IPs or CIDRs) whose Client-Cert / X-SSL-Client-Escaped-Cert headers
+    #: are believed (RFC 9440); from anyone else those headers are stripped.
+    trusted_proxies: list[str] = Field(default_factory=list)
     #: Extra CA bundle (PEM) trusted when the AS calls out, e.g. to fetch a client's jwks_uri.
     trust_ca_file: str = ""
     #: Create the demo user and client on first start.
@@ -95,9 +106,13 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _database_default(self) -> Settings:
+    def _derived_defaults(self) -> Settings:
         if not self.database_url:
             self.database_url = f"sqlite:///{(self.data_dir / 'corridor.db').resolve()}"
+        if not self.mtls_base_url:
+            host = urlsplit(self.issuer).hostname or "localhost"
+            self.mtls_base_url = f"https://{host}:{self.mtls_port}"
+        self.mtls_base_url = self.mtls_base_url.rstrip("/")
         return self
 
     @classmethod

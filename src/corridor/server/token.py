@@ -40,8 +40,9 @@ TOKEN = (
 
 
 def _cnf(ex: Exchange) -> dict[str, str]:
-    assert ex.dpop is not None
-    return {"jkt": ex.dpop.jkt}
+    """RFC 9449 6.1 ``jkt`` or RFC 8705 3.1 ``x5t#S256``, as require_sender_constraint chose."""
+    cnf: dict[str, str] = ex.state["cnf"]
+    return cnf
 
 
 def _resources_for_token(ex: Exchange, granted: list[str]) -> list[str]:
@@ -65,7 +66,7 @@ def _scope_for_token(ex: Exchange, granted: str) -> str:
 def _token_response(access_token: str, claims: dict[str, Any], **extra: Any) -> Response:
     body: dict[str, Any] = {
         "access_token": access_token,
-        "token_type": "DPoP",  # RFC 9449 5
+        "token_type": "DPoP" if "jkt" in claims["cnf"] else "Bearer",  # RFC 9449 5, RFC 8705 3
         "expires_in": claims["exp"] - claims["iat"],
         "scope": claims["scope"],
     }
@@ -78,7 +79,7 @@ def _token_response(access_token: str, claims: dict[str, Any], **extra: Any) -> 
 def redeem_authorization_code(ex: Exchange) -> Response:
     """RFC 6749 4.1.3, RFC 7636 4.6, FAPI2 5.3.2.1-11, 5.3.2.2-9, RFC 9449 10."""
     server, store, now = ex.server, ex.server.store, ex.now
-    assert ex.client is not None and ex.dpop is not None
+    assert ex.client is not None
     code = ex.form.get("code")
     if not code:
         raise OAuthError("invalid_request", "code is required", rule="RFC 6749 4.1.3")
@@ -98,7 +99,7 @@ def redeem_authorization_code(ex: Exchange) -> Response:
         raise OAuthError(
             "invalid_grant", "code_verifier does not match", rule="FAPI2 5.3.2.2-5, RFC 7636 4.6"
         )
-    if row["dpop_jkt"] is not None and row["dpop_jkt"] != ex.dpop.jkt:
+    if row["dpop_jkt"] is not None and (ex.dpop is None or row["dpop_jkt"] != ex.dpop.jkt):
         raise OAuthError("invalid_grant", "the DPoP key does not match dpop_jkt", rule="RFC 9449 10.1")
     refresh_token = new_secret_token()
     with store.write() as conn:
@@ -141,7 +142,7 @@ def _code_reuse(ex: Exchange, grant_id: str) -> None:
 def refresh(ex: Exchange) -> Response:
     """RFC 6749 6; FAPI2 5.3.2.1-9: refresh tokens are bound to the client and not rotated."""
     server, now = ex.server, ex.now
-    assert ex.client is not None and ex.dpop is not None
+    assert ex.client is not None
     value = ex.form.get("refresh_token")
     if not value:
         raise OAuthError("invalid_request", "refresh_token is required", rule="RFC 6749 6")

@@ -1,6 +1,7 @@
 """Client authentication at PAR, token, introspection and revocation.
 
-FAPI2 5.3.2.1-6: only ``private_key_jwt`` (OIDC Core 9) here; mTLS comes with issue 3.
+FAPI2 5.3.2.1-6: ``private_key_jwt`` (OIDC Core 9) or mutual TLS (RFC 8705 2:
+``tls_client_auth`` and ``self_signed_tls_client_auth``), nothing else.
 FAPI2 5.3.2.1-8: the assertion ``aud`` is the issuer identifier, as a string, only.
 """
 
@@ -14,7 +15,10 @@ from corridor.core.b64 import b64url_decode
 from corridor.core.errors import InvalidClient
 from corridor.core.jose import FAPI_ALGORITHMS, JoseFailure, read_header, verify_with_keys
 from corridor.core.randomness import token_hash
+from corridor.core.x509 import der, subject_matches, thumbprint_s256
 from corridor.server.authority import Exchange
+from corridor.server.clients import MTLS_AUTH_METHODS
+from corridor.server.mtls import registered
 
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 #: RFC 8725 3.11: explicit types we accept for a client assertion (absent is tolerated).
@@ -40,7 +44,8 @@ def authenticate_client(ex: Exchange) -> None:
     assertion_type = form.get("client_assertion_type")
     assertion = form.get("client_assertion")
     if assertion_type is None and assertion is None:
-        raise InvalidClient("client authentication is required", rule="FAPI2 5.3.2.1-3")
+        authenticate_mtls_client(ex)
+        return
     if assertion_type != JWT_BEARER or not assertion:
         raise InvalidClient(
             "client_assertion_type must be jwt-bearer with a client_assertion", rule="RFC 7523 2.2"
@@ -96,6 +101,34 @@ def authenticate_client(ex: Exchange) -> None:
         raise InvalidClient("the client assertion needs a jti", rule="OIDC Core 9")
     if not ex.server.store.remember_once("a:" + token_hash(f"{client_id}\x00{jti}"), exp + 1, now):
         raise InvalidClient("the client assertion was already used", rule="OIDC Core 9, RFC 7523 3")
+    ex.client = client
+
+
+def authenticate_mtls_client(ex: Exchange) -> None:
+    """RFC 8705 2: the client_id parameter (M1) and the TLS client certificate (M2, M3)."""
+    client_id = ex.form.get("client_id")
+    if not client_id:
+        raise InvalidClient("client authentication is required", rule="FAPI2 5.3.2.1-3, RFC 8705 2")
+    ex.evidence.client_id = client_id
+    client = ex.server.clients.get(client_id)
+    if client is None or client.token_endpoint_auth_method not in MTLS_AUTH_METHODS:
+        raise InvalidClient("unknown client or wrong authentication method", rule="FAPI2 5.3.2.1-3")
+    certificate = ex.certificate
+    if certificate is None:
+        raise InvalidClient("a TLS client certificate is required (use the mTLS endpoint)", rule="RFC 8705 2")
+    if client.token_endpoint_auth_method == "self_signed_tls_client_auth":
+        if not registered(der(certificate), client):
+            raise InvalidClient("the certificate is not one the client registered", rule="RFC 8705 2.2")
+    else:
+        assert client.tls_subject is not None
+        if not ex.server.pki.verify(certificate, [], ex.now):
+            raise InvalidClient("the certificate does not chain to a trusted CA", rule="RFC 8705 2.1")
+        parameter, value = client.tls_subject
+        if not subject_matches(certificate, parameter, value):
+            raise InvalidClient(
+                "the certificate subject does not match the registration", rule="RFC 8705 2.1.2"
+            )
+    ex.evidence.detail["client_certificate"] = thumbprint_s256(certificate)
     ex.client = client
 
 

@@ -7,6 +7,7 @@ import re
 from corridor.core.dpop import verify_proof
 from corridor.core.errors import InvalidDPoPProof, OAuthError, UseDPoPNonce
 from corridor.core.randomness import token_hash
+from corridor.core.x509 import thumbprint_s256
 from corridor.server.authority import Exchange
 
 _JKT = re.compile(r"[A-Za-z0-9_-]{43}")
@@ -54,10 +55,24 @@ def bind_dpop_key(ex: Exchange) -> None:
 
 
 def require_sender_constraint(ex: Exchange) -> None:
-    """FAPI2 5.3.2.1-4/5, RFC 9449 5.2 (D19): only sender-constrained tokens; never a bearer token."""
-    if ex.client is not None and ex.client.sender_constraint == "dpop" and ex.dpop is None:
+    """FAPI2 5.3.2.1-4/5, RFC 9449 5.2 (D19), RFC 8705 3: only sender-constrained tokens,
+    bound as the client registered; never a bearer token."""
+    assert ex.client is not None
+    if ex.client.sender_constraint == "dpop":
+        if ex.dpop is None:
+            raise OAuthError(
+                "invalid_dpop_proof",
+                "a DPoP proof is required for this client",
+                rule="FAPI2 5.3.2.1-4, RFC 9449 5.2",
+            )
+        ex.state["cnf"] = {"jkt": ex.dpop.jkt}
+        return
+    if ex.certificate is None:
         raise OAuthError(
-            "invalid_dpop_proof",
-            "a DPoP proof is required for this client",
-            rule="FAPI2 5.3.2.1-4, RFC 9449 5.2",
+            "invalid_request",
+            "a TLS client certificate is required for certificate-bound tokens (use the mTLS endpoint)",
+            rule="FAPI2 5.3.2.1-5, RFC 8705 3",
         )
+    ex.state["cnf"] = {"x5t#S256": thumbprint_s256(ex.certificate)}
+    ex.evidence.sender_constraint = "mtls"
+    ex.evidence.key_thumbprint = ex.state["cnf"]["x5t#S256"]
