@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from corridor.server.tls import DevTLS
+from tests.pki import TestPKI
 from tests.support import RESOURCE, Driver, RunningAS, dev_tls, running_as
 
 
@@ -14,10 +15,15 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> DevTLS:
     return dev_tls(tmp_path_factory.mktemp("tls"))
 
 
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPKI:
+    return TestPKI(tmp_path_factory.mktemp("pki"))
+
+
 @pytest.fixture(scope="module")
-def as_server(tmp_path_factory: pytest.TempPathFactory, tls: DevTLS) -> Iterator[RunningAS]:
+def as_server(tmp_path_factory: pytest.TempPathFactory, tls: DevTLS, pki: TestPKI) -> Iterator[RunningAS]:
     data_dir = tmp_path_factory.mktemp("as")
-    with running_as(data_dir, tls) as running:
+    with running_as(data_dir, tls, mtls_ca_file=str(pki.ca_file)) as running:
         running.store.add_resource_server(RESOURCE, "Test API", ["accounts", "payments"], None, 0.0)
         yield running
 

@@ -3,6 +3,7 @@ real SQLite file and a movable clock, plus a small black-box driver for flows.""
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 import re
@@ -28,7 +29,8 @@ from corridor.core.randomness import new_id, new_secret_token
 from corridor.server.app import create_app
 from corridor.server.authority import AuthorizationServer
 from corridor.server.clients import build_client_metadata
-from corridor.server.serve import uvicorn_server
+from corridor.server.mtls import MtlsTrust
+from corridor.server.serve import Listeners
 from corridor.server.settings import Settings
 from corridor.server.tls import DevTLS, ensure_dev_tls, server_ssl_context
 from corridor.store.sql import Store
@@ -78,25 +80,31 @@ class RunningAS:
 
 @contextmanager
 def running_as(data_dir: Path, tls: DevTLS, **settings: Any) -> Iterator[RunningAS]:
-    sock = free_socket()
-    port = sock.getsockname()[1]
+    """Both listeners of one AS: the main one and the mTLS one (endpoint aliases)."""
+    sock, mtls_sock = free_socket(), free_socket()
+    port, mtls_port = sock.getsockname()[1], mtls_sock.getsockname()[1]
     issuer = f"https://localhost:{port}"
-    config = Settings(issuer=issuer, port=port, data_dir=data_dir, dev_mode=False, **settings)
+    config = Settings(
+        issuer=issuer, port=port, mtls_port=mtls_port, data_dir=data_dir, dev_mode=False, **settings
+    )
     store = Store(config.database_url)
     clock = MovableClock()
     server = AuthorizationServer(config, store, clock)
-    app = create_app(server)
-    uv = uvicorn_server(
-        app, "127.0.0.1", port, server_ssl_context(tls.cert_file, tls.key_file), log_level="warning"
+    app = create_app(server, trust_refresh_interval=0.5)
+    trust = MtlsTrust(tls.cert_file, tls.key_file, config.mtls_ca_file)
+    listeners = Listeners(
+        app, server, server_ssl_context(tls.cert_file, tls.key_file), trust, log_level="warning"
     )
-    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
+    for uv in (listeners.main, listeners.mtls):
+        uv.config.timeout_graceful_shutdown = 0.2
+    thread = threading.Thread(target=asyncio.run, args=(listeners.serve([sock], [mtls_sock]),), daemon=True)
     thread.start()
     deadline = time.time() + 20
-    while not uv.started:
+    while not (listeners.main.started and listeners.mtls.started):
         if time.time() > deadline or not thread.is_alive():
             raise RuntimeError("the AS did not start")
         time.sleep(0.02)
-    running = RunningAS(issuer, tls, clock, store, server, data_dir, _uvicorn=uv, _thread=thread)
+    running = RunningAS(issuer, tls, clock, store, server, data_dir, _uvicorn=listeners.main, _thread=thread)
     try:
         yield running
     finally:
@@ -156,17 +164,29 @@ class Driver:
         jwks_uri: str | None = None,
         resources: tuple[str, ...] = (),
         key: SigningKey | None = None,
+        auth_method: str = "private_key_jwt",
+        sender_constraint: str = "dpop",
+        tls_subject: dict[str, str] | None = None,
+        use_mtls_endpoint_aliases: bool = False,
     ) -> Client:
         key = key or SigningKey.generate(alg)
         client_id = "c-" + new_id()
+        if jwks is None and jwks_uri is None and auth_method != "tls_client_auth":
+            jwks = {"keys": [key.public_jwk]}
         meta = build_client_metadata(
             redirect_uris=redirect_uris,
-            jwks=jwks if jwks is not None or jwks_uri else {"keys": [key.public_jwk]},
+            jwks=jwks,
             jwks_uri=jwks_uri,
             scope=scope,
             resources=resources,
+            token_endpoint_auth_method=auth_method,
+            sender_constraint=sender_constraint,
+            tls_subject=tls_subject,
+            use_mtls_endpoint_aliases=use_mtls_endpoint_aliases,
         )
         self.as_.store.add_client(client_id, "Test client " + client_id[-4:], meta, time.time())
+        if self.as_.server is not None and self.as_.server.mtls_trust is not None:
+            self.as_.server.mtls_trust.refresh(self.as_.store)  # do not wait for the next refresh round
         return Client(client_id, key, SigningKey.generate("ES256"), redirect_uris[0])
 
     # -- messages ------------------------------------------------------------------------
@@ -234,6 +254,19 @@ class Driver:
     def url(self, path: str) -> str:
         """Where requests go (an instance may listen elsewhere than the shared issuer)."""
         return self.base + path
+
+    def mtls_url(self, path: str) -> str:
+        """The RFC 8705 alias of ``path`` on the mTLS listener."""
+        assert self.as_.server is not None
+        return self.as_.server.endpoints.url(path, via_mtls=True)
+
+    def mtls_http(self, certificate: Any = None) -> httpx.Client:
+        """A client for the mTLS listener, presenting ``certificate`` (a tests.pki.ClientCert) if given."""
+        ca = str(self.as_.tls.ca_file)
+        context = (
+            certificate.ssl_context(ca) if certificate is not None else ssl.create_default_context(cafile=ca)
+        )
+        return httpx.Client(verify=context, timeout=20)
 
     def htu(self, path: str) -> str:
         """What proofs name: always derived from the issuer."""

@@ -37,13 +37,25 @@ def corridor(*args: str, data_dir: Path, stdin: str | None = None) -> subprocess
 
 @contextmanager
 def serve(data_dir: Path, issuer: str | None = None) -> Iterator[tuple[RunningAS, str]]:
-    sock = free_socket()
-    port = sock.getsockname()[1]
+    sock, mtls_sock = free_socket(), free_socket()
+    port, mtls_port = sock.getsockname()[1], mtls_sock.getsockname()[1]
     sock.close()
+    mtls_sock.close()
     base = f"https://localhost:{port}"
     issuer = issuer or base
     process = subprocess.Popen(
-        [*CORRIDOR, "serve", "--data-dir", str(data_dir), "--port", str(port), "--issuer", issuer],
+        [
+            *CORRIDOR,
+            "serve",
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            str(port),
+            "--issuer",
+            issuer,
+            "--mtls-port",
+            str(mtls_port),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -63,19 +63,26 @@ def main() -> None:
 @click.option("--host", default=None, help="Listen address (default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Listen port (default 8443).")
 @click.option("--issuer", default=None, help="Issuer URL (default https://localhost:8443).")
+@click.option("--mtls-port", type=int, default=None, help="Port of the mTLS listener (default 8445).")
 def serve(
-    data_dir: Path | None, config_file: Path | None, host: str | None, port: int | None, issuer: str | None
+    data_dir: Path | None,
+    config_file: Path | None,
+    host: str | None,
+    port: int | None,
+    issuer: str | None,
+    mtls_port: int | None,
 ) -> None:
     """Run the authorization server over HTTPS."""
     from corridor.server.app import create_app
     from corridor.server.authority import AuthorizationServer
     from corridor.server.bootstrap import DEMO_CLIENT_ID, DEMO_REDIRECT_URI, DEMO_USER, ensure_demo
-    from corridor.server.serve import uvicorn_server
+    from corridor.server.mtls import MtlsTrust
+    from corridor.server.serve import Listeners
     from corridor.server.tls import ensure_dev_tls, server_ssl_context
 
     if port is not None and issuer is None and config_file is None:
         issuer = f"https://localhost:{port}"
-    settings = _settings(data_dir, config_file, host=host, port=port, issuer=issuer)
+    settings = _settings(data_dir, config_file, host=host, port=port, issuer=issuer, mtls_port=mtls_port)
     store = _store(settings)
     if settings.tls_cert_file:
         cert, key, ca = settings.tls_cert_file, settings.tls_key_file, None
@@ -87,6 +94,7 @@ def serve(
         f"  issuer:      {settings.issuer}",
         f"  metadata:    {settings.issuer}/.well-known/openid-configuration",
         f"  listening:   https://{settings.host}:{settings.port}",
+        f"  mTLS:        https://{settings.mtls_host}:{settings.mtls_port} (as {settings.mtls_base_url})",
         f"  database:    {settings.database_url}",
     ]
     if ca is not None:
@@ -108,7 +116,8 @@ def serve(
     from corridor.store.sql import Store
 
     server = AuthorizationServer(settings, Store(settings.database_url))
-    uvicorn_server(create_app(server), settings.host, settings.port, server_ssl_context(cert, key)).run()
+    trust = MtlsTrust(cert, key, settings.mtls_ca_file)
+    Listeners(create_app(server), server, server_ssl_context(cert, key), trust).run()
 
 
 # -- clients --------------------------------------------------------------------------------
@@ -135,6 +144,37 @@ def _client_json(row: dict[str, Any]) -> dict[str, Any]:
 )
 @click.option("--jwks-uri", default=None, help="https URL of the client's JWKS.")
 @click.option(
+    "--certificate",
+    "certificates",
+    multiple=True,
+    type=click.Path(dir_okay=False, exists=True),
+    help="A client certificate (PEM) to register in the JWKS x5c (self-signed mTLS).",
+)
+@click.option(
+    "--auth-method",
+    type=click.Choice(["private_key_jwt", "tls_client_auth", "self_signed_tls_client_auth"]),
+    default="private_key_jwt",
+    show_default=True,
+    help="Client authentication (FAPI2 5.3.2.1-6).",
+)
+@click.option(
+    "--tls-client-auth-subject-dn", default=None, help="tls_client_auth: the certificate subject DN."
+)
+@click.option("--tls-client-auth-san-dns", default=None, help="tls_client_auth: a dNSName SAN.")
+@click.option("--tls-client-auth-san-uri", default=None, help="tls_client_auth: a URI SAN.")
+@click.option("--tls-client-auth-san-ip", default=None, help="tls_client_auth: an iPAddress SAN.")
+@click.option("--tls-client-auth-san-email", default=None, help="tls_client_auth: an rfc822Name SAN.")
+@click.option(
+    "--sender-constraint",
+    type=click.Choice(["dpop", "mtls"]),
+    default="dpop",
+    show_default=True,
+    help="How access tokens are bound (RFC 9449 or RFC 8705 3).",
+)
+@click.option(
+    "--use-mtls-endpoint-aliases", is_flag=True, help="The client calls every endpoint at its mTLS alias."
+)
+@click.option(
     "--scope", default="openid", show_default=True, help="Space-separated scopes the client may ask for."
 )
 @click.option("--resource", "resources", multiple=True, help="Resource servers it may use (default: all).")
@@ -147,17 +187,31 @@ def client_add(
     redirect_uris: tuple[str, ...],
     jwks_file: Any,
     jwks_uri: str | None,
+    certificates: tuple[str, ...],
+    auth_method: str,
+    tls_client_auth_subject_dn: str | None,
+    tls_client_auth_san_dns: str | None,
+    tls_client_auth_san_uri: str | None,
+    tls_client_auth_san_ip: str | None,
+    tls_client_auth_san_email: str | None,
+    sender_constraint: str,
+    use_mtls_endpoint_aliases: bool,
     scope: str,
     resources: tuple[str, ...],
     client_id: str | None,
     as_json: bool,
 ) -> None:
-    """Register a private_key_jwt + DPoP client."""
-    from corridor.server.clients import ClientMetadataError, build_client_metadata, is_identifier
+    """Register a client: private_key_jwt or mTLS authentication, DPoP or mTLS-bound tokens."""
+    from corridor.server.clients import (
+        ClientMetadataError,
+        build_client_metadata,
+        is_identifier,
+        jwk_for_certificate,
+    )
 
     settings = _settings(data_dir, config_file)
-    if (jwks_file is None) == (jwks_uri is None):
-        raise click.ClickException("give exactly one of --jwks-file and --jwks-uri")
+    if jwks_file is not None and jwks_uri is not None:
+        raise click.ClickException("give --jwks-file or --jwks-uri, not both")
     jwks = None
     if jwks_file is not None:
         try:
@@ -166,6 +220,19 @@ def client_add(
             raise click.ClickException("--jwks-file is not JSON") from exc
         if isinstance(jwks, dict) and "kty" in jwks:
             jwks = {"keys": [jwks]}
+    if certificates:
+        try:
+            extra = [jwk_for_certificate(Path(path).read_bytes()) for path in certificates]
+        except ClientMetadataError as exc:
+            raise click.ClickException(f"--certificate: {exc}") from exc
+        jwks = {"keys": [*(jwks or {}).get("keys", []), *extra]}
+    subject = {
+        "tls_client_auth_subject_dn": tls_client_auth_subject_dn,
+        "tls_client_auth_san_dns": tls_client_auth_san_dns,
+        "tls_client_auth_san_uri": tls_client_auth_san_uri,
+        "tls_client_auth_san_ip": tls_client_auth_san_ip,
+        "tls_client_auth_san_email": tls_client_auth_san_email,
+    }
     try:
         meta = build_client_metadata(
             redirect_uris=redirect_uris,
@@ -174,6 +241,10 @@ def client_add(
             scope=scope,
             resources=resources,
             known_scopes=list(settings.scopes),
+            token_endpoint_auth_method=auth_method,
+            sender_constraint=sender_constraint,
+            tls_subject={k: v for k, v in subject.items() if v},
+            use_mtls_endpoint_aliases=use_mtls_endpoint_aliases,
         )
     except ClientMetadataError as exc:
         raise click.ClickException(f"{exc.error}: {exc}") from exc

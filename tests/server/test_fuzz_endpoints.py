@@ -455,7 +455,7 @@ def test_authorization_headers(
         method = "POST"
     response = driver.http.request(method, driver.url(path), content=body, headers=headers)
     assert_robust(response, json_errors=path != "/userinfo")
-    if path == "/userinfo":
+    if path == "/userinfo" and not refused_by_http_layer(response):
         assert response.status_code in (400, 401, 403), response.text
         assert "www-authenticate" in response.headers
 
@@ -620,6 +620,8 @@ def test_userinfo(
         headers.append((b"Content-Type", FORM.encode()))
     response = driver.http.request(method, url, content=body if method == "POST" else None, headers=headers)
     assert_robust(response, json_errors=False)
+    if refused_by_http_layer(response):
+        return
     assert response.status_code in (200, 400, 401, 403), response.text
     if response.status_code == 401:
         assert response.headers["www-authenticate"].startswith("DPoP")

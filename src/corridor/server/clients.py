@@ -232,6 +232,33 @@ def check_x5c(key: Mapping[str, Any]) -> None:
         raise ClientMetadataError("x5c[0] does not hold the JWK's public key")
 
 
+def jwk_for_certificate(data: bytes) -> dict[str, Any]:
+    """A public JWK for a client certificate's key, with the certificate in ``x5c``
+    (how a self-signed mTLS client registers its certificate, RFC 8705 2.2)."""
+    from joserfc import jwk
+
+    try:
+        certificate = load_certificate(data)
+    except CertificateError as exc:
+        raise ClientMetadataError(str(exc)) from exc
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    key = certificate.public_key()
+    importer: Any = {
+        rsa.RSAPublicKey: jwk.RSAKey,
+        ec.EllipticCurvePublicKey: jwk.ECKey,
+        ed25519.Ed25519PublicKey: jwk.OKPKey,
+    }
+    kind = next((cls for base, cls in importer.items() if isinstance(key, base)), None)
+    if kind is None:
+        raise ClientMetadataError("unsupported certificate key type")
+    public = kind.import_key(key).as_dict(private=False)
+    from cryptography.hazmat.primitives import serialization
+
+    der_b64 = base64.b64encode(certificate.public_bytes(serialization.Encoding.DER)).decode()
+    return {**public, "x5c": [der_b64]}
+
+
 class ClientRegistry:
     """Client lookups with cached records and cached remote JWKS (design.md: cache, never own)."""
 
