@@ -26,12 +26,17 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# Real-browser tests need Debian's chromium and chromium-driver (design.md 8): installed here
-# when running as root; elsewhere those tests skip with a reason (and fail under CI=true).
+# Tests that need system packages (design.md 8): Debian's chromium and chromium-driver (a real
+# browser) and nginx (Corridor behind a TLS-terminating proxy). Installed here when running as
+# root; elsewhere those tests skip with a reason, and fail in CI (.ci/run sets the variables).
 system-packages:
-	@if [ "$$(id -u)" = 0 ] && ! { command -v chromium && command -v chromedriver; } >/dev/null 2>&1; then \
-		echo "installing chromium and chromium-driver"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
+	{ command -v nginx || test -x /usr/sbin/nginx; } >/dev/null 2>&1 || missing="$$missing nginx"; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ]; then \
+		echo "installing$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
 pytest: $(STAMP) $(NODE_STAMP) system-packages
