@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from joserfc.jws import JWSRegistry
 
 from corridor.core import pkce
 from corridor.core.b64 import b64url_decode, b64url_encode
@@ -36,6 +35,21 @@ from corridor.core.jose import (
 )
 from corridor.policy.details import AuthorizationDetailsError, parse_authorization_details
 from corridor.server.forms import MAX_FIELDS, REPEATABLE, Form, parse_pairs
+from tests.hostile import (
+    B64URL,
+    apply,
+    b64ish,
+    deep_json,
+    dumps,
+    enc,
+    enc_text,
+    json_objects,
+    json_values,
+    mutations,
+    sign_json,
+    sign_text,
+    surrogates,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore:EdDSA is deprecated")
 
@@ -55,50 +69,16 @@ HTM = "POST"
 HTU = "https://as.example.org/token"
 SUPPORTED_TYPES = ("payment_initiation", "account_information")
 
-B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 UNRESERVED = B64URL + ".~"
 _STRICT_VERIFIER = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
 _STRICT_CHALLENGE = re.compile(r"[A-Za-z0-9\-_]{43}")
 
 # -- strategies --------------------------------------------------------------------------------
 
-surrogates = st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF, categories=["Cs"])
-#: Any Python string a JSON parser can hand back, lone surrogates included ("\ud800" escapes).
-json_text = st.text(st.characters() | surrogates, max_size=20)
-json_scalars = (
-    st.none() | st.booleans() | st.integers() | st.floats() | json_text  # floats: NaN and +-inf too
-)
-json_values = st.recursive(
-    json_scalars,
-    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(json_text, kids, max_size=4),
-    max_leaves=12,
-)
-json_objects = st.dictionaries(json_text, json_values, max_size=6)
-#: JSON nested deeper than any sane document (arrays and objects, sometimes closed).
-deep_json = st.builds(
-    lambda depth, opener, closed: opener * depth + ("]" if opener == "[" else "}") * depth * closed,
-    st.integers(1, 4000),
-    st.sampled_from(["[", '{"a":']),
-    st.booleans(),
-)
-b64ish = st.text(B64URL, max_size=64)
 #: Around MAX_JWS_LENGTH (16 KiB), with and without dots.
 oversized = st.builds(
     lambda n, unit: (unit * n)[:n], st.integers(16_000, 17_000), st.sampled_from(["A", "eyJ9.", "W1tb"])
 )
-
-
-def dumps(value: Any) -> str:
-    """JSON as a hostile peer may send it: NaN/Infinity allowed, surrogates as escapes."""
-    return json.dumps(value)
-
-
-def enc(value: Any) -> str:
-    return b64url_encode(dumps(value).encode())
-
-
-def enc_text(text: str) -> str:
-    return b64url_encode(text.encode())
 
 
 json_part = st.one_of(
@@ -116,63 +96,6 @@ compact_like = st.one_of(
     st.text(max_size=120),
     st.text(B64URL + ".", max_size=200),
 )
-
-
-def sign_text(key: SigningKey, header: Any, payload: str) -> str:
-    """A correctly signed compact JWS over any header and payload, however hostile."""
-    signing_input = f"{enc(header)}.{enc_text(payload)}"
-    signature = JWSRegistry.algorithms[key.alg].sign(signing_input.encode(), key.key)
-    return f"{signing_input}.{b64url_encode(signature)}"
-
-
-def sign_json(key: SigningKey, header: Any, claims: Any) -> str:
-    return sign_text(key, header, dumps(claims))
-
-
-DELETE = object()
-
-
-@st.composite
-def mutations(draw: st.DrawFn, names: tuple[str, ...]) -> tuple[str, Any]:
-    """One field and what happens to it: deleted, or replaced by any JSON value."""
-    name = draw(st.sampled_from(names) | json_text)
-    value = draw(st.just(DELETE) | json_values | b64ish | st.sampled_from(_INTERESTING))
-    return name, value
-
-
-_INTERESTING: list[Any] = [
-    math.nan,
-    math.inf,
-    -math.inf,
-    10**400,
-    -1,
-    0,
-    True,
-    "",
-    "\ud800",
-    "\x00",
-    "中",
-    'x"y',
-    "a" * 300,
-    [],
-    {},
-    "none",
-    "HS256",
-    "RS256",
-    "ES256",
-    "EdDSA",
-    "PS256",
-    "dpop+jwt",
-    "JWT",
-]
-
-
-def apply(target: dict[str, Any], mutation: tuple[str, Any]) -> None:
-    name, value = mutation
-    if value is DELETE:
-        target.pop(name, None)
-    else:
-        target[name] = value
 
 
 def proof_parts(key: SigningKey) -> tuple[dict[str, Any], dict[str, Any]]:

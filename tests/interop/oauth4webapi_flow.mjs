@@ -15,29 +15,11 @@
 //   stdout  {"result": {...}}                      at the end
 //   stdout  {"error": {...}}                       on any failure (exit status 1)
 
-import * as readline from 'node:readline'
+import { emit, env, readLine } from './lines.mjs'
 import * as oauth from 'oauth4webapi'
 
-function emit(object) {
-  process.stdout.write(JSON.stringify(object) + '\n')
-}
 
-function env(name) {
-  const value = process.env[name]
-  if (!value) throw new Error(`${name} is not set`)
-  return value
-}
 
-async function readLine() {
-  const rl = readline.createInterface({ input: process.stdin, terminal: false })
-  try {
-    const { value, done } = await rl[Symbol.asyncIterator]().next()
-    if (done) throw new Error('stdin closed before the callback URL arrived')
-    return value.trim()
-  } finally {
-    rl.close()
-  }
-}
 
 const retries = {}
 

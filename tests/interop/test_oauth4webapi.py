@@ -8,87 +8,20 @@ from __future__ import annotations
 
 import json
 import os
-import queue
-import shutil
-import subprocess
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
 from tests.interop.conftest import Consent
+from tests.interop.node import NodeFlow
 from tests.support import Driver, decode_jwt
 
 HERE = Path(__file__).parent
 SCRIPT = HERE / "oauth4webapi_flow.mjs"
-READ_TIMEOUT = 20.0
 SCOPE = "openid profile offline_access accounts"
-
-# Node and npm are on every machine and `make test` runs `npm ci` here: a missing peer is a
-# failure, never a skip.
-NODE = shutil.which("node")
-
-
-class NodeFlow:
-    """The script as a child process, with a timeout on every line read."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        assert NODE is not None
-        self.process = subprocess.Popen(
-            [NODE, SCRIPT.name],
-            cwd=HERE,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            encoding="utf-8",
-        )
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        self.stderr: list[str | None] = []
-        out, err = self.process.stdout, self.process.stderr
-        assert out is not None and err is not None
-        for stream, sink in ((out, self.lines.put), (err, self.stderr.append)):
-            threading.Thread(target=self._pump, args=(stream, sink), daemon=True).start()
-
-    @staticmethod
-    def _pump(stream: IO[str], sink: Callable[[str | None], None]) -> None:
-        for line in stream:
-            sink(line)
-        sink(None)  # end of stream
-
-    def read(self) -> dict[str, Any]:
-        try:
-            line = self.lines.get(timeout=READ_TIMEOUT)
-        except queue.Empty:
-            pytest.fail(f"no output from the script within {READ_TIMEOUT} s; {self.diagnostics()}")
-        if line is None:
-            self.process.wait(5)
-            pytest.fail(f"the script ended early; {self.diagnostics()}")
-        message = json.loads(line)
-        assert isinstance(message, dict), line
-        if "error" in message:
-            pytest.fail(f"the script failed: {json.dumps(message['error'])}; {self.diagnostics()}")
-        return message
-
-    def write(self, line: str) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write(line + "\n")
-        self.process.stdin.flush()
-
-    def diagnostics(self) -> str:
-        return f"exit status {self.process.poll()}, stderr: {''.join(s for s in self.stderr if s)!r}"
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait(10)
-        for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
-            if stream is not None:
-                stream.close()
 
 
 @pytest.fixture
@@ -103,7 +36,7 @@ def node_flow(driver: Driver) -> Iterator[tuple[NodeFlow, Any]]:
         "CORRIDOR_REDIRECT_URI": client.redirect_uri,
         "CORRIDOR_SCOPE": SCOPE,
     }
-    flow = NodeFlow(env)
+    flow = NodeFlow(SCRIPT.name, env)
     try:
         yield flow, client
     finally:

@@ -29,7 +29,8 @@ def par_with_assertion(driver: Driver, client: Client, assertion: str, **extra: 
 def assert_invalid_client(response) -> None:  # type: ignore[no-untyped-def]
     assert response.status_code == 401, response.text
     assert response.json()["error"] == "invalid_client"
-    assert 'error="invalid_client"' in response.headers["www-authenticate"]
+    # RFC 6749 5.2: a challenge only for the scheme the client used in the Authorization header.
+    assert "www-authenticate" not in response.headers
 
 
 def test_assertion_with_issuer_audience_string_is_accepted(driver: Driver) -> None:
@@ -119,8 +120,10 @@ def test_client_secrets_are_refused(driver: Driver, method: str) -> None:
         response = driver.http.post(
             driver.url("/par"), data=form, headers={"Authorization": f"Basic {creds}"}
         )
-    else:
-        response = driver.http.post(driver.url("/par"), data={**form, "client_secret": "secret"})
+        assert response.status_code == 401 and response.json()["error"] == "invalid_client"
+        assert response.headers["www-authenticate"].startswith("Basic ")  # RFC 6749 5.2: the scheme used
+        return
+    response = driver.http.post(driver.url("/par"), data={**form, "client_secret": "secret"})
     assert_invalid_client(response)
 
 

@@ -18,12 +18,24 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from joserfc.jws import JWSRegistry
 
 from corridor.core.b64 import b64url_encode
 from corridor.core.dpop import DPOP_TYP, access_token_hash
 from corridor.core.jose import SigningKey
 from corridor.core.randomness import new_secret_token
+from tests.hostile import (
+    B64URL,
+    DELETE,
+    apply,
+    b64ish,
+    deep_json,
+    enc,
+    enc_text,
+    json_objects,
+    json_values,
+    mutations,
+    sign_json,
+)
 from tests.support import JWT_BEARER, RESOURCE, Client, Driver, RunningAS
 
 pytestmark = pytest.mark.filterwarnings("ignore:EdDSA is deprecated")
@@ -94,53 +106,6 @@ def assert_robust(response: httpx.Response, *, json_errors: bool = True) -> None
 
 # -- hostile data -------------------------------------------------------------------------------
 
-B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-surrogates = st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF, categories=["Cs"])
-json_text = st.text(st.characters() | surrogates, max_size=20)
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | json_text,
-    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(json_text, kids, max_size=4),
-    max_leaves=10,
-)
-json_objects = st.dictionaries(json_text, json_values, max_size=5)
-deep_json = st.builds(
-    lambda depth, opener: opener * depth, st.integers(1, 4000), st.sampled_from(["[", '{"a":'])
-)
-b64ish = st.text(B64URL, max_size=60)
-INTERESTING: list[Any] = [
-    math.nan,
-    math.inf,
-    -math.inf,
-    10**400,
-    -1,
-    0,
-    True,
-    "",
-    "\ud800",
-    "\x00",
-    "中",
-    'x"y',
-    "a" * 300,
-    [],
-    {},
-    "none",
-    "HS256",
-    "ES256",
-    "PS256",
-    "EdDSA",
-]
-DELETE = object()
-
-
-def enc(value: Any) -> str:
-    """JSON as a hostile peer sends it (NaN allowed, lone surrogates as escapes), base64url."""
-    return b64url_encode(json.dumps(value).encode())
-
-
-def enc_text(text: str) -> str:
-    return b64url_encode(text.encode())
-
-
 json_part = st.one_of(
     json_values.map(enc),
     json_objects.map(enc),
@@ -160,32 +125,6 @@ header_text = st.text(
 ).map(lambda text: text.strip().encode("latin-1"))
 
 
-def sign_text(key: SigningKey, header: Any, payload: str) -> str:
-    """A correctly signed compact JWS over any header and payload."""
-    signing_input = f"{enc(header)}.{enc_text(payload)}"
-    signature = JWSRegistry.algorithms[key.alg].sign(signing_input.encode(), key.key)
-    return f"{signing_input}.{b64url_encode(signature)}"
-
-
-def sign_json(key: SigningKey, header: Any, claims: Any) -> str:
-    return sign_text(key, header, json.dumps(claims))
-
-
-@st.composite
-def mutation(draw: st.DrawFn, names: tuple[str, ...]) -> tuple[str, Any]:
-    name = draw(st.sampled_from(names) | json_text)
-    value = draw(st.just(DELETE) | st.sampled_from(INTERESTING) | json_values | b64ish)
-    return name, value
-
-
-def apply(target: dict[str, Any], change: tuple[str, Any]) -> None:
-    name, value = change
-    if value is DELETE:
-        target.pop(name, None)
-    else:
-        target[name] = value
-
-
 @st.composite
 def proof_plans(draw: st.DrawFn) -> tuple[str, tuple[str, Any]]:
     """Where a valid DPoP proof gets one change: header, its jwk, or the claims."""
@@ -195,7 +134,7 @@ def proof_plans(draw: st.DrawFn) -> tuple[str, tuple[str, Any]]:
         "jwk": ("kty", "crv", "x", "y", "alg", "use", "kid", "d"),
         "claims": ("jti", "htm", "htu", "iat", "nonce", "ath"),
     }[where]
-    return where, draw(mutation(names))
+    return where, draw(mutations(names))
 
 
 def mutated_proof(
@@ -229,7 +168,7 @@ def assertion_plans(draw: st.DrawFn) -> tuple[str, tuple[str, Any]]:
         "header": ("alg", "typ", "kid", "crit", "jwk"),
         "claims": ("iss", "sub", "aud", "exp", "iat", "nbf", "jti"),
     }[where]
-    return where, draw(mutation(names))
+    return where, draw(mutations(names))
 
 
 def mutated_assertion(driver: Driver, client: Client, plan: tuple[str, tuple[str, Any]]) -> str:

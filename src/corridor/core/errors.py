@@ -52,17 +52,15 @@ def invalid_request(description: str, rule: str = "RFC 6749 5.2") -> OAuthError:
 
 
 class InvalidClient(OAuthError):
-    """RFC 6749 5.2: client authentication failed; 401 with WWW-Authenticate."""
+    """RFC 6749 5.2: client authentication failed, 401. WWW-Authenticate names the scheme the
+    client used in the Authorization header (Basic), and is absent when it used none: a
+    private_key_jwt or mTLS client gets no resource-access challenge to misread."""
 
     status = 401
 
-    def __init__(self, description: str, *, rule: str = "RFC 6749 5.2") -> None:
-        super().__init__(
-            "invalid_client",
-            description,
-            rule=rule,
-            headers={"WWW-Authenticate": 'Bearer error="invalid_client"'},
-        )
+    def __init__(self, description: str, *, rule: str = "RFC 6749 5.2", basic: bool = False) -> None:
+        headers = {"WWW-Authenticate": 'Basic realm="corridor", error="invalid_client"'} if basic else {}
+        super().__init__("invalid_client", description, rule=rule, headers=headers)
 
 
 class InvalidDPoPProof(OAuthError):

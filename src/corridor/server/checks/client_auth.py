@@ -39,8 +39,10 @@ def authenticate_client(ex: Exchange) -> None:
     """FAPI2 5.3.2.1-3/6, 5.3.2.1-8, 5.3.2.1-13, OIDC Core 9: private_key_jwt, strictly."""
     form, settings = ex.form, ex.server.settings
     authorization = ex.headers.get("authorization", "")
-    if authorization.lower().startswith("basic ") or "client_secret" in form:
-        raise InvalidClient("client secrets are not accepted; use private_key_jwt", rule="FAPI2 5.3.2.1-6")
+    if authorization.lower().startswith("basic "):
+        raise InvalidClient("client secrets are not accepted", rule="FAPI2 5.3.2.1-6", basic=True)
+    if "client_secret" in form:
+        raise InvalidClient("client secrets are not accepted", rule="FAPI2 5.3.2.1-6")
     assertion_type = form.get("client_assertion_type")
     assertion = form.get("client_assertion")
     if assertion_type is None and assertion is None:
