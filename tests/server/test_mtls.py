@@ -486,3 +486,19 @@ def test_cli_registers_mtls_clients(tmp_path: Path, pki: TestPKI) -> None:
         data_dir=data_dir,
     )
     assert missing.returncode == 1 and "Traceback" not in missing.stderr
+
+
+def test_consent_page_names_the_certificate_binding(driver: Driver, pki: TestPKI) -> None:
+    """AS33: the user sees how the tokens will be bound."""
+    from tests.support import PASSWORD
+
+    cert = pki.issue("CN=jwt client 4,O=Test")
+    client = driver.add_client(sender_constraint="mtls")
+    response, flow = par(driver, client, cert, jwt_auth=True)
+    assert response.status_code == 201
+    browser = driver.browser()
+    login = browser.get(
+        driver.url("/authorize"), params={"client_id": client.client_id, "request_uri": flow.request_uri}
+    )
+    consent = browser.submit(login, {"username": driver.add_user(), "password": PASSWORD})
+    assert "the application&#39;s TLS client certificate" in consent.text

@@ -261,9 +261,13 @@ class AuthorizationPages:
                 f"{known[r]['name']} ({r})" if r in known else r
                 for r in (params.get("resources") or [server.default_audience()])
             ],
-            sender_constraint=f"DPoP key {jkt}"
-            if jkt
-            else "a DPoP key the application proves at the token step",
+            sender_constraint=(
+                "the application's TLS client certificate"
+                if client.sender_constraint == "mtls"
+                else f"DPoP key {jkt}"
+                if jkt
+                else "a DPoP key the application proves at the token step"
+            ),
             csrf=interaction["csrf"],
             action=f"/interaction/{interaction_id}/consent",
         )
