@@ -31,6 +31,7 @@ def par(
     http: httpx.Client | None = None,
     url: str | None = None,
     headers: dict[str, str] | None = None,
+    extra: dict[str, str] | None = None,
 ) -> tuple[httpx.Response, Flow]:
     """PAR at the mTLS alias, authenticated by the certificate (or by private_key_jwt)."""
     flow = Flow(verifier=new_verifier(), state=new_secret_token())
@@ -43,6 +44,7 @@ def par(
         "code_challenge": s256_challenge(flow.verifier),
         "code_challenge_method": "S256",
     }
+    form.update(extra or {})
     if jwt_auth:
         form.update(driver.client_auth(client))
     url = url or driver.mtls_url("/par")

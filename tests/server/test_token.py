@@ -198,3 +198,11 @@ def test_missing_parameters(driver: Driver) -> None:
     assert_error(driver.token_request(client, {}), 400, "invalid_request")
     assert_error(driver.token_request(client, {"grant_type": "authorization_code"}), 400, "invalid_request")
     assert_error(driver.token_request(client, {"grant_type": "refresh_token"}), 400, "invalid_request")
+
+
+def test_resource_at_code_redemption(driver: Driver) -> None:
+    """RFC 8707 2.2: an ungranted resource at the code exchange is invalid_target, and the code
+    survives for a corrected retry; a granted one narrows the audience."""
+    client, flow = authorized(driver)  # no resource at PAR: nothing to narrow to
+    assert_error(driver.redeem(client, flow, form={"resource": RESOURCE}), 400, "invalid_target")
+    assert driver.redeem(client, flow).status_code == 200

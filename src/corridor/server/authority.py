@@ -15,12 +15,12 @@ from corridor.audit.log import AuditLog, Evidence
 from corridor.core.b64 import b64url_decode, b64url_encode
 from corridor.core.clock import Clock, SystemClock
 from corridor.core.dpop import DPoPProof
+from corridor.core.nonces import DPoPNonces
 from corridor.core.randomness import new_id, new_secret_token
 from corridor.core.x509 import PkiVerifier
 from corridor.server.clients import ClientRecord, ClientRegistry
 from corridor.server.forms import Form
 from corridor.server.keys import ServerKeys
-from corridor.server.nonces import DPoPNonces
 from corridor.server.settings import Settings
 from corridor.store.sql import Store
 

@@ -113,9 +113,12 @@ def redeem_authorization_code(ex: Exchange) -> Response:
             grant = decode_grant(dict(grant_row))
             if grant["revoked_at"] is not None:
                 raise OAuthError("invalid_grant", "the grant was revoked", rule="RFC 6749 4.1.2")
+            # RFC 8707 2.2: the token request may narrow the audience; a refusal rolls back
+            # the consumption, so the client can retry with a granted resource.
+            resources = _resources_for_token(ex, grant["resources"])
             Store.set_refresh_token(conn, grant["id"], token_hash(refresh_token))
             access_token, claims = mint_access_token(
-                conn, server, grant, scope=grant["scope"], resources=grant["resources"], cnf=_cnf(ex), now=now
+                conn, server, grant, scope=grant["scope"], resources=resources, cnf=_cnf(ex), now=now
             )
             ex.evidence.user_id = grant["user_id"]
             ex.evidence.scope = grant["scope"]

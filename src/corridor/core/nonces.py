@@ -1,6 +1,7 @@
-"""Server-issued DPoP nonces (RFC 9449 8), derived rather than stored (design.md 4):
-HMAC-SHA256 of a shared database secret and a time step. Every instance that shares
-the database agrees without a round trip, and nonces survive restarts."""
+"""Server-issued DPoP nonces (RFC 9449 8), for the AS and for resource servers, each with its
+own secret (RFC 9449 9: the AS and the RS keep separate nonces). Derived rather than stored
+(design.md 4): HMAC-SHA256 of a shared secret and a time step, so every instance that shares
+the secret agrees without a round trip, and nonces survive restarts."""
 
 from __future__ import annotations
 

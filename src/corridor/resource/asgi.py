@@ -1,0 +1,193 @@
+"""Putting the guard in front of an API: a pure ASGI middleware, a FastAPI dependency and a
+Starlette decorator. The verified token reaches handlers as ``request.state.access_token``
+(an :class:`AccessToken`), or as the dependency's value."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from corridor.core.certificates import ProxyCertificateHeaders, peer_certificate
+from corridor.resource.guard import (
+    METADATA_PATH,
+    AccessToken,
+    Requirement,
+    ResourceError,
+    ResourceGuard,
+    requirement,
+)
+
+STATE_KEY = "access_token"
+GUARD_KEY = "corridor.guard"
+REFUSED_KEY = "corridor.refused"
+MAX_FORM = 64 * 1024
+
+
+def error_response(guard: ResourceGuard, error: ResourceError | None) -> Response:
+    """RFC 6750 3 / RFC 9449 7.1 with the RFC 9728 resource_metadata parameter."""
+    status = 401 if error is None else error.status
+    body = {} if error is None or not error.error else error.body()
+    response = JSONResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
+    for name, value in guard.challenge_headers(error if error is not None and error.error else None):
+        response.headers.append(name, value)
+    return response
+
+
+class ProtectedResource:
+    """ASGI middleware: serves RFC 9728 metadata, authenticates every other request, and turns
+    a route's refusal (raised by :func:`require`) into the right challenge; records each decision."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        guard: ResourceGuard,
+        *,
+        public_paths: Iterable[str] = (),
+        trusted_proxies: Iterable[str] = (),
+    ) -> None:
+        self.app = app
+        self.guard = guard
+        self.public_paths = frozenset(public_paths)
+        # Certificates from a trusted TLS-terminating proxy, as at the AS (design.md 5).
+        self.certificates = ProxyCertificateHeaders(self._protected, trusted_proxies)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if scope["path"] == METADATA_PATH:
+            await JSONResponse(self.guard.metadata(), headers={"Cache-Control": "max-age=300"})(
+                scope, receive, send
+            )
+            return
+        if scope["path"] in self.public_paths:
+            await self.app(scope, receive, send)
+            return
+        await self.certificates(scope, receive, send)
+
+    async def _protected(self, scope: Scope, receive: Receive, send: Send) -> None:
+        guard = self.guard
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
+        receive, form_token = await _form_has_token(scope, receive)
+        if form_token:
+            query["access_token"] = ""  # RFC 6750 2.2 form-body tokens are refused like query tokens
+        certificate = peer_certificate(scope)
+        route = scope["path"]
+        access: AccessToken | None = None
+        try:
+            access = guard.authenticate(scope["method"], scope["path"], headers, certificate, query)
+        except ResourceError as error:
+            if error.error:
+                guard.record(route=route, method=scope["method"], access=access, error=error)
+            await error_response(guard, error)(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})
+        state[STATE_KEY] = access
+        state[GUARD_KEY] = guard
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except ResourceError as error:
+            guard.record(route=route, method=scope["method"], access=access, error=error)
+            if started:
+                raise
+            await error_response(guard, error)(scope, receive, send)
+            return
+        if not state.get(REFUSED_KEY):
+            guard.record(route=route, method=scope["method"], access=access, error=None)
+
+
+async def _form_has_token(scope: Scope, receive: Receive) -> tuple[Receive, bool]:
+    """Look into a form body for access_token (then replay the body to the app)."""
+    content_type = dict(scope["headers"]).get(b"content-type", b"").split(b";")[0].strip().lower()
+    if scope["method"] in ("GET", "HEAD") or content_type != b"application/x-www-form-urlencoded":
+        return receive, False
+    messages: list[Message] = []
+    body = b""
+    while True:
+        message = await receive()
+        messages.append(message)
+        body += message.get("body", b"")
+        if not message.get("more_body") or len(body) > MAX_FORM:
+            break
+    found = any(
+        name == "access_token" for name, _ in parse_qsl(body.decode("latin-1"), keep_blank_values=True)
+    )
+
+    async def replay() -> Message:
+        return messages.pop(0) if messages else await receive()
+
+    return replay, found
+
+
+def require(
+    scope: str | Iterable[str] = (), details: Any = (), acr: str | None = None, max_age: int | None = None
+) -> Callable[[Request], AccessToken]:
+    """A route's requirement, as a FastAPI dependency: ``Depends(require(scope="payments"))``.
+
+    Returns the verified :class:`AccessToken`; raises a :class:`ResourceError` (rendered by
+    :class:`ProtectedResource`) when the token does not cover the route."""
+    needed: Requirement = requirement(scope, details, acr, max_age)
+
+    def dependency(request: Request) -> AccessToken:
+        access = request.scope.get("state", {}).get(STATE_KEY)
+        guard = request.scope.get("state", {}).get(GUARD_KEY)
+        if not isinstance(access, AccessToken) or not isinstance(guard, ResourceGuard):
+            raise RuntimeError("require() needs the ProtectedResource middleware in front of the app")
+        guard.authorize(access, needed)
+        return access
+
+    return dependency
+
+
+async def resource_error_handler(request: Request, exc: Exception) -> Response:
+    """For frameworks that catch route exceptions themselves (Starlette, FastAPI):
+    ``app.add_exception_handler(ResourceError, resource_error_handler)``."""
+    assert isinstance(exc, ResourceError)
+    return refuse(request, exc)
+
+
+def refuse(request: Request, error: ResourceError) -> Response:
+    """Record a route's refusal and render its challenge."""
+    state = request.scope.setdefault("state", {})
+    guard = state.get(GUARD_KEY)
+    assert isinstance(guard, ResourceGuard), "the ProtectedResource middleware is not in front of the app"
+    state[REFUSED_KEY] = True
+    guard.record(route=request.url.path, method=request.method, access=state.get(STATE_KEY), error=error)
+    return error_response(guard, error)
+
+
+def protected(
+    needed: Callable[[Request], AccessToken],
+) -> Callable[[Callable[..., Awaitable[Response]]], Callable[[Request], Awaitable[Response]]]:
+    """The same for plain Starlette endpoints: ``@protected(require(scope="accounts"))``."""
+
+    def decorate(endpoint: Callable[..., Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+        @functools.wraps(endpoint)
+        async def wrapper(request: Request) -> Response:
+            try:
+                needed(request)
+                return await endpoint(request)
+            except ResourceError as error:
+                return refuse(request, error)
+
+        return wrapper
+
+    return decorate
+
+
+__all__ = ["ProtectedResource", "error_response", "protected", "require", "resource_error_handler"]

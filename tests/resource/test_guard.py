@@ -1,0 +1,480 @@
+"""corridor.resource through real HTTPS: rows R1-R8, the RS-side DPoP checks (D1-D14), M5,
+RFC 9470 step-up and RFC 9728 metadata, with tokens from the test AS."""
+
+from __future__ import annotations
+
+import json
+import ssl
+from typing import Any
+
+import httpx
+import pytest
+from joserfc import jws
+from joserfc.jwk import ECKey, RSAKey
+
+from corridor.core.b64 import b64url_encode
+from corridor.core.dpop import make_proof
+from corridor.core.jose import SigningKey
+from tests.pki import TestPKI
+from tests.resource.conftest import PUBLIC_URL, RunningRS
+from tests.support import RESOURCE, Client, Driver, RunningAS, decode_jwt
+
+PAYMENT = [
+    {
+        "type": "payment_initiation",
+        "instructedAmount": {"currency": "EUR", "amount": "100.00"},
+        "creditorName": "Merchant A",
+    }
+]
+ALGS = 'algs="PS256 ES256 EdDSA"'
+
+
+@pytest.fixture(scope="module")
+def issued(as_server: RunningAS) -> tuple[Client, str, str]:
+    """A DPoP-bound token for the API (aud = RESOURCE) with accounts + payments and a payment grant."""
+    driver = Driver(as_server)
+    client = driver.add_client()
+    _, tokens = driver.full_flow(
+        client,
+        extra={
+            "scope": "openid accounts payments",
+            "resource": RESOURCE,
+            "authorization_details": json.dumps(PAYMENT),
+        },
+    )
+    return client, tokens["access_token"], tokens["refresh_token"]
+
+
+def proof(
+    rs: RunningRS,
+    client: Client,
+    method: str,
+    path: str,
+    token: str,
+    *,
+    nonce: str | None = "rs",
+    key: SigningKey | None = None,
+    url: str | None = None,
+    **kwargs: Any,
+) -> str:
+    return make_proof(
+        key or client.dpop_key,
+        method,
+        url or PUBLIC_URL + path,
+        nonce=rs.guard.nonces.current() if nonce == "rs" else nonce,
+        access_token=token,
+        iat=kwargs.pop("iat", rs.guard.clock.now()),
+        **kwargs,
+    )
+
+
+def call(
+    rs: RunningRS,
+    method: str,
+    path: str,
+    headers: list[tuple[str, str]] | dict[str, str],
+    *,
+    http: httpx.Client | None = None,
+    **kwargs: Any,
+) -> httpx.Response:
+    client = http or httpx.Client(
+        verify=ssl.create_default_context(cafile=rs.guard.settings.ca_file), timeout=20
+    )
+    with client:
+        return client.request(method, rs.url + path, headers=headers, **kwargs)
+
+
+def dpop_call(
+    rs: RunningRS,
+    issued: tuple[Client, str, str],
+    path: str = "/accounts",
+    method: str = "GET",
+    **proof_args: Any,
+) -> httpx.Response:
+    client, token, _ = issued
+    return call(
+        rs,
+        method,
+        path,
+        {"Authorization": f"DPoP {token}", "DPoP": proof(rs, client, method, path, token, **proof_args)},
+    )
+
+
+def challenge(response: httpx.Response, error: str, scheme: str = "DPoP", status: int = 401) -> str:
+    assert response.status_code == status, response.text
+    value = response.headers["www-authenticate"]
+    assert value.startswith(f'{scheme} error="{error}"'), value
+    assert f'resource_metadata="{PUBLIC_URL}/.well-known/oauth-protected-resource"' in value
+    if scheme == "DPoP":
+        assert ALGS in value
+    return value
+
+
+# -- R2, R3: where the token is ---------------------------------------------------------------------
+
+
+def test_valid_dpop_call(rs: RunningRS, issued: tuple[Client, str, str]) -> None:
+    """R2: a DPoP-bound token with its proof."""
+    response = dpop_call(rs, issued)
+    assert response.status_code == 200, response.text
+    assert response.json()["client"] == issued[0].client_id
+
+
+def test_scheme_is_case_insensitive(rs: RunningRS, issued: tuple[Client, str, str]) -> None:
+    client, token, _ = issued
+    response = call(
+        rs,
+        "GET",
+        "/accounts",
+        {"Authorization": f"dpop {token}", "DPoP": proof(rs, client, "GET", "/accounts", token)},
+    )
+    assert response.status_code == 200
+
+
+def test_no_credentials(rs: RunningRS) -> None:
+    """RFC 6750 3: a bare challenge per scheme, naming the RFC 9728 metadata."""
+    response = call(rs, "GET", "/accounts", {})
+    assert response.status_code == 401
+    values = response.headers.get_list("www-authenticate")
+    assert values == [
+        f'DPoP {ALGS}, resource_metadata="{PUBLIC_URL}/.well-known/oauth-protected-resource"',
+        f'Bearer resource_metadata="{PUBLIC_URL}/.well-known/oauth-protected-resource"',
+    ]
+
+
+def test_token_in_query_is_refused(rs: RunningRS, issued: tuple[Client, str, str]) -> None:
+    """R3 / FAPI2 5.3.4-2."""
+    response = call(rs, "GET", "/accounts", {}, params={"access_token": issued[1]})
+    challenge(response, "invalid_request")
+
+
+def test_token_in_form_body_is_refused(rs: RunningRS, issued: tuple[Client, str, str]) -> None:
+    """R3 (conv.): RFC 6750 2.2 form-body tokens are refused too."""
+    response = call(rs, "POST", "/payments", {}, data={"access_token": issued[1]})
+    challenge(response, "invalid_request")
+
+
+# -- R4: validity ---------------------------------------------------------------------------------------
+
+
+def test_tampered_token(rs: RunningRS, issued: tuple[Client, str, str]) -> None:
+    client, token, _ = issued
+    head, body, sig = token.split(".")
+    claims = json.loads(__import__("corridor.core.b64", fromlist=["x"]).b64url_decode(body))
+    claims["scope"] = "accounts payments admin"
+    forged = f"{head}.{b64url_encode(json.dumps(claims).encode())}.{sig}"
+    response = call(
+        rs,
+        "GET",
+        "/accounts",
+        {"Authorization": f"DPoP {forged}", "DPoP": proof(rs, client, "GET", "/accounts", forged)},
+    )
+    challenge(response, "invalid_token")
+
+
+def test_expired_token(rs: RunningRS, issued: tuple[Client, str, str], driver: Driver) -> None:
+    driver.as_.clock.advance(301)
+    challenge(dpop_call(rs, issued), "invalid_token")
+
+
+def test_id_token_is_not_an_access_token(rs: RunningRS, as_server: RunningAS) -> None:
+    """K1 / RFC 9068 4: typ must be at+jwt."""
+    driver = Driver(as_server)
+    client = driver.add_client()
+    _, tokens = driver.full_flow(client, extra={"resource": RESOURCE})
+    response = call(
+        rs,
+        "GET",
+        "/accounts",
+        {
+            "Authorization": f"DPoP {tokens['id_token']}",
+            "DPoP": proof(rs, client, "GET", "/accounts", tokens["id_token"]),
+        },
+    )
+    challenge(response, "invalid_token")
+
+
+def test_token_for_another_audience(rs: RunningRS, as_server: RunningAS) -> None:
+    driver = Driver(as_server)
+    client = driver.add_client()
+    _, tokens = driver.full_flow(client)  # aud = the AS itself
+    response = call(
+        rs,
+        "GET",
+        "/accounts",
+        {
+            "Authorization": f"DPoP {tokens['access_token']}",
+            "DPoP": proof(rs, client, "GET", "/accounts", tokens["access_token"]),
+        },
+    )
+    challenge(response, "invalid_token")
+
+
+def test_token_from_another_issuer(rs: RunningRS, issued: tuple[Client, str, str]) -> None:
+    """R8: a token signed by someone else, claiming our AS or another issuer."""
+    client, token, _ = issued
+    _, claims = decode_jwt(token)
+    stranger = SigningKey.generate("ES256")
+    for iss in (claims["iss"], "https://evil.example"):
+        forged = stranger.sign({**claims, "iss": iss}, "at+jwt")
+        response = call(
+            rs,
+            "GET",
+            "/accounts",
+            {"Authorization": f"DPoP {forged}", "DPoP": proof(rs, client, "GET", "/accounts", forged)},
+        )
+        challenge(response, "invalid_token")
+
+
+# -- R5: coverage, and RFC 9470 step-up --------------------------------------------------------------
+
+
+def test_insufficient_scope(rs: RunningRS, as_server: RunningAS) -> None:
+    driver = Driver(as_server)
+    client = driver.add_client()
+    _, tokens = driver.full_flow(client, extra={"scope": "accounts", "resource": RESOURCE})
+    token = tokens["access_token"]
+    response = call(
+        rs,
+        "POST",
+        "/payments",
+        {"Authorization": f"DPoP {token}", "DPoP": proof(rs, client, "POST", "/payments", token)},
+        json={"amount": "1.00", "currency": "EUR"},
+    )
+    value = challenge(response, "insufficient_scope", status=403)
+    assert 'scope="payments"' in value
+
+
+def test_payment_inside_and_beyond_the_granted_amount(rs: RunningRS, issued: tuple[Client, str, str]) -> None:
+    client, token, _ = issued
+
+    def pay(amount: str) -> httpx.Response:
+        return call(
+            rs,
+            "POST",
+            "/payments",
+            {"Authorization": f"DPoP {token}", "DPoP": proof(rs, client, "POST", "/payments", token)},
+            json={"amount": amount, "currency": "EUR"},
+        )
+
+    assert pay("99.99").status_code == 201
+    challenge(pay("100.01"), "insufficient_scope", status=403)
+
+
+def test_step_up_required(rs: RunningRS, issued: tuple[Client, str, str]) -> None:
+    """RFC 9470 3: acr "password" where the route needs "mfa"."""
+    value = challenge(dpop_call(rs, issued, path="/admin"), "insufficient_user_authentication")
+    assert 'acr_values="mfa"' in value
+
+
+# -- R6 / D1-D14: the DPoP binding ---------------------------------------------------------------------
+
+
+def raw(header: dict[str, Any], claims: dict[str, Any], key: Any, alg: str) -> str:
+    return jws.serialize_compact(header, json.dumps(claims), key, algorithms=[alg])
+
+
+def base_claims(rs: RunningRS, token: str, **over: Any) -> dict[str, Any]:
+    from corridor.core.dpop import access_token_hash
+
+    claims = {
+        "jti": b64url_encode(__import__("os").urandom(16)),
+        "htm": "GET",
+        "htu": PUBLIC_URL + "/accounts",
+        "iat": int(rs.guard.clock.now()),
+        "nonce": rs.guard.nonces.current(),
+        "ath": access_token_hash(token),
+    }
+    claims.update(over)
+    return {k: v for k, v in claims.items() if v is not None}
+
+
+def with_proof(rs: RunningRS, token: str, value: str | None, scheme: str = "DPoP") -> httpx.Response:
+    headers = [("Authorization", f"{scheme} {token}")]
+    if value is not None:
+        headers.append(("DPoP", value))
+    return call(rs, "GET", "/accounts", headers)
+
+
+def test_no_proof_with_dpop_scheme(rs: RunningRS, issued: tuple[Client, str, str]) -> None:
+    challenge(with_proof(rs, issued[1], None), "invalid_dpop_proof")
+
+
+def test_dpop_token_as_bearer(rs: RunningRS, issued: tuple[Client, str, str]) -> None:
+    """RFC 9449 7.2 / R6."""
+    challenge(with_proof(rs, issued[1], None, scheme="Bearer"), "invalid_token")
+
+
+def test_two_proofs(rs: RunningRS, issued: tuple[Client, str, str]) -> None:
+    client, token, _ = issued
+    headers = [
+        ("Authorization", f"DPoP {token}"),
+        ("DPoP", proof(rs, client, "GET", "/accounts", token)),
+        ("DPoP", proof(rs, client, "GET", "/accounts", token)),
+    ]
+    challenge(call(rs, "GET", "/accounts", headers), "invalid_dpop_proof")
+
+
+@pytest.mark.parametrize(
+    "case", ["typ", "none", "rs256", "private", "signature", "other-key", "htm", "htu", "iat-hour", "ath"]
+)
+def test_bad_proofs(rs: RunningRS, issued: tuple[Client, str, str], case: str) -> None:
+    """D3-D10, D13, D14: each broken proof gets the exact challenge."""
+    client, token, _ = issued
+    ec = ECKey.import_key(client.dpop_key.private_jwk())
+    public = client.dpop_key.public_jwk_without_meta()
+    header = {"alg": "ES256", "typ": "dpop+jwt", "jwk": public}
+    expected = "invalid_dpop_proof"
+    if case == "typ":
+        value = raw({**header, "typ": "JWT"}, base_claims(rs, token), ec, "ES256")
+    elif case == "none":
+        value = (
+            b64url_encode(json.dumps({"alg": "none", "typ": "dpop+jwt", "jwk": public}).encode())
+            + "."
+            + b64url_encode(json.dumps(base_claims(rs, token)).encode())
+            + "."
+        )
+    elif case == "rs256":
+        rsa = RSAKey.generate_key(2048)
+        value = raw(
+            {"alg": "RS256", "typ": "dpop+jwt", "jwk": rsa.as_dict(private=False)},
+            base_claims(rs, token),
+            rsa,
+            "RS256",
+        )
+    elif case == "private":
+        value = raw({**header, "jwk": ec.as_dict(private=True)}, base_claims(rs, token), ec, "ES256")
+    elif case == "signature":
+        good = raw(header, base_claims(rs, token), ec, "ES256")
+        value = good[:-6] + ("AAAAAA" if not good.endswith("AAAAAA") else "BBBBBB")
+    elif case == "other-key":
+        value = proof(rs, client, "GET", "/accounts", token, key=SigningKey.generate("ES256"))
+        expected = "invalid_token"  # D14: "Invalid DPoP key binding"
+    elif case == "htm":
+        value = raw(header, base_claims(rs, token, htm="POST"), ec, "ES256")
+    elif case == "htu":
+        value = raw(header, base_claims(rs, token, htu="https://other.example/accounts"), ec, "ES256")
+    elif case == "iat-hour":
+        value = raw(header, base_claims(rs, token, iat=int(rs.guard.clock.now()) - 3600), ec, "ES256")
+    else:
+        value = raw(header, base_claims(rs, token, ath=b64url_encode(b"x" * 32)), ec, "ES256")
+    challenge(with_proof(rs, token, value), expected)
+
+
+@pytest.mark.parametrize(
+    "htu",
+    [
+        PUBLIC_URL + "/accounts?page=2",
+        PUBLIC_URL + "/accounts#top",
+        PUBLIC_URL.replace("https://api.example.org", "HTTPS://API.EXAMPLE.ORG") + "/accounts",
+        PUBLIC_URL + ":443/accounts",
+    ],
+)
+def test_htu_normalization_accepted(rs: RunningRS, issued: tuple[Client, str, str], htu: str) -> None:
+    """D9: query and fragment ignored; scheme and host case-insensitive; the default port may be explicit."""
+    client, token, _ = issued
+    assert with_proof(rs, token, proof(rs, client, "GET", "/accounts", token, url=htu)).status_code == 200
+
+
+def test_unknown_extra_claims_accepted(rs: RunningRS, issued: tuple[Client, str, str]) -> None:
+    client, token, _ = issued
+    value = proof(rs, client, "GET", "/accounts", token, extra_claims={"x-extra": [1, 2]})
+    assert with_proof(rs, token, value).status_code == 200
+
+
+def test_replayed_proof(rs: RunningRS, issued: tuple[Client, str, str]) -> None:
+    """D11 / R7."""
+    client, token, _ = issued
+    value = proof(rs, client, "GET", "/accounts", token)
+    assert with_proof(rs, token, value).status_code == 200
+    challenge(with_proof(rs, token, value), "invalid_dpop_proof")
+
+
+def test_rs_nonce(rs: RunningRS, issued: tuple[Client, str, str], as_server: RunningAS) -> None:
+    """D12 / RFC 9449 9: the RS's own nonce; the AS's nonce is not accepted; the retry works."""
+    client, token, _ = issued
+    value = challenge(
+        with_proof(rs, token, proof(rs, client, "GET", "/accounts", token, nonce=None)), "use_dpop_nonce"
+    )
+    del value
+    response = with_proof(rs, token, proof(rs, client, "GET", "/accounts", token, nonce=None))
+    nonce = response.headers["dpop-nonce"]
+    assert as_server.server is not None and as_server.server.nonces is not None
+    as_nonce = as_server.server.nonces.current()
+    challenge(
+        with_proof(rs, token, proof(rs, client, "GET", "/accounts", token, nonce=as_nonce)), "use_dpop_nonce"
+    )
+    assert with_proof(rs, token, proof(rs, client, "GET", "/accounts", token, nonce=nonce)).status_code == 200
+
+
+# -- M5: certificate-bound tokens ----------------------------------------------------------------------
+
+
+def test_certificate_bound_token(rs: RunningRS, as_server: RunningAS, pki: TestPKI) -> None:
+    from tests.server.test_mtls import authorized, code_form, token
+
+    driver = Driver(as_server)
+    cert, other = pki.issue("CN=rs mtls client,O=Test"), pki.issue("CN=rs other,O=Test")
+    client = driver.add_client(sender_constraint="mtls")
+    response, flow = None, authorized(driver, client, cert, jwt_auth=True, extra={"resource": RESOURCE})
+    del response
+    form = code_form(client, flow)
+    access = token(driver, client, cert, form, jwt_auth=True).json()["access_token"]
+
+    def with_cert(c: Any, scheme: str = "Bearer") -> httpx.Response:
+        return call(
+            rs,
+            "GET",
+            "/accounts",
+            {"Authorization": f"{scheme} {access}"},
+            http=httpx.Client(
+                verify=c.ssl_context(rs.guard.settings.ca_file) if c else str(rs.guard.settings.ca_file),
+                timeout=20,
+            ),
+        )
+
+    ok = with_cert(cert)
+    assert ok.status_code == 200, (ok.headers, decode_jwt(access)[1])
+    challenge(with_cert(other), "invalid_token", scheme="Bearer")
+    challenge(with_cert(None), "invalid_token", scheme="Bearer")
+    challenge(with_cert(cert, scheme="DPoP"), "invalid_token", scheme="Bearer")
+
+
+# -- RFC 9728 and evidence ---------------------------------------------------------------------------------
+
+
+def test_protected_resource_metadata(rs: RunningRS, as_server: RunningAS) -> None:
+    response = call(rs, "GET", "/.well-known/oauth-protected-resource", {})
+    assert response.status_code == 200
+    meta = response.json()
+    assert meta["resource"] == RESOURCE
+    assert meta["authorization_servers"] == [as_server.issuer]
+    assert meta["scopes_supported"] == ["accounts", "payments"]
+    assert meta["authorization_details_types_supported"] == ["payment_initiation"]
+    assert meta["dpop_signing_alg_values_supported"] == ["PS256", "ES256", "EdDSA"]
+    assert meta["tls_client_certificate_bound_access_tokens"] is True
+    assert meta["resource_name"] == "Test payments API"
+
+
+def test_decisions_are_recorded(rs: RunningRS, issued: tuple[Client, str, str]) -> None:
+    client, token, _ = issued
+    before = len(rs.guard.decisions)
+    dpop_call(rs, issued)
+    dpop_call(rs, issued, path="/admin")
+    allowed, refused = rs.guard.decisions[before:]
+    assert (allowed["event"], allowed["outcome"], allowed["client_id"]) == (
+        "rs.access",
+        "allowed",
+        client.client_id,
+    )
+    assert json.loads(allowed["detail"]) == {"route": "/accounts", "method": "GET"}
+    assert allowed["resource"] == json.dumps(RESOURCE)
+    assert (
+        allowed["sender_constraint"] == "dpop" and allowed["key_thumbprint"] == client.dpop_key.thumbprint()
+    )
+    assert allowed["token_jti"] == decode_jwt(token)[1]["jti"]
+    assert (refused["outcome"], refused["error"], refused["rule"]) == (
+        "refused",
+        "insufficient_user_authentication",
+        "RFC 9470 3",
+    )
