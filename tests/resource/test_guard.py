@@ -428,7 +428,9 @@ def test_certificate_bound_token(rs: RunningRS, as_server: RunningAS, pki: TestP
             "/accounts",
             {"Authorization": f"{scheme} {access}"},
             http=httpx.Client(
-                verify=c.ssl_context(rs.guard.settings.ca_file) if c else str(rs.guard.settings.ca_file),
+                verify=c.ssl_context(rs.guard.settings.ca_file)
+                if c
+                else ssl.create_default_context(cafile=rs.guard.settings.ca_file),
                 timeout=20,
             ),
         )
