@@ -3,11 +3,13 @@ which no OAuth client library does."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from urllib.parse import urlsplit
 
 import pytest
 
+from corridor.server.tls import DevTLS
+from tests.interop.peer import OidcProviderPeer, running_oidc_provider
 from tests.support import PASSWORD, Browser, RunningAS
 
 #: Given the authorization URL a client library built and a user name, log in, approve,
@@ -35,3 +37,11 @@ def consent(as_server: RunningAS) -> Consent:
             browser.http.close()
 
     return run
+
+
+@pytest.fixture(scope="module")
+def oidc_provider(tls: DevTLS) -> Iterator[OidcProviderPeer]:
+    """panva's oidc-provider in its FAPI 2.0 profile, issuing DPoP-bound JWT access tokens
+    for ``RESOURCE`` (tests/interop/peer.py); stopped at the end of the module."""
+    with running_oidc_provider(tls) as peer:
+        yield peer

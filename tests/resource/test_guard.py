@@ -18,6 +18,7 @@ from corridor.core.jose import SigningKey
 from tests.pki import TestPKI
 from tests.resource.conftest import PUBLIC_URL, RunningRS
 from tests.support import RESOURCE, Client, Driver, RunningAS, decode_jwt
+from tests.tlsprobe import OLD_SUITES, handshake, permissive_server
 
 PAYMENT = [
     {
@@ -480,3 +481,61 @@ def test_decisions_are_recorded(rs: RunningRS, issued: tuple[Client, str, str]) 
         "insufficient_user_authentication",
         "RFC 9470 3",
     )
+
+
+# -- introspection mode (RFC 7662): revocation takes effect at once ----------------------------------
+
+
+def test_introspection_mode_refuses_revoked_tokens_at_once(as_server: RunningAS, tls: Any) -> None:
+    """R4: with introspection (no cache), a revoked token is refused on the next call."""
+    from corridor.resource.guard import Introspection, ResourceGuard, ResourceSettings
+
+    driver = Driver(as_server)
+    rs_client = driver.add_client()
+    identifier = "https://introspected.example.org/api"
+    as_server.store.add_resource_server(
+        identifier, "Introspected API", ["accounts"], rs_client.client_id, 0.0
+    )
+    client = driver.add_client()
+    _, tokens = driver.full_flow(client, extra={"scope": "accounts", "resource": identifier})
+    guard = ResourceGuard(
+        ResourceSettings(
+            resource=identifier,
+            authorization_servers=(as_server.issuer,),
+            public_url=PUBLIC_URL,
+            ca_file=str(tls.ca_file),
+            introspection=Introspection(client_id=rs_client.client_id, key=rs_client.key),
+        ),
+        clock=as_server.clock,
+    )
+    access = guard.verify_token(tokens["access_token"])
+    assert access.client_id == client.client_id and access.sender_constraint == "dpop"
+    assert access.thumbprint == client.dpop_key.thumbprint()
+    driver.http.post(
+        driver.url("/revoke"), data={**driver.client_auth(client), "token": tokens["refresh_token"]}
+    )
+    from corridor.resource.guard import ResourceError
+
+    with pytest.raises(ResourceError) as refused:
+        guard.verify_token(tokens["access_token"])
+    assert (refused.value.error, refused.value.status) == ("invalid_token", 401)
+
+
+# -- R1: the API's TLS policy ----------------------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion:DeprecationWarning")
+def test_rs_tls_policy(rs: RunningRS, tls: Any) -> None:
+    """R1 / FAPI2 5.2.2: TLS 1.1 and TLS 1.2 CBC refused (each shown possible against a permissive
+    server first), ECDHE-GCM on TLS 1.2 accepted."""
+    ca = rs.guard.settings.ca_file
+    with permissive_server(tls.cert_file, tls.key_file) as permissive_port:
+        assert handshake(permissive_port, ca, ssl.TLSVersion.TLSv1_1, OLD_SUITES)
+        assert handshake(permissive_port, ca, ssl.TLSVersion.TLSv1_2, "ECDHE-ECDSA-AES128-SHA:@SECLEVEL=0")
+    with pytest.raises(ssl.SSLError):
+        handshake(rs.port, ca, ssl.TLSVersion.TLSv1_1, OLD_SUITES)
+    cbc = "ECDHE-ECDSA-AES128-SHA:@SECLEVEL=0"
+    with pytest.raises(ssl.SSLError):
+        handshake(rs.port, ca, ssl.TLSVersion.TLSv1_2, cbc)
+    suite = "ECDHE-ECDSA-AES128-GCM-SHA256"
+    assert handshake(rs.port, ca, ssl.TLSVersion.TLSv1_2, suite) == suite

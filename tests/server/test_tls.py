@@ -6,64 +6,22 @@ from __future__ import annotations
 
 import socket
 import ssl
-import threading
 from collections.abc import Iterator
 
 import pytest
 
 from corridor.server.tls import DevTLS
 from tests.support import Driver
+from tests.tlsprobe import OLD_SUITES, handshake, permissive_server
 
 # Old protocol versions are deprecated in Python's ssl: exactly what these tests use on purpose.
 pytestmark = pytest.mark.filterwarnings("ignore:ssl.TLSVersion:DeprecationWarning")
 
 
-def handshake(port: int, ca: str, version: ssl.TLSVersion, ciphers: str) -> str:
-    """Handshake with one protocol version and the given suites; returns the negotiated suite."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.load_verify_locations(ca)
-    context.minimum_version = version
-    context.maximum_version = version
-    context.set_ciphers(ciphers)
-    with (
-        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
-        context.wrap_socket(raw, server_hostname="localhost") as tls,
-    ):
-        return str(tls.cipher()[0])
-
-
 @pytest.fixture(scope="module")
 def permissive_port(tls: DevTLS) -> Iterator[int]:
-    """A server that accepts anything (TLS 1.0, CBC suites): proves the client can speak them."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1
-    context.set_ciphers("ALL:@SECLEVEL=0")
-    context.load_cert_chain(tls.cert_file, tls.key_file)
-    listener = socket.create_server(("127.0.0.1", 0))
-    stop = threading.Event()
-
-    def serve() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            try:
-                with context.wrap_socket(conn, server_side=True):
-                    pass
-            except (ssl.SSLError, OSError):
-                pass
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield listener.getsockname()[1]
-    stop.set()
-    thread.join(2)
-    listener.close()
-
-
-OLD_SUITES = "ECDHE-ECDSA-AES128-SHA:@SECLEVEL=0"
+    with permissive_server(tls.cert_file, tls.key_file) as port:
+        yield port
 
 
 @pytest.fixture(params=["main", "mtls"])

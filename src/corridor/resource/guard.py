@@ -18,7 +18,7 @@ from corridor.audit.log import AuditLog, Evidence
 from corridor.core.clock import Clock, SystemClock
 from corridor.core.dpop import verify_proof
 from corridor.core.errors import OAuthError, safe_description
-from corridor.core.jose import FAPI_ALGORITHMS, JoseFailure, read_header, verify_with_keys
+from corridor.core.jose import FAPI_ALGORITHMS, JoseFailure, SigningKey, read_header, verify_with_keys
 from corridor.core.nonces import DPoPNonces
 from corridor.core.randomness import new_id, token_hash
 from corridor.core.replay import MemoryReplayCache, ReplayCache
@@ -28,6 +28,19 @@ from corridor.resource.keys import IssuerKeys
 ALGS = " ".join(FAPI_ALGORITHMS)
 METADATA_PATH = "/.well-known/oauth-protected-resource"
 AT_TYPES = ("at+jwt", "application/at+jwt")
+
+
+@dataclass(frozen=True)
+class Introspection:
+    """RFC 7662 token validation: the RS calls the AS's introspection endpoint as a registered
+    confidential client (private_key_jwt, ``aud`` = the issuer, FAPI2 5.3.2.1-8).
+
+    Not cached by default, so a revoked token is refused at once (design.md 5b). A cache of
+    ``cache_seconds`` means a revoked token may be accepted for at most that long."""
+
+    client_id: str
+    key: SigningKey
+    cache_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -55,6 +68,10 @@ class ResourceSettings:
     ca_file: str = ""
     #: Named authentication levels, weakest first (design.md 5b).
     acr_levels: tuple[str, ...] = ("password", "mfa", "passkey")
+    #: Validate tokens by introspection instead of locally (opaque tokens, immediate revocation).
+    #: With local JWT validation the access-token lifetime bounds revocation (the Corridor AS
+    #: issues 300 s tokens by default for that reason).
+    introspection: Introspection | None = None
 
     @property
     def metadata_url(self) -> str:
@@ -146,7 +163,9 @@ class ResourceGuard:
             context = ssl.create_default_context(cafile=settings.ca_file or None)
             context.minimum_version = ssl.TLSVersion.TLSv1_2
             http = httpx.Client(verify=context, timeout=5.0, follow_redirects=False)
+        self.http = http
         self.issuers = {iss: IssuerKeys(iss, http, self.clock) for iss in settings.authorization_servers}
+        self._introspected: dict[str, tuple[float, dict[str, Any]]] = {}
         self.replay = replay or MemoryReplayCache()
         self.nonces = DPoPNonces(settings.nonce_secret, settings.nonce_step, self.clock)
         self.audit = audit
@@ -213,7 +232,69 @@ class ResourceGuard:
         return access
 
     def verify_token(self, token: str) -> AccessToken:
-        """RFC 9068 4 / FAPI2 5.3.4-3: typ, alg, signature by the issuer, iss, aud, exp, iat."""
+        """FAPI2 5.3.4-3: local RFC 9068 validation, or RFC 7662 introspection when configured."""
+        if self.settings.introspection is not None:
+            return self._introspect(token, self.settings.introspection)
+        return self._verify_jwt(token)
+
+    def _introspect(self, token: str, config: Introspection) -> AccessToken:
+        """RFC 7662 2: ask the (single) authorization server; ``active: false`` is invalid_token."""
+        now = self.clock.now()
+        cache_key = token_hash(token)
+        cached = self._introspected.get(cache_key)
+        if cached is not None and cached[0] > now:
+            claims = cached[1]
+        else:
+            issuer = self.settings.authorization_servers[0]
+            try:
+                endpoint = self.issuers[issuer].metadata().get("introspection_endpoint")
+            except (httpx.HTTPError, ValueError):
+                raise ResourceError("invalid_token", "the token cannot be checked now", rule="RFC 7662 2",
+                                    status=503) from None
+            if not isinstance(endpoint, str) or not endpoint.startswith("https://"):
+                raise ResourceError(
+                    "invalid_token", "the authorization server offers no introspection", rule="RFC 7662 2"
+                )
+            assertion = config.key.sign(
+                {
+                    "iss": config.client_id,
+                    "sub": config.client_id,
+                    "aud": issuer,
+                    "jti": new_id(),
+                    "iat": int(now),
+                    "exp": int(now) + 60,
+                },
+                "JWT",
+            )
+            try:
+                response = self.http.post(
+                    endpoint,
+                    data={
+                        "token": token,
+                        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                        "client_assertion": assertion,
+                    },
+                )
+                claims = response.json() if response.status_code == 200 else {}
+            except (httpx.HTTPError, ValueError):
+                raise ResourceError(
+                    "invalid_token", "the token cannot be checked now", rule="RFC 7662 2", status=503
+                ) from None
+            if not isinstance(claims, dict):
+                claims = {}
+            if config.cache_seconds > 0:
+                self._introspected[cache_key] = (now + config.cache_seconds, claims)
+                if len(self._introspected) > 100_000:
+                    self._introspected = {k: v for k, v in self._introspected.items() if v[0] > now}
+        if claims.get("active") is not True:
+            raise ResourceError("invalid_token", "the access token is not active", rule="RFC 7662 2.2")
+        issuer = claims.get("iss", self.settings.authorization_servers[0])
+        if issuer not in self.issuers:
+            raise ResourceError("invalid_token", "the token comes from another issuer", rule="FAPI2 6.3")
+        return self._claims_to_token(claims, issuer, now)
+
+    def _verify_jwt(self, token: str) -> AccessToken:
+        """RFC 9068 4: typ, alg, signature by the issuer, iss, aud, exp, iat."""
         now = self.clock.now()
         try:
             header = read_header(token)

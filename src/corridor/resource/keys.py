@@ -29,13 +29,17 @@ class IssuerKeys:
         self.clock = clock
         self.cache_seconds = cache_seconds
         self.min_refetch_interval = min_refetch_interval
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # keys() holds it while _fetch() reads metadata()
         self._keys: list[dict[str, Any]] = []
         self._fetched_at = -1e18
         self._jwks_uri: str | None = None
+        self._metadata: dict[str, Any] | None = None
 
-    def _metadata_jwks_uri(self) -> str:
-        """RFC 8414 3: the metadata's issuer must be exactly the configured one (FAPI2 5.3.3.1-11)."""
+    def metadata(self) -> dict[str, Any]:
+        """RFC 8414 3: the metadata, whose issuer must be exactly the configured one (FAPI2 5.3.3.1-11)."""
+        with self._lock:
+            if self._metadata is not None:
+                return self._metadata
         for path in WELL_KNOWN:
             response = self.http.get(self.issuer + path, headers={"Accept": "application/json"})
             if response.status_code != 200:
@@ -43,11 +47,16 @@ class IssuerKeys:
             metadata = response.json()
             if not isinstance(metadata, dict) or metadata.get("issuer") != self.issuer:
                 raise JoseFailure("the authorization server metadata names another issuer")
-            jwks_uri = metadata.get("jwks_uri")
-            if not isinstance(jwks_uri, str) or not jwks_uri.startswith("https://"):
-                raise JoseFailure("the authorization server metadata has no https jwks_uri")
-            return jwks_uri
+            with self._lock:
+                self._metadata = metadata
+            return metadata
         raise JoseFailure("the authorization server metadata is not available")
+
+    def _metadata_jwks_uri(self) -> str:
+        jwks_uri = self.metadata().get("jwks_uri")
+        if not isinstance(jwks_uri, str) or not jwks_uri.startswith("https://"):
+            raise JoseFailure("the authorization server metadata has no https jwks_uri")
+        return jwks_uri
 
     def _fetch(self) -> list[dict[str, Any]]:
         if self._jwks_uri is None:

@@ -1,0 +1,173 @@
+// panva's oidc-provider (a certified FAPI 2.0 authorization server) as a test peer, configured
+// for the FAPI 2.0 Security Profile (Final), started by tests/interop/peer.py. It issues
+// DPoP-bound JWT access tokens (RFC 9068, typ at+jwt) for one resource, so Corridor's
+// resource-server library can be tested against tokens from a certified peer.
+//
+// Input (environment):
+//   CORRIDOR_PEER_PORT         TCP port on 127.0.0.1; 0 (or unset) picks a free one
+//   CORRIDOR_PEER_CERT         PEM file: the server certificate (localhost and 127.0.0.1)
+//   CORRIDOR_PEER_KEY          PEM file: its private key
+//   CORRIDOR_PEER_RESOURCE     the resource indicator (RFC 8707), e.g. https://rs.example.org/api
+//   CORRIDOR_PEER_SCOPE        the resource's scope(s), space separated (default "accounts")
+//   CORRIDOR_PEER_AT_ALG       the access-token signing alg: ES256 (default), PS256 or EdDSA
+//   CORRIDOR_CLIENT_ID         the one static client
+//   CORRIDOR_CLIENT_JWK        its public signing JWK (ES256), JSON
+//   CORRIDOR_REDIRECT_URI      its redirect URI
+//
+// Protocol (one JSON object per line on stdout):
+//   {"ready": true, "issuer": "https://localhost:PORT", "port": PORT}   once listening
+//   {"error": {...}}                                                    if start-up fails
+// The process exits when its stdin closes (so a dead test run leaves no server behind).
+// Diagnostics (oidc-provider's warnings, request errors) go to stderr.
+//
+// The user's part uses oidc-provider's own development interactions (features.devInteractions):
+// a login page that accepts any login name (it becomes the token's sub) and a consent page. No
+// other check is relaxed: HTTPS only (no allowInsecureRequests), PAR required, PKCE S256 required,
+// private_key_jwt only (aud = the issuer identifier, enforced by the FAPI 2.0 profile), DPoP-bound
+// access tokens required for the client, and a DPoP nonce required at every DPoP-checking endpoint.
+
+import * as crypto from 'node:crypto'
+import * as fs from 'node:fs'
+import * as https from 'node:https'
+
+import Provider, { errors } from 'oidc-provider'
+
+import { emit, env } from './lines.mjs'
+
+// FAPI2 5.4.1: PS256, ES256 and EdDSA (Ed25519) only.
+const FAPI_ALGS = ['ES256', 'PS256', 'EdDSA']
+
+function signingKeys() {
+  const pairs = [
+    ['ES256', crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' })],
+    ['PS256', crypto.generateKeyPairSync('rsa', { modulusLength: 2048 })],
+    ['EdDSA', crypto.generateKeyPairSync('ed25519')],
+  ]
+  return pairs.map(([alg, { privateKey }]) => {
+    const jwk = privateKey.export({ format: 'jwk' })
+    const kid = `${alg.toLowerCase()}-${crypto.randomBytes(6).toString('base64url')}`
+    return { ...jwk, kid, alg, use: 'sig' }
+  })
+}
+
+function listen(server, port) {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(port, '127.0.0.1', () => {
+      server.off('error', reject)
+      resolve(server.address().port)
+    })
+  })
+}
+
+async function main() {
+  const resource = env('CORRIDOR_PEER_RESOURCE')
+  const resourceScope = process.env.CORRIDOR_PEER_SCOPE || 'accounts'
+  const accessTokenAlg = process.env.CORRIDOR_PEER_AT_ALG || 'ES256'
+  if (!FAPI_ALGS.includes(accessTokenAlg)) throw new Error(`CORRIDOR_PEER_AT_ALG must be one of ${FAPI_ALGS}`)
+  const clientJwk = JSON.parse(env('CORRIDOR_CLIENT_JWK'))
+  if (clientJwk.d !== undefined) throw new Error('CORRIDOR_CLIENT_JWK must be a public JWK')
+
+  // Listen first, so the issuer names the real port (no race for a "free" port).
+  const server = https.createServer({
+    cert: fs.readFileSync(env('CORRIDOR_PEER_CERT')),
+    key: fs.readFileSync(env('CORRIDOR_PEER_KEY')),
+    minVersion: 'TLSv1.2',
+  })
+  const port = await listen(server, Number(process.env.CORRIDOR_PEER_PORT || 0))
+  const issuer = `https://localhost:${port}`
+
+  const configuration = {
+    clients: [
+      {
+        client_id: env('CORRIDOR_CLIENT_ID'),
+        redirect_uris: [env('CORRIDOR_REDIRECT_URI')],
+        response_types: ['code'],
+        grant_types: ['authorization_code'],
+        token_endpoint_auth_method: 'private_key_jwt',
+        token_endpoint_auth_signing_alg: clientJwk.alg || 'ES256',
+        jwks: { keys: [clientJwk] },
+        id_token_signed_response_alg: 'ES256',
+        dpop_bound_access_tokens: true,
+        require_pushed_authorization_requests: true,
+      },
+    ],
+    clientAuthMethods: ['private_key_jwt'],
+    responseTypes: ['code'],
+    scopes: ['openid'],
+    pkce: { required: () => true },
+    allowOmittingSingleRegisteredRedirectUri: false,
+    jwks: { keys: signingKeys() },
+    cookies: { keys: [crypto.randomBytes(32).toString('base64url')] },
+    clockTolerance: 5,
+    enabledJWA: {
+      clientAuthSigningAlgValues: FAPI_ALGS,
+      idTokenSigningAlgValues: FAPI_ALGS,
+      requestObjectSigningAlgValues: FAPI_ALGS,
+      userinfoSigningAlgValues: FAPI_ALGS,
+      introspectionSigningAlgValues: FAPI_ALGS,
+      authorizationSigningAlgValues: FAPI_ALGS,
+      dPoPSigningAlgValues: ['ES256', 'EdDSA'],
+    },
+    // Any login name is an account whose only claim is sub.
+    async findAccount(ctx, sub) {
+      return { accountId: sub, async claims() { return { sub } } }
+    },
+    features: {
+      fapi: { enabled: true, profile: '2.0' },
+      devInteractions: { enabled: true },
+      dPoP: {
+        enabled: true,
+        nonceSecret: crypto.randomBytes(32),
+        requireNonce: () => true,
+      },
+      pushedAuthorizationRequests: {
+        enabled: true,
+        requirePushedAuthorizationRequests: true,
+        allowUnregisteredRedirectUris: false,
+      },
+      resourceIndicators: {
+        enabled: true,
+        // No resource in the request: no default (the client must name it).
+        defaultResource: async () => undefined,
+        useGrantedResource: async () => false,
+        async getResourceServerInfo(ctx, resourceIndicator) {
+          if (resourceIndicator !== resource) throw new errors.InvalidTarget()
+          return {
+            scope: resourceScope,
+            audience: resource,
+            accessTokenFormat: 'jwt',
+            accessTokenTTL: 600,
+            jwt: { sign: { alg: accessTokenAlg } },
+          }
+        },
+      },
+      userinfo: { enabled: false },
+      rpInitiatedLogout: { enabled: false },
+    },
+  }
+
+  const provider = new Provider(issuer, configuration)
+  for (const event of [
+    'server_error',
+    'authorization.error',
+    'pushed_authorization_request.error',
+    'grant.error',
+    'jwks.error',
+    'discovery.error',
+  ]) {
+    provider.on(event, (ctx, err) => {
+      process.stderr.write(`${event}: ${err?.name}: ${err?.message} ${err?.error_description ?? ''}\n`)
+    })
+  }
+  server.on('request', provider.callback())
+
+  process.stdin.on('end', () => process.exit(0))
+  process.stdin.resume()
+  emit({ ready: true, issuer, port })
+}
+
+main().catch((err) => {
+  emit({ error: { name: err?.name, message: err?.message, stack: err?.stack } })
+  process.exit(1)
+})

@@ -1,0 +1,286 @@
+"""panva's oidc-provider (a certified FAPI 2.0 authorization server, Node) as a test peer that
+issues DPoP-bound JWT access tokens, for testing Corridor's resource-server side against tokens
+from a certified implementation.
+
+``running_oidc_provider(tls)`` starts tests/interop/oidc_provider_server.mjs over HTTPS on
+127.0.0.1 (the dev CA's ``localhost`` certificate) and yields an :class:`OidcProviderPeer`;
+the ``oidc_provider`` fixture in tests/interop/conftest.py wraps it (module scope). Outside
+tests/interop, write a fixture of your own around ``running_oidc_provider``.
+
+``OidcProviderPeer.dpop_token()`` plays the client and the user in plain httpx: PAR with
+private_key_jwt (aud = the issuer identifier), PKCE S256 and a DPoP proof; oidc-provider's
+development login and consent pages; the code exchange with ``resource`` -> a DPoP-bound JWT
+access token (typ at+jwt, cnf.jkt, aud = the resource). The provider requires a DPoP nonce at
+PAR and token; the flow answers ``use_dpop_nonce`` with one retry.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import ssl
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urljoin, urlsplit
+
+import httpx
+
+from corridor.core.dpop import make_proof
+from corridor.core.jose import SigningKey
+from corridor.core.pkce import new_verifier, s256_challenge
+from corridor.core.randomness import new_secret_token
+from corridor.server.tls import DevTLS
+from tests.interop.node import NodeFlow
+
+HERE = Path(__file__).parent
+SCRIPT = HERE / "oidc_provider_server.mjs"
+RESOURCE = "https://rs.example.org/api"
+SCOPE = "accounts"
+REDIRECT_URI = "https://client.example.org/cb"
+JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+HTTP_TIMEOUT = 10.0
+#: Redirects and pages between the authorization request and the callback (login, consent).
+MAX_HOPS = 12
+
+_FORM_ACTION = re.compile(r'<form[^>]*\baction="([^"]+)"')
+
+
+class PeerFlowError(AssertionError):
+    """The client flow against oidc-provider went wrong (with the response that did it)."""
+
+
+def _fail(step: str, response: httpx.Response) -> PeerFlowError:
+    return PeerFlowError(f"{step}: HTTP {response.status_code} {response.text[:2000]}")
+
+
+@dataclass
+class OidcProviderPeer:
+    """A running oidc-provider with one static private_key_jwt client."""
+
+    issuer: str
+    ca_file: Path
+    resource: str
+    scope: str
+    client_id: str
+    client_key: SigningKey
+    redirect_uri: str
+    metadata: dict[str, Any]
+    _flow: NodeFlow = field(repr=False)
+    #: ``use_dpop_nonce`` retries per step of the last ``dpop_token()`` run, e.g. ``{"par": 1}``.
+    last_retries: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def jwks_uri(self) -> str:
+        return str(self.metadata["jwks_uri"])
+
+    def http(self, **kwargs: Any) -> httpx.Client:
+        """An httpx client that trusts the dev CA (and nothing else)."""
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        return httpx.Client(verify=context, timeout=HTTP_TIMEOUT, **kwargs)
+
+    def jwks(self) -> list[dict[str, Any]]:
+        """The provider's public signing keys, fetched from its jwks_uri."""
+        with self.http() as http:
+            response = http.get(self.jwks_uri)
+        if response.status_code != 200:
+            raise _fail("jwks", response)
+        keys = response.json()["keys"]
+        assert isinstance(keys, list)
+        return keys
+
+    def dpop_token(
+        self, dpop_key: SigningKey | None = None, *, username: str = "alice"
+    ) -> tuple[str, SigningKey]:
+        """Run the whole FAPI 2.0 flow and return ``(access_token, dpop_key)``: a DPoP-bound
+        JWT access token for ``self.resource`` (``sub`` = ``username``) and the key whose
+        thumbprint is its ``cnf.jkt``. A new key is generated unless ``dpop_key`` is given
+        (ES256 or EdDSA, the provider's dpop_signing_alg_values_supported)."""
+        key = dpop_key or SigningKey.generate("ES256")
+        with self.http(follow_redirects=False) as http:
+            flow = _Flow(self, http, key)
+            try:
+                return flow.run(username), key
+            finally:
+                self.last_retries = flow.retries
+
+    def diagnostics(self) -> str:
+        return self._flow.diagnostics()
+
+
+class _Flow:
+    """One run of the client (PAR, user, token) with the provider's DPoP nonce kept."""
+
+    def __init__(self, peer: OidcProviderPeer, http: httpx.Client, dpop_key: SigningKey) -> None:
+        self.peer = peer
+        self.http = http
+        self.dpop_key = dpop_key
+        self.nonce: str | None = None
+        self.retries: dict[str, int] = {}
+
+    def assertion(self) -> str:
+        """private_key_jwt (RFC 7523) with aud = the issuer identifier (FAPI2 5.3.2.1-8)."""
+        now = int(time.time())
+        claims = {
+            "iss": self.peer.client_id,
+            "sub": self.peer.client_id,
+            "aud": self.peer.issuer,
+            "jti": new_secret_token(),
+            "iat": now,
+            "nbf": now,
+            "exp": now + 60,
+        }
+        return self.peer.client_key.sign(claims, "JWT")
+
+    def post_with_dpop(self, step: str, url: str, form: dict[str, str]) -> httpx.Response:
+        """POST with client authentication and a DPoP proof; on ``use_dpop_nonce`` retry once
+        with the nonce (and a fresh assertion and proof: both are one-time)."""
+        for _ in range(2):
+            body = {**form, "client_assertion_type": JWT_BEARER, "client_assertion": self.assertion()}
+            proof = make_proof(self.dpop_key, "POST", url, nonce=self.nonce)
+            response = self.http.post(url, data=body, headers={"DPoP": proof})
+            if "dpop-nonce" in response.headers:
+                self.nonce = response.headers["dpop-nonce"]
+            if response.status_code == 400 and response.json().get("error") == "use_dpop_nonce":
+                self.retries[step] = self.retries.get(step, 0) + 1
+                continue
+            return response
+        raise _fail(f"{step} (after a DPoP nonce retry)", response)
+
+    def run(self, username: str) -> str:
+        metadata = self.peer.metadata
+        verifier = new_verifier()
+        state = new_secret_token()
+
+        par = self.post_with_dpop(
+            "par",
+            metadata["pushed_authorization_request_endpoint"],
+            {
+                "client_id": self.peer.client_id,
+                "response_type": "code",
+                "redirect_uri": self.peer.redirect_uri,
+                "scope": self.peer.scope,
+                "resource": self.peer.resource,
+                "state": state,
+                "code_challenge": s256_challenge(verifier),
+                "code_challenge_method": "S256",
+            },
+        )
+        if par.status_code != 201:
+            raise _fail("PAR", par)
+        request_uri = par.json()["request_uri"]
+
+        callback = self.user(
+            metadata["authorization_endpoint"],
+            {"client_id": self.peer.client_id, "request_uri": request_uri},
+            username,
+        )
+        params = {k: v[0] for k, v in parse_qs(urlsplit(callback).query).items()}
+        if "code" not in params:
+            raise PeerFlowError(f"authorization error response: {callback}")
+        if params.get("state") != state or params.get("iss") != self.peer.issuer:
+            raise PeerFlowError(f"state or iss mismatch in the authorization response: {callback}")
+
+        token = self.post_with_dpop(
+            "token",
+            metadata["token_endpoint"],
+            {
+                "grant_type": "authorization_code",
+                "code": params["code"],
+                "redirect_uri": self.peer.redirect_uri,
+                "code_verifier": verifier,
+                "resource": self.peer.resource,
+            },
+        )
+        if token.status_code != 200:
+            raise _fail("token", token)
+        body = token.json()
+        if body.get("token_type") != "DPoP":
+            raise PeerFlowError(f"token_type is not DPoP: {body}")
+        access_token = body["access_token"]
+        assert isinstance(access_token, str)
+        return access_token
+
+    def user(self, authorization_endpoint: str, query: dict[str, str], username: str) -> str:
+        """The user agent: follow the provider's redirects, fill in its development login
+        page (any login name) and consent page, and return the callback URL."""
+        response = self.http.get(authorization_endpoint, params=query)
+        for _ in range(MAX_HOPS):
+            if response.status_code in (302, 303):
+                location = urljoin(str(response.url), response.headers["location"])
+                if location.startswith(self.peer.redirect_uri + "?"):
+                    return location
+                if not location.startswith(self.peer.issuer + "/"):
+                    raise PeerFlowError(f"redirect off the provider: {location}")
+                response = self.http.get(location)
+            elif response.status_code == 200 and 'name="prompt" value="login"' in response.text:
+                response = self.submit(response, {"prompt": "login", "login": username, "password": "any"})
+            elif response.status_code == 200 and 'name="prompt" value="consent"' in response.text:
+                response = self.submit(response, {"prompt": "consent"})
+            else:
+                raise _fail("authorization (user interaction)", response)
+        raise PeerFlowError(f"no callback after {MAX_HOPS} steps")
+
+    def submit(self, page: httpx.Response, fields: dict[str, str]) -> httpx.Response:
+        match = _FORM_ACTION.search(page.text)
+        if not match:
+            raise _fail("no form on the interaction page", page)
+        return self.http.post(urljoin(str(page.url), html.unescape(match.group(1))), data=fields)
+
+
+@contextmanager
+def running_oidc_provider(
+    tls: DevTLS,
+    *,
+    resource: str = RESOURCE,
+    scope: str = SCOPE,
+    access_token_alg: str = "ES256",
+    client_key: SigningKey | None = None,
+) -> Iterator[OidcProviderPeer]:
+    """Start oidc-provider (FAPI 2.0 profile) over HTTPS with ``tls``'s certificate; stop it on exit.
+
+    ``access_token_alg`` (ES256, PS256 or EdDSA) is the JWS alg of the access tokens."""
+    client_key = client_key or SigningKey.generate("ES256")
+    client_id = "corridor-rs-peer-" + new_secret_token()[:12]
+    env = {
+        **os.environ,
+        "CORRIDOR_PEER_PORT": "0",
+        "CORRIDOR_PEER_CERT": str(tls.cert_file),
+        "CORRIDOR_PEER_KEY": str(tls.key_file),
+        "CORRIDOR_PEER_RESOURCE": resource,
+        "CORRIDOR_PEER_SCOPE": scope,
+        "CORRIDOR_PEER_AT_ALG": access_token_alg,
+        "CORRIDOR_CLIENT_ID": client_id,
+        "CORRIDOR_CLIENT_JWK": json.dumps(client_key.public_jwk),
+        "CORRIDOR_REDIRECT_URI": REDIRECT_URI,
+    }
+    flow = NodeFlow(SCRIPT.name, env)
+    try:
+        ready = flow.read()
+        assert ready.get("ready") is True, ready
+        issuer = ready["issuer"]
+        peer = OidcProviderPeer(
+            issuer=issuer,
+            ca_file=tls.ca_file,
+            resource=resource,
+            scope=scope,
+            client_id=client_id,
+            client_key=client_key,
+            redirect_uri=REDIRECT_URI,
+            metadata={},
+            _flow=flow,
+        )
+        with peer.http() as http:
+            response = http.get(issuer + "/.well-known/openid-configuration")
+        if response.status_code != 200:
+            raise _fail("discovery", response)
+        peer.metadata = response.json()
+        assert peer.metadata["issuer"] == issuer, peer.metadata
+        yield peer
+    finally:
+        flow.close()
