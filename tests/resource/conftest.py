@@ -1,77 +1,20 @@
-"""A protected API (Starlette + corridor.resource) on its own TLS port, trusting the test AS."""
+"""The protected test API, trusting the test AS."""
 
 from __future__ import annotations
 
-import asyncio
-import ssl
-import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
-from corridor.resource.asgi import ProtectedResource, protected, require
-from corridor.resource.guard import ResourceGuard, ResourceSettings, insufficient_scope
-from corridor.server.serve import uvicorn_server
-from corridor.server.tls import TLS12_CIPHERS, DevTLS
+from corridor.resource.guard import ResourceSettings
+from corridor.server.tls import DevTLS
 from tests.pki import TestPKI
-from tests.support import RESOURCE, RunningAS, free_socket
-
-#: The API's external URL; DPoP proofs name it (RFC 9449 4.3-9), whatever port serves it here.
-PUBLIC_URL = "https://api.example.org"
-
-
-@protected(require(scope="accounts"))
-async def accounts(request: Request) -> Response:
-    token = request.state.access_token
-    return JSONResponse(
-        {"accounts": ["DE89 3704 0044 0532 0130 00"], "sub": token.subject, "client": token.client_id}
-    )
-
-
-@protected(require(scope="payments", details={"type": "payment_initiation"}))
-async def payments(request: Request) -> Response:
-    """The amount asked for must be covered by a granted payment_initiation entry."""
-    token = request.state.access_token
-    form = await request.json()
-    try:
-        amount, currency = Decimal(str(form["amount"])), str(form["currency"])
-    except (KeyError, InvalidOperation, TypeError):
-        return JSONResponse({"error": "invalid_request"}, status_code=400)
-    for entry in token.authorization_details:
-        granted = entry.get("instructedAmount", {})
-        if (
-            entry.get("type") == "payment_initiation"
-            and granted.get("currency") == currency
-            and amount <= Decimal(str(granted.get("amount", "0")))
-        ):
-            return JSONResponse({"status": "accepted", "amount": str(amount)}, status_code=201)
-    raise insufficient_scope("the payment exceeds the authorized amount")
-
-
-@protected(require(acr="mfa"))
-async def admin(request: Request) -> Response:
-    return JSONResponse({"ok": True})
-
-
-@dataclass
-class RunningRS:
-    url: str
-    guard: ResourceGuard
-    port: int
+from tests.resource.api import PUBLIC_URL, RunningRS, running_api
+from tests.support import RESOURCE, RunningAS
 
 
 @pytest.fixture(scope="module")
 def rs(as_server: RunningAS, tls: DevTLS, pki: TestPKI) -> Iterator[RunningRS]:
-    sock = free_socket()
-    port = sock.getsockname()[1]
-    url = f"https://localhost:{port}"
     settings = ResourceSettings(
         resource=RESOURCE,
         authorization_servers=(as_server.issuer,),
@@ -81,29 +24,5 @@ def rs(as_server: RunningAS, tls: DevTLS, pki: TestPKI) -> Iterator[RunningRS]:
         authorization_details_types=("payment_initiation",),
         ca_file=str(tls.ca_file),
     )
-    guard = ResourceGuard(settings, clock=as_server.clock)
-    app = Starlette(
-        routes=[
-            Route("/accounts", accounts),
-            Route("/payments", payments, methods=["POST"]),
-            Route("/admin", admin),
-        ]
-    )
-    asgi = ProtectedResource(app, guard)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.set_ciphers(TLS12_CIPHERS)
-    context.load_cert_chain(tls.cert_file, tls.key_file)
-    context.verify_mode = ssl.CERT_OPTIONAL  # certificate-bound tokens (RFC 8705 3)
-    context.load_verify_locations(pki.ca_file)
-    server = uvicorn_server(asgi, "127.0.0.1", port, context, log_level="warning", lifespan="off")
-    server.config.timeout_graceful_shutdown = 0.2
-    thread = threading.Thread(target=asyncio.run, args=(server.serve([sock]),), daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not server.started:
-        assert time.time() < deadline and thread.is_alive(), "the RS did not start"
-        time.sleep(0.02)
-    yield RunningRS(url, guard, port)
-    server.should_exit = True
-    thread.join(10)
+    with running_api(settings, tls, pki.ca_file, clock=as_server.clock) as running:
+        yield running

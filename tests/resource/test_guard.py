@@ -16,7 +16,7 @@ from corridor.core.b64 import b64url_encode
 from corridor.core.dpop import make_proof
 from corridor.core.jose import SigningKey
 from tests.pki import TestPKI
-from tests.resource.conftest import PUBLIC_URL, RunningRS
+from tests.resource.api import PUBLIC_URL, RunningRS
 from tests.support import RESOURCE, Client, Driver, RunningAS, decode_jwt
 from tests.tlsprobe import OLD_SUITES, handshake, permissive_server
 

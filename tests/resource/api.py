@@ -1,0 +1,106 @@
+"""A protected test API (Starlette + corridor.resource) on its own TLS port."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from corridor.core.clock import Clock
+from corridor.resource.asgi import ProtectedResource, protected, require
+from corridor.resource.guard import ResourceGuard, ResourceSettings, insufficient_scope
+from corridor.server.serve import uvicorn_server
+from corridor.server.tls import TLS12_CIPHERS, DevTLS
+from tests.support import free_socket
+
+#: The API's external URL; DPoP proofs name it (RFC 9449 4.3-9), whatever port serves it here.
+PUBLIC_URL = "https://api.example.org"
+
+
+@protected(require(scope="accounts"))
+async def accounts(request: Request) -> Response:
+    token = request.state.access_token
+    return JSONResponse(
+        {"accounts": ["DE89 3704 0044 0532 0130 00"], "sub": token.subject, "client": token.client_id}
+    )
+
+
+@protected(require(scope="payments", details={"type": "payment_initiation"}))
+async def payments(request: Request) -> Response:
+    """The amount asked for must be covered by a granted payment_initiation entry."""
+    token = request.state.access_token
+    form = await request.json()
+    try:
+        amount, currency = Decimal(str(form["amount"])), str(form["currency"])
+    except (KeyError, InvalidOperation, TypeError):
+        return JSONResponse({"error": "invalid_request"}, status_code=400)
+    for entry in token.authorization_details:
+        granted = entry.get("instructedAmount", {})
+        if (
+            entry.get("type") == "payment_initiation"
+            and granted.get("currency") == currency
+            and amount <= Decimal(str(granted.get("amount", "0")))
+        ):
+            return JSONResponse({"status": "accepted", "amount": str(amount)}, status_code=201)
+    raise insufficient_scope("the payment exceeds the authorized amount")
+
+
+@protected(require(acr="mfa"))
+async def admin(request: Request) -> Response:
+    return JSONResponse({"ok": True})
+
+
+@dataclass
+class RunningRS:
+    url: str
+    guard: ResourceGuard
+    port: int
+
+
+@contextmanager
+def running_api(
+    settings: ResourceSettings, tls: DevTLS, client_ca: Path | str, clock: Clock | None = None
+) -> Iterator[RunningRS]:
+    """The test API behind ProtectedResource, on HTTPS with an optional client certificate."""
+    sock = free_socket()
+    port = sock.getsockname()[1]
+    guard = ResourceGuard(settings, clock=clock)
+    app = Starlette(
+        routes=[
+            Route("/accounts", accounts),
+            Route("/payments", payments, methods=["POST"]),
+            Route("/admin", admin),
+        ]
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers(TLS12_CIPHERS)
+    context.load_cert_chain(tls.cert_file, tls.key_file)
+    context.verify_mode = ssl.CERT_OPTIONAL  # certificate-bound tokens (RFC 8705 3)
+    context.load_verify_locations(str(client_ca))
+    server = uvicorn_server(
+        ProtectedResource(app, guard), "127.0.0.1", port, context, log_level="warning", lifespan="off"
+    )
+    server.config.timeout_graceful_shutdown = 0.2
+    thread = threading.Thread(target=asyncio.run, args=(server.serve([sock]),), daemon=True)
+    thread.start()
+    deadline = time.time() + 20
+    while not server.started:
+        assert time.time() < deadline and thread.is_alive(), "the API did not start"
+        time.sleep(0.02)
+    try:
+        yield RunningRS(f"https://localhost:{port}", guard, port)
+    finally:
+        server.should_exit = True
+        thread.join(10)
