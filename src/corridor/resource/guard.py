@@ -312,9 +312,9 @@ class ResourceGuard:
             )
         try:
             try:
-                claims = verify_with_keys(token, header, keys.keys())
+                claims = verify_with_keys(token, header, keys.signing_keys())
             except JoseFailure:
-                claims = verify_with_keys(token, header, keys.keys(refresh=True))
+                claims = verify_with_keys(token, header, keys.signing_keys(refresh=True))
         except JoseFailure as exc:
             raise ResourceError(
                 "invalid_token", "the access token signature is not valid", rule="RFC 9068 4"

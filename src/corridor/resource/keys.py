@@ -71,7 +71,7 @@ class IssuerKeys:
             keys.append(key)
         return keys
 
-    def keys(self, refresh: bool = False) -> list[dict[str, Any]]:
+    def signing_keys(self, refresh: bool = False) -> list[dict[str, Any]]:
         """Cached keys; ``refresh`` (an unknown kid) refetches unless that happened recently."""
         now = self.clock.now()
         with self._lock:
