@@ -539,3 +539,31 @@ def test_rs_tls_policy(rs: RunningRS, tls: Any) -> None:
         handshake(rs.port, ca, ssl.TLSVersion.TLSv1_2, cbc)
     suite = "ECDHE-ECDSA-AES128-GCM-SHA256"
     assert handshake(rs.port, ca, ssl.TLSVersion.TLSv1_2, suite) == suite
+
+
+def test_decisions_can_go_to_the_sql_audit_trail(
+    tmp_path: Any, issued: tuple[Client, str, str], as_server: RunningAS, tls: Any
+) -> None:
+    """Several RS instances share one trail by writing to a store instead of memory."""
+    from corridor.audit.log import AuditLog
+    from corridor.resource.guard import ResourceGuard, ResourceSettings
+    from corridor.store.sql import Store
+
+    store = Store(f"sqlite:///{tmp_path / 'rs.db'}")
+    store.migrate()
+    guard = ResourceGuard(
+        ResourceSettings(
+            resource=RESOURCE,
+            authorization_servers=(as_server.issuer,),
+            public_url=PUBLIC_URL,
+            ca_file=str(tls.ca_file),
+        ),
+        clock=as_server.clock,
+        audit=AuditLog(store),
+    )
+    access = guard.verify_token(issued[1])
+    guard.record(route="/accounts", method="GET", access=access, error=None)
+    (row,) = store.audit_records()
+    assert (row["event"], row["outcome"], row["client_id"]) == ("rs.access", "allowed", issued[0].client_id)
+    assert row["token_jti"] == access.jti and json.loads(row["resource"]) == RESOURCE
+    assert guard.decisions == []
