@@ -567,3 +567,34 @@ def test_decisions_can_go_to_the_sql_audit_trail(
     assert (row["event"], row["outcome"], row["client_id"]) == ("rs.access", "allowed", issued[0].client_id)
     assert row["token_jti"] == access.jti and json.loads(row["resource"]) == RESOURCE
     assert guard.decisions == []
+
+
+def test_revoked_token_refused_through_https_in_introspection_mode(
+    as_server: RunningAS, tls: Any, pki: TestPKI
+) -> None:
+    """R4 through the API itself: the same token works, is revoked at the AS, and is refused."""
+    from corridor.resource.guard import Introspection, ResourceSettings
+    from tests.resource.api import running_api
+
+    driver = Driver(as_server)
+    rs_client = driver.add_client()
+    identifier = "https://introspected2.example.org/api"
+    as_server.store.add_resource_server(
+        identifier, "Introspected API", ["accounts"], rs_client.client_id, 0.0
+    )
+    client = driver.add_client()
+    _, tokens = driver.full_flow(client, extra={"scope": "accounts", "resource": identifier})
+    settings = ResourceSettings(
+        resource=identifier,
+        authorization_servers=(as_server.issuer,),
+        public_url=PUBLIC_URL,
+        ca_file=str(tls.ca_file),
+        introspection=Introspection(client_id=rs_client.client_id, key=rs_client.key),
+    )
+    with running_api(settings, tls, pki.ca_file, clock=as_server.clock) as api:
+        token = tokens["access_token"]
+        assert dpop_call(api, (client, token, ""), path="/accounts").status_code == 200
+        driver.http.post(
+            driver.url("/revoke"), data={**driver.client_auth(client), "token": tokens["refresh_token"]}
+        )
+        challenge(dpop_call(api, (client, token, "")), "invalid_token")
