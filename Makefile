@@ -1,4 +1,4 @@
-# Corridor: `make run` starts the AS (SQLite, local TLS); `make test` runs ruff, mypy and pytest.
+# Corridor: `make run` starts the AS (SQLite, local TLS) and the demo API; `make test` runs ruff, mypy and pytest.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -17,11 +17,16 @@ $(NODE_STAMP): tests/interop/package.json tests/interop/package-lock.json
 	cd tests/interop && npm ci --no-audit --no-fund --silent
 	touch $(NODE_STAMP)
 
+# The AS in the foreground and the demo payments API (examples/payments_api) beside it on
+# https://127.0.0.1:8444. The API waits for the AS (which makes the dev TLS material on its
+# first start) and is stopped when the AS exits.
 run: $(STAMP)
+	@$(BIN)/corridor demo-api --wait-for-issuer 30 & api=$$!; \
+	trap 'kill $$api 2>/dev/null; wait $$api; trap - EXIT' EXIT INT TERM; \
 	$(BIN)/corridor serve
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests examples
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -75,7 +75,13 @@ def serve(
     """Run the authorization server over HTTPS."""
     from corridor.server.app import create_app
     from corridor.server.authority import AuthorizationServer
-    from corridor.server.bootstrap import DEMO_CLIENT_ID, DEMO_REDIRECT_URI, DEMO_USER, ensure_demo
+    from corridor.server.bootstrap import (
+        DEMO_CLIENT_ID,
+        DEMO_REDIRECT_URI,
+        DEMO_RESOURCE,
+        DEMO_USER,
+        ensure_demo,
+    )
     from corridor.server.mtls import MtlsTrust
     from corridor.server.serve import Listeners
     from corridor.server.tls import ensure_dev_tls, server_ssl_context
@@ -105,6 +111,7 @@ def serve(
             f"  demo user:   {DEMO_USER} / password in {files.user_password.resolve()}",
             f"  demo client: {DEMO_CLIENT_ID} (private_key_jwt + DPoP), key in {files.client_key.resolve()},",
             f"               redirect URI {DEMO_REDIRECT_URI}",
+            f"  demo API:    {DEMO_RESOURCE} (corridor demo-api; make run starts it)",
         ]
     lines.append(
         "  add a client: corridor client add --name NAME --redirect-uri URI --jwks-file public-jwks.json"
@@ -118,6 +125,89 @@ def serve(
     server = AuthorizationServer(settings, Store(settings.database_url))
     trust = MtlsTrust(cert, key, settings.mtls_ca_file)
     Listeners(create_app(server), server, server_ssl_context(cert, key), trust).run()
+
+
+# -- the demo API -----------------------------------------------------------------------------
+
+
+def _example(name: str) -> Any:
+    """Import an example package from the source tree (``examples/`` is not installed)."""
+    import importlib
+
+    for base in (Path(__file__).resolve().parents[2], Path.cwd()):
+        examples = base / "examples"
+        if (examples / name / "__init__.py").is_file():
+            if str(examples) not in sys.path:
+                sys.path.insert(0, str(examples))
+            try:
+                return importlib.import_module(name)
+            except ModuleNotFoundError as exc:
+                if exc.name == "fastapi":
+                    raise click.ClickException(
+                        "the demo API needs FastAPI: pip install -e '.[dev]' (or make run)"
+                    ) from exc
+                raise
+    raise click.ClickException(f"examples/{name} not found: run from a Corridor source checkout")
+
+
+@main.command("demo-api")
+@DATA_DIR
+@CONFIG
+@click.option("--host", default="127.0.0.1", show_default=True, help="Listen address.")
+@click.option("--port", type=int, default=8444, show_default=True, help="Listen port.")
+@click.option("--issuer", default=None, help="Issuer whose tokens it accepts (default: the AS's issuer).")
+@click.option("--resource", default=None, help="Resource identifier (default https://127.0.0.1:PORT).")
+@click.option(
+    "--step-up-threshold",
+    default="500.00",
+    show_default=True,
+    help="Payments above this amount need acr mfa (RFC 9470 step-up).",
+)
+@click.option(
+    "--wait-for-issuer",
+    type=float,
+    default=0.0,
+    help="Seconds to wait for the AS to answer before starting (make run starts both).",
+)
+def demo_api(
+    data_dir: Path | None,
+    config_file: Path | None,
+    host: str,
+    port: int,
+    issuer: str | None,
+    resource: str | None,
+    step_up_threshold: str,
+    wait_for_issuer: float,
+) -> None:
+    """Run the demo payments API (examples/payments_api) over HTTPS, protected by corridor.resource."""
+    from decimal import Decimal, InvalidOperation
+
+    settings = _settings(data_dir, config_file, issuer=issuer)
+    try:
+        threshold = Decimal(step_up_threshold)
+    except InvalidOperation:
+        threshold = Decimal("NaN")
+    if not threshold.is_finite() or threshold < 0:
+        raise click.ClickException("--step-up-threshold must be a non-negative amount, e.g. 500.00")
+    if resource is not None and (not resource.startswith("https://") or "#" in resource):
+        raise click.ClickException("--resource must be an https URL without fragment (RFC 8707 2)")
+    demo = _example("payments_api")
+    # Calls to the AS trust trust_ca_file, else the dev CA (dev TLS), else the system's CAs.
+    as_ca = settings.trust_ca_file or ("" if settings.tls_cert_file else None)
+    config = demo.DemoConfig(
+        issuer=settings.issuer,
+        data_dir=settings.data_dir,
+        database_url=settings.database_url,
+        host=host,
+        port=port,
+        resource=resource or "",
+        as_ca_file=as_ca,
+        mtls_ca_file=settings.mtls_ca_file,
+        step_up_threshold=threshold,
+        wait_for_issuer=wait_for_issuer,
+    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    demo.run(config, echo=lambda line: click.echo(line, err=True))
 
 
 # -- clients --------------------------------------------------------------------------------

@@ -470,7 +470,7 @@ def test_decisions_are_recorded(rs: RunningRS, issued: tuple[Client, str, str]) 
         "allowed",
         client.client_id,
     )
-    assert json.loads(allowed["detail"]) == {"route": "/accounts", "method": "GET"}
+    assert json.loads(allowed["detail"]) == {"route": "/accounts", "method": "GET", "status": 200}
     assert allowed["resource"] == json.dumps(RESOURCE)
     assert (
         allowed["sender_constraint"] == "dpop" and allowed["key_thumbprint"] == client.dpop_key.thumbprint()

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qsl
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -82,33 +83,45 @@ class ProtectedResource:
         route = scope["path"]
         access: AccessToken | None = None
         try:
-            access = guard.authenticate(scope["method"], scope["path"], headers, certificate, query)
+            # Key fetches and replay-cache writes may block: off the event loop.
+            access = await run_in_threadpool(
+                guard.authenticate, scope["method"], scope["path"], headers, certificate, query
+            )
         except ResourceError as error:
             if error.error:
-                guard.record(route=route, method=scope["method"], access=access, error=error)
+                await run_in_threadpool(
+                    guard.record, route=route, method=scope["method"], access=access, error=error
+                )
             await error_response(guard, error)(scope, receive, send)
             return
         state = scope.setdefault("state", {})
         state[STATE_KEY] = access
         state[GUARD_KEY] = guard
-        started = False
+        status = 0
 
         async def watch(message: Message) -> None:
-            nonlocal started
+            nonlocal status
             if message["type"] == "http.response.start":
-                started = True
+                status = message["status"]
             await send(message)
 
         try:
             await self.app(scope, receive, watch)
         except ResourceError as error:
-            guard.record(route=route, method=scope["method"], access=access, error=error)
-            if started:
+            _use_token_scheme(error, access)
+            await run_in_threadpool(
+                guard.record, route=route, method=scope["method"], access=access, error=error
+            )
+            if status:
                 raise
             await error_response(guard, error)(scope, receive, send)
             return
         if not state.get(REFUSED_KEY):
-            guard.record(route=route, method=scope["method"], access=access, error=None)
+            # Token and route requirements passed; the record keeps the status the route answered
+            # (a 404 or 422 after a valid token is not an authorization decision of ours).
+            await run_in_threadpool(
+                guard.record, route=route, method=scope["method"], access=access, error=None, status=status
+            )
 
 
 async def _form_has_token(scope: Scope, receive: Receive) -> tuple[Receive, bool]:
@@ -162,13 +175,21 @@ async def resource_error_handler(request: Request, exc: Exception) -> Response:
 
 
 def refuse(request: Request, error: ResourceError) -> Response:
-    """Record a route's refusal and render its challenge."""
+    """Record a route's refusal and render its challenge, in the scheme the token is used with."""
     state = request.scope.setdefault("state", {})
     guard = state.get(GUARD_KEY)
     assert isinstance(guard, ResourceGuard), "the ProtectedResource middleware is not in front of the app"
     state[REFUSED_KEY] = True
-    guard.record(route=request.url.path, method=request.method, access=state.get(STATE_KEY), error=error)
+    access = state.get(STATE_KEY)
+    _use_token_scheme(error, access)
+    guard.record(route=request.url.path, method=request.method, access=access, error=error)
     return error_response(guard, error)
+
+
+def _use_token_scheme(error: ResourceError, access: AccessToken | None) -> None:
+    """RFC 9449 7.1 / RFC 6750 3: DPoP for DPoP-bound tokens, Bearer for certificate-bound ones."""
+    if isinstance(access, AccessToken):
+        error.scheme = "DPoP" if access.sender_constraint == "dpop" else "Bearer"
 
 
 def protected(

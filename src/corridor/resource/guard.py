@@ -249,8 +249,9 @@ class ResourceGuard:
             try:
                 endpoint = self.issuers[issuer].metadata().get("introspection_endpoint")
             except (httpx.HTTPError, ValueError):
-                raise ResourceError("invalid_token", "the token cannot be checked now", rule="RFC 7662 2",
-                                    status=503) from None
+                raise ResourceError(
+                    "invalid_token", "the token cannot be checked now", rule="RFC 7662 2", status=503
+                ) from None
             if not isinstance(endpoint, str) or not endpoint.startswith("https://"):
                 raise ResourceError(
                     "invalid_token", "the authorization server offers no introspection", rule="RFC 7662 2"
@@ -499,9 +500,10 @@ class ResourceGuard:
         method: str,
         access: AccessToken | None,
         error: ResourceError | None,
-        certificate: x509.Certificate | None = None,
+        status: int | None = None,
     ) -> None:
-        """One evidence record per enforcement decision (the AS's fields plus resource, route, method)."""
+        """One evidence record per enforcement decision (the AS's fields plus resource, route, method,
+        and for allowed requests the status the route answered)."""
         evidence = Evidence(
             issuer=access.issuer if access else "", request_id=new_id(), resource=self.settings.resource
         )
@@ -512,6 +514,8 @@ class ResourceGuard:
             evidence.sender_constraint, evidence.key_thumbprint = access.sender_constraint, access.thumbprint
             evidence.token_jti = access.jti
         evidence.detail = {"route": route, "method": method}
+        if status:
+            evidence.detail["status"] = status
         outcome = "allowed" if error is None else "refused"
         now = self.clock.now()
         rule = error.rule if error else None

@@ -1,0 +1,359 @@
+"""The demo payments API (examples/payments_api, ``corridor demo-api``) end to end over real
+HTTPS: ``corridor serve`` and ``corridor demo-api`` as processes on free ports, the API
+registered with ``corridor resource add``, tokens from real flows at the AS (DPoP-bound for
+the demo client, certificate-bound for a self-signed mTLS client registered with the CLI),
+and panva's oauth4webapi calling the API with ``protectedResourceRequest``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import ssl
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from corridor.core.dpop import make_proof
+from corridor.core.jose import SigningKey
+from tests.interop.node import NodeFlow
+from tests.pki import ClientCert, TestPKI
+from tests.server.test_mtls import authorized, code_form, token
+from tests.support import REDIRECT_URI, Client, Driver, RunningAS, decode_jwt, free_socket
+from tests.test_serve import CORRIDOR, corridor, demo_client, serve
+
+API_SCOPE = "openid accounts payments"
+NODE_SCRIPT = Path(__file__).parent.parent / "interop" / "oauth4webapi_resource.mjs"
+
+
+def payment_details(amount: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": "payment_initiation",
+            "instructedAmount": {"currency": "EUR", "amount": amount},
+            "creditorName": "Merchant A",
+        }
+    ]
+
+
+def payment(amount: str, currency: str = "EUR", creditor: str = "Merchant A") -> dict[str, Any]:
+    return {"amount": amount, "currency": currency, "creditorName": creditor}
+
+
+@dataclass
+class DemoAPI:
+    """``corridor demo-api`` in a child process."""
+
+    url: str
+    ca_file: Path
+    log_file: Path
+    #: The API's current DPoP nonce (RFC 9449 9), learnt from its use_dpop_nonce challenges.
+    nonce: str | None = None
+
+    def http(self, cert: ClientCert | None = None) -> httpx.Client:
+        context = (
+            cert.ssl_context(self.ca_file) if cert else ssl.create_default_context(cafile=str(self.ca_file))
+        )
+        return httpx.Client(verify=context, timeout=20)
+
+
+@contextmanager
+def demo_api(data_dir: Path, port: int, issuer: str) -> Iterator[DemoAPI]:
+    log_file = data_dir.parent / "demo-api.log"
+    with log_file.open("w") as log:
+        process = subprocess.Popen(
+            [*CORRIDOR, "demo-api", "--data-dir", str(data_dir), "--port", str(port), "--issuer", issuer],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    api = DemoAPI(f"https://127.0.0.1:{port}", data_dir / "tls" / "ca.pem", log_file)
+    deadline = time.time() + 30
+    try:
+        while True:
+            try:
+                with api.http() as http:
+                    if http.get(api.url + "/.well-known/oauth-protected-resource").status_code == 200:
+                        break
+            except httpx.HTTPError:
+                pass
+            if time.time() > deadline or process.poll() is not None:
+                raise RuntimeError(f"corridor demo-api did not start: {log_file.read_text()}")
+            time.sleep(0.2)
+        yield api
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        output = log_file.read_text()
+        assert "Traceback" not in output, output
+
+
+@dataclass
+class Demo:
+    running: RunningAS
+    api: DemoAPI
+    data_dir: Path
+    mtls_client: Client
+    mtls_cert: ClientCert
+
+    def driver(self) -> Driver:
+        return Driver(self.running)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory, pki: TestPKI) -> Iterator[Demo]:
+    data_dir = tmp_path_factory.mktemp("demo-api") / "data"
+    sock = free_socket()
+    port = sock.getsockname()[1]
+    sock.close()
+    url = f"https://127.0.0.1:{port}"
+    # Registered before the AS starts (dev mode then adds no resource of its own).
+    added = corridor(
+        "resource",
+        "add",
+        url,
+        "--name",
+        "Demo payments API",
+        "--scope",
+        "accounts payments",
+        data_dir=data_dir,
+    )
+    assert added.returncode == 0, added.stderr
+    cert = pki.self_signed("CN=demo api mtls client")
+    added = corridor(
+        "client",
+        "add",
+        "--name",
+        "mTLS app",
+        "--redirect-uri",
+        REDIRECT_URI,
+        "--auth-method",
+        "self_signed_tls_client_auth",
+        "--certificate",
+        str(cert.cert_file),
+        "--sender-constraint",
+        "mtls",
+        "--scope",
+        API_SCOPE,
+        "--json",
+        data_dir=data_dir,
+    )
+    assert added.returncode == 0, added.stderr
+    client = Client(json.loads(added.stdout)["client_id"], cert.signing_key(), SigningKey.generate("ES256"))
+    with serve(data_dir) as (running, _), demo_api(data_dir, port, running.issuer) as api:
+        yield Demo(running, api, data_dir, client, cert)
+
+
+def dpop_token(demo: Demo, amount: str) -> tuple[Client, str]:
+    """The demo client's DPoP-bound token for the API, with one payment_initiation grant."""
+    client = demo_client(demo.data_dir)
+    driver = demo.driver()
+    _, tokens = driver.full_flow(
+        client,
+        extra={
+            "scope": API_SCOPE,
+            "resource": demo.api.url,
+            "authorization_details": json.dumps(payment_details(amount)),
+        },
+    )
+    driver.http.close()
+    assert tokens["token_type"] == "DPoP"
+    return client, tokens["access_token"]
+
+
+@pytest.fixture(scope="module")
+def dpop100(demo: Demo) -> tuple[Client, str]:
+    return dpop_token(demo, "100.00")
+
+
+@pytest.fixture(scope="module")
+def mtls100(demo: Demo) -> str:
+    """A certificate-bound token (self_signed_tls_client_auth at the mTLS aliases)."""
+    driver = demo.driver()
+    aliases = driver.http.get(driver.url("/.well-known/openid-configuration")).json()["mtls_endpoint_aliases"]
+    client, cert = demo.mtls_client, demo.mtls_cert
+    flow = authorized(
+        driver,
+        client,
+        cert,
+        url=aliases["pushed_authorization_request_endpoint"],
+        extra={
+            "scope": API_SCOPE,
+            "resource": demo.api.url,
+            "authorization_details": json.dumps(payment_details("100.00")),
+        },
+    )
+    response = token(driver, client, cert, code_form(client, flow), url=aliases["token_endpoint"])
+    driver.http.close()
+    assert response.status_code == 200, response.text
+    assert response.json()["token_type"] == "Bearer"
+    assert decode_jwt(response.json()["access_token"])[1]["cnf"] == {"x5t#S256": cert.thumbprint}
+    return str(response.json()["access_token"])
+
+
+def dpop_call(
+    api: DemoAPI, client: Client, access_token: str, method: str, path: str, **kwargs: Any
+) -> httpx.Response:
+    """A DPoP request, answering the API's use_dpop_nonce challenge once (RFC 9449 9)."""
+    url = api.url + path
+    with api.http() as http:
+        for _ in range(2):
+            proof = make_proof(client.dpop_key, method, url, nonce=api.nonce, access_token=access_token)
+            response = http.request(
+                method, url, headers={"Authorization": f"DPoP {access_token}", "DPoP": proof}, **kwargs
+            )
+            if 'error="use_dpop_nonce"' not in response.headers.get("www-authenticate", ""):
+                break
+            api.nonce = response.headers["dpop-nonce"]
+    return response
+
+
+def mtls_call(
+    demo: Demo, access_token: str, method: str, path: str, cert: ClientCert | None, **kwargs: Any
+) -> httpx.Response:
+    with demo.api.http(cert) as http:
+        return http.request(
+            method, demo.api.url + path, headers={"Authorization": f"Bearer {access_token}"}, **kwargs
+        )
+
+
+def challenge(response: httpx.Response, status: int, scheme: str, error: str) -> str:
+    assert response.status_code == status, response.text
+    value = response.headers["www-authenticate"]
+    assert value.startswith(f'{scheme} error="{error}"'), value
+    return value
+
+
+def test_metadata_names_the_local_as(demo: Demo) -> None:
+    """RFC 9728: what a client that knows only the API's URL needs to find the AS."""
+    with demo.api.http() as http:
+        metadata = http.get(demo.api.url + "/.well-known/oauth-protected-resource").json()
+        bare = http.get(demo.api.url + "/accounts")
+    assert metadata["resource"] == demo.api.url
+    assert metadata["authorization_servers"] == [demo.running.issuer]
+    assert metadata["scopes_supported"] == ["accounts", "payments"]
+    assert metadata["authorization_details_types_supported"] == ["payment_initiation"]
+    assert bare.status_code == 401 and len(bare.headers.get_list("www-authenticate")) == 2
+
+
+def test_dpop_bound_token_reads_accounts(demo: Demo, dpop100: tuple[Client, str]) -> None:
+    client, access_token = dpop100
+    response = dpop_call(demo.api, client, access_token, "GET", "/accounts")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["client_id"] == "demo-client"
+    assert body["accounts"][0]["currency"] == "EUR"
+    # The same token from another key is refused (RFC 9449 7.1).
+    stranger = Client(client.client_id, client.key, SigningKey.generate("ES256"))
+    challenge(dpop_call(demo.api, stranger, access_token, "GET", "/accounts"), 401, "DPoP", "invalid_token")
+
+
+def test_certificate_bound_token_reads_accounts(demo: Demo, mtls100: str) -> None:
+    """RFC 8705 3: with the bound certificate on the connection, and refused without it."""
+    response = mtls_call(demo, mtls100, "GET", "/accounts", demo.mtls_cert)
+    assert response.status_code == 200, response.text
+    assert response.json()["client_id"] == demo.mtls_client.client_id
+    challenge(mtls_call(demo, mtls100, "GET", "/accounts", None), 401, "Bearer", "invalid_token")
+
+
+def test_payments_within_and_beyond_the_authorized_amount(demo: Demo, dpop100: tuple[Client, str]) -> None:
+    client, access_token = dpop100
+
+    def pay(body: dict[str, Any]) -> httpx.Response:
+        return dpop_call(demo.api, client, access_token, "POST", "/payments", json=body)
+
+    accepted = pay(payment("60.00"))
+    assert accepted.status_code == 201, accepted.text
+    record = accepted.json()["payment"]
+    assert record["instructedAmount"] == {"currency": "EUR", "amount": "60.00"}
+    assert record in accepted.json()["payments"]
+    assert pay(payment("100")).status_code == 201  # exactly the granted amount
+    for refused in (
+        payment("100.01"),
+        payment("50.00", currency="USD"),
+        payment("50.00", creditor="Merchant B"),
+    ):
+        challenge(pay(refused), 403, "DPoP", "insufficient_scope")
+    assert pay({"amount": "1.001", "currency": "EUR", "creditorName": "Merchant A"}).status_code == 422
+    listed = dpop_call(demo.api, client, access_token, "GET", "/accounts").json()["payments"]
+    assert [p["instructedAmount"]["amount"] for p in listed] == ["60.00", "100.00"]
+
+
+def test_large_payment_needs_step_up(demo: Demo) -> None:
+    """RFC 9470: 600.00 is granted but above the 500.00 threshold, and the token's acr is password."""
+    client, access_token = dpop_token(demo, "1000.00")
+    assert decode_jwt(access_token)[1]["acr"] == "password"
+    response = dpop_call(demo.api, client, access_token, "POST", "/payments", json=payment("600.00"))
+    value = challenge(response, 401, "DPoP", "insufficient_user_authentication")
+    assert 'acr_values="mfa"' in value
+    # Beyond the grant it is a scope matter (a stronger login would not help).
+    response = dpop_call(demo.api, client, access_token, "POST", "/payments", json=payment("1000.01"))
+    challenge(response, 403, "DPoP", "insufficient_scope")
+    response = dpop_call(demo.api, client, access_token, "POST", "/payments", json=payment("500.00"))
+    assert response.status_code == 201, response.text
+
+
+def test_certificate_bound_payments(demo: Demo, mtls100: str) -> None:
+    """The challenges for a certificate-bound token use the Bearer scheme."""
+    accepted = mtls_call(demo, mtls100, "POST", "/payments", demo.mtls_cert, json=payment("99.99"))
+    assert accepted.status_code == 201, accepted.text
+    refused = mtls_call(demo, mtls100, "POST", "/payments", demo.mtls_cert, json=payment("100.01"))
+    challenge(refused, 403, "Bearer", "insufficient_scope")
+
+
+def test_decisions_are_audit_records(demo: Demo, mtls100: str) -> None:
+    """Each allow and refuse of the API is an evidence record in the AS's database."""
+    mtls_call(demo, mtls100, "POST", "/payments", demo.mtls_cert, json=payment("10.00"))
+    mtls_call(demo, mtls100, "POST", "/payments", demo.mtls_cert, json=payment("200.00"))
+    jti = decode_jwt(mtls100)[1]["jti"]
+    records = [
+        r for r in demo.running.store.audit_records() if r["event"] == "rs.access" and r["token_jti"] == jti
+    ]
+    decisions = [(r["outcome"], r["error"], r["rule"], json.loads(r["detail"])["route"]) for r in records]
+    assert ("allowed", None, None, "/payments") in decisions
+    assert ("refused", "insufficient_scope", "FAPI2 5.3.4-4, RFC 6750 3.1", "/payments") in decisions
+    last = records[-1]
+    assert last["client_id"] == demo.mtls_client.client_id
+    assert last["sender_constraint"] == "mtls" and last["key_thumbprint"] == demo.mtls_cert.thumbprint
+    assert json.loads(last["resource"]) == demo.api.url
+
+
+def test_oauth4webapi_protected_resource_request(demo: Demo, dpop100: tuple[Client, str]) -> None:
+    """panva's oauth4webapi: protectedResourceRequest with DPoP, answering the API's nonce."""
+    client, access_token = dpop100
+    env = {
+        **os.environ,
+        "NODE_EXTRA_CA_CERTS": str(demo.api.ca_file),
+        "CORRIDOR_RESOURCE_URL": demo.api.url + "/accounts",
+        "CORRIDOR_ACCESS_TOKEN": access_token,
+        "CORRIDOR_DPOP_JWK": json.dumps(client.dpop_key.private_jwk()),
+        "CORRIDOR_CLIENT_ID": client.client_id,
+    }
+    flow = NodeFlow(NODE_SCRIPT.name, env)
+    try:
+        result = flow.read()["result"]
+        assert flow.process.wait(10) == 0, flow.diagnostics()
+    finally:
+        flow.close()
+    assert result["dpop_jkt"] == client.dpop_key.thumbprint()
+    first, second = result["calls"]
+    assert first["status"] == 200 and first["body"]["client_id"] == "demo-client"
+    assert first["retries"] == 1  # the API's use_dpop_nonce challenge, answered once
+    assert second["status"] == 200 and second["retries"] == 0  # the cached nonce
+
+
+def test_cli_refuses_a_bad_threshold(tmp_path: Path) -> None:
+    result = corridor("demo-api", "--step-up-threshold", "lots", data_dir=tmp_path / "data")
+    assert result.returncode != 0 and "step-up-threshold" in result.stderr
+    assert "Traceback" not in result.stderr
