@@ -1,0 +1,422 @@
+"""The FAPI 2.0 client: discovery from an authoritative issuer, PAR + PKCE, the authorization
+response checks, token and refresh requests with private_key_jwt or mTLS, DPoP or
+certificate-bound tokens, and ID token validation."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import ssl
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import httpx
+
+from corridor.client.errors import (
+    AuthorizationResponseError,
+    ClientError,
+    IdTokenError,
+    MetadataError,
+    SenderConstraintError,
+    TokenEndpointError,
+)
+from corridor.core import strictjson
+from corridor.core.clock import Clock, SystemClock
+from corridor.core.dpop import make_proof
+from corridor.core.jose import FAPI_ALGORITHMS, JoseFailure, SigningKey, read_header, verify_with_keys
+from corridor.core.pkce import new_verifier, s256_challenge
+from corridor.core.randomness import new_secret_token
+
+JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+MTLS_AUTH = ("tls_client_auth", "self_signed_tls_client_auth")
+#: FAPI2 5.3.3.2-7: clients SHOULD NOT send nonces longer than 64 characters.
+MAX_NONCE = 64
+
+
+@dataclass(frozen=True)
+class AuthorizationHandle:
+    """What must come back with the authorization response (FAPI2 5.3.3.2-3/4: the PKCE
+    verifier is bound to this request and to the user agent that started it)."""
+
+    state: str
+    code_verifier: str
+    redirect_uri: str
+    nonce: str | None
+    scope: str
+    request_uri: str
+
+
+@dataclass
+class TokenSet:
+    access_token: str
+    token_type: str
+    expires_at: float
+    scope: str
+    refresh_token: str | None = None
+    id_token_claims: Mapping[str, Any] | None = None
+    authorization_details: Sequence[Mapping[str, Any]] = ()
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+class FapiClient:
+    """One registered client at one authorization server."""
+
+    def __init__(
+        self,
+        issuer: str,
+        client_id: str,
+        *,
+        redirect_uri: str,
+        key: SigningKey | None = None,
+        auth_method: str = "private_key_jwt",
+        sender_constraint: str = "dpop",
+        certificate: tuple[str, str] | None = None,
+        ca_file: str | None = None,
+        use_mtls_endpoint_aliases: bool = False,
+        dpop_key: SigningKey | None = None,
+        clock: Clock | None = None,
+        timeout: float = 20.0,
+    ) -> None:
+        if auth_method == "private_key_jwt" and key is None:
+            raise ClientError("private_key_jwt needs the client's signing key", "FAPI2 5.3.3.1-2")
+        if (auth_method in MTLS_AUTH or sender_constraint == "mtls") and certificate is None:
+            raise ClientError("mTLS needs a client certificate (cert_file, key_file)", "RFC 8705 2")
+        self.issuer = issuer  # compared exactly, never normalized (FAPI2 5.3.3.1-11)
+        self.client_id = client_id
+        self.redirect_uri = redirect_uri
+        self.key = key
+        self.auth_method = auth_method
+        self.sender_constraint = sender_constraint
+        self.use_aliases = (
+            use_mtls_endpoint_aliases or auth_method in MTLS_AUTH or sender_constraint == "mtls"
+        )
+        self.dpop_key = dpop_key or SigningKey.generate("ES256")
+        self.clock = clock or SystemClock()
+        # C1 / FAPI2 5.2.1: TLS 1.2+ with certificate checks (RFC 9525), never switched off.
+        context = ssl.create_default_context(cafile=ca_file)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if certificate is not None:
+            context.load_cert_chain(*certificate)
+        self.http = httpx.Client(verify=context, timeout=timeout, follow_redirects=False)
+        #: RFC 9449 8/9: the latest nonce per origin (AS and each RS keep their own).
+        self.nonces: dict[str, str] = {}
+        self.metadata: dict[str, Any] = {}
+        #: Where the metadata came from, when, and the SHA-256 of what was received.
+        self.metadata_evidence: dict[str, Any] = {}
+        self._jwks: list[dict[str, Any]] = []
+
+    # -- configuration from an authoritative issuer (C12-C14) ----------------------------------------
+
+    def discover(self) -> dict[str, Any]:
+        """FAPI2 5.3.3.1-9/-11: metadata from the issuer's well-known URL; ``issuer`` must match."""
+        for path in ("/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"):
+            url = self.issuer + path
+            try:
+                response = self.http.get(url, headers={"Accept": "application/json"})
+            except httpx.HTTPError as exc:
+                raise MetadataError(f"metadata unreachable over TLS: {exc}", "FAPI2 5.3.3.1-10") from exc
+            if response.status_code != 200:
+                continue
+            try:
+                metadata = strictjson.loads(response.content)
+            except ValueError as exc:
+                raise MetadataError("metadata is not JSON", "RFC 8414 3.2") from exc
+            if not isinstance(metadata, dict) or metadata.get("issuer") != self.issuer:
+                raise MetadataError("metadata names another issuer", "FAPI2 5.3.3.1-11, RFC 8414 3.3")
+            self.metadata = metadata
+            self.metadata_evidence = {
+                "source": url,
+                "fetched_at": self.clock.now(),
+                "sha256": hashlib.sha256(response.content).hexdigest(),
+            }
+            return metadata
+        raise MetadataError("no metadata at the issuer's well-known URLs", "FAPI2 5.3.3.1-9")
+
+    def endpoint(self, name: str) -> str:
+        """C3/C10/C12: only endpoints from metadata; the mTLS alias when this client uses mTLS."""
+        if not self.metadata:
+            self.discover()
+        aliases = self.metadata.get("mtls_endpoint_aliases") or {}
+        url = aliases.get(name) if self.use_aliases and isinstance(aliases, dict) else None
+        url = url or self.metadata.get(name)
+        if not isinstance(url, str) or not url.startswith("https://"):
+            raise MetadataError(f"metadata has no https {name}", "FAPI2 5.3.3.1-9")
+        return url
+
+    # -- authorization (C17-C21) -------------------------------------------------------------------
+
+    def start(
+        self,
+        scope: str = "openid",
+        *,
+        resource: str | Sequence[str] | None = None,
+        authorization_details: Sequence[Mapping[str, Any]] | None = None,
+        nonce: str | None = None,
+        extra: Mapping[str, str] | None = None,
+    ) -> tuple[str, AuthorizationHandle]:
+        """PAR with PKCE S256 (fresh verifier), then the URL to send the user to: only
+        ``client_id`` and ``request_uri`` (FAPI2 5.3.3.2-6)."""
+        if nonce is not None and len(nonce) > MAX_NONCE:
+            raise ClientError("nonce longer than 64 characters", "FAPI2 5.3.3.2-7")
+        if "openid" in scope.split() and nonce is None:
+            nonce = new_secret_token()
+        verifier, state = new_verifier(), new_secret_token()
+        form: dict[str, Any] = {
+            "response_type": "code",
+            "client_id": self.client_id,
+            "redirect_uri": self.redirect_uri,
+            "scope": scope,
+            "state": state,
+            "code_challenge": s256_challenge(verifier),
+            "code_challenge_method": "S256",
+        }
+        if nonce:
+            form["nonce"] = nonce
+        if resource:
+            form["resource"] = [resource] if isinstance(resource, str) else list(resource)
+        if authorization_details:
+            form["authorization_details"] = json.dumps(list(authorization_details))
+        if self.sender_constraint == "dpop":
+            form["dpop_jkt"] = self.dpop_key.thumbprint()  # RFC 9449 10: bind the code to our key
+        form.update(extra or {})
+        body = self._post("pushed_authorization_request_endpoint", form, dpop=False, expect=201)
+        request_uri = body.get("request_uri")
+        if not isinstance(request_uri, str):
+            raise TokenEndpointError("PAR answer has no request_uri", "invalid_response", 201, "RFC 9126 2.2")
+        url = self.endpoint("authorization_endpoint")
+        query = urlencode({"client_id": self.client_id, "request_uri": request_uri})
+        handle = AuthorizationHandle(state, verifier, self.redirect_uri, nonce, scope, request_uri)
+        return f"{url}{'&' if '?' in url else '?'}{query}", handle
+
+    def finish(self, callback_url: str, handle: AuthorizationHandle) -> TokenSet:
+        """C19 / RFC 9207: ``iss`` required and exact; ``state`` must match; then redeem the code."""
+        params = {k: v[0] for k, v in parse_qs(urlsplit(callback_url).query, keep_blank_values=True).items()}
+        iss = params.get("iss")
+        if iss is None:
+            raise AuthorizationResponseError(
+                "the authorization response has no iss", "FAPI2 5.3.3.2-5, RFC 9207 2.4"
+            )
+        if iss != self.issuer:
+            raise AuthorizationResponseError(
+                "the authorization response comes from another issuer", "FAPI2 5.3.3.2-5, RFC 9207 2.4"
+            )
+        if not hmac.compare_digest(params.get("state", "").encode(), handle.state.encode()):
+            raise AuthorizationResponseError(
+                "state does not match this request", "RFC 6749 4.1.2, FAPI2 5.3.3.2-4"
+            )
+        if "error" in params:
+            raise AuthorizationResponseError(
+                f"the authorization server refused: {params['error']}",
+                "RFC 6749 4.1.2.1",
+                error=params["error"],
+            )
+        code = params.get("code")
+        if not code:
+            raise AuthorizationResponseError("the authorization response has no code", "RFC 6749 4.1.2")
+        body = self._post(
+            "token_endpoint",
+            {
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": handle.redirect_uri,
+                "code_verifier": handle.code_verifier,
+            },
+        )
+        return self._token_set(body, nonce=handle.nonce, expect_id_token="openid" in handle.scope.split())
+
+    def refresh(self, tokens: TokenSet) -> TokenSet:
+        """C9: uses a rotated refresh token when the server sends one, keeps the old one otherwise."""
+        if not tokens.refresh_token:
+            raise ClientError("no refresh token", "RFC 6749 6")
+        body = self._post(
+            "token_endpoint", {"grant_type": "refresh_token", "refresh_token": tokens.refresh_token}
+        )
+        fresh = self._token_set(body, nonce=None, expect_id_token=False)
+        if fresh.refresh_token is None:
+            fresh.refresh_token = tokens.refresh_token
+        return fresh
+
+    # -- requests to the AS ---------------------------------------------------------------------------
+
+    def client_authentication(self) -> dict[str, str]:
+        """C5/C8: private_key_jwt with aud = the issuer as a string, a fresh jti and a short exp;
+        or only client_id for mTLS (the certificate is on the connection)."""
+        if self.auth_method in MTLS_AUTH:
+            return {"client_id": self.client_id}
+        assert self.key is not None
+        now = int(self.clock.now())
+        claims = {
+            "iss": self.client_id,
+            "sub": self.client_id,
+            "aud": self.issuer,
+            "jti": new_secret_token(),
+            "iat": now,
+            "exp": now + 60,
+        }
+        return {"client_assertion_type": JWT_BEARER, "client_assertion": self.key.sign(claims, "JWT")}
+
+    def proof(self, method: str, url: str, access_token: str | None = None) -> str:
+        """C22: a fresh proof (new jti) with the latest nonce of that origin."""
+        return make_proof(
+            self.dpop_key,
+            method,
+            url,
+            nonce=self.nonces.get(_origin(url)),
+            access_token=access_token,
+            iat=self.clock.now(),
+        )
+
+    def remember_nonce(self, url: str, response: httpx.Response) -> None:
+        """C11: pick up a new nonce from any response."""
+        nonce = response.headers.get("dpop-nonce")
+        if nonce:
+            self.nonces[_origin(url)] = nonce
+
+    def _post(
+        self, endpoint: str, form: dict[str, Any], *, dpop: bool = True, expect: int = 200
+    ) -> dict[str, Any]:
+        url = self.endpoint(endpoint)
+        use_dpop = self.sender_constraint == "dpop" and (
+            dpop or endpoint != "pushed_authorization_request_endpoint"
+        )
+        for attempt in range(2):
+            headers = {"DPoP": self.proof("POST", url)} if use_dpop else {}
+            try:
+                response = self.http.post(url, data={**form, **self.client_authentication()}, headers=headers)
+            except httpx.HTTPError as exc:
+                raise ClientError(f"{endpoint} unreachable: {exc}") from exc
+            previous = self.nonces.get(_origin(url))
+            self.remember_nonce(url, response)
+            body = self._json(response)
+            if response.status_code == expect:
+                return body
+            error = str(body.get("error", "invalid_response"))
+            if error == "use_dpop_nonce" and use_dpop and attempt == 0:
+                if self.nonces.get(_origin(url)) in (None, previous):
+                    raise ClientError("use_dpop_nonce without a new DPoP-Nonce header", "RFC 9449 8")
+                continue  # RFC 9449 8: one retry with the server's nonce
+            raise TokenEndpointError(f"{endpoint} refused: {error}", error, response.status_code)
+        raise ClientError("the server kept asking for another DPoP nonce", "RFC 9449 8")
+
+    @staticmethod
+    def _json(response: httpx.Response) -> dict[str, Any]:
+        try:
+            body = strictjson.loads(response.content) if response.content else {}
+        except ValueError:
+            body = {}
+        return body if isinstance(body, dict) else {}
+
+    # -- token responses -------------------------------------------------------------------------------
+
+    def _token_set(self, body: Mapping[str, Any], *, nonce: str | None, expect_id_token: bool) -> TokenSet:
+        access_token, token_type = body.get("access_token"), body.get("token_type")
+        if not isinstance(access_token, str) or not isinstance(token_type, str):
+            raise TokenEndpointError("the token response is incomplete", "invalid_response", 200)
+        if self.sender_constraint == "dpop" and token_type.lower() != "dpop":
+            # RFC 9449 5: a client that asked for DPoP discards anything else.
+            raise SenderConstraintError("the server issued a bearer token to a DPoP request", "RFC 9449 5")
+        expires_in = body.get("expires_in")
+        claims = None
+        id_token = body.get("id_token")
+        if isinstance(id_token, str):
+            claims = self.validate_id_token(id_token, nonce)
+        elif expect_id_token:
+            raise IdTokenError("openid was requested but no id_token came back", "OIDC Core 3.1.3.3")
+        refresh_token = body.get("refresh_token")
+        details = body.get("authorization_details")
+        return TokenSet(
+            access_token=access_token,
+            token_type=token_type,
+            expires_at=self.clock.now() + (expires_in if isinstance(expires_in, int | float) else 60),
+            scope=str(body.get("scope", "")),
+            refresh_token=refresh_token if isinstance(refresh_token, str) else None,
+            id_token_claims=claims,
+            authorization_details=tuple(details) if isinstance(details, list) else (),
+            raw=dict(body),
+        )
+
+    def server_keys(self, refresh: bool = False) -> list[dict[str, Any]]:
+        if not self._jwks or refresh:
+            response = self.http.get(self.endpoint("jwks_uri"))
+            keys = self._json(response).get("keys")
+            self._jwks = [k for k in keys if isinstance(k, dict)] if isinstance(keys, list) else []
+        return self._jwks
+
+    def validate_id_token(self, id_token: str, nonce: str | None) -> dict[str, Any]:
+        """OIDC Core 3.1.3.7 with FAPI algorithms only (FAPI2 5.4.1): signature, iss, aud, exp, iat, nonce."""
+        try:
+            header = read_header(id_token)
+            if header["alg"] not in FAPI_ALGORITHMS:
+                raise IdTokenError("the ID token alg is not allowed", "FAPI2 5.4.1-1b")
+            try:
+                claims = verify_with_keys(id_token, header, self.server_keys())
+            except JoseFailure:
+                claims = verify_with_keys(id_token, header, self.server_keys(refresh=True))
+        except JoseFailure as exc:
+            raise IdTokenError(f"the ID token is not valid: {exc}", "OIDC Core 3.1.3.7") from exc
+        now = self.clock.now()
+        aud = claims.get("aud")
+        if claims.get("iss") != self.issuer:
+            raise IdTokenError("the ID token comes from another issuer", "OIDC Core 3.1.3.7-2")
+        if not (aud == self.client_id or (isinstance(aud, list) and self.client_id in aud)):
+            raise IdTokenError("the ID token is for another audience", "OIDC Core 3.1.3.7-3")
+        exp, iat = claims.get("exp"), claims.get("iat")
+        if not isinstance(exp, int | float) or exp <= now:
+            raise IdTokenError("the ID token has expired", "OIDC Core 3.1.3.7-9")
+        if not isinstance(iat, int | float) or iat > now + 60:
+            raise IdTokenError("the ID token iat is not valid", "OIDC Core 3.1.3.7-10")
+        if nonce is not None and claims.get("nonce") != nonce:
+            raise IdTokenError("the ID token nonce does not match", "OIDC Core 3.1.3.7-11")
+        return claims
+
+    # -- calling APIs ----------------------------------------------------------------------------------
+
+    def auth(self, tokens: TokenSet) -> FapiAuth:
+        return FapiAuth(self, tokens)
+
+    def close(self) -> None:
+        self.http.close()
+
+
+class FapiAuth(httpx.Auth):
+    """C6: the token in the Authorization header (DPoP with a fresh proof and ``ath``, or Bearer
+    for certificate-bound tokens), one retry for an RS nonce, and refresh before expiry."""
+
+    def __init__(self, client: FapiClient, tokens: TokenSet) -> None:
+        self.client = client
+        self.tokens = tokens
+
+    def _authorize(self, request: httpx.Request) -> None:
+        if self.tokens.expires_at - 30 < self.client.clock.now() and self.tokens.refresh_token:
+            self.tokens = self.client.refresh(self.tokens)
+        token = self.tokens.access_token
+        url = str(request.url.copy_with(query=None, fragment=None))
+        if self.client.sender_constraint == "dpop":
+            request.headers["Authorization"] = f"DPoP {token}"
+            request.headers["DPoP"] = self.client.proof(request.method, url, access_token=token)
+        else:
+            request.headers["Authorization"] = f"Bearer {token}"
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        self._authorize(request)
+        response = yield request
+        self.client.remember_nonce(str(request.url), response)
+        challenge = response.headers.get("www-authenticate", "")
+        if (
+            response.status_code == 401
+            and 'error="use_dpop_nonce"' in challenge
+            and "dpop-nonce" in response.headers
+        ):
+            self._authorize(request)  # RFC 9449 9: once, with the resource server's nonce
+            yield request
+
+
+__all__ = ["AuthorizationHandle", "FapiAuth", "FapiClient", "TokenSet"]
