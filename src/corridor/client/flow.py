@@ -196,7 +196,9 @@ class FapiClient:
         handle = AuthorizationHandle(state, verifier, self.redirect_uri, nonce, scope, request_uri)
         return f"{url}{'&' if '?' in url else '?'}{query}", handle
 
-    def finish(self, callback_url: str, handle: AuthorizationHandle) -> TokenSet:
+    def finish(
+        self, callback_url: str, handle: AuthorizationHandle, *, extra: Mapping[str, str] | None = None
+    ) -> TokenSet:
         """C19 / RFC 9207: ``iss`` required and exact; ``state`` must match; then redeem the code."""
         params = {k: v[0] for k, v in parse_qs(urlsplit(callback_url).query, keep_blank_values=True).items()}
         iss = params.get("iss")
@@ -228,6 +230,7 @@ class FapiClient:
                 "code": code,
                 "redirect_uri": handle.redirect_uri,
                 "code_verifier": handle.code_verifier,
+                **(extra or {}),
             },
         )
         return self._token_set(body, nonce=handle.nonce, expect_id_token="openid" in handle.scope.split())
