@@ -1,0 +1,298 @@
+"""corridor.client against a deliberately broken authorization server and resource server
+(a small Starlette app on real TLS): every misbehaviour is refused with a typed exception,
+and nonce rotation and refresh-token rotation are followed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from joserfc import jws
+from joserfc.jwk import RSAKey
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from corridor.client import FapiClient
+from corridor.client.errors import (
+    AuthorizationResponseError,
+    ClientError,
+    IdTokenError,
+    MetadataError,
+    SenderConstraintError,
+)
+from corridor.core.jose import SigningKey, read_header
+from corridor.server.forms import parse_pairs
+from corridor.server.serve import uvicorn_server
+from corridor.server.tls import DevTLS, server_ssl_context
+from tests.support import free_socket
+
+REDIRECT = "https://client.example.org/cb"
+
+
+class Hostile:
+    """The server's state and the misbehaviour under test."""
+
+    def __init__(self) -> None:
+        self.issuer = ""
+        self.key = SigningKey.generate("ES256")
+        self.mode: set[str] = set()
+        self.nonce = "nonce-1"
+        self.rs_nonce = "rs-nonce-1"  # an RS keeps its own nonces (RFC 9449 9)
+        self.seen: list[dict[str, Any]] = []  # what the client sent to /token and /api
+        self.refresh_count = 0
+
+    def last_nonce(self) -> str | None:
+        """The OIDC nonce of the latest pushed request."""
+        pars = [s for s in self.seen if s.get("endpoint") == "par"]
+        return str(pars[-1]["nonce"]) if pars and pars[-1].get("nonce") else None
+
+    def id_token(self, client_id: str, nonce: str | None) -> str:
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            "sub": "u1",
+            "aud": client_id,
+            "iat": now,
+            "exp": now + 300,
+        }
+        if nonce:
+            claims["nonce"] = nonce
+        if "id_token_wrong_aud" in self.mode:
+            claims["aud"] = "someone-else"
+        if "id_token_wrong_nonce" in self.mode:
+            claims["nonce"] = "not-yours"
+        if "id_token_rs256" in self.mode:
+            rsa = RSAKey.generate_key(2048)
+            return jws.serialize_compact(
+                {"alg": "RS256", "kid": self.key.kid}, json.dumps(claims), rsa, algorithms=["RS256"]
+            )
+        return self.key.sign(claims, "JWT")
+
+
+def build_app(state: Hostile) -> Starlette:
+    async def metadata(request: Request) -> Response:
+        issuer = "https://evil.example" if "wrong_issuer" in state.mode else state.issuer
+        return JSONResponse(
+            {
+                "issuer": issuer,
+                "authorization_endpoint": state.issuer + "/authorize",
+                "pushed_authorization_request_endpoint": state.issuer + "/par",
+                "token_endpoint": state.issuer + "/token",
+                "jwks_uri": state.issuer + "/jwks",
+                "authorization_response_iss_parameter_supported": True,
+            }
+        )
+
+    async def jwks(request: Request) -> Response:
+        return JSONResponse({"keys": [state.key.public_jwk]})
+
+    async def par(request: Request) -> Response:
+        form = dict(parse_pairs((await request.body()).decode()))
+        state.seen.append({"endpoint": "par", **form})
+        return JSONResponse(
+            {"request_uri": "urn:ietf:params:oauth:request_uri:x", "expires_in": 60}, status_code=201
+        )
+
+    def nonce_ok(request: Request, expected: str | None = None) -> bool:
+        proof = request.headers.get("dpop", "")
+        from corridor.core.b64 import b64url_decode
+
+        try:
+            claims = json.loads(b64url_decode(proof.split(".")[1]))
+        except (ValueError, IndexError):
+            return False
+        return bool(claims.get("nonce") == (expected or state.nonce))
+
+    async def token(request: Request) -> Response:
+        form = dict(parse_pairs((await request.body()).decode()))
+        state.seen.append({"endpoint": "token", **form, "dpop": request.headers.get("dpop")})
+        if "nonce_without_header" in state.mode:
+            return JSONResponse({"error": "use_dpop_nonce"}, status_code=400)
+        if not nonce_ok(request):
+            return JSONResponse(
+                {"error": "use_dpop_nonce"}, status_code=400, headers={"DPoP-Nonce": state.nonce}
+            )
+        body: dict[str, Any] = {"access_token": f"at-{len(state.seen)}", "expires_in": 300, "scope": "openid"}
+        body["token_type"] = "Bearer" if "bearer" in state.mode else "DPoP"
+        if form.get("grant_type") == "authorization_code":
+            body["refresh_token"] = "rt-0"
+            body["id_token"] = state.id_token(
+                str(form.get("client_id", "hostile-client")), state.last_nonce()
+            )
+        elif "rotate_refresh" in state.mode:
+            state.refresh_count += 1
+            body["refresh_token"] = f"rt-{state.refresh_count}"
+        headers = {}
+        if "rotate_nonce" in state.mode:
+            state.nonce = state.nonce + "x"
+            headers["DPoP-Nonce"] = state.nonce  # picked up from a 200 (C11)
+        return JSONResponse(body, headers=headers)
+
+    async def api(request: Request) -> Response:
+        state.seen.append(
+            {
+                "endpoint": "api",
+                "authorization": request.headers.get("authorization"),
+                "dpop": request.headers.get("dpop"),
+            }
+        )
+        if not nonce_ok(request, state.rs_nonce):
+            return JSONResponse(
+                {},
+                status_code=401,
+                headers={
+                    "WWW-Authenticate": 'DPoP error="use_dpop_nonce", algs="ES256"',
+                    "DPoP-Nonce": state.rs_nonce,
+                },
+            )
+        return JSONResponse({"ok": True})
+
+    return Starlette(
+        routes=[
+            Route("/.well-known/openid-configuration", metadata),
+            Route("/jwks", jwks),
+            Route("/par", par, methods=["POST"]),
+            Route("/token", token, methods=["POST"]),
+            Route("/api", api),
+        ]
+    )
+
+
+@pytest.fixture(scope="module")
+def hostile(tls: DevTLS) -> Iterator[Hostile]:
+    state = Hostile()
+    sock = free_socket()
+    state.issuer = f"https://localhost:{sock.getsockname()[1]}"
+    server = uvicorn_server(
+        build_app(state),
+        "127.0.0.1",
+        sock.getsockname()[1],
+        server_ssl_context(tls.cert_file, tls.key_file),
+        log_level="warning",
+        lifespan="off",
+    )
+    server.config.timeout_graceful_shutdown = 0.2
+    thread = threading.Thread(target=asyncio.run, args=(server.serve([sock]),), daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    yield state
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture
+def client(hostile: Hostile, tls: DevTLS) -> Iterator[FapiClient]:
+    hostile.mode = set()
+    hostile.nonce = "nonce-1"
+    hostile.seen.clear()
+    c = FapiClient(
+        hostile.issuer,
+        "hostile-client",
+        redirect_uri=REDIRECT,
+        key=SigningKey.generate("ES256"),
+        ca_file=str(tls.ca_file),
+    )
+    yield c
+    c.close()
+
+
+def callback(hostile: Hostile, handle: Any, **over: str) -> str:
+    params = {"code": "c0de", "state": handle.state, "iss": hostile.issuer, **over}
+    return (
+        REDIRECT + "?" + "&".join(f"{k}={httpx.QueryParams({k: v})[k]}" for k, v in params.items() if v != "")
+    )
+
+
+def test_baseline_works(client: FapiClient, hostile: Hostile) -> None:
+    """Positive control: the same server, behaving, gives tokens."""
+    _, handle = client.start("openid")
+    tokens = client.finish(callback(hostile, handle), handle)
+    assert tokens.token_type == "DPoP" and tokens.id_token_claims is not None
+
+
+def test_metadata_with_another_issuer(client: FapiClient, hostile: Hostile) -> None:
+    hostile.mode = {"wrong_issuer"}
+    with pytest.raises(MetadataError, match=r"5\.3\.3\.1-11"):
+        client.discover()
+
+
+@pytest.mark.parametrize("over", [{"iss": ""}, {"iss": "https://evil.example"}, {"state": "forged"}])
+def test_bad_authorization_responses(client: FapiClient, hostile: Hostile, over: dict[str, str]) -> None:
+    _, handle = client.start("openid")
+    with pytest.raises(AuthorizationResponseError):
+        client.finish(callback(hostile, handle, **over), handle)
+    assert not [s for s in hostile.seen if s["endpoint"] == "token"]  # /token was never called
+
+
+def test_error_response_is_typed(client: FapiClient, hostile: Hostile) -> None:
+    _, handle = client.start("openid")
+    with pytest.raises(AuthorizationResponseError) as refused:
+        client.finish(callback(hostile, handle, code="", error="access_denied"), handle)
+    assert refused.value.error == "access_denied"
+
+
+def test_bearer_token_after_a_dpop_request(client: FapiClient, hostile: Hostile) -> None:
+    """C4 / RFC 9449 5."""
+    hostile.mode = {"bearer"}
+    _, handle = client.start("openid")
+    with pytest.raises(SenderConstraintError):
+        client.finish(callback(hostile, handle), handle)
+
+
+@pytest.mark.parametrize("mode", ["id_token_rs256", "id_token_wrong_aud", "id_token_wrong_nonce"])
+def test_bad_id_tokens(client: FapiClient, hostile: Hostile, mode: str) -> None:
+    hostile.mode = {mode}
+    _, handle = client.start("openid")
+    with pytest.raises(IdTokenError):
+        client.finish(callback(hostile, handle), handle)
+
+
+def test_use_dpop_nonce_without_a_nonce_header(client: FapiClient, hostile: Hostile) -> None:
+    hostile.mode = {"nonce_without_header"}
+    _, handle = client.start("openid")
+    with pytest.raises(ClientError, match=r"RFC 9449 8\)"):
+        client.finish(callback(hostile, handle), handle)
+
+
+def test_follows_nonce_rotation_and_refresh_rotation(client: FapiClient, hostile: Hostile) -> None:
+    """C9, C11: a rotated AS nonce (from a 200) and a rotated refresh token are used next time;
+    the RS's nonce challenge is answered once; every proof has a fresh jti (C22)."""
+    hostile.mode = {"rotate_nonce", "rotate_refresh"}
+    _, handle = client.start("openid")
+    tokens = client.finish(callback(hostile, handle), handle)
+    first_refresh = client.refresh(tokens)
+    assert first_refresh.refresh_token == "rt-1"
+    second = client.refresh(first_refresh)
+    assert second.refresh_token == "rt-2"
+    refresh_forms = [
+        s for s in hostile.seen if s["endpoint"] == "token" and s.get("grant_type") == "refresh_token"
+    ]
+    assert [f["refresh_token"] for f in refresh_forms][-2:] == ["rt-0", "rt-1"]
+    # After the code exchange rotated the nonce, the refreshes needed no further retry.
+    assert len(refresh_forms) == 2
+    with httpx.Client(
+        verify=client.http._transport._pool._ssl_context,  # type: ignore[attr-defined]
+        auth=client.auth(second),
+    ) as http:
+        response = http.get(hostile.issuer + "/api")
+    assert response.status_code == 200
+    api_calls = [s for s in hostile.seen if s["endpoint"] == "api"]
+    assert len(api_calls) == 2  # one challenge, one retry with the RS nonce
+    jtis = {
+        json.loads(__import__("corridor.core.b64", fromlist=["b"]).b64url_decode(s["dpop"].split(".")[1]))[
+            "jti"
+        ]
+        for s in hostile.seen
+        if s.get("dpop")
+    }
+    assert len(jtis) == len([s for s in hostile.seen if s.get("dpop")])
+    assert read_header(api_calls[-1]["dpop"])["typ"] == "dpop+jwt"
