@@ -6,7 +6,7 @@ import asyncio
 import ssl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -70,11 +70,17 @@ class RunningRS:
 
 @contextmanager
 def running_api(
-    settings: ResourceSettings, tls: DevTLS, client_ca: Path | str, clock: Clock | None = None
+    settings: ResourceSettings | Callable[[str], ResourceSettings],
+    tls: DevTLS,
+    client_ca: Path | str,
+    clock: Clock | None = None,
 ) -> Iterator[RunningRS]:
     """The test API behind ProtectedResource, on HTTPS with an optional client certificate."""
     sock = free_socket()
     port = sock.getsockname()[1]
+    url = f"https://localhost:{port}"
+    if callable(settings):
+        settings = settings(url)  # settings that name the API's own URL
     guard = ResourceGuard(settings, clock=clock)
     app = Starlette(
         routes=[
@@ -100,7 +106,7 @@ def running_api(
         assert time.time() < deadline and thread.is_alive(), "the API did not start"
         time.sleep(0.02)
     try:
-        yield RunningRS(f"https://localhost:{port}", guard, port)
+        yield RunningRS(url, guard, port)
     finally:
         server.should_exit = True
         thread.join(10)

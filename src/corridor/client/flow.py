@@ -4,11 +4,13 @@ certificate-bound tokens, and ID token validation."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
+import re
 import ssl
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -112,6 +114,45 @@ class FapiClient:
         #: Where the metadata came from, when, and the SHA-256 of what was received.
         self.metadata_evidence: dict[str, Any] = {}
         self._jwks: list[dict[str, Any]] = []
+
+    @staticmethod
+    def discover_resource(
+        resource_url: str, *, ca_file: str | None = None, timeout: float = 20.0
+    ) -> dict[str, Any]:
+        """RFC 9728: from an API's URL to its authorization servers. The metadata location comes
+        from the ``resource_metadata`` parameter of the API's challenge, or the well-known path;
+        its ``resource`` must be the API's identifier (RFC 9728 3.3)."""
+        context = ssl.create_default_context(cafile=ca_file)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        with httpx.Client(verify=context, timeout=timeout, follow_redirects=False) as http:
+            location = None
+            try:
+                probe = http.get(resource_url)
+            except httpx.HTTPError as exc:
+                raise MetadataError(f"the API is unreachable over TLS: {exc}", "RFC 9728 5") from exc
+            for challenge in probe.headers.get_list("www-authenticate"):
+                match = re.search(r'resource_metadata="([^"]+)"', challenge)
+                if match:
+                    location = match.group(1)
+                    break
+            parts = urlsplit(resource_url)
+            origin = f"{parts.scheme}://{parts.netloc}"
+            location = location or origin + "/.well-known/oauth-protected-resource" + parts.path.rstrip("/")
+            if not location.startswith("https://"):
+                raise MetadataError("resource metadata must come over https", "RFC 9728 3")
+            response = http.get(location)
+            if response.status_code != 200 and location != origin + "/.well-known/oauth-protected-resource":
+                response = http.get(origin + "/.well-known/oauth-protected-resource")
+        try:
+            metadata = strictjson.loads(response.content)
+        except ValueError as exc:
+            raise MetadataError("resource metadata is not JSON", "RFC 9728 3.2") from exc
+        if not isinstance(metadata, dict) or not isinstance(metadata.get("resource"), str):
+            raise MetadataError("resource metadata has no resource", "RFC 9728 2")
+        servers = metadata.get("authorization_servers")
+        if not isinstance(servers, list) or not servers or not all(isinstance(s, str) for s in servers):
+            raise MetadataError("resource metadata names no authorization server", "RFC 9728 2")
+        return metadata
 
     # -- configuration from an authoritative issuer (C12-C14) ----------------------------------------
 
@@ -391,15 +432,17 @@ class FapiClient:
 
 class FapiAuth(httpx.Auth):
     """C6: the token in the Authorization header (DPoP with a fresh proof and ``ath``, or Bearer
-    for certificate-bound tokens), one retry for an RS nonce, and refresh before expiry."""
+    for certificate-bound tokens), one retry for an RS nonce, and refresh before expiry.
+    Works with ``httpx.Client`` and ``httpx.AsyncClient``."""
 
     def __init__(self, client: FapiClient, tokens: TokenSet) -> None:
         self.client = client
         self.tokens = tokens
 
+    def _needs_refresh(self) -> bool:
+        return self.tokens.expires_at - 30 < self.client.clock.now() and self.tokens.refresh_token is not None
+
     def _authorize(self, request: httpx.Request) -> None:
-        if self.tokens.expires_at - 30 < self.client.clock.now() and self.tokens.refresh_token:
-            self.tokens = self.client.refresh(self.tokens)
         token = self.tokens.access_token
         url = str(request.url.copy_with(query=None, fragment=None))
         if self.client.sender_constraint == "dpop":
@@ -408,17 +451,34 @@ class FapiAuth(httpx.Auth):
         else:
             request.headers["Authorization"] = f"Bearer {token}"
 
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        self._authorize(request)
-        response = yield request
-        self.client.remember_nonce(str(request.url), response)
+    @staticmethod
+    def _nonce_challenge(response: httpx.Response) -> bool:
         challenge = response.headers.get("www-authenticate", "")
-        if (
+        return (
             response.status_code == 401
             and 'error="use_dpop_nonce"' in challenge
             and "dpop-nonce" in response.headers
-        ):
+        )
+
+    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if self._needs_refresh():
+            self.tokens = self.client.refresh(self.tokens)
+        self._authorize(request)
+        response = yield request
+        self.client.remember_nonce(str(request.url), response)
+        if self._nonce_challenge(response):
             self._authorize(request)  # RFC 9449 9: once, with the resource server's nonce
+            yield request
+
+    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        if self._needs_refresh():
+            # The token endpoint is called with the client's own connection, off the event loop.
+            self.tokens = await asyncio.to_thread(self.client.refresh, self.tokens)
+        self._authorize(request)
+        response = yield request
+        self.client.remember_nonce(str(request.url), response)
+        if self._nonce_challenge(response):
+            self._authorize(request)
             yield request
 
 
