@@ -76,3 +76,29 @@ def test_async_client_and_refresh_before_expiry(driver: Driver) -> None:
     response = asyncio.run(call())
     assert response.status_code == 200, response.text
     assert auth.tokens.access_token != tokens.access_token
+
+
+def test_async_client_full_flow(driver: Driver) -> None:
+    from corridor.client.aio import AsyncFapiClient
+
+    registered = driver.add_client()
+    context = ssl.create_default_context(cafile=str(driver.as_.tls.ca_file))
+
+    async def flow() -> httpx.Response:
+        client = AsyncFapiClient(
+            driver.issuer,
+            registered.client_id,
+            redirect_uri=registered.redirect_uri,
+            key=registered.key,
+            ca_file=str(driver.as_.tls.ca_file),
+        )
+        url, handle = await client.start("openid profile")
+        callback = await asyncio.to_thread(consent, driver, url)
+        tokens = await client.finish(callback, handle)
+        tokens = await client.refresh(tokens)
+        async with httpx.AsyncClient(verify=context, auth=client.auth(tokens)) as http:
+            response = await http.get(client.sync.endpoint("userinfo_endpoint"))
+        await client.aclose()
+        return response
+
+    assert asyncio.run(flow()).status_code == 200
