@@ -296,3 +296,51 @@ def test_follows_nonce_rotation_and_refresh_rotation(client: FapiClient, hostile
     }
     assert len(jtis) == len([s for s in hostile.seen if s.get("dpop")])
     assert read_header(api_calls[-1]["dpop"])["typ"] == "dpop+jwt"
+
+
+def test_tls_certificate_checks(hostile: Hostile, tls: DevTLS, tmp_path: Any) -> None:
+    """C1 / FAPI2 5.2.1: an untrusted CA or a certificate for another host aborts the client."""
+    from corridor.server.tls import ensure_dev_tls
+
+    untrusted = FapiClient(hostile.issuer, "c", redirect_uri=REDIRECT, key=SigningKey.generate("ES256"))
+    with pytest.raises(MetadataError):
+        untrusted.discover()  # the system trust store does not know the dev CA
+    other = ensure_dev_tls(tmp_path / "other", hostnames=("other.example",))
+    sock = free_socket()
+    port = sock.getsockname()[1]
+    state = Hostile()
+    state.issuer = f"https://localhost:{port}"
+    server = uvicorn_server(
+        build_app(state),
+        "127.0.0.1",
+        port,
+        server_ssl_context(other.cert_file, other.key_file),
+        log_level="warning",
+        lifespan="off",
+    )
+    thread = threading.Thread(target=asyncio.run, args=(server.serve([sock]),), daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    try:
+        wrong_host = FapiClient(
+            state.issuer,
+            "c",
+            redirect_uri=REDIRECT,
+            key=SigningKey.generate("ES256"),
+            ca_file=str(other.ca_file),
+        )
+        with pytest.raises(MetadataError):
+            wrong_host.discover()  # the certificate names other.example, not localhost
+        right_host = FapiClient(
+            f"https://127.0.0.1:{port}",
+            "c",
+            redirect_uri=REDIRECT,
+            key=SigningKey.generate("ES256"),
+            ca_file=str(other.ca_file),
+        )
+        with pytest.raises(MetadataError, match="another issuer"):
+            right_host.discover()  # positive control: TLS passes (127.0.0.1 is in the certificate)
+    finally:
+        server.should_exit = True
+        thread.join(10)
