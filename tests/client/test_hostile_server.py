@@ -155,8 +155,13 @@ def build_app(state: Hostile) -> Starlette:
             )
         return JSONResponse({"ok": True})
 
+    async def resource_metadata(request: Request) -> Response:
+        resource = "https://evil.example" if "wrong_resource" in state.mode else state.issuer
+        return JSONResponse({"resource": resource, "authorization_servers": [state.issuer]})
+
     return Starlette(
         routes=[
+            Route("/.well-known/oauth-protected-resource", resource_metadata),
             Route("/.well-known/openid-configuration", metadata),
             Route("/jwks", jwks),
             Route("/par", par, methods=["POST"]),
@@ -344,3 +349,13 @@ def test_tls_certificate_checks(hostile: Hostile, tls: DevTLS, tmp_path: Any) ->
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def test_resource_metadata_for_another_resource(client: FapiClient, hostile: Hostile, tls: DevTLS) -> None:
+    """RFC 9728 3.3: metadata whose resource is not the API called is refused."""
+    hostile.mode = {"wrong_resource"}
+    with pytest.raises(MetadataError, match=r"9728 3\.3"):
+        FapiClient.discover_resource(hostile.issuer + "/api", ca_file=str(tls.ca_file))
+    hostile.mode = set()
+    metadata = FapiClient.discover_resource(hostile.issuer + "/api", ca_file=str(tls.ca_file))
+    assert metadata["authorization_servers"] == [hostile.issuer]  # positive control

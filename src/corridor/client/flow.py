@@ -63,6 +63,15 @@ class TokenSet:
     raw: Mapping[str, Any] = field(default_factory=dict)
 
 
+def _covers(resource: str, url: str) -> bool:
+    """RFC 9728 3.3: the metadata's resource is the API the client called (same origin, path prefix)."""
+    r, u = urlsplit(resource), urlsplit(url)
+    if (r.scheme, r.netloc.lower()) != (u.scheme, u.netloc.lower()):
+        return False
+    prefix = r.path.rstrip("/")
+    return u.path == prefix or u.path.startswith(prefix + "/") or not prefix
+
+
 def _origin(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}".lower()
@@ -149,6 +158,8 @@ class FapiClient:
             raise MetadataError("resource metadata is not JSON", "RFC 9728 3.2") from exc
         if not isinstance(metadata, dict) or not isinstance(metadata.get("resource"), str):
             raise MetadataError("resource metadata has no resource", "RFC 9728 2")
+        if not _covers(metadata["resource"], resource_url):
+            raise MetadataError("resource metadata describes another resource", "RFC 9728 3.3")
         servers = metadata.get("authorization_servers")
         if not isinstance(servers, list) or not servers or not all(isinstance(s, str) for s in servers):
             raise MetadataError("resource metadata names no authorization server", "RFC 9728 2")
