@@ -12,10 +12,13 @@
 //   CORRIDOR_PEER_AT_ALG       the access-token signing alg: ES256 (default), PS256 or EdDSA
 //   CORRIDOR_CLIENT_ID         the one static client
 //   CORRIDOR_CLIENT_JWK        its public signing JWK (ES256), JSON
-//   CORRIDOR_REDIRECT_URI      its redirect URI
+//   CORRIDOR_REDIRECT_URI      its redirect URI (and the mTLS client's)
+//   CORRIDOR_MTLS_CLIENT_ID    optional: turns on the mTLS mode (below) with this second static client
+//   CORRIDOR_MTLS_CLIENT_JWK   its public JWK, JSON, with the self-signed certificate in x5c
 //
 // Protocol (one JSON object per line on stdout):
-//   {"ready": true, "issuer": "https://localhost:PORT", "port": PORT}   once listening
+//   {"ready": true, "issuer": "https://localhost:PORT", "port": PORT,
+//    "mtls_port": MTLS_PORT (mTLS mode only)}                           once listening
 //   {"error": {...}}                                                    if start-up fails
 // The process exits when its stdin closes (so a dead test run leaves no server behind).
 // Diagnostics (oidc-provider's warnings, request errors) go to stderr.
@@ -25,6 +28,21 @@
 // other check is relaxed: HTTPS only (no allowInsecureRequests), PAR required, PKCE S256 required,
 // private_key_jwt only (aud = the issuer identifier, enforced by the FAPI 2.0 profile), DPoP-bound
 // access tokens required for the client, and a DPoP nonce required at every DPoP-checking endpoint.
+//
+// Both modes: userinfo is on, and a client that asks for offline_access (with prompt=consent, as
+// OIDC Core 11 requires) gets a refresh token. The refresh token is never rotated (FAPI2 5.3.2.1-9:
+// no rotation, except in extraordinary circumstances). With openid in scope and no resource in
+// the token request, the access token is an opaque one for userinfo; with resource, a JWT for it.
+//
+// mTLS mode (CORRIDOR_MTLS_CLIENT_ID set): RFC 8705 with endpoint aliases (RFC 8705 5). A second
+// HTTPS listener on another free port asks every TLS client for a certificate (requestCert; the
+// certificate is not checked against a CA at the TLS layer, rejectUnauthorized: false, because
+// self_signed_tls_client_auth matches it against the client's registered x5c instead) and serves
+// the same provider; the metadata publishes it as mtls_endpoint_aliases for the PAR, token and
+// userinfo endpoints. The issuer's listener stays as in the default mode: it never asks for a
+// certificate, so a certificate-bound token or an mTLS client authentication only works on the
+// aliases. The second client uses self_signed_tls_client_auth and gets certificate-bound access
+// tokens (tls_client_certificate_bound_access_tokens, cnf.x5t#S256). Everything else stays strict.
 
 import * as crypto from 'node:crypto'
 import * as fs from 'node:fs'
@@ -67,23 +85,38 @@ async function main() {
   if (!FAPI_ALGS.includes(accessTokenAlg)) throw new Error(`CORRIDOR_PEER_AT_ALG must be one of ${FAPI_ALGS}`)
   const clientJwk = JSON.parse(env('CORRIDOR_CLIENT_JWK'))
   if (clientJwk.d !== undefined) throw new Error('CORRIDOR_CLIENT_JWK must be a public JWK')
+  const redirectUri = env('CORRIDOR_REDIRECT_URI')
+  const mtlsClientId = process.env.CORRIDOR_MTLS_CLIENT_ID
+  let mtlsClientJwk
+  if (mtlsClientId) {
+    mtlsClientJwk = JSON.parse(env('CORRIDOR_MTLS_CLIENT_JWK'))
+    if (mtlsClientJwk.d !== undefined) throw new Error('CORRIDOR_MTLS_CLIENT_JWK must be a public JWK')
+    if (!Array.isArray(mtlsClientJwk.x5c) || !mtlsClientJwk.x5c.length) {
+      throw new Error('CORRIDOR_MTLS_CLIENT_JWK must carry the client certificate in x5c')
+    }
+  }
+  const tlsFiles = { cert: fs.readFileSync(env('CORRIDOR_PEER_CERT')), key: fs.readFileSync(env('CORRIDOR_PEER_KEY')) }
 
   // Listen first, so the issuer names the real port (no race for a "free" port).
-  const server = https.createServer({
-    cert: fs.readFileSync(env('CORRIDOR_PEER_CERT')),
-    key: fs.readFileSync(env('CORRIDOR_PEER_KEY')),
-    minVersion: 'TLSv1.2',
-  })
+  const server = https.createServer({ ...tlsFiles, minVersion: 'TLSv1.2' })
   const port = await listen(server, Number(process.env.CORRIDOR_PEER_PORT || 0))
   const issuer = `https://localhost:${port}`
+  // mTLS mode: the aliases' listener asks for a client certificate; the TLS layer accepts any
+  // (or none), and oidc-provider decides per request (client authentication, token binding).
+  let mtlsServer, mtlsPort, mtlsOrigin
+  if (mtlsClientId) {
+    mtlsServer = https.createServer({ ...tlsFiles, minVersion: 'TLSv1.2', requestCert: true, rejectUnauthorized: false })
+    mtlsPort = await listen(mtlsServer, 0)
+    mtlsOrigin = `https://localhost:${mtlsPort}`
+  }
 
   const configuration = {
     clients: [
       {
         client_id: env('CORRIDOR_CLIENT_ID'),
-        redirect_uris: [env('CORRIDOR_REDIRECT_URI')],
+        redirect_uris: [redirectUri],
         response_types: ['code'],
-        grant_types: ['authorization_code'],
+        grant_types: ['authorization_code', 'refresh_token'],
         token_endpoint_auth_method: 'private_key_jwt',
         token_endpoint_auth_signing_alg: clientJwk.alg || 'ES256',
         jwks: { keys: [clientJwk] },
@@ -91,10 +124,43 @@ async function main() {
         dpop_bound_access_tokens: true,
         require_pushed_authorization_requests: true,
       },
+      ...(mtlsClientId
+        ? [
+            {
+              client_id: mtlsClientId,
+              redirect_uris: [redirectUri],
+              response_types: ['code'],
+              grant_types: ['authorization_code', 'refresh_token'],
+              token_endpoint_auth_method: 'self_signed_tls_client_auth',
+              // RFC 8705 2.2: the certificate is registered in x5c of the client's JWKS.
+              jwks: { keys: [mtlsClientJwk] },
+              id_token_signed_response_alg: 'ES256',
+              tls_client_certificate_bound_access_tokens: true,
+              require_pushed_authorization_requests: true,
+            },
+          ]
+        : []),
     ],
-    clientAuthMethods: ['private_key_jwt'],
+    clientAuthMethods: mtlsClientId ? ['private_key_jwt', 'self_signed_tls_client_auth'] : ['private_key_jwt'],
     responseTypes: ['code'],
-    scopes: ['openid'],
+    scopes: ['openid', 'offline_access'],
+    // OIDC Core 11: offline_access (kept only with prompt=consent) yields a refresh token.
+    async issueRefreshToken(ctx, client, code) {
+      return client.grantTypeAllowed('refresh_token') && code.scopes.has('offline_access')
+    },
+    // FAPI2 5.3.2.1-9: no refresh-token rotation.
+    rotateRefreshToken: false,
+    ...(mtlsClientId
+      ? {
+          discovery: {
+            mtls_endpoint_aliases: {
+              pushed_authorization_request_endpoint: `${mtlsOrigin}/request`,
+              token_endpoint: `${mtlsOrigin}/token`,
+              userinfo_endpoint: `${mtlsOrigin}/me`,
+            },
+          },
+        }
+      : {}),
     pkce: { required: () => true },
     allowOmittingSingleRegisteredRedirectUri: false,
     jwks: { keys: signingKeys() },
@@ -142,7 +208,27 @@ async function main() {
           }
         },
       },
-      userinfo: { enabled: false },
+      userinfo: { enabled: true },
+      ...(mtlsClientId
+        ? {
+            mTLS: {
+              enabled: true,
+              certificateBoundAccessTokens: true,
+              selfSignedTlsClientAuth: true,
+              tlsClientAuth: false,
+              // The contract: the PEM-formatted client certificate of this request, or
+              // undefined when the connection has none (only the aliases' listener asks).
+              getCertificate(ctx) {
+                const socket = ctx.socket
+                if (typeof socket?.getPeerCertificate !== 'function') return undefined
+                const peer = socket.getPeerCertificate()
+                if (!peer?.raw) return undefined
+                const body = peer.raw.toString('base64').match(/.{1,64}/g).join('\n')
+                return `-----BEGIN CERTIFICATE-----\n${body}\n-----END CERTIFICATE-----\n`
+              },
+            },
+          }
+        : {}),
       rpInitiatedLogout: { enabled: false },
     },
   }
@@ -153,6 +239,7 @@ async function main() {
     'authorization.error',
     'pushed_authorization_request.error',
     'grant.error',
+    'userinfo.error',
     'jwks.error',
     'discovery.error',
   ]) {
@@ -160,11 +247,13 @@ async function main() {
       process.stderr.write(`${event}: ${err?.name}: ${err?.message} ${err?.error_description ?? ''}\n`)
     })
   }
-  server.on('request', provider.callback())
+  const callback = provider.callback()
+  server.on('request', callback)
+  mtlsServer?.on('request', callback)
 
   process.stdin.on('end', () => process.exit(0))
   process.stdin.resume()
-  emit({ ready: true, issuer, port })
+  emit({ ready: true, issuer, port, ...(mtlsServer ? { mtls_port: mtlsPort } : {}) })
 }
 
 main().catch((err) => {

@@ -12,6 +12,16 @@ private_key_jwt (aud = the issuer identifier), PKCE S256 and a DPoP proof; oidc-
 development login and consent pages; the code exchange with ``resource`` -> a DPoP-bound JWT
 access token (typ at+jwt, cnf.jkt, aud = the resource). The provider requires a DPoP nonce at
 PAR and token; the flow answers ``use_dpop_nonce`` with one retry.
+
+The provider also serves userinfo, and issues a (never rotated) refresh token to a client that
+asks for ``openid offline_access`` with ``prompt=consent``.
+
+``running_oidc_provider(tls, mtls_jwk=cert.jwk())`` turns on the mTLS mode (RFC 8705): a second
+static client, ``peer.mtls_client_id``, authenticating with ``self_signed_tls_client_auth`` (the
+certificate in ``mtls_jwk["x5c"]``) and receiving certificate-bound access tokens. The PAR, token
+and userinfo endpoints are also served on a second listener that asks for a client certificate
+(``peer.mtls_origin``), published as ``mtls_endpoint_aliases``; the issuer's own listener never
+asks for one. Without ``mtls_jwk`` nothing of this exists and the provider is as before.
 """
 
 from __future__ import annotations
@@ -72,6 +82,9 @@ class OidcProviderPeer:
     redirect_uri: str
     metadata: dict[str, Any]
     _flow: NodeFlow = field(repr=False)
+    #: mTLS mode only: the self_signed_tls_client_auth client and the aliases' origin.
+    mtls_client_id: str | None = None
+    mtls_origin: str | None = None
     #: ``use_dpop_nonce`` retries per step of the last ``dpop_token()`` run, e.g. ``{"par": 1}``.
     last_retries: dict[str, int] = field(default_factory=dict)
 
@@ -241,12 +254,16 @@ def running_oidc_provider(
     scope: str = SCOPE,
     access_token_alg: str = "ES256",
     client_key: SigningKey | None = None,
+    mtls_jwk: dict[str, Any] | None = None,
 ) -> Iterator[OidcProviderPeer]:
     """Start oidc-provider (FAPI 2.0 profile) over HTTPS with ``tls``'s certificate; stop it on exit.
 
-    ``access_token_alg`` (ES256, PS256 or EdDSA) is the JWS alg of the access tokens."""
+    ``access_token_alg`` (ES256, PS256 or EdDSA) is the JWS alg of the access tokens.
+    ``mtls_jwk`` (a public JWK with the client's self-signed certificate in ``x5c``, e.g.
+    ``pki.self_signed(...).jwk()``) turns on the mTLS mode described above."""
     client_key = client_key or SigningKey.generate("ES256")
     client_id = "corridor-rs-peer-" + new_secret_token()[:12]
+    mtls_client_id = "corridor-mtls-peer-" + new_secret_token()[:12] if mtls_jwk else None
     env = {
         **os.environ,
         "CORRIDOR_PEER_PORT": "0",
@@ -259,6 +276,10 @@ def running_oidc_provider(
         "CORRIDOR_CLIENT_JWK": json.dumps(client_key.public_jwk),
         "CORRIDOR_REDIRECT_URI": REDIRECT_URI,
     }
+    if mtls_jwk:
+        assert "d" not in mtls_jwk and mtls_jwk.get("x5c"), "a public JWK with the certificate in x5c"
+        env["CORRIDOR_MTLS_CLIENT_ID"] = str(mtls_client_id)
+        env["CORRIDOR_MTLS_CLIENT_JWK"] = json.dumps(mtls_jwk)
     flow = NodeFlow(SCRIPT.name, env)
     try:
         ready = flow.read()
@@ -274,6 +295,8 @@ def running_oidc_provider(
             redirect_uri=REDIRECT_URI,
             metadata={},
             _flow=flow,
+            mtls_client_id=mtls_client_id,
+            mtls_origin=f"https://localhost:{ready['mtls_port']}" if mtls_jwk else None,
         )
         with peer.http() as http:
             response = http.get(issuer + "/.well-known/openid-configuration")

@@ -49,6 +49,8 @@ class AuthorizationHandle:
     nonce: str | None
     scope: str
     request_uri: str
+    #: RFC 8707 resources asked for; sent again at the token endpoint and on every refresh.
+    resources: tuple[str, ...] = ()
 
 
 @dataclass
@@ -60,6 +62,7 @@ class TokenSet:
     refresh_token: str | None = None
     id_token_claims: Mapping[str, Any] | None = None
     authorization_details: Sequence[Mapping[str, Any]] = ()
+    resources: tuple[str, ...] = ()
     raw: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -232,8 +235,9 @@ class FapiClient:
         }
         if nonce:
             form["nonce"] = nonce
-        if resource:
-            form["resource"] = [resource] if isinstance(resource, str) else list(resource)
+        resources = (resource,) if isinstance(resource, str) else tuple(resource or ())
+        if resources:
+            form["resource"] = list(resources)
         if authorization_details:
             form["authorization_details"] = json.dumps(list(authorization_details))
         if self.sender_constraint == "dpop":
@@ -245,7 +249,7 @@ class FapiClient:
             raise TokenEndpointError("PAR answer has no request_uri", "invalid_response", 201, "RFC 9126 2.2")
         url = self.endpoint("authorization_endpoint")
         query = urlencode({"client_id": self.client_id, "request_uri": request_uri})
-        handle = AuthorizationHandle(state, verifier, self.redirect_uri, nonce, scope, request_uri)
+        handle = AuthorizationHandle(state, verifier, self.redirect_uri, nonce, scope, request_uri, resources)
         return f"{url}{'&' if '?' in url else '?'}{query}", handle
 
     def finish(
@@ -282,19 +286,24 @@ class FapiClient:
                 "code": code,
                 "redirect_uri": handle.redirect_uri,
                 "code_verifier": handle.code_verifier,
+                **({"resource": list(handle.resources)} if handle.resources else {}),
                 **(extra or {}),
             },
         )
-        return self._token_set(body, nonce=handle.nonce, expect_id_token="openid" in handle.scope.split())
+        tokens = self._token_set(body, nonce=handle.nonce, expect_id_token="openid" in handle.scope.split())
+        tokens.resources = handle.resources
+        return tokens
 
     def refresh(self, tokens: TokenSet) -> TokenSet:
         """C9: uses a rotated refresh token when the server sends one, keeps the old one otherwise."""
         if not tokens.refresh_token:
             raise ClientError("no refresh token", "RFC 6749 6")
-        body = self._post(
-            "token_endpoint", {"grant_type": "refresh_token", "refresh_token": tokens.refresh_token}
-        )
+        form: dict[str, Any] = {"grant_type": "refresh_token", "refresh_token": tokens.refresh_token}
+        if tokens.resources:
+            form["resource"] = list(tokens.resources)  # RFC 8707 2.2: the same API, not another one
+        body = self._post("token_endpoint", form)
         fresh = self._token_set(body, nonce=None, expect_id_token=False)
+        fresh.resources = tokens.resources
         if fresh.refresh_token is None:
             fresh.refresh_token = tokens.refresh_token
         return fresh
