@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import ssl
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ from corridor.core.clock import MovableClock
 from corridor.core.jose import JoseFailure, SigningKey
 from corridor.resource.keys import IssuerKeys
 from corridor.server.tls import DevTLS
+from tests.stubserver import stub_server
 
 
 class FakeAS:
@@ -34,37 +33,22 @@ class FakeAS:
 def fake_as(tls: DevTLS) -> Iterator[FakeAS]:
     state = FakeAS()
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path == "/.well-known/oauth-authorization-server":
-                body = {"issuer": state.claimed_issuer or state.issuer, "jwks_uri": state.issuer + "/jwks"}
-            elif self.path == "/jwks":
-                state.jwks_fetches += 1
-                body = {"keys": state.keys}
-            else:
-                self.send_response(404)
-                self.end_headers()
-                return
-            data = json.dumps(body).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    def answer(path: str) -> tuple[int, str, bytes]:
+        if path == "/.well-known/oauth-authorization-server":
+            body: dict[str, Any] = {
+                "issuer": state.claimed_issuer or state.issuer,
+                "jwks_uri": state.issuer + "/jwks",
+            }
+        elif path == "/jwks":
+            state.jwks_fetches += 1
+            body = {"keys": state.keys}
+        else:
+            return 404, "text/plain", b""
+        return 200, "application/json", json.dumps(body).encode()
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(tls.cert_file, tls.key_file)
-    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
-    state.issuer = f"https://localhost:{httpd.server_address[1]}"
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
+    with stub_server(answer, (tls.cert_file, tls.key_file)) as url:
+        state.issuer = url
         yield state
-    finally:
-        httpd.shutdown()
 
 
 def keys_for(fake_as: FakeAS, ca: Path, clock: MovableClock) -> IssuerKeys:

@@ -8,9 +8,7 @@ import base64
 import hashlib
 import os
 import shutil
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -18,6 +16,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from tests.stubserver import stub_server
 from tests.support import PASSWORD, Driver
 
 ARTIFACTS = Path(__file__).parent.parent.parent / "test-artifacts"
@@ -40,26 +39,12 @@ def callback_server() -> Iterator[tuple[str, list[str]]]:
     """The client's loopback redirect URI (RFC 8252 7.3), recording what arrives."""
     seen: list[str] = []
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            seen.append(self.path)
-            body = b"<!doctype html><title>callback</title><p>received</p>"
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def answer(path: str) -> tuple[int, str, bytes]:
+        seen.append(path)
+        return 200, "text/html", b"<!doctype html><title>callback</title><p>received</p>"
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/cb", seen
-    finally:
-        httpd.shutdown()
+    with stub_server(answer) as url:
+        yield url + "/cb", seen
 
 
 @pytest.fixture

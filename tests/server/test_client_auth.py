@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-import ssl
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -18,6 +15,7 @@ from corridor.core.b64 import b64url_encode
 from corridor.core.jose import SigningKey
 from corridor.server.clients import ClientMetadataError, build_client_metadata
 from corridor.server.tls import ensure_dev_tls
+from tests.stubserver import stub_server
 from tests.support import Client, Driver
 
 
@@ -259,28 +257,8 @@ def jwks_server(tmp_path: Path) -> Iterator[tuple[str, dict, Path]]:  # type: ig
     tls = ensure_dev_tls(tmp_path / "jwks-tls")
     key = SigningKey.generate("ES256")
     body = json.dumps({"keys": [key.public_jwk]}).encode()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(tls.cert_file, tls.key_file)
-    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"https://localhost:{httpd.server_address[1]}/jwks", {"key": key}, tls.ca_file
-    finally:
-        httpd.shutdown()
+    with stub_server(lambda path: (200, "application/json", body), (tls.cert_file, tls.key_file)) as url:
+        yield url + "/jwks", {"key": key}, tls.ca_file
 
 
 def test_jwks_uri_with_untrusted_certificate_fails_client_auth(driver: Driver, jwks_server) -> None:  # type: ignore[no-untyped-def]
