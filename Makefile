@@ -26,7 +26,7 @@ run: $(STAMP)
 	$(BIN)/corridor serve
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests examples
+	$(BIN)/ruff check src tests examples bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
