@@ -238,3 +238,26 @@ def test_par_proof_with_wrong_htu(driver: Driver) -> None:
     proof = driver.proof(client, "POST", driver.url("/token"))
     response, _ = driver.par(client, dpop=False, headers={"DPoP": proof})
     assert_error(response, 400, "invalid_dpop_proof")
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"response_mode": "form_post"},  # only query responses (with iss, RFC 9207)
+        {"max_age": "²"},  # OIDC Core 3.1.2.1: a non-negative ASCII integer
+        {"max_age": "-1"},
+        {"prompt": "select_account"},
+        {"prompt": "none login"},
+        {"acr_values": "x" * 65},
+        {"dpop_jkt": "A" * 43 + "\n"},  # a thumbprint, exactly
+    ],
+)
+def test_par_malformed_optional_parameters(driver: Driver, extra: dict[str, str]) -> None:
+    response, _ = driver.par(driver.add_client(), dpop="dpop_jkt" not in extra, extra=extra)
+    assert_error(response, 400, "invalid_request")
+
+
+def test_par_code_challenge_with_trailing_newline(driver: Driver) -> None:
+    """FAPI2 5.3.2.2-5 / RFC 7636 4.2: an S256 challenge is exactly 43 base64url characters."""
+    response, _ = driver.par(driver.add_client(), extra={"code_challenge": "A" * 43 + "\n"})
+    assert_error(response, 400, "invalid_request")
