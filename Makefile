@@ -4,8 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := tests/interop/node_modules/.installed
+PEER_STAMP := bench/peer/node_modules/.installed
 
-.PHONY: run test lint typecheck pytest clean system-packages
+.PHONY: run test lint typecheck pytest clean system-packages bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +17,10 @@ $(STAMP): pyproject.toml
 $(NODE_STAMP): tests/interop/package.json tests/interop/package-lock.json
 	cd tests/interop && npm ci --no-audit --no-fund --silent
 	touch $(NODE_STAMP)
+
+$(PEER_STAMP): bench/peer/package.json bench/peer/package-lock.json
+	cd bench/peer && npm ci --no-audit --no-fund --silent
+	touch $(PEER_STAMP)
 
 # The AS in the foreground and the demo payments API (examples/payments_api) beside it on
 # https://127.0.0.1:8444. The API waits for the AS (which makes the dev TLS material on its
@@ -44,10 +49,15 @@ system-packages:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-pytest: $(STAMP) $(NODE_STAMP) system-packages
+pytest: $(STAMP) $(NODE_STAMP) $(PEER_STAMP) system-packages
 	$(BIN)/pytest -q
 
 test: lint typecheck pytest
 
+# Corridor against oidc-provider (bench/peer), interleaved, plus scaling figures; rewrites the
+# generated part of bench/RESULTS.md. Takes several minutes; never part of make test.
+bench: $(STAMP) $(PEER_STAMP)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
 clean:
-	rm -rf $(VENV) tests/interop/node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) tests/interop/node_modules bench/peer/node_modules .pytest_cache .mypy_cache .ruff_cache

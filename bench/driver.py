@@ -59,6 +59,10 @@ class Target:
     password: str
     ca_file: str | None
     scope: str = "openid"
+    #: RFC 8707 resource indicator sent at PAR and token; the resource call then goes to
+    #: ``resource_url`` (a resource server) instead of the AS's UserInfo endpoint.
+    resource: str | None = None
+    resource_url: str | None = None
 
 
 @dataclass
@@ -97,7 +101,11 @@ class VirtualUser:
         self.t, self.results, self.http = target, results, http
         self.dpop_key = SigningKey.generate("ES256")
         self.nonce: str | None = None
+        self.resource_nonce: str | None = None
         self.metadata: dict[str, Any] = {}
+
+    def resource_parameter(self) -> dict[str, str]:
+        return {"resource": self.t.resource} if self.t.resource else {}
 
     async def timed(self, step: str, coro: Any) -> httpx.Response:
         start = time.perf_counter()
@@ -135,6 +143,16 @@ class VirtualUser:
         if self.metadata.get("issuer") != self.t.issuer:
             raise FlowFailure("metadata", "issuer mismatch")
 
+    async def follow(self, step: str, response: httpx.Response) -> httpx.Response:
+        """Follow the AS's own redirects (interaction pages, resumption) until a page or the
+        redirect to the client's callback, which is returned unfollowed."""
+        for _ in range(10):
+            location = response.headers.get("location", "")
+            if response.status_code not in (302, 303) or location.startswith(self.t.redirect_uri):
+                return response
+            response = await self.timed(step, self.http.get(urljoin(str(response.url), location)))
+        raise FlowFailure(step, "too many redirects")
+
     async def submit(self, step: str, page: httpx.Response, fields: dict[str, str]) -> httpx.Response:
         action, csrf = _FORM.search(page.text), _CSRF.search(page.text)
         if not action or not csrf:
@@ -156,25 +174,24 @@ class VirtualUser:
                 "state": state,
                 "code_challenge": s256_challenge(verifier),
                 "code_challenge_method": "S256",
+                **self.resource_parameter(),
             },
         )
         if par.status_code != 201:
             raise FlowFailure("par", f"status {par.status_code}")
         query = urlencode({"client_id": self.t.client_id, "request_uri": par.json()["request_uri"]})
-        page = await self.timed("authorize", self.http.get(f"{m['authorization_endpoint']}?{query}"))
-        while page.status_code == 303:
-            page = await self.timed(
-                "interaction", self.http.get(urljoin(str(page.url), page.headers["location"]))
-            )
+        page = await self.follow(
+            "interaction",
+            await self.timed("authorize", self.http.get(f"{m['authorization_endpoint']}?{query}")),
+        )
         if 'name="password"' in page.text:  # first flow of this user: sign in (then the session is kept)
-            page = await self.submit(
+            login = await self.submit(
                 "login", page, {"username": self.t.username, "password": self.t.password}
             )
-            while page.status_code == 303:
-                page = await self.http.get(urljoin(str(page.url), page.headers["location"]))
-        final = await self.submit("consent", page, {"decision": "approve"})
+            page = await self.follow("interaction", login)
+        final = await self.follow("interaction", await self.submit("consent", page, {"decision": "approve"}))
         location = final.headers.get("location", "")
-        if final.status_code != 303 or not location.startswith(self.t.redirect_uri):
+        if not location.startswith(self.t.redirect_uri):
             raise FlowFailure("consent", f"status {final.status_code}")
         params = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
         if params.get("iss") != self.t.issuer or params.get("state") != state or "code" not in params:
@@ -187,35 +204,53 @@ class VirtualUser:
                 "code": params["code"],
                 "redirect_uri": self.t.redirect_uri,
                 "code_verifier": verifier,
+                **self.resource_parameter(),
             },
         )
         if token.status_code != 200 or token.json().get("token_type") != "DPoP":
             raise FlowFailure("token", f"status {token.status_code}")
         access_token = token.json()["access_token"]
-        url = m["userinfo_endpoint"]
+        url = self.t.resource_url or m["userinfo_endpoint"]
+        # The AS and a resource server keep separate DPoP nonces (RFC 9449 9).
+        nonce = self.resource_nonce if self.t.resource_url else self.nonce
         for _ in range(2):
-            proof = make_proof(self.dpop_key, "GET", url, nonce=self.nonce, access_token=access_token)
+            proof = make_proof(self.dpop_key, "GET", url, nonce=nonce, access_token=access_token)
             response = await self.timed(
                 "resource",
                 self.http.get(url, headers={"Authorization": f"DPoP {access_token}", "DPoP": proof}),
             )
-            self.nonce = response.headers.get("dpop-nonce", self.nonce)
+            nonce = response.headers.get("dpop-nonce", nonce)
             if response.status_code != 401:
                 break
+        if self.t.resource_url:
+            self.resource_nonce = nonce
+        else:
+            self.nonce = nonce
         if response.status_code != 200:
             raise FlowFailure("resource", f"status {response.status_code}")
 
 
-def cpu_ms(pid: int) -> float:
-    """utime + stime of a process, in milliseconds (/proc/<pid>/stat fields 14 and 15)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+def cpu_ms(*pids: int) -> float:
+    """utime + stime of processes, in milliseconds (/proc/<pid>/stat fields 14 and 15)."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total * 1000 / os.sysconf("SC_CLK_TCK")
 
 
 async def run(
-    target: Target, *, concurrency: int, flows: int, warmup: int = 0, server_pid: int | None = None
+    target: Target,
+    *,
+    concurrency: int,
+    flows: int,
+    warmup: int = 0,
+    server_pid: int | tuple[int, ...] | None = None,
 ) -> Results:
-    """Run ``warmup`` flows (not counted), then ``flows`` flows over ``concurrency`` users."""
+    """Run ``warmup`` flows (not counted), then ``flows`` flows over ``concurrency`` users.
+
+    ``server_pid``: the server's process (or worker processes) whose CPU time is read."""
+    pids = (server_pid,) if isinstance(server_pid, int) else (server_pid or ())
     context = ssl.create_default_context(cafile=target.ca_file)
     results, scratch = Results(), Results()
     async with httpx.AsyncClient(verify=context, timeout=30) as probe:
@@ -248,12 +283,12 @@ async def run(
     await asyncio.gather(*(worker(u) for u in users))
     for _ in range(flows):
         queue.put_nowait(True)
-    cpu_before = cpu_ms(server_pid) if server_pid else None
+    cpu_before = cpu_ms(*pids) if pids else None
     start = time.perf_counter()
     await asyncio.gather(*(worker(u) for u in users))
     results.seconds = time.perf_counter() - start
-    if server_pid and cpu_before is not None:
-        results.server_cpu_ms = cpu_ms(server_pid) - cpu_before
+    if pids and cpu_before is not None:
+        results.server_cpu_ms = cpu_ms(*pids) - cpu_before
     for user in users:
         await user.http.aclose()
     return results
@@ -274,7 +309,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--flows", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--server-pid", type=int)
+    parser.add_argument("--resource", help="RFC 8707 resource indicator to ask for")
+    parser.add_argument("--resource-url", help="URL of the resource call (default: UserInfo)")
+    parser.add_argument("--server-pid", type=int, action="append", help="repeat for worker processes")
     args = parser.parse_args()
     target = Target(
         args.issuer,
@@ -285,6 +322,8 @@ def main() -> None:
         Path(args.password_file).read_text().strip(),
         args.ca,
         args.scope,
+        args.resource,
+        args.resource_url,
     )
     results = asyncio.run(
         run(
@@ -292,7 +331,7 @@ def main() -> None:
             concurrency=args.concurrency,
             flows=args.flows,
             warmup=args.warmup,
-            server_pid=args.server_pid,
+            server_pid=tuple(args.server_pid or ()),
         )
     )
     print(json.dumps(results.report(), indent=2))

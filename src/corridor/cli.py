@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -64,6 +66,13 @@ def main() -> None:
 @click.option("--port", type=int, default=None, help="Listen port (default 8443).")
 @click.option("--issuer", default=None, help="Issuer URL (default https://localhost:8443).")
 @click.option("--mtls-port", type=int, default=None, help="Port of the mTLS listener (default 8445).")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 256),
+    default=1,
+    show_default=True,
+    help="Worker processes sharing the listeners (each a whole AS on the same database).",
+)
 def serve(
     data_dir: Path | None,
     config_file: Path | None,
@@ -71,6 +80,7 @@ def serve(
     port: int | None,
     issuer: str | None,
     mtls_port: int | None,
+    workers: int,
 ) -> None:
     """Run the authorization server over HTTPS."""
     from corridor.server.app import create_app
@@ -83,7 +93,7 @@ def serve(
         ensure_demo,
     )
     from corridor.server.mtls import MtlsTrust
-    from corridor.server.serve import Listeners
+    from corridor.server.serve import Listeners, bind, run_workers
     from corridor.server.tls import ensure_dev_tls, server_ssl_context
 
     if port is not None and issuer is None and config_file is None:
@@ -119,12 +129,26 @@ def serve(
     )
     store.close()
     click.echo("\n".join(lines), err=True)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     from corridor.store.sql import Store
 
-    server = AuthorizationServer(settings, Store(settings.database_url))
-    trust = MtlsTrust(cert, key, settings.mtls_ca_file)
-    Listeners(create_app(server), server, server_ssl_context(cert, key), trust).run()
+    def run_one(main_sockets: Any = None, mtls_sockets: Any = None) -> None:
+        server = AuthorizationServer(settings, Store(settings.database_url))
+        trust = MtlsTrust(cert, key, settings.mtls_ca_file)
+        listeners = Listeners(
+            create_app(server), server, server_ssl_context(cert, key), trust, settings.log_level
+        )
+        asyncio.run(listeners.serve(main_sockets, mtls_sockets))
+
+    if workers == 1:
+        run_one()
+        return
+    main_socket = bind(settings.host, settings.port)
+    mtls_socket = bind(settings.mtls_host, settings.mtls_port)
+    click.echo(f"  workers:     {workers} processes (pid {os.getpid()} supervises)", err=True)
+    sys.exit(run_workers(workers, lambda: run_one([main_socket], [mtls_socket])))
 
 
 # -- the demo API -----------------------------------------------------------------------------
@@ -206,7 +230,9 @@ def demo_api(
         step_up_threshold=threshold,
         wait_for_issuer=wait_for_issuer,
     )
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     demo.run(config, echo=lambda line: click.echo(line, err=True))
 
 

@@ -4,7 +4,14 @@ certificates) and the mTLS listener for the RFC 8705 endpoint aliases."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
 import ssl
+import time
+from collections.abc import Callable
 from typing import Any, Literal
 
 import uvicorn
@@ -13,6 +20,8 @@ from starlette.types import ASGIApp
 from corridor.core.certificates import TLSExtensionProtocol
 from corridor.server.authority import AuthorizationServer
 from corridor.server.mtls import MarkListener, MtlsTrust
+
+log = logging.getLogger("corridor.serve")
 
 
 def uvicorn_server(
@@ -83,3 +92,76 @@ class Listeners:
 
     def run(self) -> None:
         asyncio.run(self.serve())
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket that forked workers inherit and accept on together."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def run_workers(count: int, worker: Callable[[], None], *, min_uptime: float = 2.0) -> int:
+    """Run ``worker`` in ``count`` forked processes that share the sockets bound before the call.
+
+    Each worker is a whole AS (its own event loop, pool and caches; everything shared lives in the
+    database, design.md 5b), so the parent only supervises: SIGTERM/SIGINT go to every worker, and
+    a worker that dies is replaced, unless workers keep dying right after starting (then all stop
+    and the exit status is 1). Call it before anything opens database connections or threads.
+    """
+    children: dict[int, float] = {}
+    stopping = False
+    quick_deaths = 0
+
+    def spawn() -> None:
+        pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            code = 0
+            try:
+                worker()
+            except BaseException:  # a worker must never return into the supervisor
+                log.exception("worker %d failed", os.getpid())
+                code = 1
+            finally:
+                os._exit(code)
+        children[pid] = time.monotonic()
+
+    def stop(signum: int, _: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in list(children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        for _ in range(count):
+            spawn()
+        failed = False
+        while children:
+            try:
+                pid, status = os.wait()
+            except ChildProcessError:
+                break
+            started = children.pop(pid, None)
+            if started is None or stopping:
+                continue
+            code = os.waitstatus_to_exitcode(status)
+            log.warning("worker %d exited (status %d); starting another", pid, code)
+            quick_deaths = quick_deaths + 1 if time.monotonic() - started < min_uptime else 0
+            if quick_deaths >= 3:
+                log.error("workers keep dying at start; stopping")
+                failed = True
+                stop(signal.SIGTERM, None)
+                continue
+            spawn()
+        return 1 if failed else 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

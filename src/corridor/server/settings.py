@@ -4,7 +4,7 @@ environment variables. Every setting is documented here, once."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     trust_ca_file: str = ""
     #: Create the demo user and client on first start.
     dev_mode: bool = True
+    #: Log level of ``corridor serve`` (``info`` logs one line per request, no secrets).
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     #: FAPI2 5.3.2.1-11: authorization codes live at most 60 s.
     code_lifetime: int = Field(60, ge=1, le=60)
