@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -93,7 +92,7 @@ def serve(
         ensure_demo,
     )
     from corridor.server.mtls import MtlsTrust
-    from corridor.server.serve import Listeners, bind, run_workers
+    from corridor.server.serve import Listeners, bind, run_loop, run_workers
     from corridor.server.tls import ensure_dev_tls, server_ssl_context
 
     if port is not None and issuer is None and config_file is None:
@@ -140,7 +139,7 @@ def serve(
         listeners = Listeners(
             create_app(server), server, server_ssl_context(cert, key), trust, settings.log_level
         )
-        asyncio.run(listeners.serve(main_sockets, mtls_sockets))
+        run_loop(listeners.serve(main_sockets, mtls_sockets))
 
     if workers == 1:
         run_one()

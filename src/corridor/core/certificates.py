@@ -25,6 +25,7 @@ from typing import Any
 from cryptography import x509
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from corridor.core.x509 import (
     CertificateError,
@@ -55,11 +56,13 @@ def peer_certificate(scope: Scope) -> x509.Certificate | None:
         return None
 
 
-class TLSExtensionProtocol(H11Protocol):
-    """uvicorn's h11 protocol, plus the ASGI TLS extension with the verified peer certificate."""
+class _TLSExtension:
+    """Adds the ASGI TLS extension with the verified peer certificate to a uvicorn protocol."""
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+    app: Any
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
         ssl_object: ssl.SSLObject | None = transport.get_extra_info("ssl_object")
         if ssl_object is None:
             return
@@ -75,6 +78,14 @@ class TLSExtensionProtocol(H11Protocol):
             await app(scope, receive, send)
 
         self.app = with_tls
+
+
+class TLSExtensionProtocol(_TLSExtension, H11Protocol):
+    """uvicorn's h11 protocol, plus the ASGI TLS extension with the verified peer certificate."""
+
+
+class TLSExtensionHttpToolsProtocol(_TLSExtension, HttpToolsProtocol):
+    """The same on uvicorn's httptools (llhttp) protocol: the faster parser."""
 
 
 class ProxyCertificateHeaders:

@@ -18,7 +18,7 @@ from corridor.core.dpop import DPoPProof
 from corridor.core.nonces import DPoPNonces
 from corridor.core.randomness import new_id, new_secret_token
 from corridor.core.x509 import PkiVerifier
-from corridor.server.clients import ClientRecord, ClientRegistry
+from corridor.server.clients import ClientRecord, ClientRegistry, RegistrationCache
 from corridor.server.forms import Form
 from corridor.server.keys import ServerKeys
 from corridor.server.settings import Settings
@@ -100,7 +100,12 @@ class AuthorizationServer:
         if settings.trust_ca_file:
             context.load_verify_locations(settings.trust_ca_file)
         self.http = httpx.Client(verify=context, timeout=5.0, follow_redirects=False)
-        self.clients = ClientRegistry(store, self.clock, self.http)
+        self.clients = ClientRegistry(
+            store, self.clock, self.http, registration_cache_seconds=settings.registration_cache_seconds
+        )
+        self._resource_servers: RegistrationCache[dict[str, dict[str, Any]]] = RegistrationCache(
+            store, settings.registration_cache_seconds
+        )
         self.nonces: DPoPNonces | None = None
 
     def start(self) -> None:
@@ -119,10 +124,15 @@ class AuthorizationServer:
         return self.clock.now()
 
     def resource_servers(self) -> dict[str, dict[str, Any]]:
-        return {
-            row["identifier"]: {**row, "scopes": json.loads(row["scopes"])}
-            for row in self.store.list_resource_servers()
-        }
+        """Registered resource servers by identifier (cached; never mutate the result)."""
+
+        def load() -> dict[str, dict[str, Any]]:
+            return {
+                row["identifier"]: {**row, "scopes": json.loads(row["scopes"])}
+                for row in self.store.list_resource_servers()
+            }
+
+        return self._resource_servers.get("all", load) or {}
 
     def default_audience(self) -> str:
         return self.settings.default_resource or self.settings.issuer

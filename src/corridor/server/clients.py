@@ -7,9 +7,10 @@ import binascii
 import ipaddress
 import json
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -24,6 +25,8 @@ from corridor.core.x509 import (
     load_certificate,
 )
 from corridor.store.sql import Row, Store
+
+T = TypeVar("T")
 
 #: FAPI2 5.3.2.1-6: the only client authentication methods (OIDC Core 9, RFC 8705 2).
 AUTH_METHODS = ("private_key_jwt", "tls_client_auth", "self_signed_tls_client_auth")
@@ -259,11 +262,40 @@ def jwk_for_certificate(data: bytes) -> dict[str, Any]:
     return {**public, "x5c": [der_b64]}
 
 
+class RegistrationCache(Generic[T]):
+    """Registrations (clients, resource servers) cached for ``seconds``: an instance serves a
+    registration changed by another process for at most that long, and one changed through its
+    own Store not at all (``Store.registrations_changed``). Design.md: cache, never own."""
+
+    def __init__(self, store: Store, seconds: float) -> None:
+        self.store, self.seconds = store, seconds
+        self._entries: dict[str, tuple[float, int, T]] = {}
+
+    def get(self, key: str, load: Callable[[], T | None]) -> T | None:
+        now, generation = time.monotonic(), self.store.registrations_changed
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] > now and entry[1] == generation:
+            return entry[2]
+        value = load()
+        if value is None:
+            self._entries.pop(key, None)  # unknown ones are not cached: a new registration counts at once
+        elif self.seconds > 0:
+            if len(self._entries) >= 10_000:
+                self._entries.clear()
+            self._entries[key] = (now + self.seconds, generation, value)
+        return value
+
+
 class ClientRegistry:
     """Client lookups with cached records and cached remote JWKS (design.md: cache, never own)."""
 
     def __init__(
-        self, store: Store, clock: Clock, http: httpx.Client, jwks_cache_seconds: float = 300
+        self,
+        store: Store,
+        clock: Clock,
+        http: httpx.Client,
+        jwks_cache_seconds: float = 300,
+        registration_cache_seconds: float = 2.0,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -271,12 +303,17 @@ class ClientRegistry:
         self.jwks_cache_seconds = jwks_cache_seconds
         self._remote: dict[str, tuple[float, list[dict[str, Any]]]] = {}
         self._lock = threading.Lock()
+        self._records: RegistrationCache[ClientRecord] = RegistrationCache(store, registration_cache_seconds)
 
     def get(self, client_id: str) -> ClientRecord | None:
         if not is_identifier(client_id):
             return None
-        row = self.store.get_client(client_id)
-        return ClientRecord.from_row(row) if row is not None else None
+
+        def load() -> ClientRecord | None:
+            row = self.store.get_client(client_id)
+            return ClientRecord.from_row(row) if row is not None else None
+
+        return self._records.get(client_id, load)
 
     def keys(self, client: ClientRecord, refresh: bool = False) -> list[dict[str, Any]]:
         """The client's public signing keys: registered ``jwks`` or fetched ``jwks_uri`` (FAPI2 5.4.2)."""

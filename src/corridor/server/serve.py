@@ -11,13 +11,14 @@ import signal
 import socket
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, Literal
 
 import uvicorn
+import uvloop
 from starlette.types import ASGIApp
 
-from corridor.core.certificates import TLSExtensionProtocol
+from corridor.core.certificates import TLSExtensionHttpToolsProtocol
 from corridor.server.authority import AuthorizationServer
 from corridor.server.mtls import MarkListener, MtlsTrust
 
@@ -50,7 +51,7 @@ def uvicorn_server(
         # corridor.server.app logs method, path and status instead.
         access_log=False,
         lifespan=lifespan,
-        http=TLSExtensionProtocol,
+        http=TLSExtensionHttpToolsProtocol,
         timeout_graceful_shutdown=3,
     )
     config.load()
@@ -91,7 +92,12 @@ class Listeners:
             await mtls
 
     def run(self) -> None:
-        asyncio.run(self.serve())
+        run_loop(self.serve())
+
+
+def run_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run the server's event loop: uvloop (libuv, TLS in Cython), a dependency for speed."""
+    uvloop.run(main)
 
 
 def bind(host: str, port: int) -> socket.socket:

@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     trust_ca_file: str = ""
     #: Create the demo user and client on first start.
     dev_mode: bool = True
+    #: How long an instance may keep using a client or resource-server registration that another
+    #: process changed or removed (its own changes count at once). 0 turns the cache off.
+    registration_cache_seconds: float = Field(2.0, ge=0, le=60)
     #: Log level of ``corridor serve`` (``info`` logs one line per request, no secrets).
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

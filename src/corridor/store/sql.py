@@ -7,14 +7,29 @@ consumed_at IS NULL``) or a unique insert, never check-then-write.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import functools
 import json
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, delete, event, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Select,
+    Table,
+    bindparam,
+    create_engine,
+    delete,
+    event,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
@@ -38,8 +53,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def _sqlite_begin(conn: Connection) -> None:
     # Write transactions take the write lock up front (BEGIN IMMEDIATE), so a
     # transaction never has to upgrade a read snapshot and fail with SQLITE_BUSY.
+    # A single SELECT is atomic on its own: it runs without BEGIN/COMMIT ("NONE").
     mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-    conn.exec_driver_sql(f"BEGIN {mode}")
+    if mode != "NONE":
+        conn.exec_driver_sql(f"BEGIN {mode}")
 
 
 def create_store_engine(url: str) -> Engine:
@@ -52,6 +69,29 @@ def create_store_engine(url: str) -> Engine:
     return create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
 
 
+@functools.cache
+def _by(table: Table, column: str) -> Select[Any]:
+    """``SELECT * FROM table WHERE column = :key``, built once (statement construction is a
+    large part of a small query's cost; the compiled form is cached by SQLAlchemy anyway)."""
+    return select(table).where(table.c[column] == bindparam("key"))
+
+
+_AUDIT_INSERT = insert(t.audit_records)
+
+
+@functools.cache
+def _remember_once(dialect: str) -> Any:
+    """The replay-cache upsert (Store.remember_once), built once per dialect."""
+    table = t.replay_cache
+    dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = dialect_insert(table).values(key=bindparam("key"), expires_at=bindparam("expires_at"))
+    return stmt.on_conflict_do_update(
+        index_elements=[table.c.key],
+        set_={"expires_at": stmt.excluded.expires_at},
+        where=table.c.expires_at < bindparam("now"),
+    )
+
+
 class Store:
     """Everything that must survive a restart or be shared between instances."""
 
@@ -59,6 +99,13 @@ class Store:
         self.url = url
         self.engine = create_store_engine(url)
         self.dialect = self.engine.dialect.name
+        # SQLite has one writer at a time: threads of this process queue here instead of
+        # sleeping in SQLite's busy handler (its back-off adds tens of ms under load); other
+        # processes still meet the busy timeout.
+        self._write_lock = threading.Lock() if self.dialect == "sqlite" else None
+        #: Bumped by every registration change made through this Store, so caches of clients
+        #: and resource servers (server/clients.py) see this process's changes at once.
+        self.registrations_changed = 0
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -100,18 +147,22 @@ class Store:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
+        with self._write_lock or contextlib.nullcontext(), self.engine.connect() as conn:
             conn = conn.execution_options(sqlite_begin="IMMEDIATE")
             with conn.begin():
                 yield conn
 
-    def _one(self, stmt: Any) -> Row | None:
-        with self.read() as conn:
-            row = conn.execute(stmt).mappings().first()
+    def _one(self, stmt: Any, key: Any = None) -> Row | None:
+        """One row of a single SELECT (``key``: the value of a statement from :func:`_by`)."""
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(sqlite_begin="NONE")  # one statement: atomic by itself
+            result = conn.execute(stmt) if key is None else conn.execute(stmt, {"key": key})
+            row = result.mappings().first()
             return dict(row) if row is not None else None
 
     def _all(self, stmt: Any) -> list[Row]:
-        with self.read() as conn:
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(sqlite_begin="NONE")
             return [dict(r) for r in conn.execute(stmt).mappings()]
 
     # -- clients, users, resource servers ---------------------------------------------
@@ -123,16 +174,19 @@ class Store:
                     client_id=client_id, name=name, metadata=json.dumps(client_metadata), created_at=now
                 )
             )
+        self.registrations_changed += 1
 
     def get_client(self, client_id: str) -> Row | None:
-        return self._one(select(t.clients).where(t.clients.c.client_id == client_id))
+        return self._one(_by(t.clients, "client_id"), client_id)
 
     def list_clients(self) -> list[Row]:
         return self._all(select(t.clients).order_by(t.clients.c.created_at))
 
     def remove_client(self, client_id: str) -> bool:
         with self.write() as conn:
-            return conn.execute(delete(t.clients).where(t.clients.c.client_id == client_id)).rowcount == 1
+            removed = conn.execute(delete(t.clients).where(t.clients.c.client_id == client_id)).rowcount == 1
+        self.registrations_changed += 1
+        return removed
 
     def add_user(self, user_id: str, username: str, password_hash: str, now: float) -> None:
         with self.write() as conn:
@@ -143,10 +197,10 @@ class Store:
             )
 
     def get_user(self, user_id: str) -> Row | None:
-        return self._one(select(t.users).where(t.users.c.id == user_id))
+        return self._one(_by(t.users, "id"), user_id)
 
     def get_user_by_name(self, username: str) -> Row | None:
-        return self._one(select(t.users).where(t.users.c.username == username))
+        return self._one(_by(t.users, "username"), username)
 
     def list_users(self) -> list[Row]:
         return self._all(
@@ -170,6 +224,7 @@ class Store:
                     created_at=now,
                 )
             )
+        self.registrations_changed += 1
 
     def list_resource_servers(self) -> list[Row]:
         return self._all(select(t.resource_servers).order_by(t.resource_servers.c.created_at))
@@ -177,7 +232,9 @@ class Store:
     def remove_resource_server(self, identifier: str) -> bool:
         with self.write() as conn:
             stmt = delete(t.resource_servers).where(t.resource_servers.c.identifier == identifier)
-            return conn.execute(stmt).rowcount == 1
+            removed = conn.execute(stmt).rowcount == 1
+        self.registrations_changed += 1
+        return removed
 
     # -- keys and secrets ----------------------------------------------------------------
 
@@ -215,16 +272,9 @@ class Store:
 
         One atomic upsert: a live row is left alone (replay), an expired one is reused.
         """
-        table = t.replay_cache
-        dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
-        stmt = dialect_insert(table).values(key=key, expires_at=expires_at)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[table.c.key],
-            set_={"expires_at": stmt.excluded.expires_at},
-            where=table.c.expires_at < now,
-        )
         with self.write() as conn:
-            return bool(conn.execute(stmt).rowcount == 1)
+            params = {"key": key, "expires_at": expires_at, "now": now}
+            return bool(conn.execute(_remember_once(self.dialect), params).rowcount == 1)
 
     def purge_expired(self, now: float) -> int:
         """Delete expired single-use artifacts and replay entries; returns rows removed."""
@@ -261,7 +311,7 @@ class Store:
             )
 
     def get_pushed_request(self, ref_hash: str) -> Row | None:
-        return self._one(select(t.pushed_requests).where(t.pushed_requests.c.ref_hash == ref_hash))
+        return self._one(_by(t.pushed_requests, "ref_hash"), ref_hash)
 
     @staticmethod
     def consume_pushed_request(conn: Connection, ref_hash: str, now: float) -> bool:
@@ -291,7 +341,7 @@ class Store:
             )
 
     def get_interaction(self, interaction_id: str) -> Row | None:
-        return self._one(select(t.interactions).where(t.interactions.c.id == interaction_id))
+        return self._one(_by(t.interactions, "id"), interaction_id)
 
     def save_browser_session(
         self, id_hash: str, user_id: str, auth_time: float, acr: str, expires_at: float
@@ -304,7 +354,7 @@ class Store:
             )
 
     def get_browser_session(self, id_hash: str) -> Row | None:
-        return self._one(select(t.browser_sessions).where(t.browser_sessions.c.id_hash == id_hash))
+        return self._one(_by(t.browser_sessions, "id_hash"), id_hash)
 
     # -- grants, codes and tokens ------------------------------------------------------------------
 
@@ -321,7 +371,7 @@ class Store:
         conn.execute(insert(t.access_tokens).values(**values))
 
     def get_code(self, code_hash: str) -> Row | None:
-        return self._one(select(t.authorization_codes).where(t.authorization_codes.c.code_hash == code_hash))
+        return self._one(_by(t.authorization_codes, "code_hash"), code_hash)
 
     @staticmethod
     def consume_code(conn: Connection, code_hash: str, now: float) -> bool:
@@ -354,10 +404,10 @@ class Store:
         conn.execute(update(t.grants).where(t.grants.c.id == grant_id).values(refresh_token_hash=rt_hash))
 
     def get_grant(self, grant_id: str) -> Row | None:
-        return self._one(select(t.grants).where(t.grants.c.id == grant_id))
+        return self._one(_by(t.grants, "id"), grant_id)
 
     def get_grant_by_refresh_token(self, rt_hash: str) -> Row | None:
-        return self._one(select(t.grants).where(t.grants.c.refresh_token_hash == rt_hash))
+        return self._one(_by(t.grants, "refresh_token_hash"), rt_hash)
 
     def get_access_token(self, jti: str) -> Row | None:
         """The token row joined with its grant's revocation flag."""
@@ -385,7 +435,7 @@ class Store:
 
     @staticmethod
     def append_audit(conn: Connection, record: Mapping[str, Any]) -> None:
-        conn.execute(insert(t.audit_records).values(**record))
+        conn.execute(_AUDIT_INSERT, dict(record))
 
     def audit_records(self, grant_id: str | None = None, request_id: str | None = None) -> list[Row]:
         stmt = select(t.audit_records).order_by(t.audit_records.c.id)
