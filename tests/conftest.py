@@ -7,7 +7,16 @@ import pytest
 
 from corridor.server.tls import DevTLS
 from tests.pki import TestPKI
-from tests.support import RESOURCE, Driver, RunningAS, dev_tls, running_as
+from tests.support import (
+    POSTGRES_ENV,
+    RESOURCE,
+    Driver,
+    RunningAS,
+    dev_tls,
+    postgres_admin_url,
+    postgres_database,
+    running_as,
+)
 
 
 @pytest.fixture(scope="session")
@@ -20,10 +29,39 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPKI:
     return TestPKI(tmp_path_factory.mktemp("pki"))
 
 
+@pytest.fixture(scope="session")
+def postgres_admin() -> str:
+    """The administrative PostgreSQL URL (tests/support.py POSTGRES_ENV), or skip."""
+    url = postgres_admin_url()
+    if url is None:
+        pytest.skip(f"PostgreSQL half: set {POSTGRES_ENV} (CI does)")
+    return url
+
+
+@pytest.fixture
+def postgres_url(postgres_admin: str) -> Iterator[str]:
+    """A fresh PostgreSQL database for one test."""
+    with postgres_database(postgres_admin) as url:
+        yield url
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The storage under test: every test on ``as_server`` runs on both databases."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'corridor.db'}"
+        return
+    admin = request.getfixturevalue("postgres_admin")
+    with postgres_database(admin) as url:
+        yield url
+
+
 @pytest.fixture(scope="module")
-def as_server(tmp_path_factory: pytest.TempPathFactory, tls: DevTLS, pki: TestPKI) -> Iterator[RunningAS]:
+def as_server(
+    tmp_path_factory: pytest.TempPathFactory, tls: DevTLS, pki: TestPKI, database: str
+) -> Iterator[RunningAS]:
     data_dir = tmp_path_factory.mktemp("as")
-    with running_as(data_dir, tls, mtls_ca_file=str(pki.ca_file)) as running:
+    with running_as(data_dir, tls, mtls_ca_file=str(pki.ca_file), database_url=database) as running:
         running.store.add_resource_server(RESOURCE, "Test API", ["accounts", "payments"], None, 0.0)
         yield running
 

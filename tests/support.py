@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import html
 import json
+import os
 import re
 import socket
 import ssl
@@ -20,6 +21,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 from argon2 import PasswordHasher
+from sqlalchemy import create_engine
+from sqlalchemy.pool import NullPool
 
 from corridor.core.clock import MovableClock
 from corridor.core.dpop import make_proof
@@ -33,7 +36,7 @@ from corridor.server.mtls import MtlsTrust
 from corridor.server.serve import Listeners
 from corridor.server.settings import Settings
 from corridor.server.tls import DevTLS, ensure_dev_tls, server_ssl_context
-from corridor.store.sql import Store
+from corridor.store.sql import Store, database_url
 
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 REDIRECT_URI = "https://client.example.org/cb"
@@ -79,16 +82,26 @@ class RunningAS:
 
 
 @contextmanager
-def running_as(data_dir: Path, tls: DevTLS, **settings: Any) -> Iterator[RunningAS]:
-    """Both listeners of one AS: the main one and the mTLS one (endpoint aliases)."""
+def running_as(
+    data_dir: Path,
+    tls: DevTLS,
+    *,
+    issuer: str | None = None,
+    clock: MovableClock | None = None,
+    **settings: Any,
+) -> Iterator[RunningAS]:
+    """Both listeners of one AS: the main one and the mTLS one (endpoint aliases).
+
+    ``issuer`` and ``clock``: for one of several instances of the same AS (tests/cluster)."""
     sock, mtls_sock = free_socket(), free_socket()
     port, mtls_port = sock.getsockname()[1], mtls_sock.getsockname()[1]
-    issuer = f"https://localhost:{port}"
+    base_url = f"https://localhost:{port}"
+    issuer = issuer or base_url
     config = Settings(
         issuer=issuer, port=port, mtls_port=mtls_port, data_dir=data_dir, dev_mode=False, **settings
     )
     store = Store(config.database_url)
-    clock = MovableClock()
+    clock = clock or MovableClock()
     server = AuthorizationServer(config, store, clock)
     app = create_app(server, trust_refresh_interval=0.5)
     trust = MtlsTrust(tls.cert_file, tls.key_file, config.mtls_ca_file)
@@ -104,12 +117,48 @@ def running_as(data_dir: Path, tls: DevTLS, **settings: Any) -> Iterator[Running
         if time.time() > deadline or not thread.is_alive():
             raise RuntimeError("the AS did not start")
         time.sleep(0.02)
-    running = RunningAS(issuer, tls, clock, store, server, data_dir, _uvicorn=listeners.main, _thread=thread)
+    running = RunningAS(
+        issuer,
+        tls,
+        clock,
+        store,
+        server,
+        data_dir,
+        base_url=base_url if base_url != issuer else "",
+        _uvicorn=listeners.main,
+        _thread=thread,
+    )
     try:
         yield running
     finally:
         running.stop()
         store.close()
+
+
+#: An administrative PostgreSQL URL (a database the tests may CREATE DATABASE from). When it is
+#: set, every test on the ``as_server`` fixture also runs on PostgreSQL; .ci/run sets it, so
+#: there a missing PostgreSQL fails the run instead of skipping half of it.
+POSTGRES_ENV = "CORRIDOR_TEST_POSTGRES_URL"
+
+
+def postgres_admin_url() -> str | None:
+    return os.environ.get(POSTGRES_ENV) or None
+
+
+@contextmanager
+def postgres_database(admin_url: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database for one fixture; dropped afterwards."""
+    name = "corridor_t_" + new_id()[:16].lower().replace("-", "_")
+    # No pool: a database restart in a test (tests/cluster/test_faults.py) must not leave a dead connection.
+    admin = create_engine(database_url(admin_url), isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        yield database_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
 
 
 def dev_tls(directory: Path) -> DevTLS:

@@ -44,10 +44,10 @@ def _settings(data_dir: Path | None, config_file: Path | None, **overrides: Any)
 
 
 def _store(settings: Any) -> Any:
-    from corridor.store.sql import Store
+    from corridor.server.settings import open_store
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = Store(settings.database_url)
+    store = open_store(settings)
     store.migrate()
     return store
 
@@ -66,6 +66,12 @@ def main() -> None:
 @click.option("--issuer", default=None, help="Issuer URL (default https://localhost:8443).")
 @click.option("--mtls-port", type=int, default=None, help="Port of the mTLS listener (default 8445).")
 @click.option(
+    "--database",
+    "database_url",
+    default=None,
+    help="Database URL (default: SQLite in the data directory), e.g. postgresql://user@host/db.",
+)
+@click.option(
     "--workers",
     type=click.IntRange(1, 256),
     default=1,
@@ -79,6 +85,7 @@ def serve(
     port: int | None,
     issuer: str | None,
     mtls_port: int | None,
+    database_url: str | None,
     workers: int,
 ) -> None:
     """Run the authorization server over HTTPS."""
@@ -97,7 +104,17 @@ def serve(
 
     if port is not None and issuer is None and config_file is None:
         issuer = f"https://localhost:{port}"
-    settings = _settings(data_dir, config_file, host=host, port=port, issuer=issuer, mtls_port=mtls_port)
+    from sqlalchemy.engine import make_url
+
+    settings = _settings(
+        data_dir,
+        config_file,
+        host=host,
+        port=port,
+        issuer=issuer,
+        mtls_port=mtls_port,
+        database_url=database_url,
+    )
     store = _store(settings)
     if settings.tls_cert_file:
         cert, key, ca = settings.tls_cert_file, settings.tls_key_file, None
@@ -110,7 +127,7 @@ def serve(
         f"  metadata:    {settings.issuer}/.well-known/openid-configuration",
         f"  listening:   https://{settings.host}:{settings.port}",
         f"  mTLS:        https://{settings.mtls_host}:{settings.mtls_port} (as {settings.mtls_base_url})",
-        f"  database:    {settings.database_url}",
+        f"  database:    {make_url(settings.database_url).render_as_string(hide_password=True)}",
     ]
     if ca is not None:
         lines.append(f"  CA file:     {ca}   (trust it: curl --cacert, SSL_CERT_FILE, NODE_EXTRA_CA_CERTS)")
@@ -131,10 +148,10 @@ def serve(
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    from corridor.store.sql import Store
+    from corridor.server.settings import open_store
 
     def run_one(main_sockets: Any = None, mtls_sockets: Any = None) -> None:
-        server = AuthorizationServer(settings, Store(settings.database_url))
+        server = AuthorizationServer(settings, open_store(settings))
         trust = MtlsTrust(cert, key, settings.mtls_ca_file)
         listeners = Listeners(
             create_app(server), server, server_ssl_context(cert, key), trust, settings.log_level
@@ -148,6 +165,107 @@ def serve(
     mtls_socket = bind(settings.mtls_host, settings.mtls_port)
     click.echo(f"  workers:     {workers} processes (pid {os.getpid()} supervises)", err=True)
     sys.exit(run_workers(workers, lambda: run_one([main_socket], [mtls_socket])))
+
+
+# -- the database ----------------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """The database schema (Alembic migrations shipped with Corridor)."""
+
+
+@db.command("upgrade")
+@DATA_DIR
+@CONFIG
+@click.option("--database", "database_url", default=None, help="Database URL (default: the settings').")
+def db_upgrade(data_dir: Path | None, config_file: Path | None, database_url: str | None) -> None:
+    """Apply every pending migration (instances also do this at start, under a lock)."""
+    from sqlalchemy.exc import DBAPIError
+
+    from corridor.store.migrate import current_revision
+
+    settings = _settings(data_dir, config_file, database_url=database_url)
+    try:
+        store = _store(settings)
+    except DBAPIError as exc:
+        raise click.ClickException(f"database: {type(exc.orig).__name__}: {str(exc.orig).strip()}") from exc
+    click.echo(f"database at revision {current_revision(store.engine)}")
+    store.close()
+
+
+# -- signing keys ------------------------------------------------------------------------------
+
+
+@main.group()
+def keys() -> None:
+    """The AS's signing keys (shared by every instance through the database)."""
+
+
+def _server_keys(data_dir: Path | None, config_file: Path | None, database_url: str | None) -> Any:
+    from corridor.core.clock import SystemClock
+    from corridor.server.keys import ServerKeys
+
+    settings = _settings(data_dir, config_file, database_url=database_url)
+    server_keys = ServerKeys(
+        _store(settings),
+        SystemClock(),
+        settings.signing_alg,
+        keep=settings.access_token_lifetime + settings.max_clock_skew,
+    )
+    server_keys.reload()
+    return settings, server_keys
+
+
+def _when(timestamp: float | None) -> str:
+    return "-" if timestamp is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
+
+
+@keys.command("list")
+@DATA_DIR
+@CONFIG
+@click.option("--database", "database_url", default=None, help="Database URL (default: the settings').")
+@click.option("--json", "as_json", is_flag=True)
+def keys_list(
+    data_dir: Path | None, config_file: Path | None, database_url: str | None, as_json: bool
+) -> None:
+    """Each key with its state: pending, active, retiring or retired."""
+    _, server_keys = _server_keys(data_dir, config_file, database_url)
+    states = server_keys.states()
+    if as_json:
+        click.echo(json.dumps([vars(state) for state in states], indent=2))
+        return
+    click.echo(f"{'kid':<26} {'alg':<6} {'state':<9} {'activates':<21} {'retires':<21}")
+    for state in states:
+        click.echo(
+            f"{state.kid:<26} {state.alg:<6} {state.state:<9} "
+            f"{_when(state.activates_at):<21} {_when(state.retires_at):<21}"
+        )
+
+
+@keys.command("rotate")
+@DATA_DIR
+@CONFIG
+@click.option("--database", "database_url", default=None, help="Database URL (default: the settings').")
+@click.option(
+    "--activate-in",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Seconds until the new key signs (default: the key_activation_delay setting, 600).",
+)
+@click.option("--alg", type=click.Choice(["ES256", "PS256", "EdDSA"]), default=None)
+def keys_rotate(
+    data_dir: Path | None,
+    config_file: Path | None,
+    database_url: str | None,
+    activate_in: float | None,
+    alg: str | None,
+) -> None:
+    """Add a signing key: published by every instance now, signing after the delay."""
+    settings, server_keys = _server_keys(data_dir, config_file, database_url)
+    delay = settings.key_activation_delay if activate_in is None else activate_in
+    state = server_keys.rotate(delay, alg)
+    click.echo(f"added {state.kid} ({state.alg}): published now, signs from {_when(state.activates_at)}")
 
 
 # -- the demo API -----------------------------------------------------------------------------

@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import re
+from pathlib import Path
 
 import pytest
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
 
 from corridor.core.randomness import token_hash
+from corridor.store import schema
 from tests.support import RESOURCE, Driver
 
 
@@ -94,10 +98,18 @@ def test_credentials_have_at_least_128_bits(driver: Driver) -> None:
 def test_store_keeps_only_hashes_of_credentials(driver: Driver) -> None:
     client = driver.add_client()
     flow, tokens = driver.full_flow(client)
-    path = driver.as_.data_dir / "corridor.db"
-    raw = path.read_bytes() + (
-        path.with_suffix(".db-wal").read_bytes() if path.with_suffix(".db-wal").exists() else b""
-    )
+    # Every row of every table, on either database ...
+    with driver.as_.store.read() as conn:
+        raw = "\n".join(
+            repr(tuple(row)) for table in schema.metadata.sorted_tables for row in conn.execute(select(table))
+        ).encode()
+    # ... and on SQLite the file itself (free pages and the WAL included).
+    database = make_url(driver.as_.store.url).database
+    if driver.as_.store.dialect == "sqlite" and database:
+        path = Path(database)
+        raw += path.read_bytes() + (
+            path.with_suffix(".db-wal").read_bytes() if path.with_suffix(".db-wal").exists() else b""
+        )
     for secret in (flow.code, tokens["refresh_token"], flow.request_uri.rsplit(":", 1)[1]):
         assert secret.encode() not in raw
         assert token_hash(secret).encode() in raw

@@ -1,28 +1,52 @@
-"""The store's single-use primitives and housekeeping, on a real SQLite file."""
+"""The store's single-use primitives and housekeeping, on a real SQLite file and a real
+PostgreSQL database (a fresh one per test)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from corridor.store.schema import metadata
 from corridor.store.sql import Store
+from tests.support import postgres_database
 
 
-def store_at(tmp_path: Path) -> Store:
-    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
-    store.migrate()
-    return store
+@pytest.fixture(params=["sqlite", "postgresql"])
+def fresh_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "sqlite":
+        store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+        store.migrate()
+        yield store
+        store.close()
+        return
+    with postgres_database(request.getfixturevalue("postgres_admin")) as url:
+        store = Store(url)
+        store.migrate()
+        yield store
+        store.close()
 
 
-def test_remember_once_is_single_use_until_expiry(tmp_path: Path) -> None:
-    store = store_at(tmp_path)
+def test_the_migrations_build_exactly_the_declared_schema(fresh_store: Store) -> None:
+    """One Alembic history for both databases; it must end where store/schema.py says."""
+    with fresh_store.engine.connect() as conn:
+        differences = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert differences == []
+
+
+def test_remember_once_is_single_use_until_expiry(fresh_store: Store) -> None:
+    store = fresh_store
     assert store.remember_once("k", expires_at=100.0, now=10.0) is True
     assert store.remember_once("k", expires_at=200.0, now=50.0) is False  # live: a replay
     assert store.remember_once("k", expires_at=300.0, now=150.0) is True  # expired: reusable
     assert store.remember_once("k", expires_at=400.0, now=160.0) is False
 
 
-def test_migrations_are_idempotent_and_purge_removes_only_expired_rows(tmp_path: Path) -> None:
-    store = store_at(tmp_path)
+def test_migrations_are_idempotent_and_purge_removes_only_expired_rows(fresh_store: Store) -> None:
+    store = fresh_store
     store.migrate()  # a second start migrates nothing and fails nothing
     store.remember_once("old", expires_at=10.0, now=0.0)
     store.remember_once("live", expires_at=1000.0, now=0.0)
@@ -33,8 +57,8 @@ def test_migrations_are_idempotent_and_purge_removes_only_expired_rows(tmp_path:
     assert store.remember_once("live", expires_at=2000.0, now=500.0) is False
 
 
-def test_secret_is_created_once(tmp_path: Path) -> None:
-    store = store_at(tmp_path)
+def test_secret_is_created_once(fresh_store: Store) -> None:
+    store = fresh_store
     first = store.secret("s", lambda: "one", now=0.0)
     assert store.secret("s", lambda: "two", now=1.0) == first == "one"
     assert Store(store.url).secret("s", lambda: "three", now=2.0) == "one"

@@ -8,6 +8,8 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -21,8 +23,9 @@ from corridor.server.authority import AuthorizationServer, Exchange
 from corridor.server.authorize import AuthorizationPages
 from corridor.server.discovery import server_metadata
 from corridor.server.introspection import introspect, revoke
+from corridor.server.pages import error_page
 from corridor.server.par import pushed_authorization
-from corridor.server.responses import run_endpoint
+from corridor.server.responses import NO_STORE, run_endpoint
 from corridor.server.token import token
 from corridor.server.userinfo import userinfo
 
@@ -78,6 +81,26 @@ class SecurityHeaders:
             await response(scope, receive, send_with_headers)
 
 
+#: What the store raises while the database cannot be reached (a restart, a network cut, no
+#: free connection in the pool). The transaction it was in has rolled back: nothing half-written.
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (OperationalError, InterfaceError, PoolTimeout)
+RETRY_AFTER_SECONDS = 5
+
+
+async def database_unavailable(request: Request, exc: Exception) -> Response:
+    """503 with Retry-After (RFC 9110 15.6.4) instead of a 500: the request may be retried as is.
+    Pages get the safe error page, endpoints the OAuth JSON error (``temporarily_unavailable``)."""
+    log.warning("database unavailable: %s %s: %s", request.method, request.url.path, type(exc).__name__)
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    description = "The service is temporarily unavailable. Try again in a few seconds."
+    if request.url.path.startswith(("/authorize", "/interaction/")):
+        page = error_page("temporarily_unavailable", description, status=503)
+        page.headers.update(headers)
+        return page
+    body = {"error": "temporarily_unavailable", "error_description": description}
+    return JSONResponse(body, status_code=503, headers={**NO_STORE, **headers})
+
+
 def create_app(
     server: AuthorizationServer, purge_interval: float = 600.0, trust_refresh_interval: float = 5.0
 ) -> Starlette:
@@ -94,7 +117,8 @@ def create_app(
         return JSONResponse(server_metadata(server), headers={"Cache-Control": "max-age=300"})
 
     async def jwks(_: Request) -> Response:
-        return JSONResponse(server.keys.public_jwks(), headers={"Cache-Control": "max-age=300"})
+        keys = await run_in_threadpool(server.keys.public_jwks, True)
+        return JSONResponse(keys, headers={"Cache-Control": "max-age=300"})
 
     async def userinfo_endpoint(request: Request) -> Response:
         return await userinfo(request, server)
@@ -109,24 +133,39 @@ def create_app(
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         await run_in_threadpool(server.start)
 
-        async def purge() -> None:
+        async def every(
+            seconds: float, what: str, job: Callable[[], object], first_wait: bool = False
+        ) -> None:
+            # A failed round is retried next round; requests go on, and what was loaded stays.
+            if first_wait:
+                await asyncio.sleep(seconds)
             while True:
                 try:
-                    await run_in_threadpool(server.store.purge_expired, server.now())
-                except Exception:  # a failed purge is retried next round; requests go on
-                    log.exception("purge failed")
-                await asyncio.sleep(purge_interval)
+                    await run_in_threadpool(job)
+                except DATABASE_UNAVAILABLE as exc:  # an outage: one line, not a traceback a minute
+                    log.warning("%s: database unavailable (%s)", what, type(exc).__name__)
+                except Exception:
+                    log.exception("%s failed", what)
+                await asyncio.sleep(seconds)
 
-        async def follow_registrations() -> None:
+        def purge() -> None:
+            server.store.purge_expired(server.now())
+
+        def follow_registrations() -> None:
             # The mTLS trust store follows client registration (server/mtls.py).
-            while server.mtls_trust is not None:
-                try:
-                    await run_in_threadpool(server.mtls_trust.refresh, server.store)
-                except Exception:  # retried next round; the old trust store stays in force
-                    log.exception("mTLS trust store refresh failed")
-                await asyncio.sleep(trust_refresh_interval)
+            if server.mtls_trust is not None:
+                server.mtls_trust.refresh(server.store)
 
-        tasks = [asyncio.create_task(purge()), asyncio.create_task(follow_registrations())]
+        tasks = [
+            asyncio.create_task(every(purge_interval, "purge", purge)),
+            asyncio.create_task(
+                every(trust_refresh_interval, "mTLS trust store refresh", follow_registrations)
+            ),
+            # Rotations made by another instance or the CLI (server/keys.py).
+            asyncio.create_task(
+                every(server.settings.key_refresh_interval, "signing key reload", server.keys.reload, True)
+            ),
+        ]
         try:
             yield
         finally:
@@ -151,7 +190,11 @@ def create_app(
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={404: not_found, 405: method_not_allowed},
+        exception_handlers={
+            404: not_found,
+            405: method_not_allowed,
+            **dict.fromkeys(DATABASE_UNAVAILABLE, database_unavailable),
+        },
     )
     app.add_middleware(ProxyCertificateHeaders, trusted_proxies=server.settings.trusted_proxies)
     app.add_middleware(SecurityHeaders)

@@ -92,7 +92,12 @@ class AuthorizationServer:
         self.pki = PkiVerifier.from_pem_file(settings.mtls_ca_file)
         #: The mTLS listener's trust store, when this process serves one (set by the server runner).
         self.mtls_trust: MtlsTrust | None = None
-        self.keys = ServerKeys(store, self.clock, settings.signing_alg)
+        self.keys = ServerKeys(
+            store,
+            self.clock,
+            settings.signing_alg,
+            keep=settings.access_token_lifetime + settings.max_clock_skew,
+        )
         self.audit = AuditLog(store)
         # FAPI2 5.2.1: calls to others (jwks_uri) check server certificates (RFC 9525).
         context = ssl.create_default_context()

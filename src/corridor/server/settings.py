@@ -4,7 +4,7 @@ environment variables. Every setting is documented here, once."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
@@ -14,6 +14,9 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+if TYPE_CHECKING:
+    from corridor.store.sql import Store
 
 
 class Settings(BaseSettings):
@@ -26,8 +29,14 @@ class Settings(BaseSettings):
     port: int = 8443
     #: Where dev mode keeps its CA, server certificate, SQLite database and demo files.
     data_dir: Path = Path(".corridor")
-    #: SQLAlchemy URL; empty means the SQLite file ``<data_dir>/corridor.db``.
+    #: SQLAlchemy URL; empty means the SQLite file ``<data_dir>/corridor.db``. For scale-out,
+    #: ``postgresql://user@host/db`` (psycopg 3), shared by every instance.
     database_url: str = ""
+    #: Connections per instance (PostgreSQL): the pool keeps ``database_pool_size`` open and
+    #: opens up to ``database_max_overflow`` more under load. Keep
+    #: instances x (pool size + overflow) below the server's ``max_connections``.
+    database_pool_size: int = Field(10, ge=1, le=200)
+    database_max_overflow: int = Field(10, ge=0, le=200)
     #: TLS certificate and key (PEM). Empty in dev mode: a local CA issues them on first start.
     tls_cert_file: str = ""
     tls_key_file: str = ""
@@ -45,6 +54,12 @@ class Settings(BaseSettings):
     trust_ca_file: str = ""
     #: Create the demo user and client on first start.
     dev_mode: bool = True
+    #: Key rotation (``corridor keys rotate``): a new key is published at once and signs only
+    #: after this many seconds, so resource servers (which cache the JWKS, 300 s at most by its
+    #: Cache-Control) know it before the first token it signs arrives.
+    key_activation_delay: int = Field(600, ge=0)
+    #: How often an instance re-reads the signing keys (rotations made elsewhere).
+    key_refresh_interval: float = Field(10.0, gt=0, le=300)
     #: How long an instance may keep using a client or resource-server registration that another
     #: process changed or removed (its own changes count at once). 0 turns the cache off.
     registration_cache_seconds: float = Field(2.0, ge=0, le=60)
@@ -141,3 +156,14 @@ class Settings(BaseSettings):
                 return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file))
 
         return Settings(**_FromFile(**clean).model_dump())
+
+
+def open_store(settings: Settings) -> Store:
+    """The store these settings name, with their pool size (migrations are the caller's)."""
+    from corridor.store.sql import Store
+
+    return Store(
+        settings.database_url,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_max_overflow,
+    )

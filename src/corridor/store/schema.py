@@ -44,6 +44,8 @@ signing_keys = Table(
     Column("private_jwk", Text, nullable=False),
     Column("state", String(16), nullable=False),
     Column("created_at", Float, nullable=False),
+    #: When the key starts signing; it is published from ``created_at`` on (server/keys.py).
+    Column("activates_at", Float),
 )
 
 server_secrets = Table(
@@ -166,3 +168,15 @@ audit_records = Table(
     Index("ix_audit_grant", "grant_id"),
     Index("ix_audit_request", "request_id"),
 )
+
+# The purge job finds expired rows by index (migration 0002).
+for _table in (
+    replay_cache,
+    pushed_requests,
+    interactions,
+    browser_sessions,
+    authorization_codes,
+    access_tokens,
+    grants,
+):
+    Index(f"ix_{_table.name}_expires_at", _table.c.expires_at)

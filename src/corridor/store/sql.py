@@ -31,7 +31,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import IntegrityError
 
 from corridor.store import schema as t
@@ -59,14 +59,36 @@ def _sqlite_begin(conn: Connection) -> None:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
-def create_store_engine(url: str) -> Engine:
+def database_url(url: str) -> URL:
+    """A SQLAlchemy URL; plain ``postgresql://`` means psycopg 3 (the driver we install)."""
     parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def create_store_engine(
+    url: str, pool_size: int = 10, max_overflow: int = 10, pool_timeout: float = 5.0
+) -> Engine:
+    parsed = database_url(url)
     if parsed.get_backend_name() == "sqlite":
-        engine = create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=False)
+        engine = create_engine(parsed, pool_size=8, max_overflow=8, pool_pre_ping=False)
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    # Stateless instances on one PostgreSQL (design.md 5b): a bounded pool per instance
+    # (pool_size + max_overflow connections at most; size max_connections for all instances),
+    # connections checked before use, so a restarted database is noticed and reconnected, and a
+    # short wait for a free connection, after which the request gets 503 instead of queueing.
+    return create_engine(
+        parsed,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_timeout=pool_timeout,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args={"connect_timeout": 5},
+    )
 
 
 @functools.cache
@@ -89,15 +111,15 @@ def _remember_once(dialect: str) -> Any:
         index_elements=[table.c.key],
         set_={"expires_at": stmt.excluded.expires_at},
         where=table.c.expires_at < bindparam("now"),
-    )
+    ).returning(table.c.key)
 
 
 class Store:
     """Everything that must survive a restart or be shared between instances."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, max_overflow: int = 10) -> None:
         self.url = url
-        self.engine = create_store_engine(url)
+        self.engine = create_store_engine(url, pool_size=pool_size, max_overflow=max_overflow)
         self.dialect = self.engine.dialect.name
         # SQLite has one writer at a time: threads of this process queue here instead of
         # sleeping in SQLite's busy handler (its back-off adds tens of ms under load); other
@@ -242,14 +264,44 @@ class Store:
         return self._all(select(t.signing_keys).order_by(t.signing_keys.c.created_at))
 
     def add_signing_key(
-        self, kid: str, alg: str, private_jwk: Mapping[str, Any], state: str, now: float
+        self,
+        kid: str,
+        alg: str,
+        private_jwk: Mapping[str, Any],
+        state: str,
+        now: float,
+        activates_at: float | None = None,
     ) -> None:
         with self.write() as conn:
             conn.execute(
                 insert(t.signing_keys).values(
-                    kid=kid, alg=alg, private_jwk=json.dumps(private_jwk), state=state, created_at=now
+                    kid=kid,
+                    alg=alg,
+                    private_jwk=json.dumps(private_jwk),
+                    state=state,
+                    created_at=now,
+                    activates_at=now if activates_at is None else activates_at,
                 )
             )
+
+    def add_first_signing_key(self, kid: str, alg: str, private_jwk: Mapping[str, Any], now: float) -> bool:
+        """The first key, unless another instance made one first (False then)."""
+        with self.write() as conn:
+            if self.dialect == "postgresql":  # instances starting together: one at a time here
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(74202)")
+            if conn.execute(select(t.signing_keys.c.kid).limit(1)).first() is not None:
+                return False
+            conn.execute(
+                insert(t.signing_keys).values(
+                    kid=kid,
+                    alg=alg,
+                    private_jwk=json.dumps(private_jwk),
+                    state="active",
+                    created_at=now,
+                    activates_at=now,
+                )
+            )
+            return True
 
     def secret(self, name: str, make: Callable[[], str], now: float) -> str:
         """The shared secret ``name``, created once; every instance reads the same value."""
@@ -274,17 +326,34 @@ class Store:
         """
         with self.write() as conn:
             params = {"key": key, "expires_at": expires_at, "now": now}
-            return bool(conn.execute(_remember_once(self.dialect), params).rowcount == 1)
+            # RETURNING names the row written (inserted, or an expired one reused); rowcount is
+            # not reliable for INSERT .. ON CONFLICT on every driver (psycopg 3 reports -1).
+            return conn.execute(_remember_once(self.dialect), params).first() is not None
 
-    def purge_expired(self, now: float) -> int:
-        """Delete expired single-use artifacts and replay entries; returns rows removed."""
+    def purge_expired(self, now: float, batch: int = 1000) -> int:
+        """Delete expired rows; returns rows removed. Single-use artifacts and replay entries go
+        when they expire; codes, access tokens and grants a day after (introspection of an
+        expired token answers inactive either way; the audit trail keeps the evidence). Rows go
+        in batches of ``batch``, one short transaction each, so requests never wait long."""
+        day = 86_400
+        expiring = [
+            (t.replay_cache, t.replay_cache.c.key, now),
+            (t.pushed_requests, t.pushed_requests.c.ref_hash, now),
+            (t.interactions, t.interactions.c.id, now),
+            (t.browser_sessions, t.browser_sessions.c.id_hash, now),
+            (t.authorization_codes, t.authorization_codes.c.code_hash, now - day),
+            (t.access_tokens, t.access_tokens.c.jti, now - day),
+            (t.grants, t.grants.c.id, now - day),
+        ]
         removed = 0
-        with self.write() as conn:
-            for table in (t.replay_cache, t.pushed_requests, t.interactions, t.browser_sessions):
-                removed += conn.execute(delete(table).where(table.c.expires_at < now)).rowcount
-            removed += conn.execute(
-                delete(t.authorization_codes).where(t.authorization_codes.c.expires_at < now - 86_400)
-            ).rowcount
+        for table, key, before in expiring:
+            while True:
+                doomed = select(key).where(table.c.expires_at < before).limit(batch).scalar_subquery()
+                with self.write() as conn:
+                    count = conn.execute(delete(table).where(key.in_(doomed))).rowcount
+                removed += count
+                if count < batch:
+                    break
         return removed
 
     # -- pushed authorization requests (RFC 9126) ------------------------------------------

@@ -1,0 +1,175 @@
+"""Issue 7 faults, through real HTTP on PostgreSQL: an instance killed with SIGKILL under load, and
+PostgreSQL itself restarted under load. Clients behave like a load balancer would make them:
+a connection that fails is retried at another instance; a 503 is retried after Retry-After
+(here: at once, to keep the outage busy)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from corridor.server.tls import DevTLS
+from tests.cluster.support import Cluster, cluster
+from tests.support import Client, Driver, decode_jwt, postgres_database
+
+USERS = 6
+
+
+@dataclass
+class Load:
+    """Complete flows from several threads, each user agent on its own instance until it fails."""
+
+    c: Cluster
+    statuses: Counter[int] = field(default_factory=Counter)
+    unavailable_without_retry_after: int = 0
+    issued: list[str] = field(default_factory=list)  # jti of every access token a client received
+    transport_errors: int = 0
+    stop: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def note(self, response: httpx.Response) -> httpx.Response:
+        with self.lock:
+            self.statuses[response.status_code] += 1
+            if response.status_code == 503 and "retry-after" not in response.headers:
+                self.unavailable_without_retry_after += 1
+        return response
+
+    def user(self, number: int, client: Client, username: str) -> None:
+        alive = [i for i, inst in enumerate(self.c.instances) if inst.process.poll() is None]
+        instance = alive[number % len(alive)]
+        driver = self.c.driver(instance)
+        browser = driver.browser()
+        browser.base = driver.base
+        while not self.stop.is_set():
+            try:
+                self.one_flow(driver, browser, client, username)
+            except httpx.TransportError:
+                with self.lock:
+                    self.transport_errors += 1
+                alive = [i for i, inst in enumerate(self.c.instances) if inst.process.poll() is None]
+                instance = alive[(alive.index(instance) + 1) % len(alive)] if instance in alive else alive[0]
+                driver.base = browser.base = self.c.instances[instance].base_url
+
+    def one_flow(self, driver: Driver, browser: object, client: Client, username: str) -> None:
+        response, flow = driver.par(client)
+        self.note(response)
+        if response.status_code != 201:
+            return
+        final = driver.authorize(client, flow, browser=browser, username=username)  # type: ignore[arg-type]
+        self.note(final)
+        if not flow.code:
+            return
+        tokens = self.note(driver.redeem(client, flow))
+        if tokens.status_code == 200:
+            _, claims = decode_jwt(tokens.json()["access_token"])
+            with self.lock:
+                self.issued.append(claims["jti"])
+
+    def run(self, client: Client, username: str) -> list[threading.Thread]:
+        threads = [
+            threading.Thread(target=self.user, args=(n, client, username), daemon=True) for n in range(USERS)
+        ]
+        for thread in threads:
+            thread.start()
+        return threads
+
+    def finish(self, threads: list[threading.Thread]) -> None:
+        self.stop.set()
+        for thread in threads:
+            thread.join(60)
+            assert not thread.is_alive()
+
+    def assert_nothing_committed_was_lost(self) -> None:
+        for jti in self.issued:
+            assert self.c.store.get_access_token(jti) is not None, f"token {jti} was issued but is not stored"
+
+
+@pytest.fixture
+def fresh_cluster(tmp_path: Path, tls: DevTLS, postgres_admin: str) -> Iterator[Cluster]:
+    with postgres_database(postgres_admin) as url, cluster(tmp_path, tls, url) as running:
+        yield running
+
+
+def settle(load: Load, flows: int, timeout: float = 60) -> None:
+    """Wait (polling, not sleeping through a lifetime) until ``flows`` more tokens were issued."""
+    target = len(load.issued) + flows
+    deadline = time.monotonic() + timeout
+    while len(load.issued) < target:
+        assert time.monotonic() < deadline, f"load stalled: {load.statuses}"
+        time.sleep(0.05)
+
+
+def test_an_instance_killed_under_load(fresh_cluster: Cluster) -> None:
+    c = fresh_cluster
+    driver = c.driver(0)
+    client, username = driver.add_client(), driver.add_user()
+    load = Load(c)
+    threads = load.run(client, username)
+    try:
+        settle(load, 30)
+        c.instances[2].kill()  # SIGKILL, mid-flight
+        settle(load, 60)  # the other two serve on
+    finally:
+        load.finish(threads)
+    assert not [s for s in load.statuses if s >= 500], load.statuses
+    assert load.transport_errors > 0, "no user agent was on the killed instance"
+    assert load.statuses[200] + load.statuses[201] > 0
+    load.assert_nothing_committed_was_lost()
+
+
+def _pg_ctl(action: str) -> None:
+    versions = sorted(p.name for p in Path("/etc/postgresql").iterdir())
+    subprocess.run(
+        [
+            "pg_ctlcluster",
+            "--skip-systemctl-redirect",
+            versions[-1],
+            "main",
+            action,
+            *(["-m", "fast"] if action == "stop" else []),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.skipif(
+    shutil.which("pg_ctlcluster") is None, reason="needs Debian's pg_ctlcluster (PostgreSQL on this machine)"
+)
+def test_postgresql_restarted_under_load(fresh_cluster: Cluster) -> None:
+    c = fresh_cluster
+    driver = c.driver(0)
+    client, username = driver.add_client(), driver.add_user()
+    load = Load(c)
+    threads = load.run(client, username)
+    try:
+        settle(load, 30)
+        _pg_ctl("stop")
+        try:
+            deadline = time.monotonic() + 30
+            while load.statuses[503] < 20:  # requests keep arriving during the outage
+                assert time.monotonic() < deadline, load.statuses
+                time.sleep(0.05)
+        finally:
+            _pg_ctl("start")
+        settle(load, 60)  # every instance recovers by itself
+    finally:
+        load.finish(threads)
+    assert load.statuses[500] == 0 and not [s for s in load.statuses if s > 503], load.statuses
+    assert load.unavailable_without_retry_after == 0
+    load.assert_nothing_committed_was_lost()
+    # Each instance, on its own, completes a flow again.
+    for i in range(len(c.instances)):
+        d = c.driver(i)
+        _, tokens = d.full_flow(client)
+        assert tokens["token_type"] == "DPoP"
