@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 NODE_STAMP := tests/interop/node_modules/.installed
 PEER_STAMP := bench/peer/node_modules/.installed
 
-.PHONY: run test lint typecheck pytest clean system-packages bench
+.PHONY: run test lint typecheck pytest clean system-packages bench cluster-demo
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,12 @@ test: lint typecheck pytest
 # generated part of bench/RESULTS.md. Takes several minutes; never part of make test.
 bench: $(STAMP) $(PEER_STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# Scale-out on this machine (deploy/cluster/README.md): three Corridor instances behind nginx
+# on a fresh database on the PostgreSQL at 127.0.0.1:5432, until Ctrl-C (then everything is
+# stopped and the database dropped). CLUSTER_ARGS=--check checks once instead and exits 0 or 1.
+cluster-demo: $(STAMP)
+	$(BIN)/python deploy/cluster/demo.py $(CLUSTER_ARGS)
 
 clean:
 	rm -rf $(VENV) tests/interop/node_modules bench/peer/node_modules .pytest_cache .mypy_cache .ruff_cache
