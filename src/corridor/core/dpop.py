@@ -13,6 +13,7 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -56,6 +57,7 @@ def _normalize_pct(match: re.Match[str]) -> str:
     return char if char in _UNRESERVED else match.group(0).upper()
 
 
+@lru_cache(maxsize=512)
 def normalize_htu(url: str) -> str:
     """RFC 9449 4.3-9 with RFC 3986 6.2.2/6.2.3: scheme and host lower-cased, default port
     dropped, percent-encodings normalized, query and fragment removed."""

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from joserfc import jwk, jws
 from joserfc.errors import JoseError, SecurityWarning
 from joserfc.jws import JWSRegistry
@@ -33,6 +37,11 @@ _CRV_FOR_ALG = {"ES256": "P-256", "EdDSA": "Ed25519"}
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 #: Largest compact JWS we parse at all (an RSA-4096 jwk header fits well inside).
 MAX_JWS_LENGTH = 16_384
+
+
+_SHA256 = hashes.SHA256()
+_ECDSA_SHA256 = ec.ECDSA(_SHA256)
+_PSS_SHA256 = padding.PSS(mgf=padding.MGF1(_SHA256), salt_length=32)
 
 
 class JoseFailure(ValueError):
@@ -91,27 +100,44 @@ def check_public_jwk(data: Mapping[str, Any]) -> None:
         raise JoseFailure("the key's algorithm is not allowed (FAPI2 5.4.1-1b)")
 
 
-def _canonical(data: Mapping[str, Any]) -> str:
+def _cache_key(data: Mapping[str, Any]) -> Hashable:
+    """What identifies a JWK in the parsed-key cache: its members as a tuple when all are
+    strings (the usual public JWK, no JSON encoding needed), else its canonical JSON."""
+    items = tuple(sorted(data.items()))
+    if all(type(value) is str for _, value in items):
+        return items
     return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
 @lru_cache(maxsize=4096)
-def _import_public(canonical: str) -> jwk.Key:
-    return jwk.import_key(json.loads(canonical))
+def _import_public(key: Hashable) -> tuple[jwk.Key, str]:
+    data = dict(key) if isinstance(key, tuple) else json.loads(str(key))
+    check_public_jwk(data)
+    try:
+        parsed = jwk.import_key(data)
+    except (JoseError, ValueError, TypeError, KeyError) as exc:
+        raise JoseFailure("the JWK cannot be parsed") from exc
+    return parsed, str(parsed.thumbprint())
 
 
 def import_public_jwk(data: Mapping[str, Any]) -> jwk.Key:
-    """Validate and import a public JWK; parsed keys are cached by their JSON."""
-    check_public_jwk(data)
+    """Validate and import a public JWK; parsed keys (and their checks) are cached."""
+    if not isinstance(data, Mapping):
+        raise JoseFailure("a JWK must be a JSON object")
     try:
-        return _import_public(_canonical(data))
-    except (JoseError, ValueError, TypeError, KeyError) as exc:
+        return _import_public(_cache_key(data))[0]
+    except TypeError as exc:  # unorderable or unhashable members
         raise JoseFailure("the JWK cannot be parsed") from exc
 
 
 def jwk_thumbprint(data: Mapping[str, Any]) -> str:
-    """RFC 7638 SHA-256 thumbprint, base64url."""
-    return str(import_public_jwk(data).thumbprint())
+    """RFC 7638 SHA-256 thumbprint, base64url (computed once per key)."""
+    if not isinstance(data, Mapping):
+        raise JoseFailure("a JWK must be a JSON object")
+    try:
+        return _import_public(_cache_key(data))[1]
+    except TypeError as exc:
+        raise JoseFailure("the JWK cannot be parsed") from exc
 
 
 def check_public_jwks(data: Any) -> list[dict[str, Any]]:
@@ -173,7 +199,18 @@ def verify_with_keys(
     keys: Sequence[Mapping[str, Any]],
     algorithms: Sequence[str] = FAPI_ALGORITHMS,
 ) -> dict[str, Any]:
-    """Verify a compact JWS against candidate public keys and return its JSON claims.
+    """Verify a compact JWS against candidate public keys and return its JSON claims
+    (:func:`verify_jws`, then the payload parsed as a JSON object)."""
+    return _claims(verify_jws(token, header, keys, algorithms))
+
+
+def verify_jws(
+    token: str,
+    header: Mapping[str, Any],
+    keys: Sequence[Mapping[str, Any]],
+    algorithms: Sequence[str] = FAPI_ALGORITHMS,
+) -> bytes:
+    """Verify a compact JWS against candidate public keys and return its payload bytes.
 
     ``header`` is the output of :func:`read_header` for this token. Only ``algorithms``
     (a subset of the FAPI list) are accepted; ``none`` and MACs never are (FAPI2 5.4.1).
@@ -185,16 +222,75 @@ def verify_with_keys(
     candidates = select_keys(keys, alg, kid if isinstance(kid, str) else None)
     if not candidates:
         raise JoseFailure("no registered key fits the JWS header (FAPI2 5.4.3)")
+    check_header_members(header)
+    signing_input, _, signature_part = token.rpartition(".")
+    try:
+        signature = b64url_decode(signature_part)
+        payload = b64url_decode(signing_input.partition(".")[2])
+    except ValueError as exc:
+        raise JoseFailure("the JWS is malformed") from exc
+    if len(payload) > _Registry.max_payload_length:
+        raise JoseFailure("the JWS is malformed")
+    message = signing_input.encode("ascii")
     for candidate in candidates[:4]:
-        key = import_public_jwk(candidate)
-        try:
-            obj = jws.deserialize_compact(token, key, algorithms=[alg], registry=_registry(alg))
-        except JoseError:
-            continue
-        except (ValueError, TypeError, KeyError, IndexError) as exc:
-            raise JoseFailure("the JWS is malformed") from exc
-        return _claims(obj.payload)
+        if verify_signature(alg, import_public_jwk(candidate), message, signature):
+            return payload
     raise JoseFailure("the JWS signature is invalid")
+
+
+#: RFC 7515 4.1 header parameters with the JSON type each must have (joserfc's registry checks
+#: the same); ``crit`` and RFC 7797 ``b64`` are refused outright: we understand no extension.
+_HEADER_TYPES: dict[str, type] = {
+    "alg": str,
+    "jku": str,
+    "jwk": dict,
+    "kid": str,
+    "x5u": str,
+    "x5c": list,
+    "x5t": str,
+    "x5t#S256": str,
+    "typ": str,
+    "cty": str,
+}
+
+
+def check_header_members(header: Mapping[str, Any]) -> None:
+    """RFC 7515 4.1 member types; RFC 7515 4.1.11 ``crit`` and RFC 7797 ``b64`` refused."""
+    if "crit" in header or "b64" in header:
+        raise JoseFailure("the JWS header asks for an extension we do not support (RFC 7515 4.1.11)")
+    for name, kind in _HEADER_TYPES.items():
+        if name in header and not isinstance(header[name], kind):
+            raise JoseFailure(f"the JWS header member {name} has the wrong type")
+
+
+def verify_signature(alg: str, key: jwk.Key, message: bytes, signature: bytes) -> bool:
+    """The signature check itself, straight on ``cryptography`` (design.md 5b: the RS and DPoP
+    hot path; joserfc stays the reference in tests/core/test_jws_differential.py).
+
+    ES256: RFC 7518 3.4 (R || S, 64 bytes); PS256: RFC 7518 3.5 (MGF1-SHA256, salt = 32);
+    EdDSA: RFC 8037 3.1 (Ed25519)."""
+    public = key.public_key
+    try:
+        if alg == "ES256":
+            if len(signature) != 64 or not isinstance(public, ec.EllipticCurvePublicKey):
+                return False
+            der = encode_dss_signature(
+                int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+            )
+            public.verify(der, message, _ECDSA_SHA256)
+        elif alg == "PS256":
+            if not isinstance(public, rsa.RSAPublicKey):
+                return False
+            public.verify(signature, message, _PSS_SHA256, _SHA256)
+        elif alg == "EdDSA":
+            if not isinstance(public, ed25519.Ed25519PublicKey):
+                return False
+            public.verify(signature, message)
+        else:
+            return False
+    except InvalidSignature:
+        return False
+    return True
 
 
 def _claims(payload: bytes | None) -> dict[str, Any]:

@@ -25,11 +25,19 @@ def _finite(text: str) -> float:
 
 
 def loads(data: str | bytes) -> Any:
-    """Parse JSON text; every malformed or hostile input raises ValueError."""
+    """Parse JSON text; every malformed or hostile input raises ValueError.
+
+    Bytes must be UTF-8 (RFC 8259 8.1), decoded strictly, so surrogates cannot arrive raw; a
+    lone one can then only come from a ``\\u`` escape, and only text with escapes pays for the
+    check (encoding the parsed value finds them)."""
     try:
-        value = json.loads(data, parse_constant=_no_constants, parse_float=_finite)
-        # Lone surrogates survive json.loads; UTF-8 encoding finds them.
-        json.dumps(value, ensure_ascii=False).encode("utf-8")
+        if isinstance(data, bytes | bytearray):
+            text, unchecked = data.decode("utf-8"), False  # strict: no raw surrogates
+        else:
+            text, unchecked = data, not data.isascii()  # a str may carry them raw
+        value = json.loads(text, parse_constant=_no_constants, parse_float=_finite)
+        if unchecked or "\\u" in text:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
     except (RecursionError, UnicodeError, TypeError) as exc:
         raise ValueError("not acceptable JSON") from exc
     return value

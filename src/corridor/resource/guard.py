@@ -18,7 +18,13 @@ from corridor.audit.log import AuditLog, Evidence
 from corridor.core.clock import Clock, SystemClock
 from corridor.core.dpop import verify_proof
 from corridor.core.errors import OAuthError, safe_description
-from corridor.core.jose import FAPI_ALGORITHMS, JoseFailure, SigningKey, read_header, verify_with_keys
+from corridor.core.jose import (
+    FAPI_ALGORITHMS,
+    JoseFailure,
+    SigningKey,
+    read_header,
+    verify_jws,
+)
 from corridor.core.nonces import DPoPNonces
 from corridor.core.randomness import new_id, token_hash
 from corridor.core.replay import MemoryReplayCache, ReplayCache
@@ -305,7 +311,9 @@ class ResourceGuard:
             raise ResourceError("invalid_token", "the access token typ must be at+jwt", rule="RFC 9068 4")
         if header["alg"] not in FAPI_ALGORITHMS:
             raise ResourceError("invalid_token", "the access token alg is not allowed", rule="FAPI2 5.4.1")
-        issuer = self._unverified_issuer(token)
+        unverified = self._unverified_claims(token)
+        claimed = unverified.get("iss")
+        issuer = claimed if isinstance(claimed, str) else ""
         keys = self.issuers.get(issuer)
         if keys is None:
             raise ResourceError(
@@ -313,16 +321,17 @@ class ResourceGuard:
             )
         try:
             try:
-                claims = verify_with_keys(token, header, keys.signing_keys())
+                verify_jws(token, header, keys.signing_keys())
             except JoseFailure:
-                claims = verify_with_keys(token, header, keys.signing_keys(refresh=True))
+                verify_jws(token, header, keys.signing_keys(refresh=True))
         except JoseFailure as exc:
             raise ResourceError(
                 "invalid_token", "the access token signature is not valid", rule="RFC 9068 4"
             ) from exc
-        return self._claims_to_token(claims, issuer, now)
+        # The signature covers exactly the payload those claims were parsed from.
+        return self._claims_to_token(unverified, issuer, now)
 
-    def _unverified_issuer(self, token: str) -> str:
+    def _unverified_claims(self, token: str) -> dict[str, Any]:
         from corridor.core import strictjson
         from corridor.core.b64 import b64url_decode
 
@@ -332,8 +341,11 @@ class ResourceGuard:
             raise ResourceError(
                 "invalid_token", "the access token payload is not JSON", rule="RFC 9068 4"
             ) from exc
-        issuer = claims.get("iss") if isinstance(claims, dict) else None
-        return issuer if isinstance(issuer, str) else ""
+        if not isinstance(claims, dict):
+            raise ResourceError(
+                "invalid_token", "the access token payload is not a JSON object", rule="RFC 9068 4"
+            )
+        return claims
 
     def _claims_to_token(self, claims: Mapping[str, Any], issuer: str, now: float) -> AccessToken:
         settings = self.settings
