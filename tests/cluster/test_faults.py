@@ -5,8 +5,11 @@ a connection that fails is retried at another instance; a 503 is retried after R
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -19,7 +22,7 @@ import pytest
 
 from corridor.server.tls import DevTLS
 from tests.cluster.support import Cluster, cluster
-from tests.support import Client, Driver, decode_jwt, postgres_database
+from tests.support import Client, Driver, decode_jwt, free_socket, postgres_database
 
 USERS = 6
 
@@ -126,42 +129,103 @@ def test_an_instance_killed_under_load(fresh_cluster: Cluster) -> None:
     load.assert_nothing_committed_was_lost()
 
 
-def _pg_ctl(action: str) -> None:
-    versions = sorted(p.name for p in Path("/etc/postgresql").iterdir())
+@dataclass
+class PrivatePostgres:
+    """A PostgreSQL cluster of this test's own (design.md 8: an outage test never stops the
+    shared one): ``initdb`` under ``runuser -u postgres``, trust auth, 127.0.0.1 on a free port."""
+
+    bin: Path
+    data: Path
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def ctl(self, *args: str) -> None:
+        subprocess.run(
+            ["runuser", "-u", "postgres", "--", str(self.bin / "pg_ctl"), "-D", str(self.data), "-w", *args],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1"
+        self.ctl("-o", options, "-l", str(self.data / "server.log"), "start")
+
+    def stop(self) -> None:
+        self.ctl("-m", "fast", "stop")
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PrivatePostgres]:
+    versions = (
+        sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+        if Path("/usr/lib/postgresql").is_dir()
+        else []
+    )
+    if not versions or shutil.which("runuser") is None or os.geteuid() != 0:
+        reason = "needs root, runuser and Debian's PostgreSQL binaries (initdb, pg_ctl)"
+        if os.environ.get("CI"):
+            pytest.fail(reason + " under CI")
+        pytest.skip(reason)
+    root = Path(tempfile.mkdtemp(prefix="corridor-pg-"))
+    data = root / "data"
+    data.mkdir()
+    shutil.chown(root, "postgres")
+    shutil.chown(data, "postgres")
+    bin_dir = versions[-1].parent
     subprocess.run(
         [
-            "pg_ctlcluster",
-            "--skip-systemctl-redirect",
-            versions[-1],
-            "main",
-            action,
-            *(["-m", "fast"] if action == "stop" else []),
+            "runuser",
+            "-u",
+            "postgres",
+            "--",
+            str(bin_dir / "initdb"),
+            "-D",
+            str(data),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
         ],
         check=True,
         capture_output=True,
-        timeout=60,
+        timeout=120,
     )
+    cluster_ = PrivatePostgres(bin_dir, data, free_socket().getsockname()[1])
+    cluster_.start()
+    try:
+        yield cluster_
+    finally:
+        with contextlib.suppress(subprocess.SubprocessError):
+            cluster_.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.mark.skipif(
-    shutil.which("pg_ctlcluster") is None, reason="needs Debian's pg_ctlcluster (PostgreSQL on this machine)"
-)
-def test_postgresql_restarted_under_load(fresh_cluster: Cluster) -> None:
-    c = fresh_cluster
+def test_postgresql_restarted_under_load(
+    tmp_path: Path, tls: DevTLS, private_postgres: PrivatePostgres
+) -> None:
+    with postgres_database(private_postgres.url) as url, cluster(tmp_path, tls, url) as c:
+        _restart_under_load(c, private_postgres)
+
+
+def _restart_under_load(c: Cluster, postgres: PrivatePostgres) -> None:
     driver = c.driver(0)
     client, username = driver.add_client(), driver.add_user()
     load = Load(c)
     threads = load.run(client, username)
     try:
         settle(load, 30)
-        _pg_ctl("stop")
+        postgres.stop()
         try:
             deadline = time.monotonic() + 30
             while load.statuses[503] < 20:  # requests keep arriving during the outage
                 assert time.monotonic() < deadline, load.statuses
                 time.sleep(0.05)
         finally:
-            _pg_ctl("start")
+            postgres.start()
         settle(load, 60)  # every instance recovers by itself
     finally:
         load.finish(threads)
