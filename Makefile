@@ -55,9 +55,11 @@ pytest: $(STAMP) $(NODE_STAMP) $(PEER_STAMP) system-packages
 test: lint typecheck pytest
 
 # Corridor against oidc-provider (bench/peer), interleaved, plus scaling figures; rewrites the
-# generated part of bench/RESULTS.md. Takes several minutes; never part of make test.
+# generated part of bench/RESULTS.md. Takes about 15 minutes; never part of make test.
+# The growth figure also runs on the PostgreSQL at CORRIDOR_BENCH_POSTGRES_URL (default: this
+# machine's, trust auth).
 bench: $(STAMP) $(PEER_STAMP)
-	$(BIN)/python -m bench.run $(BENCH_ARGS)
+	$(BIN)/python -m bench.run --postgres "$${CORRIDOR_BENCH_POSTGRES_URL:-postgresql://$$(id -un)@127.0.0.1:5432/test}" $(BENCH_ARGS)
 
 # Scale-out on this machine (deploy/cluster/README.md): three Corridor instances behind nginx
 # on a fresh database on the PostgreSQL at 127.0.0.1:5432, until Ctrl-C (then everything is

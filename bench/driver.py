@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
-import httpx
+import aiohttp
 
 from corridor.core.dpop import make_proof
 from corridor.core.jose import SigningKey
@@ -94,10 +94,50 @@ class Results:
         }
 
 
+@dataclass
+class Answer:
+    """A read response: what the flow looks at (the body is read before timing stops)."""
+
+    status_code: int
+    headers: Any  # case-insensitive multidict
+    text: str
+    url: str
+
+    def json(self) -> Any:
+        return json.loads(self.text)
+
+
+class Http:
+    """One user agent on aiohttp (design.md 8: the driver must not be the bottleneck; aiohttp
+    costs about a sixth of httpx's client CPU per request): its own connection pool and cookie
+    jar, no automatic redirects."""
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=context, limit=4),
+            timeout=aiohttp.ClientTimeout(total=30),
+            cookie_jar=aiohttp.CookieJar(),
+        )
+
+    async def _answer(self, response: aiohttp.ClientResponse) -> Answer:
+        return Answer(response.status, response.headers, await response.text(), str(response.url))
+
+    async def get(self, url: str, headers: dict[str, str] | None = None) -> Answer:
+        async with self.session.get(url, headers=headers, allow_redirects=False) as response:
+            return await self._answer(response)
+
+    async def post(self, url: str, data: dict[str, str], headers: dict[str, str] | None = None) -> Answer:
+        async with self.session.post(url, data=data, headers=headers, allow_redirects=False) as response:
+            return await self._answer(response)
+
+    async def aclose(self) -> None:
+        await self.session.close()
+
+
 class VirtualUser:
     """One user agent and one client instance: signs in once, then runs flows."""
 
-    def __init__(self, target: Target, results: Results, http: httpx.AsyncClient) -> None:
+    def __init__(self, target: Target, results: Results, http: Http) -> None:
         self.t, self.results, self.http = target, results, http
         self.dpop_key = SigningKey.generate("ES256")
         self.nonce: str | None = None
@@ -107,9 +147,9 @@ class VirtualUser:
     def resource_parameter(self) -> dict[str, str]:
         return {"resource": self.t.resource} if self.t.resource else {}
 
-    async def timed(self, step: str, coro: Any) -> httpx.Response:
+    async def timed(self, step: str, coro: Any) -> Answer:
         start = time.perf_counter()
-        response: httpx.Response = await coro
+        response: Answer = await coro
         self.results.latencies[step].append(time.perf_counter() - start)
         return response
 
@@ -125,7 +165,7 @@ class VirtualUser:
         }
         return {"client_assertion_type": JWT_BEARER, "client_assertion": self.t.key.sign(claims, "JWT")}
 
-    async def post_dpop(self, step: str, url: str, form: dict[str, str]) -> httpx.Response:
+    async def post_dpop(self, step: str, url: str, form: dict[str, str]) -> Answer:
         for _ in range(3):
             proof = make_proof(self.dpop_key, "POST", url, nonce=self.nonce)
             response = await self.timed(
@@ -143,7 +183,7 @@ class VirtualUser:
         if self.metadata.get("issuer") != self.t.issuer:
             raise FlowFailure("metadata", "issuer mismatch")
 
-    async def follow(self, step: str, response: httpx.Response) -> httpx.Response:
+    async def follow(self, step: str, response: Answer) -> Answer:
         """Follow the AS's own redirects (interaction pages, resumption) until a page or the
         redirect to the client's callback, which is returned unfollowed."""
         for _ in range(10):
@@ -153,7 +193,7 @@ class VirtualUser:
             response = await self.timed(step, self.http.get(urljoin(str(response.url), location)))
         raise FlowFailure(step, "too many redirects")
 
-    async def submit(self, step: str, page: httpx.Response, fields: dict[str, str]) -> httpx.Response:
+    async def submit(self, step: str, page: Answer, fields: dict[str, str]) -> Answer:
         action, csrf = _FORM.search(page.text), _CSRF.search(page.text)
         if not action or not csrf:
             raise FlowFailure(step, f"no form (status {page.status_code})")
@@ -253,11 +293,14 @@ async def run(
     pids = (server_pid,) if isinstance(server_pid, int) else (server_pid or ())
     context = ssl.create_default_context(cafile=target.ca_file)
     results, scratch = Results(), Results()
-    async with httpx.AsyncClient(verify=context, timeout=30) as probe:
+    probe = Http(context)
+    try:
         await probe.get(target.issuer + "/jwks")
+    finally:
+        await probe.aclose()
     users = []
     for _ in range(concurrency):
-        http = httpx.AsyncClient(verify=context, timeout=30, follow_redirects=False)
+        http = Http(context)
         user = VirtualUser(target, scratch, http)
         await user.start()
         users.append(user)
@@ -275,7 +318,7 @@ async def run(
                 user.results.flows += 1
             except FlowFailure as failure:
                 user.results.failures[f"{failure.step}: {failure.reason}"] += 1
-            except (httpx.HTTPError, ValueError, KeyError) as exc:
+            except (aiohttp.ClientError, TimeoutError, ValueError, KeyError) as exc:
                 user.results.failures[f"{type(exc).__name__}"] += 1
 
     for _ in range(warmup):

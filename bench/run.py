@@ -138,8 +138,12 @@ class Bench:
                 stderr=log,
             )
 
-    def corridor(self, data_dir: Path, *, workers: int = 1, register: bool = True) -> Server:
+    def corridor(
+        self, data_dir: Path, *, workers: int = 1, register: bool = True, database_url: str | None = None
+    ) -> Server:
+        """``corridor serve`` on ``data_dir`` (its SQLite file, or ``database_url``)."""
         corridor = [str(Path(sys.executable).parent / "corridor")]
+        env = {"CORRIDOR_DATABASE_URL": database_url} if database_url else {}
         if register:
             jwks = self.work / "client-jwks.json"
             jwks.write_text(json.dumps({"keys": [self.client_key.public_jwk]}))
@@ -159,6 +163,7 @@ class Bench:
                 ],
                 check=True,
                 capture_output=True,
+                env={**os.environ, **env},
             )
             subprocess.run(
                 [
@@ -179,12 +184,14 @@ class Bench:
                 ],
                 check=True,
                 capture_output=True,
+                env={**os.environ, **env},
             )
             subprocess.run(
                 [*run_cli, "user", "add", USERNAME, "--password-stdin", *common],
                 input=PASSWORD.encode(),
                 check=True,
                 capture_output=True,
+                env={**os.environ, **env},
             )
         port = self.corridor_port
         issuer = f"https://localhost:{port}"
@@ -204,7 +211,7 @@ class Bench:
                     str(workers),
                 ],
             ),
-            env={"CORRIDOR_LOG_LEVEL": "warning"},
+            env={"CORRIDOR_LOG_LEVEL": "warning", **env},
         )
         wait_ready(issuer + "/jwks", self.tls.ca_file, process)
         pids = (process.pid,) if workers == 1 else children(process.pid)
@@ -290,13 +297,14 @@ class Bench:
         return report
 
 
-def seed(data_dir: Path, rows: int, now: float) -> None:
+def seed(database_url: str, rows: int, now: float) -> None:
     """Insert ``rows`` grants and as many access tokens (unexpired) into a Corridor database."""
     from sqlalchemy import create_engine, func, insert, select
 
     from corridor.store import schema as t
+    from corridor.store.sql import database_url as url_of
 
-    engine = create_engine(f"sqlite:///{data_dir / 'corridor.db'}")
+    engine = create_engine(url_of(database_url))
     with engine.begin() as conn:
         have = conn.execute(select(func.count()).select_from(t.grants)).scalar_one()
     chunk = 20_000
@@ -443,6 +451,11 @@ def main() -> None:
     parser.add_argument("--no-scaling", action="store_true", help="skip the workers and growth figures")
     parser.add_argument("--grow", default="1000,100000,1000000", help="stored rows for the growth figure")
     parser.add_argument("--no-write", action="store_true", help="print, do not touch bench/RESULTS.md")
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get("CORRIDOR_BENCH_POSTGRES_URL", ""),
+        help="an administrative PostgreSQL URL: adds the growth figure on PostgreSQL",
+    )
     args = parser.parse_args()
     if (os.cpu_count() or 1) >= 2:
         os.sched_setaffinity(0, {int(DRIVER_CPU)})
@@ -499,11 +512,31 @@ def scale(b: Bench, args: argparse.Namespace, rs: subprocess.Popen[bytes]) -> li
         "| stored grants + tokens | flows/s | AS CPU ms per flow | token p99 ms |",
         "|---|---|---|---|",
     ]
+    lines += growth(b, args, data, f"sqlite:///{data / 'corridor.db'}", register=False)
+    if args.postgres:
+        with postgres_database(args.postgres) as url:
+            lines += [
+                "",
+                "The same on PostgreSQL (a fresh database on the machine's server, 1 instance):",
+                "",
+                "| stored grants + tokens | flows/s | AS CPU ms per flow | token p99 ms |",
+                "|---|---|---|---|",
+            ]
+            lines += growth(b, args, data, url, register=True)
+    return lines
+
+
+def growth(b: Bench, args: argparse.Namespace, data: Path, url: str, *, register: bool) -> list[str]:
+    """CPU per flow as the stored rows grow: one table row per size in ``--grow``."""
+    lines = []
     for rows in (int(n) for n in args.grow.split(",") if n):
         started = time.monotonic()
-        seed(data, rows, time.time())
+        if register:  # the first run registers the client, user and resource in the new database
+            b.corridor(data, register=True, database_url=url).stop()
+            register = False
+        seed(url, rows, time.time())
         print(f"  seeded {rows} rows in {time.monotonic() - started:.1f} s", flush=True)
-        server = b.corridor(data, register=False)
+        server = b.corridor(data, register=False, database_url=url)
         report = b.measure(server, concurrency=args.concurrency, flows=args.flows, warmup=args.warmup)
         server.stop()
         lines.append(
@@ -511,6 +544,26 @@ def scale(b: Bench, args: argparse.Namespace, rs: subprocess.Popen[bytes]) -> li
             f"{report['latency_ms']['token']['p99']} |"
         )
     return lines
+
+
+@contextlib.contextmanager
+def postgres_database(admin_url: str) -> Iterator[str]:
+    """A new PostgreSQL database for the growth figure, dropped afterwards."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    from corridor.store.sql import database_url
+
+    name = "corridor_bench_" + new_id()[:12].lower().replace("-", "_")
+    admin = create_engine(database_url(admin_url), isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield database_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
 
 
 if __name__ == "__main__":
