@@ -62,3 +62,51 @@ def test_secret_is_created_once(fresh_store: Store) -> None:
     first = store.secret("s", lambda: "one", now=0.0)
     assert store.secret("s", lambda: "two", now=1.0) == first == "one"
     assert Store(store.url).secret("s", lambda: "three", now=2.0) == "one"
+
+
+def test_purge_takes_expired_tokens_and_grants_in_batches_a_day_after_expiry(fresh_store: Store) -> None:
+    """Expired rows go in small batches (each its own short transaction), live ones stay."""
+    from sqlalchemy import func, insert, select
+
+    from corridor.store import schema as t
+
+    day = 86_400.0
+    with fresh_store.write() as conn:
+        conn.execute(
+            insert(t.grants),
+            [
+                {
+                    "id": f"g{i}",
+                    "client_id": "c",
+                    "user_id": "u",
+                    "scope": "openid",
+                    "resources": "[]",
+                    "auth_time": 0.0,
+                    "acr": "password",
+                    "created_at": 0.0,
+                    "expires_at": 100.0 if i < 2500 else 10 * day,
+                }
+                for i in range(2600)
+            ],
+        )
+        conn.execute(
+            insert(t.access_tokens),
+            [
+                {
+                    "jti": f"t{i}",
+                    "grant_id": f"g{i}",
+                    "client_id": "c",
+                    "cnf_method": "dpop",
+                    "cnf_thumbprint": "x",
+                    "issued_at": 0.0,
+                    "expires_at": 100.0 if i < 2500 else 10 * day,
+                }
+                for i in range(2600)
+            ],
+        )
+    assert fresh_store.purge_expired(now=day + 50.0, batch=1000) == 0  # expired less than a day ago
+    assert fresh_store.purge_expired(now=day + 101.0, batch=1000) == 5000
+    with fresh_store.read() as conn:
+        assert conn.execute(select(func.count()).select_from(t.grants)).scalar_one() == 100
+        assert conn.execute(select(func.count()).select_from(t.access_tokens)).scalar_one() == 100
+    assert fresh_store.get_grant("g2599") is not None and fresh_store.get_grant("g0") is None
