@@ -208,7 +208,13 @@ def test_consent_page_shows_what_is_granted(driver: Driver) -> None:
     from tests.support import RESOURCE
 
     client = driver.add_client()
-    details = [{"type": "payment_initiation", "instructedAmount": {"currency": "EUR", "amount": "12.00"}}]
+    details = [
+        {
+            "type": "payment_initiation",
+            "instructedAmount": {"currency": "EUR", "amount": "12.00"},
+            "creditorName": "Shop",
+        }
+    ]
     _, flow = driver.par(
         client,
         extra={
@@ -225,7 +231,7 @@ def test_consent_page_shows_what_is_granted(driver: Driver) -> None:
     text = consent.text
     assert "Test client" in text and "client.example.org" in text
     assert "Initiate payments from your accounts" in text
-    assert "payment_initiation" in text and "12.00" in text
+    assert "payment_initiation" in text and "Pay up to 12.00 EUR in all to Shop" in text
     assert RESOURCE in text
     assert client.dpop_key.thumbprint() in text
     assert 'value="approve"' in text and ">Approve<" in text and ">Deny<" in text

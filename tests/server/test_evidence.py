@@ -18,17 +18,20 @@ from tests.support import RESOURCE, Driver
 
 def test_every_decision_of_a_flow_is_recorded(driver: Driver) -> None:
     client = driver.add_client()
-    details = [{"type": "account_information", "actions": ["read"]}]
+    details = [{"type": "account_information", "actions": ["read"], "permissions": ["balances"]}]
     driver.full_flow(client, extra={"resource": RESOURCE, "authorization_details": json.dumps(details)})
     records = [r for r in driver.as_.store.audit_records() if r["client_id"] == client.client_id]
     events = [(r["event"], r["outcome"]) for r in records]
     assert events == [
         ("par", "accepted"),
         ("login", "succeeded"),
+        ("consent", "shown"),  # the approval surface (issue 8)
         ("consent", "granted"),
         ("code", "issued"),
         ("token.authorization_code", "issued"),
     ]
+    assert json.loads(records[2]["detail"])["interaction"] == json.loads(records[3]["detail"])["interaction"]
+    records = records[:2] + records[3:]  # the decisions, as before
     grant_id = records[-1]["grant_id"]
     assert grant_id and all(r["grant_id"] == grant_id for r in records[2:])
     token = records[-1]

@@ -1,15 +1,24 @@
-"""RFC 9396 authorization_details: parsing and type validation.
+"""RFC 9396 authorization_details: parsing, validation against each type's JSON Schema, and the
+words the consent page shows for each entry.
 
-Issue 2 checks structure and known types; typed JSON Schemas per type come with
-the evidence layer (issue 8) and plug into ``validate_entry``.
-"""
+The types are declared in configuration (``authorization_details_types``; built in:
+policy/detail_types.py; more as JSON files); each schema is compiled once and each template
+parsed once (:class:`DetailTypes`)."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import hashlib
+import json
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import jsonschema
+from jinja2.sandbox import SandboxedEnvironment
+
 from corridor.core import strictjson
+from corridor.policy.detail_types import BUILTIN
 
 MAX_ENTRIES = 16
 
@@ -48,3 +57,87 @@ def validate_entry(entry: Any, supported_types: Collection[str]) -> None:
             raise AuthorizationDetailsError(f"{common} must be an array of strings (RFC 9396 2.2)")
     if "identifier" in entry and not isinstance(entry["identifier"], str):
         raise AuthorizationDetailsError("identifier must be a string (RFC 9396 2.2)")
+
+
+@dataclass(frozen=True)
+class DetailType:
+    """One authorization_details type: its schema (compiled) and its words (a template)."""
+
+    name: str
+    schema: Mapping[str, Any]
+    template: str
+    validator: Any
+    render: Any
+
+    @property
+    def version(self) -> str:
+        """Names exactly what was shown: a hash of the schema and the template (issue 8 records
+        it with each consent, so a later reader knows which words the user saw)."""
+        body = json.dumps({"schema": self.schema, "template": self.template}, sort_keys=True)
+        return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+
+#: Plain text out (the page escapes it once, like every other value); sandboxed, because a
+#: deployment's template is configuration, not code.
+_TEMPLATES = SandboxedEnvironment(autoescape=False)
+
+
+def detail_type(name: str, schema: Mapping[str, Any], template: str) -> DetailType:
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(
+        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    )
+    return DetailType(name, schema, template, validator, _TEMPLATES.from_string(template))
+
+
+class DetailTypes:
+    """The supported types, by name (``authorization_details_types_supported``)."""
+
+    def __init__(self, types: Iterable[DetailType]) -> None:
+        self.types = {t.name: t for t in types}
+
+    @classmethod
+    def configured(cls, names: Collection[str], files: Iterable[str] = ()) -> DetailTypes:
+        """The built-in types named in ``names``, plus the types defined in ``files`` (JSON files
+        with ``type``, ``schema`` and ``template``)."""
+        declared = {
+            name: detail_type(name, spec["schema"], spec["template"]) for name, spec in BUILTIN.items()
+        }
+        for file in files:
+            spec = json.loads(Path(file).read_text())
+            declared[spec["type"]] = detail_type(spec["type"], spec["schema"], spec["template"])
+        unknown = [n for n in names if n not in declared]
+        if unknown:
+            raise ValueError(f"authorization_details types without a schema: {', '.join(unknown)}")
+        return cls(declared[n] for n in names)
+
+    def names(self) -> list[str]:
+        return list(self.types)
+
+    def parse(self, text: str) -> list[dict[str, Any]]:
+        """RFC 9396 2 and 5: structure, known types, then each entry against its type's schema."""
+        entries = parse_authorization_details(text, self.types)
+        for index, entry in enumerate(entries):
+            error = next(iter(self.types[entry["type"]].validator.iter_errors(entry)), None)
+            if error is not None:
+                where = "/".join(str(p) for p in error.absolute_path) or "(entry)"
+                raise AuthorizationDetailsError(
+                    f"authorization_details[{index}] ({entry['type']}) at {where}: {_short(error.message)}"
+                )
+        return entries
+
+    def describe(self, entry: Mapping[str, Any]) -> str:
+        """The entry in words, as plain text (pages escape it)."""
+        kind = self.types.get(str(entry.get("type")))
+        if kind is None:
+            return json.dumps(entry, sort_keys=True)
+        return str(kind.render.render(**entry))
+
+    def version(self, name: str) -> str | None:
+        kind = self.types.get(name)
+        return kind.version if kind else None
+
+
+def _short(message: str, limit: int = 160) -> str:
+    """jsonschema messages quote the offending value; keep the description small."""
+    return message if len(message) <= limit else message[: limit - 1] + "…"

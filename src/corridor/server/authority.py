@@ -18,6 +18,7 @@ from corridor.core.dpop import DPoPProof
 from corridor.core.nonces import DPoPNonces
 from corridor.core.randomness import new_id, new_secret_token
 from corridor.core.x509 import PkiVerifier
+from corridor.policy.details import DetailTypes
 from corridor.server.clients import ClientRecord, ClientRegistry, RegistrationCache
 from corridor.server.forms import Form
 from corridor.server.keys import ServerKeys
@@ -112,6 +113,10 @@ class AuthorizationServer:
             store, settings.registration_cache_seconds
         )
         self.nonces: DPoPNonces | None = None
+        #: RFC 9396 types with their schemas and consent-page words, compiled once.
+        self.detail_types = DetailTypes.configured(
+            settings.authorization_details_types, settings.authorization_details_type_files
+        )
 
     def start(self) -> None:
         """Migrate, load keys and the shared nonce secret."""

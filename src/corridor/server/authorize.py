@@ -8,6 +8,7 @@ consumed when the authorization completes, not when the page loads.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import re
@@ -25,7 +26,7 @@ from corridor.core.errors import OAuthError
 from corridor.core.randomness import new_id, new_secret_token, token_hash
 from corridor.server.authority import AuthorizationServer
 from corridor.server.forms import Form, query_form, read_form
-from corridor.server.pages import error_page, render
+from corridor.server.pages import error_page, render, template_version
 from corridor.server.par import REQUEST_URI_PREFIX
 from corridor.server.responses import authorization_response, redirect_303
 from corridor.store.sql import Row, Store
@@ -246,31 +247,61 @@ class AuthorizationPages:
         details = params.get("authorization_details") or []
         jkt = pushed["dpop_jkt"]
         known = server.resource_servers()
-        return render(
-            "consent.html",
-            form_targets=(f"{redirect.scheme}://{redirect.netloc}",),
-            client_name=client.name,
-            client_id=client.client_id,
-            username=user["username"],
-            redirect_host=redirect.netloc,
-            scopes=[{"name": s, "words": words.get(s, s)} for s in params.get("scope", "").split()],
-            details=[
-                {"type": d.get("type"), "json": json.dumps(d, indent=2, sort_keys=True)} for d in details
+        # What the user is shown, as facts: rendered by the page and kept in the approval record.
+        facts: dict[str, Any] = {
+            "client_name": client.name,
+            "client_id": client.client_id,
+            "username": user["username"],
+            "redirect_host": redirect.netloc,
+            "scopes": [{"name": s, "words": words.get(s, s)} for s in params.get("scope", "").split()],
+            "details": [
+                {
+                    "type": d.get("type"),
+                    "words": server.detail_types.describe(d),
+                    "type_version": server.detail_types.version(str(d.get("type"))),
+                }
+                for d in details
             ],
-            resources=[
+            "resources": [
                 f"{known[r]['name']} ({r})" if r in known else r
                 for r in (params.get("resources") or [server.default_audience()])
             ],
-            sender_constraint=(
+            "sender_constraint": (
                 "the application's TLS client certificate"
                 if client.sender_constraint == "mtls"
                 else f"DPoP key {jkt}"
                 if jkt
                 else "a DPoP key the application proves at the token step"
             ),
+        }
+        page = render(
+            "consent.html",
+            form_targets=(f"{redirect.scheme}://{redirect.netloc}",),
+            **facts,
+            detail_json=[json.dumps(d, indent=2, sort_keys=True) for d in details],
             csrf=interaction["csrf"],
             action=f"/interaction/{interaction_id}/consent",
         )
+        self._record_approval_surface(pushed, session, interaction_id, facts, bytes(page.body))
+        return page
+
+    def _record_approval_surface(
+        self, pushed: Row, session: Row, interaction_id: str, facts: dict[str, Any], body: bytes
+    ) -> None:
+        """Issue 8 (design.md 5b): what the user saw, so a later reader knows what was approved:
+        the SHA-256 of the exact body sent, the template version and the facts in normal form."""
+        evidence = self._evidence(pushed)
+        evidence.user_id = session["user_id"]
+        evidence.detail = {
+            "interaction": interaction_id,
+            "approval_surface": {
+                "surface": "consent_page",
+                "body_sha256": hashlib.sha256(body).hexdigest(),
+                "template_version": template_version("consent.html"),
+                "facts": facts,
+            },
+        }
+        self.server.audit.append(evidence, "consent", "shown", self.server.now())
 
     def login(self, request: Request, interaction_id: str, form: Form) -> Response:
         server, now = self.server, self.server.now()
@@ -321,6 +352,8 @@ class AuthorizationPages:
         if session is None:
             return redirect_303(f"/interaction/{interaction_id}")
         evidence.user_id = session["user_id"]
+        # The decision names its interaction, whose "consent shown" record says what was shown.
+        evidence.detail = {"interaction": interaction_id, "approval_surface": "consent_page"}
         decision = form.get("decision")
         if decision not in ("approve", "deny"):
             raise self._refuse_page(

@@ -39,7 +39,7 @@ def server_metadata(server: AuthorizationServer) -> dict[str, Any]:
         "dpop_signing_alg_values_supported": algs,
         "tls_client_certificate_bound_access_tokens": True,  # RFC 8705 3.3
         "mtls_endpoint_aliases": e.mtls_aliases(),  # RFC 8705 5
-        "authorization_details_types_supported": list(s.authorization_details_types),
+        "authorization_details_types_supported": server.detail_types.names(),
         "acr_values_supported": list(s.acr_levels),
         "claims_parameter_supported": False,
         "request_parameter_supported": False,

@@ -3,6 +3,8 @@ anti-framing headers, no caching (FAPI2 5.2.3, design.md 3)."""
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import secrets
 from typing import Any
 
@@ -37,3 +39,13 @@ def render(
 def error_page(error: str, description: str, status: int = 400) -> HTMLResponse:
     """The safe error page used whenever no redirect target is trusted (RFC 9700 4.11)."""
     return render("error.html", status=status, error=error, description=description)
+
+
+@functools.cache
+def template_version(name: str) -> str:
+    """A short hash of a page template's source (with its base), recorded with what it showed."""
+    source = "".join(
+        _env.loader.get_source(_env, template)[0]  # type: ignore[union-attr]
+        for template in (name, "base.html")
+    )
+    return hashlib.sha256(source.encode()).hexdigest()[:16]

@@ -102,10 +102,14 @@ class Settings(BaseSettings):
             "payments": "Initiate payments from your accounts",
         }
     )
-    #: RFC 9396 authorization_details types accepted at PAR.
+    #: RFC 9396 authorization_details types accepted at PAR, each validated against its JSON
+    #: Schema and shown in words on the consent page (built in: policy/detail_types.py).
     authorization_details_types: list[str] = Field(
         default_factory=lambda: ["payment_initiation", "account_information", "agent_tool"]
     )
+    #: More types: JSON files with ``type``, ``schema`` (JSON Schema 2020-12) and ``template``
+    #: (Jinja2, sandboxed, autoescaped); name them in ``authorization_details_types`` too.
+    authorization_details_type_files: list[str] = Field(default_factory=list)
     #: Signing algorithm for new server keys (FAPI2 5.4.1).
     signing_alg: str = "ES256"
     #: Named authentication levels, weakest first (design.md 5b).

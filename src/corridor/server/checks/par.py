@@ -6,7 +6,7 @@ import re
 
 from corridor.core.errors import OAuthError
 from corridor.core.pkce import is_valid_s256_challenge
-from corridor.policy.details import AuthorizationDetailsError, parse_authorization_details
+from corridor.policy.details import AuthorizationDetailsError
 from corridor.server.authority import Exchange
 from corridor.server.clients import ClientMetadataError, check_redirect_uri
 
@@ -135,7 +135,7 @@ def check_authorization_details(ex: Exchange) -> None:
         ex.state["authorization_details"] = None
         return
     try:
-        details = parse_authorization_details(raw, ex.server.settings.authorization_details_types)
+        details = ex.server.detail_types.parse(raw)
     except AuthorizationDetailsError as exc:
         raise OAuthError("invalid_authorization_details", str(exc), rule="RFC 9396 5") from exc
     ex.state["authorization_details"] = details
