@@ -115,7 +115,7 @@ def run(config: DemoConfig, echo: Callable[[str], None] | None = None) -> None:
         authorization_details_types=("payment_initiation",),
         ca_file=as_ca,
     )
-    guard = ResourceGuard(settings, audit=AuditLog(store))
+    guard = ResourceGuard(settings, audit=AuditLog(store, role="rs"))
     app = create_app(guard, step_up_threshold=config.step_up_threshold)
     trust = MtlsTrust(tls.cert_file, tls.key_file, config.mtls_ca_file)
     trust.refresh(store)

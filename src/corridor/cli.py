@@ -268,6 +268,127 @@ def keys_rotate(
     click.echo(f"added {state.kid} ({state.alg}): published now, signs from {_when(state.activates_at)}")
 
 
+# -- the audit trail ---------------------------------------------------------------------------
+
+
+@main.group()
+def audit() -> None:
+    """The evidence trail: verify its hash chains, trace a grant, export it."""
+
+
+DATABASE = click.option(
+    "--database", "database_url", default=None, help="Database URL (default: the settings')."
+)
+
+
+def _audit_store(data_dir: Path | None, config_file: Path | None, database_url: str | None) -> Any:
+    settings = _settings(data_dir, config_file, database_url=database_url)
+    return settings, _store(settings)
+
+
+@audit.command("verify")
+@DATA_DIR
+@CONFIG
+@DATABASE
+@click.option("--json", "as_json", is_flag=True)
+def audit_verify(
+    data_dir: Path | None, config_file: Path | None, database_url: str | None, as_json: bool
+) -> None:
+    """Prove every chain intact, or name its first broken record; check the signed checkpoints.
+    Exit status 1 when anything is broken."""
+    from corridor.audit.chain import verify, verify_checkpoints
+    from corridor.core.jose import SigningKey
+
+    _, store = _audit_store(data_dir, config_file, database_url)
+    chains = verify(store)
+    # Every key the AS ever had, retired ones too: old checkpoints stay verifiable.
+    public = [SigningKey(json.loads(row["private_jwk"])).public_jwk for row in store.signing_keys()]
+    checkpoints = verify_checkpoints(store, public)
+    broken = [c for c in chains if not c.intact] + [c for c in checkpoints if c.problem]
+    if as_json:
+        click.echo(
+            json.dumps(
+                {"chains": [vars(c) for c in chains], "checkpoints": [vars(c) for c in checkpoints]}, indent=2
+            )
+        )
+    else:
+        for c in chains:
+            if c.intact:
+                click.echo(f"{c.writer}: {c.records} records, intact")
+            else:
+                click.echo(f"{c.writer}: broken at record id {c.broken_id} (#{c.broken_seq}): {c.problem}")
+        for cp in checkpoints:
+            state = "verified" if cp.problem is None else f"FAILED: {cp.problem}"
+            click.echo(f"checkpoint {cp.id} ({cp.writer} #{cp.seq}): {state}")
+        if not chains:
+            click.echo("no chained records")
+    store.close()
+    if broken:
+        sys.exit(1)
+
+
+@audit.command("checkpoint")
+@DATA_DIR
+@CONFIG
+@DATABASE
+def audit_checkpoint(data_dir: Path | None, config_file: Path | None, database_url: str | None) -> None:
+    """Sign the head of every chain with the AS's active key (the AS also does this periodically)."""
+    from corridor.audit.chain import checkpoint
+
+    settings, server_keys = _server_keys(data_dir, config_file, database_url)
+    made = checkpoint(server_keys.store, server_keys.signing, settings.issuer, time.time())
+    for row in made:
+        click.echo(f"signed {row['writer']} #{row['seq']} {row['hash']}")
+
+
+@audit.command("trace")
+@DATA_DIR
+@CONFIG
+@DATABASE
+@click.argument("ident")
+@click.option("--json", "as_json", is_flag=True, help="The records as a JSON array.")
+@click.option("--jsonl", is_flag=True, help="One JSON record per line (log pipelines).")
+def audit_trace(
+    data_dir: Path | None,
+    config_file: Path | None,
+    database_url: str | None,
+    ident: str,
+    as_json: bool,
+    jsonl: bool,
+) -> None:
+    """The story of a grant id, token jti or request id: PAR, consent shown and given, code,
+    tokens, and every resource-server decision, in order."""
+    from corridor.audit.trace import readable, story_line, trace
+
+    _, store = _audit_store(data_dir, config_file, database_url)
+    records = readable(trace(store, ident))
+    store.close()
+    if not records:
+        raise click.ClickException(f"no records for {ident}")
+    if as_json:
+        click.echo(json.dumps(records, indent=2, ensure_ascii=False))
+    elif jsonl:
+        for record in records:
+            click.echo(json.dumps(record, sort_keys=True, ensure_ascii=False))
+    else:
+        for record in records:
+            click.echo(story_line(record))
+
+
+@audit.command("export")
+@DATA_DIR
+@CONFIG
+@DATABASE
+def audit_export(data_dir: Path | None, config_file: Path | None, database_url: str | None) -> None:
+    """Every record as JSON Lines, in storage order (with its chain fields)."""
+    from corridor.audit.trace import readable
+
+    _, store = _audit_store(data_dir, config_file, database_url)
+    for record in readable(store.audit_records()):
+        click.echo(json.dumps(record, sort_keys=True, ensure_ascii=False))
+    store.close()
+
+
 # -- the demo API -----------------------------------------------------------------------------
 
 

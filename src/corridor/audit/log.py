@@ -1,4 +1,5 @@
-"""The one append path for evidence records (issue 2; hash chain comes with issue 8).
+"""The one append path for evidence records, each appended to its writer's hash chain
+(audit/chain.py, issue 8).
 
 A record says what was decided (event, outcome, the rule when refused) and about
 what: client, user, issuer, redirect URI, scope, authorization details, resource,
@@ -9,12 +10,16 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import secrets
+import socket
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection
 
+from corridor.audit import chain
 from corridor.store.sql import Store
 
 log = logging.getLogger("corridor.audit")
@@ -43,11 +48,18 @@ def _json(value: Any) -> str | None:
     return None if value is None else json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
-class AuditLog:
-    """Appends evidence records to the store; never writes secrets."""
+def writer_id(role: str) -> str:
+    """A chain per process: role, host, process id and a random part (a restarted process starts
+    a new chain rather than continuing one it cannot prove it wrote)."""
+    return f"{role}:{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
-    def __init__(self, store: Store) -> None:
+
+class AuditLog:
+    """Appends evidence records to the store, hash-chained; never writes secrets."""
+
+    def __init__(self, store: Store, role: str = "as") -> None:
         self.store = store
+        self.writer = writer_id(role)
 
     @staticmethod
     def row(
@@ -79,10 +91,10 @@ class AuditLog:
         commits or rolls back with the decision it describes)."""
         record = self.row(evidence, event, outcome, now, rule, error)
         if conn is not None:
-            Store.append_audit(conn, record)
+            chain.append(conn, self.store.dialect, self.writer, record)
         else:
             with self.store.write() as own:
-                Store.append_audit(own, record)
+                chain.append(own, self.store.dialect, self.writer, record)
         log.info(
             "%s %s client=%s rule=%s request=%s",
             event,

@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from corridor.audit import chain
 from corridor.core.certificates import ProxyCertificateHeaders
 from corridor.core.randomness import new_id
 from corridor.server.authority import AuthorizationServer, Exchange
@@ -151,6 +152,9 @@ def create_app(
         def purge() -> None:
             server.store.purge_expired(server.now())
 
+        def checkpoint() -> None:
+            chain.checkpoint(server.store, server.keys.signing, server.settings.issuer, server.now())
+
         def follow_registrations() -> None:
             # The mTLS trust store follows client registration (server/mtls.py).
             if server.mtls_trust is not None:
@@ -160,6 +164,9 @@ def create_app(
             asyncio.create_task(every(purge_interval, "purge", purge)),
             asyncio.create_task(
                 every(trust_refresh_interval, "mTLS trust store refresh", follow_registrations)
+            ),
+            asyncio.create_task(
+                every(server.settings.audit_checkpoint_interval, "audit checkpoint", checkpoint, True)
             ),
             # Rotations made by another instance or the CLI (server/keys.py).
             asyncio.create_task(

@@ -294,6 +294,7 @@ class AuthorizationPages:
         evidence.user_id = session["user_id"]
         evidence.detail = {
             "interaction": interaction_id,
+            "par": pushed["ref_hash"],
             "approval_surface": {
                 "surface": "consent_page",
                 "body_sha256": hashlib.sha256(body).hexdigest(),
@@ -353,7 +354,11 @@ class AuthorizationPages:
             return redirect_303(f"/interaction/{interaction_id}")
         evidence.user_id = session["user_id"]
         # The decision names its interaction, whose "consent shown" record says what was shown.
-        evidence.detail = {"interaction": interaction_id, "approval_surface": "consent_page"}
+        evidence.detail = {
+            "interaction": interaction_id,
+            "par": pushed["ref_hash"],
+            "approval_surface": "consent_page",
+        }
         decision = form.get("decision")
         if decision not in ("approve", "deny"):
             raise self._refuse_page(

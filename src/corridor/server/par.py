@@ -67,6 +67,8 @@ def pushed_authorization(ex: Exchange) -> Response:
         ex.now,
         ex.now + lifetime,
     )
+    # The pushed request's id in the trail: the hash of its reference (never the reference).
+    ex.evidence.detail["par"] = token_hash(reference)
     server.audit.append(ex.evidence, "par", "accepted", ex.now)
     # RFC 9126 2.2: 201 Created; FAPI2 5.3.2.2-12: expires_in below 600.
     return json_response({"request_uri": REQUEST_URI_PREFIX + reference, "expires_in": lifetime}, status=201)

@@ -165,8 +165,39 @@ audit_records = Table(
     Column("token_jti", String(64)),
     Column("request_id", String(64)),
     Column("detail", Text),
+    # The hash chain (issue 8, design.md 5b): one chain per writer (an AS process, an RS), so no
+    # global order is needed; hash = SHA-256 of the JCS (RFC 8785) form of every other column.
+    Column("writer", String(128)),
+    Column("seq", Integer),
+    Column("prev_hash", String(64)),
+    Column("hash", String(64)),
     Index("ix_audit_grant", "grant_id"),
     Index("ix_audit_request", "request_id"),
+    Index("ix_audit_token", "token_jti"),
+    Index("ix_audit_chain", "writer", "seq", unique=True),
+)
+
+#: The last record of each chain: appends lock it (one writer's records in order), and
+#: verification compares it with the records, so a deleted tail shows.
+audit_heads = Table(
+    "audit_heads",
+    metadata,
+    Column("writer", String(128), primary_key=True),
+    Column("seq", Integer, nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+#: Signed statements "chain W had hash H at record S" (JWS by the AS signing key), so a chain can
+#: be checked outside Corridor and a rewritten chain shows against an earlier checkpoint.
+audit_checkpoints = Table(
+    "audit_checkpoints",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("writer", String(128), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("time", Float, nullable=False),
+    Column("jws", Text, nullable=False),
 )
 
 # The purge job finds expired rows by index (migration 0002).

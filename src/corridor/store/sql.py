@@ -98,9 +98,6 @@ def _by(table: Table, column: str) -> Select[Any]:
     return select(table).where(table.c[column] == bindparam("key"))
 
 
-_AUDIT_INSERT = insert(t.audit_records)
-
-
 @functools.cache
 def _remember_once(dialect: str) -> Any:
     """The replay-cache upsert (Store.remember_once), built once per dialect."""
@@ -502,14 +499,26 @@ class Store:
 
     # -- audit --------------------------------------------------------------------------------
 
-    @staticmethod
-    def append_audit(conn: Connection, record: Mapping[str, Any]) -> None:
-        conn.execute(_AUDIT_INSERT, dict(record))
-
-    def audit_records(self, grant_id: str | None = None, request_id: str | None = None) -> list[Row]:
-        stmt = select(t.audit_records).order_by(t.audit_records.c.id)
+    def audit_records(
+        self,
+        grant_id: str | None = None,
+        request_id: str | None = None,
+        token_jti: str | None = None,
+        interaction: str | None = None,
+        par: str | None = None,
+    ) -> list[Row]:
+        """Records in the order they were stored, filtered by any of the correlation ids."""
+        stmt = select(t.audit_records).order_by(t.audit_records.c.time, t.audit_records.c.id)
         if grant_id is not None:
             stmt = stmt.where(t.audit_records.c.grant_id == grant_id)
         if request_id is not None:
             stmt = stmt.where(t.audit_records.c.request_id == request_id)
+        if token_jti is not None:
+            stmt = stmt.where(t.audit_records.c.token_jti == token_jti)
+        if interaction is not None:
+            stmt = stmt.where(
+                t.audit_records.c.detail.contains(f'"interaction":"{interaction}"', autoescape=True)
+            )
+        if par is not None:
+            stmt = stmt.where(t.audit_records.c.detail.contains(f'"par":"{par}"', autoescape=True))
         return self._all(stmt)
