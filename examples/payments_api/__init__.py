@@ -4,7 +4,7 @@ Start it with ``corridor demo-api`` (``make run`` starts it beside ``corridor se
 ``app.py`` has the routes and their checks, ``server.py`` the TLS, trust and audit wiring.
 """
 
-from .app import DEFAULT_STEP_UP_THRESHOLD, PaymentRequest, Payments, covers, create_app
+from .app import DEFAULT_STEP_UP_THRESHOLD, PaymentRequest, Payments, create_app, grant_key
 from .server import DemoConfig, run
 
 __all__ = [
@@ -12,7 +12,7 @@ __all__ = [
     "DemoConfig",
     "PaymentRequest",
     "Payments",
-    "covers",
     "create_app",
+    "grant_key",
     "run",
 ]

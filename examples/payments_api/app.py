@@ -2,38 +2,39 @@
 
 Routes (every one needs a sender-constrained access token whose ``aud`` is this API):
 
-* ``GET /accounts``: scope ``accounts``; the user's demo account and the payments accepted so far.
-* ``POST /payments``: scope ``payments`` and an ``authorization_details`` entry of type
-  ``payment_initiation`` (RFC 9396) that covers the payment: same currency, an
-  ``instructedAmount`` at least as large, and the same ``creditorName`` / ``creditorAccount``
-  when the entry names them. Otherwise 403 ``insufficient_scope``. A payment above the step-up
-  threshold also needs ``acr`` ``mfa`` or stronger; otherwise 401
+* ``GET /accounts`` (tool action ``list_accounts``): scope ``accounts``; the user's demo
+  account and the payments accepted so far.
+* ``POST /payments`` (tool action ``make_payment``): scope ``payments`` and a
+  ``payment_initiation`` entry (RFC 9396). Whether this payment may go is decided by the Cedar
+  policies (corridor.policy.cedar): same currency and creditor as granted, and the amount plus
+  what this grant has already paid within the granted amount (limits are cumulative per grant,
+  design.md 5b). A refusal is 403 ``insufficient_scope``, and the record names the policy. A
+  payment above the step-up threshold also needs ``acr`` ``mfa`` or stronger; otherwise 401
   ``insufficient_user_authentication`` with ``acr_values="mfa"`` (RFC 9470), after which the
   client asks the AS again with ``acr_values=mfa``.
 
-Each payment is checked on its own against the granted amount: the demo does not track how much
-of a grant was already spent. Accepted payments are kept in memory (lost on restart).
+Accepted payments, and so what each grant has spent, are kept in memory (lost on restart).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 import time
 import uuid
-from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from corridor.resource.asgi import ProtectedResource, require, resource_error_handler
+from corridor.resource.asgi import ProtectedResource, decide, require, resource_error_handler
 from corridor.resource.guard import (
     AccessToken,
     ResourceError,
     ResourceGuard,
-    insufficient_scope,
     step_up,
 )
 
@@ -42,7 +43,7 @@ STEP_UP_ACR = "mfa"
 MAX_PAYMENTS = 10_000  # the in-memory list is bounded
 
 #: What each route needs, as FastAPI dependencies (the value is the verified AccessToken).
-Accounts = Annotated[AccessToken, Depends(require(scope="accounts"))]
+Accounts = Annotated[AccessToken, Depends(require(scope="accounts", action="list_accounts"))]
 PaymentInitiation = Annotated[
     AccessToken, Depends(require(scope="payments", details={"type": "payment_initiation"}))
 ]
@@ -87,44 +88,36 @@ class Payments:
         if payment.remittanceInformation:
             record["remittanceInformation"] = payment.remittanceInformation
         with self._lock:
-            self._items.append({**record, "_subject": access.subject})
+            self._items.append(
+                {
+                    **record,
+                    "_subject": access.subject,
+                    "_grant": grant_key(access),
+                    "_minor": int(payment.amount * 100),
+                }
+            )
             del self._items[:-MAX_PAYMENTS]
         return record
+
+    def spent_minor(self, grant: str) -> int:
+        """What the grant has paid so far, in minor units (the policies' ``spent_minor``)."""
+        with self._lock:
+            return sum(item["_minor"] for item in self._items if item["_grant"] == grant)
 
     def of(self, subject: str) -> list[dict[str, Any]]:
         with self._lock:
             return [
-                {k: v for k, v in item.items() if k != "_subject"}
+                {k: v for k, v in item.items() if not k.startswith("_")}
                 for item in self._items
                 if item["_subject"] == subject
             ]
 
 
-def _amount(value: Any) -> Decimal | None:
-    try:
-        amount = Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        return None
-    return amount if amount.is_finite() else None
-
-
-def covers(entry: Mapping[str, Any], payment: PaymentRequest) -> bool:
-    """One granted payment_initiation entry covers this payment (RFC 9396 2, A.3)."""
-    if entry.get("type") != "payment_initiation":
-        return False
-    granted = entry.get("instructedAmount")
-    if not isinstance(granted, Mapping) or granted.get("currency") != payment.currency:
-        return False
-    limit = _amount(granted.get("amount"))
-    if limit is None or payment.amount > limit:
-        return False
-    if "creditorName" in entry and entry["creditorName"] != payment.creditorName:
-        return False
-    if "creditorAccount" in entry:
-        account = payment.creditorAccount.model_dump() if payment.creditorAccount else None
-        if entry["creditorAccount"] != account:
-            return False
-    return True
+def grant_key(access: AccessToken) -> str:
+    """Which grant a token comes from, as far as an RS can tell: the same client, user and
+    granted authorization_details (a refreshed token keeps all three)."""
+    body = json.dumps([access.client_id, access.subject, list(access.authorization_details)], sort_keys=True)
+    return hashlib.sha256(body.encode()).hexdigest()
 
 
 def create_app(
@@ -156,9 +149,19 @@ def create_app(
         )
 
     @app.post("/payments", status_code=201)
-    def create_payment(payment: PaymentRequest, access: PaymentInitiation) -> JSONResponse:
-        if not any(covers(entry, payment) for entry in access.authorization_details):
-            raise insufficient_scope("the authorization_details do not cover this payment")
+    def create_payment(payment: PaymentRequest, access: PaymentInitiation, request: Request) -> JSONResponse:
+        decide(
+            request,
+            "make_payment",
+            scopes={"payments"},
+            values={
+                "amount_minor": int(payment.amount * 100),
+                "currency": payment.currency,
+                "creditor": payment.creditorName,
+                "creditor_account": payment.creditorAccount.iban if payment.creditorAccount else "",
+            },
+            spent_minor=payments.spent_minor(grant_key(access)),
+        )
         if payment.amount > step_up_threshold:
             have = levels.index(access.acr) if access.acr in levels else -1
             if have < levels.index(STEP_UP_ACR):

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 from pydantic import ValidationError
@@ -719,6 +720,28 @@ def user_list(data_dir: Path | None, config_file: Path | None, as_json: bool) ->
         return
     for row in rows:
         click.echo(f"{row['username']}\t{row['id']}")
+
+
+@user.command("totp")
+@DATA_DIR
+@CONFIG
+@click.argument("username")
+@click.option("--remove", is_flag=True, help="Remove the user's TOTP second factor.")
+def user_totp(data_dir: Path | None, config_file: Path | None, username: str, remove: bool) -> None:
+    """Enrol a TOTP second factor (RFC 6238) and print its provisioning URI: scan it with an
+    authenticator app. Step-up to acr "mfa" (RFC 9470) asks for a code from it."""
+    import pyotp
+
+    settings = _settings(data_dir, config_file)
+    store = _store(settings)
+    secret = None if remove else pyotp.random_base32()
+    if not store.set_totp_secret(username, secret):
+        raise click.ClickException(f"no user {username!r}")
+    if secret is None:
+        click.echo(f"removed the TOTP second factor of {username}")
+        return
+    issuer = urlsplit(settings.issuer).hostname or "Corridor"
+    click.echo(pyotp.TOTP(secret).provisioning_uri(name=username, issuer_name=f"Corridor ({issuer})"))
 
 
 @user.command("remove")

@@ -278,16 +278,22 @@ def test_payments_within_and_beyond_the_authorized_amount(demo: Demo, dpop100: t
     record = accepted.json()["payment"]
     assert record["instructedAmount"] == {"currency": "EUR", "amount": "60.00"}
     assert record in accepted.json()["payments"]
-    assert pay(payment("100")).status_code == 201  # exactly the granted amount
-    for refused in (
-        payment("100.01"),
-        payment("50.00", currency="USD"),
-        payment("50.00", creditor="Merchant B"),
+    # Limits are cumulative per grant (design.md 5b): 60 + 40.01 is beyond the 100 granted ...
+    over = pay(payment("40.01"))
+    challenge(over, 403, "DPoP", "insufficient_scope")
+    assert "corridor/forbid-payment-over-granted-amount" in over.json()["error_description"]
+    assert pay(payment("40")).status_code == 201  # ... 60 + 40 is exactly the granted amount
+    for refused, policy in (
+        (payment("0.01"), "corridor/forbid-payment-over-granted-amount"),
+        (payment("0.01", currency="USD"), "corridor/forbid-payment-in-another-currency"),
+        (payment("0.01", creditor="Merchant B"), "corridor/forbid-payment-to-another-creditor"),
     ):
-        challenge(pay(refused), 403, "DPoP", "insufficient_scope")
+        response = pay(refused)
+        challenge(response, 403, "DPoP", "insufficient_scope")
+        assert policy in response.json()["error_description"]
     assert pay({"amount": "1.001", "currency": "EUR", "creditorName": "Merchant A"}).status_code == 422
     listed = dpop_call(demo.api, client, access_token, "GET", "/accounts").json()["payments"]
-    assert [p["instructedAmount"]["amount"] for p in listed] == ["60.00", "100.00"]
+    assert [p["instructedAmount"]["amount"] for p in listed] == ["60.00", "40.00"]
 
 
 def test_large_payment_needs_step_up(demo: Demo) -> None:
@@ -321,8 +327,23 @@ def test_decisions_are_audit_records(demo: Demo, mtls100: str) -> None:
         r for r in demo.running.store.audit_records() if r["event"] == "rs.access" and r["token_jti"] == jti
     ]
     decisions = [(r["outcome"], r["error"], r["rule"], json.loads(r["detail"])["route"]) for r in records]
-    assert ("allowed", None, None, "/payments") in decisions
-    assert ("refused", "insufficient_scope", "FAPI2 5.3.4-4, RFC 6750 3.1", "/payments") in decisions
+    # Issue 8: the tool action and the Cedar policies that decided are in each record.
+    allowed = next(d for d in decisions if d[0] == "allowed" and d[3] == "/payments")
+    assert allowed[2] == "Cedar: corridor/permit-by-route-scope, corridor/permit-granted-tool-action"
+    refused = (
+        "refused",
+        "insufficient_scope",
+        "Cedar: corridor/forbid-payment-over-granted-amount",
+        "/payments",
+    )
+    assert refused in decisions
+    detail = json.loads(next(r for r in records if r["outcome"] == "refused")["detail"])
+    assert detail["tool_action"] == "make_payment"
+    assert detail["policy"] == {
+        "decision": "deny",
+        "policies": ["corridor/forbid-payment-over-granted-amount"],
+        "engine": "cedar",
+    }
     last = records[-1]
     assert last["client_id"] == demo.mtls_client.client_id
     assert last["sender_constraint"] == "mtls" and last["key_thumbprint"] == demo.mtls_cert.thumbprint
@@ -357,3 +378,60 @@ def test_cli_refuses_a_bad_threshold(tmp_path: Path) -> None:
     result = corridor("demo-api", "--step-up-threshold", "lots", data_dir=tmp_path / "data")
     assert result.returncode != 0 and "step-up-threshold" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_step_up_with_totp_end_to_end(demo: Demo) -> None:
+    """Issue 8 part 3 / RFC 9470: the API asks for acr mfa; the client library reads the
+    challenge and asks again with acr_values; the AS asks for a TOTP code in the same browser
+    session; the new token's acr and auth_time prove it; the payment goes through."""
+    from urllib.parse import parse_qs, urlsplit
+
+    import pyotp
+
+    from corridor.client.flow import step_up_challenge
+
+    driver = demo.driver()
+    username = driver.add_user()
+    enrolled = corridor("user", "totp", username, data_dir=demo.data_dir)
+    assert enrolled.returncode == 0, enrolled.stderr
+    uri = enrolled.stdout.strip()
+    assert uri.startswith("otpauth://totp/")
+    totp = pyotp.TOTP(parse_qs(urlsplit(uri).query)["secret"][0])
+    client = demo_client(demo.data_dir)
+    extra = {
+        "scope": API_SCOPE,
+        "resource": demo.api.url,
+        "authorization_details": json.dumps(payment_details("1000.00")),
+    }
+    browser = driver.browser()
+
+    response, flow = driver.par(client, extra=extra)
+    assert response.status_code == 201
+    driver.authorize(client, flow, browser=browser, username=username)  # password only
+    first = driver.redeem(client, flow).json()
+    assert decode_jwt(first["access_token"])[1]["acr"] == "password"
+    refused = dpop_call(demo.api, client, first["access_token"], "POST", "/payments", json=payment("600.00"))
+    wanted = step_up_challenge(refused)
+    assert wanted is not None and wanted.acr_values == "mfa"
+
+    response, flow = driver.par(client, extra={**extra, "acr_values": wanted.acr_values})
+    assert response.status_code == 201
+    page = browser.get(
+        driver.url("/authorize"), params={"client_id": client.client_id, "request_uri": flow.request_uri}
+    )
+    assert 'name="code"' in page.text and 'name="password"' not in page.text  # the session is kept
+    wrong = browser.submit(page, {"code": f"{(int(totp.now()) + 1) % 1_000_000:06d}"}, follow=False)
+    assert wrong.status_code == 400 and 'name="code"' in wrong.text
+    consent = browser.submit(wrong, {"code": totp.now()})
+    assert 'value="approve"' in consent.text, consent.text
+    final = browser.submit(consent, {"decision": "approve"}, follow=False)
+    flow.code = parse_qs(urlsplit(final.headers["location"]).query)["code"][0]
+    second = driver.redeem(client, flow)
+    assert second.status_code == 200, second.text
+    claims = decode_jwt(second.json()["access_token"])[1]
+    assert claims["acr"] == "mfa" and time.time() - claims["auth_time"] < 60
+    paid = dpop_call(
+        demo.api, client, second.json()["access_token"], "POST", "/payments", json=payment("600.00")
+    )
+    assert paid.status_code == 201, paid.text
+    driver.http.close()

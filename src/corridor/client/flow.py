@@ -51,6 +51,36 @@ class AuthorizationHandle:
     request_uri: str
     #: RFC 8707 resources asked for; sent again at the token endpoint and on every refresh.
     resources: tuple[str, ...] = ()
+    #: RFC 9396 details asked for (a step-up asks for them again).
+    authorization_details: tuple[Mapping[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class StepUp:
+    """RFC 9470 3: a resource server's ``insufficient_user_authentication`` challenge."""
+
+    acr_values: str | None
+    max_age: int | None
+    description: str = ""
+
+
+_CHALLENGE_PARAM = re.compile(r'([A-Za-z_]+)="((?:[^"\\]|\\.)*)"')
+
+
+def step_up_challenge(response: httpx.Response) -> StepUp | None:
+    """The step-up a resource server asks for in its 401 (RFC 9470 3), or None."""
+    if response.status_code != 401:
+        return None
+    for challenge in response.headers.get_list("www-authenticate"):
+        params = dict(_CHALLENGE_PARAM.findall(challenge))
+        if params.get("error") == "insufficient_user_authentication":
+            max_age = params.get("max_age")
+            return StepUp(
+                params.get("acr_values") or None,
+                int(max_age) if max_age and max_age.isdigit() else None,
+                re.sub(r"\\(.)", r"\1", params.get("error_description", "")),
+            )
+    return None
 
 
 @dataclass
@@ -215,10 +245,13 @@ class FapiClient:
         resource: str | Sequence[str] | None = None,
         authorization_details: Sequence[Mapping[str, Any]] | None = None,
         nonce: str | None = None,
+        acr_values: str | None = None,
+        max_age: int | None = None,
         extra: Mapping[str, str] | None = None,
     ) -> tuple[str, AuthorizationHandle]:
         """PAR with PKCE S256 (fresh verifier), then the URL to send the user to: only
-        ``client_id`` and ``request_uri`` (FAPI2 5.3.3.2-6)."""
+        ``client_id`` and ``request_uri`` (FAPI2 5.3.3.2-6). ``acr_values`` / ``max_age``: what
+        a step-up asks for (RFC 9470 4)."""
         if nonce is not None and len(nonce) > MAX_NONCE:
             raise ClientError("nonce longer than 64 characters", "FAPI2 5.3.3.2-7")
         if "openid" in scope.split() and nonce is None:
@@ -240,6 +273,10 @@ class FapiClient:
             form["resource"] = list(resources)
         if authorization_details:
             form["authorization_details"] = json.dumps(list(authorization_details))
+        if acr_values:
+            form["acr_values"] = acr_values
+        if max_age is not None:
+            form["max_age"] = str(max_age)
         if self.sender_constraint == "dpop":
             form["dpop_jkt"] = self.dpop_key.thumbprint()  # RFC 9449 10: bind the code to our key
         form.update(extra or {})
@@ -249,8 +286,28 @@ class FapiClient:
             raise TokenEndpointError("PAR answer has no request_uri", "invalid_response", 201, "RFC 9126 2.2")
         url = self.endpoint("authorization_endpoint")
         query = urlencode({"client_id": self.client_id, "request_uri": request_uri})
-        handle = AuthorizationHandle(state, verifier, self.redirect_uri, nonce, scope, request_uri, resources)
+        handle = AuthorizationHandle(
+            state,
+            verifier,
+            self.redirect_uri,
+            nonce,
+            scope,
+            request_uri,
+            resources,
+            tuple(authorization_details or ()),
+        )
         return f"{url}{'&' if '?' in url else '?'}{query}", handle
+
+    def step_up(self, handle: AuthorizationHandle, challenge: StepUp) -> tuple[str, AuthorizationHandle]:
+        """RFC 9470 4: ask again for what ``handle`` asked for, with the authentication the
+        resource server wants; send the user to the returned URL and :meth:`finish` as usual."""
+        return self.start(
+            handle.scope,
+            resource=handle.resources or None,
+            authorization_details=handle.authorization_details or None,
+            acr_values=challenge.acr_values,
+            max_age=challenge.max_age,
+        )
 
     def finish(
         self, callback_url: str, handle: AuthorizationHandle, *, extra: Mapping[str, str] | None = None
@@ -502,4 +559,4 @@ class FapiAuth(httpx.Auth):
             yield request
 
 
-__all__ = ["AuthorizationHandle", "FapiAuth", "FapiClient", "TokenSet"]
+__all__ = ["AuthorizationHandle", "FapiAuth", "FapiClient", "StepUp", "TokenSet", "step_up_challenge"]

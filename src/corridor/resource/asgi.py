@@ -5,7 +5,7 @@ Starlette decorator. The verified token reaches handlers as ``request.state.acce
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from corridor.core.certificates import ProxyCertificateHeaders, peer_certificate
+from corridor.policy.cedar import PolicyDecision
 from corridor.resource.guard import (
     METADATA_PATH,
     AccessToken,
@@ -27,6 +28,7 @@ from corridor.resource.guard import (
 STATE_KEY = "access_token"
 GUARD_KEY = "corridor.guard"
 REFUSED_KEY = "corridor.refused"
+POLICY_KEY = "corridor.policy"
 MAX_FORM = 64 * 1024
 
 
@@ -119,8 +121,18 @@ class ProtectedResource:
         if not state.get(REFUSED_KEY):
             # Token and route requirements passed; the record keeps the status the route answered
             # (a 404 or 422 after a valid token is not an authorization decision of ours).
+            action, policy = state.get(POLICY_KEY) or (None, None)
             await run_in_threadpool(
-                guard.record, route=route, method=scope["method"], access=access, error=None, status=status
+                functools.partial(
+                    guard.record,
+                    route=route,
+                    method=scope["method"],
+                    access=access,
+                    error=None,
+                    status=status,
+                    action=action,
+                    policy=policy,
+                )
             )
 
 
@@ -148,23 +160,58 @@ async def _form_has_token(scope: Scope, receive: Receive) -> tuple[Receive, bool
 
 
 def require(
-    scope: str | Iterable[str] = (), details: Any = (), acr: str | None = None, max_age: int | None = None
+    scope: str | Iterable[str] = (),
+    details: Any = (),
+    acr: str | None = None,
+    max_age: int | None = None,
+    action: str | None = None,
 ) -> Callable[[Request], AccessToken]:
     """A route's requirement, as a FastAPI dependency: ``Depends(require(scope="payments"))``.
+
+    ``action``: the tool action the route performs (issue 8); the Cedar policies decide it from
+    the token alone. A route whose decision depends on the request's values (an amount, say)
+    calls :func:`decide` with them instead.
 
     Returns the verified :class:`AccessToken`; raises a :class:`ResourceError` (rendered by
     :class:`ProtectedResource`) when the token does not cover the route."""
     needed: Requirement = requirement(scope, details, acr, max_age)
 
     def dependency(request: Request) -> AccessToken:
-        access = request.scope.get("state", {}).get(STATE_KEY)
-        guard = request.scope.get("state", {}).get(GUARD_KEY)
-        if not isinstance(access, AccessToken) or not isinstance(guard, ResourceGuard):
-            raise RuntimeError("require() needs the ProtectedResource middleware in front of the app")
+        access, guard = _verified(request)
         guard.authorize(access, needed)
+        if action is not None:
+            decision = guard.decide_action(access, action, route_scopes=needed.scopes)
+            request.scope["state"][POLICY_KEY] = (action, decision)
         return access
 
     return dependency
+
+
+def decide(
+    request: Request,
+    action: str,
+    *,
+    values: Mapping[str, Any] | None = None,
+    scopes: Iterable[str] = (),
+    spent_minor: int = 0,
+) -> PolicyDecision:
+    """Inside a route: the Cedar decision for ``action`` with the request's own ``values``
+    (e.g. ``{"amount_minor": 5000, "currency": "EUR", "creditor": "Merchant A"}``) and what the
+    grant already spent; refused -> :class:`ResourceError` (403), recorded with the policy ids."""
+    access, guard = _verified(request)
+    decision = guard.decide_action(
+        access, action, route_scopes=frozenset(scopes), request=values, spent_minor=spent_minor
+    )
+    request.scope["state"][POLICY_KEY] = (action, decision)
+    return decision
+
+
+def _verified(request: Request) -> tuple[AccessToken, ResourceGuard]:
+    access = request.scope.get("state", {}).get(STATE_KEY)
+    guard = request.scope.get("state", {}).get(GUARD_KEY)
+    if not isinstance(access, AccessToken) or not isinstance(guard, ResourceGuard):
+        raise RuntimeError("require() and decide() need the ProtectedResource middleware in front of the app")
+    return access, guard
 
 
 async def resource_error_handler(request: Request, exc: Exception) -> Response:
@@ -211,4 +258,4 @@ def protected(
     return decorate
 
 
-__all__ = ["ProtectedResource", "error_response", "protected", "require", "resource_error_handler"]
+__all__ = ["ProtectedResource", "decide", "error_response", "protected", "require", "resource_error_handler"]

@@ -29,6 +29,7 @@ from corridor.core.nonces import DPoPNonces
 from corridor.core.randomness import new_id, token_hash
 from corridor.core.replay import MemoryReplayCache, ReplayCache
 from corridor.core.x509 import thumbprint_s256
+from corridor.policy.cedar import Policies, PolicyDecision, grant_context
 from corridor.resource.keys import IssuerKeys
 
 ALGS = " ".join(FAPI_ALGORITHMS)
@@ -74,6 +75,8 @@ class ResourceSettings:
     ca_file: str = ""
     #: Named authentication levels, weakest first (design.md 5b).
     acr_levels: tuple[str, ...] = ("password", "mfa", "passkey")
+    #: Cedar policy files added to Corridor's defaults (policy/cedar.py), parsed once.
+    policy_files: tuple[str, ...] = ()
     #: Validate tokens by introspection instead of locally (opaque tokens, immediate revocation).
     #: With local JWT validation the access-token lifetime bounds revocation (the Corridor AS
     #: issues 300 s tokens by default for that reason).
@@ -131,6 +134,9 @@ class ResourceError(OAuthError):
         super().__init__(error, description, rule=rule, status=status, headers=headers)
         self.scheme = scheme
         self.params = dict(params or {})
+        #: The tool action and the policy decision, when a policy refused (issue 8).
+        self.action: str | None = None
+        self.policy: PolicyDecision | None = None
 
 
 def insufficient_scope(
@@ -175,6 +181,7 @@ class ResourceGuard:
         self.replay = replay or MemoryReplayCache()
         self.nonces = DPoPNonces(settings.nonce_secret, settings.nonce_step, self.clock)
         self.audit = audit
+        self.policies = Policies.load(settings.policy_files)
         #: Decisions recorded in memory when no audit log is configured (most recent last).
         self.decisions: list[Mapping[str, Any]] = []
 
@@ -484,6 +491,40 @@ class ResourceGuard:
             error.scheme = scheme
             raise error
 
+    def decide_action(
+        self,
+        access: AccessToken,
+        action: str,
+        *,
+        route_scopes: frozenset[str] = frozenset(),
+        request: Mapping[str, Any] | None = None,
+        spent_minor: int = 0,
+    ) -> PolicyDecision:
+        """Issue 8: may this client, for this user, perform ``action`` here, with these request
+        values? Decided by the Cedar policies from the token's facts and grant; a refusal is 403
+        ``insufficient_scope`` whose rule names the deciding policies."""
+        context = grant_context(
+            access.authorization_details,
+            user=access.subject,
+            scopes=access.scopes,
+            acr=access.acr,
+            auth_time=access.auth_time,
+            sender_constraint=access.sender_constraint,
+            spent_minor=spent_minor,
+        )
+        context["route_scope_granted"] = bool(route_scopes) and route_scopes <= access.scopes
+        if request is not None:
+            context["request"] = dict(request)
+        decision = self.policies.decide(access.client_id, action, self.settings.resource, context)
+        if not decision.allowed:
+            error = insufficient_scope(
+                f"{action} refused by policy: {', '.join(decision.policies)}", rule=decision.rule
+            )
+            error.scheme = "DPoP" if access.sender_constraint == "dpop" else "Bearer"
+            error.action, error.policy = action, decision
+            raise error
+        return decision
+
     # -- RFC 9728 metadata and evidence ---------------------------------------------------------------
 
     def metadata(self) -> dict[str, Any]:
@@ -513,6 +554,8 @@ class ResourceGuard:
         access: AccessToken | None,
         error: ResourceError | None,
         status: int | None = None,
+        action: str | None = None,
+        policy: PolicyDecision | None = None,
     ) -> None:
         """One evidence record per enforcement decision (the AS's fields plus resource, route, method,
         and for allowed requests the status the route answered)."""
@@ -528,9 +571,19 @@ class ResourceGuard:
         evidence.detail = {"route": route, "method": method}
         if status:
             evidence.detail["status"] = status
+        if error is not None and error.policy is not None:
+            action, policy = error.action, error.policy
+        if action is not None:
+            evidence.detail["tool_action"] = action
+        if policy is not None:
+            evidence.detail["policy"] = {
+                "decision": "allow" if policy.allowed else "deny",
+                "policies": list(policy.policies),
+                "engine": "cedar",
+            }
         outcome = "allowed" if error is None else "refused"
         now = self.clock.now()
-        rule = error.rule if error else None
+        rule = error.rule if error else (policy.rule if policy is not None else None)
         code = (error.error or None) if error else None
         if self.audit is not None:
             self.audit.append(evidence, "rs.access", outcome, now, rule=rule, error=code)

@@ -193,6 +193,7 @@ def create_app(
         Route("/interaction/{interaction_id}", pages.get_interaction, methods=["GET"]),
         Route("/interaction/{interaction_id}/login", pages.post_login, methods=["POST"]),
         Route("/interaction/{interaction_id}/consent", pages.post_consent, methods=["POST"]),
+        Route("/interaction/{interaction_id}/second-factor", pages.post_second_factor, methods=["POST"]),
     ]
     app = Starlette(
         routes=routes,

@@ -12,9 +12,11 @@ import hashlib
 import hmac
 import json
 import re
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from starlette.concurrency import run_in_threadpool
@@ -32,6 +34,8 @@ from corridor.server.responses import authorization_response, redirect_303
 from corridor.store.sql import Row, Store
 
 SESSION_COOKIE = "__Host-corridor-session"
+#: The level a TOTP second factor gives (design.md 5b: password < mfa < passkey).
+TOTP_ACR = "mfa"
 _INTERACTION_ID = re.compile(r"[0-9a-f]{32}")
 _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash(new_secret_token())
@@ -233,7 +237,89 @@ class AuthorizationPages:
                 action=f"/interaction/{interaction_id}/login",
                 error=None,
             )
+        if self._second_factor_due(params, session):
+            return self._second_factor_page(interaction_id, interaction, client.name, params)
         return self._consent_page(interaction_id, interaction, pushed, params, session)
+
+    # -- step-up: a second factor when the request asks for more (RFC 9470, OIDC Core 3.1.2.1) --------
+
+    def _required_acr(self, params: dict[str, Any]) -> str | None:
+        """The weakest of the requested ``acr_values`` this AS knows (any of them satisfies)."""
+        levels = self.server.settings.acr_levels
+        requested = [v for v in str(params.get("acr_values") or "").split() if v in levels]
+        return min(requested, key=levels.index) if requested else None
+
+    def _second_factor_due(self, params: dict[str, Any], session: Row) -> bool:
+        """A TOTP step is shown when the request asks for ``mfa`` or more than the session has,
+        and the user has a second factor. Without one the request goes on at the session's level
+        (acr_values are voluntary): the token's ``acr`` tells the resource server the truth."""
+        required = self._required_acr(params)
+        levels = self.server.settings.acr_levels
+        if required is None or levels.index(session["acr"]) >= levels.index(required):
+            return False
+        if levels.index(required) > levels.index(TOTP_ACR):
+            return False  # passkeys (WebAuthn) are not offered yet
+        user = self.server.store.get_user(session["user_id"])
+        return bool(user and user.get("totp_secret"))
+
+    def _second_factor_page(
+        self,
+        interaction_id: str,
+        interaction: Row,
+        client_name: str,
+        params: dict[str, Any],
+        status: int = 200,
+        error: str | None = None,
+    ) -> Response:
+        return render(
+            "second_factor.html",
+            status=status,
+            client_name=client_name,
+            level=self._required_acr(params) or TOTP_ACR,
+            csrf=interaction["csrf"],
+            action=f"/interaction/{interaction_id}/second-factor",
+            error=error,
+        )
+
+    def second_factor(self, request: Request, interaction_id: str, form: Form) -> Response:
+        """RFC 6238 TOTP (pyotp), one step of 30 s either side, each code once (replay cache)."""
+        server, now = self.server, self.server.now()
+        interaction, pushed, params = self._load(request, interaction_id)
+        self._check_csrf(form, interaction, pushed)
+        session = self._session(request, interaction, params)
+        if session is None:
+            return redirect_303(f"/interaction/{interaction_id}")
+        evidence = self._evidence(pushed)
+        evidence.user_id = session["user_id"]
+        user = server.store.get_user(session["user_id"])
+        code = form.get("code", "")
+        secret = user.get("totp_secret") if user else None
+        totp = pyotp.TOTP(secret) if secret else None
+        ok = False
+        if totp is not None and re.fullmatch(r"[0-9]{6}", code):
+            for step in (-1, 0, 1):
+                at = now + step * totp.interval
+                if hmac.compare_digest(totp.at(at), code):
+                    # RFC 6238 5.2: a code is accepted once.
+                    key = f"totp:{session['user_id']}:{totp.timecode(datetime.fromtimestamp(at, UTC))}"
+                    ok = server.store.remember_once(key, now + 3 * totp.interval, now)
+                    break
+        if not ok:
+            server.audit.append(evidence, "login", "refused", now, rule="RFC 6238", error="access_denied")
+            client = server.clients.get(pushed["client_id"])
+            return self._second_factor_page(
+                interaction_id,
+                interaction,
+                client.name if client else "",
+                params,
+                status=400,
+                error="That code is not right (or was already used).",
+            )
+        value = request.cookies.get(SESSION_COOKIE, "")
+        server.store.raise_browser_session(token_hash(value), TOTP_ACR, now)
+        evidence.detail = {"acr": TOTP_ACR, "factor": "totp"}
+        server.audit.append(evidence, "login", "succeeded", now)
+        return redirect_303(f"/interaction/{interaction_id}")
 
     def _consent_page(
         self, interaction_id: str, interaction: Row, pushed: Row, params: dict[str, Any], session: Row
@@ -442,6 +528,9 @@ class AuthorizationPages:
 
     async def post_consent(self, request: Request) -> Response:
         return await self._post(request, self.consent)
+
+    async def post_second_factor(self, request: Request) -> Response:
+        return await self._post(request, self.second_factor)
 
     async def _post(self, request: Request, action: Any) -> Response:
         interaction_id = request.path_params["interaction_id"]

@@ -24,6 +24,8 @@ users = Table(
     Column("username", String(255), nullable=False, unique=True),
     Column("password_hash", String(255), nullable=False),
     Column("created_at", Float, nullable=False),
+    #: RFC 6238 TOTP shared secret (base32) when the user enrolled one (``corridor user totp``).
+    Column("totp_secret", String(64)),
 )
 
 resource_servers = Table(

@@ -226,6 +226,11 @@ class Store:
             select(t.users.c.id, t.users.c.username, t.users.c.created_at).order_by(t.users.c.created_at)
         )
 
+    def set_totp_secret(self, username: str, secret: str | None) -> bool:
+        with self.write() as conn:
+            stmt = update(t.users).where(t.users.c.username == username).values(totp_secret=secret)
+            return conn.execute(stmt).rowcount == 1
+
     def remove_user(self, username: str) -> bool:
         with self.write() as conn:
             return conn.execute(delete(t.users).where(t.users.c.username == username)).rowcount == 1
@@ -418,6 +423,16 @@ class Store:
                     id_hash=id_hash, user_id=user_id, auth_time=auth_time, acr=acr, expires_at=expires_at
                 )
             )
+
+    def raise_browser_session(self, id_hash: str, acr: str, auth_time: float) -> bool:
+        """A second factor passed: the session's level and authentication time (RFC 9470)."""
+        with self.write() as conn:
+            stmt = (
+                update(t.browser_sessions)
+                .where(t.browser_sessions.c.id_hash == id_hash)
+                .values(acr=acr, auth_time=auth_time)
+            )
+            return conn.execute(stmt).rowcount == 1
 
     def get_browser_session(self, id_hash: str) -> Row | None:
         return self._one(_by(t.browser_sessions, "id_hash"), id_hash)
