@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from corridor.audit import chain
 from corridor.core.certificates import ProxyCertificateHeaders
 from corridor.core.randomness import new_id
+from corridor.server.admin import AdminPages
 from corridor.server.authority import AuthorizationServer, Exchange
 from corridor.server.authorize import AuthorizationPages
 from corridor.server.discovery import server_metadata
@@ -94,7 +95,7 @@ async def database_unavailable(request: Request, exc: Exception) -> Response:
     log.warning("database unavailable: %s %s: %s", request.method, request.url.path, type(exc).__name__)
     headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
     description = "The service is temporarily unavailable. Try again in a few seconds."
-    if request.url.path.startswith(("/authorize", "/interaction/")):
+    if request.url.path.startswith(("/authorize", "/interaction/", "/admin/")):
         page = error_page("temporarily_unavailable", description, status=503)
         page.headers.update(headers)
         return page
@@ -107,6 +108,7 @@ def create_app(
 ) -> Starlette:
     """Build the AS application. ``server.start()`` runs at startup (migrations, keys)."""
     pages = AuthorizationPages(server)
+    admin = AdminPages(server)
 
     def endpoint(path: str, event: str, handler: Callable[[Exchange], Response]) -> Any:
         async def call(request: Request) -> Response:
@@ -194,6 +196,8 @@ def create_app(
         Route("/interaction/{interaction_id}/login", pages.post_login, methods=["POST"]),
         Route("/interaction/{interaction_id}/consent", pages.post_consent, methods=["POST"]),
         Route("/interaction/{interaction_id}/second-factor", pages.post_second_factor, methods=["POST"]),
+        Route("/admin/trace", admin.get_trace, methods=["GET"]),
+        Route("/admin/login", admin.post_login, methods=["POST"]),
     ]
     app = Starlette(
         routes=routes,

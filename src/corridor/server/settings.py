@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     #: How long an instance may keep using a client or resource-server registration that another
     #: process changed or removed (its own changes count at once). 0 turns the cache off.
     registration_cache_seconds: float = Field(2.0, ge=0, le=60)
+    #: Users who may sign in at /admin/trace and read the evidence trail (issue 8).
+    admin_users: list[str] = Field(default_factory=list)
     #: How often an instance signs the heads of the audit chains (audit/chain.py checkpoints).
     audit_checkpoint_interval: float = Field(300.0, gt=0)
     #: Log level of ``corridor serve`` (``info`` logs one line per request, no secrets).

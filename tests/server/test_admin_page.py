@@ -1,0 +1,133 @@
+"""The evidence trail as a page (issue 8 part 4): an admin-only timeline of a grant, looked at in
+headless Chromium (a screenshot goes to test-artifacts/admin-trace.png)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from corridor.server.tls import DevTLS
+from tests.server.test_browser import ARTIFACTS, browser  # noqa: F401 - the Chromium fixture
+from tests.support import PASSWORD, Driver, decode_jwt, running_as
+
+ADMIN = "trail-admin"
+PAYMENT = {
+    "type": "payment_initiation",
+    "instructedAmount": {"currency": "EUR", "amount": "42.00"},
+    "creditorName": "Merchant A",
+}
+
+
+@pytest.fixture(scope="module")
+def admin_as(tmp_path_factory: pytest.TempPathFactory, tls: DevTLS) -> Iterator[Driver]:
+    data_dir = tmp_path_factory.mktemp("admin-as")
+    with running_as(data_dir, tls, admin_users=[ADMIN]) as running:
+        d = Driver(running)
+        d.add_user(ADMIN)
+        yield d
+        d.http.close()
+
+
+@pytest.fixture
+def driver(admin_as: Driver) -> Driver:
+    """Overrides the suite's driver: the Chromium fixture trusts this AS's certificate."""
+    return admin_as
+
+
+def story(driver: Driver) -> tuple[str, str]:
+    """A grant with a payment, its token used once at UserInfo: (grant id, token jti)."""
+    client = driver.add_client()
+    _, tokens = driver.full_flow(client, extra={"authorization_details": json.dumps([PAYMENT])})
+    token = tokens["access_token"]
+    proof = driver.proof(client, "GET", driver.htu("/userinfo"), access_token=token)
+    assert (
+        driver.http.get(
+            driver.url("/userinfo"), headers={"Authorization": f"DPoP {token}", "DPoP": proof}
+        ).status_code
+        == 200
+    )
+    jti = decode_jwt(token)[1]["jti"]
+    grant = next(r["grant_id"] for r in driver.as_.store.audit_records(token_jti=jti) if r["grant_id"])
+    return grant, jti
+
+
+def test_the_timeline_in_chromium(driver: Driver, browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    grant, _ = story(driver)
+    browser.get(driver.url(f"/admin/trace?id={grant}"))
+    browser.find_element(By.NAME, "username").send_keys(ADMIN)
+    browser.find_element(By.NAME, "password").send_keys(PASSWORD)
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    WebDriverWait(browser, 15).until(
+        expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "ol.timeline"))
+    )
+    events = [
+        (li.get_attribute("data-event"), li.get_attribute("data-outcome"))
+        for li in browser.find_elements(By.CSS_SELECTOR, "li.event")
+    ]
+    assert events[:5] == [
+        ("par", "accepted"),
+        ("consent", "shown"),
+        ("consent", "granted"),
+        ("code", "issued"),
+        ("token.authorization_code", "issued"),
+    ]
+    assert ("userinfo", "allowed") in events
+    text = browser.find_element(By.TAG_NAME, "body").text
+    assert "What was shown" in text and "Pay up to 42.00 EUR in all to Merchant A" in text
+    assert "What was granted" in text and "Bound to" in text
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "admin-trace.png"))
+    assert (ARTIFACTS / "admin-trace.png").stat().st_size > 10_000
+
+
+def test_only_administrators_get_in(driver: Driver) -> None:
+    grant, _ = story(driver)
+    http = driver.as_.http(follow_redirects=False)
+    page = http.get(driver.url(f"/admin/trace?id={grant}"))
+    assert (
+        page.status_code == 200 and 'name="password"' in page.text and grant not in page.text.split("next")[0]
+    )
+    assert (
+        page.headers["x-frame-options"] == "DENY"
+        and "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    )
+    csrf = page.text.split('name="csrf" value="')[1].split('"')[0]
+    someone = driver.add_user()
+    refused = http.post(
+        driver.url("/admin/login"),
+        data={"csrf": csrf, "next": "/admin/trace", "username": someone, "password": PASSWORD},
+    )
+    assert refused.status_code == 400 and "not an administrator" in refused.text
+    # Without the CSRF cookie's twin the form is refused before any password is checked.
+    forged = httpx.Client(verify=http._transport._pool._ssl_context, timeout=20)  # type: ignore[attr-defined]
+    no_cookie = forged.post(
+        driver.url("/admin/login"), data={"csrf": csrf, "username": ADMIN, "password": PASSWORD}
+    )
+    assert no_cookie.status_code == 400 and "expired" in no_cookie.text
+    # The real admin, then an open redirect attempt is ignored, then a tampered session cookie.
+    page = http.get(driver.url("/admin/trace"))
+    csrf = page.text.split('name="csrf" value="')[1].split('"')[0]
+    signed_in = http.post(
+        driver.url("/admin/login"),
+        data={"csrf": csrf, "next": "//evil.example/x", "username": ADMIN, "password": PASSWORD},
+    )
+    assert signed_in.status_code == 303 and signed_in.headers["location"] == "/admin/trace"
+    timeline = http.get(driver.url(f"/admin/trace?id={grant}")).text
+    assert 'class="timeline"' in timeline and 'name="password"' not in timeline
+    cookie = http.cookies.get("__Host-corridor-admin")
+    assert cookie
+    tampered = cookie[:-2] + ("AA" if not cookie.endswith("AA") else "BB")
+    for value, admitted in ((cookie, True), (tampered, False), ("", False)):
+        page = forged.get(
+            driver.url(f"/admin/trace?id={grant}"), headers={"Cookie": f"__Host-corridor-admin={value}"}
+        )
+        assert ('name="password"' not in page.text) is admitted
+    views = [r for r in driver.as_.store.audit_records() if r["event"] == "admin.view"]
+    assert views and json.loads(views[-1]["detail"])["viewed"] == grant
