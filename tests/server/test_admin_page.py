@@ -131,3 +131,52 @@ def test_only_administrators_get_in(driver: Driver) -> None:
         assert ('name="password"' not in page.text) is admitted
     views = [r for r in driver.as_.store.audit_records() if r["event"] == "admin.view"]
     assert views and json.loads(views[-1]["detail"])["viewed"] == grant
+
+
+def test_consent_page_in_chromium_says_each_detail_type_in_words(driver: Driver, browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """Issue 8 part 1: the consent page shows each authorization_details type in words, in a real
+    browser, and the record of what was shown has the same words."""
+    from urllib.parse import urlencode
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.server.test_details import ACCOUNTS, TOOL
+    from tests.server.test_details import PAYMENT as FULL_PAYMENT
+
+    client = driver.add_client()
+    username = driver.add_user()
+    details = [FULL_PAYMENT, ACCOUNTS, TOOL]
+    response, flow = driver.par(client, extra={"authorization_details": json.dumps(details)})
+    assert response.status_code == 201, response.text
+    browser.get(
+        driver.url("/authorize")
+        + "?"
+        + urlencode({"client_id": client.client_id, "request_uri": flow.request_uri})
+    )
+    browser.find_element(By.NAME, "username").send_keys(username)
+    browser.find_element(By.NAME, "password").send_keys(PASSWORD)
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    WebDriverWait(browser, 15).until(
+        expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "li.detail"))
+    )
+    shown = {
+        li.get_attribute("data-type"): li.text.split("\n")[0].strip()
+        for li in browser.find_elements(By.CSS_SELECTOR, "li.detail")
+    }
+    assert set(shown) == {"payment_initiation", "account_information", "agent_tool"}
+    assert shown["payment_initiation"].startswith("Pay up to 123.50 EUR in all to Merchant A")
+    assert shown["account_information"].startswith(
+        "Read the balances, transactions of the accounts acc-1, acc-2"
+    )
+    assert shown["agent_tool"].startswith("Let the agent use the tool “make_payment” to initiate")
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "consent-details.png"))
+    record = next(
+        r
+        for r in reversed(driver.as_.store.audit_records())
+        if r["event"] == "consent" and r["outcome"] == "shown" and r["client_id"] == client.client_id
+    )
+    facts = json.loads(record["detail"])["approval_surface"]["facts"]
+    assert {d["type"]: d["words"] for d in facts["details"]} == shown
