@@ -236,11 +236,12 @@ def keys_list(
     if as_json:
         click.echo(json.dumps([vars(state) for state in states], indent=2))
         return
-    click.echo(f"{'kid':<26} {'alg':<6} {'state':<9} {'activates':<21} {'retires':<21}")
+    width = max([3, *(len(state.kid) for state in states)])
+    click.echo(f"{'kid':<{width}} {'alg':<6} {'state':<9} {'activates':<21} retires")
     for state in states:
         click.echo(
-            f"{state.kid:<26} {state.alg:<6} {state.state:<9} "
-            f"{_when(state.activates_at):<21} {_when(state.retires_at):<21}"
+            f"{state.kid:<{width}} {state.alg:<6} {state.state:<9} "
+            f"{_when(state.activates_at):<21} {_when(state.retires_at)}"
         )
 
 
