@@ -117,3 +117,28 @@ def test_a_deployment_adds_its_own_policy(tmp_path: Path) -> None:
 def test_minor_units() -> None:
     assert minor_units("100") == 10000 and minor_units("0.01") == 1
     assert minor_units("1.001") is None and minor_units("-1") is None and minor_units("NaN") is None
+
+
+def test_an_agent_tool_cap_limits_payments_too() -> None:
+    """limits.max_amount of the agent_tool entry is a cap of its own, below the payment grant."""
+    tool = {
+        "type": "agent_tool",
+        "tool": "make_payment",
+        "actions": ["initiate"],
+        "limits": {"max_amount": {"currency": "EUR", "amount": "50.00"}},
+        "purpose": "Pay small invoices",
+    }
+    values = {
+        "amount_minor": 6000,
+        "currency": "EUR",
+        "creditor": "Merchant A",
+        "creditor_account": "DE02120300000000202051",
+    }
+    refused = POLICIES.decide(
+        "agent-1", "make_payment", "https://api.example", context([PAYMENT, tool], request=values)
+    )
+    assert not refused.allowed and refused.policies == ("corridor/forbid-payment-over-tool-limit",)
+    values["amount_minor"] = 5000
+    assert POLICIES.decide(
+        "agent-1", "make_payment", "https://api.example", context([PAYMENT, tool], request=values)
+    ).allowed

@@ -165,20 +165,21 @@ def test_trace_of_a_grant_tells_the_story_in_order(driver: Driver) -> None:
     assert result.returncode == 0, result.stderr
     story = json.loads(result.stdout)
     events = [(r["event"], r["outcome"]) for r in story]
-    assert events[:5] == [
+    assert events[:6] == [
         ("par", "accepted"),
+        ("login", "succeeded"),  # the sign-in that the token's acr rests on
         ("consent", "shown"),
         ("consent", "granted"),
         ("code", "issued"),
         ("token.authorization_code", "issued"),
     ]
     assert events[-1][0] == "userinfo"  # a decision made with the token is part of its story
-    shown = story[1]
+    shown = story[2]
     assert shown["detail"]["approval_surface"]["facts"]["client_id"] == client.client_id
     for record in story:
         for field in ("client_id", "issuer", "request_id", "hash"):
             assert record[field], (field, record)
         assert record["user_id"] or record["event"] == "par", record  # the user is known after login
-    assert all(r["grant_id"] == grant_id for r in story[2:5])
+    assert all(r["grant_id"] == grant_id for r in story[3:6])
     text = audit(driver.as_, "trace", jti)
     assert text.returncode == 0 and "token.authorization_code issued" in text.stdout

@@ -8,7 +8,8 @@ The request Cedar sees:
 * resource ``Api::"<resource identifier>"``;
 * context: the token's facts (``user``, ``scopes``, ``acr``, ``auth_time``, ``sender_constraint``),
   what its authorization details granted, reduced to values Cedar can compare
-  (``granted_actions``: the set of ``tool:action`` names of ``agent_tool`` entries;
+  (``granted_actions``: the tool names, and ``tool:action`` names, of ``agent_tool`` entries;
+  ``tool_limit``: an ``agent_tool`` make_payment entry's ``limits.max_amount``;
   ``payment``: the granted limit in minor units, currency and creditor, when a
   ``payment_initiation`` entry was granted; ``spent_minor``: what the grant has already paid),
   and the request's own values (``request``: e.g. the payment amount, currency and creditor).
@@ -63,6 +64,14 @@ when { context has payment && context has request && context.request.currency !=
 @id("corridor/forbid-payment-to-another-creditor")
 forbid (principal, action == Action::"make_payment", resource)
 when { context has payment && context has request && context.request.creditor != context.payment.creditor };
+
+@id("corridor/forbid-payment-over-tool-limit")
+forbid (principal, action == Action::"make_payment", resource)
+when {
+  context has tool_limit && context has request &&
+  (context.request.currency != context.tool_limit.currency ||
+   context.request.amount_minor + context.spent_minor > context.tool_limit.limit_minor)
+};
 
 @id("corridor/forbid-payment-to-another-account")
 forbid (principal, action == Action::"make_payment", resource)
@@ -151,12 +160,21 @@ def grant_context(
     """The token's facts and its grant, in the shape the policies read."""
     granted_actions: set[str] = set()
     payment: dict[str, Any] | None = None
+    tool_limit: dict[str, Any] | None = None
     for entry in authorization_details:
         kind = entry.get("type")
         if kind == "agent_tool":
             for action in entry.get("actions") or []:
                 granted_actions.add(f"{entry.get('tool')}:{action}")
             granted_actions.add(str(entry.get("tool")))
+            raw_limits = entry.get("limits")
+            limits: Mapping[str, Any] = raw_limits if isinstance(raw_limits, Mapping) else {}
+            raw_money = limits.get("max_amount")
+            money = raw_money if isinstance(raw_money, Mapping) else None
+            if entry.get("tool") == "make_payment" and money is not None:
+                limit = minor_units(str(money.get("amount")))
+                if limit is not None:  # the agent's own cap, on top of the payment grant
+                    tool_limit = {"limit_minor": limit, "currency": str(money.get("currency"))}
         elif kind == "payment_initiation" and payment is None:
             amount = entry.get("instructedAmount") or {}
             limit = minor_units(str(amount.get("amount")))
@@ -181,4 +199,6 @@ def grant_context(
     }
     if payment is not None:
         context["payment"] = payment
+    if tool_limit is not None:
+        context["tool_limit"] = tool_limit
     return context

@@ -317,7 +317,12 @@ class AuthorizationPages:
             )
         value = request.cookies.get(SESSION_COOKIE, "")
         server.store.raise_browser_session(token_hash(value), TOTP_ACR, now)
-        evidence.detail = {"acr": TOTP_ACR, "factor": "totp"}
+        evidence.detail = {
+            "acr": TOTP_ACR,
+            "factor": "totp",
+            "interaction": interaction_id,
+            "par": pushed["ref_hash"],
+        }
         server.audit.append(evidence, "login", "succeeded", now)
         return redirect_303(f"/interaction/{interaction_id}")
 
@@ -422,7 +427,7 @@ class AuthorizationPages:
         lifetime = server.settings.session_lifetime
         server.store.save_browser_session(token_hash(secret), user["id"], now, "password", now + lifetime)
         evidence.user_id = user["id"]
-        evidence.detail = {"acr": "password"}
+        evidence.detail = {"acr": "password", "interaction": interaction_id, "par": pushed["ref_hash"]}
         server.audit.append(evidence, "login", "succeeded", now)
         # FAPI2 5.3.2.2-10: 303 after a POST carrying credentials, never 307.
         return redirect_303(

@@ -1,0 +1,340 @@
+"""examples/agent_tool end to end, run the way README.md says: ``corridor serve`` and
+``corridor demo-api`` as processes (as tests/resource/test_demo_api.py starts them), then
+``python -m examples.agent_tool ... --auto-approve`` from the repository root with the dev-mode
+files of that data directory. Checked: the four scripted calls and what the API decided, the AS's
+story of the grant (``corridor audit trace JTI --json``), the agent's own hash-chained trail
+(``corridor audit verify --database sqlite:///…agent-trail.db``), and step-up with and without
+a TOTP factor."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from corridor.store.sql import Store
+from tests.resource.test_demo_api import DemoAPI, demo_api
+from tests.support import RunningAS, free_socket
+from tests.test_serve import corridor, serve
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Stack:
+    running: RunningAS
+    api: DemoAPI
+    data_dir: Path
+
+    def agent(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """The README's command, pointed at this stack (its API, AS and data directory)."""
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "examples.agent_tool",
+                *args,
+                "--data-dir",
+                str(self.data_dir),
+                "--api",
+                self.api.url,
+                "--issuer",
+                self.running.issuer,
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+
+    def trace(self, ident: str, *extra: str) -> list[dict[str, Any]]:
+        result = corridor("audit", "trace", ident, "--json", *extra, data_dir=self.data_dir)
+        assert result.returncode == 0, result.stderr
+        records: list[dict[str, Any]] = json.loads(result.stdout)
+        return records
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    data_dir = tmp_path_factory.mktemp("agent-tool") / "data"
+    sock = free_socket()
+    port = sock.getsockname()[1]
+    sock.close()
+    url = f"https://127.0.0.1:{port}"
+    # As in test_demo_api.py: registered before the AS starts (dev mode then adds none of its own).
+    name, scope = "Demo payments API", "accounts payments"
+    added = corridor("resource", "add", url, "--name", name, "--scope", scope, data_dir=data_dir)
+    assert added.returncode == 0, added.stderr
+    with serve(data_dir) as (running, _), demo_api(data_dir, port, running.issuer) as api:
+        yield Stack(running, api, data_dir)
+
+
+def run_id(stdout: str) -> str:
+    match = re.search(r"^Agent tool runtime, run ([0-9a-f]{32}):", stdout, re.M)
+    assert match, stdout
+    return match.group(1)
+
+
+def jtis(stdout: str) -> list[str]:
+    return re.findall(r"^access token jti: (\S+)$", stdout, re.M)
+
+
+def calls(stdout: str) -> list[str]:
+    return [line for line in stdout.splitlines() if re.match(r"(list_accounts|make_payment)\(", line)]
+
+
+def agent_records(stack: Stack, run: str) -> list[dict[str, Any]]:
+    store = Store(f"sqlite:///{stack.data_dir / 'agent-trail.db'}")
+    try:
+        rows = store.audit_records(request_id=run)
+    finally:
+        store.close()
+    out = []
+    for row in rows:
+        record = dict(row)
+        for name in ("authorization_details", "resource", "detail"):
+            if isinstance(record[name], str):
+                record[name] = json.loads(record[name])
+        out.append(record)
+    return out
+
+
+def test_demo_scenario(stack: Stack) -> None:
+    result = stack.agent("demo", "--auto-approve")
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "Traceback" not in result.stderr, result.stderr
+
+    # The four calls, one line each, with what the API's policies decided.
+    lines = calls(out)
+    assert len(lines) == 4, out
+    assert lines[0].startswith("list_accounts() -> allowed 200"), lines[0]
+    assert lines[1].startswith(
+        'make_payment(amount="60.00", currency="EUR", creditor="Merchant A") -> allowed 201'
+    ), lines[1]
+    assert lines[2].startswith(
+        'make_payment(amount="60.00", currency="EUR", creditor="Merchant A") -> refused 403'
+    )
+    assert "insufficient_scope" in lines[2]
+    # Beyond the payment grant and the agent's own cap (limits.max_amount): both policies say no.
+    assert lines[2].endswith(
+        "corridor/forbid-payment-over-granted-amount, corridor/forbid-payment-over-tool-limit"
+    ), lines[2]
+    assert lines[3].startswith(
+        'make_payment(amount="10.00", currency="EUR", creditor="Merchant B") -> refused 403'
+    )
+    assert lines[3].endswith("corridor/forbid-payment-to-another-creditor"), lines[3]
+    # The consent page the stand-in approved said it in words.
+    assert "consent page shows (agent_tool): Let the agent use the tool “make_payment”" in out
+    assert "consent page shows (payment_initiation): Pay up to 100.00 EUR in all to Merchant A" in out
+
+    [jti] = jtis(out)
+    assert f"corridor audit trace {jti} --data-dir {stack.data_dir}" in out
+    trail = stack.data_dir / "agent-trail.db"
+    assert f"corridor audit verify --database sqlite:///{trail} --data-dir {stack.data_dir}" in out
+
+    # The AS's side: the whole story of the grant from the token's jti.
+    story = stack.trace(jti)
+    events = [(r["event"], r["outcome"]) for r in story]
+    for step in (
+        ("par", "accepted"),
+        ("consent", "shown"),
+        ("consent", "granted"),
+        ("code", "issued"),
+        ("token.authorization_code", "issued"),
+    ):
+        assert step in events, events
+    assert events.index(("par", "accepted")) < events.index(("consent", "shown"))
+    assert events.index(("consent", "granted")) < events.index(("token.authorization_code", "issued"))
+    shown = next(r for r in story if r["event"] == "consent")["detail"]["approval_surface"]["facts"]
+    assert [d["type"] for d in shown["details"]] == ["agent_tool", "agent_tool", "payment_initiation"]
+    access = [r for r in story if r["event"] == "rs.access" and r["token_jti"] == jti]
+    decisions = [
+        (r["detail"].get("tool_action"), r["detail"]["route"], r["outcome"], r["rule"]) for r in access
+    ]
+    assert decisions == [
+        (
+            "list_accounts",
+            "/accounts",
+            "allowed",
+            "Cedar: corridor/permit-by-route-scope, corridor/permit-granted-tool-action",
+        ),
+        (
+            "make_payment",
+            "/payments",
+            "allowed",
+            "Cedar: corridor/permit-by-route-scope, corridor/permit-granted-tool-action",
+        ),
+        (
+            "make_payment",
+            "/payments",
+            "refused",
+            "Cedar: corridor/forbid-payment-over-granted-amount, corridor/forbid-payment-over-tool-limit",
+        ),
+        ("make_payment", "/payments", "refused", "Cedar: corridor/forbid-payment-to-another-creditor"),
+    ], decisions
+    assert access[-1]["detail"]["policy"]["policies"] == ["corridor/forbid-payment-to-another-creditor"]
+    issued = next(r for r in story if r["event"] == "token.authorization_code")
+    par = next(r for r in story if r["event"] == "par")["detail"]["par"]
+
+    # The agent's side, in its own database, with the evidence fields filled.
+    run = run_id(out)
+    mine = agent_records(stack, run)
+    assert [(r["event"], r["outcome"]) for r in mine] == [
+        ("agent.metadata", "checked"),
+        ("agent.metadata", "checked"),
+        ("agent.authorization_request", "pushed"),
+        ("agent.authorization_response", "accepted"),
+        ("agent.token", "received"),
+        ("agent.tool_call", "allowed"),
+        ("agent.tool_call", "allowed"),
+        ("agent.tool_call", "refused"),
+        ("agent.tool_call", "refused"),
+    ]
+    assert all(r["writer"].startswith("agent:") for r in mine)
+    resource_meta, as_meta = mine[0]["detail"], mine[1]["detail"]
+    assert resource_meta["source"] == stack.api.url + "/.well-known/oauth-protected-resource"
+    assert resource_meta["authorization_servers"] == [stack.running.issuer]
+    assert as_meta["source"] == stack.running.issuer + "/.well-known/openid-configuration"
+    assert as_meta["issuer_check"] == "exact match" and len(as_meta["sha256"]) == 64
+    # The pushed request is the one the AS recorded (the same hash of its reference).
+    assert mine[2]["detail"]["par"] == par
+    response = mine[3]["detail"]
+    assert response["iss"] == stack.running.issuer and response["iss_check"] == "matches"
+    for record in mine:
+        assert record["issuer"] == stack.running.issuer
+        assert record["client_id"] == "demo-client"
+        assert record["resource"] == stack.api.url
+        assert record["sender_constraint"] == "dpop"
+        assert record["key_thumbprint"] == issued["key_thumbprint"]
+        assert [d["type"] for d in record["authorization_details"]] == [
+            "agent_tool",
+            "agent_tool",
+            "payment_initiation",
+        ]
+        assert "accounts" in record["scope"].split() and "payments" in record["scope"].split()
+    assert [r["token_jti"] for r in mine[4:]] == [jti] * 5
+    assert mine[4]["detail"]["acr"] == "password" and mine[4]["detail"]["cnf_jkt"] == issued["key_thumbprint"]
+    assert mine[4]["user_id"] == issued["user_id"]
+    tool_calls = [r["detail"] for r in mine[5:]]
+    assert [(d["tool"], d["action"], d["status"]) for d in tool_calls] == [
+        ("list_accounts", "read", 200),
+        ("make_payment", "initiate", 201),
+        ("make_payment", "initiate", 403),
+        ("make_payment", "initiate", 403),
+    ]
+    assert tool_calls[3]["arguments"] == {"amount": "10.00", "currency": "EUR", "creditor": "Merchant B"}
+    assert tool_calls[2]["policies"] == [
+        "corridor/forbid-payment-over-granted-amount",
+        "corridor/forbid-payment-over-tool-limit",
+    ]
+    assert "refused by policy" in tool_calls[2]["error_description"]
+    assert mine[7]["error"] == "insufficient_scope"
+    assert (
+        mine[7]["rule"]
+        == "Cedar: corridor/forbid-payment-over-granted-amount, corridor/forbid-payment-over-tool-limit"
+    )
+    # No secret in the agent's trail: no code, no token, no password.
+    dump = json.dumps(mine)
+    assert "code=" not in dump and "eyJ" not in dump
+    password = (stack.data_dir / "demo-user-password.txt").read_text().strip()
+    assert password not in dump
+
+    # `corridor audit trace RUN --database …` reads the agent's run; `audit verify` its chain.
+    agent_story = stack.trace(run, "--database", f"sqlite:///{trail}")
+    assert [r["request_id"] for r in agent_story] == [run] * 9
+    verified = corridor("audit", "verify", "--database", f"sqlite:///{trail}", data_dir=stack.data_dir)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert re.search(r"^agent:\S+: 9 records, intact$", verified.stdout, re.M), verified.stdout
+
+
+def test_a_second_run_gets_its_own_budget(stack: Stack) -> None:
+    """Each run's grant names the run, so the demo API's per-grant spending starts again."""
+    result = stack.agent("demo", "--auto-approve")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [line.split(" -> ")[1].split(":")[0] for line in calls(result.stdout)] == [
+        "allowed 200",
+        "allowed 201",
+        "refused 403 insufficient_scope",
+        "refused 403 insufficient_scope",
+    ]
+
+
+def test_step_up_without_a_second_factor_stops(stack: Stack) -> None:
+    """The demo user has no TOTP: the AS signs in with a password again, the token stays acr
+    password, the API refuses again, and the runtime stops after one step-up (no loop)."""
+    result = stack.agent("step-up", "--auto-approve")
+    assert result.returncode == 1, result.stdout + result.stderr
+    out = result.stdout
+    assert "step-up: the API asks for acr 'mfa'" in out
+    assert "stopped: step-up could not be satisfied" in out, out
+    [line] = calls(out)
+    assert line.startswith(
+        'make_payment(amount="600.00", currency="EUR", creditor="Merchant A") -> step_up_unsatisfied 401'
+    ), line
+    assert len(jtis(out)) == 2
+    mine = agent_records(stack, run_id(out))
+    assert [(r["event"], r["outcome"]) for r in mine][2:] == [
+        ("agent.authorization_request", "pushed"),
+        ("agent.authorization_response", "accepted"),
+        ("agent.token", "received"),
+        ("agent.tool_call", "step_up_required"),
+        ("agent.step_up", "started"),
+        ("agent.authorization_request", "pushed"),
+        ("agent.authorization_response", "accepted"),
+        ("agent.token", "received"),
+        ("agent.tool_call", "step_up_required"),
+        ("agent.step_up", "unsatisfied"),
+    ]
+    assert mine[7]["detail"]["acr_values"] == "mfa" and mine[7]["detail"]["step_up"] is True
+    assert mine[-1]["detail"]["token_acr"] == "password"
+
+
+def test_step_up_with_totp(stack: Stack, tmp_path: Path) -> None:
+    """With a TOTP factor (`corridor user totp`) the AS asks for a code in the same browser
+    session, the new token has acr mfa, and the retried payment goes through."""
+    password_file = tmp_path / "password.txt"
+    password_file.write_text("agent user password\n")
+    added = corridor(
+        "user", "add", "agent-user", "--password-stdin", data_dir=stack.data_dir, stdin="agent user password"
+    )
+    assert added.returncode == 0, added.stderr
+    enrolled = corridor("user", "totp", "agent-user", data_dir=stack.data_dir)
+    assert enrolled.returncode == 0, enrolled.stderr
+    uri_file = tmp_path / "totp-uri.txt"
+    uri_file.write_text(enrolled.stdout)
+    result = stack.agent(
+        "step-up",
+        "--auto-approve",
+        "--username",
+        "agent-user",
+        "--password-file",
+        str(password_file),
+        "--totp-uri-file",
+        str(uri_file),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "the AS asks for a second factor (TOTP)" in out
+    [line] = calls(out)
+    assert line.startswith(
+        'make_payment(amount="600.00", currency="EUR", creditor="Merchant A") -> allowed 201'
+    ), line
+    first, second = jtis(out)
+    story = stack.trace(second)
+    issued = next(r for r in story if r["event"] == "token.authorization_code")
+    assert issued["token_jti"] == second
+    access = [r for r in story if r["event"] == "rs.access" and r["token_jti"] == second]
+    assert [(r["outcome"], r["detail"]["status"]) for r in access] == [("allowed", 201)]
+    mine = agent_records(stack, run_id(out))
+    tokens = [r for r in mine if r["event"] == "agent.token"]
+    assert [t["detail"]["acr"] for t in tokens] == ["password", "mfa"]
+    assert [t["token_jti"] for t in tokens] == [first, second]
+    assert (mine[-1]["event"], mine[-1]["outcome"]) == ("agent.step_up", "satisfied")
