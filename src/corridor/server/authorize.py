@@ -36,6 +36,9 @@ from corridor.store.sql import Row, Store
 SESSION_COOKIE = "__Host-corridor-session"
 #: The level a TOTP second factor gives (design.md 5b: password < mfa < passkey).
 TOTP_ACR = "mfa"
+#: Wrong second-factor codes a browser session may send before it must wait SECOND_FACTOR_LOCK s.
+SECOND_FACTOR_ATTEMPTS = 5
+SECOND_FACTOR_LOCK = 900
 _INTERACTION_ID = re.compile(r"[0-9a-f]{32}")
 _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash(new_secret_token())
@@ -281,6 +284,15 @@ class AuthorizationPages:
             error=error,
         )
 
+    def _count_second_factor_failure(self, session_hash: str, now: float) -> bool:
+        """Record one wrong code for this session; False when the allowance is used up."""
+        for attempt in range(SECOND_FACTOR_ATTEMPTS):
+            if self.server.store.remember_once(
+                f"totp-fail:{session_hash}:{attempt}", now + SECOND_FACTOR_LOCK, now
+            ):
+                return True
+        return False
+
     def second_factor(self, request: Request, interaction_id: str, form: Form) -> Response:
         """RFC 6238 TOTP (pyotp), one step of 30 s either side, each code once (replay cache)."""
         server, now = self.server, self.server.now()
@@ -296,7 +308,9 @@ class AuthorizationPages:
         secret = user.get("totp_secret") if user else None
         totp = pyotp.TOTP(secret) if secret else None
         ok = False
-        if totp is not None and re.fullmatch(r"[0-9]{6}", code):
+        session_hash = token_hash(request.cookies.get(SESSION_COOKIE, ""))
+        locked = server.store.is_remembered(f"totp-locked:{session_hash}", now)
+        if totp is not None and not locked and re.fullmatch(r"[0-9]{6}", code):
             for step in (-1, 0, 1):
                 at = now + step * totp.interval
                 if hmac.compare_digest(totp.at(at), code):
@@ -305,7 +319,13 @@ class AuthorizationPages:
                     ok = server.store.remember_once(key, now + 3 * totp.interval, now)
                     break
         if not ok:
-            server.audit.append(evidence, "login", "refused", now, rule="RFC 6238", error="access_denied")
+            # RFC 6238 5.2 / NIST 800-63B 5.2.2: a few wrong codes per session, then a pause, so
+            # six digits cannot be guessed through one signed-in session.
+            if not locked and not self._count_second_factor_failure(session_hash, now):
+                server.store.remember_once(f"totp-locked:{session_hash}", now + SECOND_FACTOR_LOCK, now)
+                locked = True
+            rule = "RFC 6238 5.2 (too many wrong codes)" if locked else "RFC 6238"
+            server.audit.append(evidence, "login", "refused", now, rule=rule, error="access_denied")
             client = server.clients.get(pushed["client_id"])
             return self._second_factor_page(
                 interaction_id,
@@ -313,10 +333,11 @@ class AuthorizationPages:
                 client.name if client else "",
                 params,
                 status=400,
-                error="That code is not right (or was already used).",
+                error="Too many wrong codes: wait a while and start again."
+                if locked
+                else "That code is not right (or was already used).",
             )
-        value = request.cookies.get(SESSION_COOKIE, "")
-        server.store.raise_browser_session(token_hash(value), TOTP_ACR, now)
+        server.store.raise_browser_session(session_hash, TOTP_ACR, now)
         evidence.detail = {
             "acr": TOTP_ACR,
             "factor": "totp",

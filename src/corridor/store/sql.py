@@ -332,6 +332,11 @@ class Store:
             # not reliable for INSERT .. ON CONFLICT on every driver (psycopg 3 reports -1).
             return conn.execute(_remember_once(self.dialect), params).first() is not None
 
+    def is_remembered(self, key: str, now: float) -> bool:
+        """Whether ``key`` is recorded and live (a read; :meth:`remember_once` writes)."""
+        row = self._one(_by(t.replay_cache, "key"), key)
+        return row is not None and row["expires_at"] >= now
+
     def purge_expired(self, now: float, batch: int = 1000) -> int:
         """Delete expired rows; returns rows removed. Single-use artifacts and replay entries go
         when they expire; codes, access tokens and grants a day after (introspection of an

@@ -1,0 +1,97 @@
+"""Step-up at the AS (issue 8 part 3, RFC 9470 4, OIDC Core 3.1.2.1): acr_values ask for mfa,
+a TOTP code (RFC 6238) raises the browser session, tokens carry acr and auth_time; codes are
+single use and guessing is cut off."""
+
+from __future__ import annotations
+
+import pyotp
+
+from tests.support import PASSWORD, Browser, Client, Driver, Flow, decode_jwt
+
+
+def enrolled(driver: Driver) -> tuple[str, pyotp.TOTP]:
+    username = driver.add_user()
+    secret = pyotp.random_base32()
+    assert driver.as_.store.set_totp_secret(username, secret)
+    return username, pyotp.TOTP(secret)
+
+
+def start(driver: Driver, client: Client, browser: Browser, username: str, acr: str | None = "mfa"):  # type: ignore[no-untyped-def]
+    response, flow = driver.par(client, extra={"acr_values": acr} if acr else None)
+    assert response.status_code == 201, response.text
+    page = browser.get(
+        driver.url("/authorize"), params={"client_id": client.client_id, "request_uri": flow.request_uri}
+    )
+    if 'name="password"' in page.text:
+        page = browser.submit(page, {"username": username, "password": PASSWORD})
+    return flow, page
+
+
+def finish(driver: Driver, client: Client, browser: Browser, flow: Flow, consent) -> dict:  # type: ignore[no-untyped-def, type-arg]
+    final = browser.submit(consent, {"decision": "approve"}, follow=False)
+    assert final.status_code == 303
+    flow.code = dict(p.split("=", 1) for p in final.headers["location"].split("?", 1)[1].split("&"))["code"]
+    tokens = driver.redeem(client, flow)
+    assert tokens.status_code == 200, tokens.text
+    return decode_jwt(tokens.json()["access_token"])[1]
+
+
+def test_a_totp_code_raises_the_session_to_mfa(driver: Driver) -> None:
+    client, browser = driver.add_client(), driver.browser()
+    username, totp = enrolled(driver)
+    flow, page = start(driver, client, browser, username)
+    assert 'name="code"' in page.text and "mfa" in page.text
+    consent = browser.submit(page, {"code": totp.at(driver.now())})
+    assert 'value="approve"' in consent.text, consent.text
+    claims = finish(driver, client, browser, flow, consent)
+    assert claims["acr"] == "mfa" and abs(claims["auth_time"] - driver.now()) < 5
+    # The same session asks no more: it is at mfa now.
+    flow, page = start(driver, client, browser, username)
+    assert 'value="approve"' in page.text and 'name="code"' not in page.text
+
+
+def test_a_code_is_accepted_once(driver: Driver) -> None:
+    client = driver.add_client()
+    username, totp = enrolled(driver)
+    code = totp.at(driver.now())
+    first, second = driver.browser(), driver.browser()
+    flow, page = start(driver, client, first, username)
+    assert 'value="approve"' in first.submit(page, {"code": code}).text
+    _flow, page = start(driver, client, second, username)  # another browser, the same code
+    again = second.submit(page, {"code": code})
+    assert again.status_code == 400 and "already used" in again.text
+
+
+def test_wrong_codes_are_cut_off(driver: Driver) -> None:
+    client, browser = driver.add_client(), driver.browser()
+    username, totp = enrolled(driver)
+    _flow, page = start(driver, client, browser, username)
+    right = totp.at(driver.now())
+    wrong = f"{(int(right) + 500_000) % 1_000_000:06d}"
+    for _ in range(6):
+        page = browser.submit(page, {"code": wrong})
+        assert page.status_code == 400
+    assert "Too many wrong codes" in page.text
+    locked = browser.submit(page, {"code": right})  # now even the right code waits
+    assert locked.status_code == 400 and "Too many wrong codes" in locked.text
+    refusals = [
+        r for r in driver.as_.store.audit_records() if r["event"] == "login" and r["outcome"] == "refused"
+    ]
+    assert refusals[-1]["rule"] == "RFC 6238 5.2 (too many wrong codes)"
+
+
+def test_without_a_second_factor_the_request_goes_on_at_password(driver: Driver) -> None:
+    """acr_values are voluntary (OIDC Core 3.1.2.1): the token's acr tells the truth."""
+    client, browser = driver.add_client(), driver.browser()
+    username = driver.add_user()
+    flow, page = start(driver, client, browser, username)
+    assert 'value="approve"' in page.text
+    assert finish(driver, client, browser, flow, page)["acr"] == "password"
+
+
+def test_no_acr_values_no_second_factor(driver: Driver) -> None:
+    client, browser = driver.add_client(), driver.browser()
+    username, _ = enrolled(driver)
+    flow, page = start(driver, client, browser, username, acr=None)
+    assert 'value="approve"' in page.text
+    assert finish(driver, client, browser, flow, page)["acr"] == "password"
