@@ -55,9 +55,9 @@ def test_a_code_is_accepted_once(driver: Driver) -> None:
     username, totp = enrolled(driver)
     code = totp.at(driver.now())
     first, second = driver.browser(), driver.browser()
-    flow, page = start(driver, client, first, username)
+    _, page = start(driver, client, first, username)
     assert 'value="approve"' in first.submit(page, {"code": code}).text
-    _flow, page = start(driver, client, second, username)  # another browser, the same code
+    _, page = start(driver, client, second, username)  # another browser, the same code
     again = second.submit(page, {"code": code})
     assert again.status_code == 400 and "already used" in again.text
 
