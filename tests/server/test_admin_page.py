@@ -71,8 +71,9 @@ def test_the_timeline_in_chromium(driver: Driver, browser) -> None:  # type: ign
         (li.get_attribute("data-event"), li.get_attribute("data-outcome"))
         for li in browser.find_elements(By.CSS_SELECTOR, "li.event")
     ]
-    assert events[:5] == [
+    assert events[:6] == [
         ("par", "accepted"),
+        ("login", "succeeded"),
         ("consent", "shown"),
         ("consent", "granted"),
         ("code", "issued"),
