@@ -16,6 +16,9 @@ import pytest
 
 HERE = Path(__file__).parent
 READ_TIMEOUT = 20.0
+#: A server peer's first line ("ready"): Node's start, module loading and key generation; once
+#: a CI run saw it take over 20 s on the loaded 2-core machine.
+STARTUP_TIMEOUT = 60.0
 # Node and npm are on every machine and `make test` runs `npm ci` here: a missing peer is a
 # failure, never a skip.
 NODE = shutil.which("node")
@@ -49,11 +52,11 @@ class NodeFlow:
             sink(line)
         sink(None)  # end of stream
 
-    def read(self) -> dict[str, Any]:
+    def read(self, timeout: float = READ_TIMEOUT) -> dict[str, Any]:
         try:
-            line = self.lines.get(timeout=READ_TIMEOUT)
+            line = self.lines.get(timeout=timeout)
         except queue.Empty:
-            pytest.fail(f"no output from the script within {READ_TIMEOUT} s; {self.diagnostics()}")
+            pytest.fail(f"no output from the script within {timeout} s; {self.diagnostics()}")
         if line is None:
             self.process.wait(5)
             pytest.fail(f"the script ended early; {self.diagnostics()}")

@@ -46,7 +46,7 @@ from corridor.core.jose import SigningKey
 from corridor.core.pkce import new_verifier, s256_challenge
 from corridor.core.randomness import new_secret_token
 from corridor.server.tls import DevTLS
-from tests.interop.node import NodeFlow
+from tests.interop.node import STARTUP_TIMEOUT, NodeFlow
 
 HERE = Path(__file__).parent
 SCRIPT = HERE / "oidc_provider_server.mjs"
@@ -282,7 +282,7 @@ def running_oidc_provider(
         env["CORRIDOR_MTLS_CLIENT_JWK"] = json.dumps(mtls_jwk)
     flow = NodeFlow(SCRIPT.name, env)
     try:
-        ready = flow.read()
+        ready = flow.read(timeout=STARTUP_TIMEOUT)
         assert ready.get("ready") is True, ready
         issuer = ready["issuer"]
         peer = OidcProviderPeer(
