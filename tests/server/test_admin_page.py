@@ -120,6 +120,10 @@ def test_only_administrators_get_in(driver: Driver) -> None:
         data={"csrf": csrf, "next": "//evil.example/x", "username": ADMIN, "password": PASSWORD},
     )
     assert signed_in.status_code == 303 and signed_in.headers["location"] == "/admin/trace"
+    session = next(
+        c for c in signed_in.headers.get_list("set-cookie") if c.startswith("__Host-corridor-admin=")
+    )
+    assert "SameSite=Strict" in session and "HttpOnly" in session and "Secure" in session
     timeline = http.get(driver.url(f"/admin/trace?id={grant}")).text
     assert 'class="timeline"' in timeline and 'name="password"' not in timeline
     cookie = http.cookies.get("__Host-corridor-admin")

@@ -15,7 +15,6 @@ checked outside Corridor and a chain rewritten from scratch still shows.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -186,13 +185,3 @@ def verify_checkpoints(store: Store, public_keys: list[dict[str, Any]]) -> list[
                     problem = "the chain no longer has the signed hash at that record (rewritten)"
             reports.append(CheckpointReport(cp["id"], cp["writer"], cp["seq"], problem))
     return reports
-
-
-def export_jsonl(rows: Iterable[Mapping[str, Any]]) -> Iterable[str]:
-    """JSON Lines for log pipelines: one record per line, structured members parsed."""
-    for row in rows:
-        out = dict(row)
-        for structured in ("authorization_details", "resource", "detail"):
-            if isinstance(out.get(structured), str):
-                out[structured] = json.loads(out[structured])
-        yield json.dumps(out, sort_keys=True, ensure_ascii=False)

@@ -14,8 +14,6 @@ import time
 from typing import Any
 from urllib.parse import quote
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -26,6 +24,7 @@ from corridor.core.b64 import b64url_decode, b64url_encode
 from corridor.core.errors import OAuthError
 from corridor.core.randomness import new_id, new_secret_token
 from corridor.server.authority import AuthorizationServer
+from corridor.server.authorize import check_password, cookie_header
 from corridor.server.forms import read_form
 from corridor.server.pages import error_page, render
 from corridor.server.responses import redirect_303
@@ -33,21 +32,23 @@ from corridor.server.responses import redirect_303
 ADMIN_COOKIE = "__Host-corridor-admin"
 CSRF_COOKIE = "__Host-corridor-admin-csrf"
 ADMIN_SESSION_SECONDS = 1800
-_hasher = PasswordHasher()
-_DUMMY_HASH = _hasher.hash(new_secret_token())
 
 
-def _cookie(name: str, value: str, max_age: int) -> str:
-    return f"{name}={value}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={max_age}"
+def _admin_cookie(name: str, value: str, max_age: int) -> str:
+    return cookie_header(name, value, max_age, same_site="Strict")
 
 
 class AdminPages:
     def __init__(self, server: AuthorizationServer) -> None:
         self.server = server
+        self._mac_key: bytes | None = None
 
     def _key(self) -> bytes:
-        secret = self.server.store.secret("admin_cookie", new_secret_token, self.server.now())
-        return hashlib.sha256(secret.encode()).digest()
+        """The cookie MAC key: a secret in the database (shared by every instance), read once."""
+        if self._mac_key is None:
+            secret = self.server.store.secret("admin_cookie", new_secret_token, self.server.now())
+            self._mac_key = hashlib.sha256(secret.encode()).digest()
+        return self._mac_key
 
     def _issue(self, user_id: str) -> str:
         body = b64url_encode(json.dumps([user_id, int(self.server.now()) + ADMIN_SESSION_SECONDS]).encode())
@@ -77,7 +78,7 @@ class AdminPages:
     def _login_page(self, next_url: str, error: str | None = None, status: int = 200) -> Response:
         csrf = new_secret_token()
         page = render("admin_login.html", status=status, csrf=csrf, next=next_url, error=error)
-        page.headers.append("Set-Cookie", _cookie(CSRF_COOKIE, csrf, 600))
+        page.headers.append("Set-Cookie", _admin_cookie(CSRF_COOKIE, csrf, 600))
         return page
 
     async def get_trace(self, request: Request) -> Response:
@@ -110,13 +111,8 @@ class AdminPages:
         cookie_csrf = request.cookies.get(CSRF_COOKIE, "")
         if not cookie_csrf or not hmac.compare_digest(cookie_csrf.encode(), form.get("csrf", "").encode()):
             return self._login_page(next_url, "The form has expired; sign in again.", status=400)
-        username, password = form.get("username", ""), form.get("password", "")
-        user = server.store.get_user_by_name(username) if 0 < len(username) <= 255 else None
-        try:
-            _hasher.verify(user["password_hash"] if user else _DUMMY_HASH, password)
-            ok = user is not None and user["username"] in server.settings.admin_users
-        except (VerificationError, InvalidHashError):
-            ok = False
+        user = check_password(server.store, form.get("username", ""), form.get("password", ""))
+        ok = user is not None and user["username"] in server.settings.admin_users
         evidence = Evidence(issuer=server.settings.issuer, request_id=new_id())
         if not ok:
             server.audit.append(
@@ -128,9 +124,9 @@ class AdminPages:
         server.audit.append(evidence, "admin.login", "succeeded", now)
         response = redirect_303(next_url)  # 303 after a credential POST, never 307
         response.headers.append(
-            "Set-Cookie", _cookie(ADMIN_COOKIE, self._issue(user["id"]), ADMIN_SESSION_SECONDS)
+            "Set-Cookie", _admin_cookie(ADMIN_COOKIE, self._issue(user["id"]), ADMIN_SESSION_SECONDS)
         )
-        response.headers.append("Set-Cookie", _cookie(CSRF_COOKIE, "", 0))
+        response.headers.append("Set-Cookie", _admin_cookie(CSRF_COOKIE, "", 0))
         return response
 
 

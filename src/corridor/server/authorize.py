@@ -44,8 +44,20 @@ _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash(new_secret_token())
 
 
-def _cookie(name: str, value: str, max_age: int) -> str:
-    return f"{name}={value}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={max_age}"
+def cookie_header(name: str, value: str, max_age: int, same_site: str = "Lax") -> str:
+    """A __Host- cookie: Secure, HttpOnly, Path=/, no Domain."""
+    return f"{name}={value}; Path=/; Secure; HttpOnly; SameSite={same_site}; Max-Age={max_age}"
+
+
+def check_password(store: Store, username: str, password: str) -> Row | None:
+    """The user whose password this is, or None. A dummy hash is verified for unknown names, so
+    the answer takes as long either way (no user enumeration by timing)."""
+    user = store.get_user_by_name(username) if 0 < len(username) <= 255 and username.isprintable() else None
+    try:
+        _hasher.verify(user["password_hash"] if user else _DUMMY_HASH, password)
+    except (VerificationError, InvalidHashError):
+        return None
+    return user
 
 
 def _interaction_cookie(interaction_id: str) -> str:
@@ -167,7 +179,7 @@ class AuthorizationPages:
         )
         return redirect_303(
             f"/interaction/{interaction_id}",
-            headers={"Set-Cookie": _cookie(_interaction_cookie(interaction_id), secret, lifetime)},
+            headers={"Set-Cookie": cookie_header(_interaction_cookie(interaction_id), secret, lifetime)},
         )
 
     # -- the interaction -------------------------------------------------------------------
@@ -421,18 +433,8 @@ class AuthorizationPages:
         interaction, pushed, _ = self._load(request, interaction_id)
         self._check_csrf(form, interaction, pushed)
         evidence = self._evidence(pushed)
-        username, password = form.get("username", ""), form.get("password", "")
-        user = (
-            server.store.get_user_by_name(username)
-            if 0 < len(username) <= 255 and username.isprintable()
-            else None
-        )
-        try:
-            _hasher.verify(user["password_hash"] if user else _DUMMY_HASH, password)
-            ok = user is not None
-        except (VerificationError, InvalidHashError):
-            ok = False
-        if not ok:
+        user = check_password(server.store, form.get("username", ""), form.get("password", ""))
+        if user is None:
             server.audit.append(evidence, "login", "refused", now, rule="credentials", error="access_denied")
             client = server.clients.get(pushed["client_id"])
             return render(
@@ -453,7 +455,7 @@ class AuthorizationPages:
         # FAPI2 5.3.2.2-10: 303 after a POST carrying credentials, never 307.
         return redirect_303(
             f"/interaction/{interaction_id}",
-            headers={"Set-Cookie": _cookie(SESSION_COOKIE, secret, lifetime)},
+            headers={"Set-Cookie": cookie_header(SESSION_COOKIE, secret, lifetime)},
         )
 
     def consent(self, request: Request, interaction_id: str, form: Form) -> Response:
@@ -476,7 +478,7 @@ class AuthorizationPages:
             raise self._refuse_page(
                 evidence, "consent", "invalid_request", "Choose Approve or Deny.", "consent"
             )
-        clear = {"Set-Cookie": _cookie(_interaction_cookie(interaction_id), "", 0)}
+        clear = {"Set-Cookie": cookie_header(_interaction_cookie(interaction_id), "", 0)}
         reply: dict[str, str]
         with server.store.write() as conn:
             if not Store.consume_pushed_request(conn, pushed["ref_hash"], now):
