@@ -745,6 +745,46 @@ def user_totp(data_dir: Path | None, config_file: Path | None, username: str, re
     click.echo(pyotp.TOTP(secret).provisioning_uri(name=username, issuer_name=f"Corridor ({issuer})"))
 
 
+@user.command("passkeys")
+@DATA_DIR
+@CONFIG
+@click.argument("username")
+@click.option("--remove", "remove", metavar="CREDENTIAL_ID", help="Remove one passkey (a lost device).")
+@click.option("--json", "as_json", is_flag=True)
+def user_passkeys(
+    data_dir: Path | None, config_file: Path | None, username: str, remove: str | None, as_json: bool
+) -> None:
+    """List a user's passkeys (WebAuthn credentials, enrolled from the sign-in pages), or remove
+    one. Users add passkeys themselves: "Add a passkey" on the consent page."""
+    store = _store(_settings(data_dir, config_file))
+    user = store.get_user_by_name(username)
+    if user is None:
+        raise click.ClickException(f"no user {username!r}")
+    if remove is not None:
+        if not store.remove_passkey(user["id"], remove):
+            raise click.ClickException(f"{username} has no passkey {remove!r}")
+        click.echo(f"removed passkey {remove} of {username}")
+        return
+    rows = [
+        {
+            "credential_id": row["credential_id"],
+            "aaguid": row["aaguid"],
+            "transports": json.loads(row["transports"]),
+            "backed_up": bool(row["backed_up"]),
+            "sign_count": row["sign_count"],
+            "created_at": row["created_at"],
+            "last_used_at": row["last_used_at"],
+        }
+        for row in store.user_passkeys(user["id"])
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        used = _when(row["last_used_at"]) if row["last_used_at"] else "never used"
+        click.echo(f"{row['credential_id']}\tadded {_when(row['created_at'])}\t{used}")
+
+
 @user.command("remove")
 @DATA_DIR
 @CONFIG

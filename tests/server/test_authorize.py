@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import parse_qs, urlsplit
 
 from tests.support import PASSWORD, Driver
@@ -196,7 +197,11 @@ def test_pages_have_anti_framing_csp_and_no_store(driver: Driver) -> None:
         csp = page.headers["content-security-policy"]
         assert "frame-ancestors 'none'" in csp and "default-src 'none'" in csp
         assert page.headers["cache-control"] == "no-store"
-        assert "<script" not in page.text
+        assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
+    # Script runs only by nonce, and only on pages with a passkey ceremony (the login page).
+    nonce = re.search(r"script-src 'nonce-([^']+)'", login.headers["content-security-policy"])
+    assert nonce and re.findall(r"<script[^>]*>", login.text) == [f'<script nonce="{nonce.group(1)}">']
+    assert "script-src" not in consent.headers["content-security-policy"] and "<script" not in consent.text
     # The consent form may redirect only to the client's origin after the POST.
     assert "form-action 'self' https://client.example.org;" in consent.headers["content-security-policy"]
 

@@ -74,7 +74,7 @@ def test_par_refuses_an_unknown_type(driver: Driver) -> None:
 
 def test_metadata_lists_the_types(driver: Driver) -> None:
     metadata = driver.http.get(driver.url("/.well-known/oauth-authorization-server")).json()
-    assert metadata["acr_values_supported"] == ["password", "mfa"]  # what this AS can make true
+    assert metadata["acr_values_supported"] == ["password", "mfa", "passkey"]  # what this AS can make true
     assert metadata["authorization_details_types_supported"] == [
         "payment_initiation",
         "account_information",

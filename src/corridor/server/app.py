@@ -196,6 +196,9 @@ def create_app(
         Route("/interaction/{interaction_id}/login", pages.post_login, methods=["POST"]),
         Route("/interaction/{interaction_id}/consent", pages.post_consent, methods=["POST"]),
         Route("/interaction/{interaction_id}/second-factor", pages.post_second_factor, methods=["POST"]),
+        Route("/interaction/{interaction_id}/passkey", pages.post_passkey, methods=["POST"]),
+        Route("/interaction/{interaction_id}/passkey-enrol", pages.get_enrolment, methods=["GET"]),
+        Route("/interaction/{interaction_id}/passkey-enrol", pages.post_enrolment, methods=["POST"]),
         Route("/admin/trace", admin.get_trace, methods=["GET"]),
         Route("/admin/login", admin.post_login, methods=["POST"]),
     ]

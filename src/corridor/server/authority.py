@@ -6,6 +6,7 @@ import json
 import ssl
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import httpx
 from cryptography import x509
@@ -22,6 +23,7 @@ from corridor.policy.details import DetailTypes
 from corridor.server.clients import ClientRecord, ClientRegistry, RegistrationCache
 from corridor.server.forms import Form
 from corridor.server.keys import ServerKeys
+from corridor.server.passkeys import Passkeys
 from corridor.server.settings import Settings
 from corridor.store.sql import Store
 
@@ -117,6 +119,14 @@ class AuthorizationServer:
         self.detail_types = DetailTypes.configured(
             settings.authorization_details_types, settings.authorization_details_type_files
         )
+        self._challenge_key = b""
+        #: The WebAuthn relying party (sign-in and step-up with passkeys).
+        self.passkeys = Passkeys(
+            store,
+            settings.issuer,
+            rp_name=urlsplit(settings.issuer).hostname or settings.issuer,
+            mac_key=lambda: self._challenge_key,
+        )
 
     def start(self) -> None:
         """Migrate, load keys and the shared nonce secret."""
@@ -126,6 +136,10 @@ class AuthorizationServer:
             "dpop_nonce", lambda: b64url_encode(new_secret_token().encode()), self.clock.now()
         )
         self.nonces = DPoPNonces(b64url_decode(secret), self.settings.dpop_nonce_step, self.clock)
+        challenge_key = self.store.secret(
+            "webauthn_challenge", lambda: b64url_encode(new_secret_token().encode()), self.clock.now()
+        )
+        self._challenge_key = b64url_decode(challenge_key)
 
     def close(self) -> None:
         self.http.close()

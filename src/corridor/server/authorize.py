@@ -30,6 +30,7 @@ from corridor.server.authority import AuthorizationServer
 from corridor.server.forms import Form, query_form, read_form
 from corridor.server.pages import error_page, render, template_version
 from corridor.server.par import REQUEST_URI_PREFIX
+from corridor.server.passkeys import PASSKEY_ACR, PasskeyRefused
 from corridor.server.responses import authorization_response, redirect_303
 from corridor.store.sql import Row, Store
 
@@ -245,16 +246,36 @@ class AuthorizationPages:
         client = self.server.clients.get(pushed["client_id"])
         assert client is not None
         if session is None:
-            return render(
-                "login.html",
-                client_name=client.name,
-                csrf=interaction["csrf"],
-                action=f"/interaction/{interaction_id}/login",
-                error=None,
-            )
-        if self._second_factor_due(params, session):
-            return self._second_factor_page(interaction_id, interaction, client.name, params)
+            return self._login_page(interaction_id, interaction, client.name)
+        user = self.server.store.get_user(session["user_id"])
+        factors = self._second_factors_due(params, session, user)
+        if factors:
+            return self._second_factor_page(interaction_id, interaction, client.name, params, user, factors)
         return self._consent_page(interaction_id, interaction, pushed, params, session)
+
+    def _login_page(
+        self,
+        interaction_id: str,
+        interaction: Row,
+        client_name: str,
+        status: int = 200,
+        error: str | None = None,
+    ) -> Response:
+        """The password form and, where WebAuthn can work, "Sign in with a passkey"."""
+        passkeys = self.server.passkeys
+        return render(
+            "login.html",
+            status=status,
+            scripts=passkeys.available,
+            client_name=client_name,
+            csrf=interaction["csrf"],
+            action=f"/interaction/{interaction_id}/login",
+            error=error,
+            passkey_action=f"/interaction/{interaction_id}/passkey",
+            passkey_options=passkeys.authentication_options(interaction_id, self.server.now())
+            if passkeys.available
+            else None,
+        )
 
     # -- step-up: a second factor when the request asks for more (RFC 9470, OIDC Core 3.1.2.1) --------
 
@@ -264,18 +285,32 @@ class AuthorizationPages:
         requested = [v for v in str(params.get("acr_values") or "").split() if v in levels]
         return min(requested, key=levels.index) if requested else None
 
-    def _second_factor_due(self, params: dict[str, Any], session: Row) -> bool:
-        """A TOTP step is shown when the request asks for ``mfa`` or more than the session has,
-        and the user has a second factor. Without one the request goes on at the session's level
-        (acr_values are voluntary): the token's ``acr`` tells the resource server the truth."""
+    def _factors(self, user: Row | None, required: str) -> list[str]:
+        """The user's second factors that reach ``required``: a passkey gives ``passkey``, a
+        TOTP code ``mfa`` (design.md 5b orders the levels)."""
+        levels, reach = self.server.settings.acr_levels, self.server.settings.acr_levels.index(required)
+        factors: list[str] = []
+        if user is None:
+            return factors
+        if (
+            levels.index(PASSKEY_ACR) >= reach
+            and self.server.passkeys.available
+            and self.server.store.user_passkeys(user["id"])
+        ):
+            factors.append("passkey")
+        if levels.index(TOTP_ACR) >= reach and user.get("totp_secret"):
+            factors.append("totp")
+        return factors
+
+    def _second_factors_due(self, params: dict[str, Any], session: Row, user: Row | None) -> list[str]:
+        """The factors to offer when the request asks for more than the session has. With none
+        that reach it the request goes on at the session's level (acr_values are voluntary,
+        OIDC Core 3.1.2.1): the token's ``acr`` tells the resource server the truth."""
         required = self._required_acr(params)
         levels = self.server.settings.acr_levels
         if required is None or levels.index(session["acr"]) >= levels.index(required):
-            return False
-        if levels.index(required) > levels.index(TOTP_ACR):
-            return False  # passkeys (WebAuthn) are not offered yet
-        user = self.server.store.get_user(session["user_id"])
-        return bool(user and user.get("totp_secret"))
+            return []
+        return self._factors(user, required)
 
     def _second_factor_page(
         self,
@@ -283,18 +318,40 @@ class AuthorizationPages:
         interaction: Row,
         client_name: str,
         params: dict[str, Any],
+        user: Row | None,
+        factors: list[str],
         status: int = 200,
         error: str | None = None,
+        then: str | None = None,
     ) -> Response:
+        """The factors that reach the level asked for; ``then="enrol"`` returns to adding a passkey."""
+        level = TOTP_ACR if then else self._required_acr(params) or TOTP_ACR
+        passkey_options = None
+        if "passkey" in factors and user is not None:
+            passkey_options = self.server.passkeys.authentication_options(
+                interaction_id, self.server.now(), user["id"]
+            )
         return render(
             "second_factor.html",
             status=status,
+            scripts=passkey_options is not None,
             client_name=client_name,
-            level=self._required_acr(params) or TOTP_ACR,
+            level=level,
             csrf=interaction["csrf"],
             action=f"/interaction/{interaction_id}/second-factor",
             error=error,
+            totp="totp" in factors,
+            then=then,
+            passkey_action=f"/interaction/{interaction_id}/passkey",
+            passkey_options=passkey_options,
         )
+
+    @staticmethod
+    def _next(interaction_id: str, form: Form) -> str:
+        """Where a passed second factor goes on to: the interaction, or back to adding a passkey."""
+        if form.get("then") == "enrol":
+            return f"/interaction/{interaction_id}/passkey-enrol"
+        return f"/interaction/{interaction_id}"
 
     def _count_second_factor_failure(self, session_hash: str, now: float) -> bool:
         """Record one wrong code for this session; False when the allowance is used up."""
@@ -339,17 +396,23 @@ class AuthorizationPages:
             rule = "RFC 6238 5.2 (too many wrong codes)" if locked else "RFC 6238"
             server.audit.append(evidence, "login", "refused", now, rule=rule, error="access_denied")
             client = server.clients.get(pushed["client_id"])
+            then = "enrol" if form.get("then") == "enrol" else None
             return self._second_factor_page(
                 interaction_id,
                 interaction,
                 client.name if client else "",
                 params,
+                user,
+                self._factors(user, TOTP_ACR if then else self._required_acr(params) or TOTP_ACR),
                 status=400,
                 error="Too many wrong codes: wait a while and start again."
                 if locked
                 else "That code is not right (or was already used).",
+                then=then,
             )
-        server.store.raise_browser_session(session_hash, TOTP_ACR, now)
+        levels = server.settings.acr_levels
+        if levels.index(session["acr"]) < levels.index(TOTP_ACR):  # never lowers a passkey session
+            server.store.raise_browser_session(session_hash, TOTP_ACR, now)
         evidence.detail = {
             "acr": TOTP_ACR,
             "factor": "totp",
@@ -357,6 +420,171 @@ class AuthorizationPages:
             "par": pushed["ref_hash"],
         }
         server.audit.append(evidence, "login", "succeeded", now)
+        return redirect_303(self._next(interaction_id, form))
+
+    # -- passkeys (WebAuthn, server/passkeys.py): sign-in, step-up and enrolment ---------------
+
+    def passkey(self, request: Request, interaction_id: str, form: Form) -> Response:
+        """A passkey assertion: signs in from the login page, or raises a signed-in session to
+        ``passkey`` when the passkey is that user's (RFC 9470 step-up)."""
+        server, now = self.server, self.server.now()
+        interaction, pushed, params = self._load(request, interaction_id)
+        self._check_csrf(form, interaction, pushed)
+        session = self._session(request, interaction, params)
+        evidence = self._evidence(pushed)
+        user_id = session["user_id"] if session else None
+        client = server.clients.get(pushed["client_id"])
+        client_name = client.name if client else ""
+        if not server.passkeys.available:
+            raise self._refuse_page(
+                evidence, "login", "invalid_request", "Passkeys cannot be used here.", "WebAuthn 5.1.4.1"
+            )
+        try:
+            assertion = server.passkeys.authenticate(form.get("credential", ""), interaction_id, now, user_id)
+        except PasskeyRefused as refusal:
+            evidence.user_id = user_id
+            evidence.detail = {"factor": "passkey", "reason": refusal.reason, "interaction": interaction_id}
+            server.audit.append(evidence, "login", "refused", now, rule=refusal.rule, error="access_denied")
+            if session is None:
+                return self._login_page(
+                    interaction_id, interaction, client_name, status=400, error=refusal.message
+                )
+            user = server.store.get_user(session["user_id"])
+            then = "enrol" if form.get("then") == "enrol" else None
+            required = TOTP_ACR if then else self._required_acr(params) or TOTP_ACR
+            return self._second_factor_page(
+                interaction_id,
+                interaction,
+                client_name,
+                params,
+                user,
+                self._factors(user, required),
+                status=400,
+                error=refusal.message,
+                then=then,
+            )
+        passkey = assertion.passkey
+        evidence.user_id = passkey["user_id"]
+        evidence.detail = {
+            "acr": PASSKEY_ACR,
+            "factor": "passkey",
+            "credential_id": passkey["credential_id"],
+            "aaguid": passkey["aaguid"],
+            "sign_count": assertion.sign_count,
+            "backed_up": assertion.backed_up,
+            "interaction": interaction_id,
+            "par": pushed["ref_hash"],
+        }
+        headers = {}
+        if session is None:
+            secret, lifetime = new_secret_token(), server.settings.session_lifetime
+            server.store.save_browser_session(
+                token_hash(secret), passkey["user_id"], now, PASSKEY_ACR, now + lifetime
+            )
+            headers["Set-Cookie"] = cookie_header(SESSION_COOKIE, secret, lifetime)
+        else:
+            server.store.raise_browser_session(
+                token_hash(request.cookies.get(SESSION_COOKIE, "")), PASSKEY_ACR, now
+            )
+        server.audit.append(evidence, "login", "succeeded", now)
+        return redirect_303(self._next(interaction_id, form), headers=headers)
+
+    def _may_enrol(self, user: Row, session: Row) -> bool:
+        """A passkey is the strongest factor, so adding one takes the strongest proof the account
+        already has: a password alone only while the user has no second factor at all (NIST SP
+        800-63B 6.1.2.1: binding a new authenticator needs the existing one)."""
+        levels = self.server.settings.acr_levels
+        if levels.index(session["acr"]) >= levels.index(TOTP_ACR):
+            return True
+        return not user.get("totp_secret") and not self.server.store.user_passkeys(user["id"])
+
+    def _enrol_page(
+        self,
+        interaction_id: str,
+        interaction: Row,
+        client_name: str,
+        user: Row,
+        status: int = 200,
+        error: str | None = None,
+    ) -> Response:
+        passkeys = self.server.passkeys
+        return render(
+            "passkey_enrol.html",
+            status=status,
+            scripts=True,
+            client_name=client_name,
+            username=user["username"],
+            rp_id=passkeys.rp_id,
+            csrf=interaction["csrf"],
+            error=error,
+            passkey_action=f"/interaction/{interaction_id}/passkey-enrol",
+            passkey_options=passkeys.registration_options(user, interaction_id, self.server.now()),
+            back=f"/interaction/{interaction_id}",
+        )
+
+    def _enrolment(
+        self, request: Request, interaction_id: str
+    ) -> tuple[Row, Row, dict[str, Any], Row | None, Row | None, str]:
+        interaction, pushed, params = self._load(request, interaction_id)
+        session = self._session(request, interaction, params)
+        user = self.server.store.get_user(session["user_id"]) if session else None
+        client = self.server.clients.get(pushed["client_id"])
+        return interaction, pushed, params, session, user, client.name if client else ""
+
+    def show_enrolment(self, request: Request, interaction_id: str) -> Response:
+        """GET: the "Create a passkey" page, after a second factor if the account has one."""
+        interaction, _pushed, params, session, user, client_name = self._enrolment(request, interaction_id)
+        if session is None or user is None or not self.server.passkeys.available:
+            return redirect_303(f"/interaction/{interaction_id}")
+        if not self._may_enrol(user, session):
+            return self._second_factor_page(
+                interaction_id,
+                interaction,
+                client_name,
+                params,
+                user,
+                self._factors(user, TOTP_ACR),
+                then="enrol",
+            )
+        return self._enrol_page(interaction_id, interaction, client_name, user)
+
+    def enrol(self, request: Request, interaction_id: str, form: Form) -> Response:
+        """POST: WebAuthn 7.1, a new passkey for the signed-in user. The session's level is not
+        raised: the passkey proves itself when it is next used."""
+        server, now = self.server, self.server.now()
+        interaction, pushed, _params, session, user, client_name = self._enrolment(request, interaction_id)
+        self._check_csrf(form, interaction, pushed)
+        if session is None or user is None or not server.passkeys.available:
+            return redirect_303(f"/interaction/{interaction_id}")
+        evidence = self._evidence(pushed)
+        evidence.user_id = user["id"]
+        if not self._may_enrol(user, session):
+            raise self._refuse_page(
+                evidence,
+                "passkey",
+                "access_denied",
+                "Confirm it is you with your second factor before adding a passkey.",
+                "NIST SP 800-63B 6.1.2.1",
+            )
+        try:
+            passkey = server.passkeys.register(form.get("credential", ""), user, interaction_id, now)
+        except PasskeyRefused as refusal:
+            evidence.detail = {"reason": refusal.reason, "interaction": interaction_id}
+            server.audit.append(
+                evidence, "passkey", "refused", now, rule=refusal.rule, error="invalid_request"
+            )
+            return self._enrol_page(
+                interaction_id, interaction, client_name, user, status=400, error=refusal.message
+            )
+        evidence.detail = {
+            "credential_id": passkey["credential_id"],
+            "aaguid": passkey["aaguid"],
+            "backed_up": passkey["backed_up"],
+            "session_acr": session["acr"],
+            "interaction": interaction_id,
+            "par": pushed["ref_hash"],
+        }
+        server.audit.append(evidence, "passkey", "enrolled", now)
         return redirect_303(f"/interaction/{interaction_id}")
 
     def _consent_page(
@@ -405,6 +633,7 @@ class AuthorizationPages:
             detail_json=[json.dumps(d, indent=2, sort_keys=True) for d in details],
             csrf=interaction["csrf"],
             action=f"/interaction/{interaction_id}/consent",
+            enrol=f"/interaction/{interaction_id}/passkey-enrol" if server.passkeys.available else None,
         )
         self._record_approval_surface(pushed, session, interaction_id, facts, bytes(page.body))
         return page
@@ -437,12 +666,11 @@ class AuthorizationPages:
         if user is None:
             server.audit.append(evidence, "login", "refused", now, rule="credentials", error="access_denied")
             client = server.clients.get(pushed["client_id"])
-            return render(
-                "login.html",
+            return self._login_page(
+                interaction_id,
+                interaction,
+                client.name if client else "",
                 status=400,
-                client_name=client.name if client else "",
-                csrf=interaction["csrf"],
-                action=f"/interaction/{interaction_id}/login",
                 error="Wrong user name or password.",
             )
         assert user is not None
@@ -559,6 +787,16 @@ class AuthorizationPages:
 
     async def post_second_factor(self, request: Request) -> Response:
         return await self._post(request, self.second_factor)
+
+    async def post_passkey(self, request: Request) -> Response:
+        return await self._post(request, self.passkey)
+
+    async def get_enrolment(self, request: Request) -> Response:
+        interaction_id = request.path_params["interaction_id"]
+        return await run_in_threadpool(self._guard, lambda: self.show_enrolment(request, interaction_id))
+
+    async def post_enrolment(self, request: Request) -> Response:
+        return await self._post(request, self.enrol)
 
     async def _post(self, request: Request, action: Any) -> Response:
         interaction_id = request.path_params["interaction_id"]

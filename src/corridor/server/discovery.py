@@ -40,8 +40,12 @@ def server_metadata(server: AuthorizationServer) -> dict[str, Any]:
         "tls_client_certificate_bound_access_tokens": True,  # RFC 8705 3.3
         "mtls_endpoint_aliases": e.mtls_aliases(),  # RFC 8705 5
         "authorization_details_types_supported": server.detail_types.names(),
-        # What this AS can make true: a password sign-in, and TOTP for "mfa" (no passkeys yet).
-        "acr_values_supported": [level for level in s.acr_levels if level in ("password", "mfa")],
+        # What this AS can make true: a password, a TOTP code ("mfa"), a passkey (WebAuthn).
+        "acr_values_supported": [
+            level
+            for level in s.acr_levels
+            if level in ("password", "mfa") or (level == "passkey" and server.passkeys.available)
+        ],
         "claims_parameter_supported": False,
         "request_parameter_supported": False,
         "request_uri_parameter_supported": True,

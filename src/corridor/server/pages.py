@@ -21,15 +21,21 @@ _env = Environment(
 
 
 def render(
-    template: str, status: int = 200, form_targets: tuple[str, ...] = (), **context: Any
+    template: str,
+    status: int = 200,
+    form_targets: tuple[str, ...] = (),
+    scripts: bool = False,
+    **context: Any,
 ) -> HTMLResponse:
     """A page whose forms may post only to this origin and, after a decision, redirect only
-    to ``form_targets`` (CSP form-action also governs the redirect that follows a POST)."""
+    to ``form_targets`` (CSP form-action also governs the redirect that follows a POST).
+    Only pages with a WebAuthn ceremony (``scripts``) may run script: their own, by nonce."""
     nonce = secrets.token_urlsafe(16)
     html = _env.get_template(template).render(style_nonce=nonce, **context)
     form_action = " ".join(("'self'", *form_targets))
+    script_src = f"script-src 'nonce-{nonce}'; " if scripts else ""
     csp = (
-        f"default-src 'none'; style-src 'nonce-{nonce}'; form-action {form_action}; "
+        f"default-src 'none'; style-src 'nonce-{nonce}'; {script_src}form-action {form_action}; "
         "frame-ancestors 'none'; base-uri 'none'"
     )
     headers = {**NO_STORE, "Content-Security-Policy": csp, "X-Frame-Options": "DENY"}

@@ -126,6 +126,15 @@ class Settings(BaseSettings):
             raise ValueError("the issuer must be an https URL without query or fragment (RFC 8414 2)")
         return value.rstrip("/")
 
+    @field_validator("acr_levels")
+    @classmethod
+    def _known_levels(cls, value: list[str]) -> list[str]:
+        """What a password, a TOTP code and a passkey give must be among the levels, in order."""
+        built_in = [level for level in value if level in ("password", "mfa", "passkey")]
+        if built_in != ["password", "mfa", "passkey"] or len(set(value)) != len(value):
+            raise ValueError("acr_levels must list password, mfa and passkey in that order, once each")
+        return value
+
     @field_validator("signing_alg")
     @classmethod
     def _fapi_alg(cls, value: str) -> str:

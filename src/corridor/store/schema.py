@@ -4,7 +4,7 @@ as SHA-256 hashes. Changes go through an Alembic migration in ``migrations/``.""
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Float, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Boolean, Column, Float, Index, Integer, MetaData, String, Table, Text
 
 metadata = MetaData()
 
@@ -26,6 +26,25 @@ users = Table(
     Column("created_at", Float, nullable=False),
     #: RFC 6238 TOTP shared secret (base32) when the user enrolled one (``corridor user totp``).
     Column("totp_secret", String(64)),
+)
+
+#: WebAuthn credentials (passkeys) a user enrolled from the sign-in pages (issue 8, server/passkeys.py).
+#: The public key is public; the counter detects a cloned authenticator (WebAuthn 6.1.1).
+passkeys = Table(
+    "passkeys",
+    metadata,
+    #: base64url of the credential ID (at most 1023 bytes, WebAuthn 5.1).
+    Column("credential_id", String(1400), primary_key=True),
+    Column("user_id", String(64), nullable=False),
+    #: base64url of the COSE_Key from the attested credential data.
+    Column("public_key", Text, nullable=False),
+    Column("sign_count", BigInteger, nullable=False),
+    Column("aaguid", String(36), nullable=False),
+    Column("transports", Text, nullable=False),
+    Column("backed_up", Boolean, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("last_used_at", Float),
+    Index("ix_passkeys_user", "user_id"),
 )
 
 resource_servers = Table(

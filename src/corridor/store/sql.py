@@ -233,7 +233,49 @@ class Store:
 
     def remove_user(self, username: str) -> bool:
         with self.write() as conn:
-            return conn.execute(delete(t.users).where(t.users.c.username == username)).rowcount == 1
+            user = conn.execute(select(t.users.c.id).where(t.users.c.username == username)).first()
+            if user is None:
+                return False
+            conn.execute(delete(t.passkeys).where(t.passkeys.c.user_id == user.id))
+            return conn.execute(delete(t.users).where(t.users.c.id == user.id)).rowcount == 1
+
+    # -- passkeys (WebAuthn credentials) ------------------------------------------------------
+
+    def add_passkey(self, **values: Any) -> bool:
+        """Store a newly registered credential; False if its ID is already registered
+        (WebAuthn 7.1 step 25: a credential ID belongs to one account)."""
+        try:
+            with self.write() as conn:
+                conn.execute(insert(t.passkeys).values(**values))
+        except IntegrityError:
+            return False
+        return True
+
+    def get_passkey(self, credential_id: str) -> Row | None:
+        return self._one(_by(t.passkeys, "credential_id"), credential_id)
+
+    def user_passkeys(self, user_id: str) -> list[Row]:
+        return self._all(
+            select(t.passkeys).where(t.passkeys.c.user_id == user_id).order_by(t.passkeys.c.created_at)
+        )
+
+    def use_passkey(self, credential_id: str, seen_count: int, new_count: int, now: float) -> bool:
+        """Advance the signature counter from ``seen_count`` (compare-and-set): of two assertions
+        racing with one counter value, one wins (WebAuthn 6.1.1, cloned authenticators)."""
+        with self.write() as conn:
+            stmt = (
+                update(t.passkeys)
+                .where(t.passkeys.c.credential_id == credential_id, t.passkeys.c.sign_count == seen_count)
+                .values(sign_count=new_count, last_used_at=now)
+            )
+            return conn.execute(stmt).rowcount == 1
+
+    def remove_passkey(self, user_id: str, credential_id: str) -> bool:
+        with self.write() as conn:
+            stmt = delete(t.passkeys).where(
+                t.passkeys.c.user_id == user_id, t.passkeys.c.credential_id == credential_id
+            )
+            return conn.execute(stmt).rowcount == 1
 
     def add_resource_server(
         self, identifier: str, name: str, scopes: list[str], introspection_client_id: str | None, now: float
