@@ -61,6 +61,12 @@ async def admin(request: Request) -> Response:
     return JSONResponse({"ok": True})
 
 
+@protected(require(acr="passkey"))
+async def vault(request: Request) -> Response:
+    """A route only a passkey sign-in may use (step-up to the strongest level, RFC 9470)."""
+    return JSONResponse({"ok": True, "acr": request.state.access_token.claims["acr"]})
+
+
 @dataclass
 class RunningRS:
     url: str
@@ -87,6 +93,7 @@ def running_api(
             Route("/accounts", accounts),
             Route("/payments", payments, methods=["POST"]),
             Route("/admin", admin),
+            Route("/vault", vault),
         ]
     )
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -349,6 +349,50 @@ def test_hostile_credentials_get_a_refusal_never_a_500(driver: Driver, member: s
         assert reply.status_code == 400, reply.text
 
 
+def test_hostile_registrations_get_a_refusal_never_a_500(driver: Driver) -> None:
+    client, username = driver.add_client(), driver.add_user()
+    browser = driver.browser()
+    _flow, consent = start(driver, client, browser, username, acr=None)
+    path = re.search(r'href="([^"]+passkey-enrol)"', consent.text).group(1)  # type: ignore[union-attr]
+    page = browser.get(browser.base + path)
+    form = passkey_form(page)
+    good = json.loads(device(driver).create(form.options))
+    attestation = b64url_decode(good["response"]["attestationObject"])
+
+    def variant(**response: str) -> str:
+        return json.dumps({**good, "response": {**good["response"], **response}})
+
+    hostile = [
+        "",
+        "null",
+        "[]",
+        "{}",
+        "x" * 20_000,
+        json.dumps({**good, "type": "password"}),
+        json.dumps({**good, "rawId": "!!"}),
+        variant(attestationObject=b64url_encode(attestation[:40])),  # truncated CBOR
+        variant(attestationObject=b64url_encode(b"\xbf" * 64)),  # unterminated maps
+        variant(attestationObject=b64url_encode(b"\x9b" + b"\xff" * 8)),  # a 2**64-item array
+        variant(clientDataJSON=b64url_encode(b'{"type":"webauthn.create","challenge":7}')),
+        variant(clientDataJSON=b64url_encode(b"\xff\xfe")),
+    ]
+    for credential in hostile:
+        reply = browser.http.post(browser.base + form.action, data={**form.fields, "credential": credential})
+        assert reply.status_code == 400 and "Create a passkey" in reply.text, (
+            hostile.index(credential),
+            reply.text,
+        )
+    user = driver.as_.store.get_user_by_name(username)
+    assert user is not None and driver.as_.store.user_passkeys(user["id"]) == []
+    # The unspoilt response still registers: nothing above spent its challenge.
+    assert (
+        browser.http.post(
+            browser.base + form.action, data={**form.fields, "credential": json.dumps(good)}
+        ).status_code
+        == 303
+    )
+
+
 def test_cli_lists_and_removes_passkeys(tmp_path: Path) -> None:
     corridor = [sys.executable, "-m", "corridor.cli"]
     add = subprocess.run(
