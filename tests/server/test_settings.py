@@ -31,6 +31,10 @@ def test_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         {"issuer": "http://as.example.com"},
         {"issuer": "https://as.example.com/?x=1"},
         {"signing_alg": "RS256"},  # FAPI2 5.4.1
+        # What a password, a TOTP code and a passkey give must be levels, weakest first.
+        {"acr_levels": ["password", "mfa"]},
+        {"acr_levels": ["password", "passkey", "mfa"]},
+        {"acr_levels": ["password", "mfa", "mfa", "passkey"]},
     ],
 )
 def test_fapi_bounds(override: dict[str, object]) -> None:
@@ -43,3 +47,8 @@ def test_unknown_setting_in_file_is_refused(tmp_path: Path) -> None:
     config.write_text("isuer = 'typo'\n")
     with pytest.raises(ValidationError):
         Settings.load(config)
+
+
+def test_more_acr_levels_may_be_named_around_the_built_in_ones() -> None:
+    levels = ["password", "mfa", "hardware_key", "passkey", "in_person"]
+    assert Settings(acr_levels=levels).acr_levels == levels

@@ -73,7 +73,7 @@ class PasskeyRefused(Exception):
         self.rule = rule
         #: For the user; ``reason`` (the library's words) goes to the audit record only.
         self.message = message
-        self.reason = reason or message
+        self.reason = (reason or message)[:300]  # the library may quote what was sent
 
 
 @dataclass(frozen=True)
