@@ -346,6 +346,31 @@ class AuthorizationPages:
             passkey_options=passkey_options,
         )
 
+    def _second_factor_again(
+        self,
+        interaction_id: str,
+        interaction: Row,
+        client_name: str,
+        params: dict[str, Any],
+        user: Row | None,
+        form: Form,
+        error: str,
+    ) -> Response:
+        """The second-factor page once more (400), for the same purpose as the failed attempt."""
+        then = "enrol" if form.get("then") == "enrol" else None
+        required = TOTP_ACR if then else self._required_acr(params) or TOTP_ACR
+        return self._second_factor_page(
+            interaction_id,
+            interaction,
+            client_name,
+            params,
+            user,
+            self._factors(user, required),
+            status=400,
+            error=error,
+            then=then,
+        )
+
     @staticmethod
     def _next(interaction_id: str, form: Form) -> str:
         """Where a passed second factor goes on to: the interaction, or back to adding a passkey."""
@@ -396,19 +421,16 @@ class AuthorizationPages:
             rule = "RFC 6238 5.2 (too many wrong codes)" if locked else "RFC 6238"
             server.audit.append(evidence, "login", "refused", now, rule=rule, error="access_denied")
             client = server.clients.get(pushed["client_id"])
-            then = "enrol" if form.get("then") == "enrol" else None
-            return self._second_factor_page(
+            return self._second_factor_again(
                 interaction_id,
                 interaction,
                 client.name if client else "",
                 params,
                 user,
-                self._factors(user, TOTP_ACR if then else self._required_acr(params) or TOTP_ACR),
-                status=400,
-                error="Too many wrong codes: wait a while and start again."
+                form,
+                "Too many wrong codes: wait a while and start again."
                 if locked
                 else "That code is not right (or was already used).",
-                then=then,
             )
         levels = server.settings.acr_levels
         if levels.index(session["acr"]) < levels.index(TOTP_ACR):  # never lowers a passkey session
@@ -450,18 +472,8 @@ class AuthorizationPages:
                     interaction_id, interaction, client_name, status=400, error=refusal.message
                 )
             user = server.store.get_user(session["user_id"])
-            then = "enrol" if form.get("then") == "enrol" else None
-            required = TOTP_ACR if then else self._required_acr(params) or TOTP_ACR
-            return self._second_factor_page(
-                interaction_id,
-                interaction,
-                client_name,
-                params,
-                user,
-                self._factors(user, required),
-                status=400,
-                error=refusal.message,
-                then=then,
+            return self._second_factor_again(
+                interaction_id, interaction, client_name, params, user, form, refusal.message
             )
         passkey = assertion.passkey
         evidence.user_id = passkey["user_id"]
