@@ -755,7 +755,7 @@ def user_passkeys(
     data_dir: Path | None, config_file: Path | None, username: str, remove: str | None, as_json: bool
 ) -> None:
     """List a user's passkeys (WebAuthn credentials, enrolled from the sign-in pages), or remove
-    one. Users add passkeys themselves: "Add a passkey" on the consent page."""
+    one. Users add passkeys themselves from the sign-in pages (login page or consent page)."""
     store = _store(_settings(data_dir, config_file))
     user = store.get_user_by_name(username)
     if user is None:

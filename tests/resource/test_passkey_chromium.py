@@ -1,9 +1,10 @@
 """Passkeys in a real browser, end to end (issue 8 part 3, RFC 9470): headless Chromium with a
 virtual authenticator (CTAP2, platform, resident keys, user verification) enrols a passkey from
-the consent page; the API then asks for acr "passkey"; the client library reads the challenge and
-pushes a new request with those acr_values; the AS offers the passkey in the same browser session;
-the new token's acr and auth_time prove it and the API answers. Last, a new browser session signs
-in with the passkey alone from the login page. Screenshots go to test-artifacts/."""
+the login page ("Add a passkey after signing in"); the API then asks for acr "passkey"; the
+client library reads the challenge and pushes a new request with those acr_values; the AS offers
+the passkey in the same browser session; the new token's acr and auth_time prove it and the API
+answers. Last, a new browser session signs in with the passkey alone from the login page.
+Screenshots go to test-artifacts/."""
 
 from __future__ import annotations
 
@@ -83,14 +84,12 @@ def test_passkey_enrolment_step_up_and_sign_in_in_chromium(  # type: ignore[no-u
 
     ARTIFACTS.mkdir(exist_ok=True)
 
-    # 1. A password sign-in; "Add a passkey to your account" from the consent page.
+    # 1. A password sign-in with "Add a passkey after signing in" ticked on the login page.
     flow = authorize(extra)
     browser.find_element(By.NAME, "username").send_keys(username)
     browser.find_element(By.NAME, "password").send_keys(PASSWORD)
+    browser.find_element(By.NAME, "then").click()
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    WebDriverWait(browser, WAIT).until(
-        expected_conditions.element_to_be_clickable((By.LINK_TEXT, "Add a passkey to your account"))
-    ).click()
     create = button("Create a passkey")
     browser.save_screenshot(str(ARTIFACTS / "passkey-enrol.png"))
     create.click()

@@ -57,6 +57,31 @@ def enrol(driver: Driver, client: Client, username: str, authenticator: Authenti
     return browser
 
 
+def test_add_a_passkey_after_signing_in_from_the_login_page(driver: Driver) -> None:
+    client, username, browser = driver.add_client(), driver.add_user(), driver.browser()
+    _response, flow = driver.par(client)
+    login = browser.get(
+        driver.url("/authorize"), params={"client_id": client.client_id, "request_uri": flow.request_uri}
+    )
+    assert 'name="then" value="enrol"' in login.text
+    page = browser.submit(login, {"username": username, "password": PASSWORD, "then": "enrol"})
+    form = passkey_form(page)
+    assert form.ceremony == "create" and form.options["user"]["name"] == username
+    assert form.options["authenticatorSelection"] == {
+        "residentKey": "required",
+        "requireResidentKey": True,
+        "userVerification": "required",
+    }
+    assert 'value="approve"' in post(browser, page, device(driver).create(form.options)).text
+    # Unticked, the same form goes straight on to consent.
+    other = driver.browser()
+    _response, flow = driver.par(client)
+    login = other.get(
+        driver.url("/authorize"), params={"client_id": client.client_id, "request_uri": flow.request_uri}
+    )
+    assert 'value="approve"' in other.submit(login, {"username": username, "password": PASSWORD}).text
+
+
 def test_the_login_page_offers_a_passkey_under_a_strict_csp(driver: Driver) -> None:
     client, browser = driver.add_client(), driver.browser()
     _response, flow = driver.par(client)

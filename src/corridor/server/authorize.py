@@ -692,9 +692,10 @@ class AuthorizationPages:
         evidence.user_id = user["id"]
         evidence.detail = {"acr": "password", "interaction": interaction_id, "par": pushed["ref_hash"]}
         server.audit.append(evidence, "login", "succeeded", now)
-        # FAPI2 5.3.2.2-10: 303 after a POST carrying credentials, never 307.
+        # FAPI2 5.3.2.2-10: 303 after a POST carrying credentials, never 307. With "Add a passkey
+        # after signing in" ticked, on to the enrolment page (a second factor first if the account has one).
         return redirect_303(
-            f"/interaction/{interaction_id}",
+            self._next(interaction_id, form),
             headers={"Set-Cookie": cookie_header(SESSION_COOKIE, secret, lifetime)},
         )
 
