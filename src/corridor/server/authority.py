@@ -132,14 +132,13 @@ class AuthorizationServer:
         """Migrate, load keys and the shared nonce secret."""
         self.store.migrate()
         self.keys.ensure()
-        secret = self.store.secret(
-            "dpop_nonce", lambda: b64url_encode(new_secret_token().encode()), self.clock.now()
-        )
-        self.nonces = DPoPNonces(b64url_decode(secret), self.settings.dpop_nonce_step, self.clock)
-        challenge_key = self.store.secret(
-            "webauthn_challenge", lambda: b64url_encode(new_secret_token().encode()), self.clock.now()
-        )
-        self._challenge_key = b64url_decode(challenge_key)
+        self.nonces = DPoPNonces(self._shared_key("dpop_nonce"), self.settings.dpop_nonce_step, self.clock)
+        self._challenge_key = self._shared_key("webauthn_challenge")
+
+    def _shared_key(self, name: str) -> bytes:
+        """A random key that every instance on this database shares (made by the first one)."""
+        secret = self.store.secret(name, lambda: b64url_encode(new_secret_token().encode()), self.clock.now())
+        return b64url_decode(secret)
 
     def close(self) -> None:
         self.http.close()
