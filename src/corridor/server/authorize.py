@@ -1,6 +1,7 @@
 """The authorization endpoint and its login and consent pages.
 
-FAPI2 5.3.2.2-3: only pushed requests (``client_id`` + ``request_uri``).
+FAPI2 5.3.2.2-3: only pushed requests (``client_id`` + ``request_uri``); any other front-channel
+parameter is ignored, never used or echoed (RFC 9101 5, RFC 9126 4, FAPI issue 340).
 FAPI2 5.3.2.2-7: ``iss`` on every authorization response, success or error.
 FAPI2 5.3.2.2-10/11: 303 after every form POST. RFC 9126 Note 3: the request_uri is
 consumed when the authorization completes, not when the page loads.
@@ -12,9 +13,10 @@ import hashlib
 import hmac
 import json
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import pyotp
 from argon2 import PasswordHasher
@@ -27,7 +29,7 @@ from corridor.audit.log import Evidence
 from corridor.core.errors import OAuthError
 from corridor.core.randomness import new_id, new_secret_token, token_hash
 from corridor.server.authority import AuthorizationServer
-from corridor.server.forms import Form, query_form, read_form
+from corridor.server.forms import MAX_FIELDS, Form, read_form
 from corridor.server.pages import error_page, render, template_version
 from corridor.server.par import REQUEST_URI_PREFIX
 from corridor.server.passkeys import PASSKEY_ACR, PasskeyRefused
@@ -41,6 +43,10 @@ TOTP_ACR = "mfa"
 SECOND_FACTOR_ATTEMPTS = 5
 SECOND_FACTOR_LOCK = 900
 _INTERACTION_ID = re.compile(r"[0-9a-f]{32}")
+#: The only front-channel parameters read beside a pushed request (RFC 9126 4, AS23).
+FRONT_CHANNEL = frozenset({"client_id", "request_uri"})
+#: How much of an ignored parameter's name the evidence record keeps (design.md 5c: bounded input).
+IGNORED_NAME_LENGTH = 64
 _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash(new_secret_token())
 
@@ -59,6 +65,44 @@ def check_password(store: Store, username: str, password: str) -> Row | None:
     except (VerificationError, InvalidHashError):
         return None
     return user
+
+
+@dataclass(frozen=True)
+class FrontChannel:
+    """What GET /authorize reads: ``client_id`` and ``request_uri``, and the names of the rest."""
+
+    client_id: str | None
+    request_uri: str | None
+    ignored: list[str]
+
+
+def _evidence_name(name: str) -> str:
+    """Issue 13 A1 / design.md 5c: an outside parameter's name for the evidence record, bounded
+    and with control and formatting characters escaped (the value is never kept)."""
+    text = name if name.isprintable() else name.encode("unicode_escape").decode("ascii")
+    return text[:IGNORED_NAME_LENGTH]
+
+
+def read_front_channel(raw_query: str) -> FrontChannel:
+    """RFC 9126 4 / RFC 9101 5 (FAPI issue 340, AS23): ``client_id`` and ``request_uri`` once each
+    (RFC 6749 3.1); every other parameter is ignored, whatever its value, and named in the record.
+
+    Values are decoded leniently (an ignored value with invalid UTF-8 is still ignored; a used one
+    with invalid UTF-8 matches no client and no pushed request)."""
+    try:
+        pairs = parse_qsl(raw_query, keep_blank_values=True, errors="replace", max_num_fields=MAX_FIELDS)
+    except ValueError as exc:
+        raise OAuthError("invalid_request", "the parameters cannot be parsed", rule="RFC 6749 3.1") from exc
+    used: dict[str, str] = {}
+    ignored: set[str] = set()
+    for name, value in pairs:
+        if name not in FRONT_CHANNEL:
+            ignored.add(_evidence_name(name))
+        elif name in used:
+            raise OAuthError("invalid_request", f"parameter {name!r} is repeated", rule="RFC 6749 3.1")
+        else:
+            used[name] = value
+    return FrontChannel(used.get("client_id") or None, used.get("request_uri") or None, sorted(ignored))
 
 
 def _interaction_cookie(interaction_id: str) -> str:
@@ -116,11 +160,15 @@ class AuthorizationPages:
 
     # -- GET /authorize -------------------------------------------------------------------
 
-    def authorize(self, query: Form) -> Response:
+    def authorize(self, query: FrontChannel) -> Response:
+        """RFC 9126 4: the pushed request named by ``request_uri``, for ``client_id``; nothing
+        else from the front channel is used or echoed (RFC 9101 5, AS23)."""
         server, now = self.server, self.server.now()
         evidence = self._evidence()
-        client_id, request_uri = query.get("client_id"), query.get("request_uri")
+        client_id, request_uri = query.client_id, query.request_uri
         evidence.client_id = client_id
+        ignored = {"ignored_parameters": query.ignored} if query.ignored else {}
+        evidence.detail = dict(ignored)
         if not request_uri:
             raise self._refuse_page(
                 evidence,
@@ -139,6 +187,7 @@ class AuthorizationPages:
                 evidence, "authorize", "invalid_request_uri", "The request_uri is unknown.", "RFC 9126 4"
             )
         evidence = self._evidence(pushed)
+        evidence.detail = {**ignored, "par": pushed["ref_hash"]}
         if pushed["consumed_at"] is not None:
             raise self._refuse_page(
                 evidence,
@@ -156,15 +205,6 @@ class AuthorizationPages:
                 "FAPI2 5.3.2.2-12",
             )
         params = json.loads(pushed["parameters"])
-        extra = sorted(set(query) - {"client_id", "request_uri"}) + sorted(query.multi)
-        if extra:
-            raise self._refuse_redirect(
-                evidence,
-                params,
-                "invalid_request",
-                "only client_id and request_uri may be sent",
-                "FAPI2 5.3.2.2-3",
-            )
         if "none" in params.get("prompt", "").split():
             raise self._refuse_redirect(
                 evidence,
@@ -178,6 +218,10 @@ class AuthorizationPages:
         server.store.save_interaction(
             interaction_id, token_hash(secret), pushed["ref_hash"], csrf, now, now + lifetime
         )
+        if ignored:
+            # Issue 13 A1: what the front channel carried beside the pushed request, by name only.
+            evidence.detail["interaction"] = interaction_id
+            server.audit.append(evidence, "authorize", "accepted", now, rule="RFC 9126 4")
         return redirect_303(
             f"/interaction/{interaction_id}",
             headers={"Set-Cookie": cookie_header(_interaction_cookie(interaction_id), secret, lifetime)},
@@ -783,7 +827,7 @@ class AuthorizationPages:
 
     async def get_authorize(self, request: Request) -> Response:
         try:
-            query = query_form(request)
+            query = read_front_channel(request.url.query)
         except OAuthError as error:
             return error_page(error.error, error.description)
         return await run_in_threadpool(self._guard, lambda: self.authorize(query))
