@@ -259,7 +259,25 @@ class AuthorizationPages:
                 "This authorization request was already completed.",
                 "FAPI2 5.3.2.2-12",
             )
+        self._check_pushed_request_alive(pushed, interaction, now)
         return interaction, pushed, json.loads(pushed["parameters"])
+
+    def _check_pushed_request_alive(self, pushed: Row, interaction: Row, now: float) -> None:
+        """FAPI2 5.3.2.2-12 / RFC 9126 2.2 (issue 13 D5): an interaction outlives its pushed
+        request, which gives nothing after ``expires_in``; the consume checks it again atomically.
+
+        An error page, not an error redirect: the request has ended, so neither its redirect_uri
+        nor its state is acted on any more (as at GET /authorize for an expired request_uri)."""
+        if now >= pushed["expires_at"]:
+            evidence = self._evidence(pushed)
+            evidence.detail = {"interaction": interaction["id"], "par": pushed["ref_hash"]}
+            raise self._refuse_page(
+                evidence,
+                "interaction",
+                "invalid_request_uri",
+                "This authorization request has expired; start again from the application.",
+                "FAPI2 5.3.2.2-12",
+            )
 
     def _session(self, request: Request, interaction: Row, params: dict[str, Any]) -> Row | None:
         now = self.server.now()

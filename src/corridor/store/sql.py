@@ -433,10 +433,15 @@ class Store:
 
     @staticmethod
     def consume_pushed_request(conn: Connection, ref_hash: str, now: float) -> bool:
-        """FAPI2 5.3.2.2-12 Note 3: single use, enforced when the authorization completes."""
+        """FAPI2 5.3.2.2-12 Note 3: single use, enforced when the authorization completes, and only
+        before ``expires_in`` ends (RFC 9126 2.2; issue 13 D5): one statement decides both."""
         stmt = (
             update(t.pushed_requests)
-            .where(t.pushed_requests.c.ref_hash == ref_hash, t.pushed_requests.c.consumed_at.is_(None))
+            .where(
+                t.pushed_requests.c.ref_hash == ref_hash,
+                t.pushed_requests.c.consumed_at.is_(None),
+                t.pushed_requests.c.expires_at > now,
+            )
             .values(consumed_at=now)
         )
         return bool(conn.execute(stmt).rowcount == 1)
