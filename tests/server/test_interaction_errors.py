@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from corridor.core.randomness import token_hash
 from corridor.server.par import REQUEST_URI_PREFIX
 from corridor.store import schema
-from tests.support import PASSWORD, Browser, Client, Driver, Flow
+from tests.support import PASSWORD, Browser, Client, Driver, Flow, decode_jwt
 
 
 def assert_error_page(response: httpx.Response, error: str, words: str) -> None:
@@ -110,3 +110,89 @@ def test_consume_checks_expiry_in_the_same_statement(driver: Driver) -> None:
     with store.write() as conn:
         assert store.consume_pushed_request(conn, ref, expires - 1) is True
         assert store.consume_pushed_request(conn, ref, expires - 1) is False  # single use
+
+
+# -- B6: reachable asserts -------------------------------------------------------------------
+
+
+def test_purged_pushed_request_gives_an_error_page(driver: Driver) -> None:
+    """An interaction whose pushed request the housekeeping removed: a page, not a 500."""
+    client = driver.add_client()
+    response, flow = driver.par(client)
+    browser = driver.browser()
+    login = open_interaction(driver, client, flow, browser)
+    interaction = browser.http.get(
+        driver.url("/authorize"), params={"client_id": client.client_id, "request_uri": flow.request_uri}
+    ).headers["location"]
+    driver.as_.clock.advance(response.json()["expires_in"] + 1)
+    assert driver.as_.store.purge_expired(driver.now()) >= 1
+    assert driver.as_.store.get_pushed_request(par_hash(flow)) is None
+    assert_error_page(browser.http.get(driver.url(interaction)), "invalid_request_uri", "expired")
+    answer = browser.submit(login, {"username": driver.add_user(), "password": PASSWORD}, follow=False)
+    assert_error_page(answer, "invalid_request_uri", "expired")
+
+
+def test_client_removed_while_its_user_signs_in(driver: Driver) -> None:
+    """``corridor client remove`` during the sign-in: no page names it, no code, no redirect."""
+    client = driver.add_client()
+    _, flow = driver.par(client)
+    browser = driver.browser()
+    login = open_interaction(driver, client, flow, browser)
+    assert driver.as_.store.remove_client(client.client_id)
+    answer = browser.submit(login, {"username": driver.add_user(), "password": PASSWORD})
+    assert_error_page(answer, "invalid_request", "no longer registered")
+
+
+def test_client_removed_before_the_consent_page(driver: Driver) -> None:
+    client = driver.add_client()
+    _, flow = driver.par(client)
+    browser = driver.browser()
+    login = open_interaction(driver, client, flow, browser)
+    signed_in = browser.submit(login, {"username": driver.add_user(), "password": PASSWORD}, follow=False)
+    assert signed_in.status_code == 303
+    assert driver.as_.store.remove_client(client.client_id)
+    assert_error_page(
+        browser.get(driver.url(signed_in.headers["location"])), "invalid_request", "no longer registered"
+    )
+    assert codes_and_grants(driver, client) == (0, 0)
+
+
+def test_user_removed_while_signed_in_signs_in_again(driver: Driver) -> None:
+    """``corridor user remove`` while its browser session lives: the session no longer counts."""
+    client = driver.add_client()
+    _, flow = driver.par(client)
+    browser, user = driver.browser(), driver.add_user()
+    consent = browser.submit(
+        open_interaction(driver, client, flow, browser), {"username": user, "password": PASSWORD}
+    )
+    assert ">Approve<" in consent.text
+    assert driver.as_.store.remove_user(user)
+    again = browser.get(
+        driver.url("/authorize"), params={"client_id": client.client_id, "request_uri": flow.request_uri}
+    )
+    assert again.status_code == 200 and 'name="password"' in again.text, again.text
+    approve = browser.submit(consent, {"decision": "approve"}, follow=False)
+    assert approve.status_code == 303 and approve.headers["location"].startswith("/interaction/")
+    assert codes_and_grants(driver, client) == (0, 0)
+
+
+def test_max_age_zero_completes_after_a_fresh_sign_in(driver: Driver) -> None:
+    """OIDC Core 3.1.2.1: max_age=0 asks for a fresh sign-in, and one in this interaction is it."""
+    client = driver.add_client()
+    browser, user = driver.browser(), driver.add_user()
+    _, first = driver.par(client)
+    assert driver.authorize(client, first, browser=browser, username=user).status_code == 303
+    driver.as_.clock.advance(2)
+    _, flow = driver.par(client, extra={"max_age": "0"})
+    login = open_interaction(driver, client, flow, browser)  # the earlier session is too old
+    driver.as_.clock.advance(1)
+    consent = browser.submit(login, {"username": user, "password": PASSWORD})
+    assert consent.status_code == 200 and ">Approve<" in consent.text, consent.text
+    driver.as_.clock.advance(1)
+    final = browser.submit(consent, {"decision": "approve"}, follow=False)
+    assert final.status_code == 303 and "code=" in final.headers["location"], final.headers
+    flow.code = httpx.URL(final.headers["location"]).params["code"]
+    tokens = driver.redeem(client, flow)
+    assert tokens.status_code == 200, tokens.text
+    id_token = decode_jwt(tokens.json()["id_token"])[1]
+    assert id_token["auth_time"] >= int(driver.now()) - 2

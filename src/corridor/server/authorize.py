@@ -29,6 +29,7 @@ from corridor.audit.log import Evidence
 from corridor.core.errors import OAuthError
 from corridor.core.randomness import new_id, new_secret_token, token_hash
 from corridor.server.authority import AuthorizationServer
+from corridor.server.clients import ClientRecord
 from corridor.server.forms import MAX_FIELDS, Form, read_form
 from corridor.server.pages import error_page, render, template_version
 from corridor.server.par import REQUEST_URI_PREFIX
@@ -250,7 +251,14 @@ class AuthorizationPages:
                 "RFC 9700 4.4",
             )
         pushed = server.store.get_pushed_request(interaction["ref_hash"])
-        assert pushed is not None
+        if pushed is None:  # issue 13 B6: purged once it expired (Store.purge_expired)
+            raise self._refuse_page(
+                self._evidence(),
+                "interaction",
+                "invalid_request_uri",
+                "This authorization request has expired; start again from the application.",
+                "FAPI2 5.3.2.2-12",
+            )
         if pushed["consumed_at"] is not None:
             raise self._refuse_page(
                 self._evidence(pushed),
@@ -260,7 +268,24 @@ class AuthorizationPages:
                 "FAPI2 5.3.2.2-12",
             )
         self._check_pushed_request_alive(pushed, interaction, now)
+        self._client(pushed, interaction)
         return interaction, pushed, json.loads(pushed["parameters"])
+
+    def _client(self, pushed: Row, interaction: Row) -> ClientRecord:
+        """RFC 6749 4.1.2.1 (issue 13 B6): a client removed during the interaction gets no page
+        naming it, no code and no redirect."""
+        client = self.server.clients.get(pushed["client_id"])
+        if client is None:
+            evidence = self._evidence(pushed)
+            evidence.detail = {"interaction": interaction["id"], "par": pushed["ref_hash"]}
+            raise self._refuse_page(
+                evidence,
+                "interaction",
+                "invalid_request",
+                "The application is no longer registered here.",
+                "RFC 6749 4.1.2.1",
+            )
+        return client
 
     def _check_pushed_request_alive(self, pushed: Row, interaction: Row, now: float) -> None:
         """FAPI2 5.3.2.2-12 / RFC 9126 2.2 (issue 13 D5): an interaction outlives its pushed
@@ -280,17 +305,28 @@ class AuthorizationPages:
             )
 
     def _session(self, request: Request, interaction: Row, params: dict[str, Any]) -> Row | None:
+        """The browser's session, if it may be used for this request: live, of a user who still
+        exists (issue 13 B6), and fresh enough for ``prompt=login`` and ``max_age``."""
         now = self.server.now()
         value = request.cookies.get(SESSION_COOKIE)
         session = self.server.store.get_browser_session(token_hash(value)) if value else None
         if session is None or now >= session["expires_at"]:
             return None
-        if "login" in params.get("prompt", "").split() and session["auth_time"] < interaction["created_at"]:
+        if self.server.store.get_user(session["user_id"]) is None:
             return None
-        max_age = params.get("max_age")
-        if max_age is not None and now - session["auth_time"] > int(max_age):
+        signed_in_here = session["auth_time"] >= interaction["created_at"]
+        if "login" in params.get("prompt", "").split() and not signed_in_here:
+            return None
+        if not self._within_max_age(params, session, signed_in_here, now):
             return None
         return session
+
+    @staticmethod
+    def _within_max_age(params: dict[str, Any], session: Row, signed_in_here: bool, now: float) -> bool:
+        """OIDC Core 3.1.2.1: older than ``max_age`` means sign in again; a sign-in during this
+        interaction is that fresh sign-in (so ``max_age=0`` completes, issue 13 B6)."""
+        max_age = params.get("max_age")
+        return max_age is None or signed_in_here or now - session["auth_time"] <= int(max_age)
 
     def _check_csrf(self, form: Form, interaction: Row, pushed: Row) -> None:
         if not hmac.compare_digest(form.get("csrf", "").encode(), interaction["csrf"].encode()):
@@ -305,8 +341,7 @@ class AuthorizationPages:
     def show(self, request: Request, interaction_id: str) -> Response:
         interaction, pushed, params = self._load(request, interaction_id)
         session = self._session(request, interaction, params)
-        client = self.server.clients.get(pushed["client_id"])
-        assert client is not None
+        client = self._client(pushed, interaction)
         if session is None:
             return self._login_page(interaction_id, interaction, client.name)
         user = self.server.store.get_user(session["user_id"])
@@ -665,9 +700,16 @@ class AuthorizationPages:
         self, interaction_id: str, interaction: Row, pushed: Row, params: dict[str, Any], session: Row
     ) -> Response:
         server = self.server
-        client = server.clients.get(pushed["client_id"])
+        client = self._client(pushed, interaction)
         user = server.store.get_user(session["user_id"])
-        assert client is not None and user is not None
+        if user is None:  # removed since _session looked (issue 13 B6)
+            raise self._refuse_page(
+                self._evidence(pushed),
+                "interaction",
+                "invalid_request",
+                "This account is no longer available; start again from the application.",
+                "issue 13 B6",
+            )
         words = server.settings.scopes
         redirect = urlsplit(params["redirect_uri"])
         details = params.get("authorization_details") or []
