@@ -25,6 +25,10 @@ from tests.passkey_device import Authenticator, passkey_form
 from tests.server.test_step_up import finish, start
 from tests.support import PASSWORD, Browser, Client, Driver
 
+#: Self-service enrolment (a password-only account adds its first passkey from the sign-in
+#: pages), off by default outside dev mode (issue 13 C4): these tests enrol that way.
+AS_SETTINGS = {"self_service_enrolment": True}
+
 
 def device(driver: Driver, **kwargs) -> Authenticator:  # type: ignore[no-untyped-def]
     return Authenticator(origin=driver.issuer, rp_id="localhost", **kwargs)

@@ -44,6 +44,7 @@ TOTP_ACR = "mfa"
 SECOND_FACTOR_ATTEMPTS = 5
 SECOND_FACTOR_LOCK = 900
 _INTERACTION_ID = re.compile(r"[0-9a-f]{32}")
+_ASK_FOR_A_LINK = "Your first passkey is added with an enrolment link from your administrator."
 #: The only front-channel parameters read beside a pushed request (RFC 9126 4, AS23).
 FRONT_CHANNEL = frozenset({"client_id", "request_uri"})
 #: How much of an ignored parameter's name the evidence record keeps (design.md 5c: bounded input).
@@ -598,14 +599,25 @@ class AuthorizationPages:
         server.audit.append(evidence, "login", "succeeded", now)
         return redirect_303(self._next(interaction_id, form), headers=headers)
 
+    def _has_strong_factor(self, user: Row) -> bool:
+        return bool(user.get("totp_secret")) or bool(self.server.store.user_passkeys(user["id"]))
+
     def _may_enrol(self, user: Row, session: Row) -> bool:
         """A passkey is the strongest factor, so adding one takes the strongest proof the account
-        already has: a password alone only while the user has no second factor at all (NIST SP
-        800-63B 6.1.2.1: binding a new authenticator needs the existing one)."""
+        already has (NIST SP 800-63B 6.1.2.1: binding a new authenticator needs the existing one).
+        An account with only a password adds its first one here only with
+        ``self_service_enrolment`` (issue 13 C4); otherwise through an operator's enrolment link
+        (server/enrolment.py), so a password alone never reaches acr ``passkey``."""
         levels = self.server.settings.acr_levels
         if levels.index(session["acr"]) >= levels.index(TOTP_ACR):
             return True
-        return not user.get("totp_secret") and not self.server.store.user_passkeys(user["id"])
+        return bool(self.server.settings.self_service_enrolment) and not self._has_strong_factor(user)
+
+    def _may_offer_enrolment(self, user: Row) -> bool:
+        """Whether "Add a passkey" leads anywhere for this user (issue 13 C4)."""
+        return self.server.passkeys.available and (
+            bool(self.server.settings.self_service_enrolment) or self._has_strong_factor(user)
+        )
 
     def _enrol_page(
         self,
@@ -615,19 +627,23 @@ class AuthorizationPages:
         user: Row,
         status: int = 200,
         error: str | None = None,
+        ceremony: bool = True,
     ) -> Response:
+        """The "Create a passkey" page; without ``ceremony`` only why not (issue 13 C4)."""
         passkeys = self.server.passkeys
         return render(
             "passkey_enrol.html",
             status=status,
-            scripts=True,
+            scripts=ceremony,
             client_name=client_name,
             username=user["username"],
             rp_id=passkeys.rp_id,
             csrf=interaction["csrf"],
             error=error,
             passkey_action=f"/interaction/{interaction_id}/passkey-enrol",
-            passkey_options=passkeys.registration_options(user, interaction_id, self.server.now()),
+            passkey_options=passkeys.registration_options(user, interaction_id, self.server.now())
+            if ceremony
+            else None,
             back=f"/interaction/{interaction_id}",
         )
 
@@ -645,6 +661,16 @@ class AuthorizationPages:
         interaction, _pushed, params, session, user, client_name = self._enrolment(request, interaction_id)
         if session is None or user is None or not self.server.passkeys.available:
             return redirect_303(f"/interaction/{interaction_id}")
+        if not self._may_enrol(user, session) and not self._has_strong_factor(user):
+            return self._enrol_page(
+                interaction_id,
+                interaction,
+                client_name,
+                user,
+                status=403,
+                error=_ASK_FOR_A_LINK,
+                ceremony=False,
+            )
         if not self._may_enrol(user, session):
             return self._second_factor_page(
                 interaction_id,
@@ -667,6 +693,14 @@ class AuthorizationPages:
             return redirect_303(f"/interaction/{interaction_id}")
         evidence = self._evidence(pushed)
         evidence.user_id = user["id"]
+        if not self._may_enrol(user, session) and not self._has_strong_factor(user):
+            raise self._refuse_page(
+                evidence,
+                "passkey",
+                "access_denied",
+                _ASK_FOR_A_LINK,
+                "issue 13 C4 (self_service_enrolment off)",
+            )
         if not self._may_enrol(user, session):
             raise self._refuse_page(
                 evidence,
@@ -749,7 +783,7 @@ class AuthorizationPages:
             detail_json=[json.dumps(d, indent=2, sort_keys=True) for d in details],
             csrf=interaction["csrf"],
             action=f"/interaction/{interaction_id}/consent",
-            enrol=f"/interaction/{interaction_id}/passkey-enrol" if server.passkeys.available else None,
+            enrol=f"/interaction/{interaction_id}/passkey-enrol" if self._may_offer_enrolment(user) else None,
         )
         self._record_approval_surface(pushed, session, interaction_id, facts, bytes(page.body))
         return page
