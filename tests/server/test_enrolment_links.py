@@ -20,6 +20,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pyotp
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from corridor.core.randomness import token_hash
@@ -288,3 +290,29 @@ def test_corridor_user_enrol_prints_a_working_link(tmp_path: Path, tls: DevTLS) 
         assert done.status_code == 303, done.text
         assert passkeys_of(driver, "erin") == 1
         driver.http.close()
+
+
+# -- hostile input ---------------------------------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    st.dictionaries(
+        st.sampled_from(["token", "csrf", "password", "credential", "done", "x"]),
+        st.text(max_size=80) | st.sampled_from(["A" * 43, "{}", '{"id":1}', "\x00", "1", "c"]),
+        max_size=5,
+    ),
+    st.booleans(),
+)
+def test_hostile_enrolment_requests_get_a_page_never_a_500(
+    driver: Driver, fields: dict[str, str], with_cookie: bool
+) -> None:
+    """Design.md 8: any query or form at /enrol is answered with a precise page."""
+    cookies = {CSRF_COOKIE: "c"} if with_cookie else {}  # a form with csrf=c passes the CSRF check
+    with driver.as_.http(cookies=cookies) as http:
+        for response in (
+            http.get(driver.url("/enrol"), params=fields),
+            http.post(driver.url("/enrol"), data=fields),
+        ):
+            assert response.status_code in (200, 400), (response.status_code, response.text[:300])
+            assert "Traceback" not in response.text
