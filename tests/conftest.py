@@ -62,10 +62,16 @@ def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
 
 @pytest.fixture(scope="module")
 def as_server(
-    tmp_path_factory: pytest.TempPathFactory, tls: DevTLS, pki: TestPKI, database: str
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    tls: DevTLS,
+    pki: TestPKI,
+    database: str,
 ) -> Iterator[RunningAS]:
+    """The AS of a test module, with the module's ``AS_SETTINGS`` (a dict) if it has one."""
     data_dir = tmp_path_factory.mktemp("as")
-    with running_as(data_dir, tls, mtls_ca_file=str(pki.ca_file), database_url=database) as running:
+    extra = getattr(request.module, "AS_SETTINGS", {})
+    with running_as(data_dir, tls, mtls_ca_file=str(pki.ca_file), database_url=database, **extra) as running:
         running.store.add_resource_server(RESOURCE, "Test API", ["accounts", "payments"], None, 0.0)
         yield running
 

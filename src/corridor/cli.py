@@ -745,6 +745,32 @@ def user_totp(data_dir: Path | None, config_file: Path | None, username: str, re
     click.echo(pyotp.TOTP(secret).provisioning_uri(name=username, issuer_name=f"Corridor ({issuer})"))
 
 
+@user.command("enrol")
+@DATA_DIR
+@CONFIG
+@click.argument("username")
+def user_enrol(data_dir: Path | None, config_file: Path | None, username: str) -> None:
+    """Print a single-use link that lets USERNAME add a passkey (valid 15 minutes by default).
+
+    Outside dev mode a user's first strong factor is bound this way (or with ``user totp``):
+    a password alone never adds a passkey. Send the link to the user over a channel you trust;
+    they also need the account's password."""
+    from corridor.server.enrolment import issue_link
+    from corridor.server.passkeys import relying_party
+
+    settings = _settings(data_dir, config_file)
+    if relying_party(settings.issuer) is None:
+        raise click.ClickException(f"passkeys need an issuer with a host name, not {settings.issuer}")
+    store = _store(settings)
+    found = store.get_user_by_name(username)
+    if found is None:
+        raise click.ClickException(f"no user {username!r}")
+    link = issue_link(store, settings, found, time.time())
+    minutes = settings.enrolment_link_lifetime // 60
+    click.echo(link)
+    click.echo(f"valid {minutes} minutes, once; {username} also needs the account's password", err=True)
+
+
 @user.command("passkeys")
 @DATA_DIR
 @CONFIG
@@ -754,8 +780,9 @@ def user_totp(data_dir: Path | None, config_file: Path | None, username: str, re
 def user_passkeys(
     data_dir: Path | None, config_file: Path | None, username: str, remove: str | None, as_json: bool
 ) -> None:
-    """List a user's passkeys (WebAuthn credentials, enrolled from the sign-in pages), or remove
-    one. Users add passkeys themselves from the sign-in pages (login page or consent page)."""
+    """List a user's passkeys (WebAuthn credentials), or remove one. A user with a second factor
+    adds passkeys from the sign-in pages; the first one comes from ``corridor user enrol``
+    (or from the sign-in pages when ``self_service_enrolment`` is on, as in dev mode)."""
     store = _store(_settings(data_dir, config_file))
     user = store.get_user_by_name(username)
     if user is None:

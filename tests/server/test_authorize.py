@@ -65,23 +65,6 @@ def test_expired_request_uri(driver: Driver) -> None:
     assert_error_page(page, "invalid_request_uri")
 
 
-def test_front_channel_parameters_beside_request_uri_are_refused(driver: Driver) -> None:
-    """FAPI2 5.3.2.2-3: only client_id and request_uri; the error goes to the pushed redirect_uri with iss."""
-    client = driver.add_client()
-    _, flow = driver.par(client)
-    response = driver.http.get(
-        driver.url("/authorize"),
-        params={"client_id": client.client_id, "request_uri": flow.request_uri, "scope": "payments"},
-    )
-    assert response.status_code == 303
-    location = response.headers["location"]
-    assert location.startswith(client.redirect_uri + "?")
-    query = parse_qs(urlsplit(location).query)
-    assert query["error"] == ["invalid_request"]
-    assert query["iss"] == [driver.issuer]
-    assert query["state"] == [flow.state]
-
-
 def test_success_response_has_code_state_iss_and_303(driver: Driver) -> None:
     """AS27 / RFC 9207, AS31: 303 with code, state, iss."""
     client = driver.add_client()

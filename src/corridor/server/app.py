@@ -24,6 +24,7 @@ from corridor.server.admin import AdminPages
 from corridor.server.authority import AuthorizationServer, Exchange
 from corridor.server.authorize import AuthorizationPages
 from corridor.server.discovery import server_metadata
+from corridor.server.enrolment import ENROL_PATH, EnrolmentPages
 from corridor.server.introspection import introspect, revoke
 from corridor.server.pages import error_page
 from corridor.server.par import pushed_authorization
@@ -95,7 +96,7 @@ async def database_unavailable(request: Request, exc: Exception) -> Response:
     log.warning("database unavailable: %s %s: %s", request.method, request.url.path, type(exc).__name__)
     headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
     description = "The service is temporarily unavailable. Try again in a few seconds."
-    if request.url.path.startswith(("/authorize", "/interaction/", "/admin/")):
+    if request.url.path.startswith(("/authorize", "/interaction/", "/admin/", "/enrol")):
         page = error_page("temporarily_unavailable", description, status=503)
         page.headers.update(headers)
         return page
@@ -109,6 +110,7 @@ def create_app(
     """Build the AS application. ``server.start()`` runs at startup (migrations, keys)."""
     pages = AuthorizationPages(server)
     admin = AdminPages(server)
+    enrolment = EnrolmentPages(server)
 
     def endpoint(path: str, event: str, handler: Callable[[Exchange], Response]) -> Any:
         async def call(request: Request) -> Response:
@@ -199,6 +201,8 @@ def create_app(
         Route("/interaction/{interaction_id}/passkey", pages.post_passkey, methods=["POST"]),
         Route("/interaction/{interaction_id}/passkey-enrol", pages.get_enrolment, methods=["GET"]),
         Route("/interaction/{interaction_id}/passkey-enrol", pages.post_enrolment, methods=["POST"]),
+        Route(ENROL_PATH, enrolment.get, methods=["GET"]),
+        Route(ENROL_PATH, enrolment.post, methods=["POST"]),
         Route("/admin/trace", admin.get_trace, methods=["GET"]),
         Route("/admin/login", admin.post_login, methods=["POST"]),
     ]

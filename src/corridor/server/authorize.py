@@ -1,6 +1,7 @@
 """The authorization endpoint and its login and consent pages.
 
-FAPI2 5.3.2.2-3: only pushed requests (``client_id`` + ``request_uri``).
+FAPI2 5.3.2.2-3: only pushed requests (``client_id`` + ``request_uri``); any other front-channel
+parameter is ignored, never used or echoed (RFC 9101 5, RFC 9126 4, FAPI issue 340).
 FAPI2 5.3.2.2-7: ``iss`` on every authorization response, success or error.
 FAPI2 5.3.2.2-10/11: 303 after every form POST. RFC 9126 Note 3: the request_uri is
 consumed when the authorization completes, not when the page loads.
@@ -12,9 +13,10 @@ import hashlib
 import hmac
 import json
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import pyotp
 from argon2 import PasswordHasher
@@ -27,7 +29,8 @@ from corridor.audit.log import Evidence
 from corridor.core.errors import OAuthError
 from corridor.core.randomness import new_id, new_secret_token, token_hash
 from corridor.server.authority import AuthorizationServer
-from corridor.server.forms import Form, query_form, read_form
+from corridor.server.clients import ClientRecord
+from corridor.server.forms import MAX_FIELDS, Form, read_form
 from corridor.server.pages import error_page, render, template_version
 from corridor.server.par import REQUEST_URI_PREFIX
 from corridor.server.passkeys import PASSKEY_ACR, PasskeyRefused
@@ -41,6 +44,11 @@ TOTP_ACR = "mfa"
 SECOND_FACTOR_ATTEMPTS = 5
 SECOND_FACTOR_LOCK = 900
 _INTERACTION_ID = re.compile(r"[0-9a-f]{32}")
+_ASK_FOR_A_LINK = "Your first passkey is added with an enrolment link from your administrator."
+#: The only front-channel parameters read beside a pushed request (RFC 9126 4, AS23).
+FRONT_CHANNEL = frozenset({"client_id", "request_uri"})
+#: How much of an ignored parameter's name the evidence record keeps (design.md 5c: bounded input).
+IGNORED_NAME_LENGTH = 64
 _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash(new_secret_token())
 
@@ -59,6 +67,44 @@ def check_password(store: Store, username: str, password: str) -> Row | None:
     except (VerificationError, InvalidHashError):
         return None
     return user
+
+
+@dataclass(frozen=True)
+class FrontChannel:
+    """What GET /authorize reads: ``client_id`` and ``request_uri``, and the names of the rest."""
+
+    client_id: str | None
+    request_uri: str | None
+    ignored: list[str]
+
+
+def _evidence_name(name: str) -> str:
+    """Issue 13 A1 / design.md 5c: an outside parameter's name for the evidence record, bounded
+    and with control and formatting characters escaped (the value is never kept)."""
+    text = name if name.isprintable() else name.encode("unicode_escape").decode("ascii")
+    return text[:IGNORED_NAME_LENGTH]
+
+
+def read_front_channel(raw_query: str) -> FrontChannel:
+    """RFC 9126 4 / RFC 9101 5 (FAPI issue 340, AS23): ``client_id`` and ``request_uri`` once each
+    (RFC 6749 3.1); every other parameter is ignored, whatever its value, and named in the record.
+
+    Values are decoded leniently (an ignored value with invalid UTF-8 is still ignored; a used one
+    with invalid UTF-8 matches no client and no pushed request)."""
+    try:
+        pairs = parse_qsl(raw_query, keep_blank_values=True, errors="replace", max_num_fields=MAX_FIELDS)
+    except ValueError as exc:
+        raise OAuthError("invalid_request", "the parameters cannot be parsed", rule="RFC 6749 3.1") from exc
+    used: dict[str, str] = {}
+    ignored: set[str] = set()
+    for name, value in pairs:
+        if name not in FRONT_CHANNEL:
+            ignored.add(_evidence_name(name))
+        elif name in used:
+            raise OAuthError("invalid_request", f"parameter {name!r} is repeated", rule="RFC 6749 3.1")
+        else:
+            used[name] = value
+    return FrontChannel(used.get("client_id") or None, used.get("request_uri") or None, sorted(ignored))
 
 
 def _interaction_cookie(interaction_id: str) -> str:
@@ -116,11 +162,15 @@ class AuthorizationPages:
 
     # -- GET /authorize -------------------------------------------------------------------
 
-    def authorize(self, query: Form) -> Response:
+    def authorize(self, query: FrontChannel) -> Response:
+        """RFC 9126 4: the pushed request named by ``request_uri``, for ``client_id``; nothing
+        else from the front channel is used or echoed (RFC 9101 5, AS23)."""
         server, now = self.server, self.server.now()
         evidence = self._evidence()
-        client_id, request_uri = query.get("client_id"), query.get("request_uri")
+        client_id, request_uri = query.client_id, query.request_uri
         evidence.client_id = client_id
+        ignored = {"ignored_parameters": query.ignored} if query.ignored else {}
+        evidence.detail = dict(ignored)
         if not request_uri:
             raise self._refuse_page(
                 evidence,
@@ -139,6 +189,7 @@ class AuthorizationPages:
                 evidence, "authorize", "invalid_request_uri", "The request_uri is unknown.", "RFC 9126 4"
             )
         evidence = self._evidence(pushed)
+        evidence.detail = {**ignored, "par": pushed["ref_hash"]}
         if pushed["consumed_at"] is not None:
             raise self._refuse_page(
                 evidence,
@@ -156,15 +207,6 @@ class AuthorizationPages:
                 "FAPI2 5.3.2.2-12",
             )
         params = json.loads(pushed["parameters"])
-        extra = sorted(set(query) - {"client_id", "request_uri"}) + sorted(query.multi)
-        if extra:
-            raise self._refuse_redirect(
-                evidence,
-                params,
-                "invalid_request",
-                "only client_id and request_uri may be sent",
-                "FAPI2 5.3.2.2-3",
-            )
         if "none" in params.get("prompt", "").split():
             raise self._refuse_redirect(
                 evidence,
@@ -178,6 +220,10 @@ class AuthorizationPages:
         server.store.save_interaction(
             interaction_id, token_hash(secret), pushed["ref_hash"], csrf, now, now + lifetime
         )
+        if ignored:
+            # Issue 13 A1: what the front channel carried beside the pushed request, by name only.
+            evidence.detail["interaction"] = interaction_id
+            server.audit.append(evidence, "authorize", "accepted", now, rule="RFC 9126 4")
         return redirect_303(
             f"/interaction/{interaction_id}",
             headers={"Set-Cookie": cookie_header(_interaction_cookie(interaction_id), secret, lifetime)},
@@ -206,7 +252,14 @@ class AuthorizationPages:
                 "RFC 9700 4.4",
             )
         pushed = server.store.get_pushed_request(interaction["ref_hash"])
-        assert pushed is not None
+        if pushed is None:  # issue 13 B6: purged once it expired (Store.purge_expired)
+            raise self._refuse_page(
+                self._evidence(),
+                "interaction",
+                "invalid_request_uri",
+                "This authorization request has expired; start again from the application.",
+                "FAPI2 5.3.2.2-12",
+            )
         if pushed["consumed_at"] is not None:
             raise self._refuse_page(
                 self._evidence(pushed),
@@ -215,20 +268,66 @@ class AuthorizationPages:
                 "This authorization request was already completed.",
                 "FAPI2 5.3.2.2-12",
             )
+        self._check_pushed_request_alive(pushed, interaction, now)
+        self._client(pushed, interaction)
         return interaction, pushed, json.loads(pushed["parameters"])
 
+    def _client(self, pushed: Row, interaction: Row) -> ClientRecord:
+        """RFC 6749 4.1.2.1 (issue 13 B6): a client removed during the interaction gets no page
+        naming it, no code and no redirect."""
+        client = self.server.clients.get(pushed["client_id"])
+        if client is None:
+            evidence = self._evidence(pushed)
+            evidence.detail = {"interaction": interaction["id"], "par": pushed["ref_hash"]}
+            raise self._refuse_page(
+                evidence,
+                "interaction",
+                "invalid_request",
+                "The application is no longer registered here.",
+                "RFC 6749 4.1.2.1",
+            )
+        return client
+
+    def _check_pushed_request_alive(self, pushed: Row, interaction: Row, now: float) -> None:
+        """FAPI2 5.3.2.2-12 / RFC 9126 2.2 (issue 13 D5): an interaction outlives its pushed
+        request, which gives nothing after ``expires_in``; the consume checks it again atomically.
+
+        An error page, not an error redirect: the request has ended, so neither its redirect_uri
+        nor its state is acted on any more (as at GET /authorize for an expired request_uri)."""
+        if now >= pushed["expires_at"]:
+            evidence = self._evidence(pushed)
+            evidence.detail = {"interaction": interaction["id"], "par": pushed["ref_hash"]}
+            raise self._refuse_page(
+                evidence,
+                "interaction",
+                "invalid_request_uri",
+                "This authorization request has expired; start again from the application.",
+                "FAPI2 5.3.2.2-12",
+            )
+
     def _session(self, request: Request, interaction: Row, params: dict[str, Any]) -> Row | None:
+        """The browser's session, if it may be used for this request: live, of a user who still
+        exists (issue 13 B6), and fresh enough for ``prompt=login`` and ``max_age``."""
         now = self.server.now()
         value = request.cookies.get(SESSION_COOKIE)
         session = self.server.store.get_browser_session(token_hash(value)) if value else None
         if session is None or now >= session["expires_at"]:
             return None
-        if "login" in params.get("prompt", "").split() and session["auth_time"] < interaction["created_at"]:
+        if self.server.store.get_user(session["user_id"]) is None:
             return None
-        max_age = params.get("max_age")
-        if max_age is not None and now - session["auth_time"] > int(max_age):
+        signed_in_here = session["auth_time"] >= interaction["created_at"]
+        if "login" in params.get("prompt", "").split() and not signed_in_here:
+            return None
+        if not self._within_max_age(params, session, signed_in_here, now):
             return None
         return session
+
+    @staticmethod
+    def _within_max_age(params: dict[str, Any], session: Row, signed_in_here: bool, now: float) -> bool:
+        """OIDC Core 3.1.2.1: older than ``max_age`` means sign in again; a sign-in during this
+        interaction is that fresh sign-in (so ``max_age=0`` completes, issue 13 B6)."""
+        max_age = params.get("max_age")
+        return max_age is None or signed_in_here or now - session["auth_time"] <= int(max_age)
 
     def _check_csrf(self, form: Form, interaction: Row, pushed: Row) -> None:
         if not hmac.compare_digest(form.get("csrf", "").encode(), interaction["csrf"].encode()):
@@ -243,8 +342,7 @@ class AuthorizationPages:
     def show(self, request: Request, interaction_id: str) -> Response:
         interaction, pushed, params = self._load(request, interaction_id)
         session = self._session(request, interaction, params)
-        client = self.server.clients.get(pushed["client_id"])
-        assert client is not None
+        client = self._client(pushed, interaction)
         if session is None:
             return self._login_page(interaction_id, interaction, client.name)
         user = self.server.store.get_user(session["user_id"])
@@ -501,14 +599,25 @@ class AuthorizationPages:
         server.audit.append(evidence, "login", "succeeded", now)
         return redirect_303(self._next(interaction_id, form), headers=headers)
 
+    def _has_strong_factor(self, user: Row) -> bool:
+        return bool(user.get("totp_secret")) or bool(self.server.store.user_passkeys(user["id"]))
+
     def _may_enrol(self, user: Row, session: Row) -> bool:
         """A passkey is the strongest factor, so adding one takes the strongest proof the account
-        already has: a password alone only while the user has no second factor at all (NIST SP
-        800-63B 6.1.2.1: binding a new authenticator needs the existing one)."""
+        already has (NIST SP 800-63B 6.1.2.1: binding a new authenticator needs the existing one).
+        An account with only a password adds its first one here only with
+        ``self_service_enrolment`` (issue 13 C4); otherwise through an operator's enrolment link
+        (server/enrolment.py), so a password alone never reaches acr ``passkey``."""
         levels = self.server.settings.acr_levels
         if levels.index(session["acr"]) >= levels.index(TOTP_ACR):
             return True
-        return not user.get("totp_secret") and not self.server.store.user_passkeys(user["id"])
+        return bool(self.server.settings.self_service_enrolment) and not self._has_strong_factor(user)
+
+    def _may_offer_enrolment(self, user: Row) -> bool:
+        """Whether "Add a passkey" leads anywhere for this user (issue 13 C4)."""
+        return self.server.passkeys.available and (
+            bool(self.server.settings.self_service_enrolment) or self._has_strong_factor(user)
+        )
 
     def _enrol_page(
         self,
@@ -518,19 +627,23 @@ class AuthorizationPages:
         user: Row,
         status: int = 200,
         error: str | None = None,
+        ceremony: bool = True,
     ) -> Response:
+        """The "Create a passkey" page; without ``ceremony`` only why not (issue 13 C4)."""
         passkeys = self.server.passkeys
         return render(
             "passkey_enrol.html",
             status=status,
-            scripts=True,
+            scripts=ceremony,
             client_name=client_name,
             username=user["username"],
             rp_id=passkeys.rp_id,
             csrf=interaction["csrf"],
             error=error,
             passkey_action=f"/interaction/{interaction_id}/passkey-enrol",
-            passkey_options=passkeys.registration_options(user, interaction_id, self.server.now()),
+            passkey_options=passkeys.registration_options(user, interaction_id, self.server.now())
+            if ceremony
+            else None,
             back=f"/interaction/{interaction_id}",
         )
 
@@ -548,6 +661,16 @@ class AuthorizationPages:
         interaction, _pushed, params, session, user, client_name = self._enrolment(request, interaction_id)
         if session is None or user is None or not self.server.passkeys.available:
             return redirect_303(f"/interaction/{interaction_id}")
+        if not self._may_enrol(user, session) and not self._has_strong_factor(user):
+            return self._enrol_page(
+                interaction_id,
+                interaction,
+                client_name,
+                user,
+                status=403,
+                error=_ASK_FOR_A_LINK,
+                ceremony=False,
+            )
         if not self._may_enrol(user, session):
             return self._second_factor_page(
                 interaction_id,
@@ -570,6 +693,14 @@ class AuthorizationPages:
             return redirect_303(f"/interaction/{interaction_id}")
         evidence = self._evidence(pushed)
         evidence.user_id = user["id"]
+        if not self._may_enrol(user, session) and not self._has_strong_factor(user):
+            raise self._refuse_page(
+                evidence,
+                "passkey",
+                "access_denied",
+                _ASK_FOR_A_LINK,
+                "issue 13 C4 (self_service_enrolment off)",
+            )
         if not self._may_enrol(user, session):
             raise self._refuse_page(
                 evidence,
@@ -603,9 +734,16 @@ class AuthorizationPages:
         self, interaction_id: str, interaction: Row, pushed: Row, params: dict[str, Any], session: Row
     ) -> Response:
         server = self.server
-        client = server.clients.get(pushed["client_id"])
+        client = self._client(pushed, interaction)
         user = server.store.get_user(session["user_id"])
-        assert client is not None and user is not None
+        if user is None:  # removed since _session looked (issue 13 B6)
+            raise self._refuse_page(
+                self._evidence(pushed),
+                "interaction",
+                "invalid_request",
+                "This account is no longer available; start again from the application.",
+                "issue 13 B6",
+            )
         words = server.settings.scopes
         redirect = urlsplit(params["redirect_uri"])
         details = params.get("authorization_details") or []
@@ -645,7 +783,7 @@ class AuthorizationPages:
             detail_json=[json.dumps(d, indent=2, sort_keys=True) for d in details],
             csrf=interaction["csrf"],
             action=f"/interaction/{interaction_id}/consent",
-            enrol=f"/interaction/{interaction_id}/passkey-enrol" if server.passkeys.available else None,
+            enrol=f"/interaction/{interaction_id}/passkey-enrol" if self._may_offer_enrolment(user) else None,
         )
         self._record_approval_surface(pushed, session, interaction_id, facts, bytes(page.body))
         return page
@@ -783,7 +921,7 @@ class AuthorizationPages:
 
     async def get_authorize(self, request: Request) -> Response:
         try:
-            query = query_form(request)
+            query = read_front_channel(request.url.query)
         except OAuthError as error:
             return error_page(error.error, error.description)
         return await run_in_threadpool(self._guard, lambda: self.authorize(query))

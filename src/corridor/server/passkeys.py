@@ -204,6 +204,14 @@ class Passkeys:
 
     def register(self, response: str, user: Row, interaction_id: str, now: float) -> Row:
         """WebAuthn 7.1: verify a registration response and store the new passkey."""
+        passkey = self.verify_registration(response, user, interaction_id, now)
+        if not self.store.add_passkey(**passkey):
+            raise PasskeyRefused("WebAuthn 7.1 step 25", "This passkey is already registered.")
+        return passkey
+
+    def verify_registration(self, response: str, user: Row, interaction_id: str, now: float) -> Row:
+        """WebAuthn 7.1 up to step 25: the new passkey's row, verified and its challenge spent,
+        for the caller to store (``register``, or with an enrolment link in one transaction)."""
         if len(response) > MAX_RESPONSE_CHARS:
             raise PasskeyRefused("WebAuthn 7.1 (size)", "The passkey answer is too large.")
         try:
@@ -237,8 +245,6 @@ class Passkeys:
             "created_at": now,
             "last_used_at": None,
         }
-        if not self.store.add_passkey(**passkey):
-            raise PasskeyRefused("WebAuthn 7.1 step 25", "This passkey is already registered.")
         return passkey
 
     def authenticate(

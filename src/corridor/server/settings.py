@@ -54,6 +54,14 @@ class Settings(BaseSettings):
     trust_ca_file: str = ""
     #: Create the demo user and client on first start.
     dev_mode: bool = True
+    #: Whether a user who has only a password may add their first passkey from the sign-in pages
+    #: (issue 13 C4: then a password alone reaches acr ``passkey``). Off by default outside dev
+    #: mode (unset means ``dev_mode``): the first strong factor is bound through an operator's
+    #: single-use link (``corridor user enrol NAME``, ``enrolment_link_lifetime``) or
+    #: ``corridor user totp NAME``. A user with a second factor proves it before adding a passkey.
+    self_service_enrolment: bool | None = None
+    #: How long an enrolment link of ``corridor user enrol`` may be used (once), in seconds.
+    enrolment_link_lifetime: int = Field(900, ge=60, le=86_400)
     #: Key rotation (``corridor keys rotate``): a new key is published at once and signs only
     #: after this many seconds, so resource servers (which cache the JWKS, 300 s at most by its
     #: Cache-Control) know it before the first token it signs arrives.
@@ -144,6 +152,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _derived_defaults(self) -> Settings:
+        if self.self_service_enrolment is None:
+            self.self_service_enrolment = self.dev_mode
         if not self.database_url:
             self.database_url = f"sqlite:///{(self.data_dir / 'corridor.db').resolve()}"
         if not self.mtls_base_url:

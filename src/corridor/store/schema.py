@@ -47,6 +47,18 @@ passkeys = Table(
     Index("ix_passkeys_user", "user_id"),
 )
 
+#: Issue 13 C4: an operator's single-use link that lets a user bind a first strong factor
+#: (``corridor user enrol``); only the SHA-256 of the link's secret is kept.
+enrolment_links = Table(
+    "enrolment_links",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("user_id", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("consumed_at", Float),
+)
+
 resource_servers = Table(
     "resource_servers",
     metadata,
@@ -230,5 +242,6 @@ for _table in (
     authorization_codes,
     access_tokens,
     grants,
+    enrolment_links,
 ):
     Index(f"ix_{_table.name}_expires_at", _table.c.expires_at)

@@ -251,6 +251,42 @@ class Store:
             return False
         return True
 
+    def add_enrolment_link(self, token_hash: str, user_id: str, now: float, expires_at: float) -> None:
+        with self.write() as conn:
+            conn.execute(
+                insert(t.enrolment_links).values(
+                    token_hash=token_hash, user_id=user_id, created_at=now, expires_at=expires_at
+                )
+            )
+
+    def get_enrolment_link(self, token_hash: str) -> Row | None:
+        return self._one(_by(t.enrolment_links, "token_hash"), token_hash)
+
+    def add_passkey_with_link(self, token_hash: str, now: float, **passkey: Any) -> bool | None:
+        """Issue 13 C4: spend an enrolment link and store the passkey it binds, in one transaction.
+        None if the link is not this user's, was used or expired (one conditional UPDATE decides);
+        False if the credential ID is already registered (the link is then left unspent)."""
+
+        link = t.enrolment_links.c
+        try:
+            with self.write() as conn:
+                spent = conn.execute(
+                    update(t.enrolment_links)
+                    .where(
+                        link.token_hash == token_hash,
+                        link.user_id == passkey["user_id"],
+                        link.consumed_at.is_(None),
+                        link.expires_at > now,
+                    )
+                    .values(consumed_at=now)
+                ).rowcount
+                if spent != 1:
+                    return None
+                conn.execute(insert(t.passkeys).values(**passkey))  # rolls the spend back if taken
+        except IntegrityError:
+            return False
+        return True
+
     def get_passkey(self, credential_id: str) -> Row | None:
         return self._one(_by(t.passkeys, "credential_id"), credential_id)
 
@@ -389,6 +425,7 @@ class Store:
             (t.replay_cache, t.replay_cache.c.key, now),
             (t.pushed_requests, t.pushed_requests.c.ref_hash, now),
             (t.interactions, t.interactions.c.id, now),
+            (t.enrolment_links, t.enrolment_links.c.token_hash, now),
             (t.browser_sessions, t.browser_sessions.c.id_hash, now),
             (t.authorization_codes, t.authorization_codes.c.code_hash, now - day),
             (t.access_tokens, t.access_tokens.c.jti, now - day),
@@ -433,10 +470,15 @@ class Store:
 
     @staticmethod
     def consume_pushed_request(conn: Connection, ref_hash: str, now: float) -> bool:
-        """FAPI2 5.3.2.2-12 Note 3: single use, enforced when the authorization completes."""
+        """FAPI2 5.3.2.2-12 Note 3: single use, enforced when the authorization completes, and only
+        before ``expires_in`` ends (RFC 9126 2.2; issue 13 D5): one statement decides both."""
         stmt = (
             update(t.pushed_requests)
-            .where(t.pushed_requests.c.ref_hash == ref_hash, t.pushed_requests.c.consumed_at.is_(None))
+            .where(
+                t.pushed_requests.c.ref_hash == ref_hash,
+                t.pushed_requests.c.consumed_at.is_(None),
+                t.pushed_requests.c.expires_at > now,
+            )
             .values(consumed_at=now)
         )
         return bool(conn.execute(stmt).rowcount == 1)
