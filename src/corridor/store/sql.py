@@ -111,6 +111,12 @@ def _remember_once(dialect: str) -> Any:
     ).returning(table.c.key)
 
 
+class NestedWrite(RuntimeError):
+    """design.md 4: a write opened while this thread already has one open. A programming error,
+    raised at once: the inner write would wait for the outer one's lock (SQLite, issue 13 B7)
+    or for its row locks (PostgreSQL), and it would commit apart from the unit of work."""
+
+
 class Store:
     """Everything that must survive a restart or be shared between instances."""
 
@@ -122,6 +128,8 @@ class Store:
         # sleeping in SQLite's busy handler (its back-off adds tens of ms under load); other
         # processes still meet the busy timeout.
         self._write_lock = threading.Lock() if self.dialect == "sqlite" else None
+        #: Whether this thread has a write open (design.md 4: one unit of work, never nested).
+        self._writing = threading.local()
         #: Bumped by every registration change made through this Store, so caches of clients
         #: and resource servers (server/clients.py) see this process's changes at once.
         self.registrations_changed = 0
@@ -166,10 +174,18 @@ class Store:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        with self._write_lock or contextlib.nullcontext(), self.engine.connect() as conn:
-            conn = conn.execution_options(sqlite_begin="IMMEDIATE")
-            with conn.begin():
-                yield conn
+        """One write transaction; pass its connection to everything the unit of work writes.
+        Opening another write on this thread while it is open raises :class:`NestedWrite`."""
+        if getattr(self._writing, "open", False):
+            raise NestedWrite("a write transaction is already open on this thread; pass its connection")
+        self._writing.open = True
+        try:
+            with self._write_lock or contextlib.nullcontext(), self.engine.connect() as conn:
+                conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+                with conn.begin():
+                    yield conn
+        finally:
+            self._writing.open = False
 
     def _one(self, stmt: Any, key: Any = None) -> Row | None:
         """One row of a single SELECT (``key``: the value of a statement from :func:`_by`)."""
