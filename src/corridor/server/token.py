@@ -86,11 +86,13 @@ def redeem_authorization_code(ex: Exchange) -> Response:
     row = store.get_code(token_hash(code))
     if row is None:
         raise OAuthError("invalid_grant", "the code is unknown", rule="RFC 6749 4.1.3")
-    ex.evidence.grant_id = row["grant_id"]
-    if row["consumed_at"] is not None:
-        _code_reuse(ex, row["grant_id"])
+    ex.evidence.grant_id = row["grant_id"]  # a refusal below shows in the grant's trail
+    # RFC 6749 4.1.3 first: the code must be the caller's before its reuse counts, so another
+    # client replaying a used code cannot revoke its owner's grant (issue 13 D1).
     if row["client_id"] != ex.client.client_id:
         raise OAuthError("invalid_grant", "the code was issued to another client", rule="RFC 6749 4.1.3")
+    if row["consumed_at"] is not None:
+        _code_reuse(ex, row["grant_id"])
     if now >= row["expires_at"]:
         raise OAuthError("invalid_grant", "the code has expired", rule="FAPI2 5.3.2.1-11")
     if ex.form.get("redirect_uri") != row["redirect_uri"]:
