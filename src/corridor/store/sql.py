@@ -540,8 +540,14 @@ class Store:
         return bool(conn.execute(stmt).rowcount == 1)
 
     @staticmethod
-    def grant_query(grant_id: str) -> Any:
-        return select(t.grants).where(t.grants.c.id == grant_id)
+    def lock_grant(conn: Connection, grant_id: str) -> Row | None:
+        """The grant row, held until ``conn``'s transaction ends, so a revocation commits wholly
+        before or wholly after a check-and-mint (issue 13 D3): PostgreSQL locks the row (FOR
+        UPDATE; a racing UPDATE waits, and we read its committed result); SQLite's write
+        transaction (BEGIN IMMEDIATE) already excludes every other writer."""
+        stmt = select(t.grants).where(t.grants.c.id == grant_id).with_for_update()
+        row = conn.execute(stmt).mappings().first()
+        return dict(row) if row is not None else None
 
     @staticmethod
     def set_refresh_token(conn: Connection, grant_id: str, rt_hash: str) -> None:
