@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     Connection,
@@ -109,6 +109,13 @@ def _remember_once(dialect: str) -> Any:
         set_={"expires_at": stmt.excluded.expires_at},
         where=table.c.expires_at < bindparam("now"),
     ).returning(table.c.key)
+
+
+class RemovedClient(NamedTuple):
+    """What removing a client revoked."""
+
+    grants: int
+    access_tokens: int
 
 
 class NestedWrite(RuntimeError):
@@ -217,11 +224,25 @@ class Store:
     def list_clients(self) -> list[Row]:
         return self._all(select(t.clients).order_by(t.clients.c.created_at))
 
-    def remove_client(self, client_id: str) -> bool:
+    def remove_client(self, client_id: str, now: float) -> RemovedClient | None:
+        """Remove a client and, in the same transaction, revoke every grant and access token it
+        holds (issue 13 D2): introspection, UserInfo and refresh refuse them at once, here and
+        on every instance. None if there is no such client."""
         with self.write() as conn:
-            removed = conn.execute(delete(t.clients).where(t.clients.c.client_id == client_id)).rowcount == 1
+            if conn.execute(delete(t.clients).where(t.clients.c.client_id == client_id)).rowcount != 1:
+                return None
+            grants = conn.execute(
+                update(t.grants)
+                .where(t.grants.c.client_id == client_id, t.grants.c.revoked_at.is_(None))
+                .values(revoked_at=now, revoked_reason="client_removed")
+            ).rowcount
+            tokens = conn.execute(
+                update(t.access_tokens)
+                .where(t.access_tokens.c.client_id == client_id, t.access_tokens.c.revoked_at.is_(None))
+                .values(revoked_at=now)
+            ).rowcount
         self.registrations_changed += 1
-        return removed
+        return RemovedClient(grants, tokens)
 
     def add_user(self, user_id: str, username: str, password_hash: str, now: float) -> None:
         with self.write() as conn:
