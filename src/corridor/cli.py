@@ -674,10 +674,13 @@ def client_show(data_dir: Path | None, config_file: Path | None, client_id: str)
 @CONFIG
 @click.argument("client_id")
 def client_remove(data_dir: Path | None, config_file: Path | None, client_id: str) -> None:
-    """Remove a client."""
-    if not _store(_settings(data_dir, config_file)).remove_client(client_id):
+    """Remove a client and revoke all of its grants and tokens at once."""
+    removed = _store(_settings(data_dir, config_file)).remove_client(client_id, time.time())
+    if removed is None:
         raise click.ClickException(f"no client {client_id!r}")
-    click.echo(f"removed {client_id}")
+    click.echo(
+        f"removed {client_id} (revoked {removed.grants} grants, {removed.access_tokens} access tokens)"
+    )
 
 
 # -- users --------------------------------------------------------------------------------------

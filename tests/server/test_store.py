@@ -110,3 +110,50 @@ def test_purge_takes_expired_tokens_and_grants_in_batches_a_day_after_expiry(fre
         assert conn.execute(select(func.count()).select_from(t.grants)).scalar_one() == 100
         assert conn.execute(select(func.count()).select_from(t.access_tokens)).scalar_one() == 100
     assert fresh_store.get_grant("g2599") is not None and fresh_store.get_grant("g0") is None
+
+
+def test_a_nested_write_raises_at_once_and_rolls_the_outer_one_back(fresh_store: Store) -> None:
+    """Issue 13 B7, design.md 4: a write opened inside a write on the same thread is a programming
+    error raised at once (never a wait on the write lock); the outer unit of work rolls back, and
+    the store goes on serving writes, from this thread and from others."""
+    import threading
+
+    from corridor.audit.log import AuditLog, Evidence
+    from corridor.store.sql import NestedWrite
+
+    store = fresh_store
+    audit = AuditLog(store)
+    outcome: list[BaseException | None] = []
+
+    def nest(inner: str) -> None:
+        try:
+            with store.write() as conn:
+                Store.consume_pushed_request(conn, "r", now=1.0)
+                if inner == "store":
+                    store.remember_once("nested", expires_at=100.0, now=1.0)
+                else:  # an audit record without the open connection is a write of its own
+                    audit.append(
+                        Evidence(issuer="https://as.example", request_id="r"), "test", "refused", 1.0
+                    )
+        except BaseException as error:
+            outcome.append(error)
+        else:
+            outcome.append(None)
+
+    store.save_pushed_request("r", "c", {}, None, now=0.0, expires_at=1000.0)
+    for inner in ("store", "audit"):
+        worker = threading.Thread(target=nest, args=(inner,), daemon=True)
+        worker.start()
+        worker.join(5)
+        assert not worker.is_alive(), f"a nested {inner} write waited instead of raising"
+        assert isinstance(outcome[-1], NestedWrite), outcome[-1]
+    row = store.get_pushed_request("r")
+    assert row is not None and row["consumed_at"] is None  # the outer transaction rolled back
+    assert store.is_remembered("nested", now=2.0) is False
+    assert store.audit_records() == []
+    # Not wedged: plain writes still work, here and on another thread.
+    assert store.remember_once("after", expires_at=100.0, now=1.0) is True
+    other = threading.Thread(target=store.remember_once, args=("other", 100.0, 1.0))
+    other.start()
+    other.join(5)
+    assert store.is_remembered("other", now=2.0) is True

@@ -127,6 +127,52 @@ def test_code_reuse_is_refused_and_revokes_the_grant(driver: Driver) -> None:
     assert grant["revoked_reason"] == "code_reuse"
 
 
+def _grant_of_code(driver: Driver, code: str) -> dict:  # type: ignore[type-arg]
+    with driver.as_.store.read() as conn:
+        grant_id = conn.execute(
+            select(schema.authorization_codes.c.grant_id).where(
+                schema.authorization_codes.c.code_hash == token_hash(code)
+            )
+        ).scalar_one()
+        return dict(
+            conn.execute(select(schema.grants).where(schema.grants.c.id == grant_id)).mappings().one()
+        )
+
+
+def test_another_clients_reuse_of_a_used_code_does_not_revoke_the_victims_grant(driver: Driver) -> None:
+    """Issue 13 D1, RFC 6749 4.1.3 before 4.1.2: the code is bound to its client before reuse is
+    judged; another (authenticated) client's attempt is invalid_grant and changes nothing, only
+    the code's own client revokes the grant by presenting it again."""
+    victim, flow = authorized(driver)
+    thief = driver.add_client()
+    assert_error(driver.redeem(thief, flow), 400, "invalid_grant")  # unused: not consumed by the thief
+    first = driver.redeem(victim, flow)
+    assert first.status_code == 200, first.text
+    tokens = first.json()
+    reuse = driver.redeem(thief, flow)
+    assert_error(reuse, 400, "invalid_grant")
+    assert reuse.json()["error_description"] == "the code was issued to another client"
+    grant = _grant_of_code(driver, flow.code)
+    assert grant["revoked_at"] is None and grant["revoked_reason"] is None
+    assert driver.introspect(victim, tokens["access_token"]).json()["active"] is True
+    refresh = driver.token_request(
+        victim, {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
+    )
+    assert refresh.status_code == 200, refresh.text
+    with driver.as_.store.read() as conn:
+        reuse_records = conn.execute(
+            select(schema.audit_records).where(
+                schema.audit_records.c.grant_id == grant["id"],
+                schema.audit_records.c.event == "code.reuse_detected",
+            )
+        ).all()
+    assert reuse_records == []
+    # The code's own client presenting it again still revokes everything (RFC 6749 4.1.2).
+    assert_error(driver.redeem(victim, flow), 400, "invalid_grant")
+    assert _grant_of_code(driver, flow.code)["revoked_reason"] == "code_reuse"
+    assert driver.introspect(victim, tokens["access_token"]).json() == {"active": False}
+
+
 def test_token_response_shape(driver: Driver) -> None:
     """D18: token_type DPoP, cnf.jkt, no-store; AS11."""
     client, flow = authorized(driver)

@@ -858,21 +858,24 @@ class AuthorizationPages:
                 evidence, "consent", "invalid_request", "Choose Approve or Deny.", "consent"
             )
         clear = {"Set-Cookie": cookie_header(_interaction_cookie(interaction_id), "", 0)}
-        reply: dict[str, str]
+        reply: dict[str, str] | None = None
         with server.store.write() as conn:
-            if not Store.consume_pushed_request(conn, pushed["ref_hash"], now):
-                raise self._refuse_page(
-                    evidence,
-                    "consent",
-                    "invalid_request_uri",
-                    "This authorization request was already completed.",
-                    "FAPI2 5.3.2.2-12",
-                )
-            if decision == "deny":
-                server.audit.append(evidence, "consent", "denied", now, conn=conn)
-                reply = {"error": "access_denied", "error_description": "the user denied the request"}
-            else:
-                reply = {"code": self._issue_code(conn, evidence, pushed, params, session, now)}
+            # Lost to another POST, reply stays None: refused after the transaction, as no write
+            # may open inside one (issue 13 B7, design.md 4).
+            if Store.consume_pushed_request(conn, pushed["ref_hash"], now):
+                if decision == "deny":
+                    server.audit.append(evidence, "consent", "denied", now, conn=conn)
+                    reply = {"error": "access_denied", "error_description": "the user denied the request"}
+                else:
+                    reply = {"code": self._issue_code(conn, evidence, pushed, params, session, now)}
+        if reply is None:
+            raise self._refuse_page(
+                evidence,
+                "consent",
+                "invalid_request_uri",
+                "This authorization request was already completed.",
+                "FAPI2 5.3.2.2-12",
+            )
         if "state" in params:
             reply["state"] = params["state"]
         reply["iss"] = server.settings.issuer  # RFC 9207 2

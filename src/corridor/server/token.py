@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import Connection
 from starlette.responses import Response
 
 from corridor.core.errors import OAuthError
@@ -86,11 +87,13 @@ def redeem_authorization_code(ex: Exchange) -> Response:
     row = store.get_code(token_hash(code))
     if row is None:
         raise OAuthError("invalid_grant", "the code is unknown", rule="RFC 6749 4.1.3")
-    ex.evidence.grant_id = row["grant_id"]
-    if row["consumed_at"] is not None:
-        _code_reuse(ex, row["grant_id"])
+    ex.evidence.grant_id = row["grant_id"]  # a refusal below shows in the grant's trail
+    # RFC 6749 4.1.3 first: the code must be the caller's before its reuse counts, so another
+    # client replaying a used code cannot revoke its owner's grant (issue 13 D1).
     if row["client_id"] != ex.client.client_id:
         raise OAuthError("invalid_grant", "the code was issued to another client", rule="RFC 6749 4.1.3")
+    if row["consumed_at"] is not None:
+        _code_reuse(ex, row["grant_id"])
     if now >= row["expires_at"]:
         raise OAuthError("invalid_grant", "the code has expired", rule="FAPI2 5.3.2.1-11")
     if ex.form.get("redirect_uri") != row["redirect_uri"]:
@@ -108,9 +111,7 @@ def redeem_authorization_code(ex: Exchange) -> Response:
             won = False
         else:
             won = True
-            grant_row = conn.execute(Store.grant_query(row["grant_id"])).mappings().first()
-            assert grant_row is not None
-            grant = decode_grant(dict(grant_row))
+            grant = _locked_grant(conn, row["grant_id"])
             if grant["revoked_at"] is not None:
                 raise OAuthError("invalid_grant", "the grant was revoked", rule="RFC 6749 4.1.2")
             # RFC 8707 2.2: the token request may narrow the audience; a refusal rolls back
@@ -132,6 +133,15 @@ def redeem_authorization_code(ex: Exchange) -> Response:
     return _token_response(access_token, claims, refresh_token=refresh_token, id_token=id_token)
 
 
+def _locked_grant(conn: Connection, grant_id: str) -> dict[str, Any]:
+    """Design.md 5b, issue 13 D3: the grant is read, locked, inside the transaction that mints
+    from it, so no revocation can commit between the check and the mint."""
+    row = Store.lock_grant(conn, grant_id)
+    if row is None:  # purged meanwhile (a day after it expired)
+        raise OAuthError("invalid_grant", "the grant has expired", rule="RFC 6749 6")
+    return decode_grant(row)
+
+
 def _code_reuse(ex: Exchange, grant_id: str) -> None:
     """RFC 6749 4.1.2, FAPI2 5.3.2.2-9: a reused code is refused and its grant revoked."""
     with ex.server.store.write() as conn:
@@ -149,19 +159,22 @@ def refresh(ex: Exchange) -> Response:
     value = ex.form.get("refresh_token")
     if not value:
         raise OAuthError("invalid_request", "refresh_token is required", rule="RFC 6749 6")
+    # A read first, so an unknown token costs no write transaction.
     row = server.store.get_grant_by_refresh_token(token_hash(value))
     if row is None or row["client_id"] != ex.client.client_id:
         raise OAuthError("invalid_grant", "the refresh token is unknown", rule="RFC 6749 6")
-    grant = decode_grant(row)
-    ex.evidence.grant_id = grant["id"]
-    ex.evidence.user_id = grant["user_id"]
-    if grant["revoked_at"] is not None:
-        raise OAuthError("invalid_grant", "the grant was revoked", rule="RFC 7009 2.1")
-    if now >= grant["expires_at"]:
-        raise OAuthError("invalid_grant", "the refresh token has expired", rule="RFC 6749 6")
-    scope = _scope_for_token(ex, grant["scope"])
-    resources = _resources_for_token(ex, grant["resources"])
+    ex.evidence.grant_id = row["id"]
+    ex.evidence.user_id = row["user_id"]
     with server.store.write() as conn:
+        # One transaction: the grant locked, checked and minted from (issue 13 D3, design.md 5b);
+        # a refusal raised here rolls back before anything was written.
+        grant = _locked_grant(conn, row["id"])
+        if grant["revoked_at"] is not None:
+            raise OAuthError("invalid_grant", "the grant was revoked", rule="RFC 7009 2.1")
+        if now >= grant["expires_at"]:
+            raise OAuthError("invalid_grant", "the refresh token has expired", rule="RFC 6749 6")
+        scope = _scope_for_token(ex, grant["scope"])
+        resources = _resources_for_token(ex, grant["resources"])
         access_token, claims = mint_access_token(
             conn, server, grant, scope=scope, resources=resources, cnf=_cnf(ex), now=now
         )

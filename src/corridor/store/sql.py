@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     Connection,
@@ -111,6 +111,19 @@ def _remember_once(dialect: str) -> Any:
     ).returning(table.c.key)
 
 
+class RemovedClient(NamedTuple):
+    """What removing a client revoked."""
+
+    grants: int
+    access_tokens: int
+
+
+class NestedWrite(RuntimeError):
+    """design.md 4: a write opened while this thread already has one open. A programming error,
+    raised at once: the inner write would wait for the outer one's lock (SQLite, issue 13 B7)
+    or for its row locks (PostgreSQL), and it would commit apart from the unit of work."""
+
+
 class Store:
     """Everything that must survive a restart or be shared between instances."""
 
@@ -122,6 +135,8 @@ class Store:
         # sleeping in SQLite's busy handler (its back-off adds tens of ms under load); other
         # processes still meet the busy timeout.
         self._write_lock = threading.Lock() if self.dialect == "sqlite" else None
+        #: Whether this thread has a write open (design.md 4: one unit of work, never nested).
+        self._writing = threading.local()
         #: Bumped by every registration change made through this Store, so caches of clients
         #: and resource servers (server/clients.py) see this process's changes at once.
         self.registrations_changed = 0
@@ -166,10 +181,18 @@ class Store:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        with self._write_lock or contextlib.nullcontext(), self.engine.connect() as conn:
-            conn = conn.execution_options(sqlite_begin="IMMEDIATE")
-            with conn.begin():
-                yield conn
+        """One write transaction; pass its connection to everything the unit of work writes.
+        Opening another write on this thread while it is open raises :class:`NestedWrite`."""
+        if getattr(self._writing, "open", False):
+            raise NestedWrite("a write transaction is already open on this thread; pass its connection")
+        self._writing.open = True
+        try:
+            with self._write_lock or contextlib.nullcontext(), self.engine.connect() as conn:
+                conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+                with conn.begin():
+                    yield conn
+        finally:
+            self._writing.open = False
 
     def _one(self, stmt: Any, key: Any = None) -> Row | None:
         """One row of a single SELECT (``key``: the value of a statement from :func:`_by`)."""
@@ -201,11 +224,25 @@ class Store:
     def list_clients(self) -> list[Row]:
         return self._all(select(t.clients).order_by(t.clients.c.created_at))
 
-    def remove_client(self, client_id: str) -> bool:
+    def remove_client(self, client_id: str, now: float) -> RemovedClient | None:
+        """Remove a client and, in the same transaction, revoke every grant and access token it
+        holds (issue 13 D2): introspection, UserInfo and refresh refuse them at once, here and
+        on every instance. None if there is no such client."""
         with self.write() as conn:
-            removed = conn.execute(delete(t.clients).where(t.clients.c.client_id == client_id)).rowcount == 1
+            if conn.execute(delete(t.clients).where(t.clients.c.client_id == client_id)).rowcount != 1:
+                return None
+            grants = conn.execute(
+                update(t.grants)
+                .where(t.grants.c.client_id == client_id, t.grants.c.revoked_at.is_(None))
+                .values(revoked_at=now, revoked_reason="client_removed")
+            ).rowcount
+            tokens = conn.execute(
+                update(t.access_tokens)
+                .where(t.access_tokens.c.client_id == client_id, t.access_tokens.c.revoked_at.is_(None))
+                .values(revoked_at=now)
+            ).rowcount
         self.registrations_changed += 1
-        return removed
+        return RemovedClient(grants, tokens)
 
     def add_user(self, user_id: str, username: str, password_hash: str, now: float) -> None:
         with self.write() as conn:
@@ -566,8 +603,14 @@ class Store:
         return bool(conn.execute(stmt).rowcount == 1)
 
     @staticmethod
-    def grant_query(grant_id: str) -> Any:
-        return select(t.grants).where(t.grants.c.id == grant_id)
+    def lock_grant(conn: Connection, grant_id: str) -> Row | None:
+        """The grant row, held until ``conn``'s transaction ends, so a revocation commits wholly
+        before or wholly after a check-and-mint (issue 13 D3): PostgreSQL locks the row (FOR
+        UPDATE; a racing UPDATE waits, and we read its committed result); SQLite's write
+        transaction (BEGIN IMMEDIATE) already excludes every other writer."""
+        stmt = select(t.grants).where(t.grants.c.id == grant_id).with_for_update()
+        row = conn.execute(stmt).mappings().first()
+        return dict(row) if row is not None else None
 
     @staticmethod
     def set_refresh_token(conn: Connection, grant_id: str, rt_hash: str) -> None:
