@@ -446,6 +446,8 @@ def demo_api(
     """Run the demo payments API (examples/payments_api) over HTTPS, protected by corridor.resource."""
     from decimal import Decimal, InvalidOperation
 
+    from corridor.server.serve import ListenerLimits
+
     settings = _settings(data_dir, config_file, issuer=issuer)
     try:
         threshold = Decimal(step_up_threshold)
@@ -469,6 +471,7 @@ def demo_api(
         mtls_ca_file=settings.mtls_ca_file,
         step_up_threshold=threshold,
         wait_for_issuer=wait_for_issuer,
+        limits=ListenerLimits.from_settings(settings),
     )
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -65,7 +65,7 @@ class DemoAPI:
 
 
 @contextmanager
-def demo_api(data_dir: Path, port: int, issuer: str) -> Iterator[DemoAPI]:
+def demo_api(data_dir: Path, port: int, issuer: str, env: dict[str, str] | None = None) -> Iterator[DemoAPI]:
     log_file = data_dir.parent / "demo-api.log"
     with log_file.open("w") as log:
         process = subprocess.Popen(
@@ -73,6 +73,7 @@ def demo_api(data_dir: Path, port: int, issuer: str) -> Iterator[DemoAPI]:
             stdout=log,
             stderr=subprocess.STDOUT,
             text=True,
+            env=env,
         )
     api = DemoAPI(f"https://127.0.0.1:{port}", data_dir / "tls" / "ca.pem", log_file)
     deadline = time.time() + 30
