@@ -119,7 +119,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory, pki: TestPKI) -> Iterator[Dem
     port = sock.getsockname()[1]
     sock.close()
     url = f"https://127.0.0.1:{port}"
-    # Registered before the AS starts (dev mode then adds no resource of its own).
+    # Registered before the AS starts (dev mode then adds no resource of its own), in a database
+    # made by `corridor db upgrade` (issue 13 F2: other commands do not create one).
+    assert corridor("db", "upgrade", data_dir=data_dir).returncode == 0
     added = corridor(
         "resource",
         "add",
