@@ -250,6 +250,21 @@ def test_commands_refuse_a_data_directory_without_a_database(tmp_path: Path, arg
     assert list(existing.iterdir()) == []
 
 
+def test_a_postgresql_database_without_the_schema_is_refused(tmp_path: Path, postgres_url: str) -> None:
+    """issue 13 F2 on PostgreSQL: an empty database is not made an installation by client list;
+    db upgrade makes it one (positive control)."""
+    env = {**os.environ, "CORRIDOR_DATABASE_URL": postgres_url}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [*CORRIDOR, *args, "--data-dir", str(tmp_path / "data")]
+        return subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
+
+    one_line_error(run("client", "list"), "no Corridor database", "corridor db upgrade")
+    assert run("db", "upgrade").returncode == 0
+    listed = run("client", "list")
+    assert listed.returncode == 0, listed.stderr
+
+
 def test_after_db_upgrade_the_commands_work(tmp_path: Path) -> None:
     """Positive control for F2: the same commands on a data directory with a database."""
     data_dir = tmp_path / "data"
@@ -325,7 +340,7 @@ def test_a_database_that_is_down_is_one_line(tmp_path: Path, args: list[str]) ->
         timeout=60,
         env=env,
     )
-    line = one_line_error(result, "database", f"127.0.0.1:{port}")
+    line = one_line_error(result, "database", f"127.0.0.1:{port}", "unavailable", "Connection refused")
     assert "secret" not in line
 
 

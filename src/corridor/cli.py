@@ -81,6 +81,8 @@ def _require_database(settings: Any) -> None:
 
     store = open_store(settings)
     try:
+        with store.engine.connect():  # current_revision reads a failed connection as "no schema"
+            pass
         revision = current_revision(store.engine)
     except DBAPIError as exc:
         raise _database_unavailable(settings, exc) from exc
