@@ -134,9 +134,10 @@ class BoundedHttpToolsProtocol(TLSExtensionHttpToolsProtocol):
         self._deadline = None
         if self.transport.is_closing():
             return
-        if self.cycle is None or self.cycle.response_complete:
+        idle = self._head_bytes == 0  # e.g. a browser's preconnected socket: closed silently
+        if not idle and (self.cycle is None or self.cycle.response_complete):
             self._answer_and_close(408, "No complete request in time.")
-        else:  # a response is still being written: no status line of ours in its middle
+        else:  # nothing to answer, or a response is still being written (no status line inside it)
             self.transport.close()
 
     def _body_timed_out(self) -> None:
