@@ -101,7 +101,25 @@ def main() -> None:
     parser.add_argument("--username", help="fill in the login form as this user")
     parser.add_argument("--password-file", help="file holding that user's password")
     args = parser.parse_args()
+    try:
+        flow(args)
+    except httpx.HTTPError as exc:  # issue 13 F1: one line saying what to do, not a traceback
+        sys.exit(unreachable(args, exc))
 
+
+def unreachable(args: argparse.Namespace, exc: httpx.HTTPError) -> str:
+    """What went wrong talking to the AS, in one line."""
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if "CERTIFICATE_VERIFY_FAILED" in reason:
+        return (
+            f"{args.issuer}: its TLS certificate is not trusted ({reason}); give --ca with the CA that "
+            "issued it (Corridor dev mode: --ca .corridor/tls/ca.pem)"
+        )
+    return f"{args.issuer}: {reason}; is the server running there? (--issuer, --ca)"
+
+
+def flow(args: argparse.Namespace) -> None:
+    """PAR, the pages, the token request and UserInfo, as the module docstring says."""
     client = Client(args)
     verifier, state = new_verifier(), new_secret_token()
     pushed = client.post(

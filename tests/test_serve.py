@@ -168,6 +168,7 @@ def test_two_processes_share_nonces_and_replay_caches(tmp_path: Path) -> None:
 
 def test_cli_clients_and_users(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
+    assert corridor("db", "upgrade", data_dir=data_dir).returncode == 0  # issue 13 F2: not made by client add
     key = SigningKey.generate("ES256")
     jwks = tmp_path / "jwks.json"
     jwks.write_text(json.dumps({"keys": [key.public_jwk]}))

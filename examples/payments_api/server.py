@@ -23,7 +23,7 @@ import ssl
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
@@ -32,7 +32,7 @@ import httpx
 from corridor.audit.log import AuditLog
 from corridor.resource.guard import ResourceGuard, ResourceSettings
 from corridor.server.mtls import MtlsTrust
-from corridor.server.serve import uvicorn_server
+from corridor.server.serve import ListenerLimits, uvicorn_server
 from corridor.server.tls import ensure_dev_tls
 from corridor.store.sql import Store
 
@@ -64,6 +64,8 @@ class DemoConfig:
     wait_for_issuer: float = 0.0
     #: How often the trust store re-reads the registered client certificates.
     trust_refresh_interval: float = 5.0
+    #: Request size and time bounds of the listener (design.md 5c), as the AS's listeners.
+    limits: ListenerLimits = field(default_factory=ListenerLimits)
 
     @property
     def resource_url(self) -> str:
@@ -138,7 +140,9 @@ def run(config: DemoConfig, echo: Callable[[str], None] | None = None) -> None:
         )
     say("\n".join(lines))
 
-    server = uvicorn_server(app, config.host, config.port, trust.listener_context, lifespan="off")
+    server = uvicorn_server(
+        app, config.host, config.port, trust.listener_context, lifespan="off", limits=config.limits
+    )
 
     async def serve() -> None:
         async def follow_registrations() -> None:

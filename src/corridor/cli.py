@@ -33,6 +33,8 @@ CONFIG = click.option(
 
 
 def _settings(data_dir: Path | None, config_file: Path | None, **overrides: Any) -> Any:
+    import tomllib
+
     from corridor.server.settings import Settings
 
     try:
@@ -42,14 +44,75 @@ def _settings(data_dir: Path | None, config_file: Path | None, **overrides: Any)
         raise click.ClickException(
             f"configuration: {'.'.join(map(str, first['loc']))}: {first['msg']}"
         ) from exc
+    except tomllib.TOMLDecodeError as exc:  # issue 13 F1
+        raise click.ClickException(f"{config_file}: not valid TOML: {exc}; fix the file") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.ClickException(f"{config_file}: cannot read it: {exc}") from exc
 
 
-def _store(settings: Any) -> Any:
+def _database_unavailable(settings: Any, exc: Exception) -> click.ClickException:
+    """issue 13 F1: the database does not answer: one line naming it (without its password)."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.database_url).render_as_string(hide_password=True)
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    return click.ClickException(
+        f"database {url} unavailable: {reason}; is it running? (check database_url / --database)"
+    )
+
+
+def _require_database(settings: Any) -> None:
+    """issue 13 F2: only `serve` and `db upgrade` create an installation; every other command
+    refuses a data directory (or database URL) that holds no Corridor database."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite":
+        if url.database and not Path(url.database).is_file():
+            raise click.ClickException(
+                f"no Corridor database at {url.database}: give the right --data-dir (or --database), "
+                "or create one with corridor db upgrade"
+            )
+        return
+    from sqlalchemy.exc import DBAPIError
+
+    from corridor.server.settings import open_store
+    from corridor.store.migrate import current_revision
+
+    store = open_store(settings)
+    try:
+        with store.engine.connect():  # current_revision reads a failed connection as "no schema"
+            pass
+        revision = current_revision(store.engine)
+    except DBAPIError as exc:
+        raise _database_unavailable(settings, exc) from exc
+    finally:
+        store.close()
+    if revision is None:
+        raise click.ClickException(
+            f"no Corridor database at {url.render_as_string(hide_password=True)}: "
+            "give the right --database, or create one with corridor db upgrade"
+        )
+
+
+def _store(settings: Any, *, create: bool = False) -> Any:
+    """The store of these settings, migrated; ``create``: make the data directory and database
+    if missing (serve, db upgrade), 0700 and 0600 (design.md 5c)."""
+    from sqlalchemy.exc import DBAPIError
+
+    from corridor.core.private_files import private_directory
     from corridor.server.settings import open_store
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if create:
+        private_directory(settings.data_dir)
+    else:
+        _require_database(settings)
     store = open_store(settings)
-    store.migrate()
+    try:
+        store.migrate()
+    except DBAPIError as exc:
+        store.close()
+        raise _database_unavailable(settings, exc) from exc
     return store
 
 
@@ -100,10 +163,10 @@ def serve(
         ensure_demo,
     )
     from corridor.server.mtls import MtlsTrust
-    from corridor.server.serve import Listeners, bind, run_loop, run_workers
+    from corridor.server.serve import Listeners, run_loop, run_workers
     from corridor.server.tls import ensure_dev_tls, server_ssl_context
 
-    if port is not None and issuer is None and config_file is None:
+    if port is not None and issuer is None and config_file is None and not _env_names_issuer():
         issuer = f"https://localhost:{port}"
     from sqlalchemy.engine import make_url
 
@@ -116,12 +179,19 @@ def serve(
         mtls_port=mtls_port,
         database_url=database_url,
     )
-    store = _store(settings)
+    store = _store(settings, create=True)
     if settings.tls_cert_file:
         cert, key, ca = settings.tls_cert_file, settings.tls_key_file, None
+        _check_tls_files(cert, key)
     else:
         tls = ensure_dev_tls(settings.data_dir / "tls")
         cert, key, ca = str(tls.cert_file), str(tls.key_file), tls.ca_file.resolve()
+    if settings.mtls_ca_file and not Path(settings.mtls_ca_file).is_file():
+        raise click.ClickException(f"mtls_ca_file: no file {settings.mtls_ca_file}; give a PEM CA bundle")
+    # Bound here, before the banner: a port in use is one line (issue 13 F1), and forked
+    # workers inherit these sockets.
+    main_socket = _listen(settings.host, settings.port, "--port")
+    mtls_socket = _listen(settings.mtls_host, settings.mtls_port, "--mtls-port")
     lines = [
         "Corridor FAPI 2.0 authorization server",
         f"  issuer:      {settings.issuer}",
@@ -160,12 +230,48 @@ def serve(
         run_loop(listeners.serve(main_sockets, mtls_sockets))
 
     if workers == 1:
-        run_one()
+        run_one([main_socket], [mtls_socket])
         return
-    main_socket = bind(settings.host, settings.port)
-    mtls_socket = bind(settings.mtls_host, settings.mtls_port)
     click.echo(f"  workers:     {workers} processes (pid {os.getpid()} supervises)", err=True)
     sys.exit(run_workers(workers, lambda: run_one([main_socket], [mtls_socket])))
+
+
+def _env_names_issuer() -> bool:
+    """issue 13 F4: CORRIDOR_ISSUER (any case, as pydantic-settings reads it) names the issuer."""
+    return any(name.upper() == "CORRIDOR_ISSUER" for name in os.environ)
+
+
+def _check_tls_files(cert: str, key: str) -> None:
+    """issue 13 F1: a configured certificate or key that is missing or unreadable, named."""
+    import ssl
+
+    from corridor.server.tls import server_ssl_context
+
+    for setting, path in (("tls_cert_file", cert), ("tls_key_file", key)):
+        if not path:
+            raise click.ClickException(f"{setting} is not set: give tls_cert_file and tls_key_file together")
+        if not Path(path).is_file():
+            raise click.ClickException(
+                f"{setting}: no file {path}; give a PEM file (or neither setting, for dev mode's own CA)"
+            )
+    try:
+        server_ssl_context(cert, key)
+    except (ssl.SSLError, OSError) as exc:
+        raise click.ClickException(
+            f"tls_cert_file {cert} with tls_key_file {key}: cannot load: {exc}"
+        ) from exc
+
+
+def _listen(host: str, port: int, option: str) -> Any:
+    from corridor.server.serve import bind
+
+    try:
+        return bind(host, port)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc} "
+            f"(another corridor serve running? stop it or choose another {option})"
+        ) from exc
 
 
 # -- the database ----------------------------------------------------------------------------
@@ -188,9 +294,9 @@ def db_upgrade(data_dir: Path | None, config_file: Path | None, database_url: st
 
     settings = _settings(data_dir, config_file, database_url=database_url)
     try:
-        store = _store(settings)
+        store = _store(settings, create=True)
     except DBAPIError as exc:
-        raise click.ClickException(f"database: {type(exc.orig).__name__}: {str(exc.orig).strip()}") from exc
+        raise _database_unavailable(settings, exc) from exc
     click.echo(f"database at revision {current_revision(store.engine)}")
     store.close()
 
@@ -446,6 +552,8 @@ def demo_api(
     """Run the demo payments API (examples/payments_api) over HTTPS, protected by corridor.resource."""
     from decimal import Decimal, InvalidOperation
 
+    from corridor.server.serve import ListenerLimits
+
     settings = _settings(data_dir, config_file, issuer=issuer)
     try:
         threshold = Decimal(step_up_threshold)
@@ -455,6 +563,7 @@ def demo_api(
         raise click.ClickException("--step-up-threshold must be a non-negative amount, e.g. 500.00")
     if resource is not None and (not resource.startswith("https://") or "#" in resource):
         raise click.ClickException("--resource must be an https URL without fragment (RFC 8707 2)")
+    _require_database(settings)
     demo = _example("payments_api")
     # Calls to the AS trust trust_ca_file, else the dev CA (dev TLS), else the system's CAs.
     as_ca = settings.trust_ca_file or ("" if settings.tls_cert_file else None)
@@ -469,6 +578,7 @@ def demo_api(
         mtls_ca_file=settings.mtls_ca_file,
         step_up_threshold=threshold,
         wait_for_issuer=wait_for_issuer,
+        limits=ListenerLimits.from_settings(settings),
     )
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"

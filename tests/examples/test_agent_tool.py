@@ -70,6 +70,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     url = f"https://127.0.0.1:{port}"
     # As in test_demo_api.py: registered before the AS starts (dev mode then adds none of its own).
     name, scope = "Demo payments API", "accounts payments"
+    assert corridor("db", "upgrade", data_dir=data_dir).returncode == 0  # issue 13 F2
     added = corridor("resource", "add", url, "--name", name, "--scope", scope, data_dir=data_dir)
     assert added.returncode == 0, added.stderr
     with serve(data_dir) as (running, _), demo_api(data_dir, port, running.issuer) as api:

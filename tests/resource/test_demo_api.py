@@ -65,7 +65,7 @@ class DemoAPI:
 
 
 @contextmanager
-def demo_api(data_dir: Path, port: int, issuer: str) -> Iterator[DemoAPI]:
+def demo_api(data_dir: Path, port: int, issuer: str, env: dict[str, str] | None = None) -> Iterator[DemoAPI]:
     log_file = data_dir.parent / "demo-api.log"
     with log_file.open("w") as log:
         process = subprocess.Popen(
@@ -73,6 +73,7 @@ def demo_api(data_dir: Path, port: int, issuer: str) -> Iterator[DemoAPI]:
             stdout=log,
             stderr=subprocess.STDOUT,
             text=True,
+            env=env,
         )
     api = DemoAPI(f"https://127.0.0.1:{port}", data_dir / "tls" / "ca.pem", log_file)
     deadline = time.time() + 30
@@ -118,7 +119,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory, pki: TestPKI) -> Iterator[Dem
     port = sock.getsockname()[1]
     sock.close()
     url = f"https://127.0.0.1:{port}"
-    # Registered before the AS starts (dev mode then adds no resource of its own).
+    # Registered before the AS starts (dev mode then adds no resource of its own), in a database
+    # made by `corridor db upgrade` (issue 13 F2: other commands do not create one).
+    assert corridor("db", "upgrade", data_dir=data_dir).returncode == 0
     added = corridor(
         "resource",
         "add",

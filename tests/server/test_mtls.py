@@ -418,6 +418,7 @@ def test_cli_registers_mtls_clients(tmp_path: Path, pki: TestPKI) -> None:
     from tests.test_serve import corridor
 
     data_dir = tmp_path / "data"
+    assert corridor("db", "upgrade", data_dir=data_dir).returncode == 0  # issue 13 F2
     added = corridor(
         "client",
         "add",

@@ -11,6 +11,7 @@ from pathlib import Path
 from argon2 import PasswordHasher
 
 from corridor.core.jose import SigningKey
+from corridor.core.private_files import tighten, write_private
 from corridor.core.randomness import new_id
 from corridor.server.clients import build_client_metadata
 from corridor.server.settings import Settings
@@ -39,8 +40,7 @@ def ensure_demo(settings: Settings, store: Store, now: float) -> DemoFiles:
     if store.get_user_by_name(DEMO_USER) is None:
         password = secrets.token_urlsafe(12)
         store.add_user(new_id(), DEMO_USER, PasswordHasher().hash(password), now)
-        files.user_password.write_text(password + "\n")
-        files.user_password.chmod(0o600)
+        write_private(files.user_password, (password + "\n").encode())
     if store.get_client(DEMO_CLIENT_ID) is None:
         key = SigningKey.generate("ES256")
         meta = build_client_metadata(
@@ -49,6 +49,7 @@ def ensure_demo(settings: Settings, store: Store, now: float) -> DemoFiles:
             scope="openid profile offline_access accounts payments",
         )
         store.add_client(DEMO_CLIENT_ID, "Corridor demo client", meta, now)
-        files.client_key.write_text(json.dumps(key.private_jwk(), indent=2) + "\n")
-        files.client_key.chmod(0o600)
+        write_private(files.client_key, (json.dumps(key.private_jwk(), indent=2) + "\n").encode())
+    tighten(files.user_password)
+    tighten(files.client_key)
     return files

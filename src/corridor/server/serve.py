@@ -1,5 +1,7 @@
 """Running the AS on uvicorn with our own TLS contexts: the main listener (no client
-certificates) and the mTLS listener for the RFC 8705 endpoint aliases."""
+certificates) and the mTLS listener for the RFC 8705 endpoint aliases. Every listener (these two
+and the demo API's) is built by :func:`uvicorn_server`, with the same input and time bounds
+(design.md 5c): :class:`BoundedHttpToolsProtocol`."""
 
 from __future__ import annotations
 
@@ -12,17 +14,172 @@ import socket
 import ssl
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
 import uvicorn
 import uvloop
 from starlette.types import ASGIApp
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
 from corridor.core.certificates import TLSExtensionHttpToolsProtocol
 from corridor.server.authority import AuthorizationServer
 from corridor.server.mtls import MarkListener, MtlsTrust
 
+if TYPE_CHECKING:
+    from corridor.server.settings import Settings
+
 log = logging.getLogger("corridor.serve")
+
+#: design.md 5c: the request line and headers, 16 KiB in all.
+MAX_REQUEST_HEAD_BYTES = 16 * 1024
+
+
+@dataclass(frozen=True)
+class ListenerLimits:
+    """How much and how long a connection may take (design.md 5c, issue 13 B1 and B2)."""
+
+    max_head_bytes: int = MAX_REQUEST_HEAD_BYTES
+    head_timeout: float = 10.0
+    body_timeout: float = 30.0
+    keep_alive_timeout: float = 5.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ListenerLimits:
+        return cls(
+            head_timeout=settings.request_head_timeout,
+            body_timeout=settings.request_body_timeout,
+            keep_alive_timeout=settings.keep_alive_timeout,
+        )
+
+
+class _HeadTooLarge(Exception):
+    """Raised from a parser callback to stop parsing an oversized head."""
+
+
+class BoundedHttpToolsProtocol(TLSExtensionHttpToolsProtocol):
+    """uvicorn's httptools protocol (with the TLS extension) with bounded input and time.
+
+    httptools (llhttp) has no size limit (h11 has ``h11_max_incomplete_event_size``) and
+    accumulates a header value by concatenation, so one client streaming a huge header costs
+    memory and stalls the event loop for everyone. Here the bytes of a request head are counted
+    as they arrive and the head is refused (431, then close) once it is over the cap; a head
+    that completes inside one read is measured from what the parser made of it. One timer per
+    connection bounds the time to a complete head (from the handshake, or from the first byte
+    after an idle keep-alive) and then to a complete body; uvicorn's own keep-alive timer closes
+    idle connections between requests.
+    """
+
+    limits: ClassVar[ListenerLimits] = ListenerLimits()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._reading_head = True
+        self._head_bytes = 0
+        self._head_too_large = False
+        self._deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._arm(self.limits.head_timeout, self._head_timed_out)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._reading_head:
+            if self._deadline is None:  # the first byte after an idle keep-alive
+                self._arm(self.limits.head_timeout, self._head_timed_out)
+            self._head_bytes += len(data)
+        super().data_received(data)
+        if self._reading_head and self._head_bytes > self.limits.max_head_bytes:
+            self._refuse_head()
+
+    def on_headers_complete(self) -> None:
+        self._reading_head = False
+        self._disarm()
+        if self._parsed_head_size() > self.limits.max_head_bytes:
+            self._head_too_large = True
+            raise _HeadTooLarge  # the parser stops; uvicorn answers through send_400_response
+        super().on_headers_complete()
+        self._arm(self.limits.body_timeout, self._body_timed_out)
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        self._reading_head = True
+        self._head_bytes = 0
+        super().on_message_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        if self._head_too_large:
+            self._refuse_head()
+            return
+        super().send_400_response(msg)
+
+    def _parsed_head_size(self) -> int:
+        """The request line and headers as sent, less optional whitespace."""
+        line = len(self.parser.get_method()) + len(self.url) + len(b"  HTTP/1.1\r\n")
+        return line + sum(len(name) + len(value) + 4 for name, value in self.headers) + 2
+
+    def _refuse_head(self) -> None:
+        """design.md 5c, RFC 6585 5: request line and headers over the cap."""
+        self._reading_head = False
+        self._disarm()
+        log.warning("request head from %s over %d bytes: 431", self._peer(), self.limits.max_head_bytes)
+        self._answer_and_close(431, "Request line and headers are over 16 KiB.")
+
+    def _head_timed_out(self) -> None:
+        """design.md 5c, RFC 9110 15.5.9: no complete request head in time."""
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        idle = self._head_bytes == 0  # e.g. a browser's preconnected socket: closed silently
+        if not idle and (self.cycle is None or self.cycle.response_complete):
+            self._answer_and_close(408, "No complete request in time.")
+        else:  # nothing to answer, or a response is still being written (no status line inside it)
+            self.transport.close()
+
+    def _body_timed_out(self) -> None:
+        """design.md 5c: the request body did not arrive in time; the app sees a disconnect."""
+        self._deadline = None
+        if not self.transport.is_closing():
+            log.warning("request body from %s not complete in time; closing", self._peer())
+            self.transport.close()
+
+    def _answer_and_close(self, status: int, message: str) -> None:
+        body = message.encode("ascii")
+        content = [STATUS_LINE[status]]
+        for name, value in self.server_state.default_headers:
+            content += [name, b": ", value, b"\r\n"]
+        content += [
+            b"content-type: text/plain; charset=utf-8\r\n",
+            b"content-length: " + str(len(body)).encode("ascii") + b"\r\n",
+            b"connection: close\r\n\r\n",
+            body,
+        ]
+        self.transport.write(b"".join(content))
+        self.transport.close()
+
+    def _arm(self, seconds: float, callback: Callable[[], None]) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(seconds, callback)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _peer(self) -> str:
+        return self.client[0] if self.client else "?"
+
+
+def bounded_protocol(limits: ListenerLimits) -> type[BoundedHttpToolsProtocol]:
+    """The protocol class for one listener (uvicorn instantiates it per connection)."""
+    return cast(
+        "type[BoundedHttpToolsProtocol]",
+        type("BoundedHttpToolsProtocol", (BoundedHttpToolsProtocol,), {"limits": limits}),
+    )
 
 
 def uvicorn_server(
@@ -32,14 +189,17 @@ def uvicorn_server(
     ssl_context: ssl.SSLContext,
     log_level: str = "info",
     lifespan: Literal["on", "off"] = "on",
+    limits: ListenerLimits | None = None,
 ) -> uvicorn.Server:
     """A uvicorn server whose TLS context is ours (TLS 1.2+ with BCP 195 suites only) and whose
-    protocol hands the client certificate to the app (core/certificates.py).
+    protocol hands the client certificate to the app (core/certificates.py) and bounds what a
+    connection may send and for how long (:class:`BoundedHttpToolsProtocol`).
 
     uvicorn builds its own context from file names; it has no minimum-version or
     cipher-policy knobs that cover everything we need, so we load the config and
     put our context in its place before the server starts.
     """
+    limits = limits or ListenerLimits()
     config = uvicorn.Config(
         app,
         host=host,
@@ -51,7 +211,8 @@ def uvicorn_server(
         # corridor.server.app logs method, path and status instead.
         access_log=False,
         lifespan=lifespan,
-        http=TLSExtensionHttpToolsProtocol,
+        http=bounded_protocol(limits),
+        timeout_keep_alive=limits.keep_alive_timeout,  # type: ignore[arg-type]  # a float works
         timeout_graceful_shutdown=3,
     )
     config.load()
@@ -72,7 +233,8 @@ class Listeners:
     ) -> None:
         settings = server.settings
         server.mtls_trust = trust
-        self.main = uvicorn_server(app, settings.host, settings.port, main_context, log_level)
+        limits = ListenerLimits.from_settings(settings)
+        self.main = uvicorn_server(app, settings.host, settings.port, main_context, log_level, limits=limits)
         self.mtls = uvicorn_server(
             MarkListener(app),
             settings.mtls_host,
@@ -80,6 +242,7 @@ class Listeners:
             trust.listener_context,
             log_level,
             lifespan="off",
+            limits=limits,
         )
 
     async def serve(self, main_sockets: Any = None, mtls_sockets: Any = None) -> None:

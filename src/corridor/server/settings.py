@@ -75,6 +75,14 @@ class Settings(BaseSettings):
     admin_users: list[str] = Field(default_factory=list)
     #: How often an instance signs the heads of the audit chains (audit/chain.py checkpoints).
     audit_checkpoint_interval: float = Field(300.0, gt=0)
+    #: Bounded time on every listener (design.md 5c, issue 13 B2): seconds from the TLS handshake
+    #: (or from the first byte after an idle keep-alive) to the end of the request line and
+    #: headers, seconds from there to the end of the body, and seconds an idle keep-alive
+    #: connection stays open. A connection over any of them is closed (408 when nothing was
+    #: answered yet). The request line and headers are capped at 16 KiB in all (431 beyond).
+    request_head_timeout: float = Field(10.0, gt=0, le=300)
+    request_body_timeout: float = Field(30.0, gt=0, le=600)
+    keep_alive_timeout: float = Field(5.0, gt=0, le=300)
     #: Log level of ``corridor serve`` (``info`` logs one line per request, no secrets).
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

@@ -18,6 +18,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from corridor.core.private_files import private_directory, tighten, write_private
+
 #: RFC 9325 4.2: the recommended TLS 1.2 suites (ECDHE + AEAD); no CBC, no DHE, no RSA kx.
 TLS12_CIPHERS = (
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
@@ -43,19 +45,22 @@ class DevTLS:
 
 
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
-    path.write_bytes(
+    """design.md 5c: private keys 0600 from their first byte."""
+    write_private(
+        path,
         key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        ),
     )
-    path.chmod(0o600)
 
 
 def ensure_dev_tls(directory: Path, hostnames: tuple[str, ...] = ("localhost",)) -> DevTLS:
     """Create (once) a local CA and a server certificate for localhost and 127.0.0.1."""
-    directory.mkdir(parents=True, exist_ok=True)
+    private_directory(directory)
     tls = DevTLS(directory / "ca.pem", directory / "server.pem", directory / "server-key.pem")
     if tls.ca_file.exists() and tls.cert_file.exists() and tls.key_file.exists():
+        tighten(directory / "ca-key.pem")
+        tighten(tls.key_file)
         return tls
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())

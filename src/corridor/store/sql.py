@@ -34,6 +34,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import IntegrityError
 
+from corridor.core.private_files import private_sqlite_file
 from corridor.store import schema as t
 
 Row = dict[str, Any]
@@ -72,6 +73,8 @@ def create_store_engine(
 ) -> Engine:
     parsed = database_url(url)
     if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
+            private_sqlite_file(Path(parsed.database))
         engine = create_engine(parsed, pool_size=8, max_overflow=8, pool_pre_ping=False)
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
