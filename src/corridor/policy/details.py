@@ -18,9 +18,12 @@ import jsonschema
 from jinja2.sandbox import SandboxedEnvironment
 
 from corridor.core import strictjson
+from corridor.core.json_limits import JSONLimitError
 from corridor.policy.detail_types import BUILTIN
 
 MAX_ENTRIES = 16
+#: Issue 13 B5: the largest authorization_details document (16 generous entries), in bytes.
+MAX_SIZE = 32 * 1024
 
 
 class AuthorizationDetailsError(ValueError):
@@ -30,7 +33,9 @@ class AuthorizationDetailsError(ValueError):
 def parse_authorization_details(text: str, supported_types: Collection[str]) -> list[dict[str, Any]]:
     """RFC 9396 2: a JSON array of objects, each with a supported string ``type``."""
     try:
-        value = strictjson.loads(text)
+        value = strictjson.loads(text, max_size=MAX_SIZE)
+    except JSONLimitError as exc:
+        raise AuthorizationDetailsError(f"authorization_details: {exc}") from exc
     except ValueError as exc:
         raise AuthorizationDetailsError("authorization_details is not JSON") from exc
     if not isinstance(value, list) or not value:

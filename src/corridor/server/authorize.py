@@ -27,6 +27,7 @@ from corridor.audit.log import Evidence
 from corridor.core.errors import OAuthError
 from corridor.core.randomness import new_id, new_secret_token, token_hash
 from corridor.server.authority import AuthorizationServer
+from corridor.server.checks.identifiers import malformed_authorization_identifiers
 from corridor.server.forms import Form, query_form, read_form
 from corridor.server.pages import error_page, render, template_version
 from corridor.server.par import REQUEST_URI_PREFIX
@@ -120,6 +121,10 @@ class AuthorizationPages:
         server, now = self.server, self.server.now()
         evidence = self._evidence()
         client_id, request_uri = query.get("client_id"), query.get("request_uri")
+        if malformed_authorization_identifiers(client_id, request_uri):
+            raise self._refuse_page(
+                evidence, "authorize", "invalid_request", "Malformed client_id or request_uri.", "issue 13 B8"
+            )
         evidence.client_id = client_id
         if not request_uri:
             raise self._refuse_page(
