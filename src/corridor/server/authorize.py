@@ -648,6 +648,7 @@ class AuthorizationPages:
             form_targets=(f"{redirect.scheme}://{redirect.netloc}",),
             **facts,
             detail_json=[json.dumps(d, indent=2, sort_keys=True) for d in details],
+            detail_words=[server.detail_types.describe_html(d) for d in details],  # issue 13 E3, E4
             csrf=interaction["csrf"],
             action=f"/interaction/{interaction_id}/consent",
             enrol=f"/interaction/{interaction_id}/passkey-enrol" if server.passkeys.available else None,
