@@ -19,8 +19,8 @@ MAX_SIZE = 64 * 1024
 
 _TEXT_TOKENS = re.compile(r'[\[\]{}"\\]')
 _BYTES_TOKENS = re.compile(rb'[\[\]{}"\\]')
-_OPEN = frozenset('[{') | frozenset(b"[{")
-_CLOSE = frozenset(']}') | frozenset(b"]}")
+_OPEN = frozenset("[{") | frozenset(b"[{")
+_CLOSE = frozenset("]}") | frozenset(b"]}")
 _QUOTE = ('"', ord('"'))
 _BACKSLASH = ("\\", ord("\\"))
 
