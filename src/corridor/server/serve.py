@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import signal
 import socket
@@ -19,10 +18,13 @@ import uvloop
 from starlette.types import ASGIApp
 
 from corridor.core.certificates import TLSExtensionHttpToolsProtocol
+from corridor.core.text import escaping_logger
 from corridor.server.authority import AuthorizationServer
 from corridor.server.mtls import MarkListener, MtlsTrust
 
-log = logging.getLogger("corridor.serve")
+log = escaping_logger("corridor.serve")  # issue 13 E1
+#: uvicorn's loggers (its error log quotes what it refuses); its access log is off (below).
+UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
 
 
 def uvicorn_server(
@@ -56,6 +58,8 @@ def uvicorn_server(
     )
     config.load()
     config.ssl = ssl_context
+    for name in UVICORN_LOGGERS:  # issue 13 E1: after load(), which configures them
+        escaping_logger(name)
     return uvicorn.Server(config)
 
 
