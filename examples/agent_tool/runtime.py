@@ -227,6 +227,7 @@ class BrowserApprover:
 _FORM_ACTION = re.compile(r'<form method="post" action="([^"]+)"')
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 _DETAIL_WORDS = re.compile(r'<li class="detail" data-type="([^"]*)">(.*?)\s*<details>', re.S)
+_TAG = re.compile(r"<[^>]*>")
 _PAGE_ERROR = re.compile(r'<p class="error" role="alert">(.*?)</p>', re.S)
 _TITLE = re.compile(r"<title>(.*?)</title>", re.S)
 
@@ -288,7 +289,10 @@ class AutoApprover:
                 self.out("  [auto-approve] the AS asks for a second factor (TOTP)")
                 step, fields = "second_factor", {"code": self._code()}
             elif 'name="decision"' in text:
-                self.shown = [(t, html.unescape(w).strip()) for t, w in _DETAIL_WORDS.findall(text)]
+                # Each value sits in its own <bdi> (issue 13 E3): the words are the text without tags.
+                self.shown = [
+                    (t, html.unescape(_TAG.sub("", w)).strip()) for t, w in _DETAIL_WORDS.findall(text)
+                ]
                 for kind, words in self.shown:
                     self.out(f"    consent page shows ({kind}): {words}")
                 step, fields = "consent", {"decision": "approve"}

@@ -733,3 +733,139 @@ def test_accepted_par_survives_the_flow(
     assert_robust(final, json_errors=False)
     if flow.code:
         assert_robust(driver.redeem(fuzz_client, flow))
+
+
+# -- identifiers and nesting depths (issue 13 B5, B8) ------------------------------------------------
+
+#: Identifier shapes that broke the store (PostgreSQL refuses over-long values and NUL) or would
+#: forge a log line: long (10 kB), control characters, NUL, Unicode, bidirectional formatting.
+odd_identifiers = st.one_of(
+    st.sampled_from(
+        [
+            "c" * 256,
+            "c" * 10_240,
+            "\x00",
+            "c\x00",
+            "c\nrefused POST /payments",
+            "c\r\n",
+            "\x1b[31mred",
+            "c\u202eA",
+            "c\u2066",
+            "c\u200f",
+            "c\x85",
+            "c\x7f",
+            "\uff43",
+            "\U0001f600",
+            " ",
+        ]
+    ),
+    st.text(st.characters(codec="utf-8"), min_size=1, max_size=40),
+    st.integers(256, 10_240).map(lambda n: "x" * n),
+)
+
+
+@fuzz(60)
+@given(st.sampled_from(FORM_ENDPOINTS), odd_identifiers, st.sampled_from(["form", "iss", "kid", "jti"]))
+@example("/par", "c" * 10_240, "form")
+@example("/token", "c\x00", "iss")
+@example("/par", "c" * 10_240, "kid")
+@example("/introspect", "c\u202e", "jti")
+def test_odd_client_identifiers(
+    driver: Driver, fuzz_client: Client, path: str, value: str, where: str
+) -> None:
+    """Issue 13 B8: a client_id in the form, an assertion iss, kid or jti of any shape: never a 5xx;
+    a malformed client_id, iss or kid is invalid_client."""
+    if where == "form":
+        form = {"client_id": value, "token": "t", "grant_type": "refresh_token", "refresh_token": "r"}
+    else:
+        header = {"alg": fuzz_client.key.alg, "typ": "JWT", "kid": fuzz_client.key.kid}
+        now = int(driver.now())
+        claims: dict[str, Any] = {
+            "iss": fuzz_client.client_id,
+            "sub": fuzz_client.client_id,
+            "aud": driver.issuer,
+            "jti": new_secret_token(),
+            "iat": now,
+            "exp": now + 60,
+        }
+        if where == "kid":
+            header["kid"] = value
+        else:
+            claims[where] = value
+        form = {
+            "client_assertion_type": JWT_BEARER,
+            "client_assertion": sign_json(fuzz_client.key, header, claims),
+            "token": "t",
+            "grant_type": "refresh_token",
+            "refresh_token": "r",
+        }
+    response = driver.http.post(driver.url(path), data=form)
+    assert_robust(response)
+    if where in ("form", "iss") and (len(value) > 255 or not value.isascii() or not value.isprintable()):
+        assert response.status_code == 401 and response.json()["error"] == "invalid_client", response.text
+
+
+@fuzz(60)
+@given(odd_identifiers, st.sampled_from(["client_id", "request_uri", "username"]))
+@example("c" * 10_240, "client_id")
+@example("c\x00", "client_id")
+@example("\x00", "username")
+@example("u" * 10_240, "username")
+@example("c\n\x1b[2J", "request_uri")
+def test_odd_front_channel_identifiers(
+    driver: Driver, fuzz_client: Client, fuzz_user: str, value: str, name: str
+) -> None:
+    """Issue 13 B8: /authorize with an odd client_id or request_uri, the login form with an odd
+    user name: the safe error page (400), or the login page again; never a 5xx."""
+    request_uri = pushed_request_uri(driver, fuzz_client)
+    query = {"client_id": fuzz_client.client_id, "request_uri": request_uri}
+    if name != "username":
+        query[name] = value
+        response = driver.http.get(driver.url("/authorize"), params=query)
+        assert_robust(response, json_errors=False)
+        assert response.status_code == 400, response.text[:300]
+        return
+    browser = driver.browser()
+    try:
+        _, flow = driver.par(fuzz_client)
+        page = browser.get(
+            driver.url("/authorize"),
+            params={"client_id": fuzz_client.client_id, "request_uri": flow.request_uri},
+        )
+        assert page.status_code == 200, page.text[:300]
+        answer = browser.submit(page, {"username": value, "password": "wrong"})
+    finally:
+        browser.http.close()
+    assert_robust(answer, json_errors=False)
+    assert answer.status_code == 400, answer.text[:300]
+
+
+#: authorization_details nested from a little to absurdly deep (the limit is 32 levels; 10,000
+#: levels still fit the 64 KiB form body once URL-encoded).
+deep_details = st.integers(1, 10_000).map(
+    lambda levels: '[{"type":"payment_initiation","x":' + "[" * levels + "]" * levels + "}]"
+)
+
+
+@fuzz(40)
+@given(deep_details)
+@example('[{"type":"payment_initiation","x":' + "[" * 31 + "]" * 31 + "}]")
+@example('[{"type":"payment_initiation","x":' + "[" * 491 + "]" * 491 + "}]")
+@example('[{"type":"payment_initiation","x":' + "[" * 492 + "]" * 492 + "}]")
+@example('[{"type":"payment_initiation","x":' + "[" * 9_998 + "]" * 9_998 + "}]")
+def test_deep_authorization_details_store_nothing(driver: Driver, fuzz_client: Client, details: str) -> None:
+    """Issue 13 B5: any depth gives invalid_authorization_details (too deep, or the schema), never
+    a 5xx, and a refused request stores no pushed request."""
+    from sqlalchemy import func, select
+
+    from corridor.store import schema
+
+    def pushed() -> int:
+        with driver.as_.store.read() as conn:
+            return int(conn.execute(select(func.count()).select_from(schema.pushed_requests)).scalar_one())
+
+    before = pushed()
+    response, _ = driver.par(fuzz_client, extra={"authorization_details": details})
+    assert_robust(response)
+    assert response.status_code == 400 and response.json()["error"] == "invalid_authorization_details"
+    assert pushed() == before

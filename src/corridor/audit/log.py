@@ -9,7 +9,6 @@ sender constraint (method and key thumbprint), grant, token and request ids.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import secrets
 import socket
@@ -20,9 +19,10 @@ from typing import Any
 from sqlalchemy import Connection
 
 from corridor.audit import chain
+from corridor.core.text import escaping_logger
 from corridor.store.sql import Store
 
-log = logging.getLogger("corridor.audit")
+log = escaping_logger("corridor.audit")  # issue 13 E1
 
 
 @dataclass

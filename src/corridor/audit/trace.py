@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from corridor.core.text import escape_controls
 from corridor.store.sql import Row, Store
 
 
@@ -55,7 +56,9 @@ def readable(rows: Iterable[Row]) -> list[dict[str, Any]]:
 
 
 def story_line(record: dict[str, Any]) -> str:
-    """One line per record for people: when, what, who, about what, and why when refused."""
+    """One line per record for people: when, what, who, about what, and why when refused. Control
+    and bidirectional formatting characters of the values are escaped (issue 13 E1): a newline in
+    a recorded path cannot start a line of its own."""
     import time as _time
 
     when = _time.strftime("%Y-%m-%dT%H:%M:%SZ", _time.gmtime(record["time"]))
@@ -72,4 +75,4 @@ def story_line(record: dict[str, Any]) -> str:
         parts.append(f"shown: {shown or 'scopes only'} (page sha256 {surface['body_sha256'][:12]}…)")
     if isinstance(detail, dict) and detail.get("route"):
         parts.append(f"{detail.get('method')} {detail['route']}")
-    return "  ".join(parts)
+    return escape_controls("  ".join(parts))

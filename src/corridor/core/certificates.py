@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import logging
 import ssl
 from collections.abc import Iterable
 from typing import Any
@@ -27,6 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from corridor.core.text import escaping_logger
 from corridor.core.x509 import (
     CertificateError,
     from_client_cert_header,
@@ -35,7 +35,7 @@ from corridor.core.x509 import (
     pem,
 )
 
-log = logging.getLogger("corridor.certificates")
+log = escaping_logger("corridor.certificates")  # issue 13 E1
 
 #: RFC 9440 2.2.
 CLIENT_CERT = b"client-cert"

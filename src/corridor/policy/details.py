@@ -3,7 +3,12 @@ words the consent page shows for each entry.
 
 The types are declared in configuration (``authorization_details_types``; built in:
 policy/detail_types.py; more as JSON files); each schema is compiled once and each template
-parsed once (:class:`DetailTypes`)."""
+parsed once (:class:`DetailTypes`).
+
+Issue 13 E3, E4: the strings of the built-in types may not carry control or bidirectional
+formatting characters (refused at PAR); for every type, built in or not, the consent page gets
+the words from an autoescaped template in which each value is isolated in its own ``<bdi>``
+element (HTML 4.6.21), so no value can inject markup or reorder the sentence around it."""
 
 from __future__ import annotations
 
@@ -16,11 +21,16 @@ from typing import Any
 
 import jsonschema
 from jinja2.sandbox import SandboxedEnvironment
+from markupsafe import Markup, escape
 
 from corridor.core import strictjson
+from corridor.core.json_limits import JSONLimitError
+from corridor.core.text import has_unsafe_characters
 from corridor.policy.detail_types import BUILTIN
 
 MAX_ENTRIES = 16
+#: Issue 13 B5: the largest authorization_details document (16 generous entries), in bytes.
+MAX_SIZE = 32 * 1024
 
 
 class AuthorizationDetailsError(ValueError):
@@ -30,7 +40,9 @@ class AuthorizationDetailsError(ValueError):
 def parse_authorization_details(text: str, supported_types: Collection[str]) -> list[dict[str, Any]]:
     """RFC 9396 2: a JSON array of objects, each with a supported string ``type``."""
     try:
-        value = strictjson.loads(text)
+        value = strictjson.loads(text, max_size=MAX_SIZE)
+    except JSONLimitError as exc:
+        raise AuthorizationDetailsError(f"authorization_details: {exc}") from exc
     except ValueError as exc:
         raise AuthorizationDetailsError("authorization_details is not JSON") from exc
     if not isinstance(value, list) or not value:
@@ -59,15 +71,38 @@ def validate_entry(entry: Any, supported_types: Collection[str]) -> None:
         raise AuthorizationDetailsError("identifier must be a string (RFC 9396 2.2)")
 
 
+def find_unsafe_text(value: Any, path: str = "") -> str | None:
+    """Issue 13 E3: where (a /-path) a string of ``value``, member names included, carries a
+    control or bidirectional formatting character; None when none does. Iterative (no recursion)."""
+    pending: list[tuple[str, Any]] = [(path, value)]
+    while pending:
+        where, item = pending.pop()
+        if isinstance(item, str):
+            if has_unsafe_characters(item):
+                return where or "(entry)"
+        elif isinstance(item, dict):
+            for name, member in item.items():
+                if has_unsafe_characters(name):
+                    return where or "(entry)"
+                pending.append((f"{where}/{name}" if where else name, member))
+        elif isinstance(item, list):
+            pending.extend((f"{where}/{i}" if where else str(i), member) for i, member in enumerate(item))
+    return None
+
+
 @dataclass(frozen=True)
 class DetailType:
-    """One authorization_details type: its schema (compiled) and its words (a template)."""
+    """One authorization_details type: its schema (compiled) and its words (a template, parsed
+    twice: as plain text for the record and autoescaped, with isolated values, for the page)."""
 
     name: str
     schema: Mapping[str, Any]
     template: str
     validator: Any
     render: Any
+    render_html: Any
+    #: Issue 13 E3: refuse control and bidirectional formatting characters in every string.
+    plain_text_only: bool = False
 
     @property
     def version(self) -> str:
@@ -77,17 +112,35 @@ class DetailType:
         return hashlib.sha256(body.encode()).hexdigest()[:16]
 
 
-#: Plain text out (the page escapes it once, like every other value); sandboxed, because a
-#: deployment's template is configuration, not code.
-_TEMPLATES = SandboxedEnvironment(autoescape=False)
+def isolate(value: Any) -> Markup:
+    """Issue 13 E3, E4: one value of a sentence, escaped and in its own ``<bdi>`` (so a U+202E in
+    it reorders nothing outside it, and ``</bdi><script>`` in it is text)."""
+    return Markup("<bdi>%s</bdi>") % escape("" if value is None else value)
 
 
-def detail_type(name: str, schema: Mapping[str, Any], template: str) -> DetailType:
+#: Sandboxed, because a deployment's template is configuration, not code. The page's words come
+#: from the autoescaped environment (issue 13 E4), each value isolated by ``finalize``; the
+#: record's words (what the user read, as plain text) from the plain one.
+_HTML_TEMPLATES = SandboxedEnvironment(autoescape=True, finalize=isolate)
+_TEXT_TEMPLATES = SandboxedEnvironment(autoescape=False)
+
+
+def detail_type(
+    name: str, schema: Mapping[str, Any], template: str, *, plain_text_only: bool = False
+) -> DetailType:
     jsonschema.Draft202012Validator.check_schema(schema)
     validator = jsonschema.Draft202012Validator(
         schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
     )
-    return DetailType(name, schema, template, validator, _TEMPLATES.from_string(template))
+    return DetailType(
+        name,
+        schema,
+        template,
+        validator,
+        _TEXT_TEMPLATES.from_string(template),
+        _HTML_TEMPLATES.from_string(template),
+        plain_text_only,
+    )
 
 
 class DetailTypes:
@@ -101,7 +154,8 @@ class DetailTypes:
         """The built-in types named in ``names``, plus the types defined in ``files`` (JSON files
         with ``type``, ``schema`` and ``template``)."""
         declared = {
-            name: detail_type(name, spec["schema"], spec["template"]) for name, spec in BUILTIN.items()
+            name: detail_type(name, spec["schema"], spec["template"], plain_text_only=True)
+            for name, spec in BUILTIN.items()
         }
         for file in files:
             spec = json.loads(Path(file).read_text())
@@ -118,20 +172,36 @@ class DetailTypes:
         """RFC 9396 2 and 5: structure, known types, then each entry against its type's schema."""
         entries = parse_authorization_details(text, self.types)
         for index, entry in enumerate(entries):
-            error = next(iter(self.types[entry["type"]].validator.iter_errors(entry)), None)
+            kind = self.types[entry["type"]]
+            error = next(iter(kind.validator.iter_errors(entry)), None)
             if error is not None:
                 where = "/".join(str(p) for p in error.absolute_path) or "(entry)"
                 raise AuthorizationDetailsError(
                     f"authorization_details[{index}] ({entry['type']}) at {where}: {_short(error.message)}"
                 )
+            unsafe = find_unsafe_text(entry) if kind.plain_text_only else None
+            if unsafe is not None:
+                raise AuthorizationDetailsError(
+                    f"authorization_details[{index}] ({entry['type']}) at {unsafe}: "
+                    "control and bidirectional formatting characters are not allowed"
+                )
         return entries
 
     def describe(self, entry: Mapping[str, Any]) -> str:
-        """The entry in words, as plain text (pages escape it)."""
+        """The entry in words, as plain text (for the record of what was shown)."""
         kind = self.types.get(str(entry.get("type")))
         if kind is None:
             return json.dumps(entry, sort_keys=True)
         return str(kind.render.render(**entry))
+
+    def describe_html(self, entry: Mapping[str, Any]) -> Markup:
+        """The entry in words for the page: autoescaped, each value in its own ``<bdi>``
+        (issue 13 E3, E4)."""
+        kind = self.types.get(str(entry.get("type")))
+        if kind is None:
+            return isolate(json.dumps(entry, sort_keys=True))
+        # The autoescaped environment's output is HTML already (every value escaped, in a <bdi>).
+        return Markup(kind.render_html.render(**entry))  # noqa: S704
 
     def version(self, name: str) -> str | None:
         kind = self.types.get(name)

@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from corridor.core.certificates import ProxyCertificateHeaders, peer_certificate
+from corridor.core.json_limits import MAX_SIZE, JSONLimitError, check_json_limits
 from corridor.policy.cedar import PolicyDecision
 from corridor.resource.guard import (
     METADATA_PATH,
@@ -96,6 +97,14 @@ class ProtectedResource:
                 )
             await error_response(guard, error)(scope, receive, send)
             return
+        try:
+            receive = await _bounded_json_body(scope, receive)
+        except ResourceError as error:
+            await run_in_threadpool(
+                guard.record, route=route, method=scope["method"], access=access, error=error
+            )
+            await error_response(guard, error)(scope, receive, send)
+            return
         state = scope.setdefault("state", {})
         state[STATE_KEY] = access
         state[GUARD_KEY] = guard
@@ -157,6 +166,35 @@ async def _form_has_token(scope: Scope, receive: Receive) -> tuple[Receive, bool
         return messages.pop(0) if messages else await receive()
 
     return replay, found
+
+
+async def _bounded_json_body(scope: Scope, receive: Receive) -> Receive:
+    """Issue 13 B5: a JSON body (``application/json`` or ``+json``) is at most 64 KiB and 32
+    levels deep before the app parses it (then it is replayed to the app)."""
+    content_type = dict(scope["headers"]).get(b"content-type", b"").split(b";")[0].strip().lower()
+    if content_type != b"application/json" and not content_type.endswith(b"+json"):
+        return receive
+    messages: list[Message] = []
+    body = b""
+    while True:
+        message = await receive()
+        messages.append(message)
+        body += message.get("body", b"")
+        if len(body) > MAX_SIZE:
+            raise ResourceError(
+                "invalid_request", "the JSON body is too large", rule="issue 13 B5", status=413
+            )
+        if not message.get("more_body"):
+            break
+    try:
+        check_json_limits(body)
+    except JSONLimitError as exc:
+        raise ResourceError("invalid_request", f"the body: {exc}", rule="issue 13 B5", status=400) from None
+
+    async def replay() -> Message:
+        return messages.pop(0) if messages else await receive()
+
+    return replay
 
 
 def require(

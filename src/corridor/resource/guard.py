@@ -15,6 +15,7 @@ import httpx
 from cryptography import x509
 
 from corridor.audit.log import AuditLog, Evidence
+from corridor.core import strictjson
 from corridor.core.clock import Clock, SystemClock
 from corridor.core.dpop import verify_proof
 from corridor.core.errors import OAuthError, safe_description
@@ -289,7 +290,7 @@ class ResourceGuard:
                         "client_assertion": assertion,
                     },
                 )
-                claims = response.json() if response.status_code == 200 else {}
+                claims = strictjson.loads(response.content) if response.status_code == 200 else {}
             except (httpx.HTTPError, ValueError):
                 raise ResourceError(
                     "invalid_token", "the token cannot be checked now", rule="RFC 7662 2", status=503
@@ -339,7 +340,6 @@ class ResourceGuard:
         return self._claims_to_token(unverified, issuer, now)
 
     def _unverified_claims(self, token: str) -> dict[str, Any]:
-        from corridor.core import strictjson
         from corridor.core.b64 import b64url_decode
 
         try:

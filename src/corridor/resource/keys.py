@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from corridor.core import strictjson
 from corridor.core.clock import Clock
 from corridor.core.jose import JoseFailure, check_public_jwk
 
@@ -44,7 +45,7 @@ class IssuerKeys:
             response = self.http.get(self.issuer + path, headers={"Accept": "application/json"})
             if response.status_code != 200:
                 continue
-            metadata = response.json()
+            metadata = strictjson.loads(response.content)  # bounded (issue 13 B5)
             if not isinstance(metadata, dict) or metadata.get("issuer") != self.issuer:
                 raise JoseFailure("the authorization server metadata names another issuer")
             with self._lock:
@@ -61,7 +62,8 @@ class IssuerKeys:
     def _fetch(self) -> list[dict[str, Any]]:
         if self._jwks_uri is None:
             self._jwks_uri = self._metadata_jwks_uri()
-        data = self.http.get(self._jwks_uri, headers={"Accept": "application/json"}).json()
+        response = self.http.get(self._jwks_uri, headers={"Accept": "application/json"})
+        data = strictjson.loads(response.content)  # bounded (issue 13 B5)
         keys = []
         for key in data.get("keys", []) if isinstance(data, dict) else []:
             try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -20,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from corridor.audit import chain
 from corridor.core.certificates import ProxyCertificateHeaders
 from corridor.core.randomness import new_id
+from corridor.core.text import escaping_logger
 from corridor.server.admin import AdminPages
 from corridor.server.authority import AuthorizationServer, Exchange
 from corridor.server.authorize import AuthorizationPages
@@ -32,8 +32,8 @@ from corridor.server.responses import NO_STORE, run_endpoint
 from corridor.server.token import token
 from corridor.server.userinfo import userinfo
 
-log = logging.getLogger("corridor.server")
-access_log = logging.getLogger("corridor.access")
+log = escaping_logger("corridor.server")  # issue 13 E1
+access_log = escaping_logger("corridor.access")  # issue 13 E1
 
 #: FAPI2 5.2.3-1: HSTS on every response (preload-ready).
 HSTS = "max-age=63072000; includeSubDomains; preload"

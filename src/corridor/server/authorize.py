@@ -29,6 +29,7 @@ from corridor.audit.log import Evidence
 from corridor.core.errors import OAuthError
 from corridor.core.randomness import new_id, new_secret_token, token_hash
 from corridor.server.authority import AuthorizationServer
+from corridor.server.checks.identifiers import malformed_authorization_identifiers
 from corridor.server.clients import ClientRecord
 from corridor.server.forms import MAX_FIELDS, Form, read_form
 from corridor.server.pages import error_page, render, template_version
@@ -168,6 +169,10 @@ class AuthorizationPages:
         server, now = self.server, self.server.now()
         evidence = self._evidence()
         client_id, request_uri = query.client_id, query.request_uri
+        if malformed_authorization_identifiers(client_id, request_uri):
+            raise self._refuse_page(
+                evidence, "authorize", "invalid_request", "Malformed client_id or request_uri.", "issue 13 B8"
+            )
         evidence.client_id = client_id
         ignored = {"ignored_parameters": query.ignored} if query.ignored else {}
         evidence.detail = dict(ignored)
@@ -781,6 +786,7 @@ class AuthorizationPages:
             form_targets=(f"{redirect.scheme}://{redirect.netloc}",),
             **facts,
             detail_json=[json.dumps(d, indent=2, sort_keys=True) for d in details],
+            detail_words=[server.detail_types.describe_html(d) for d in details],  # issue 13 E3, E4
             csrf=interaction["csrf"],
             action=f"/interaction/{interaction_id}/consent",
             enrol=f"/interaction/{interaction_id}/passkey-enrol" if self._may_offer_enrolment(user) else None,

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from corridor.core import strictjson
 from corridor.core.clock import Clock
 from corridor.core.jose import JoseFailure, check_public_jwks, import_public_jwk
 from corridor.core.x509 import (
@@ -330,7 +331,7 @@ class ClientRegistry:
         try:
             response = self.http.get(client.jwks_uri, headers={"Accept": "application/json"})
             response.raise_for_status()
-            keys = check_public_jwks(response.json())
+            keys = check_public_jwks(strictjson.loads(response.content))  # bounded (issue 13 B5)
         except (httpx.HTTPError, ValueError) as exc:
             raise JoseFailure("the client's jwks_uri could not be fetched over TLS") from exc
         with self._lock:

@@ -11,6 +11,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.responses import HTMLResponse
 
+from corridor.core.text import escape_controls
 from corridor.server.responses import NO_STORE
 
 _env = Environment(
@@ -18,6 +19,9 @@ _env = Environment(
     autoescape=select_autoescape(["html"]),
     auto_reload=False,
 )
+#: Issue 13 E1: ``{{ value|visible }}`` shows a recorded value's control and bidirectional
+#: formatting characters escaped (the evidence page); the value itself stays exact.
+_env.filters["visible"] = escape_controls
 
 
 def render(

@@ -44,6 +44,7 @@ from webauthn.helpers.structs import (
 )
 
 from corridor.core.b64 import b64url_decode, b64url_encode
+from corridor.core.json_limits import check_json_limits
 from corridor.store.sql import Row, Store
 
 #: The acr a passkey ceremony gives (design.md 5b: password < mfa < passkey).
@@ -140,6 +141,7 @@ class Passkeys:
     def _check_challenge(self, client_data: bytes, purpose: str, interaction_id: str, now: float) -> bytes:
         """The challenge the browser signed, if this AS made it for this purpose and interaction
         and it is still fresh (WebAuthn 7.1 step 8 / 7.2 step 12 compare it with ours)."""
+        check_json_limits(client_data)  # issue 13 B5 (a ValueError: a refusal)
         challenge = parse_client_data_json(client_data).challenge
         body, mac = challenge[: _NONCE + _TIME], challenge[_NONCE + _TIME :]
         if len(challenge) != _NONCE + _TIME + _MAC or not hmac.compare_digest(
@@ -215,6 +217,7 @@ class Passkeys:
         if len(response) > MAX_RESPONSE_CHARS:
             raise PasskeyRefused("WebAuthn 7.1 (size)", "The passkey answer is too large.")
         try:
+            check_json_limits(response, max_size=MAX_RESPONSE_CHARS)  # issue 13 B5
             credential = parse_registration_credential_json(response)
             challenge = self._check_challenge(
                 credential.response.client_data_json, "create", interaction_id, now
@@ -254,6 +257,7 @@ class Passkeys:
         if len(response) > MAX_RESPONSE_CHARS:
             raise PasskeyRefused("WebAuthn 7.2 (size)", "The passkey answer is too large.")
         try:
+            check_json_limits(response, max_size=MAX_RESPONSE_CHARS)  # issue 13 B5
             credential = parse_authentication_credential_json(response)
             challenge = self._check_challenge(
                 credential.response.client_data_json, "get", interaction_id, now

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
@@ -13,11 +12,12 @@ from starlette.responses import JSONResponse, Response
 
 from corridor.core.certificates import peer_certificate
 from corridor.core.errors import OAuthError
+from corridor.core.text import escaping_logger
 from corridor.server.authority import AuthorizationServer, Exchange
 from corridor.server.forms import read_form
 from corridor.server.mtls import via_mtls_listener
 
-log = logging.getLogger("corridor.server")
+log = escaping_logger("corridor.server")  # issue 13 E1
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import signal
 import socket
@@ -23,13 +22,16 @@ from starlette.types import ASGIApp
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
 from corridor.core.certificates import TLSExtensionHttpToolsProtocol
+from corridor.core.text import escaping_logger
 from corridor.server.authority import AuthorizationServer
 from corridor.server.mtls import MarkListener, MtlsTrust
 
 if TYPE_CHECKING:
     from corridor.server.settings import Settings
 
-log = logging.getLogger("corridor.serve")
+log = escaping_logger("corridor.serve")  # issue 13 E1
+#: uvicorn's loggers (its error log quotes what it refuses); its access log is off (below).
+UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
 
 #: design.md 5c: the request line and headers, 16 KiB in all.
 MAX_REQUEST_HEAD_BYTES = 16 * 1024
@@ -217,6 +219,8 @@ def uvicorn_server(
     )
     config.load()
     config.ssl = ssl_context
+    for name in UVICORN_LOGGERS:  # issue 13 E1: after load(), which configures them
+        escaping_logger(name)
     return uvicorn.Server(config)
 
 

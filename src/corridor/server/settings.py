@@ -128,7 +128,8 @@ class Settings(BaseSettings):
         default_factory=lambda: ["payment_initiation", "account_information", "agent_tool"]
     )
     #: More types: JSON files with ``type``, ``schema`` (JSON Schema 2020-12) and ``template``
-    #: (Jinja2, sandboxed, autoescaped); name them in ``authorization_details_types`` too.
+    #: (Jinja2, sandboxed; autoescaped on the consent page, each value in its own ``<bdi>``,
+    #: policy/details.py); name them in ``authorization_details_types`` too.
     authorization_details_type_files: list[str] = Field(default_factory=list)
     #: Signing algorithm for new server keys (FAPI2 5.4.1).
     signing_alg: str = "ES256"

@@ -13,6 +13,7 @@ from typing import Any
 from corridor.core import strictjson
 from corridor.core.b64 import b64url_decode
 from corridor.core.errors import InvalidClient
+from corridor.core.identifiers import is_text_identifier, is_vschar_identifier
 from corridor.core.jose import FAPI_ALGORITHMS, JoseFailure, read_header, verify_with_keys
 from corridor.core.randomness import token_hash
 from corridor.core.x509 import der, subject_matches, thumbprint_s256
@@ -33,6 +34,21 @@ def _unverified_claims(token: str) -> dict[str, Any]:
     if not isinstance(claims, dict):
         raise InvalidClient("the client assertion payload is not a JSON object", rule="RFC 7523 3")
     return claims
+
+
+def check_client_id(client_id: object) -> str:
+    """Issue 13 B8, RFC 6749 A.1: a client_id (form or assertion iss) is 1 to 255 visible ASCII
+    characters, checked before it reaches the store or the record."""
+    if not is_vschar_identifier(client_id):
+        raise InvalidClient("the client_id is malformed", rule="issue 13 B8, RFC 6749 A.1")
+    assert isinstance(client_id, str)
+    return client_id
+
+
+def check_assertion_kid(header: dict[str, Any]) -> None:
+    """Issue 13 B8, RFC 7515 4.1.4: a kid, when sent, is a short string without control characters."""
+    if "kid" in header and not is_text_identifier(header["kid"]):
+        raise InvalidClient("the client assertion kid is malformed", rule="issue 13 B8, RFC 7515 4.1.4")
 
 
 def authenticate_client(ex: Exchange) -> None:
@@ -60,10 +76,12 @@ def authenticate_client(ex: Exchange) -> None:
         raise InvalidClient("the client assertion alg is not allowed", rule="FAPI2 5.4.1-1b")
     if header.get("typ") not in ASSERTION_TYPES:
         raise InvalidClient("the client assertion has the wrong typ", rule="RFC 8725 3.11")
+    check_assertion_kid(header)
     unverified = _unverified_claims(assertion)
     client_id = unverified.get("iss")
     if not isinstance(client_id, str) or not client_id:
         raise InvalidClient("the client assertion has no iss", rule="OIDC Core 9")
+    check_client_id(client_id)
     if "client_id" in form and form["client_id"] != client_id:
         raise InvalidClient("client_id does not match the assertion issuer", rule="RFC 7521 4.2")
     ex.evidence.client_id = client_id
@@ -99,8 +117,10 @@ def authenticate_client(ex: Exchange) -> None:
         if value is not None and (not _is_number(value) or value > now + settings.max_clock_skew):
             raise InvalidClient(f"the client assertion {claim} is in the future", rule="FAPI2 5.3.2.1-13")
     jti = claims.get("jti")
-    if not isinstance(jti, str) or not jti or len(jti) > 256:
+    if not isinstance(jti, str) or not jti:
         raise InvalidClient("the client assertion needs a jti", rule="OIDC Core 9")
+    if not is_text_identifier(jti):
+        raise InvalidClient("the client assertion jti is malformed", rule="issue 13 B8, RFC 7519 4.1.7")
     if not ex.server.store.remember_once("a:" + token_hash(f"{client_id}\x00{jti}"), exp + 1, now):
         raise InvalidClient("the client assertion was already used", rule="OIDC Core 9, RFC 7523 3")
     ex.client = client
@@ -111,7 +131,7 @@ def authenticate_mtls_client(ex: Exchange) -> None:
     client_id = ex.form.get("client_id")
     if not client_id:
         raise InvalidClient("client authentication is required", rule="FAPI2 5.3.2.1-3, RFC 8705 2")
-    ex.evidence.client_id = client_id
+    ex.evidence.client_id = check_client_id(client_id)
     client = ex.server.clients.get(client_id)
     if client is None or client.token_endpoint_auth_method not in MTLS_AUTH_METHODS:
         raise InvalidClient("unknown client or wrong authentication method", rule="FAPI2 5.3.2.1-3")
