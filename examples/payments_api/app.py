@@ -2,7 +2,7 @@
 
 Routes (every one needs a sender-constrained access token whose ``aud`` is this API):
 
-* ``GET /accounts`` (tool action ``list_accounts``): scope ``accounts``; the user's demo
+* ``GET /accounts`` (tool action ``list_accounts:read``): scope ``accounts``; the user's demo
   account and the payments accepted so far.
 * ``POST /payments`` (tool action ``make_payment``): scope ``payments`` and a
   ``payment_initiation`` entry (RFC 9396). Whether this payment may go is decided by the Cedar
@@ -43,7 +43,7 @@ STEP_UP_ACR = "mfa"
 MAX_PAYMENTS = 10_000  # the in-memory list is bounded
 
 #: What each route needs, as FastAPI dependencies (the value is the verified AccessToken).
-Accounts = Annotated[AccessToken, Depends(require(scope="accounts", action="list_accounts"))]
+Accounts = Annotated[AccessToken, Depends(require(scope="accounts", action="list_accounts:read"))]
 PaymentInitiation = Annotated[
     AccessToken, Depends(require(scope="payments", details={"type": "payment_initiation"}))
 ]

@@ -499,10 +499,13 @@ class ResourceGuard:
         route_scopes: frozenset[str] = frozenset(),
         request: Mapping[str, Any] | None = None,
         spent_minor: int = 0,
+        spent_by_entry: Mapping[int, int] | None = None,
     ) -> PolicyDecision:
-        """Issue 8: may this client, for this user, perform ``action`` here, with these request
-        values? Decided by the Cedar policies from the token's facts and grant; a refusal is 403
-        ``insufficient_scope`` whose rule names the deciding policies."""
+        """Issue 8: may this client, for this user, perform ``action`` (a tool, or
+        ``tool:action``) here, with these request values? Decided by the Cedar policies from the
+        token's facts and grant; a refusal is 403 ``insufficient_scope`` whose rule names the
+        deciding policies. ``spent_minor`` is what the grant has paid in all, ``spent_by_entry``
+        what it paid against each payment_initiation entry (policy/cedar.py grant_context)."""
         context = grant_context(
             access.authorization_details,
             user=access.subject,
@@ -511,10 +514,10 @@ class ResourceGuard:
             auth_time=access.auth_time,
             sender_constraint=access.sender_constraint,
             spent_minor=spent_minor,
+            request=request,
+            spent_by_entry=spent_by_entry,
         )
         context["route_scope_granted"] = bool(route_scopes) and route_scopes <= access.scopes
-        if request is not None:
-            context["request"] = dict(request)
         decision = self.policies.decide(access.client_id, action, self.settings.resource, context)
         if not decision.allowed:
             error = insufficient_scope(
