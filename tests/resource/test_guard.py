@@ -690,3 +690,41 @@ def test_every_approved_payment_entry_counts(
         assert response.json()["error"] == "insufficient_scope"
         assert f"refused by policy: {policy}" in response.headers["www-authenticate"]
         assert rs.guard.decisions[-1]["rule"] == f"Cedar: {policy}"
+
+
+# -- issue 13 F5: no public URL, no DPoP: refused at construction --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("public_url", "says"),
+    [
+        (None, "none was given"),
+        ("", "none was given"),
+        ("api.example.org", "is not one"),
+        ("http://api.example.org", "is not one"),
+        ("https://", "is not one"),
+        ("https://api.example.org/?x=1", "is not one"),
+        ("https://api.example.org/#top", "is not one"),
+        ("https://user@api.example.org", "is not one"),
+        ("https://api.example.org:99999", "is not a URL"),
+    ],
+)
+def test_resource_settings_need_the_public_url(public_url: str | None, says: str) -> None:
+    """issue 13 F5: the default public_url "" made every DPoP request fail with an htu mismatch;
+    now the settings refuse it at once, saying what to give."""
+    from corridor.resource.guard import ResourceSettings
+
+    given = {} if public_url is None else {"public_url": public_url}
+    with pytest.raises(ValueError, match="public_url") as raised:
+        ResourceSettings(resource=RESOURCE, authorization_servers=("https://as.example",), **given)
+    assert says in str(raised.value) and "https://host[:port][/prefix]" in str(raised.value)
+
+
+@pytest.mark.parametrize("public_url", [PUBLIC_URL, PUBLIC_URL + "/", "https://api.example.org:8443/v1"])
+def test_resource_settings_take_a_public_base_url(public_url: str) -> None:
+    from corridor.resource.guard import ResourceSettings
+
+    settings = ResourceSettings(
+        resource=RESOURCE, authorization_servers=("https://as.example",), public_url=public_url
+    )
+    assert settings.metadata_url == public_url.rstrip("/") + "/.well-known/oauth-protected-resource"

@@ -10,6 +10,7 @@ import ssl
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
+from urllib.parse import urlsplit
 
 import httpx
 from cryptography import x509
@@ -58,8 +59,9 @@ class ResourceSettings:
     resource: str
     #: Issuers whose tokens are accepted (RFC 9728 ``authorization_servers``).
     authorization_servers: tuple[str, ...]
-    #: Public base URL of this API (scheme://host[:port]); DPoP ``htu`` derives from it, so
-    #: proxies and sub-paths work (RFC 9449 4.3-9).
+    #: Public base URL of this API (``https://host[:port][/prefix]``), as its clients reach it;
+    #: DPoP ``htu`` derives from it, so proxies and sub-paths work (RFC 9449 4.3-9). Required:
+    #: the socket cannot tell what URL a client behind a proxy used (issue 13 F5).
     public_url: str = ""
     resource_name: str = ""
     scopes_supported: tuple[str, ...] = ()
@@ -82,9 +84,30 @@ class ResourceSettings:
     #: issues 300 s tokens by default for that reason).
     introspection: Introspection | None = None
 
+    def __post_init__(self) -> None:
+        require_public_url(self.public_url)
+
     @property
     def metadata_url(self) -> str:
-        return (self.public_url or self.resource).rstrip("/") + METADATA_PATH
+        return self.public_url.rstrip("/") + METADATA_PATH
+
+
+def require_public_url(url: str) -> None:
+    """issue 13 F5, RFC 9449 4.3-9: every DPoP proof names the URL its client used (``htu``);
+    without the API's public URL no proof can match, so refuse to start instead."""
+    hint = (
+        "ResourceSettings(public_url=...) must be the API's external base URL, "
+        "https://host[:port][/prefix], as clients reach it (DPoP proofs name it in htu, RFC 9449 4.3)"
+    )
+    if not url:
+        raise ValueError(f"{hint}; none was given")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (parses the port; a bad one raises)
+    except ValueError:
+        raise ValueError(f"{hint}; {url!r} is not a URL") from None
+    if parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment or "@" in parts.netloc:
+        raise ValueError(f"{hint}; {url!r} is not one")
 
 
 @dataclass(frozen=True)
