@@ -178,15 +178,17 @@ def demo(tmp_path_factory: pytest.TempPathFactory, pki: TestPKI) -> Iterator[Dem
         yield Demo(running, api, data_dir, client, cert)
 
 
-def dpop_token(demo: Demo, amount: str, username: str | None = None) -> tuple[Client, str]:
+def dpop_token(
+    demo: Demo, amount: str, username: str | None = None, details: list[dict[str, Any]] | None = None
+) -> tuple[Client, str]:
     """The demo client's DPoP-bound token for the API, with one payment_initiation grant (of a
-    new user, or of ``username``)."""
+    new user, or of ``username``), or with ``details``."""
     client = demo_client(demo.data_dir)
     driver = demo.driver()
     extra = {
         "scope": API_SCOPE,
         "resource": demo.api.url,
-        "authorization_details": json.dumps(payment_details(amount)),
+        "authorization_details": json.dumps(details or payment_details(amount)),
     }
     response, flow = driver.par(client, extra=extra)
     assert response.status_code == 201, response.text
@@ -587,3 +589,30 @@ def test_the_step_up_threshold_is_cumulative_per_grant(demo: Demo) -> None:
         assert 'acr_values="mfa"' in value
         assert "payments above 500.00 in all" in value
     assert ledger_row(demo, access_token) == (50000, 1)
+
+
+def test_each_approved_creditor_has_its_own_amount(demo: Demo) -> None:
+    """issue 13 D4 through the demo API: two approved payment_initiation entries, each paid up
+    to its own amount (the second creditor was refused), and the grant's total in the ledger."""
+    details = [
+        *payment_details("100.00"),
+        {
+            "type": "payment_initiation",
+            "instructedAmount": {"currency": "EUR", "amount": "50.00"},
+            "creditorName": "Merchant B",
+        },
+    ]
+    client, access_token = dpop_token(demo, "", details=details)
+
+    def pay(amount: str, creditor: str) -> httpx.Response:
+        body = payment(amount, creditor=creditor)
+        return dpop_call(demo.api, client, access_token, "POST", "/payments", json=body)
+
+    assert pay("100.00", "Merchant A").status_code == 201
+    second = pay("50.00", "Merchant B")
+    assert second.status_code == 201, second.text
+    for creditor in ("Merchant A", "Merchant B"):
+        refused = pay("0.01", creditor)
+        challenge(refused, 403, "DPoP", "insufficient_scope")
+        assert "corridor/forbid-payment-over-granted-amount" in refused.json()["error_description"]
+    assert ledger_row(demo, access_token) == (15000, 2)

@@ -209,8 +209,10 @@ def test_a_payment_may_go_to_any_approved_creditor() -> None:
 
 
 def test_each_payment_entry_counts_what_was_paid_against_it() -> None:
-    """issue 13 D4: spent per entry; without per-entry figures the grant's total counts for each."""
+    """issue 13 D4: spent per entry (an entry not named has paid nothing); without per-entry
+    figures the grant's total counts for each."""
     assert pay_two("50.00", "Merchant B", spent_minor=10000, spent_by_entry={0: 10000, 1: 0}).allowed
+    assert pay_two("50.00", "Merchant B", spent_minor=10000, spent_by_entry={0: 10000}).allowed
     refused = pay_two("50.00", "Merchant B", spent_minor=10000)
     assert not refused.allowed and refused.policies == ("corridor/forbid-payment-over-granted-amount",)
     assert not pay_two("0.01", "Merchant B", spent_minor=5000, spent_by_entry={1: 5000}).allowed

@@ -187,15 +187,16 @@ def grant_context(
     """The token's facts and its grant, in the shape the policies read.
 
     ``spent_minor``: what the grant has paid in all; ``spent_by_entry``: what it has paid against
-    each payment_initiation entry (by index); an entry missing there counts ``spent_minor``
-    (the safe side for an API that does not keep them apart). ``request``: the payment's values,
+    each payment_initiation entry (by index; an entry missing there has paid nothing). Without
+    ``spent_by_entry`` every entry counts ``spent_minor`` (the safe side for an API that does
+    not keep them apart). ``request``: the payment's values,
     used to pick the entry it is for."""
     details = list(authorization_details)
     granted_actions: set[str] = set()
     for entry in details:
         granted_actions.update(tool_actions(entry))
     payments = [
-        _payment_entry(index, entry, spent_minor, spent_by_entry or {})
+        _payment_entry(index, entry, spent_minor, spent_by_entry)
         for index, entry in enumerate(details)
         if entry.get("type") == "payment_initiation"
     ]
@@ -234,7 +235,7 @@ def tool_actions(entry: Mapping[str, Any]) -> set[str]:
 
 
 def _payment_entry(
-    index: int, entry: Mapping[str, Any], spent_minor: int, spent_by_entry: Mapping[int, int]
+    index: int, entry: Mapping[str, Any], spent_minor: int, spent_by_entry: Mapping[int, int] | None
 ) -> dict[str, Any] | None:
     amount = entry.get("instructedAmount")
     if not isinstance(amount, Mapping):
@@ -249,7 +250,7 @@ def _payment_entry(
         "currency": str(amount.get("currency")),
         "creditor": str(entry.get("creditorName")),
         "creditor_account": str(account.get("iban", "")) if isinstance(account, Mapping) else "",
-        "spent_minor": spent_by_entry.get(index, spent_minor),
+        "spent_minor": spent_minor if spent_by_entry is None else spent_by_entry.get(index, 0),
     }
 
 
