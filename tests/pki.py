@@ -7,6 +7,7 @@ import base64
 import datetime
 import ipaddress
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,7 @@ class TestPKI:
         *,
         ca: bool = False,
         sans: list[x509.GeneralName] | None = None,
+        eku: Sequence[x509.ObjectIdentifier] | None = (x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH,),
     ) -> x509.Certificate:
         builder = (
             x509.CertificateBuilder()
@@ -105,10 +107,8 @@ class TestPKI:
             builder = builder.add_extension(
                 x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
             ).add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
-        else:
-            builder = builder.add_extension(
-                x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
-            )
+        elif eku is not None:
+            builder = builder.add_extension(x509.ExtendedKeyUsage(list(eku)), critical=False)
         if sans:
             builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
         return builder.sign(signer, hashes.SHA256())
@@ -133,8 +133,10 @@ class TestPKI:
         uri: str | None = None,
         ip: str | None = None,
         email: str | None = None,
+        eku: Sequence[x509.ObjectIdentifier] | None = (x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH,),
     ) -> ClientCert:
-        """A client certificate from the test CA."""
+        """A client certificate from the test CA; ``eku``: its Extended Key Usage purposes
+        (clientAuth by default; None: no EKU extension at all)."""
         key = ec.generate_private_key(ec.SECP256R1())
         sans: list[x509.GeneralName] = []
         if dns:
@@ -145,7 +147,9 @@ class TestPKI:
             sans.append(x509.IPAddress(ipaddress.ip_address(ip)))
         if email:
             sans.append(x509.RFC822Name(email))
-        cert = self._build(_name(dn), key.public_key(), self.ca.subject, self.ca_key, sans=sans or None)
+        cert = self._build(
+            _name(dn), key.public_key(), self.ca.subject, self.ca_key, sans=sans or None, eku=eku
+        )
         return self._save(cert, key)
 
     def self_signed(self, dn: str = "CN=self-signed client", *, ca: bool = False) -> ClientCert:

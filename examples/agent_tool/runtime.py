@@ -176,8 +176,8 @@ def authorization_details(config: Config, run_id: str) -> list[dict[str, Any]]:
             "type": "payment_initiation",
             "instructedAmount": budget,
             "creditorName": config.creditor,
-            # Names this run: the demo API adds up what a grant spent by client, user and
-            # authorization_details, so each run gets a budget of its own.
+            # Names this run in the words the user approves (the demo API keeps each grant's
+            # budget apart by the token's grant_id anyway).
             "remittanceInformationUnstructured": f"Agent run {run_id[:12]}",
         },
     ]

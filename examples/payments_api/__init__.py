@@ -4,14 +4,15 @@ Start it with ``corridor demo-api`` (``make run`` starts it beside ``corridor se
 ``app.py`` has the routes and their checks, ``server.py`` the TLS, trust and audit wiring.
 """
 
-from .app import DEFAULT_STEP_UP_THRESHOLD, PaymentRequest, Payments, create_app, grant_key
+from .app import DEFAULT_STEP_UP_THRESHOLD, PaymentRequest, create_app, grant_key
+from .ledger import Ledger
 from .server import DemoConfig, run
 
 __all__ = [
     "DEFAULT_STEP_UP_THRESHOLD",
     "DemoConfig",
+    "Ledger",
     "PaymentRequest",
-    "Payments",
     "create_app",
     "grant_key",
     "run",

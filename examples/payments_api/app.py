@@ -2,25 +2,28 @@
 
 Routes (every one needs a sender-constrained access token whose ``aud`` is this API):
 
-* ``GET /accounts`` (tool action ``list_accounts``): scope ``accounts``; the user's demo
+* ``GET /accounts`` (tool action ``list_accounts:read``): scope ``accounts``; the user's demo
   account and the payments accepted so far.
 * ``POST /payments`` (tool action ``make_payment``): scope ``payments`` and a
   ``payment_initiation`` entry (RFC 9396). Whether this payment may go is decided by the Cedar
-  policies (corridor.policy.cedar): same currency and creditor as granted, and the amount plus
-  what this grant has already paid within the granted amount (limits are cumulative per grant,
-  design.md 5b). A refusal is 403 ``insufficient_scope``, and the record names the policy. A
-  payment above the step-up threshold also needs ``acr`` ``mfa`` or stronger; otherwise 401
+  policies (corridor.policy.cedar): same currency and creditor as an approved entry, and the
+  amount plus what this grant has already paid against it within its amount (limits are
+  cumulative per grant, design.md 5b). A refusal is 403 ``insufficient_scope``, and the record
+  names the policy. Once the grant's payments in all would pass the step-up threshold, a
+  payment also needs ``acr`` ``mfa`` or stronger (cumulative, so two payments of 500.00 at the
+  password level cannot pass a threshold of 500.00); otherwise 401
   ``insufficient_user_authentication`` with ``acr_values="mfa"`` (RFC 9470), after which the
-  client asks the AS again with ``acr_values=mfa``.
+  client asks the AS again with ``acr_values=mfa`` (a new grant, with a budget of its own).
 
-Accepted payments, and so what each grant has spent, are kept in memory (lost on restart).
+Accepted payments, and what each grant has spent, are kept in a database (``ledger.py``; a
+SQLite file by default), per grant (the token's ``grant_id``), decided and booked in one
+transaction so concurrent payments cannot pass the limit together (issue 13 D6).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import threading
 import time
 import uuid
 from decimal import Decimal
@@ -38,12 +41,13 @@ from corridor.resource.guard import (
     step_up,
 )
 
+from .ledger import Ledger
+
 DEFAULT_STEP_UP_THRESHOLD = Decimal("500.00")
 STEP_UP_ACR = "mfa"
-MAX_PAYMENTS = 10_000  # the in-memory list is bounded
 
 #: What each route needs, as FastAPI dependencies (the value is the verified AccessToken).
-Accounts = Annotated[AccessToken, Depends(require(scope="accounts", action="list_accounts"))]
+Accounts = Annotated[AccessToken, Depends(require(scope="accounts", action="list_accounts:read"))]
 PaymentInitiation = Annotated[
     AccessToken, Depends(require(scope="payments", details={"type": "payment_initiation"}))
 ]
@@ -67,67 +71,53 @@ class PaymentRequest(BaseModel):
     remittanceInformation: str | None = Field(default=None, max_length=140)
 
 
-class Payments:
-    """Accepted payments, in memory, per user (subject)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._items: list[dict[str, Any]] = []
-
-    def add(self, access: AccessToken, payment: PaymentRequest, now: float) -> dict[str, Any]:
-        record: dict[str, Any] = {
-            "paymentId": str(uuid.uuid4()),
-            "status": "accepted",
-            "instructedAmount": {"currency": payment.currency, "amount": f"{payment.amount:.2f}"},
-            "creditorName": payment.creditorName,
-            "createdAt": int(now),
-            "clientId": access.client_id,
-        }
-        if payment.creditorAccount is not None:
-            record["creditorAccount"] = payment.creditorAccount.model_dump()
-        if payment.remittanceInformation:
-            record["remittanceInformation"] = payment.remittanceInformation
-        with self._lock:
-            self._items.append(
-                {
-                    **record,
-                    "_subject": access.subject,
-                    "_grant": grant_key(access),
-                    "_minor": int(payment.amount * 100),
-                }
-            )
-            del self._items[:-MAX_PAYMENTS]
-        return record
-
-    def spent_minor(self, grant: str) -> int:
-        """What the grant has paid so far, in minor units (the policies' ``spent_minor``)."""
-        with self._lock:
-            return sum(item["_minor"] for item in self._items if item["_grant"] == grant)
-
-    def of(self, subject: str) -> list[dict[str, Any]]:
-        with self._lock:
-            return [
-                {k: v for k, v in item.items() if not k.startswith("_")}
-                for item in self._items
-                if item["_subject"] == subject
-            ]
-
-
 def grant_key(access: AccessToken) -> str:
-    """Which grant a token comes from, as far as an RS can tell: the same client, user and
-    granted authorization_details (a refreshed token keeps all three)."""
+    """Which grant a token comes from: the AS's ``grant_id`` claim when it sends one (Corridor
+    does; a refreshed token keeps it), so each grant has a budget of its own (issue 13 D6).
+    A token without one (another AS) falls back to a guess, the same client, user and granted
+    authorization_details: then two grants with the same details share one budget, which errs
+    on the side of paying less, never more."""
+    grant_id = access.claims.get("grant_id")
+    if isinstance(grant_id, str) and grant_id:
+        return grant_key_of(access.issuer, grant_id)
     body = json.dumps([access.client_id, access.subject, list(access.authorization_details)], sort_keys=True)
     return hashlib.sha256(body.encode()).hexdigest()
 
 
+def grant_key_of(issuer: str, grant_id: str) -> str:
+    """The ledger's key of the grant ``grant_id`` of ``issuer``."""
+    return hashlib.sha256(json.dumps(["grant_id", issuer, grant_id]).encode()).hexdigest()
+
+
+def payment_record(access: AccessToken, payment: PaymentRequest, now: float) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "paymentId": str(uuid.uuid4()),
+        "status": "accepted",
+        "instructedAmount": {"currency": payment.currency, "amount": f"{payment.amount:.2f}"},
+        "creditorName": payment.creditorName,
+        "createdAt": int(now),
+        "clientId": access.client_id,
+    }
+    if payment.creditorAccount is not None:
+        record["creditorAccount"] = payment.creditorAccount.model_dump()
+    if payment.remittanceInformation:
+        record["remittanceInformation"] = payment.remittanceInformation
+    return record
+
+
 def create_app(
-    guard: ResourceGuard, *, step_up_threshold: Decimal = DEFAULT_STEP_UP_THRESHOLD
+    guard: ResourceGuard,
+    ledger: Ledger,
+    *,
+    step_up_threshold: Decimal = DEFAULT_STEP_UP_THRESHOLD,
 ) -> ProtectedResource:
-    """The FastAPI app behind :class:`ProtectedResource` (which also serves the RFC 9728 metadata)."""
+    """The FastAPI app behind :class:`ProtectedResource` (which also serves the RFC 9728 metadata);
+    payments and what each grant spent are kept in ``ledger``."""
     app = FastAPI(title="Demo payments API", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_exception_handler(ResourceError, resource_error_handler)
-    payments = Payments()
+    payments = ledger
     levels = guard.settings.acr_levels
+    threshold_minor = int(step_up_threshold * 100)
 
     @app.get("/accounts")
     def accounts(access: Accounts) -> JSONResponse:
@@ -150,30 +140,40 @@ def create_app(
 
     @app.post("/payments", status_code=201)
     def create_payment(payment: PaymentRequest, access: PaymentInitiation, request: Request) -> JSONResponse:
-        decide(
-            request,
-            "make_payment",
-            scopes={"payments"},
-            values={
-                "amount_minor": int(payment.amount * 100),
-                "currency": payment.currency,
-                "creditor": payment.creditorName,
-                "creditor_account": payment.creditorAccount.iban if payment.creditorAccount else "",
-            },
-            spent_minor=payments.spent_minor(grant_key(access)),
-        )
-        if payment.amount > step_up_threshold:
-            have = levels.index(access.acr) if access.acr in levels else -1
-            if have < levels.index(STEP_UP_ACR):
+        amount_minor = int(payment.amount * 100)
+        now = time.time()
+        # One unit of work per payment, holding the grant (ledger.py): decided with what the
+        # grant has spent at this moment, and booked before anyone else's decision.
+        with ledger.booking(grant_key(access), now) as booking:
+            decision = decide(
+                request,
+                "make_payment",
+                scopes={"payments"},
+                values={
+                    "amount_minor": amount_minor,
+                    "currency": payment.currency,
+                    "creditor": payment.creditorName,
+                    "creditor_account": payment.creditorAccount.iban if payment.creditorAccount else "",
+                },
+                spent_minor=booking.spent_minor,
+                spent_by_entry=booking.by_entry,
+            )
+            if not strong_enough(access) and booking.spent_minor + amount_minor > threshold_minor:
                 raise step_up(
-                    f"payments above {step_up_threshold:.2f} need a stronger authentication",
+                    f"payments above {step_up_threshold:.2f} in all need a stronger authentication",
                     acr_values=STEP_UP_ACR,
                 )
-        record = payments.add(access, payment, time.time())
+            record = payment_record(access, payment, now)
+            booking.add(access.subject, decision.payment_entry, amount_minor, record, now)
         return JSONResponse(
             {"payment": record, "payments": payments.of(access.subject)},
             status_code=201,
             headers={"Cache-Control": "no-store"},
         )
+
+    def strong_enough(access: AccessToken) -> bool:
+        """RFC 9470: the token's acr is the step-up level or stronger."""
+        have = levels.index(access.acr) if access.acr in levels else -1
+        return have >= levels.index(STEP_UP_ACR)
 
     return ProtectedResource(app, guard)

@@ -37,6 +37,7 @@ from corridor.server.tls import ensure_dev_tls
 from corridor.store.sql import Store
 
 from .app import DEFAULT_STEP_UP_THRESHOLD, STEP_UP_ACR, create_app
+from .ledger import Ledger
 
 log = logging.getLogger("payments_api")
 NAME = "Demo payments API"
@@ -59,6 +60,9 @@ class DemoConfig:
     #: CA bundle for tls_client_auth client certificates (the AS's ``mtls_ca_file``).
     mtls_ca_file: str = ""
     step_up_threshold: Decimal = DEFAULT_STEP_UP_THRESHOLD
+    #: The ledger (accepted payments, what each grant spent; ledger.py): a SQLAlchemy URL.
+    #: Empty: the SQLite file ``<data_dir>/demo-payments.db``.
+    payments_database_url: str = ""
     #: Seconds to wait for the AS to answer before starting (``make run`` starts both at once,
     #: and the AS creates the dev TLS material on its first start).
     wait_for_issuer: float = 0.0
@@ -66,6 +70,10 @@ class DemoConfig:
     trust_refresh_interval: float = 5.0
     #: Request size and time bounds of the listener (design.md 5c), as the AS's listeners.
     limits: ListenerLimits = field(default_factory=ListenerLimits)
+
+    @property
+    def ledger_url(self) -> str:
+        return self.payments_database_url or f"sqlite:///{self.data_dir / 'demo-payments.db'}"
 
     @property
     def resource_url(self) -> str:
@@ -118,7 +126,8 @@ def run(config: DemoConfig, echo: Callable[[str], None] | None = None) -> None:
         ca_file=as_ca,
     )
     guard = ResourceGuard(settings, audit=AuditLog(store, role="rs"))
-    app = create_app(guard, step_up_threshold=config.step_up_threshold)
+    ledger = Ledger(config.ledger_url)
+    app = create_app(guard, ledger, step_up_threshold=config.step_up_threshold)
     trust = MtlsTrust(tls.cert_file, tls.key_file, config.mtls_ca_file)
     trust.refresh(store)
 
@@ -129,7 +138,9 @@ def run(config: DemoConfig, echo: Callable[[str], None] | None = None) -> None:
         f"  issuer:      {config.issuer}",
         f"  routes:      GET {resource}/accounts (scope accounts), "
         f"POST {resource}/payments (scope payments + payment_initiation)",
-        f"  step-up:     payments above {config.step_up_threshold:.2f} need acr {STEP_UP_ACR} (RFC 9470)",
+        f"  step-up:     a grant's payments above {config.step_up_threshold:.2f} in all need acr "
+        f"{STEP_UP_ACR} (RFC 9470)",
+        f"  payments:    {_safe_url(config.ledger_url)} (per grant, durable)",
         f"  metadata:    {settings.metadata_url}",
         f"  decisions:   audit records (event rs.access) in {config.database_url}",
     ]
@@ -163,4 +174,12 @@ def run(config: DemoConfig, echo: Callable[[str], None] | None = None) -> None:
         asyncio.run(serve())
     finally:
         guard.http.close()
+        ledger.close()
         store.close()
+
+
+def _safe_url(url: str) -> str:
+    """A database URL without its password, for the start-up lines."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)

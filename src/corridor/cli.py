@@ -531,7 +531,13 @@ def _example(name: str) -> Any:
     "--step-up-threshold",
     default="500.00",
     show_default=True,
-    help="Payments above this amount need acr mfa (RFC 9470 step-up).",
+    help="A grant's payments above this amount in all need acr mfa (RFC 9470 step-up).",
+)
+@click.option(
+    "--payments-database",
+    default=None,
+    help="Where the API keeps payments and what each grant spent (a database URL; "
+    "default sqlite:///DATA_DIR/demo-payments.db).",
 )
 @click.option(
     "--wait-for-issuer",
@@ -547,6 +553,7 @@ def demo_api(
     issuer: str | None,
     resource: str | None,
     step_up_threshold: str,
+    payments_database: str | None,
     wait_for_issuer: float,
 ) -> None:
     """Run the demo payments API (examples/payments_api) over HTTPS, protected by corridor.resource."""
@@ -577,6 +584,7 @@ def demo_api(
         as_ca_file=as_ca,
         mtls_ca_file=settings.mtls_ca_file,
         step_up_threshold=threshold,
+        payments_database_url=payments_database or "",
         wait_for_issuer=wait_for_issuer,
         limits=ListenerLimits.from_settings(settings),
     )

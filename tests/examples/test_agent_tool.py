@@ -162,7 +162,7 @@ def test_demo_scenario(stack: Stack) -> None:
     ]
     assert decisions == [
         (
-            "list_accounts",
+            "list_accounts:read",
             "/accounts",
             "allowed",
             "Cedar: corridor/permit-by-route-scope, corridor/permit-granted-tool-action",

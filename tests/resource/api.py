@@ -18,7 +18,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from corridor.core.clock import Clock
-from corridor.resource.asgi import ProtectedResource, protected, require
+from corridor.policy.cedar import minor_units
+from corridor.resource.asgi import ProtectedResource, decide, protected, require
 from corridor.resource.guard import ResourceGuard, ResourceSettings, insufficient_scope
 from corridor.server.serve import uvicorn_server
 from corridor.server.tls import TLS12_CIPHERS, DevTLS
@@ -67,6 +68,40 @@ async def vault(request: Request) -> Response:
     return JSONResponse({"ok": True, "acr": request.state.access_token.claims["acr"]})
 
 
+@protected(require(action="list_accounts:read"))
+async def tool_read(request: Request) -> Response:
+    """A tool action with no scope of its own: only an agent_tool entry can grant it (issue 13 D4)."""
+    return JSONResponse({"ok": True})
+
+
+@protected(require(action="list_accounts:export"))
+async def tool_export(request: Request) -> Response:
+    return JSONResponse({"ok": True})
+
+
+@protected(require(action="list_accounts"))
+async def tool_bare(request: Request) -> Response:
+    """A route that names the tool but not which of its actions it performs."""
+    return JSONResponse({"ok": True})
+
+
+@protected(require())
+async def tool_pay(request: Request) -> Response:
+    """A payment decided by the policies alone (no scope): any approved payment_initiation entry
+    may cover it (issue 13 D4); the answer names the entry it went against."""
+    body = await request.json()
+    values = {
+        "amount_minor": minor_units(str(body.get("amount"))),
+        "currency": str(body.get("currency")),
+        "creditor": str(body.get("creditorName")),
+        "creditor_account": "",
+    }
+    if values["amount_minor"] is None:
+        return JSONResponse({"error": "invalid_request"}, status_code=400)
+    decision = decide(request, "make_payment", values=values)
+    return JSONResponse({"status": "accepted", "entry": decision.payment_entry}, status_code=201)
+
+
 @dataclass
 class RunningRS:
     url: str
@@ -94,6 +129,10 @@ def running_api(
             Route("/payments", payments, methods=["POST"]),
             Route("/admin", admin),
             Route("/vault", vault),
+            Route("/tools/read", tool_read),
+            Route("/tools/export", tool_export),
+            Route("/tools/bare", tool_bare),
+            Route("/tools/pay", tool_pay, methods=["POST"]),
         ]
     )
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -7,12 +7,15 @@ and panva's oauth4webapi calling the API with ``protectedResourceRequest``."""
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import signal
+import sqlite3
 import ssl
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +28,7 @@ from corridor.core.dpop import make_proof
 from corridor.core.jose import SigningKey
 from tests.interop.node import NodeFlow
 from tests.pki import ClientCert, TestPKI
+from tests.resource.race_workers import post_after_barrier
 from tests.server.test_mtls import authorized, code_form, token
 from tests.support import REDIRECT_URI, Client, Driver, RunningAS, decode_jwt, free_socket
 from tests.test_serve import CORRIDOR, corridor, demo_client, serve
@@ -56,6 +60,12 @@ class DemoAPI:
     log_file: Path
     #: The API's current DPoP nonce (RFC 9449 9), learnt from its use_dpop_nonce challenges.
     nonce: str | None = None
+    #: The resource identifier (DPoP htu base) when it is not ``url`` (a second instance).
+    resource: str = ""
+
+    @property
+    def public(self) -> str:
+        return self.resource or self.url
 
     def http(self, cert: ClientCert | None = None) -> httpx.Client:
         context = (
@@ -65,17 +75,32 @@ class DemoAPI:
 
 
 @contextmanager
-def demo_api(data_dir: Path, port: int, issuer: str, env: dict[str, str] | None = None) -> Iterator[DemoAPI]:
-    log_file = data_dir.parent / "demo-api.log"
+def demo_api(
+    data_dir: Path, port: int, issuer: str, env: dict[str, str] | None = None, *, resource: str = ""
+) -> Iterator[DemoAPI]:
+    """``corridor demo-api`` on ``port``; ``resource``: another instance's identifier (the same
+    API, a second process on the same data directory and so the same payments ledger)."""
+    log_file = data_dir.parent / f"demo-api-{port}.log"
+    extra = ["--resource", resource] if resource else []
     with log_file.open("w") as log:
         process = subprocess.Popen(
-            [*CORRIDOR, "demo-api", "--data-dir", str(data_dir), "--port", str(port), "--issuer", issuer],
+            [
+                *CORRIDOR,
+                "demo-api",
+                "--data-dir",
+                str(data_dir),
+                "--port",
+                str(port),
+                "--issuer",
+                issuer,
+                *extra,
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             text=True,
             env=env,
         )
-    api = DemoAPI(f"https://127.0.0.1:{port}", data_dir / "tls" / "ca.pem", log_file)
+    api = DemoAPI(f"https://127.0.0.1:{port}", data_dir / "tls" / "ca.pem", log_file, resource=resource)
     deadline = time.time() + 30
     try:
         while True:
@@ -158,18 +183,25 @@ def demo(tmp_path_factory: pytest.TempPathFactory, pki: TestPKI) -> Iterator[Dem
         yield Demo(running, api, data_dir, client, cert)
 
 
-def dpop_token(demo: Demo, amount: str) -> tuple[Client, str]:
-    """The demo client's DPoP-bound token for the API, with one payment_initiation grant."""
+def dpop_token(
+    demo: Demo, amount: str, username: str | None = None, details: list[dict[str, Any]] | None = None
+) -> tuple[Client, str]:
+    """The demo client's DPoP-bound token for the API, with one payment_initiation grant (of a
+    new user, or of ``username``), or with ``details``."""
     client = demo_client(demo.data_dir)
     driver = demo.driver()
-    _, tokens = driver.full_flow(
-        client,
-        extra={
-            "scope": API_SCOPE,
-            "resource": demo.api.url,
-            "authorization_details": json.dumps(payment_details(amount)),
-        },
-    )
+    extra = {
+        "scope": API_SCOPE,
+        "resource": demo.api.url,
+        "authorization_details": json.dumps(details or payment_details(amount)),
+    }
+    response, flow = driver.par(client, extra=extra)
+    assert response.status_code == 201, response.text
+    final = driver.authorize(client, flow, username=username)
+    assert final.status_code == 303 and flow.code, final.text
+    redeemed = driver.redeem(client, flow)
+    assert redeemed.status_code == 200, redeemed.text
+    tokens = redeemed.json()
     driver.http.close()
     assert tokens["token_type"] == "DPoP"
     return client, tokens["access_token"]
@@ -209,12 +241,16 @@ def dpop_call(
     api: DemoAPI, client: Client, access_token: str, method: str, path: str, **kwargs: Any
 ) -> httpx.Response:
     """A DPoP request, answering the API's use_dpop_nonce challenge once (RFC 9449 9)."""
-    url = api.url + path
     with api.http() as http:
         for _ in range(2):
-            proof = make_proof(client.dpop_key, method, url, nonce=api.nonce, access_token=access_token)
+            proof = make_proof(
+                client.dpop_key, method, api.public + path, nonce=api.nonce, access_token=access_token
+            )
             response = http.request(
-                method, url, headers={"Authorization": f"DPoP {access_token}", "DPoP": proof}, **kwargs
+                method,
+                api.url + path,
+                headers={"Authorization": f"DPoP {access_token}", "DPoP": proof},
+                **kwargs,
             )
             if 'error="use_dpop_nonce"' not in response.headers.get("www-authenticate", ""):
                 break
@@ -438,3 +474,150 @@ def test_step_up_with_totp_end_to_end(demo: Demo) -> None:
     )
     assert paid.status_code == 201, paid.text
     driver.http.close()
+
+
+# -- issue 13 D6: the ledger is per grant, durable, atomic; the step-up threshold is cumulative -------
+
+
+@pytest.fixture(scope="module")
+def second(demo: Demo) -> Iterator[DemoAPI]:
+    """A second instance of the same API (same resource identifier, same data directory, so the
+    same payments ledger) in a process of its own, as a deployment with two API processes."""
+    sock = free_socket()
+    port = sock.getsockname()[1]
+    sock.close()
+    with demo_api(demo.data_dir, port, demo.running.issuer, resource=demo.api.url) as api:
+        yield api
+
+
+def ledger_row(demo: Demo, access_token: str) -> tuple[int, int]:
+    """What the ledger database holds for the token's grant: its spent amount and its payments."""
+    from examples.payments_api.app import grant_key_of
+
+    claims = decode_jwt(access_token)[1]
+    key = grant_key_of(claims["iss"], claims["grant_id"])
+    with sqlite3.connect(demo.data_dir / "demo-payments.db") as db:
+        spent = db.execute("SELECT spent_minor FROM demo_grants WHERE grant_key = ?", (key,)).fetchone()
+        (count,) = db.execute("SELECT count(*) FROM demo_payments WHERE grant_key = ?", (key,)).fetchone()
+    return (spent[0] if spent else 0), count
+
+
+def nonce_of(api: DemoAPI, client: Client, access_token: str) -> str:
+    """The instance's DPoP nonce, learnt from a read."""
+    response = dpop_call(api, client, access_token, "GET", "/accounts")
+    assert response.status_code == 200, response.text
+    assert api.nonce is not None
+    return api.nonce
+
+
+def test_concurrent_payments_cannot_pass_the_grant_together(demo: Demo, second: DemoAPI) -> None:
+    """issue 13 D6: six OS processes post 40.00 at once against a grant of 100.00, half to each of
+    two API processes: exactly two are accepted, and the ledger holds 80.00 and two payments
+    (the check was made before the payment was booked, so concurrent payments all passed)."""
+    client, access_token = dpop_token(demo, "100.00")
+    instances = [demo.api, second]
+    nonces = [nonce_of(api, client, access_token) for api in instances]
+    context = multiprocessing.get_context("spawn")
+    workers = 6
+    with context.Manager() as manager, ProcessPoolExecutor(workers, mp_context=context) as pool:
+        barrier = manager.Barrier(workers)
+        futures = []
+        for i in range(workers):
+            api = instances[i % 2]
+            headers = {
+                "Authorization": f"DPoP {access_token}",
+                "DPoP": make_proof(
+                    client.dpop_key,
+                    "POST",
+                    api.public + "/payments",
+                    nonce=nonces[i % 2],
+                    access_token=access_token,
+                ),
+            }
+            futures.append(
+                pool.submit(
+                    post_after_barrier,
+                    api.url + "/payments",
+                    headers,
+                    payment("40.00"),
+                    str(api.ca_file),
+                    barrier,
+                )
+            )
+        statuses = sorted(f.result(timeout=120) for f in futures)
+    assert statuses == [201, 201, 403, 403, 403, 403], statuses
+    assert ledger_row(demo, access_token) == (8000, 2)
+
+
+def test_a_grant_spent_is_kept_by_every_instance(demo: Demo, second: DemoAPI) -> None:
+    """issue 13 D6: what a grant spent is durable, in the database, not in one process's memory."""
+    client, access_token = dpop_token(demo, "100.00")
+    first = dpop_call(demo.api, client, access_token, "POST", "/payments", json=payment("60.00"))
+    assert first.status_code == 201, first.text
+    again = dpop_call(second, client, access_token, "POST", "/payments", json=payment("60.00"))
+    challenge(again, 403, "DPoP", "insufficient_scope")
+    assert "corridor/forbid-payment-over-granted-amount" in again.json()["error_description"]
+    assert ledger_row(demo, access_token) == (6000, 1)
+
+
+def test_separate_grants_have_budgets_of_their_own(demo: Demo) -> None:
+    """issue 13 D6: two grants with the same details (same client, user, amount, creditor) are two
+    budgets: the token's grant_id names the grant (the second was refused, the budget shared)."""
+    driver = demo.driver()
+    username = driver.add_user()
+    driver.http.close()
+    tokens = [dpop_token(demo, "100.00", username), dpop_token(demo, "100.00", username)]
+    for client, access_token in tokens:
+        response = dpop_call(demo.api, client, access_token, "POST", "/payments", json=payment("60.00"))
+        assert response.status_code == 201, response.text
+    one, other = (decode_jwt(access_token)[1] for _, access_token in tokens)
+    assert (one["client_id"], one["sub"], one["authorization_details"]) == (
+        other["client_id"],
+        other["sub"],
+        other["authorization_details"],
+    )
+    assert one["grant_id"] != other["grant_id"]
+    for _, access_token in tokens:
+        assert ledger_row(demo, access_token) == (6000, 1)
+
+
+def test_the_step_up_threshold_is_cumulative_per_grant(demo: Demo) -> None:
+    """issue 13 D6: two payments of 500.00 at the password level no longer pass a threshold of
+    500.00; the second asks for mfa (RFC 9470), and nothing of it is booked."""
+    client, access_token = dpop_token(demo, "1000.00")
+    assert decode_jwt(access_token)[1]["acr"] == "password"
+    first = dpop_call(demo.api, client, access_token, "POST", "/payments", json=payment("500.00"))
+    assert first.status_code == 201, first.text
+    for amount in ("500.00", "0.01"):
+        response = dpop_call(demo.api, client, access_token, "POST", "/payments", json=payment(amount))
+        value = challenge(response, 401, "DPoP", "insufficient_user_authentication")
+        assert 'acr_values="mfa"' in value
+        assert "payments above 500.00 in all" in value
+    assert ledger_row(demo, access_token) == (50000, 1)
+
+
+def test_each_approved_creditor_has_its_own_amount(demo: Demo) -> None:
+    """issue 13 D4 through the demo API: two approved payment_initiation entries, each paid up
+    to its own amount (the second creditor was refused), and the grant's total in the ledger."""
+    details = [
+        *payment_details("100.00"),
+        {
+            "type": "payment_initiation",
+            "instructedAmount": {"currency": "EUR", "amount": "50.00"},
+            "creditorName": "Merchant B",
+        },
+    ]
+    client, access_token = dpop_token(demo, "", details=details)
+
+    def pay(amount: str, creditor: str) -> httpx.Response:
+        body = payment(amount, creditor=creditor)
+        return dpop_call(demo.api, client, access_token, "POST", "/payments", json=body)
+
+    assert pay("100.00", "Merchant A").status_code == 201
+    second = pay("50.00", "Merchant B")
+    assert second.status_code == 201, second.text
+    for creditor in ("Merchant A", "Merchant B"):
+        refused = pay("0.01", creditor)
+        challenge(refused, 403, "DPoP", "insufficient_scope")
+        assert "corridor/forbid-payment-over-granted-amount" in refused.json()["error_description"]
+    assert ledger_row(demo, access_token) == (15000, 2)

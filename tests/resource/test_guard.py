@@ -90,6 +90,7 @@ def dpop_call(
     issued: tuple[Client, str, str],
     path: str = "/accounts",
     method: str = "GET",
+    json: Any = None,
     **proof_args: Any,
 ) -> httpx.Response:
     client, token, _ = issued
@@ -98,6 +99,7 @@ def dpop_call(
         method,
         path,
         {"Authorization": f"DPoP {token}", "DPoP": proof(rs, client, method, path, token, **proof_args)},
+        json=json,
     )
 
 
@@ -598,3 +600,131 @@ def test_revoked_token_refused_through_https_in_introspection_mode(
             driver.url("/revoke"), data={**driver.client_auth(client), "token": tokens["refresh_token"]}
         )
         challenge(dpop_call(api, (client, token, "")), "invalid_token")
+
+
+# -- issue 13 D4: what the consent page showed, every entry ------------------------------------------
+
+TOOL_GRANT = [
+    {"type": "agent_tool", "tool": "list_accounts", "actions": ["read"], "purpose": "Show balances"},
+    {
+        "type": "payment_initiation",
+        "instructedAmount": {"currency": "EUR", "amount": "100.00"},
+        "creditorName": "Merchant A",
+    },
+    {
+        "type": "payment_initiation",
+        "instructedAmount": {"currency": "USD", "amount": "50.00"},
+        "creditorName": "Merchant B",
+    },
+]
+
+
+@pytest.fixture(scope="module")
+def tool_token(as_server: RunningAS) -> tuple[Client, str, str]:
+    """A DPoP-bound token with no scope for the API, only an agent_tool and two payment entries."""
+    driver = Driver(as_server)
+    client = driver.add_client()
+    _, tokens = driver.full_flow(
+        client,
+        extra={"scope": "openid", "resource": RESOURCE, "authorization_details": json.dumps(TOOL_GRANT)},
+    )
+    return client, tokens["access_token"], tokens["refresh_token"]
+
+
+def test_an_agent_tool_grants_the_listed_action_only(
+    rs: RunningRS, tool_token: tuple[Client, str, str]
+) -> None:
+    """issue 13 D4: the tool name alone no longer grants; its actions list is enforced."""
+    assert decode_jwt(tool_token[1])[1]["authorization_details"] == TOOL_GRANT
+    read = dpop_call(rs, tool_token, "/tools/read")
+    assert read.status_code == 200, read.text
+    for path in ("/tools/export", "/tools/bare"):
+        refused = dpop_call(rs, tool_token, path)
+        value = challenge(refused, "insufficient_scope", status=403)
+        assert "refused by policy: default-deny" in value, value
+        assert refused.json()["error"] == "insufficient_scope"
+    record = rs.guard.decisions[-1]
+    assert record["outcome"] == "refused" and json.loads(record["detail"])["tool_action"] == "list_accounts"
+    assert record["rule"] == "Cedar: default-deny (no permit policy applies)"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "entry", "policy"),
+    [
+        ({"amount": "100.00", "currency": "EUR", "creditorName": "Merchant A"}, 201, 1, None),
+        ({"amount": "50.00", "currency": "USD", "creditorName": "Merchant B"}, 201, 2, None),
+        (
+            {"amount": "50.01", "currency": "USD", "creditorName": "Merchant B"},
+            403,
+            None,
+            "corridor/forbid-payment-over-granted-amount",
+        ),
+        (
+            {"amount": "5.00", "currency": "EUR", "creditorName": "Merchant B"},
+            403,
+            None,
+            "corridor/forbid-payment-in-another-currency",
+        ),
+        (
+            {"amount": "5.00", "currency": "EUR", "creditorName": "Merchant C"},
+            403,
+            None,
+            "corridor/forbid-payment-to-another-creditor",
+        ),
+    ],
+)
+def test_every_approved_payment_entry_counts(
+    rs: RunningRS,
+    tool_token: tuple[Client, str, str],
+    body: dict[str, str],
+    status: int,
+    entry: int | None,
+    policy: str | None,
+) -> None:
+    """issue 13 D4: the second approved creditor was refused (only the first entry counted)."""
+    response = dpop_call(rs, tool_token, "/tools/pay", method="POST", json=body)
+    assert response.status_code == status, response.text
+    if status == 201:
+        assert response.json() == {"status": "accepted", "entry": entry}
+    else:
+        assert response.json()["error"] == "insufficient_scope"
+        assert f"refused by policy: {policy}" in response.headers["www-authenticate"]
+        assert rs.guard.decisions[-1]["rule"] == f"Cedar: {policy}"
+
+
+# -- issue 13 F5: no public URL, no DPoP: refused at construction --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("public_url", "says"),
+    [
+        (None, "none was given"),
+        ("", "none was given"),
+        ("api.example.org", "is not one"),
+        ("http://api.example.org", "is not one"),
+        ("https://", "is not one"),
+        ("https://api.example.org/?x=1", "is not one"),
+        ("https://api.example.org/#top", "is not one"),
+        ("https://user@api.example.org", "is not one"),
+        ("https://api.example.org:99999", "is not a URL"),
+    ],
+)
+def test_resource_settings_need_the_public_url(public_url: str | None, says: str) -> None:
+    """issue 13 F5: the default public_url "" made every DPoP request fail with an htu mismatch;
+    now the settings refuse it at once, saying what to give."""
+    from corridor.resource.guard import ResourceSettings
+
+    given = {} if public_url is None else {"public_url": public_url}
+    with pytest.raises(ValueError, match="public_url") as raised:
+        ResourceSettings(resource=RESOURCE, authorization_servers=("https://as.example",), **given)
+    assert says in str(raised.value) and "https://host[:port][/prefix]" in str(raised.value)
+
+
+@pytest.mark.parametrize("public_url", [PUBLIC_URL, PUBLIC_URL + "/", "https://api.example.org:8443/v1"])
+def test_resource_settings_take_a_public_base_url(public_url: str) -> None:
+    from corridor.resource.guard import ResourceSettings
+
+    settings = ResourceSettings(
+        resource=RESOURCE, authorization_servers=("https://as.example",), public_url=public_url
+    )
+    assert settings.metadata_url == public_url.rstrip("/") + "/.well-known/oauth-protected-resource"

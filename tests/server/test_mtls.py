@@ -4,12 +4,15 @@ certificate-bound tokens, endpoint aliases and the proxy header source. Rows M1-
 from __future__ import annotations
 
 import json
+import socket
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from cryptography import x509
 
 from corridor.core.pkce import new_verifier, s256_challenge
 from corridor.core.randomness import new_secret_token
@@ -505,3 +508,84 @@ def test_consent_page_names_the_certificate_binding(driver: Driver, pki: TestPKI
     )
     consent = browser.submit(login, {"username": driver.add_user(), "password": PASSWORD})
     assert "the application&#39;s TLS client certificate" in consent.text
+
+
+# -- issue 13 C5: Extended Key Usage must allow client authentication --------------------------------
+
+SERVER_AUTH = x509.oid.ExtendedKeyUsageOID.SERVER_AUTH
+CLIENT_AUTH = x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH
+EKU_CASES = [
+    pytest.param((SERVER_AUTH,), False, id="serverAuth-only"),
+    pytest.param((x509.oid.ExtendedKeyUsageOID.CODE_SIGNING,), False, id="codeSigning-only"),
+    pytest.param((x509.oid.ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE,), False, id="anyEKU-only"),
+    pytest.param((CLIENT_AUTH,), True, id="clientAuth"),
+    pytest.param((SERVER_AUTH, CLIENT_AUTH), True, id="serverAuth+clientAuth"),
+    pytest.param(None, True, id="no-EKU"),
+]
+
+
+def _eku_client(driver: Driver, pki: TestPKI, eku: Any) -> tuple[Client, ClientCert]:
+    dn = f"CN=eku-{new_secret_token()[:8]},O=Test"
+    cert = pki.issue(dn, eku=eku)
+    client = driver.add_client(
+        auth_method="tls_client_auth",
+        sender_constraint="mtls",
+        tls_subject={"tls_client_auth_subject_dn": dn},
+    )
+    return client, cert
+
+
+def _first_bytes(driver: Driver, cert: ClientCert) -> bytes:
+    """What the mTLS listener answers a request over a connection presenting ``cert``: the
+    first bytes of its HTTP response, or b"" when it closes the connection without one."""
+    url = httpx.URL(driver.mtls_url("/par"))
+    context = cert.ssl_context(driver.as_.tls.ca_file)
+    try:
+        with (
+            socket.create_connection((url.host, url.port), timeout=10) as raw,
+            context.wrap_socket(raw, server_hostname=url.host) as tls,
+        ):
+            tls.sendall(b"GET /par HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            return tls.recv(9)
+    except (ssl.SSLError, ConnectionError):
+        return b""
+
+
+@pytest.mark.parametrize(("eku", "accepted"), EKU_CASES)
+def test_tls_client_auth_needs_client_auth_eku_on_the_mtls_listener(
+    driver: Driver, pki: TestPKI, eku: Any, accepted: bool
+) -> None:
+    """issue 13 C5, RFC 5280 4.2.1.12: a certificate whose EKU does not allow clientAuth does not
+    authenticate a client; with clientAuth, or without EKU, it does (positive controls).
+
+    On the direct listener OpenSSL itself checks the purpose of a client certificate it verifies
+    (Python's ssl offers no way to hand that decision to the app), so such a certificate is
+    refused in the handshake, with a TLS alert, before any request reaches the app: it never
+    authenticates a client. Behind a trusted proxy the app decides (the next test)."""
+    client, cert = _eku_client(driver, pki, eku)
+    if accepted:
+        response, _ = par(driver, client, cert)
+        assert response.status_code == 201, response.text
+    else:
+        assert _first_bytes(driver, cert) == b""  # closed in the handshake, no HTTP at all
+        with pytest.raises(httpx.TransportError):
+            par(driver, client, cert)
+        # The same client, with a clientAuth certificate of the same subject, is fine.
+        same = pki.issue(cert.cert.subject.rfc4514_string())
+        assert _first_bytes(driver, same) == b"HTTP/1.1 "
+        response, _ = par(driver, client, same)
+        assert response.status_code == 201, response.text
+
+
+@pytest.mark.parametrize(("eku", "accepted"), EKU_CASES)
+def test_tls_client_auth_needs_client_auth_eku_behind_a_trusted_proxy(
+    proxied_as: RunningAS, pki: TestPKI, eku: Any, accepted: bool
+) -> None:
+    """issue 13 C5: the same through a trusted proxy's Client-Cert header (RFC 9440)."""
+    driver = Driver(proxied_as)
+    client, cert = _eku_client(driver, pki, eku)
+    response, _ = par(driver, client, None, headers={"Client-Cert": cert.header_value()})
+    if accepted:
+        assert response.status_code == 201, response.text
+    else:
+        assert_invalid_client(response)

@@ -24,6 +24,7 @@ from corridor.client.errors import (
     MetadataError,
     SenderConstraintError,
     TokenEndpointError,
+    server_description,
 )
 from corridor.core import strictjson
 from corridor.core.clock import Clock, SystemClock
@@ -329,9 +330,10 @@ class FapiClient:
             )
         if "error" in params:
             raise AuthorizationResponseError(
-                f"the authorization server refused: {params['error']}",
+                f"the authorization server refused: {server_description(params['error'])}",
                 "RFC 6749 4.1.2.1",
                 error=params["error"],
+                description=server_description(params.get("error_description")),
             )
         code = params.get("code")
         if not code:
@@ -424,7 +426,12 @@ class FapiClient:
                 if self.nonces.get(_origin(url)) in (None, previous):
                     raise ClientError("use_dpop_nonce without a new DPoP-Nonce header", "RFC 9449 8")
                 continue  # RFC 9449 8: one retry with the server's nonce
-            raise TokenEndpointError(f"{endpoint} refused: {error}", error, response.status_code)
+            raise TokenEndpointError(
+                f"{endpoint} refused: {error}",
+                error,
+                response.status_code,
+                description=server_description(body.get("error_description")),
+            )
         raise ClientError("the server kept asking for another DPoP nonce", "RFC 9449 8")
 
     @staticmethod
@@ -545,7 +552,8 @@ class FapiAuth(httpx.Auth):
         self.client.remember_nonce(str(request.url), response)
         if self._nonce_challenge(response):
             self._authorize(request)  # RFC 9449 9: once, with the resource server's nonce
-            yield request
+            retried = yield request
+            self.client.remember_nonce(str(request.url), retried)  # issue 13 F6: kept for the next
 
     async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
         if self._needs_refresh():
@@ -556,7 +564,8 @@ class FapiAuth(httpx.Auth):
         self.client.remember_nonce(str(request.url), response)
         if self._nonce_challenge(response):
             self._authorize(request)
-            yield request
+            retried = yield request
+            self.client.remember_nonce(str(request.url), retried)
 
 
 __all__ = ["AuthorizationHandle", "FapiAuth", "FapiClient", "StepUp", "TokenSet", "step_up_challenge"]

@@ -125,6 +125,16 @@ def is_ca(certificate: x509.Certificate) -> bool:
         return False
 
 
+def require_client_auth_eku(
+    _policy: object, _certificate: x509.Certificate, usage: x509.ExtendedKeyUsage | None
+) -> None:
+    """RFC 5280 4.2.1.12, RFC 8705 2.1 (issue 13 C5): a client certificate with an Extended Key
+    Usage must allow TLS client authentication (id-kp-clientAuth); a serverAuth-only, or an
+    anyExtendedKeyUsage-only, certificate does not authenticate a client. No EKU: any use."""
+    if usage is not None and x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH not in usage:
+        raise CertificateError("the certificate's Extended Key Usage does not allow client authentication")
+
+
 class PkiVerifier:
     """Chain verification of tls_client_auth certificates against the configured CA bundle only
     (never against the listener's trust store, which also holds registered self-signed certificates)."""
@@ -146,10 +156,13 @@ class PkiVerifier:
             verification.PolicyBuilder()
             .store(self.store)
             .time(datetime.datetime.fromtimestamp(now, datetime.UTC))
-            # DN-only client certificates have no SAN: the end-entity policy permits that.
+            # DN-only client certificates have no SAN: the end-entity policy permits that; but
+            # permit_all drops the Extended Key Usage check, so it is added back (issue 13 C5).
             .extension_policies(
                 ca_policy=verification.ExtensionPolicy.webpki_defaults_ca(),
-                ee_policy=verification.ExtensionPolicy.permit_all(),
+                ee_policy=verification.ExtensionPolicy.permit_all().may_be_present(
+                    x509.ExtendedKeyUsage, verification.Criticality.AGNOSTIC, require_client_auth_eku
+                ),
             )
         )
         try:

@@ -4,15 +4,25 @@
 The request Cedar sees:
 
 * principal ``Agent::"<client_id>"`` (the client acting for the user, who is in the context);
-* action ``Action::"<tool action>"`` (what the route declares it does, e.g. ``make_payment``);
+* action ``Action::"<tool>"``: what the route declares it does, e.g. ``make_payment``, or a tool
+  and one of its actions, ``list_accounts:read`` (the Cedar action is then the tool, so policies
+  written for the tool apply to every action of it; ``context.action_name`` is the whole name);
 * resource ``Api::"<resource identifier>"``;
 * context: the token's facts (``user``, ``scopes``, ``acr``, ``auth_time``, ``sender_constraint``),
   what its authorization details granted, reduced to values Cedar can compare
-  (``granted_actions``: the tool names, and ``tool:action`` names, of ``agent_tool`` entries;
+  (``granted_actions``: the ``tool:action`` names of ``agent_tool`` entries, one per listed
+  action, and ``make_payment`` when a ``payment_initiation`` entry was granted;
   ``tool_limit``: an ``agent_tool`` make_payment entry's ``limits.max_amount``;
-  ``payment``: the granted limit in minor units, currency and creditor, when a
-  ``payment_initiation`` entry was granted; ``spent_minor``: what the grant has already paid),
-  and the request's own values (``request``: e.g. the payment amount, currency and creditor).
+  ``payment``: the ``payment_initiation`` entry this payment is for: its limit in minor units,
+  currency, creditor, account, index and what was already paid against it; ``spent_minor``: what
+  the grant has already paid in all), and the request's own values (``request``: e.g. the payment
+  amount, currency and creditor).
+
+What the user approved is enforced entry by entry, as the consent page said it (issue 13 D4):
+an ``agent_tool`` entry grants exactly the actions it lists for its tool (the tool's name alone
+grants nothing; an entry without actions grants nothing, as its sentence names none), and a
+payment may go when it fits any approved ``payment_initiation`` entry (same creditor, account and
+currency, and within that entry's amount, counting what was already paid against that entry).
 
 Corridor's default policies allow an action only inside what was granted; every refusal comes
 from an explicit ``forbid`` with its own id (or is the default deny when no ``permit`` applies),
@@ -22,9 +32,9 @@ so the record names the policy that decided. Policy sets are parsed once.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +64,7 @@ unless { context has payment };
 forbid (principal, action == Action::"make_payment", resource)
 when {
   context has payment && context has request &&
-  context.request.amount_minor + context.spent_minor > context.payment.limit_minor
+  context.request.amount_minor + context.payment.spent_minor > context.payment.limit_minor
 };
 
 @id("corridor/forbid-payment-in-another-currency")
@@ -89,6 +99,9 @@ class PolicyDecision:
     #: refused), or the default deny.
     policies: tuple[str, ...]
     errors: tuple[str, ...] = ()
+    #: For a payment: the index (in the token's authorization_details) of the payment_initiation
+    #: entry it was decided against, so the API charges what it pays to that entry.
+    payment_entry: int | None = None
 
     @property
     def rule(self) -> str:
@@ -120,7 +133,7 @@ class Policies:
     ) -> PolicyDecision:
         request = {
             "principal": f'Agent::"{_quote(principal)}"',
-            "action": f'Action::"{_quote(action)}"',
+            "action": f'Action::"{_quote(tool_of(action))}"',
             "resource": f'Api::"{_quote(resource)}"',
             "context": {**context, "action_name": action},
         }
@@ -128,23 +141,35 @@ class Policies:
         reasons = tuple(sorted(self.names.get(r, r) for r in result.diagnostics.reasons))  # stable records
         errors = tuple(str(e) for e in result.diagnostics.errors)
         if result.allowed:
-            return PolicyDecision(True, reasons, errors)
+            payment = context.get("payment") if "request" in context else None
+            entry = payment.get("entry") if isinstance(payment, Mapping) else None
+            return PolicyDecision(True, reasons, errors, entry if isinstance(entry, int) else None)
         return PolicyDecision(False, reasons or (DEFAULT_DENY,), errors)
+
+
+def tool_of(action: str) -> str:
+    """The tool of a ``tool:action`` name (the whole name when it has no action part)."""
+    return action.partition(":")[0]
 
 
 def _quote(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
-def minor_units(amount: str) -> int | None:
-    """A decimal string amount in minor units (cents); None when it is not one."""
-    try:
-        value = Decimal(amount)
-    except (InvalidOperation, TypeError):
+#: A plain decimal amount: no sign, exponent, spaces or leading zeros, at most two fractional
+#: digits (the built-in types' AMOUNT, policy/detail_types.py) and 15 integral ones, so that
+#: amounts in minor units, and sums of two, stay far inside Cedar's 64-bit Long.
+_AMOUNT = re.compile(r"(0|[1-9][0-9]{0,14})(\.[0-9]{1,2})?", re.ASCII)
+
+
+def minor_units(amount: object) -> int | None:
+    """A decimal string amount in minor units (cents); None when it is not one (issue 13 F7:
+    also for ``1e30``, ``NaN``, ``Infinity``, ``-0``, huge digit strings, more than two decimals,
+    and anything that is not a string)."""
+    if not isinstance(amount, str) or _AMOUNT.fullmatch(amount) is None:
         return None
-    if not value.is_finite() or value < 0 or value != value.quantize(Decimal("0.01")):
-        return None
-    return int(value * 100)
+    whole, _, cents = amount.partition(".")
+    return int(whole) * 100 + int(cents.ljust(2, "0") or "0")
 
 
 def grant_context(
@@ -156,37 +181,29 @@ def grant_context(
     auth_time: float | None,
     sender_constraint: str,
     spent_minor: int = 0,
+    request: Mapping[str, Any] | None = None,
+    spent_by_entry: Mapping[int, int] | None = None,
 ) -> dict[str, Any]:
-    """The token's facts and its grant, in the shape the policies read."""
+    """The token's facts and its grant, in the shape the policies read.
+
+    ``spent_minor``: what the grant has paid in all; ``spent_by_entry``: what it has paid against
+    each payment_initiation entry (by index; an entry missing there has paid nothing). Without
+    ``spent_by_entry`` every entry counts ``spent_minor`` (the safe side for an API that does
+    not keep them apart). ``request``: the payment's values,
+    used to pick the entry it is for."""
+    details = list(authorization_details)
     granted_actions: set[str] = set()
-    payment: dict[str, Any] | None = None
-    tool_limit: dict[str, Any] | None = None
-    for entry in authorization_details:
-        kind = entry.get("type")
-        if kind == "agent_tool":
-            for action in entry.get("actions") or []:
-                granted_actions.add(f"{entry.get('tool')}:{action}")
-            granted_actions.add(str(entry.get("tool")))
-            raw_limits = entry.get("limits")
-            limits: Mapping[str, Any] = raw_limits if isinstance(raw_limits, Mapping) else {}
-            raw_money = limits.get("max_amount")
-            money = raw_money if isinstance(raw_money, Mapping) else None
-            if entry.get("tool") == "make_payment" and money is not None:
-                limit = minor_units(str(money.get("amount")))
-                if limit is not None:  # the agent's own cap, on top of the payment grant
-                    tool_limit = {"limit_minor": limit, "currency": str(money.get("currency"))}
-        elif kind == "payment_initiation" and payment is None:
-            amount = entry.get("instructedAmount") or {}
-            limit = minor_units(str(amount.get("amount")))
-            if limit is not None:
-                account = entry.get("creditorAccount") or {}
-                payment = {
-                    "limit_minor": limit,
-                    "currency": str(amount.get("currency")),
-                    "creditor": str(entry.get("creditorName")),
-                    "creditor_account": str(account.get("iban", "")) if isinstance(account, Mapping) else "",
-                }
-                granted_actions.add("make_payment")
+    for entry in details:
+        granted_actions.update(tool_actions(entry))
+    payments = [
+        _payment_entry(index, entry, spent_minor, spent_by_entry)
+        for index, entry in enumerate(details)
+        if entry.get("type") == "payment_initiation"
+    ]
+    payment_grants = [p for p in payments if p is not None]
+    if payment_grants:
+        granted_actions.add("make_payment")
+    caps = [c for c in (_tool_cap(entry) for entry in details) if c is not None]
     context: dict[str, Any] = {
         "user": user,
         "scopes": sorted(scopes),
@@ -197,8 +214,84 @@ def grant_context(
         "spent_minor": spent_minor,
         "route_scope_granted": False,
     }
-    if payment is not None:
-        context["payment"] = payment
-    if tool_limit is not None:
-        context["tool_limit"] = tool_limit
+    if payment_grants:
+        context["payment"] = _best(payment_grants, lambda p: _payment_fit(p, request))
+    if caps:
+        context["tool_limit"] = _best(caps, lambda c: _cap_fit(c, request, spent_minor))
+    if request is not None:
+        context["request"] = dict(request)
     return context
+
+
+def tool_actions(entry: Mapping[str, Any]) -> set[str]:
+    """issue 13 D4: the ``tool:action`` names an ``agent_tool`` entry grants: one per listed
+    action, as its consent sentence says them; the tool alone, or no actions, grants nothing."""
+    tool, actions = entry.get("tool"), entry.get("actions")
+    if entry.get("type") != "agent_tool" or not isinstance(tool, str) or not tool or ":" in tool:
+        return set()
+    if not isinstance(actions, list):
+        return set()
+    return {f"{tool}:{action}" for action in actions if isinstance(action, str) and action}
+
+
+def _payment_entry(
+    index: int, entry: Mapping[str, Any], spent_minor: int, spent_by_entry: Mapping[int, int] | None
+) -> dict[str, Any] | None:
+    amount = entry.get("instructedAmount")
+    if not isinstance(amount, Mapping):
+        return None
+    limit = minor_units(amount.get("amount"))
+    if limit is None:
+        return None
+    account = entry.get("creditorAccount")
+    return {
+        "entry": index,
+        "limit_minor": limit,
+        "currency": str(amount.get("currency")),
+        "creditor": str(entry.get("creditorName")),
+        "creditor_account": str(account.get("iban", "")) if isinstance(account, Mapping) else "",
+        "spent_minor": spent_minor if spent_by_entry is None else spent_by_entry.get(index, 0),
+    }
+
+
+def _tool_cap(entry: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The agent's own cap: an ``agent_tool`` make_payment entry's ``limits.max_amount``."""
+    if entry.get("type") != "agent_tool" or entry.get("tool") != "make_payment":
+        return None
+    limits = entry.get("limits")
+    money = limits.get("max_amount") if isinstance(limits, Mapping) else None
+    if not isinstance(money, Mapping):
+        return None
+    limit = minor_units(money.get("amount"))
+    if limit is None:
+        return None
+    return {"limit_minor": limit, "currency": str(money.get("currency"))}
+
+
+def _payment_fit(payment: Mapping[str, Any], request: Mapping[str, Any] | None) -> tuple[bool, ...]:
+    """How far a request matches one payment entry, most telling first (all True: it fits)."""
+    if request is None:
+        return ()
+    amount = request.get("amount_minor")
+    return (
+        request.get("creditor") == payment["creditor"],
+        request.get("currency") == payment["currency"],
+        payment["creditor_account"] in ("", request.get("creditor_account")),
+        isinstance(amount, int) and amount + payment["spent_minor"] <= payment["limit_minor"],
+    )
+
+
+def _cap_fit(cap: Mapping[str, Any], request: Mapping[str, Any] | None, spent: int) -> tuple[bool, ...]:
+    if request is None:
+        return ()
+    amount = request.get("amount_minor")
+    return (
+        request.get("currency") == cap["currency"],
+        isinstance(amount, int) and amount + spent <= cap["limit_minor"],
+    )
+
+
+def _best(candidates: list[dict[str, Any]], fit: Any) -> dict[str, Any]:
+    """An entry the request fits entirely, else the one it comes closest to (so the policy that
+    refuses names the first thing that differs), else the first."""
+    return max(candidates, key=lambda c: (all(fit(c)), fit(c)))

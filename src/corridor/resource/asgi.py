@@ -206,9 +206,10 @@ def require(
 ) -> Callable[[Request], AccessToken]:
     """A route's requirement, as a FastAPI dependency: ``Depends(require(scope="payments"))``.
 
-    ``action``: the tool action the route performs (issue 8); the Cedar policies decide it from
-    the token alone. A route whose decision depends on the request's values (an amount, say)
-    calls :func:`decide` with them instead.
+    ``action``: the tool action the route performs (issue 8), ``tool:action`` for an agent tool
+    (``list_accounts:read``: granted by an ``agent_tool`` entry for ``list_accounts`` that lists
+    ``read``); the Cedar policies decide it from the token alone. A route whose decision depends
+    on the request's values (an amount, say) calls :func:`decide` with them instead.
 
     Returns the verified :class:`AccessToken`; raises a :class:`ResourceError` (rendered by
     :class:`ProtectedResource`) when the token does not cover the route."""
@@ -232,13 +233,21 @@ def decide(
     values: Mapping[str, Any] | None = None,
     scopes: Iterable[str] = (),
     spent_minor: int = 0,
+    spent_by_entry: Mapping[int, int] | None = None,
 ) -> PolicyDecision:
     """Inside a route: the Cedar decision for ``action`` with the request's own ``values``
     (e.g. ``{"amount_minor": 5000, "currency": "EUR", "creditor": "Merchant A"}``) and what the
-    grant already spent; refused -> :class:`ResourceError` (403), recorded with the policy ids."""
+    grant already spent, in all and per payment_initiation entry; refused ->
+    :class:`ResourceError` (403), recorded with the policy ids. An allowed payment's decision
+    names the entry it goes against (``payment_entry``)."""
     access, guard = _verified(request)
     decision = guard.decide_action(
-        access, action, route_scopes=frozenset(scopes), request=values, spent_minor=spent_minor
+        access,
+        action,
+        route_scopes=frozenset(scopes),
+        request=values,
+        spent_minor=spent_minor,
+        spent_by_entry=spent_by_entry,
     )
     request.scope["state"][POLICY_KEY] = (action, decision)
     return decision

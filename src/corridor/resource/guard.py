@@ -10,6 +10,7 @@ import ssl
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
+from urllib.parse import urlsplit
 
 import httpx
 from cryptography import x509
@@ -59,8 +60,9 @@ class ResourceSettings:
     resource: str
     #: Issuers whose tokens are accepted (RFC 9728 ``authorization_servers``).
     authorization_servers: tuple[str, ...]
-    #: Public base URL of this API (scheme://host[:port]); DPoP ``htu`` derives from it, so
-    #: proxies and sub-paths work (RFC 9449 4.3-9).
+    #: Public base URL of this API (``https://host[:port][/prefix]``), as its clients reach it;
+    #: DPoP ``htu`` derives from it, so proxies and sub-paths work (RFC 9449 4.3-9). Required:
+    #: the socket cannot tell what URL a client behind a proxy used (issue 13 F5).
     public_url: str = ""
     resource_name: str = ""
     scopes_supported: tuple[str, ...] = ()
@@ -83,9 +85,30 @@ class ResourceSettings:
     #: issues 300 s tokens by default for that reason).
     introspection: Introspection | None = None
 
+    def __post_init__(self) -> None:
+        require_public_url(self.public_url)
+
     @property
     def metadata_url(self) -> str:
-        return (self.public_url or self.resource).rstrip("/") + METADATA_PATH
+        return self.public_url.rstrip("/") + METADATA_PATH
+
+
+def require_public_url(url: str) -> None:
+    """issue 13 F5, RFC 9449 4.3-9: every DPoP proof names the URL its client used (``htu``);
+    without the API's public URL no proof can match, so refuse to start instead."""
+    hint = (
+        "ResourceSettings(public_url=...) must be the API's external base URL, "
+        "https://host[:port][/prefix], as clients reach it (DPoP proofs name it in htu, RFC 9449 4.3)"
+    )
+    if not url:
+        raise ValueError(f"{hint}; none was given")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (parses the port; a bad one raises)
+    except ValueError:
+        raise ValueError(f"{hint}; {url!r} is not a URL") from None
+    if parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment or "@" in parts.netloc:
+        raise ValueError(f"{hint}; {url!r} is not one")
 
 
 @dataclass(frozen=True)
@@ -499,10 +522,13 @@ class ResourceGuard:
         route_scopes: frozenset[str] = frozenset(),
         request: Mapping[str, Any] | None = None,
         spent_minor: int = 0,
+        spent_by_entry: Mapping[int, int] | None = None,
     ) -> PolicyDecision:
-        """Issue 8: may this client, for this user, perform ``action`` here, with these request
-        values? Decided by the Cedar policies from the token's facts and grant; a refusal is 403
-        ``insufficient_scope`` whose rule names the deciding policies."""
+        """Issue 8: may this client, for this user, perform ``action`` (a tool, or
+        ``tool:action``) here, with these request values? Decided by the Cedar policies from the
+        token's facts and grant; a refusal is 403 ``insufficient_scope`` whose rule names the
+        deciding policies. ``spent_minor`` is what the grant has paid in all, ``spent_by_entry``
+        what it paid against each payment_initiation entry (policy/cedar.py grant_context)."""
         context = grant_context(
             access.authorization_details,
             user=access.subject,
@@ -511,10 +537,10 @@ class ResourceGuard:
             auth_time=access.auth_time,
             sender_constraint=access.sender_constraint,
             spent_minor=spent_minor,
+            request=request,
+            spent_by_entry=spent_by_entry,
         )
         context["route_scope_granted"] = bool(route_scopes) and route_scopes <= access.scopes
-        if request is not None:
-            context["request"] = dict(request)
         decision = self.policies.decide(access.client_id, action, self.settings.resource, context)
         if not decision.allowed:
             error = insufficient_scope(

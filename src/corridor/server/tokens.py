@@ -46,6 +46,9 @@ def mint_access_token(
         "auth_time": int(grant["auth_time"]),
         "acr": grant["acr"],
         "cnf": cnf,
+        # Which grant the token comes from (as in FAPI Grant Management's grant_id): a resource
+        # server that keeps limits per grant needs it (issue 13 D6); refreshes keep it.
+        "grant_id": grant["id"],
     }
     if grant.get("authorization_details"):
         claims["authorization_details"] = grant["authorization_details"]
