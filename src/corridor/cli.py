@@ -293,19 +293,32 @@ def _audit_store(data_dir: Path | None, config_file: Path | None, database_url: 
 @CONFIG
 @DATABASE
 @click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--checkpoints",
+    "exported_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Checkpoints exported with `corridor audit checkpoints --json` (an append-only copy).",
+)
 def audit_verify(
-    data_dir: Path | None, config_file: Path | None, database_url: str | None, as_json: bool
+    data_dir: Path | None,
+    config_file: Path | None,
+    database_url: str | None,
+    as_json: bool,
+    exported_file: Path | None,
 ) -> None:
-    """Prove every chain intact, or name its first broken record; check the signed checkpoints.
-    Exit status 1 when anything is broken."""
-    from corridor.audit.chain import verify, verify_checkpoints
+    """Prove every chain intact, or name its first broken record; check the signed checkpoints
+    and that every writer and position they name is still there. Exit status 1 when anything is
+    broken."""
+    from corridor.audit.chain import signed_positions, verify, verify_checkpoints
     from corridor.core.jose import SigningKey
 
     _, store = _audit_store(data_dir, config_file, database_url)
-    chains = verify(store)
+    exported = _exported_checkpoints(exported_file) if exported_file else []
     # Every key the AS ever had, retired ones too: old checkpoints stay verifiable.
     public = [SigningKey(json.loads(row["private_jwk"])).public_jwk for row in store.signing_keys()]
-    checkpoints = verify_checkpoints(store, public)
+    checkpoints = verify_checkpoints(store, public, exported)
+    chains = verify(store, signed_positions(checkpoints))
     broken = [c for c in chains if not c.intact] + [c for c in checkpoints if c.problem]
     if as_json:
         click.echo(
@@ -315,13 +328,9 @@ def audit_verify(
         )
     else:
         for c in chains:
-            if c.intact:
-                click.echo(f"{c.writer}: {c.records} records, intact")
-            else:
-                click.echo(f"{c.writer}: broken at record id {c.broken_id} (#{c.broken_seq}): {c.problem}")
+            click.echo(c.line())
         for cp in checkpoints:
-            state = "verified" if cp.problem is None else f"FAILED: {cp.problem}"
-            click.echo(f"checkpoint {cp.id} ({cp.writer} #{cp.seq}): {state}")
+            click.echo(cp.line())
         if not chains:
             click.echo("no chained records")
     store.close()
@@ -329,18 +338,71 @@ def audit_verify(
         sys.exit(1)
 
 
+def _exported_checkpoints(path: Path) -> list[dict[str, Any]]:
+    """The JSON Lines of `corridor audit checkpoints --json`; a bad line is one clear error."""
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            rows.append(
+                {
+                    "id": int(row["id"]),
+                    "writer": str(row["writer"]),
+                    "seq": int(row["seq"]),
+                    "hash": str(row["hash"]),
+                    "time": float(row["time"]),
+                    "jws": str(row["jws"]),
+                    "heads": row.get("heads"),
+                }
+            )
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise click.ClickException(f"{path}:{number}: not an exported checkpoint") from exc
+    return rows
+
+
 @audit.command("checkpoint")
 @DATA_DIR
 @CONFIG
 @DATABASE
 def audit_checkpoint(data_dir: Path | None, config_file: Path | None, database_url: str | None) -> None:
-    """Sign the head of every chain with the AS's active key (the AS also does this periodically)."""
+    """Sign the heads of every chain with the AS's active key (the AS also does this periodically)."""
     from corridor.audit.chain import checkpoint
 
     settings, server_keys = _server_keys(data_dir, config_file, database_url)
     made = checkpoint(server_keys.store, server_keys.signing, settings.issuer, time.time())
+    if not made:
+        click.echo("no chain moved since the last checkpoint")
     for row in made:
-        click.echo(f"signed {row['writer']} #{row['seq']} {row['hash']}")
+        for writer, head in json.loads(row["heads"]).items():
+            click.echo(f"signed {writer} #{head['seq']} {head['hash']}")
+        click.echo(f"checkpoint {row['id']}: {row['seq']} writers")
+
+
+@audit.command("checkpoints")
+@DATA_DIR
+@CONFIG
+@DATABASE
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line, to append elsewhere.")
+@click.option("--after", "after_id", type=int, default=0, help="Only checkpoints with a larger id.")
+def audit_checkpoints(
+    data_dir: Path | None, config_file: Path | None, database_url: str | None, as_json: bool, after_id: int
+) -> None:
+    """Every signed checkpoint, oldest first. Append them to a store the database's writers cannot
+    rewrite (WORM storage, a separate log) and check against it with `verify --checkpoints`."""
+    from corridor.audit.chain import stored_checkpoints
+
+    _, store = _audit_store(data_dir, config_file, database_url)
+    rows = [row for row in stored_checkpoints(store) if row["id"] > after_id]
+    store.close()
+    for row in rows:
+        if as_json:
+            click.echo(json.dumps(row, sort_keys=True))
+        else:
+            click.echo(
+                f"checkpoint {row['id']} at {_when(row['time'])}: {row['writer']} #{row['seq']} {row['hash']}"
+            )
 
 
 @audit.command("trace")
