@@ -313,12 +313,13 @@ def audit_verify(
     from corridor.audit.chain import signed_positions, verify, verify_checkpoints
     from corridor.core.jose import SigningKey
 
-    _, store = _audit_store(data_dir, config_file, database_url)
+    settings, store = _audit_store(data_dir, config_file, database_url)
     exported = _exported_checkpoints(exported_file) if exported_file else []
     # Every key the AS ever had, retired ones too: old checkpoints stay verifiable.
     public = [SigningKey(json.loads(row["private_jwk"])).public_jwk for row in store.signing_keys()]
     checkpoints = verify_checkpoints(store, public, exported)
-    chains = verify(store, signed_positions(checkpoints))
+    # With audit_retention_days set, a chain may start after a signed position (issue 13 B4).
+    chains = verify(store, signed_positions(checkpoints), settings.audit_retention_days is not None)
     broken = [c for c in chains if not c.intact] + [c for c in checkpoints if c.problem]
     if as_json:
         click.echo(

@@ -366,3 +366,27 @@ def signed_positions(reports: Iterable[CheckpointReport]) -> dict[str, list[Sign
             for writer, (seq, hash_) in report.heads.items():
                 signed.setdefault(writer, []).append(Signed(seq, hash_, report.id, report.time))
     return signed
+
+
+# -- retention (issue 13 B4) ----------------------------------------------------------------------
+
+
+def purge_before(store: Store, cutoff: float) -> int:
+    """Delete the records a checkpoint made before ``cutoff`` vouches for: per writer, those up
+    to the position the newest such checkpoint signed. The kept chain then starts right after a
+    signed position, which :func:`verify` accepts as a purge when retention is configured, and the
+    checkpoint (kept for ever) still proves what the first kept record follows. Records after the
+    newest checkpoint before the cut stay, however old."""
+    cps = t.audit_checkpoints
+    with store.read() as conn:
+        row = conn.execute(
+            select(cps.c.heads)
+            .where(cps.c.writer == ALL_WRITERS, cps.c.time < cutoff)
+            .order_by(cps.c.id.desc())
+            .limit(1)
+        ).first()
+    if row is None or not row.heads:
+        return 0
+    return sum(
+        store.purge_audit_chain(writer, int(head["seq"])) for writer, head in json.loads(row.heads).items()
+    )

@@ -31,7 +31,7 @@ from corridor.server.forms import Form, query_form, read_form
 from corridor.server.pages import error_page, render, template_version
 from corridor.server.par import REQUEST_URI_PREFIX
 from corridor.server.passkeys import PASSKEY_ACR, PasskeyRefused
-from corridor.server.responses import authorization_response, redirect_303
+from corridor.server.responses import authorization_response, redirect_303, source_address
 from corridor.store.sql import Row, Store
 
 SESSION_COOKIE = "__Host-corridor-session"
@@ -92,9 +92,24 @@ class AuthorizationPages:
         return evidence
 
     def _refuse_page(
-        self, evidence: Evidence, event: str, error: str, description: str, rule: str
+        self,
+        evidence: Evidence,
+        event: str,
+        error: str,
+        description: str,
+        rule: str,
+        source: str | None = None,
     ) -> Refusal:
-        self.server.audit.append(evidence, event, "refused", self.server.now(), rule=rule, error=error)
+        """``source``: the peer of a request that matched no pushed request yet (issue 13 B4 samples)."""
+        self.server.audit.append(
+            evidence,
+            event,
+            "refused",
+            self.server.now(),
+            rule=rule,
+            error=error,
+            unauthenticated_source=source,
+        )
         return Refusal(error_page(error, description))
 
     def _refuse_redirect(
@@ -116,7 +131,7 @@ class AuthorizationPages:
 
     # -- GET /authorize -------------------------------------------------------------------
 
-    def authorize(self, query: Form) -> Response:
+    def authorize(self, query: Form, source: str | None = None) -> Response:
         server, now = self.server, self.server.now()
         evidence = self._evidence()
         client_id, request_uri = query.get("client_id"), query.get("request_uri")
@@ -128,15 +143,23 @@ class AuthorizationPages:
                 "invalid_request",
                 "Authorization requests must be pushed first (PAR).",
                 "FAPI2 5.3.2.2-3",
+                source,
             )
         if not client_id or server.clients.get(client_id) is None:
-            raise self._refuse_page(evidence, "authorize", "invalid_request", "Unknown client.", "RFC 9126 4")
+            raise self._refuse_page(
+                evidence, "authorize", "invalid_request", "Unknown client.", "RFC 9126 4", source
+            )
         pushed = None
         if request_uri.startswith(REQUEST_URI_PREFIX):
             pushed = server.store.get_pushed_request(token_hash(request_uri[len(REQUEST_URI_PREFIX) :]))
         if pushed is None or pushed["client_id"] != client_id:
             raise self._refuse_page(
-                evidence, "authorize", "invalid_request_uri", "The request_uri is unknown.", "RFC 9126 4"
+                evidence,
+                "authorize",
+                "invalid_request_uri",
+                "The request_uri is unknown.",
+                "RFC 9126 4",
+                source,
             )
         evidence = self._evidence(pushed)
         if pushed["consumed_at"] is not None:
@@ -204,6 +227,7 @@ class AuthorizationPages:
                 "invalid_request",
                 "This sign-in page has expired or belongs to another browser.",
                 "RFC 9700 4.4",
+                source_address(request),
             )
         pushed = server.store.get_pushed_request(interaction["ref_hash"])
         assert pushed is not None
@@ -786,7 +810,7 @@ class AuthorizationPages:
             query = query_form(request)
         except OAuthError as error:
             return error_page(error.error, error.description)
-        return await run_in_threadpool(self._guard, lambda: self.authorize(query))
+        return await run_in_threadpool(self._guard, lambda: self.authorize(query, source_address(request)))
 
     async def get_interaction(self, request: Request) -> Response:
         interaction_id = request.path_params["interaction_id"]

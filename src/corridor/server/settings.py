@@ -67,6 +67,17 @@ class Settings(BaseSettings):
     admin_users: list[str] = Field(default_factory=list)
     #: How often an instance signs the heads of the audit chains (audit/chain.py checkpoints).
     audit_checkpoint_interval: float = Field(300.0, gt=0)
+    #: Unauthenticated refusals (no client or token authenticated yet) recorded one by one per
+    #: source address (IPv6: its /64) and kind (event, error) in each window; the rest of the
+    #: window is counted into one aggregate record (issue 13 B4, audit/log.py RefusalSampler).
+    audit_refusals_per_source: int = Field(3, ge=0, le=1000)
+    audit_refusal_window: float = Field(60.0, ge=1, le=3600)
+    #: Sources (and kinds) tracked one by one per window; beyond, all go into one aggregate.
+    audit_refusal_sources: int = Field(64, ge=1, le=100_000)
+    #: Delete audit records older than this many days (anchored at a signed checkpoint, so
+    #: ``corridor audit verify`` still proves the rest). Off by default: the trail is evidence
+    #: (payment disputes, regulators' multi-year retention), so deleting it is the operator's call.
+    audit_retention_days: float | None = Field(None, gt=0)
     #: Log level of ``corridor serve`` (``info`` logs one line per request, no secrets).
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
