@@ -763,13 +763,23 @@ def user_add(data_dir: Path | None, config_file: Path | None, username: str, pas
     password = sys.stdin.readline().rstrip("\n")
     if len(password) < 8:
         raise click.ClickException("the password must have at least 8 characters")
-    if not 0 < len(username) <= 255 or not username.isprintable():
-        raise click.ClickException("the user name must be 1-255 printable characters")
+    typed, username = username, _username(username, new=True)
     store = _store(_settings(data_dir, config_file))
-    if store.get_user_by_name(username) is not None:
-        raise click.ClickException(f"user {username!r} already exists")
+    if store.get_user_by_name(username) is not None:  # the same name after RFC 8265 (issue 13 C6)
+        same = "" if typed == username else f" ({typed!r} is {username!r} under RFC 8265 UsernameCaseMapped)"
+        raise click.ClickException(f"user {username!r} already exists{same}")
     store.add_user(new_id(), username, PasswordHasher().hash(password), time.time())
     click.echo(f"added {username}")
+
+
+def _username(name: str, new: bool = False) -> str:
+    """The stored form of a user name given on the command line (server/usernames.py)."""
+    from corridor.server.usernames import UsernameError, enforce, new_username
+
+    try:
+        return new_username(name) if new else enforce(name)
+    except UsernameError as exc:
+        raise click.ClickException(f"user name {name!r}: {exc}") from exc
 
 
 @user.command("list")
@@ -796,6 +806,7 @@ def user_totp(data_dir: Path | None, config_file: Path | None, username: str, re
     authenticator app. Step-up to acr "mfa" (RFC 9470) asks for a code from it."""
     import pyotp
 
+    username = _username(username)
     settings = _settings(data_dir, config_file)
     store = _store(settings)
     secret = None if remove else pyotp.random_base32()
@@ -819,6 +830,7 @@ def user_passkeys(
 ) -> None:
     """List a user's passkeys (WebAuthn credentials, enrolled from the sign-in pages), or remove
     one. Users add passkeys themselves from the sign-in pages (login page or consent page)."""
+    username = _username(username)
     store = _store(_settings(data_dir, config_file))
     user = store.get_user_by_name(username)
     if user is None:
@@ -854,6 +866,7 @@ def user_passkeys(
 @click.argument("username")
 def user_remove(data_dir: Path | None, config_file: Path | None, username: str) -> None:
     """Remove a user."""
+    username = _username(username)
     if not _store(_settings(data_dir, config_file)).remove_user(username):
         raise click.ClickException(f"no user {username!r}")
     click.echo(f"removed {username}")

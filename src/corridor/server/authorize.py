@@ -32,6 +32,7 @@ from corridor.server.pages import error_page, render, template_version
 from corridor.server.par import REQUEST_URI_PREFIX
 from corridor.server.passkeys import PASSKEY_ACR, PasskeyRefused
 from corridor.server.responses import authorization_response, redirect_303, source_address
+from corridor.server.usernames import sign_in_name
 from corridor.store.sql import Row, Store
 
 SESSION_COOKIE = "__Host-corridor-session"
@@ -53,7 +54,8 @@ def cookie_header(name: str, value: str, max_age: int, same_site: str = "Lax") -
 def check_password(store: Store, username: str, password: str) -> Row | None:
     """The user whose password this is, or None. A dummy hash is verified for unknown names, so
     the answer takes as long either way (no user enumeration by timing)."""
-    user = store.get_user_by_name(username) if 0 < len(username) <= 255 and username.isprintable() else None
+    name = sign_in_name(username)  # RFC 8265 UsernameCaseMapped, as stored (issue 13 C6)
+    user = store.get_user_by_name(name) if name is not None else None
     try:
         _hasher.verify(user["password_hash"] if user else _DUMMY_HASH, password)
     except (VerificationError, InvalidHashError):

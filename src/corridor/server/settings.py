@@ -15,6 +15,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from corridor.server.usernames import UsernameError, enforce
+
 if TYPE_CHECKING:
     from corridor.store.sql import Store
 
@@ -136,6 +138,15 @@ class Settings(BaseSettings):
         if not value.startswith("https://") or "?" in value or "#" in value:
             raise ValueError("the issuer must be an https URL without query or fragment (RFC 8414 2)")
         return value.rstrip("/")
+
+    @field_validator("admin_users")
+    @classmethod
+    def _admin_names_enforced(cls, value: list[str]) -> list[str]:
+        """issue 13 C6: compared with stored names, which are in RFC 8265 UsernameCaseMapped form."""
+        try:
+            return [enforce(name) for name in value]
+        except UsernameError as exc:
+            raise ValueError(f"admin_users: {exc}") from exc
 
     @field_validator("acr_levels")
     @classmethod
