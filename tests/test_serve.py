@@ -219,6 +219,9 @@ def test_cli_clients_and_users(tmp_path: Path) -> None:
     [
         (["--redirect-uri", "http://app.example/cb"], "https"),
         (["--redirect-uri", "https://app.example/cb#frag"], "fragment"),
+        # issue 13 C6: the consent page would show "user:pw@x.example" as the host
+        (["--redirect-uri", "https://user:pw@x.example/cb"], "must not contain user information"),
+        (["--redirect-uri", "https://bank.example@x.example/cb"], "must not contain user information"),
         (["--redirect-uri", "https://app.example/cb", "--jwks-uri", "http://app.example/jwks"], "https"),
         (["--redirect-uri", "https://app.example/cb", "--scope", "openid root"], "unknown scope"),
     ],

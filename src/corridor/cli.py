@@ -399,19 +399,33 @@ def _audit_store(data_dir: Path | None, config_file: Path | None, database_url: 
 @CONFIG
 @DATABASE
 @click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--checkpoints",
+    "exported_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Checkpoints exported with `corridor audit checkpoints --json` (an append-only copy).",
+)
 def audit_verify(
-    data_dir: Path | None, config_file: Path | None, database_url: str | None, as_json: bool
+    data_dir: Path | None,
+    config_file: Path | None,
+    database_url: str | None,
+    as_json: bool,
+    exported_file: Path | None,
 ) -> None:
-    """Prove every chain intact, or name its first broken record; check the signed checkpoints.
-    Exit status 1 when anything is broken."""
-    from corridor.audit.chain import verify, verify_checkpoints
+    """Prove every chain intact, or name its first broken record; check the signed checkpoints
+    and that every writer and position they name is still there. Exit status 1 when anything is
+    broken."""
+    from corridor.audit.chain import signed_positions, verify, verify_checkpoints
     from corridor.core.jose import SigningKey
 
-    _, store = _audit_store(data_dir, config_file, database_url)
-    chains = verify(store)
+    settings, store = _audit_store(data_dir, config_file, database_url)
+    exported = _exported_checkpoints(exported_file) if exported_file else []
     # Every key the AS ever had, retired ones too: old checkpoints stay verifiable.
     public = [SigningKey(json.loads(row["private_jwk"])).public_jwk for row in store.signing_keys()]
-    checkpoints = verify_checkpoints(store, public)
+    checkpoints = verify_checkpoints(store, public, exported)
+    # With audit_retention_days set, a chain may start after a signed position (issue 13 B4).
+    chains = verify(store, signed_positions(checkpoints), settings.audit_retention_days is not None)
     broken = [c for c in chains if not c.intact] + [c for c in checkpoints if c.problem]
     if as_json:
         click.echo(
@@ -421,13 +435,9 @@ def audit_verify(
         )
     else:
         for c in chains:
-            if c.intact:
-                click.echo(f"{c.writer}: {c.records} records, intact")
-            else:
-                click.echo(f"{c.writer}: broken at record id {c.broken_id} (#{c.broken_seq}): {c.problem}")
+            click.echo(c.line())
         for cp in checkpoints:
-            state = "verified" if cp.problem is None else f"FAILED: {cp.problem}"
-            click.echo(f"checkpoint {cp.id} ({cp.writer} #{cp.seq}): {state}")
+            click.echo(cp.line())
         if not chains:
             click.echo("no chained records")
     store.close()
@@ -435,18 +445,71 @@ def audit_verify(
         sys.exit(1)
 
 
+def _exported_checkpoints(path: Path) -> list[dict[str, Any]]:
+    """The JSON Lines of `corridor audit checkpoints --json`; a bad line is one clear error."""
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            rows.append(
+                {
+                    "id": int(row["id"]),
+                    "writer": str(row["writer"]),
+                    "seq": int(row["seq"]),
+                    "hash": str(row["hash"]),
+                    "time": float(row["time"]),
+                    "jws": str(row["jws"]),
+                    "heads": row.get("heads"),
+                }
+            )
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise click.ClickException(f"{path}:{number}: not an exported checkpoint") from exc
+    return rows
+
+
 @audit.command("checkpoint")
 @DATA_DIR
 @CONFIG
 @DATABASE
 def audit_checkpoint(data_dir: Path | None, config_file: Path | None, database_url: str | None) -> None:
-    """Sign the head of every chain with the AS's active key (the AS also does this periodically)."""
+    """Sign the heads of every chain with the AS's active key (the AS also does this periodically)."""
     from corridor.audit.chain import checkpoint
 
     settings, server_keys = _server_keys(data_dir, config_file, database_url)
     made = checkpoint(server_keys.store, server_keys.signing, settings.issuer, time.time())
+    if not made:
+        click.echo("no chain moved since the last checkpoint")
     for row in made:
-        click.echo(f"signed {row['writer']} #{row['seq']} {row['hash']}")
+        for writer, head in json.loads(row["heads"]).items():
+            click.echo(f"signed {writer} #{head['seq']} {head['hash']}")
+        click.echo(f"checkpoint {row['id']}: {row['seq']} writers")
+
+
+@audit.command("checkpoints")
+@DATA_DIR
+@CONFIG
+@DATABASE
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line, to append elsewhere.")
+@click.option("--after", "after_id", type=int, default=0, help="Only checkpoints with a larger id.")
+def audit_checkpoints(
+    data_dir: Path | None, config_file: Path | None, database_url: str | None, as_json: bool, after_id: int
+) -> None:
+    """Every signed checkpoint, oldest first. Append them to a store the database's writers cannot
+    rewrite (WORM storage, a separate log) and check against it with `verify --checkpoints`."""
+    from corridor.audit.chain import stored_checkpoints
+
+    _, store = _audit_store(data_dir, config_file, database_url)
+    rows = [row for row in stored_checkpoints(store) if row["id"] > after_id]
+    store.close()
+    for row in rows:
+        if as_json:
+            click.echo(json.dumps(row, sort_keys=True))
+        else:
+            click.echo(
+                f"checkpoint {row['id']} at {_when(row['time'])}: {row['writer']} #{row['seq']} {row['hash']}"
+            )
 
 
 @audit.command("trace")
@@ -821,13 +884,23 @@ def user_add(data_dir: Path | None, config_file: Path | None, username: str, pas
     password = sys.stdin.readline().rstrip("\n")
     if len(password) < 8:
         raise click.ClickException("the password must have at least 8 characters")
-    if not 0 < len(username) <= 255 or not username.isprintable():
-        raise click.ClickException("the user name must be 1-255 printable characters")
+    typed, username = username, _username(username, new=True)
     store = _store(_settings(data_dir, config_file))
-    if store.get_user_by_name(username) is not None:
-        raise click.ClickException(f"user {username!r} already exists")
+    if store.get_user_by_name(username) is not None:  # the same name after RFC 8265 (issue 13 C6)
+        same = "" if typed == username else f" ({typed!r} is {username!r} under RFC 8265 UsernameCaseMapped)"
+        raise click.ClickException(f"user {username!r} already exists{same}")
     store.add_user(new_id(), username, PasswordHasher().hash(password), time.time())
     click.echo(f"added {username}")
+
+
+def _username(name: str, new: bool = False) -> str:
+    """The stored form of a user name given on the command line (server/usernames.py)."""
+    from corridor.server.usernames import UsernameError, enforce, new_username
+
+    try:
+        return new_username(name) if new else enforce(name)
+    except UsernameError as exc:
+        raise click.ClickException(f"user name {name!r}: {exc}") from exc
 
 
 @user.command("list")
@@ -854,6 +927,7 @@ def user_totp(data_dir: Path | None, config_file: Path | None, username: str, re
     authenticator app. Step-up to acr "mfa" (RFC 9470) asks for a code from it."""
     import pyotp
 
+    username = _username(username)
     settings = _settings(data_dir, config_file)
     store = _store(settings)
     secret = None if remove else pyotp.random_base32()
@@ -904,6 +978,7 @@ def user_passkeys(
     """List a user's passkeys (WebAuthn credentials), or remove one. A user with a second factor
     adds passkeys from the sign-in pages; the first one comes from ``corridor user enrol``
     (or from the sign-in pages when ``self_service_enrolment`` is on, as in dev mode)."""
+    username = _username(username)
     store = _store(_settings(data_dir, config_file))
     user = store.get_user_by_name(username)
     if user is None:
@@ -939,6 +1014,7 @@ def user_passkeys(
 @click.argument("username")
 def user_remove(data_dir: Path | None, config_file: Path | None, username: str) -> None:
     """Remove a user."""
+    username = _username(username)
     if not _store(_settings(data_dir, config_file)).remove_user(username):
         raise click.ClickException(f"no user {username!r}")
     click.echo(f"removed {username}")

@@ -728,3 +728,43 @@ def test_resource_settings_take_a_public_base_url(public_url: str) -> None:
         resource=RESOURCE, authorization_servers=("https://as.example",), public_url=public_url
     )
     assert settings.metadata_url == public_url.rstrip("/") + "/.well-known/oauth-protected-resource"
+
+
+def test_refusals_without_a_token_are_sampled_per_source_in_the_sql_trail(
+    tmp_path: Any, issued: tuple[Client, str, str], as_server: RunningAS, tls: Any
+) -> None:
+    """issue 13 B4 at the RS: garbage without a verified token costs 3 records per source and window
+    (then one aggregate); a refusal of a verified token's request stays one record each."""
+    from corridor.audit.log import AuditLog
+    from corridor.resource.guard import ResourceError, ResourceGuard, ResourceSettings
+    from corridor.store.sql import Store
+
+    store = Store(f"sqlite:///{tmp_path / 'rs.db'}")
+    store.migrate()
+    guard = ResourceGuard(
+        ResourceSettings(
+            resource=RESOURCE,
+            authorization_servers=(as_server.issuer,),
+            public_url=PUBLIC_URL,
+            ca_file=str(tls.ca_file),
+        ),
+        clock=as_server.clock,
+        audit=AuditLog(store),
+    )
+    access = guard.verify_token(issued[1])
+    shift = 60 - as_server.clock.now() % 60  # at the start of a window
+    as_server.clock.advance(shift)
+    bad = ResourceError("invalid_token", "garbage", rule="RFC 6750 3.1")
+    try:
+        for _ in range(50):
+            guard.record(route="/accounts", method="GET", access=None, error=bad, source="203.0.113.9")
+    finally:
+        as_server.clock.advance(-shift)
+    scope = ResourceError("insufficient_scope", "no", rule="RFC 6750 3.1", status=403)
+    for _ in range(5):
+        guard.record(route="/payments", method="POST", access=access, error=scope, source="203.0.113.9")
+    rows = sorted(store.audit_records(), key=lambda r: r["id"])
+    assert [(r["error"], r["client_id"]) for r in rows] == [("invalid_token", None)] * 3 + [
+        ("insufficient_scope", issued[0].client_id)
+    ] * 5
+    store.close()

@@ -183,3 +183,119 @@ def test_trace_of_a_grant_tells_the_story_in_order(driver: Driver) -> None:
     assert all(r["grant_id"] == grant_id for r in story[3:6])
     text = audit(driver.as_, "trace", jti)
     assert text.returncode == 0 and "token.authorization_code issued" in text.stdout
+
+
+# -- issue 13 E2: the set of writers is anchored in every signed checkpoint -----------------------
+
+
+def second_writer(running: RunningAS, count: int = 3) -> str:
+    """Another chain on the same database (a resource server's, say)."""
+    from corridor.audit.log import AuditLog, Evidence
+
+    rs = AuditLog(running.store, role="rs")
+    for n in range(count):
+        rs.append(Evidence(issuer=running.issuer, request_id=f"rs-{n}"), "rs.access", "allowed", 1.0)
+    return rs.writer
+
+
+def test_intact_trail_with_several_writers_and_checkpoints_verifies(driver: Driver) -> None:
+    """issue 13 E2: the positive control of the two tests below."""
+    client = driver.add_client()
+    driver.full_flow(client)
+    rs = second_writer(driver.as_)
+    assert audit(driver.as_, "checkpoint").returncode == 0
+    driver.full_flow(client)
+    assert audit(driver.as_, "checkpoint").returncode == 0
+    result = audit(driver.as_, "verify")
+    assert result.returncode == 0, result.stdout + result.stderr
+    writer, rows = chain_of(driver.as_)
+    assert f"{writer}: {len(rows)} records, intact" in result.stdout
+    assert f"{rs}: 3 records, intact" in result.stdout
+
+
+def test_verify_names_a_writer_deleted_entirely(driver: Driver) -> None:
+    """issue 13 E2: records, head and the checkpoint rows of one writer deleted; the other writers
+    are intact. The signed checkpoint names every writer, so the missing one is reported."""
+    driver.full_flow(driver.add_client())
+    victim = second_writer(driver.as_)
+    assert audit(driver.as_, "checkpoint").returncode == 0
+    with driver.as_.store.write() as conn:
+        conn.execute(delete(t.audit_records).where(t.audit_records.c.writer == victim))
+        conn.execute(delete(t.audit_heads).where(t.audit_heads.c.writer == victim))
+        conn.execute(delete(t.audit_checkpoints).where(t.audit_checkpoints.c.writer == victim))
+    result = audit(driver.as_, "verify")
+    assert result.returncode == 1, result.stdout
+    lines = [line for line in result.stdout.splitlines() if line.startswith(victim)]
+    assert lines == [
+        f"{victim}: missing: a signed checkpoint names this writer at record 3, "
+        "but no record or head of it is stored (deleted)"
+    ], result.stdout
+
+
+def test_verify_names_a_cut_before_the_last_checkpoint(driver: Driver) -> None:
+    """issue 13 E2: the records after checkpoint k (k < last) cut, the head rewound to k and the
+    checkpoint rows about that writer after k removed: the last checkpoint still vouches for them."""
+    client = driver.add_client()
+    driver.full_flow(client)
+    assert audit(driver.as_, "checkpoint").returncode == 0
+    writer, at_k = chain_of(driver.as_)
+    kept = at_k[-1]
+    driver.full_flow(client)
+    assert audit(driver.as_, "checkpoint").returncode == 0
+    _, at_last = chain_of(driver.as_)
+    last = at_last[-1]
+    driver.full_flow(client)  # records after the last checkpoint too
+    with driver.as_.store.write() as conn:
+        records = t.audit_records.c
+        conn.execute(delete(t.audit_records).where(records.writer == writer, records.seq > kept["seq"]))
+        conn.execute(
+            update(t.audit_heads)
+            .where(t.audit_heads.c.writer == writer)
+            .values(seq=kept["seq"], hash=kept["hash"])
+        )
+        cps = t.audit_checkpoints.c
+        conn.execute(delete(t.audit_checkpoints).where(cps.writer == writer, cps.seq > kept["seq"]))
+    result = audit(driver.as_, "verify")
+    assert result.returncode == 1, result.stdout
+    lines = [line for line in result.stdout.splitlines() if line.startswith(writer)]
+    assert lines == [
+        f"{writer}: missing: records {kept['seq'] + 1}-{last['seq']} "
+        f"(the chain ends at record {kept['seq']}, a signed checkpoint names record {last['seq']}; cut)"
+    ], result.stdout
+
+
+def test_exported_checkpoints_catch_a_cut_with_its_checkpoints(driver: Driver, tmp_path: Path) -> None:
+    """issue 13 E2: checkpoints exported to an append-only place (`corridor audit checkpoints
+    --json`) still vouch for records after the stored checkpoints were cut with them."""
+    client = driver.add_client()
+    driver.full_flow(client)
+    assert audit(driver.as_, "checkpoint").returncode == 0
+    writer, at_k = chain_of(driver.as_)
+    kept = at_k[-1]
+    first_id = max(row["id"] for row in driver.as_.store._all(select(t.audit_checkpoints)))
+    driver.full_flow(client)
+    assert audit(driver.as_, "checkpoint").returncode == 0
+    exported = audit(driver.as_, "checkpoints", "--json")
+    assert exported.returncode == 0, exported.stderr
+    worm = tmp_path / "checkpoints.jsonl"
+    worm.write_text(exported.stdout)
+    assert [json.loads(line)["id"] for line in exported.stdout.splitlines()][-1] > first_id
+    _, at_last = chain_of(driver.as_)
+    with driver.as_.store.write() as conn:
+        records = t.audit_records.c
+        conn.execute(delete(t.audit_records).where(records.writer == writer, records.seq > kept["seq"]))
+        conn.execute(
+            update(t.audit_heads)
+            .where(t.audit_heads.c.writer == writer)
+            .values(seq=kept["seq"], hash=kept["hash"])
+        )
+        conn.execute(delete(t.audit_checkpoints).where(t.audit_checkpoints.c.id > first_id))
+    alone = audit(driver.as_, "verify")
+    assert alone.returncode == 0, alone.stdout  # a cut after the last stored checkpoint: undetectable
+    result = audit(driver.as_, "verify", "--checkpoints", str(worm))
+    assert result.returncode == 1, result.stdout
+    end = at_last[-1]["seq"]
+    assert (
+        f"{writer}: missing: records {kept['seq'] + 1}-{end} "
+        f"(the chain ends at record {kept['seq']}, a signed checkpoint names record {end}; cut)"
+    ) in result.stdout

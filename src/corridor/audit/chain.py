@@ -8,15 +8,25 @@ one writer's records are numbered in commit order and a rolled-back decision lea
 :func:`verify` proves each chain intact or names its first broken record: edited (the hash does
 not match the content), missing (a gap in the numbers, or fewer records than the head says),
 out of order (records stored out of their chain order, as a swap leaves them). Checkpoints are
-JWS statements "chain W had hash H at record S", signed with the AS key, so a chain can be
-checked outside Corridor and a chain rewritten from scratch still shows.
+JWS statements signed with the AS key, so a chain can be checked outside Corridor and a chain
+rewritten from scratch still shows.
+
+Each checkpoint names every writer with its head (issue 13 E2): {writer: {seq, hash}} for all
+chains at that moment, signed as one statement. So neither a writer deleted entirely (records,
+head and its checkpoint rows) nor the records of one writer cut back to an earlier checkpoint can
+pass: the newest checkpoint still names the writer and the record it had reached. What stays
+undetectable from the database alone is a cut of the records after the newest checkpoint (with
+the head rewound), or of the newest checkpoints themselves together with what they vouch for;
+exported checkpoints (``corridor audit checkpoints --json`` to an append-only store, checked with
+``corridor audit verify --checkpoints FILE``) close the second gap.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import rfc8785
@@ -29,6 +39,9 @@ from corridor.store.sql import Store
 
 GENESIS = "0" * 64
 CHECKPOINT_TYP = "audit-checkpoint+jwt"
+#: The ``writer`` of a checkpoint row that names every writer (issue 13 E2); writer ids are
+#: ``role:host:pid:random`` (audit/log.py), so it is never a writer's.
+ALL_WRITERS = "*"
 #: The columns a record's hash covers: all of them but the row id and the hash itself.
 HASHED = tuple(c.name for c in t.audit_records.columns if c.name not in ("id", "hash"))
 
@@ -56,6 +69,16 @@ def append(conn: Connection, dialect: str, writer: str, record: Mapping[str, Any
 
 
 @dataclass(frozen=True)
+class Signed:
+    """A position a verified checkpoint vouches for: writer's record ``seq`` had hash ``hash``."""
+
+    seq: int
+    hash: str
+    checkpoint: int
+    time: float
+
+
+@dataclass(frozen=True)
 class ChainReport:
     writer: str
     records: int
@@ -63,20 +86,88 @@ class ChainReport:
     broken_id: int | None = None
     broken_seq: int | None = None
     problem: str | None = None
+    #: Records removed by retention before the first kept one (anchored by a checkpoint).
+    purged: int = 0
 
     @property
     def intact(self) -> bool:
         return self.problem is None
 
+    def line(self) -> str:
+        """One line for ``corridor audit verify``."""
+        if self.intact:
+            purged = f" (records 1-{self.purged} purged by retention)" if self.purged else ""
+            return f"{self.writer}: {self.records} records, intact{purged}"
+        if self.broken_id is None:
+            return f"{self.writer}: {self.problem}"
+        return f"{self.writer}: broken at record id {self.broken_id} (#{self.broken_seq}): {self.problem}"
+
+
+def _anchor(
+    writer: str,
+    records: list[Mapping[str, Any]],
+    head: Mapping[str, Any] | None,
+    signed: list[Signed],
+    retention: bool,
+) -> tuple[int, str, ChainReport | None]:
+    """Where the kept chain starts: (records before it, the hash it follows, a problem).
+
+    Retention removes a chain's oldest records only up to a position a checkpoint signed
+    (:func:`purge_before`), so a chain that starts later must follow such a position."""
+    if records:
+        start_seq, start_hash = (records[0]["seq"] or 1) - 1, records[0]["prev_hash"]
+    elif head is not None:
+        start_seq, start_hash = head["seq"], head["hash"]
+    else:
+        return 0, GENESIS, None
+    if start_seq <= 0:
+        return 0, GENESIS, None
+    vouched = any(s.seq == start_seq and s.hash == start_hash for s in signed)
+    if vouched and retention:
+        return start_seq, start_hash, None
+    gap = "1" if start_seq == 1 else f"1-{start_seq}"
+    why = (
+        "deleted; a checkpoint signed that record, but audit_retention_days is off" if vouched else "deleted"
+    )
+    if not records:
+        problem = (
+            f"records {gap} missing ({why})"
+            if vouched
+            else (f"ends at record 0, its head says {start_seq} (deleted at the end)")
+        )
+        return 0, GENESIS, ChainReport(writer, 0, problem=problem)
+    where = {"broken_id": records[0]["id"], "broken_seq": records[0]["seq"]}
+    return 0, GENESIS, ChainReport(writer, 1, **where, problem=f"record(s) {gap} missing before it ({why})")
+
 
 def verify_chain(
-    writer: str, records: Iterable[Mapping[str, Any]], head: Mapping[str, Any] | None
+    writer: str,
+    records: Iterable[Mapping[str, Any]],
+    head: Mapping[str, Any] | None,
+    signed: Iterable[Signed] = (),
+    retention: bool = False,
 ) -> ChainReport:
-    """Walk one writer's records in storage order (row id); the first problem is reported."""
-    records = list(records)
+    """Walk one writer's records in storage order (row id); the first problem is reported.
+
+    ``signed``: the positions verified checkpoints vouch for in this chain; each must still be
+    there with the signed hash (issue 13 E2). ``retention``: whether a purged start is expected."""
+    records, signed = list(records), sorted(signed, key=lambda s: s.seq)
+    if not records and head is None:
+        if not signed:
+            return ChainReport(writer, 0)
+        return ChainReport(
+            writer,
+            0,
+            problem=f"missing: a signed checkpoint names this writer at record {signed[-1].seq}, "
+            "but no record or head of it is stored (deleted)",
+        )
+    purged, prev, refused = _anchor(writer, records, head, signed, retention)
+    if refused is not None:
+        return refused
     present = {record["seq"] for record in records}
-    expected_seq, prev, count = 1, GENESIS, 0
+    expected_seq, count = purged + 1, 0
     last_id: int | None = None
+    walked: dict[int, Mapping[str, Any]] = {}
     for record in records:
         count += 1
         where = {"broken_id": record["id"], "broken_seq": record["seq"]}
@@ -96,24 +187,50 @@ def verify_chain(
         if record_hash(record) != record["hash"]:
             return ChainReport(writer, count, **where, problem="content does not match its hash (edited)")
         prev, expected_seq, last_id = record["hash"], expected_seq + 1, record["id"]
-    if head is not None and (head["seq"] != expected_seq - 1 or head["hash"] != prev):
+        walked[record["seq"]] = record
+    last_seq = expected_seq - 1
+    if head is not None and (head["seq"] != last_seq or head["hash"] != prev):
         return ChainReport(
             writer,
             count,
             last_id,
-            expected_seq - 1,
-            problem=f"ends at record {expected_seq - 1}, its head says {head['seq']} (deleted at the end)",
+            last_seq,
+            problem=f"ends at record {last_seq}, its head says {head['seq']} (deleted at the end)",
         )
-    return ChainReport(writer, count)
+    for position in signed:
+        signed_record = walked.get(position.seq)
+        if signed_record is not None and signed_record["hash"] != position.hash:
+            return ChainReport(
+                writer,
+                count,
+                signed_record["id"],
+                position.seq,
+                problem=f"differs from what checkpoint {position.checkpoint} signed (rewritten)",
+            )
+    if signed and signed[-1].seq > last_seq:
+        gap = f"{last_seq + 1}" if signed[-1].seq == last_seq + 1 else f"{last_seq + 1}-{signed[-1].seq}"
+        return ChainReport(
+            writer,
+            count,
+            problem=f"missing: records {gap} (the chain ends at record {last_seq}, "
+            f"a signed checkpoint names record {signed[-1].seq}; cut)",
+        )
+    return ChainReport(writer, count, purged=purged)
 
 
-def verify(store: Store) -> list[ChainReport]:
-    """Every chain in the store (records written before migration 0003 have no chain)."""
+def verify(
+    store: Store, signed: Mapping[str, list[Signed]] | None = None, retention: bool = False
+) -> list[ChainReport]:
+    """Every chain in the store (records written before migration 0003 have no chain), and every
+    writer a verified checkpoint names (``signed``, from :func:`signed_positions`)."""
+    signed = signed or {}
     with store.read() as conn:
         heads = {row.writer: row._asdict() for row in conn.execute(select(t.audit_heads))}
-        writers = set(heads) | {
-            w for (w,) in conn.execute(select(t.audit_records.c.writer).distinct()) if w is not None
-        }
+        writers = (
+            set(heads)
+            | set(signed)
+            | {w for (w,) in conn.execute(select(t.audit_records.c.writer).distinct()) if w is not None}
+        )
         reports = []
         for writer in sorted(writers):
             rows = conn.execute(
@@ -121,33 +238,57 @@ def verify(store: Store) -> list[ChainReport]:
                 .where(t.audit_records.c.writer == writer)
                 .order_by(t.audit_records.c.id)
             ).mappings()
-            reports.append(verify_chain(writer, (dict(row) for row in rows), heads.get(writer)))
+            reports.append(
+                verify_chain(
+                    writer, (dict(row) for row in rows), heads.get(writer), signed.get(writer, ()), retention
+                )
+            )
     return reports
 
 
 # -- signed checkpoints -------------------------------------------------------------------------
 
 
+def heads_digest(heads: Mapping[str, Any]) -> str:
+    """SHA-256 of the JCS form of {writer: {seq, hash}}: what a checkpoint signs."""
+    return hashlib.sha256(rfc8785.dumps(dict(heads))).hexdigest()
+
+
 def checkpoint(store: Store, key: SigningKey, issuer: str, now: float) -> list[dict[str, Any]]:
-    """Sign the head of every chain with the AS key (a JWS any JOSE library can check)."""
-    made = []
+    """Sign the heads of all chains as one statement with the AS key (a JWS any JOSE library can
+    check, with the ``heads`` it names). Nothing is made when no head moved since the last one."""
     with store.write() as conn:
-        for head in conn.execute(select(t.audit_heads).where(t.audit_heads.c.seq > 0)).mappings().all():
-            claims = {
-                "iss": issuer,
-                "iat": int(now),
-                "writer": head["writer"],
-                "seq": head["seq"],
-                "hash": head["hash"],
-            }
-            row = {
-                **{k: claims[k] for k in ("writer", "seq", "hash")},
-                "time": now,
-                "jws": key.sign(claims, CHECKPOINT_TYP),
-            }
-            conn.execute(insert(t.audit_checkpoints).values(**row))
-            made.append(row)
-    return made
+        heads = {
+            head["writer"]: {"seq": head["seq"], "hash": head["hash"]}
+            for head in conn.execute(select(t.audit_heads).where(t.audit_heads.c.seq > 0)).mappings()
+        }
+        if not heads:
+            return []
+        digest = heads_digest(heads)
+        cps = t.audit_checkpoints
+        last = conn.execute(
+            select(cps.c.hash).where(cps.c.writer == ALL_WRITERS).order_by(cps.c.id.desc()).limit(1)
+        ).first()
+        if last is not None and last.hash == digest:
+            return []
+        claims = {"iss": issuer, "iat": int(now), "writers": len(heads), "heads_sha256": digest}
+        row: dict[str, Any] = {
+            "writer": ALL_WRITERS,
+            "seq": len(heads),
+            "hash": digest,
+            "time": now,
+            "jws": key.sign(claims, CHECKPOINT_TYP),
+            "heads": json.dumps(heads, sort_keys=True, separators=(",", ":")),
+        }
+        row["id"] = conn.execute(insert(cps).values(**row).returning(cps.c.id)).scalar_one()
+    return [row]
+
+
+def stored_checkpoints(store: Store) -> list[dict[str, Any]]:
+    """Every checkpoint row, oldest first (what ``corridor audit checkpoints`` exports)."""
+    with store.read() as conn:
+        rows = conn.execute(select(t.audit_checkpoints).order_by(t.audit_checkpoints.c.id)).mappings()
+        return [dict(row) for row in rows]
 
 
 @dataclass(frozen=True)
@@ -156,32 +297,96 @@ class CheckpointReport:
     writer: str
     seq: int
     problem: str | None = None
+    #: What the checkpoint vouches for once verified: {writer: (seq, hash)}.
+    heads: dict[str, tuple[int, str]] = field(default_factory=dict)
+    time: float = 0.0
+    #: "stored" (the database) or "exported" (``--checkpoints FILE``).
+    source: str = "stored"
+
+    def line(self) -> str:
+        state = "verified" if self.problem is None else f"FAILED: {self.problem}"
+        where = "" if self.source == "stored" else f"{self.source} "
+        if self.writer == ALL_WRITERS:
+            return f"{where}checkpoint {self.id} ({self.seq} writers): {state}"
+        return f"{where}checkpoint {self.id} ({self.writer} #{self.seq}): {state}"
 
 
-def verify_checkpoints(store: Store, public_keys: list[dict[str, Any]]) -> list[CheckpointReport]:
-    """Each checkpoint's signature (any key the AS ever had) and that its chain still has the
-    signed hash at the signed position."""
+def _signed_heads(
+    row: Mapping[str, Any], claims: Mapping[str, Any]
+) -> tuple[dict[str, tuple[int, str]], str | None]:
+    """What one checkpoint row vouches for, or why it vouches for nothing."""
+    if row["writer"] != ALL_WRITERS:  # one statement per writer (before issue 13 E2)
+        if (claims.get("writer"), claims.get("seq"), claims.get("hash")) != (
+            row["writer"],
+            row["seq"],
+            row["hash"],
+        ):
+            return {}, "the stored checkpoint differs from what was signed"
+        return {row["writer"]: (row["seq"], row["hash"])}, None
+    try:
+        heads = json.loads(row["heads"] or "")
+        digest = heads_digest(heads)
+        named = {str(w): (int(h["seq"]), str(h["hash"])) for w, h in heads.items()}
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return {}, "the stored heads are not readable"
+    if (claims.get("heads_sha256"), claims.get("writers")) != (digest, len(named)) or row["hash"] != digest:
+        return {}, "the stored heads differ from what was signed"
+    return named, None
+
+
+def verify_checkpoints(
+    store: Store, public_keys: list[dict[str, Any]], exported: Iterable[Mapping[str, Any]] = ()
+) -> list[CheckpointReport]:
+    """Each checkpoint's signature (any key the AS ever had) and that its stored form is what was
+    signed; ``exported``: checkpoint rows read back from an append-only copy. What the verified ones
+    vouch for goes to :func:`verify` through :func:`signed_positions`."""
     reports = []
-    with store.read() as conn:
-        for cp in conn.execute(select(t.audit_checkpoints).order_by(t.audit_checkpoints.c.id)).mappings():
-            problem = None
-            try:
-                claims = verify_with_keys(cp["jws"], read_header(cp["jws"]), public_keys)
-            except JoseFailure:
-                claims, problem = {}, "the signature does not verify with any AS key"
-            if problem is None and (claims.get("writer"), claims.get("seq"), claims.get("hash")) != (
-                cp["writer"],
-                cp["seq"],
-                cp["hash"],
-            ):
-                problem = "the stored checkpoint differs from what was signed"
-            if problem is None:
-                record = conn.execute(
-                    select(t.audit_records.c.hash).where(
-                        t.audit_records.c.writer == cp["writer"], t.audit_records.c.seq == cp["seq"]
-                    )
-                ).first()
-                if record is None or record.hash != cp["hash"]:
-                    problem = "the chain no longer has the signed hash at that record (rewritten)"
-            reports.append(CheckpointReport(cp["id"], cp["writer"], cp["seq"], problem))
+    sources = [(row, "stored") for row in stored_checkpoints(store)] + [(row, "exported") for row in exported]
+    for cp, source in sources:
+        heads: dict[str, tuple[int, str]] = {}
+        try:
+            claims = verify_with_keys(str(cp.get("jws")), read_header(str(cp.get("jws"))), public_keys)
+        except JoseFailure:
+            problem: str | None = "the signature does not verify with any AS key"
+        else:
+            heads, problem = _signed_heads(cp, claims)
+        reports.append(
+            CheckpointReport(
+                cp["id"], cp["writer"], cp["seq"], problem, heads, float(cp.get("time") or 0.0), source
+            )
+        )
     return reports
+
+
+def signed_positions(reports: Iterable[CheckpointReport]) -> dict[str, list[Signed]]:
+    """Per writer, every position a verified checkpoint vouches for."""
+    signed: dict[str, list[Signed]] = {}
+    for report in reports:
+        if report.problem is None:
+            for writer, (seq, hash_) in report.heads.items():
+                signed.setdefault(writer, []).append(Signed(seq, hash_, report.id, report.time))
+    return signed
+
+
+# -- retention (issue 13 B4) ----------------------------------------------------------------------
+
+
+def purge_before(store: Store, cutoff: float) -> int:
+    """Delete the records a checkpoint made before ``cutoff`` vouches for: per writer, those up
+    to the position the newest such checkpoint signed. The kept chain then starts right after a
+    signed position, which :func:`verify` accepts as a purge when retention is configured, and the
+    checkpoint (kept for ever) still proves what the first kept record follows. Records after the
+    newest checkpoint before the cut stay, however old."""
+    cps = t.audit_checkpoints
+    with store.read() as conn:
+        row = conn.execute(
+            select(cps.c.heads)
+            .where(cps.c.writer == ALL_WRITERS, cps.c.time < cutoff)
+            .order_by(cps.c.id.desc())
+            .limit(1)
+        ).first()
+    if row is None or not row.heads:
+        return 0
+    return sum(
+        store.purge_audit_chain(writer, int(head["seq"])) for writer, head in json.loads(row.heads).items()
+    )

@@ -4,14 +4,22 @@
 A record says what was decided (event, outcome, the rule when refused) and about
 what: client, user, issuer, redirect URI, scope, authorization details, resource,
 sender constraint (method and key thumbprint), grant, token and request ids.
+
+Refusals of unauthenticated requests (no client, no token yet) are sampled (issue 13 B4,
+design.md 5c): per source and kind, the first few of each window are recorded one by one and
+the rest counted into one aggregate record (:class:`RefusalSampler`), so garbage does not cost
+one stored record each. Decisions about authenticated clients are always recorded one by one.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import math
 import os
 import secrets
 import socket
+import threading
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -19,6 +27,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from corridor.audit import chain
+from corridor.core.randomness import new_id
 from corridor.core.text import escaping_logger
 from corridor.store.sql import Store
 
@@ -54,12 +63,119 @@ def writer_id(role: str) -> str:
     return f"{role}:{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
+def source_key(address: str | None) -> str:
+    """The source an unauthenticated request is counted against: its IPv4 address, or the /64 of
+    an IPv6 address (one host usually has a whole /64, so its addresses count as one)."""
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return "unknown"
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is None:
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip.ipv4_mapped or ip) if isinstance(ip, ipaddress.IPv6Address) else str(ip)
+
+
+#: The key every source beyond the tracked ones is counted under.
+OTHER_SOURCES = "other"
+
+
+@dataclass
+class _Tally:
+    recorded: int = 0
+    suppressed: int = 0
+    rule: str | None = None
+    issuer: str | None = None
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """The unauthenticated refusals of one source and kind in a closed window, not recorded singly."""
+
+    source: str
+    event: str
+    error: str | None
+    rule: str | None
+    issuer: str | None
+    count: int
+    start: float
+    end: float
+
+
+class RefusalSampler:
+    """issue 13 B4: per window (aligned to multiples of ``window`` seconds), per source and kind
+    (event, error), the first ``per_source`` unauthenticated refusals are recorded one by one; the
+    rest are counted, and one aggregate record per source and kind says how many when the window
+    has closed. At most ``sources`` keys are tracked per window; refusals under any further key
+    are counted under the source ``other``. Worst case per window and writer:
+    ``sources * (per_source + 1) + kinds`` records whatever the flood; per source and kind
+    ``per_source + 1``. The counts live in the process (lost if it dies before the window closes)."""
+
+    def __init__(self, per_source: int = 3, window: float = 60.0, sources: int = 64) -> None:
+        self.per_source, self.window, self.sources = per_source, window, sources
+        self._lock = threading.Lock()
+        self._start: float | None = None
+        self._tallies: dict[tuple[str, str, str | None], _Tally] = {}
+
+    def _window(self, now: float) -> float:
+        return math.floor(now / self.window) * self.window
+
+    def admit(
+        self, source: str, event: str, error: str | None, rule: str | None, issuer: str, now: float
+    ) -> tuple[bool, list[Aggregate]]:
+        """Whether to record this refusal one by one, and the aggregates of a window that closed."""
+        with self._lock:
+            closed = self._close(now)
+            key = (source, event, error)
+            tally = self._tallies.get(key)
+            if tally is None:
+                if len(self._tallies) >= self.sources:
+                    key = (OTHER_SOURCES, event, error)
+                    tally = self._tallies.setdefault(key, _Tally(recorded=self.per_source))
+                else:
+                    tally = self._tallies.setdefault(key, _Tally())
+            if tally.recorded < self.per_source:
+                tally.recorded += 1
+                return True, closed
+            tally.suppressed += 1
+            tally.rule, tally.issuer = tally.rule or rule, tally.issuer or issuer
+            return False, closed
+
+    def flush(self, now: float) -> list[Aggregate]:
+        """The aggregates of a window that has closed by ``now`` (the periodic job calls this)."""
+        with self._lock:
+            return self._close(now)
+
+    def _close(self, now: float) -> list[Aggregate]:
+        start = self._window(now)
+        if self._start is not None and start <= self._start:
+            return []  # the same window (or a request that began just before the current one did)
+        previous, tallies = self._start, self._tallies
+        self._start, self._tallies = start, {}
+        if previous is None:
+            return []
+        return [
+            Aggregate(
+                source,
+                event,
+                error,
+                tally.rule,
+                tally.issuer,
+                tally.suppressed,
+                previous,
+                previous + self.window,
+            )
+            for (source, event, error), tally in tallies.items()
+            if tally.suppressed
+        ]
+
+
 class AuditLog:
     """Appends evidence records to the store, hash-chained; never writes secrets."""
 
-    def __init__(self, store: Store, role: str = "as") -> None:
+    def __init__(self, store: Store, role: str = "as", sampler: RefusalSampler | None = None) -> None:
         self.store = store
         self.writer = writer_id(role)
+        self.sampler = sampler or RefusalSampler()
 
     @staticmethod
     def row(
@@ -86,20 +202,61 @@ class AuditLog:
         rule: str | None = None,
         error: str | None = None,
         conn: Connection | None = None,
+        unauthenticated_source: str | None = None,
     ) -> None:
         """Append one record, inside ``conn``'s transaction when given (so the record
-        commits or rolls back with the decision it describes)."""
-        record = self.row(evidence, event, outcome, now, rule, error)
+        commits or rolls back with the decision it describes).
+
+        ``unauthenticated_source``: the request's source address, given for a refusal of a request
+        that authenticated no client or token; such refusals are sampled (:class:`RefusalSampler`)."""
+        admitted, records = True, []
+        if unauthenticated_source is not None:
+            source = source_key(unauthenticated_source)
+            admitted, closed = self.sampler.admit(source, event, error, rule, evidence.issuer, now)
+            records = [self._aggregate_row(aggregate) for aggregate in closed]
+        if admitted:
+            records.append(self.row(evidence, event, outcome, now, rule, error))
+        if records:
+            self._write(records, conn)
+        if admitted:
+            log.info(
+                "%s %s client=%s rule=%s request=%s",
+                event,
+                outcome,
+                evidence.client_id,
+                rule,
+                evidence.request_id,
+            )
+
+    def flush(self, now: float) -> int:
+        """Write the aggregate records of a closed window (the periodic job and shutdown call it)."""
+        aggregates = self.sampler.flush(now)
+        if aggregates:
+            self._write([self._aggregate_row(a) for a in aggregates], None)
+        return len(aggregates)
+
+    def _aggregate_row(self, aggregate: Aggregate) -> Mapping[str, Any]:
+        evidence = Evidence(
+            issuer=aggregate.issuer or "",
+            request_id=new_id(),
+            detail={
+                "aggregate": {
+                    "source": aggregate.source,
+                    "count": aggregate.count,
+                    "from": aggregate.start,
+                    "until": aggregate.end,
+                }
+            },
+        )
+        return self.row(
+            evidence, aggregate.event, "aggregated", aggregate.end, aggregate.rule, aggregate.error
+        )
+
+    def _write(self, records: list[Mapping[str, Any]], conn: Connection | None) -> None:
         if conn is not None:
-            chain.append(conn, self.store.dialect, self.writer, record)
+            for record in records:
+                chain.append(conn, self.store.dialect, self.writer, record)
         else:
             with self.store.write() as own:
-                chain.append(own, self.store.dialect, self.writer, record)
-        log.info(
-            "%s %s client=%s rule=%s request=%s",
-            event,
-            outcome,
-            evidence.client_id,
-            rule,
-            evidence.request_id,
-        )
+                for record in records:
+                    chain.append(own, self.store.dialect, self.writer, record)

@@ -276,7 +276,8 @@ def refuse(request: Request, error: ResourceError) -> Response:
     state[REFUSED_KEY] = True
     access = state.get(STATE_KEY)
     _use_token_scheme(error, access)
-    guard.record(route=request.url.path, method=request.method, access=access, error=error)
+    source = request.client.host if request.client is not None else None
+    guard.record(route=request.url.path, method=request.method, access=access, error=error, source=source)
     return error_response(guard, error)
 
 

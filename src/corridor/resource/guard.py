@@ -582,9 +582,11 @@ class ResourceGuard:
         status: int | None = None,
         action: str | None = None,
         policy: PolicyDecision | None = None,
+        source: str | None = None,
     ) -> None:
         """One evidence record per enforcement decision (the AS's fields plus resource, route, method,
-        and for allowed requests the status the route answered)."""
+        and for allowed requests the status the route answered). ``source``: the peer address; a
+        refusal without a verified token is sampled per source (issue 13 B4, audit/log.py)."""
         evidence = Evidence(
             issuer=access.issuer if access else "", request_id=new_id(), resource=self.settings.resource
         )
@@ -612,7 +614,16 @@ class ResourceGuard:
         rule = error.rule if error else (policy.rule if policy is not None else None)
         code = (error.error or None) if error else None
         if self.audit is not None:
-            self.audit.append(evidence, "rs.access", outcome, now, rule=rule, error=code)
+            unauthenticated = source if error is not None and access is None else None
+            self.audit.append(
+                evidence,
+                "rs.access",
+                outcome,
+                now,
+                rule=rule,
+                error=code,
+                unauthenticated_source=unauthenticated,
+            )
         else:
             self.decisions.append(AuditLog.row(evidence, "rs.access", outcome, now, rule, code))
             del self.decisions[:-1000]

@@ -154,7 +154,10 @@ def create_app(
                 await asyncio.sleep(seconds)
 
         def purge() -> None:
-            server.store.purge_expired(server.now())
+            server.purge()
+
+        def flush_refusals() -> None:
+            server.audit.flush(server.now())
 
         def checkpoint() -> None:
             chain.checkpoint(server.store, server.keys.signing, server.settings.issuer, server.now())
@@ -171,6 +174,10 @@ def create_app(
             ),
             asyncio.create_task(
                 every(server.settings.audit_checkpoint_interval, "audit checkpoint", checkpoint, True)
+            ),
+            # Aggregate records of unauthenticated refusals once their window closed (issue 13 B4).
+            asyncio.create_task(
+                every(server.settings.audit_refusal_window, "audit refusal counts", flush_refusals, True)
             ),
             # Rotations made by another instance or the CLI (server/keys.py).
             asyncio.create_task(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import ssl
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -12,7 +13,8 @@ import httpx
 from cryptography import x509
 from starlette.datastructures import Headers
 
-from corridor.audit.log import AuditLog, Evidence
+from corridor.audit import chain
+from corridor.audit.log import AuditLog, Evidence, RefusalSampler
 from corridor.core.b64 import b64url_decode, b64url_encode
 from corridor.core.clock import Clock, SystemClock
 from corridor.core.dpop import DPoPProof
@@ -30,6 +32,8 @@ from corridor.store.sql import Store
 if TYPE_CHECKING:
     from corridor.server.mtls import MtlsTrust
 
+
+log = logging.getLogger("corridor.server")
 
 #: RFC 8705 5: the endpoints that have an mTLS alias (never the authorization endpoint).
 ALIASED = {
@@ -101,7 +105,14 @@ class AuthorizationServer:
             settings.signing_alg,
             keep=settings.access_token_lifetime + settings.max_clock_skew,
         )
-        self.audit = AuditLog(store)
+        self.audit = AuditLog(
+            store,
+            sampler=RefusalSampler(
+                settings.audit_refusals_per_source,
+                settings.audit_refusal_window,
+                settings.audit_refusal_sources,
+            ),
+        )
         # FAPI2 5.2.1: calls to others (jwks_uri) check server certificates (RFC 9525).
         context = ssl.create_default_context()
         context.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -140,7 +151,20 @@ class AuthorizationServer:
         secret = self.store.secret(name, lambda: b64url_encode(new_secret_token().encode()), self.clock.now())
         return b64url_decode(secret)
 
+    def purge(self) -> None:
+        """The periodic clean-up (server/app.py): expired rows, the aggregate records of closed
+        refusal windows, and audit records past ``audit_retention_days`` (issue 13 B4)."""
+        now = self.now()
+        self.store.purge_expired(now)
+        self.audit.flush(now)
+        if self.settings.audit_retention_days is not None:
+            chain.purge_before(self.store, now - self.settings.audit_retention_days * 86_400)
+
     def close(self) -> None:
+        try:  # the counts of the open refusal window too (issue 13 B4)
+            self.audit.flush(self.now() + self.settings.audit_refusal_window)
+        except Exception as exc:  # shutting down: one line, the rest of the shutdown goes on
+            log.warning("audit: the last aggregate records were not written (%s)", type(exc).__name__)
         self.http.close()
 
     def now(self) -> float:

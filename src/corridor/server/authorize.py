@@ -35,7 +35,8 @@ from corridor.server.forms import MAX_FIELDS, Form, read_form
 from corridor.server.pages import error_page, render, template_version
 from corridor.server.par import REQUEST_URI_PREFIX
 from corridor.server.passkeys import PASSKEY_ACR, PasskeyRefused
-from corridor.server.responses import authorization_response, redirect_303
+from corridor.server.responses import authorization_response, redirect_303, source_address
+from corridor.server.usernames import sign_in_name
 from corridor.store.sql import Row, Store
 
 SESSION_COOKIE = "__Host-corridor-session"
@@ -62,7 +63,8 @@ def cookie_header(name: str, value: str, max_age: int, same_site: str = "Lax") -
 def check_password(store: Store, username: str, password: str) -> Row | None:
     """The user whose password this is, or None. A dummy hash is verified for unknown names, so
     the answer takes as long either way (no user enumeration by timing)."""
-    user = store.get_user_by_name(username) if 0 < len(username) <= 255 and username.isprintable() else None
+    name = sign_in_name(username)  # RFC 8265 UsernameCaseMapped, as stored (issue 13 C6)
+    user = store.get_user_by_name(name) if name is not None else None
     try:
         _hasher.verify(user["password_hash"] if user else _DUMMY_HASH, password)
     except (VerificationError, InvalidHashError):
@@ -139,9 +141,24 @@ class AuthorizationPages:
         return evidence
 
     def _refuse_page(
-        self, evidence: Evidence, event: str, error: str, description: str, rule: str
+        self,
+        evidence: Evidence,
+        event: str,
+        error: str,
+        description: str,
+        rule: str,
+        source: str | None = None,
     ) -> Refusal:
-        self.server.audit.append(evidence, event, "refused", self.server.now(), rule=rule, error=error)
+        """``source``: the peer of a request that matched no pushed request yet (issue 13 B4 samples)."""
+        self.server.audit.append(
+            evidence,
+            event,
+            "refused",
+            self.server.now(),
+            rule=rule,
+            error=error,
+            unauthenticated_source=source,
+        )
         return Refusal(error_page(error, description))
 
     def _refuse_redirect(
@@ -163,7 +180,7 @@ class AuthorizationPages:
 
     # -- GET /authorize -------------------------------------------------------------------
 
-    def authorize(self, query: FrontChannel) -> Response:
+    def authorize(self, query: FrontChannel, source: str | None = None) -> Response:
         """RFC 9126 4: the pushed request named by ``request_uri``, for ``client_id``; nothing
         else from the front channel is used or echoed (RFC 9101 5, AS23)."""
         server, now = self.server, self.server.now()
@@ -171,7 +188,12 @@ class AuthorizationPages:
         client_id, request_uri = query.client_id, query.request_uri
         if malformed_authorization_identifiers(client_id, request_uri):
             raise self._refuse_page(
-                evidence, "authorize", "invalid_request", "Malformed client_id or request_uri.", "issue 13 B8"
+                evidence,
+                "authorize",
+                "invalid_request",
+                "Malformed client_id or request_uri.",
+                "issue 13 B8",
+                source,
             )
         evidence.client_id = client_id
         ignored = {"ignored_parameters": query.ignored} if query.ignored else {}
@@ -183,15 +205,23 @@ class AuthorizationPages:
                 "invalid_request",
                 "Authorization requests must be pushed first (PAR).",
                 "FAPI2 5.3.2.2-3",
+                source,
             )
         if not client_id or server.clients.get(client_id) is None:
-            raise self._refuse_page(evidence, "authorize", "invalid_request", "Unknown client.", "RFC 9126 4")
+            raise self._refuse_page(
+                evidence, "authorize", "invalid_request", "Unknown client.", "RFC 9126 4", source
+            )
         pushed = None
         if request_uri.startswith(REQUEST_URI_PREFIX):
             pushed = server.store.get_pushed_request(token_hash(request_uri[len(REQUEST_URI_PREFIX) :]))
         if pushed is None or pushed["client_id"] != client_id:
             raise self._refuse_page(
-                evidence, "authorize", "invalid_request_uri", "The request_uri is unknown.", "RFC 9126 4"
+                evidence,
+                "authorize",
+                "invalid_request_uri",
+                "The request_uri is unknown.",
+                "RFC 9126 4",
+                source,
             )
         evidence = self._evidence(pushed)
         evidence.detail = {**ignored, "par": pushed["ref_hash"]}
@@ -255,6 +285,7 @@ class AuthorizationPages:
                 "invalid_request",
                 "This sign-in page has expired or belongs to another browser.",
                 "RFC 9700 4.4",
+                source_address(request),
             )
         pushed = server.store.get_pushed_request(interaction["ref_hash"])
         if pushed is None:  # issue 13 B6: purged once it expired (Store.purge_expired)
@@ -933,7 +964,7 @@ class AuthorizationPages:
             query = read_front_channel(request.url.query)
         except OAuthError as error:
             return error_page(error.error, error.description)
-        return await run_in_threadpool(self._guard, lambda: self.authorize(query))
+        return await run_in_threadpool(self._guard, lambda: self.authorize(query, source_address(request)))
 
     async def get_interaction(self, request: Request) -> Response:
         interaction_id = request.path_params["interaction_id"]

@@ -100,6 +100,17 @@ def is_loopback_http(uri: str) -> bool:
         return False
 
 
+def check_no_userinfo(uri: str, netloc: str) -> None:
+    """RFC 3986 3.2.1 and 7.6 (issue 13 C6): no ``user:password@`` before the host; the consent
+    page would show it as part of the host (``https://bank.example@evil.example/``)."""
+    if "@" in netloc:
+        raise ClientMetadataError(
+            f"redirect URI {uri!r} must not contain user information (user:password@) before the host "
+            "(RFC 3986 3.2.1, 7.6)",
+            "invalid_redirect_uri",
+        )
+
+
 def check_redirect_uri(uri: str) -> None:
     """FAPI2 5.3.2.2-8, RFC 6749 3.1.2: absolute https (or loopback http), no fragment."""
     if not isinstance(uri, str) or len(uri) > 2000:
@@ -114,6 +125,7 @@ def check_redirect_uri(uri: str) -> None:
         raise ClientMetadataError(
             "redirect URIs must not have a fragment (RFC 6749 3.1.2)", "invalid_redirect_uri"
         )
+    check_no_userinfo(uri, parts.netloc)
     if parts.scheme == "https" and parts.hostname:
         return
     if is_loopback_http(uri):

@@ -42,6 +42,12 @@ def authorization_response(redirect_uri: str, params: dict[str, str]) -> Respons
     return redirect_303(redirect_uri + separator + urlencode(params))
 
 
+def source_address(request: Request) -> str | None:
+    """The peer address of the connection (behind a proxy: the proxy's; issue 13 B4 counts
+    unauthenticated refusals per source, so a proxy makes all of them one source)."""
+    return request.client.host if request.client is not None else None
+
+
 def nonce_headers(server: AuthorizationServer) -> dict[str, str]:
     """RFC 9449 8: hand out the current nonce on every response, so clients follow rotation."""
     if server.settings.dpop_nonce_required and server.nonces is not None:
@@ -73,7 +79,14 @@ async def run_endpoint(
             response = handler(exchange)
         except OAuthError as error:
             server.audit.append(
-                exchange.evidence, event, "refused", exchange.now, rule=error.rule, error=error.error
+                exchange.evidence,
+                event,
+                "refused",
+                exchange.now,
+                rule=error.rule,
+                error=error.error,
+                # issue 13 B4: before a client authenticated, refusals are sampled per source.
+                unauthenticated_source=source_address(request) if exchange.client is None else None,
             )
             error.headers = {**nonce_headers(server), **error.headers}
             response = error_json(error)

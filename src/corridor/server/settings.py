@@ -15,6 +15,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from corridor.server.usernames import UsernameError, enforce
+
 if TYPE_CHECKING:
     from corridor.store.sql import Store
 
@@ -83,6 +85,17 @@ class Settings(BaseSettings):
     request_head_timeout: float = Field(10.0, gt=0, le=300)
     request_body_timeout: float = Field(30.0, gt=0, le=600)
     keep_alive_timeout: float = Field(5.0, gt=0, le=300)
+    #: Unauthenticated refusals (no client or token authenticated yet) recorded one by one per
+    #: source address (IPv6: its /64) and kind (event, error) in each window; the rest of the
+    #: window is counted into one aggregate record (issue 13 B4, audit/log.py RefusalSampler).
+    audit_refusals_per_source: int = Field(3, ge=0, le=1000)
+    audit_refusal_window: float = Field(60.0, ge=1, le=3600)
+    #: Sources (and kinds) tracked one by one per window; beyond, all go into one aggregate.
+    audit_refusal_sources: int = Field(64, ge=1, le=100_000)
+    #: Delete audit records older than this many days (anchored at a signed checkpoint, so
+    #: ``corridor audit verify`` still proves the rest). Off by default: the trail is evidence
+    #: (payment disputes, regulators' multi-year retention), so deleting it is the operator's call.
+    audit_retention_days: float | None = Field(None, gt=0)
     #: Log level of ``corridor serve`` (``info`` logs one line per request, no secrets).
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -142,6 +155,15 @@ class Settings(BaseSettings):
         if not value.startswith("https://") or "?" in value or "#" in value:
             raise ValueError("the issuer must be an https URL without query or fragment (RFC 8414 2)")
         return value.rstrip("/")
+
+    @field_validator("admin_users")
+    @classmethod
+    def _admin_names_enforced(cls, value: list[str]) -> list[str]:
+        """issue 13 C6: compared with stored names, which are in RFC 8265 UsernameCaseMapped form."""
+        try:
+            return [enforce(name) for name in value]
+        except UsernameError as exc:
+            raise ValueError(f"admin_users: {exc}") from exc
 
     @field_validator("acr_levels")
     @classmethod

@@ -20,7 +20,7 @@ from corridor.server.authority import AuthorizationServer
 from corridor.server.forms import MAX_BODY
 from corridor.server.introspection import live_access_token
 from corridor.server.mtls import via_mtls_listener
-from corridor.server.responses import json_response
+from corridor.server.responses import json_response, source_address
 
 ALGS = " ".join(FAPI_ALGORITHMS)
 
@@ -152,7 +152,13 @@ async def userinfo(request: Request, server: AuthorizationServer) -> Response:
         except OAuthError as error:
             if error.error:  # a request without credentials is not a decision worth a record
                 server.audit.append(
-                    evidence, "userinfo", "refused", server.now(), rule=error.rule, error=error.error
+                    evidence,
+                    "userinfo",
+                    "refused",
+                    server.now(),
+                    rule=error.rule,
+                    error=error.error,
+                    unauthenticated_source=source_address(request),  # no token proved: issue 13 B4
                 )
             return _challenge(error if error.error else None, challenge["scheme"])
         server.audit.append(evidence, "userinfo", "allowed", server.now())

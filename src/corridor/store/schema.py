@@ -220,8 +220,11 @@ audit_heads = Table(
     Column("hash", String(64), nullable=False),
 )
 
-#: Signed statements "chain W had hash H at record S" (JWS by the AS signing key), so a chain can
-#: be checked outside Corridor and a rewritten chain shows against an earlier checkpoint.
+#: Signed statements about the chains (JWS by the AS signing key), so a chain can be checked
+#: outside Corridor and a rewritten or cut chain shows against an earlier checkpoint. Since issue 13
+#: E2 one row per round names every writer: ``writer`` is ``*``, ``seq`` the number of writers,
+#: ``hash`` the SHA-256 of ``heads`` (JCS of {writer: {seq, hash}}), which the JWS signs. Older rows
+#: are one statement "chain W had hash H at record S" each (``heads`` NULL).
 audit_checkpoints = Table(
     "audit_checkpoints",
     metadata,
@@ -231,6 +234,7 @@ audit_checkpoints = Table(
     Column("hash", String(64), nullable=False),
     Column("time", Float, nullable=False),
     Column("jws", Text, nullable=False),
+    Column("heads", Text),
 )
 
 # The purge job finds expired rows by index (migration 0002).

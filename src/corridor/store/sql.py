@@ -649,6 +649,24 @@ class Store:
 
     # -- audit --------------------------------------------------------------------------------
 
+    def purge_audit_chain(self, writer: str, through_seq: int, batch: int = 1000) -> int:
+        """Delete ``writer``'s records up to ``through_seq``, oldest first, in short transactions
+        (issue 13 B4 retention; audit/chain.py purge_before chooses a signed position)."""
+        records, removed = t.audit_records, 0
+        while True:
+            doomed = (
+                select(records.c.id)
+                .where(records.c.writer == writer, records.c.seq <= through_seq)
+                .order_by(records.c.seq)
+                .limit(batch)
+                .scalar_subquery()
+            )
+            with self.write() as conn:
+                count = conn.execute(delete(records).where(records.c.id.in_(doomed))).rowcount
+            removed += count
+            if count < batch:
+                return removed
+
     def audit_records(
         self,
         grant_id: str | None = None,
