@@ -24,10 +24,11 @@ from corridor.core.b64 import b64url_decode, b64url_encode
 from corridor.core.errors import OAuthError
 from corridor.core.randomness import new_id, new_secret_token
 from corridor.server.authority import AuthorizationServer
-from corridor.server.authorize import check_password, cookie_header
+from corridor.server.authorize import cookie_header
 from corridor.server.forms import read_form
 from corridor.server.pages import error_page, render
 from corridor.server.responses import redirect_303
+from corridor.server.signin import retry_after, waiting_message
 
 ADMIN_COOKIE = "__Host-corridor-admin"
 CSRF_COOKIE = "__Host-corridor-admin-csrf"
@@ -111,10 +112,18 @@ class AdminPages:
         cookie_csrf = request.cookies.get(CSRF_COOKIE, "")
         if not cookie_csrf or not hmac.compare_digest(cookie_csrf.encode(), form.get("csrf", "").encode()):
             return self._login_page(next_url, "The form has expired; sign in again.", status=400)
-        user = check_password(server.store, form.get("username", ""), form.get("password", ""))
+        attempt = server.sign_ins.password(
+            form.get("username", ""), form.get("password", ""), server.sign_ins.source(request), now
+        )
+        if attempt.waiting_until:  # issue 13 C1: no password is checked while it waits
+            page = self._login_page(next_url, waiting_message(attempt.waiting_until), 429)
+            page.headers["Retry-After"] = retry_after(attempt.waiting_until, now)
+            return page
+        user = attempt.user
         ok = user is not None and user["username"] in server.settings.admin_users
         evidence = Evidence(issuer=server.settings.issuer, request_id=new_id())
         if not ok:
+            evidence.user_id, evidence.detail = attempt.user_id, attempt.detail
             server.audit.append(
                 evidence, "admin.login", "refused", now, rule="credentials", error="access_denied"
             )

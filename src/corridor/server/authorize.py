@@ -17,8 +17,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pyotp
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -32,6 +30,7 @@ from corridor.server.pages import error_page, render, template_version
 from corridor.server.par import REQUEST_URI_PREFIX
 from corridor.server.passkeys import PASSKEY_ACR, PasskeyRefused
 from corridor.server.responses import authorization_response, redirect_303
+from corridor.server.signin import retry_after, waiting_message
 from corridor.store.sql import Row, Store
 
 SESSION_COOKIE = "__Host-corridor-session"
@@ -41,24 +40,11 @@ TOTP_ACR = "mfa"
 SECOND_FACTOR_ATTEMPTS = 5
 SECOND_FACTOR_LOCK = 900
 _INTERACTION_ID = re.compile(r"[0-9a-f]{32}")
-_hasher = PasswordHasher()
-_DUMMY_HASH = _hasher.hash(new_secret_token())
 
 
 def cookie_header(name: str, value: str, max_age: int, same_site: str = "Lax") -> str:
     """A __Host- cookie: Secure, HttpOnly, Path=/, no Domain."""
     return f"{name}={value}; Path=/; Secure; HttpOnly; SameSite={same_site}; Max-Age={max_age}"
-
-
-def check_password(store: Store, username: str, password: str) -> Row | None:
-    """The user whose password this is, or None. A dummy hash is verified for unknown names, so
-    the answer takes as long either way (no user enumeration by timing)."""
-    user = store.get_user_by_name(username) if 0 < len(username) <= 255 and username.isprintable() else None
-    try:
-        _hasher.verify(user["password_hash"] if user else _DUMMY_HASH, password)
-    except (VerificationError, InvalidHashError):
-        return None
-    return user
 
 
 def _interaction_cookie(interaction_id: str) -> str:
@@ -674,18 +660,28 @@ class AuthorizationPages:
         interaction, pushed, _ = self._load(request, interaction_id)
         self._check_csrf(form, interaction, pushed)
         evidence = self._evidence(pushed)
-        user = check_password(server.store, form.get("username", ""), form.get("password", ""))
+        attempt = server.sign_ins.password(
+            form.get("username", ""), form.get("password", ""), server.sign_ins.source(request), now
+        )
+        user = attempt.user
         if user is None:
-            server.audit.append(evidence, "login", "refused", now, rule="credentials", error="access_denied")
             client = server.clients.get(pushed["client_id"])
+            client_name = client.name if client else ""
+            if attempt.waiting_until:  # issue 13 C1: no password is checked while it waits
+                page = self._login_page(
+                    interaction_id,
+                    interaction,
+                    client_name,
+                    status=429,
+                    error=waiting_message(attempt.waiting_until),
+                )
+                page.headers["Retry-After"] = retry_after(attempt.waiting_until, now)
+                return page
+            evidence.user_id, evidence.detail = attempt.user_id, attempt.detail
+            server.audit.append(evidence, "login", "refused", now, rule="credentials", error="access_denied")
             return self._login_page(
-                interaction_id,
-                interaction,
-                client.name if client else "",
-                status=400,
-                error="Wrong user name or password.",
+                interaction_id, interaction, client_name, status=400, error="Wrong user name or password."
             )
-        assert user is not None
         secret = new_secret_token()
         lifetime = server.settings.session_lifetime
         server.store.save_browser_session(token_hash(secret), user["id"], now, "password", now + lifetime)

@@ -83,6 +83,18 @@ class Settings(BaseSettings):
     grant_lifetime: int = Field(30 * 86_400, ge=300)
     #: Browser login session lifetime.
     session_lifetime: int = Field(8 * 3600, ge=300)
+    #: Sign-in throttling (issue 13 C1, server/signin.py): consecutive failed passwords an
+    #: account may have before it waits ``sign_in_backoff`` seconds, doubling with each further
+    #: failure up to ``sign_in_backoff_max`` (so about 100 guesses a day, NIST SP 800-63B
+    #: 5.2.2, and a user locked out by someone else is back within 15 minutes).
+    sign_in_account_failures: int = Field(5, ge=1, le=100)
+    #: Failures one source address (an IPv6 /64) may have, over all accounts, before it waits
+    #: the same way: higher, because many users may share an address behind NAT.
+    sign_in_source_failures: int = Field(20, ge=1, le=10_000)
+    sign_in_backoff: float = Field(30.0, ge=1, le=3600)
+    sign_in_backoff_max: float = Field(900.0, ge=1, le=86_400)
+    #: Wrong second-factor codes a user (over all sessions) may send before waiting the same way.
+    second_factor_failures: int = Field(5, ge=1, le=100)
     #: FAPI2 5.3.2.1-13: accept iat/nbf up to this many seconds ahead (10..60).
     max_clock_skew: int = Field(10, ge=10, le=60)
     #: RFC 9449 11.1: how old a DPoP proof's iat may be.

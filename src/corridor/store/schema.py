@@ -164,6 +164,20 @@ replay_cache = Table(
     Column("expires_at", Float, nullable=False),
 )
 
+#: Failed sign-in attempts (issue 13 C1, C2; design.md 5c), one row per throttled subject: an
+#: account (``user:ID``, or ``name:HASH`` for a name no account has), a source address
+#: (``source:IP``) or a user's second factor (``totp:ID``). Kept here, not in a process, so the
+#: wait holds across restarts and between instances; the purge removes a row at ``expires_at``.
+sign_in_throttle = Table(
+    "sign_in_throttle",
+    metadata,
+    Column("key", String(128), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    #: No attempt is checked before this time (0: not waiting).
+    Column("locked_until", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+
 audit_records = Table(
     "audit_records",
     metadata,
@@ -230,5 +244,6 @@ for _table in (
     authorization_codes,
     access_tokens,
     grants,
+    sign_in_throttle,
 ):
     Index(f"ix_{_table.name}_expires_at", _table.c.expires_at)

@@ -1,0 +1,182 @@
+"""Checking passwords and throttling guesses (issue 13 C1, C2; design.md 5c).
+
+Every sign-in attempt is counted, in the database, against the account it names and the address
+it comes from before its password is looked at, so parallel guesses cannot slip past the count
+and every instance (and a restarted one) sees the same count. After ``sign_in_account_failures``
+consecutive failures an account waits ``sign_in_backoff`` seconds, doubling with each further
+failure up to ``sign_in_backoff_max``; a source address likewise after the higher
+``sign_in_source_failures``. While either waits, no password is checked, not even the right one.
+A success resets the account and takes the attempt back from the source. A name no account has is
+counted exactly like one that exists (under a keyed hash of the name), so the wait reveals nothing
+about which accounts exist. Second factors (TOTP) are counted per user the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from starlette.requests import Request
+
+from corridor.core.randomness import new_secret_token
+from corridor.server.settings import Settings
+from corridor.store.sql import Row, Store
+
+_hasher = PasswordHasher()
+_DUMMY_HASH = _hasher.hash(new_secret_token())
+#: A quiet source's count is forgotten after an hour, an account's or a second factor's after a day.
+SOURCE_MEMORY = 3600.0
+ACCOUNT_MEMORY = 86_400.0
+
+
+class ThrottlePolicy:
+    """Exponential back-off (NIST SP 800-63B 5.2.2): free attempts up to a threshold, then a wait
+    that doubles with each failure, capped so that a locked-out user is back within minutes."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def threshold(self, key: str) -> int:
+        s = self.settings
+        if key.startswith("source:"):
+            return s.sign_in_source_failures
+        if key.startswith("totp:"):
+            return s.second_factor_failures
+        return s.sign_in_account_failures
+
+    def wait(self, key: str, failures: int) -> float:
+        """Seconds to wait after the ``failures``-th consecutive failure (0: none)."""
+        over = failures - self.threshold(key)
+        if over < 0:
+            return 0.0
+        s = self.settings
+        return float(min(s.sign_in_backoff_max, s.sign_in_backoff * 2 ** min(over, 32)))
+
+    def forget(self, key: str) -> float:
+        return SOURCE_MEMORY if key.startswith("source:") else ACCOUNT_MEMORY
+
+
+@dataclass
+class Attempt:
+    """The outcome of one password attempt."""
+
+    #: The user, when the password was checked and is right.
+    user: Row | None = None
+    #: When the attempt was refused unchecked: until when the account or source waits.
+    waiting_until: float = 0.0
+    #: The account's user id, when the name is an account's (for the evidence record).
+    user_id: str | None = None
+    #: What the evidence record of a failure says: account, source, count, any wait now begun.
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+def retry_after(until: float, now: float) -> str:
+    """RFC 9110 10.2.3: whole seconds, at least 1."""
+    return str(max(1, math.ceil(until - now)))
+
+
+def waiting_message(until: float) -> str:
+    """What the form says while a wait lasts: when to try again, nothing about the account."""
+    when = time.strftime("%H:%M:%S UTC", time.gmtime(math.ceil(until)))
+    return f"Too many failed sign-ins. Try again after {when}."
+
+
+class SignIns:
+    """Password checks and the throttle of one AS process (the counts are in the store)."""
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+        self.policy = ThrottlePolicy(settings)
+        self._trusted = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
+        self._name_key: bytes | None = None
+
+    # -- who is trying ---------------------------------------------------------------------
+
+    def source(self, request: Request) -> str:
+        """The address an attempt comes from: the peer, or the last X-Forwarded-For hop when the
+        peer is a trusted proxy (the same list that may forward client certificates). IPv6
+        addresses count per /64, the block one subscriber usually has."""
+        peer = request.client.host if request.client else ""
+        address = _address(peer)
+        if address is not None and any(address in net for net in self._trusted):
+            hops = [h.strip() for h in ",".join(request.headers.getlist("x-forwarded-for")).split(",")]
+            forwarded = _address(hops[-1]) if hops and hops[-1] else None
+            address = forwarded or address
+        if address is None:
+            return "unknown"
+        if address.version == 6:
+            return str(ipaddress.ip_network(f"{address}/64", strict=False))
+        return str(address)
+
+    def _account_key(self, user: Row | None, username: str) -> str:
+        """``user:ID`` for an account; for any other name an HMAC of it under a secret of this
+        database (the trail must not keep what was typed: it may be a password)."""
+        if user is not None:
+            return f"user:{user['id']}"
+        if self._name_key is None:
+            secret = self.store.secret("sign_in_names", new_secret_token, time.time())
+            self._name_key = hashlib.sha256(secret.encode()).digest()
+        digest = hmac.new(self._name_key, username.encode("utf-8", "replace"), hashlib.sha256)
+        return f"name:{digest.hexdigest()}"
+
+    # -- passwords ---------------------------------------------------------------------------
+
+    def password(self, username: str, password: str, source: str, now: float) -> Attempt:
+        """Count the attempt against the account and the source, then (unless either waits)
+        check the password. A dummy hash is verified for unknown names, so the answer takes as
+        long either way (no user enumeration by timing)."""
+        valid = 0 < len(username) <= 255 and username.isprintable()
+        user = self.store.get_user_by_name(username) if valid else None
+        account, origin = self._account_key(user, username), f"source:{source}"
+        counted, state = self.store.count_attempt([account, origin], now, self.policy)
+        detail: dict[str, Any] = {"account": account, "source": source}
+        user_id = user["id"] if user else None
+        if not counted:
+            until = max(row["locked_until"] for row in state.values())
+            return Attempt(waiting_until=until, user_id=user_id, detail=detail)
+        if _verify(user["password_hash"] if user else _DUMMY_HASH, password) and user is not None:
+            self.store.forgive_attempt([account], [origin], now, self.policy)
+            return Attempt(user=user, user_id=user_id)
+        detail["failures"] = state[account]["failures"]
+        locked = max(row["locked_until"] for row in state.values())
+        if locked > now:
+            detail["locked_until"] = locked
+        return Attempt(user_id=user_id, detail=detail)
+
+    # -- second factors ------------------------------------------------------------------------
+
+    def second_factor_waiting(self, user_id: str, now: float) -> float:
+        """Until when this user's second factor waits (0: it does not)."""
+        until = float(self.store.throttle_state(f"totp:{user_id}", now)["locked_until"])
+        return until if until > now else 0.0
+
+    def count_second_factor(self, user_id: str, now: float) -> tuple[bool, Row]:
+        """Count one code against the user (not the browser session), before it is checked."""
+        key = f"totp:{user_id}"
+        counted, state = self.store.count_attempt([key], now, self.policy)
+        return counted, state[key]
+
+    def second_factor_passed(self, user_id: str, now: float) -> None:
+        self.store.forgive_attempt([f"totp:{user_id}"], [], now, self.policy)
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text[:64])
+    except ValueError:
+        return None
+
+
+def _verify(password_hash: str, password: str) -> bool:
+    try:
+        return bool(_hasher.verify(password_hash, password))
+    except (VerificationError, InvalidHashError):
+        return False
