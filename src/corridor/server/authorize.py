@@ -8,6 +8,7 @@ consumed when the authorization completes, not when the page loads.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -34,11 +35,10 @@ from corridor.server.signin import retry_after, waiting_message
 from corridor.store.sql import Row, Store
 
 SESSION_COOKIE = "__Host-corridor-session"
+#: What the second-factor page says while the user's codes wait (issue 13 C2).
+WRONG_CODES = "Too many wrong codes"
 #: The level a TOTP second factor gives (design.md 5b: password < mfa < passkey).
 TOTP_ACR = "mfa"
-#: Wrong second-factor codes a browser session may send before it must wait SECOND_FACTOR_LOCK s.
-SECOND_FACTOR_ATTEMPTS = 5
-SECOND_FACTOR_LOCK = 900
 _INTERACTION_ID = re.compile(r"[0-9a-f]{32}")
 
 
@@ -312,6 +312,9 @@ class AuthorizationPages:
     ) -> Response:
         """The factors that reach the level asked for; ``then="enrol"`` returns to adding a passkey."""
         level = TOTP_ACR if then else self._required_acr(params) or TOTP_ACR
+        if error is None and "totp" in factors and user is not None:
+            waiting = self.server.sign_ins.second_factor_waiting(user["id"], self.server.now())
+            error = waiting_message(waiting, WRONG_CODES) if waiting else None
         passkey_options = None
         if "passkey" in factors and user is not None:
             passkey_options = self.server.passkeys.authentication_options(
@@ -341,6 +344,7 @@ class AuthorizationPages:
         user: Row | None,
         form: Form,
         error: str,
+        status: int = 400,
     ) -> Response:
         """The second-factor page once more (400), for the same purpose as the failed attempt."""
         then = "enrol" if form.get("then") == "enrol" else None
@@ -352,7 +356,7 @@ class AuthorizationPages:
             params,
             user,
             self._factors(user, required),
-            status=400,
+            status=status,
             error=error,
             then=then,
         )
@@ -364,13 +368,13 @@ class AuthorizationPages:
             return f"/interaction/{interaction_id}/passkey-enrol"
         return f"/interaction/{interaction_id}"
 
-    def _count_second_factor_failure(self, session_hash: str, now: float) -> bool:
-        """Record one wrong code for this session; False when the allowance is used up."""
-        for attempt in range(SECOND_FACTOR_ATTEMPTS):
-            if self.server.store.remember_once(
-                f"totp-fail:{session_hash}:{attempt}", now + SECOND_FACTOR_LOCK, now
-            ):
-                return True
+    def _totp_matches(self, totp: pyotp.TOTP, code: str, user_id: str, now: float) -> bool:
+        """RFC 6238 5.2: a code of this step or one either side, each accepted once (replay cache)."""
+        for step in (-1, 0, 1):
+            at = now + step * totp.interval
+            if hmac.compare_digest(totp.at(at), code):
+                key = f"totp:{user_id}:{totp.timecode(datetime.fromtimestamp(at, UTC))}"
+                return self.server.store.remember_once(key, now + 3 * totp.interval, now)
         return False
 
     def second_factor(self, request: Request, interaction_id: str, form: Form) -> Response:
@@ -387,37 +391,40 @@ class AuthorizationPages:
         code = form.get("code", "")
         secret = user.get("totp_secret") if user else None
         totp = pyotp.TOTP(secret) if secret else None
-        ok = False
+        ok, waiting_until = False, 0.0
         session_hash = token_hash(request.cookies.get(SESSION_COOKIE, ""))
-        locked = server.store.is_remembered(f"totp-locked:{session_hash}", now)
-        if totp is not None and not locked and re.fullmatch(r"[0-9]{6}", code):
-            for step in (-1, 0, 1):
-                at = now + step * totp.interval
-                if hmac.compare_digest(totp.at(at), code):
-                    # RFC 6238 5.2: a code is accepted once.
-                    key = f"totp:{session['user_id']}:{totp.timecode(datetime.fromtimestamp(at, UTC))}"
-                    ok = server.store.remember_once(key, now + 3 * totp.interval, now)
-                    break
+        if totp is not None and re.fullmatch(r"[0-9]{6}", code):
+            # RFC 6238 5.2 / NIST 800-63B 5.2.2 (issue 13 C2): each code is counted against the
+            # user, in the database, before it is checked: a new sign-in gives no fresh guesses,
+            # and while the user waits no code is checked, not even the right one.
+            counted, state = server.sign_ins.count_second_factor(session["user_id"], now)
+            if not counted:
+                waiting_until = state["locked_until"]
+            else:
+                ok = self._totp_matches(totp, code, session["user_id"], now)
+                if ok:
+                    server.sign_ins.second_factor_passed(session["user_id"], now)
+                elif state["locked_until"] > now:
+                    evidence.detail = {"failures": state["failures"], "locked_until": state["locked_until"]}
         if not ok:
-            # RFC 6238 5.2 / NIST 800-63B 5.2.2: a few wrong codes per session, then a pause, so
-            # six digits cannot be guessed through one signed-in session.
-            if not locked and not self._count_second_factor_failure(session_hash, now):
-                server.store.remember_once(f"totp-locked:{session_hash}", now + SECOND_FACTOR_LOCK, now)
-                locked = True
-            rule = "RFC 6238 5.2 (too many wrong codes)" if locked else "RFC 6238"
-            server.audit.append(evidence, "login", "refused", now, rule=rule, error="access_denied")
             client = server.clients.get(pushed["client_id"])
-            return self._second_factor_again(
+            again = functools.partial(
+                self._second_factor_again,
                 interaction_id,
                 interaction,
                 client.name if client else "",
                 params,
                 user,
                 form,
-                "Too many wrong codes: wait a while and start again."
-                if locked
-                else "That code is not right (or was already used).",
             )
+            if waiting_until:  # not recorded one by one: the failure that began the wait was
+                page = again(waiting_message(waiting_until, WRONG_CODES), status=429)
+                page.headers["Retry-After"] = retry_after(waiting_until, now)
+                return page
+            began = "locked_until" in evidence.detail
+            rule = "RFC 6238 5.2 (too many wrong codes)" if began else "RFC 6238"
+            server.audit.append(evidence, "login", "refused", now, rule=rule, error="access_denied")
+            return again("That code is not right (or was already used).")
         levels = server.settings.acr_levels
         if levels.index(session["acr"]) < levels.index(TOTP_ACR):  # never lowers a passkey session
             server.store.raise_browser_session(session_hash, TOTP_ACR, now)

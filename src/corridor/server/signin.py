@@ -82,10 +82,10 @@ def retry_after(until: float, now: float) -> str:
     return str(max(1, math.ceil(until - now)))
 
 
-def waiting_message(until: float) -> str:
+def waiting_message(until: float, what: str = "Too many failed sign-ins") -> str:
     """What the form says while a wait lasts: when to try again, nothing about the account."""
     when = time.strftime("%H:%M:%S UTC", time.gmtime(math.ceil(until)))
-    return f"Too many failed sign-ins. Try again after {when}."
+    return f"{what}. Try again after {when}."
 
 
 class SignIns:
