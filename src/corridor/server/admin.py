@@ -28,7 +28,7 @@ from corridor.server.authorize import cookie_header
 from corridor.server.forms import read_form
 from corridor.server.pages import error_page, render
 from corridor.server.responses import redirect_303
-from corridor.server.signin import retry_after, waiting_message
+from corridor.server.signin import unchecked
 
 ADMIN_COOKIE = "__Host-corridor-admin"
 CSRF_COOKIE = "__Host-corridor-admin-csrf"
@@ -115,9 +115,11 @@ class AdminPages:
         attempt = server.sign_ins.password(
             form.get("username", ""), form.get("password", ""), server.sign_ins.source(request), now
         )
-        if attempt.waiting_until:  # issue 13 C1: no password is checked while it waits
-            page = self._login_page(next_url, waiting_message(attempt.waiting_until), 429)
-            page.headers["Retry-After"] = retry_after(attempt.waiting_until, now)
+        refused = unchecked(attempt, now)
+        if refused:  # issue 13 C1, B3: waiting, or no hashing slot free: no password checked
+            status, message, retry = refused
+            page = self._login_page(next_url, message, status)
+            page.headers["Retry-After"] = retry
             return page
         user = attempt.user
         ok = user is not None and user["username"] in server.settings.admin_users

@@ -31,7 +31,7 @@ from corridor.server.pages import error_page, render, template_version
 from corridor.server.par import REQUEST_URI_PREFIX
 from corridor.server.passkeys import PASSKEY_ACR, PasskeyRefused
 from corridor.server.responses import authorization_response, redirect_303
-from corridor.server.signin import retry_after, waiting_message
+from corridor.server.signin import retry_after, unchecked, waiting_message
 from corridor.store.sql import Row, Store
 
 SESSION_COOKIE = "__Host-corridor-session"
@@ -674,15 +674,11 @@ class AuthorizationPages:
         if user is None:
             client = server.clients.get(pushed["client_id"])
             client_name = client.name if client else ""
-            if attempt.waiting_until:  # issue 13 C1: no password is checked while it waits
-                page = self._login_page(
-                    interaction_id,
-                    interaction,
-                    client_name,
-                    status=429,
-                    error=waiting_message(attempt.waiting_until),
-                )
-                page.headers["Retry-After"] = retry_after(attempt.waiting_until, now)
+            refused = unchecked(attempt, now)
+            if refused:  # issue 13 C1, B3: waiting, or no hashing slot free: no password checked
+                status, message, retry = refused
+                page = self._login_page(interaction_id, interaction, client_name, status, message)
+                page.headers["Retry-After"] = retry
                 return page
             evidence.user_id, evidence.detail = attempt.user_id, attempt.detail
             server.audit.append(evidence, "login", "refused", now, rule="credentials", error="access_denied")

@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     sign_in_backoff_max: float = Field(900.0, ge=1, le=86_400)
     #: Wrong second-factor codes a user (over all sessions) may send before waiting the same way.
     second_factor_failures: int = Field(5, ge=1, le=100)
+    #: Password checks (Argon2id, 64 MiB each) running at once in one process (issue 13 B3); an
+    #: attempt beyond it is answered 503 with Retry-After at once, never queued, so sign-in
+    #: forms cost at most this many x 64 MiB. 0 means the number of CPUs this process may use.
+    password_hash_concurrency: int = Field(0, ge=0, le=256)
     #: FAPI2 5.3.2.1-13: accept iat/nbf up to this many seconds ahead (10..60).
     max_clock_skew: int = Field(10, ge=10, le=60)
     #: RFC 9449 11.1: how old a DPoP proof's iat may be.

@@ -17,6 +17,8 @@ import hashlib
 import hmac
 import ipaddress
 import math
+import os
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +36,8 @@ _DUMMY_HASH = _hasher.hash(new_secret_token())
 #: A quiet source's count is forgotten after an hour, an account's or a second factor's after a day.
 SOURCE_MEMORY = 3600.0
 ACCOUNT_MEMORY = 86_400.0
+#: Retry-After of a sign-in refused because every password-hashing slot was busy (issue 13 B3).
+BUSY_RETRY_AFTER = 2
 
 
 class ThrottlePolicy:
@@ -75,6 +79,8 @@ class Attempt:
     user_id: str | None = None
     #: What the evidence record of a failure says: account, source, count, any wait now begun.
     detail: dict[str, Any] = field(default_factory=dict)
+    #: Refused unchecked and uncounted: every password-hashing slot was taken (issue 13 B3).
+    busy: bool = False
 
 
 def retry_after(until: float, now: float) -> str:
@@ -88,6 +94,16 @@ def waiting_message(until: float, what: str = "Too many failed sign-ins") -> str
     return f"{what}. Try again after {when}."
 
 
+def unchecked(attempt: Attempt, now: float) -> tuple[int, str, str] | None:
+    """Status, message and Retry-After of an attempt refused without looking at its password:
+    503 while every hashing slot is busy (issue 13 B3), 429 while the account or source waits."""
+    if attempt.busy:
+        return 503, "The server is busy. Try again in a moment.", str(BUSY_RETRY_AFTER)
+    if attempt.waiting_until:
+        return 429, waiting_message(attempt.waiting_until), retry_after(attempt.waiting_until, now)
+    return None
+
+
 class SignIns:
     """Password checks and the throttle of one AS process (the counts are in the store)."""
 
@@ -97,6 +113,9 @@ class SignIns:
         self.policy = ThrottlePolicy(settings)
         self._trusted = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
         self._name_key: bytes | None = None
+        #: Issue 13 B3: at most this many Argon2 checks at once; beyond it, refuse (never queue).
+        self.hashing_slots = settings.password_hash_concurrency or _usable_cpus()
+        self._hashing = threading.BoundedSemaphore(self.hashing_slots)
 
     # -- who is trying ---------------------------------------------------------------------
 
@@ -130,9 +149,18 @@ class SignIns:
     # -- passwords ---------------------------------------------------------------------------
 
     def password(self, username: str, password: str, source: str, now: float) -> Attempt:
-        """Count the attempt against the account and the source, then (unless either waits)
-        check the password. A dummy hash is verified for unknown names, so the answer takes as
-        long either way (no user enumeration by timing)."""
+        """Take a hashing slot (or refuse at once, uncounted, when none is free), count the
+        attempt against the account and the source, then (unless either waits) check the
+        password. A dummy hash is verified for unknown names, so the answer takes as long
+        either way (no user enumeration by timing)."""
+        if not self._hashing.acquire(blocking=False):
+            return Attempt(busy=True)
+        try:
+            return self._password(username, password, source, now)
+        finally:
+            self._hashing.release()
+
+    def _password(self, username: str, password: str, source: str, now: float) -> Attempt:
         valid = 0 < len(username) <= 255 and username.isprintable()
         user = self.store.get_user_by_name(username) if valid else None
         account, origin = self._account_key(user, username), f"source:{source}"
@@ -166,6 +194,12 @@ class SignIns:
 
     def second_factor_passed(self, user_id: str, now: float) -> None:
         self.store.forgive_attempt([f"totp:{user_id}"], [], now, self.policy)
+
+
+def _usable_cpus() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
