@@ -1,13 +1,15 @@
 """The evidence trail as a page people can look at (issue 8 part 4): ``/admin/trace?id=ID`` shows
 a grant's, token's or request's story as a timeline (who, what was shown, what was granted, what
-was done, what was refused and why). Only users named in ``admin_users`` may sign in; the
-session is a short-lived cookie signed with a secret kept in the database (so every instance
-accepts it); the login form is CSRF-protected by a double-submit cookie; every view is itself
-an audit record."""
+was done, what was refused and why). Only users named in ``admin_users`` may sign in, with
+their strongest enrolled factor (a TOTP code after the password; ``admin_require_mfa``, on
+outside dev mode, refuses admins without one); the session is stored in the database (so every
+instance accepts it and a sign-out ends it everywhere) and ends after ``admin_session_idle``
+seconds unused or ``admin_session_lifetime`` in all; the login form is CSRF-protected by a
+double-submit cookie, the later forms by the session's own token; every view is itself an audit
+record."""
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import time
@@ -20,19 +22,21 @@ from starlette.responses import Response
 
 from corridor.audit.log import Evidence
 from corridor.audit.trace import readable, trace
-from corridor.core.b64 import b64url_decode, b64url_encode
 from corridor.core.errors import OAuthError
-from corridor.core.randomness import new_id, new_secret_token
+from corridor.core.randomness import new_id, new_secret_token, token_hash
 from corridor.server.authority import AuthorizationServer
-from corridor.server.authorize import cookie_header
+from corridor.server.authorize import WRONG_CODES, cookie_header
 from corridor.server.forms import read_form
 from corridor.server.pages import error_page, render
 from corridor.server.responses import redirect_303
-from corridor.server.signin import unchecked
+from corridor.server.signin import retry_after, unchecked, waiting_message
+from corridor.store.sql import Row
 
 ADMIN_COOKIE = "__Host-corridor-admin"
 CSRF_COOKIE = "__Host-corridor-admin-csrf"
-ADMIN_SESSION_SECONDS = 1800
+#: How long an admin may take between the password and the second factor.
+SECOND_FACTOR_SECONDS = 300
+_TOTP_ACR = "mfa"
 
 
 def _admin_cookie(name: str, value: str, max_age: int) -> str:
@@ -42,39 +46,28 @@ def _admin_cookie(name: str, value: str, max_age: int) -> str:
 class AdminPages:
     def __init__(self, server: AuthorizationServer) -> None:
         self.server = server
-        self._mac_key: bytes | None = None
 
-    def _key(self) -> bytes:
-        """The cookie MAC key: a secret in the database (shared by every instance), read once."""
-        if self._mac_key is None:
-            secret = self.server.store.secret("admin_cookie", new_secret_token, self.server.now())
-            self._mac_key = hashlib.sha256(secret.encode()).digest()
-        return self._mac_key
+    # -- sessions (issue 13 C3): stored, so sign-out and expiry hold on every instance ----------
 
-    def _issue(self, user_id: str) -> str:
-        body = b64url_encode(json.dumps([user_id, int(self.server.now()) + ADMIN_SESSION_SECONDS]).encode())
-        mac = b64url_encode(hmac.new(self._key(), body.encode(), hashlib.sha256).digest())
-        return f"{body}.{mac}"
-
-    def _admin(self, request: Request) -> dict[str, Any] | None:
-        """The signed-in administrator, or None (bad signature, expired, no longer an admin)."""
+    def _session(self, request: Request) -> tuple[Row, Row] | None:
+        """The session and its administrator, or None (unknown, signed out, idle too long, past
+        its lifetime, or no longer an admin). Half-signed-in sessions are returned too."""
+        settings, now = self.server.settings, self.server.now()
         value = request.cookies.get(ADMIN_COOKIE, "")
-        body, _, mac = value.partition(".")
-        if not body or not mac:
+        session = self.server.store.get_admin_session(token_hash(value)) if 0 < len(value) <= 128 else None
+        if session is None or now >= session["expires_at"]:
             return None
-        expected = b64url_encode(hmac.new(self._key(), body.encode(), hashlib.sha256).digest())
-        if not hmac.compare_digest(expected, mac):
+        if now >= session["last_seen_at"] + settings.admin_session_idle:
             return None
-        try:
-            user_id, expires = json.loads(b64url_decode(body))
-        except (ValueError, TypeError):
+        user = self.server.store.get_user(session["user_id"])
+        if user is None or user["username"] not in settings.admin_users:
             return None
-        if not isinstance(expires, int) or expires <= self.server.now():
-            return None
-        user = self.server.store.get_user(str(user_id))
-        if user is None or user["username"] not in self.server.settings.admin_users:
-            return None
-        return user
+        return session, user
+
+    def _second_factor_due(self, user: Row, acr: str) -> bool:
+        """The strongest enrolled factor: an admin with TOTP gives the code; with
+        ``admin_require_mfa`` every admin must (issue 13 C3)."""
+        return acr != _TOTP_ACR and bool(user.get("totp_secret") or self.server.settings.admin_require_mfa)
 
     def _login_page(self, next_url: str, error: str | None = None, status: int = 200) -> Response:
         csrf = new_secret_token()
@@ -82,33 +75,64 @@ class AdminPages:
         page.headers.append("Set-Cookie", _admin_cookie(CSRF_COOKIE, csrf, 600))
         return page
 
+    def _second_factor_page(
+        self, session: Row, user: Row, next_url: str, error: str | None = None, status: int = 200
+    ) -> Response:
+        if error is None:
+            waiting = self.server.sign_ins.second_factor_waiting(user["id"], self.server.now())
+            error = waiting_message(waiting, WRONG_CODES) if waiting else None
+        return render(
+            "admin_second_factor.html", status=status, csrf=session["csrf"], next=next_url, error=error
+        )
+
     async def get_trace(self, request: Request) -> Response:
         return await run_in_threadpool(self.show_trace, request)
 
     def show_trace(self, request: Request) -> Response:
         ident = request.query_params.get("id", "")[:256]
-        admin = self._admin(request)
-        if admin is None:
-            return self._login_page(f"/admin/trace?id={quote(ident)}")
+        here = f"/admin/trace?id={quote(ident)}"
+        signed_in = self._session(request)
+        if signed_in is None:
+            return self._login_page(here)
+        session, admin = signed_in
+        if self._second_factor_due(admin, session["acr"]):
+            return self._second_factor_page(session, admin, here)
         now = self.server.now()
+        self.server.store.update_admin_session(session["id_hash"], last_seen_at=now)
         evidence = Evidence(issuer=self.server.settings.issuer, request_id=new_id(), user_id=admin["id"])
         evidence.detail = {"viewed": ident, "surface": "admin_trace_page"}
         self.server.audit.append(evidence, "admin.view", "shown", now)
         events = [_timeline_entry(r) for r in readable(trace(self.server.store, ident))] if ident else []
-        return render("admin_trace.html", ident=ident, admin=admin["username"], events=events)
+        return render(
+            "admin_trace.html", ident=ident, admin=admin["username"], events=events, csrf=session["csrf"]
+        )
 
     async def post_login(self, request: Request) -> Response:
+        return await self._post(request, self.login)
+
+    async def post_second_factor(self, request: Request) -> Response:
+        return await self._post(request, self.second_factor)
+
+    async def post_logout(self, request: Request) -> Response:
+        return await self._post(request, self.logout)
+
+    async def _post(self, request: Request, action: Any) -> Response:
         try:
             form = await read_form(request)
         except OAuthError as error:
             return error_page(error.error, error.description)
-        return await run_in_threadpool(self.login, request, form)
+        return await run_in_threadpool(action, request, form)
+
+    @staticmethod
+    def _next(form: Any) -> str:
+        next_url = str(form.get("next", "/admin/trace"))
+        if not next_url.startswith("/admin/") or next_url.startswith("//"):
+            return "/admin/trace"  # never an open redirect
+        return next_url
 
     def login(self, request: Request, form: Any) -> Response:
         server, now = self.server, self.server.now()
-        next_url = form.get("next", "/admin/trace")
-        if not next_url.startswith("/admin/") or next_url.startswith("//"):
-            next_url = "/admin/trace"  # never an open redirect
+        next_url = self._next(form)
         cookie_csrf = request.cookies.get(CSRF_COOKIE, "")
         if not cookie_csrf or not hmac.compare_digest(cookie_csrf.encode(), form.get("csrf", "").encode()):
             return self._login_page(next_url, "The form has expired; sign in again.", status=400)
@@ -132,12 +156,89 @@ class AdminPages:
             return self._login_page(next_url, "Wrong user name or password, or not an administrator.", 400)
         assert user is not None
         evidence.user_id = user["id"]
-        server.audit.append(evidence, "admin.login", "succeeded", now)
-        response = redirect_303(next_url)  # 303 after a credential POST, never 307
-        response.headers.append(
-            "Set-Cookie", _admin_cookie(ADMIN_COOKIE, self._issue(user["id"]), ADMIN_SESSION_SECONDS)
+        due = self._second_factor_due(user, "password")
+        if due and not user.get("totp_secret"):
+            server.audit.append(
+                evidence,
+                "admin.login",
+                "refused",
+                now,
+                rule="issue 13 C3 (admin_require_mfa)",
+                error="access_denied",
+            )
+            message = "Administrators need a second factor: enrol one with `corridor user totp NAME`."
+            return self._login_page(next_url, message, 403)
+        secret = new_secret_token()
+        lifetime = SECOND_FACTOR_SECONDS if due else server.settings.admin_session_lifetime
+        server.store.save_admin_session(
+            id_hash=token_hash(secret),
+            user_id=user["id"],
+            acr="password",
+            csrf=new_secret_token(),
+            created_at=now,
+            last_seen_at=now,
+            expires_at=now + lifetime,
         )
+        if not due:
+            evidence.detail = {"acr": "password"}
+            server.audit.append(evidence, "admin.login", "succeeded", now)
+        response = redirect_303(next_url)  # 303 after a credential POST, never 307
+        cookie_lifetime = server.settings.admin_session_lifetime
+        response.headers.append("Set-Cookie", _admin_cookie(ADMIN_COOKIE, secret, cookie_lifetime))
         response.headers.append("Set-Cookie", _admin_cookie(CSRF_COOKIE, "", 0))
+        return response
+
+    def second_factor(self, request: Request, form: Any) -> Response:
+        """Issue 13 C3: the admin's TOTP code after the password (counted per user, C2)."""
+        server, now = self.server, self.server.now()
+        next_url = self._next(form)
+        signed_in = self._session(request)
+        if signed_in is None:
+            return self._login_page(next_url, "Sign in again.", status=400)
+        session, user = signed_in
+        if not hmac.compare_digest(session["csrf"].encode(), form.get("csrf", "").encode()):
+            return self._second_factor_page(session, user, next_url, "The form has expired.", 400)
+        if not self._second_factor_due(user, session["acr"]):
+            return redirect_303(next_url)
+        check = server.sign_ins.totp(user, form.get("code", ""), now)
+        evidence = Evidence(issuer=server.settings.issuer, request_id=new_id(), user_id=user["id"])
+        if check.waiting_until:
+            page = self._second_factor_page(
+                session, user, next_url, waiting_message(check.waiting_until, WRONG_CODES), 429
+            )
+            page.headers["Retry-After"] = retry_after(check.waiting_until, now)
+            return page
+        if not check.ok:
+            evidence.detail = check.detail
+            server.audit.append(
+                evidence, "admin.login", "refused", now, rule=check.rule, error="access_denied"
+            )
+            return self._second_factor_page(
+                session, user, next_url, "That code is not right (or was already used).", 400
+            )
+        server.store.update_admin_session(
+            session["id_hash"],
+            acr=_TOTP_ACR,
+            last_seen_at=now,
+            expires_at=now + server.settings.admin_session_lifetime,
+        )
+        evidence.detail = {"acr": _TOTP_ACR, "factor": "totp"}
+        server.audit.append(evidence, "admin.login", "succeeded", now)
+        return redirect_303(next_url)
+
+    def logout(self, request: Request, form: Any) -> Response:
+        """Issue 13 C3: sign-out (POST, the session's CSRF token): the stored session is removed,
+        so the cookie is worthless everywhere, and the cookie is cleared."""
+        signed_in = self._session(request)
+        if signed_in is not None:
+            session, user = signed_in
+            if not hmac.compare_digest(session["csrf"].encode(), form.get("csrf", "").encode()):
+                return error_page("invalid_request", "The form has expired; sign out again.")
+            self.server.store.remove_admin_session(session["id_hash"])
+            evidence = Evidence(issuer=self.server.settings.issuer, request_id=new_id(), user_id=user["id"])
+            self.server.audit.append(evidence, "admin.logout", "succeeded", self.server.now())
+        response = redirect_303("/admin/trace")
+        response.headers.append("Set-Cookie", _admin_cookie(ADMIN_COOKIE, "", 0))
         return response
 
 

@@ -201,6 +201,8 @@ def create_app(
         Route("/interaction/{interaction_id}/passkey-enrol", pages.post_enrolment, methods=["POST"]),
         Route("/admin/trace", admin.get_trace, methods=["GET"]),
         Route("/admin/login", admin.post_login, methods=["POST"]),
+        Route("/admin/second-factor", admin.post_second_factor, methods=["POST"]),
+        Route("/admin/logout", admin.post_logout, methods=["POST"]),
     ]
     app = Starlette(
         routes=routes,

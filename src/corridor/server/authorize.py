@@ -13,11 +13,9 @@ import hashlib
 import hmac
 import json
 import re
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-import pyotp
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -368,17 +366,8 @@ class AuthorizationPages:
             return f"/interaction/{interaction_id}/passkey-enrol"
         return f"/interaction/{interaction_id}"
 
-    def _totp_matches(self, totp: pyotp.TOTP, code: str, user_id: str, now: float) -> bool:
-        """RFC 6238 5.2: a code of this step or one either side, each accepted once (replay cache)."""
-        for step in (-1, 0, 1):
-            at = now + step * totp.interval
-            if hmac.compare_digest(totp.at(at), code):
-                key = f"totp:{user_id}:{totp.timecode(datetime.fromtimestamp(at, UTC))}"
-                return self.server.store.remember_once(key, now + 3 * totp.interval, now)
-        return False
-
     def second_factor(self, request: Request, interaction_id: str, form: Form) -> Response:
-        """RFC 6238 TOTP (pyotp), one step of 30 s either side, each code once (replay cache)."""
+        """RFC 6238 TOTP (server/signin.py): counted per user, one step either side, each code once."""
         server, now = self.server, self.server.now()
         interaction, pushed, params = self._load(request, interaction_id)
         self._check_csrf(form, interaction, pushed)
@@ -388,24 +377,9 @@ class AuthorizationPages:
         evidence = self._evidence(pushed)
         evidence.user_id = session["user_id"]
         user = server.store.get_user(session["user_id"])
-        code = form.get("code", "")
-        secret = user.get("totp_secret") if user else None
-        totp = pyotp.TOTP(secret) if secret else None
-        ok, waiting_until = False, 0.0
         session_hash = token_hash(request.cookies.get(SESSION_COOKIE, ""))
-        if totp is not None and re.fullmatch(r"[0-9]{6}", code):
-            # RFC 6238 5.2 / NIST 800-63B 5.2.2 (issue 13 C2): each code is counted against the
-            # user, in the database, before it is checked: a new sign-in gives no fresh guesses,
-            # and while the user waits no code is checked, not even the right one.
-            counted, state = server.sign_ins.count_second_factor(session["user_id"], now)
-            if not counted:
-                waiting_until = state["locked_until"]
-            else:
-                ok = self._totp_matches(totp, code, session["user_id"], now)
-                if ok:
-                    server.sign_ins.second_factor_passed(session["user_id"], now)
-                elif state["locked_until"] > now:
-                    evidence.detail = {"failures": state["failures"], "locked_until": state["locked_until"]}
+        check = server.sign_ins.totp(user, form.get("code", ""), now)
+        ok, waiting_until, evidence.detail = check.ok, check.waiting_until, check.detail
         if not ok:
             client = server.clients.get(pushed["client_id"])
             again = functools.partial(
@@ -421,9 +395,7 @@ class AuthorizationPages:
                 page = again(waiting_message(waiting_until, WRONG_CODES), status=429)
                 page.headers["Retry-After"] = retry_after(waiting_until, now)
                 return page
-            began = "locked_until" in evidence.detail
-            rule = "RFC 6238 5.2 (too many wrong codes)" if began else "RFC 6238"
-            server.audit.append(evidence, "login", "refused", now, rule=rule, error="access_denied")
+            server.audit.append(evidence, "login", "refused", now, rule=check.rule, error="access_denied")
             return again("That code is not right (or was already used).")
         levels = server.settings.acr_levels
         if levels.index(session["acr"]) < levels.index(TOTP_ACR):  # never lowers a passkey session

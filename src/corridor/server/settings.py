@@ -65,6 +65,14 @@ class Settings(BaseSettings):
     registration_cache_seconds: float = Field(2.0, ge=0, le=60)
     #: Users who may sign in at /admin/trace and read the evidence trail (issue 8).
     admin_users: list[str] = Field(default_factory=list)
+    #: Administrators must pass a second factor (a TOTP code) after the password (issue 13 C3);
+    #: one without any is refused. Unset: on, except in dev mode. Whatever this says, an admin
+    #: who has a second factor always gives it (the strongest enrolled factor).
+    admin_require_mfa: bool | None = None
+    #: An admin session ends after this many seconds without a page view, and this long after
+    #: sign-in in any case (NIST SP 800-63B 4.2.3 asks at most 30 min idle at AAL2).
+    admin_session_idle: int = Field(900, ge=60, le=86_400)
+    admin_session_lifetime: int = Field(1800, ge=60, le=86_400)
     #: How often an instance signs the heads of the audit chains (audit/chain.py checkpoints).
     audit_checkpoint_interval: float = Field(300.0, gt=0)
     #: Log level of ``corridor serve`` (``info`` logs one line per request, no secrets).
@@ -166,6 +174,8 @@ class Settings(BaseSettings):
             host = urlsplit(self.issuer).hostname or "localhost"
             self.mtls_base_url = f"https://{host}:{self.mtls_port}"
         self.mtls_base_url = self.mtls_base_url.rstrip("/")
+        if self.admin_require_mfa is None:
+            self.admin_require_mfa = not self.dev_mode
         return self
 
     @classmethod

@@ -18,11 +18,14 @@ import hmac
 import ipaddress
 import math
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
+import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from starlette.requests import Request
@@ -81,6 +84,18 @@ class Attempt:
     detail: dict[str, Any] = field(default_factory=dict)
     #: Refused unchecked and uncounted: every password-hashing slot was taken (issue 13 B3).
     busy: bool = False
+
+
+@dataclass
+class CodeCheck:
+    """The outcome of one second-factor code."""
+
+    ok: bool = False
+    #: When the code was refused unchecked: until when the user's codes wait.
+    waiting_until: float = 0.0
+    #: For the evidence record of a failure: the count, and the wait it began if it did.
+    detail: dict[str, Any] = field(default_factory=dict)
+    rule: str = "RFC 6238"
 
 
 def retry_after(until: float, now: float) -> str:
@@ -180,6 +195,31 @@ class SignIns:
         return Attempt(user_id=user_id, detail=detail)
 
     # -- second factors ------------------------------------------------------------------------
+
+    def totp(self, user: Row | None, code: str, now: float) -> CodeCheck:
+        """RFC 6238 5.2 / NIST SP 800-63B 5.2.2 (issue 13 C2): a well-formed code is counted
+        against the user, in the database, before it is checked, so a new sign-in gives no fresh
+        guesses; while the user waits no code is checked, not even the right one. A code of
+        this step or one either side is accepted, each once (replay cache)."""
+        secret = user.get("totp_secret") if user else None
+        if user is None or not secret or not re.fullmatch(r"[0-9]{6}", code):
+            return CodeCheck()
+        counted, state = self.count_second_factor(user["id"], now)
+        if not counted:
+            return CodeCheck(waiting_until=state["locked_until"])
+        totp = pyotp.TOTP(secret)
+        for step in (-1, 0, 1):
+            at = now + step * totp.interval
+            if hmac.compare_digest(totp.at(at), code):
+                key = f"totp:{user['id']}:{totp.timecode(datetime.fromtimestamp(at, UTC))}"
+                if self.store.remember_once(key, now + 3 * totp.interval, now):
+                    self.second_factor_passed(user["id"], now)
+                    return CodeCheck(ok=True)
+                break
+        if state["locked_until"] > now:
+            detail = {"failures": state["failures"], "locked_until": state["locked_until"]}
+            return CodeCheck(detail=detail, rule="RFC 6238 5.2 (too many wrong codes)")
+        return CodeCheck()
 
     def second_factor_waiting(self, user_id: str, now: float) -> float:
         """Until when this user's second factor waits (0: it does not)."""

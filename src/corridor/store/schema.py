@@ -178,6 +178,22 @@ sign_in_throttle = Table(
     Column("expires_at", Float, nullable=False),
 )
 
+#: Signed-in administrators of the evidence page (/admin/trace, issue 13 C3), so a sign-out or
+#: an expiry ends a session on every instance. ``acr`` "password" with a second factor still
+#: due is a session half-way through signing in; ``expires_at`` is absolute, ``last_seen_at``
+#: the start of the idle window.
+admin_sessions = Table(
+    "admin_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("user_id", String(64), nullable=False),
+    Column("acr", String(32), nullable=False),
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("last_seen_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+
 audit_records = Table(
     "audit_records",
     metadata,
@@ -245,5 +261,6 @@ for _table in (
     access_tokens,
     grants,
     sign_in_throttle,
+    admin_sessions,
 ):
     Index(f"ix_{_table.name}_expires_at", _table.c.expires_at)

@@ -474,6 +474,7 @@ class Store:
             (t.interactions, t.interactions.c.id, now),
             (t.browser_sessions, t.browser_sessions.c.id_hash, now),
             (t.sign_in_throttle, t.sign_in_throttle.c.key, now),
+            (t.admin_sessions, t.admin_sessions.c.id_hash, now),
             (t.authorization_codes, t.authorization_codes.c.code_hash, now - day),
             (t.access_tokens, t.access_tokens.c.jti, now - day),
             (t.grants, t.grants.c.id, now - day),
@@ -567,6 +568,26 @@ class Store:
 
     def get_browser_session(self, id_hash: str) -> Row | None:
         return self._one(_by(t.browser_sessions, "id_hash"), id_hash)
+
+    # -- administrator sessions (issue 13 C3) ---------------------------------------------------
+
+    def save_admin_session(self, **values: Any) -> None:
+        with self.write() as conn:
+            conn.execute(insert(t.admin_sessions).values(**values))
+
+    def get_admin_session(self, id_hash: str) -> Row | None:
+        return self._one(_by(t.admin_sessions, "id_hash"), id_hash)
+
+    def update_admin_session(self, id_hash: str, **values: Any) -> bool:
+        """Record use (``last_seen_at``) or a passed second factor (``acr``, ``expires_at``)."""
+        with self.write() as conn:
+            stmt = update(t.admin_sessions).where(t.admin_sessions.c.id_hash == id_hash).values(**values)
+            return bool(conn.execute(stmt).rowcount == 1)
+
+    def remove_admin_session(self, id_hash: str) -> bool:
+        with self.write() as conn:
+            stmt = delete(t.admin_sessions).where(t.admin_sessions.c.id_hash == id_hash)
+            return bool(conn.execute(stmt).rowcount == 1)
 
     # -- grants, codes and tokens ------------------------------------------------------------------
 
