@@ -8,9 +8,13 @@ accounts is slowed the same way after more failures. Both sign-in forms: /author
 from __future__ import annotations
 
 import json
+import multiprocessing
+import ssl
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from itertools import count
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -200,4 +204,49 @@ def test_the_wait_survives_a_restart(tmp_path: Path, tls: DevTLS, database: str)
         second.clock.advance(31)
         browser, page = login_page(driver, client, new_source())
         assert 'value="approve"' in browser.submit(page, {"username": username, "password": PASSWORD}).text
+        driver.http.close()
+
+
+def _post_after_barrier(
+    url: str, form: dict[str, str], cookies: dict[str, str], ca: str, barrier: Any
+) -> int:
+    headers = {"X-Forwarded-For": form.pop("source")}
+    with httpx.Client(verify=ssl.create_default_context(cafile=ca), timeout=60, cookies=cookies) as http:
+        http.get(url.split("/interaction/", 1)[0] + "/jwks")  # connect before the barrier
+        barrier.wait()
+        return http.post(url, data=form, headers=headers).status_code
+
+
+def test_parallel_guesses_cannot_slip_past_the_count(tmp_path: Path, tls: DevTLS, database: str) -> None:
+    """Seven processes post a wrong password for one account at once: each attempt is counted
+    before its password is checked, so exactly five are checked (400) and two wait (429); the
+    database holds five failures and the trail five records."""
+    with running_as(
+        tmp_path, tls, database_url=database, trusted_proxies=["127.0.0.1"], password_hash_concurrency=16
+    ) as running:
+        driver = Driver(running)
+        client, username, source = driver.add_client(), driver.add_user(), new_source()
+        user = running.store.get_user_by_name(username)
+        assert user is not None
+        browser, page = login_page(driver, client, source)
+        action, csrf = browser.form_of(page)
+        form = {"csrf": csrf, "username": username, "password": "wrong", "source": source}
+        context = multiprocessing.get_context("spawn")
+        with context.Manager() as manager, ProcessPoolExecutor(7, mp_context=context) as pool:
+            barrier = manager.Barrier(7)
+            futures = [
+                pool.submit(
+                    _post_after_barrier,
+                    browser.base + action,
+                    dict(form),
+                    dict(browser.http.cookies),
+                    str(running.tls.ca_file),
+                    barrier,
+                )
+                for _ in range(7)
+            ]
+            statuses = sorted(f.result() for f in futures)
+        assert statuses == [400] * 5 + [429] * 2
+        assert throttle_row(running, f"user:{user['id']}")["failures"] == 5  # type: ignore[index]
+        assert len(refusals(running, "login", source)) == 5
         driver.http.close()
