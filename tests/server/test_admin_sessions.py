@@ -24,7 +24,7 @@ ADMIN_COOKIE = "__Host-corridor-admin"
 @pytest.fixture(scope="module")
 def admin_as(tmp_path_factory: pytest.TempPathFactory, tls: DevTLS, database: str) -> Iterator[RunningAS]:
     data_dir = tmp_path_factory.mktemp("admin-sessions")
-    admins = [f"admin-{n}" for n in range(8)]
+    admins = [f"admin-{n}" for n in range(40)]
     with running_as(data_dir, tls, database_url=database, admin_users=admins) as running:
         yield running
 
@@ -38,7 +38,7 @@ def driver(admin_as: RunningAS) -> Iterator[Driver]:
     d.http.close()
 
 
-_admins = iter(range(8))
+_admins = iter(range(40))
 
 
 def new_admin(driver: Driver, totp: bool = True) -> tuple[str, pyotp.TOTP | None]:
@@ -194,3 +194,48 @@ def test_a_session_ends_after_15_idle_minutes_and_after_30_in_all(driver: Driver
     driver.as_.clock.advance(601)
     page = http.get(driver.url("/admin/trace?id=x"))
     assert 'name="password"' in page.text and 'class="timeline"' not in page.text
+
+
+def test_an_admin_with_a_passkey_uses_it_not_the_code(driver: Driver) -> None:
+    """The strongest enrolled factor: an admin with a passkey and TOTP is asked for the passkey
+    (its challenge bound to this session), and a TOTP code is not enough."""
+    from tests.passkey_device import Authenticator, passkey_form
+
+    server = driver.as_.server
+    assert server is not None and server.passkeys.available
+    username, totp = new_admin(driver)
+    assert totp is not None
+    user = driver.as_.store.get_user_by_name(username)
+    assert user is not None
+    device = Authenticator(origin=driver.issuer, rp_id="localhost")
+    options = json.loads(server.passkeys.registration_options(user, "setup", driver.now()))
+    server.passkeys.register(device.create(options), user, "setup", driver.now())
+    http = driver.as_.http(follow_redirects=False)
+    assert password_step(http, driver, username).status_code == 303
+    page = http.get(driver.url("/admin/trace?id=x"))
+    assert 'data-passkey="get"' in page.text and 'name="code"' not in page.text
+    assert "script-src 'nonce-" in page.headers["content-security-policy"]
+    code = http.post(
+        driver.url("/admin/second-factor"),
+        data={"csrf": field(page, "csrf"), "next": "/admin/trace", "code": totp.at(driver.now())},
+    )
+    assert code.status_code == 400 and "Use your passkey" in code.text
+    form = passkey_form(page)
+    # An assertion for another session's challenge is refused.
+    other = driver.as_.http(follow_redirects=False)
+    assert password_step(other, driver, username).status_code == 303
+    foreign = passkey_form(other.get(driver.url("/admin/trace?id=x")))
+    refused = http.post(
+        driver.url(form.action), data={**form.fields, "credential": device.get(foreign.options)}
+    )
+    assert refused.status_code == 400 and 'class="timeline"' not in refused.text
+    done = http.post(driver.url(form.action), data={**form.fields, "credential": device.get(form.options)})
+    assert done.status_code == 303 and done.headers["location"] == "/admin/trace?id=x"
+    assert 'class="timeline"' in http.get(driver.url("/admin/trace?id=x")).text
+    logins = [
+        r
+        for r in driver.as_.store.audit_records()
+        if r["event"] == "admin.login" and r["user_id"] == user["id"]
+    ]
+    assert [r["outcome"] for r in logins] == ["refused", "succeeded"]
+    assert json.loads(logins[-1]["detail"])["acr"] == "passkey"

@@ -28,6 +28,7 @@ from corridor.server.authority import AuthorizationServer
 from corridor.server.authorize import WRONG_CODES, cookie_header
 from corridor.server.forms import read_form
 from corridor.server.pages import error_page, render
+from corridor.server.passkeys import PASSKEY_ACR, PasskeyRefused
 from corridor.server.responses import redirect_303
 from corridor.server.signin import retry_after, unchecked, waiting_message
 from corridor.store.sql import Row
@@ -64,10 +65,18 @@ class AdminPages:
             return None
         return session, user
 
+    def _required_acr(self, user: Row) -> str | None:
+        """Issue 13 C3: the admin's strongest enrolled factor (a passkey, where WebAuthn can work
+        here, else TOTP); with ``admin_require_mfa`` at least ``mfa`` even if none is enrolled."""
+        if self.server.passkeys.available and self.server.store.user_passkeys(user["id"]):
+            return PASSKEY_ACR
+        if user.get("totp_secret") or self.server.settings.admin_require_mfa:
+            return _TOTP_ACR
+        return None
+
     def _second_factor_due(self, user: Row, acr: str) -> bool:
-        """The strongest enrolled factor: an admin with TOTP gives the code; with
-        ``admin_require_mfa`` every admin must (issue 13 C3)."""
-        return acr != _TOTP_ACR and bool(user.get("totp_secret") or self.server.settings.admin_require_mfa)
+        required, levels = self._required_acr(user), self.server.settings.acr_levels
+        return required is not None and levels.index(acr) < levels.index(required)
 
     def _login_page(self, next_url: str, error: str | None = None, status: int = 200) -> Response:
         csrf = new_secret_token()
@@ -78,11 +87,25 @@ class AdminPages:
     def _second_factor_page(
         self, session: Row, user: Row, next_url: str, error: str | None = None, status: int = 200
     ) -> Response:
-        if error is None:
-            waiting = self.server.sign_ins.second_factor_waiting(user["id"], self.server.now())
+        """The strongest factor the admin has: the passkey ceremony, or the TOTP form."""
+        server = self.server
+        passkey_options = None
+        if self._required_acr(user) == PASSKEY_ACR:
+            passkey_options = server.passkeys.authentication_options(
+                _ceremony(session), server.now(), user["id"]
+            )
+        elif error is None:
+            waiting = server.sign_ins.second_factor_waiting(user["id"], server.now())
             error = waiting_message(waiting, WRONG_CODES) if waiting else None
         return render(
-            "admin_second_factor.html", status=status, csrf=session["csrf"], next=next_url, error=error
+            "admin_second_factor.html",
+            status=status,
+            scripts=passkey_options is not None,
+            csrf=session["csrf"],
+            next=next_url,
+            error=error,
+            passkey_options=passkey_options,
+            passkey_action=f"/admin/passkey?next={quote(next_url)}",
         )
 
     async def get_trace(self, request: Request) -> Response:
@@ -113,6 +136,9 @@ class AdminPages:
     async def post_second_factor(self, request: Request) -> Response:
         return await self._post(request, self.second_factor)
 
+    async def post_passkey(self, request: Request) -> Response:
+        return await self._post(request, self.passkey)
+
     async def post_logout(self, request: Request) -> Response:
         return await self._post(request, self.logout)
 
@@ -124,8 +150,9 @@ class AdminPages:
         return await run_in_threadpool(action, request, form)
 
     @staticmethod
-    def _next(form: Any) -> str:
-        next_url = str(form.get("next", "/admin/trace"))
+    def _next(form: Any, request: Request | None = None) -> str:
+        default = request.query_params.get("next", "/admin/trace") if request is not None else "/admin/trace"
+        next_url = str(form.get("next", default))
         if not next_url.startswith("/admin/") or next_url.startswith("//"):
             return "/admin/trace"  # never an open redirect
         return next_url
@@ -157,7 +184,7 @@ class AdminPages:
         assert user is not None
         evidence.user_id = user["id"]
         due = self._second_factor_due(user, "password")
-        if due and not user.get("totp_secret"):
+        if due and self._required_acr(user) == _TOTP_ACR and not user.get("totp_secret"):
             server.audit.append(
                 evidence,
                 "admin.login",
@@ -200,6 +227,8 @@ class AdminPages:
             return self._second_factor_page(session, user, next_url, "The form has expired.", 400)
         if not self._second_factor_due(user, session["acr"]):
             return redirect_303(next_url)
+        if self._required_acr(user) != _TOTP_ACR:  # the admin has a passkey: nothing weaker
+            return self._second_factor_page(session, user, next_url, "Use your passkey.", 400)
         check = server.sign_ins.totp(user, form.get("code", ""), now)
         evidence = Evidence(issuer=server.settings.issuer, request_id=new_id(), user_id=user["id"])
         if check.waiting_until:
@@ -226,6 +255,44 @@ class AdminPages:
         server.audit.append(evidence, "admin.login", "succeeded", now)
         return redirect_303(next_url)
 
+    def passkey(self, request: Request, form: Any) -> Response:
+        """Issue 13 C3: the admin's passkey after the password (WebAuthn 7.2, server/passkeys.py),
+        its challenge bound to this half-signed-in session."""
+        server, now = self.server, self.server.now()
+        next_url = self._next(form, request)
+        signed_in = self._session(request)
+        if signed_in is None:
+            return self._login_page(next_url, "Sign in again.", status=400)
+        session, user = signed_in
+        if not hmac.compare_digest(session["csrf"].encode(), form.get("csrf", "").encode()):
+            return self._second_factor_page(session, user, next_url, "The form has expired.", 400)
+        if not self._second_factor_due(user, session["acr"]) or not server.passkeys.available:
+            return redirect_303(next_url)
+        evidence = Evidence(issuer=server.settings.issuer, request_id=new_id(), user_id=user["id"])
+        try:
+            assertion = server.passkeys.authenticate(
+                form.get("credential", ""), _ceremony(session), now, user["id"]
+            )
+        except PasskeyRefused as refusal:
+            evidence.detail = {"factor": "passkey", "reason": refusal.reason}
+            server.audit.append(
+                evidence, "admin.login", "refused", now, rule=refusal.rule, error="access_denied"
+            )
+            return self._second_factor_page(session, user, next_url, refusal.message, 400)
+        server.store.update_admin_session(
+            session["id_hash"],
+            acr=PASSKEY_ACR,
+            last_seen_at=now,
+            expires_at=now + server.settings.admin_session_lifetime,
+        )
+        evidence.detail = {
+            "acr": PASSKEY_ACR,
+            "factor": "passkey",
+            "credential_id": assertion.passkey["credential_id"],
+        }
+        server.audit.append(evidence, "admin.login", "succeeded", now)
+        return redirect_303(next_url)
+
     def logout(self, request: Request, form: Any) -> Response:
         """Issue 13 C3: sign-out (POST, the session's CSRF token): the stored session is removed,
         so the cookie is worthless everywhere, and the cookie is cleared."""
@@ -240,6 +307,11 @@ class AdminPages:
         response = redirect_303("/admin/trace")
         response.headers.append("Set-Cookie", _admin_cookie(ADMIN_COOKIE, "", 0))
         return response
+
+
+def _ceremony(session: Row) -> str:
+    """What an admin's passkey challenge is bound to: this session (never an interaction)."""
+    return f"admin:{session['id_hash']}"
 
 
 _TITLES = {

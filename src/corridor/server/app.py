@@ -202,6 +202,7 @@ def create_app(
         Route("/admin/trace", admin.get_trace, methods=["GET"]),
         Route("/admin/login", admin.post_login, methods=["POST"]),
         Route("/admin/second-factor", admin.post_second_factor, methods=["POST"]),
+        Route("/admin/passkey", admin.post_passkey, methods=["POST"]),
         Route("/admin/logout", admin.post_logout, methods=["POST"]),
     ]
     app = Starlette(
