@@ -133,3 +133,50 @@ def test_wrong_codes_count_per_user_not_per_browser_session(driver: Driver) -> N
     with driver.as_.store.read() as conn:
         assert conn.execute(select(table).where(table.c.key == f"totp:{user['id']}")).first() is None
     assert finish(driver, client, other, flow, consent)["acr"] == "mfa"
+
+
+def test_the_passkey_on_the_same_page_does_not_lift_the_code_lock(driver: Driver) -> None:
+    """Issue 13 C2: where the passkey shares the second-factor page, a refused assertion leaves
+    the user's code lock as it is (the right code still waits). A valid passkey assertion is a
+    signature, not a guess: it steps the session up (the stronger factor), and the lock stays."""
+    import json
+
+    from sqlalchemy import select
+
+    from corridor.store import schema
+    from tests.passkey_device import Authenticator, passkey_form
+
+    server = driver.as_.server
+    assert server is not None and server.passkeys.available
+    client, browser = driver.add_client(), driver.browser()
+    username, totp = enrolled(driver)
+    user = driver.as_.store.get_user_by_name(username)
+    assert user is not None
+    device = Authenticator(origin=driver.issuer, rp_id="localhost")
+    options = json.loads(server.passkeys.registration_options(user, "setup", driver.now()))
+    server.passkeys.register(device.create(options), user, "setup", driver.now())
+    flow, page = start(driver, client, browser, username)
+    assert 'name="code"' in page.text and 'data-passkey="get"' in page.text
+    right = totp.at(driver.now())
+    wrong = f"{(int(right) + 500_000) % 1_000_000:06d}"
+    for _ in range(5):
+        page = browser.submit(page, {"code": wrong})
+    form = passkey_form(page)
+    stale = dict(form.options, challenge="A" * 43)  # an assertion for a challenge we never made
+    refused = browser.http.post(
+        browser.base + form.action, data={**form.fields, "credential": device.get(stale)}
+    )
+    assert refused.status_code == 400 and 'name="code"' in refused.text
+    locked = browser.submit(refused, {"code": right})
+    assert locked.status_code == 429 and "Too many wrong codes" in locked.text
+    form = passkey_form(locked)
+    stepped = browser.http.post(
+        browser.base + form.action, data={**form.fields, "credential": device.get(form.options)}
+    )
+    assert stepped.status_code == 303
+    consent = browser.get(browser.base + stepped.headers["location"])
+    assert finish(driver, client, browser, flow, consent)["acr"] == "passkey"
+    table = schema.sign_in_throttle
+    with driver.as_.store.read() as conn:
+        row = conn.execute(select(table).where(table.c.key == f"totp:{user['id']}")).mappings().one()
+    assert row["failures"] == 5 and row["locked_until"] > driver.now()
