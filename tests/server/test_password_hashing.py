@@ -23,7 +23,9 @@ ADMIN = "hashing-admin"
 @pytest.fixture(scope="module")
 def one_slot(tmp_path_factory: pytest.TempPathFactory, tls: DevTLS) -> Iterator[RunningAS]:
     data_dir = tmp_path_factory.mktemp("hashing-as")
-    with running_as(data_dir, tls, password_hash_concurrency=1, admin_users=[ADMIN]) as running:
+    with running_as(
+        data_dir, tls, password_hash_concurrency=1, admin_users=[ADMIN], admin_require_mfa=False
+    ) as running:
         yield running
 
 
