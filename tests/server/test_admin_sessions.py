@@ -239,3 +239,31 @@ def test_an_admin_with_a_passkey_uses_it_not_the_code(driver: Driver) -> None:
     ]
     assert [r["outcome"] for r in logins] == ["refused", "succeeded"]
     assert json.loads(logins[-1]["detail"])["acr"] == "passkey"
+
+
+@pytest.mark.parametrize("path", ["/admin/login", "/admin/second-factor", "/admin/passkey", "/admin/logout"])
+def test_hostile_admin_posts_get_a_page_never_a_500(driver: Driver, path: str) -> None:
+    username, totp = new_admin(driver)
+    assert totp is not None
+    signed_in = driver.as_.http(follow_redirects=False)
+    assert password_step(signed_in, driver, username).status_code == 303  # half signed in
+    junk_cookies = ["", "x" * 5000, "\x7f", "a.b.c", signed_in.cookies[ADMIN_COOKIE] + "x"]
+    forms = [
+        {},
+        {"csrf": "x" * 5000, "code": "1" * 7, "credential": "{" * 3000, "next": "//evil.example"},
+        {"csrf": "", "code": "abcdef", "credential": '{"id": 1}', "username": "\u202e" * 300, "password": ""},
+    ]
+    for cookie in junk_cookies:
+        for form in forms:
+            http = driver.as_.http(follow_redirects=False)
+            if cookie:
+                http.cookies.set(ADMIN_COOKIE, cookie, domain="localhost")
+            response = http.post(driver.url(path), data=form)
+            assert response.status_code in (303, 400, 403, 429), (path, cookie[:20], response.text[:200])
+            assert "evil.example" not in response.headers.get("location", "")
+    # The half-signed-in session with junk forms: refused, never advanced.
+    for form in forms:
+        response = signed_in.post(driver.url(path), data=form)
+        assert response.status_code in (303, 400), response.text[:200]
+        assert "evil.example" not in response.headers.get("location", "")
+    assert 'name="code"' in signed_in.get(driver.url("/admin/trace")).text or path == "/admin/logout"
