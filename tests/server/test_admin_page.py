@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 
 import httpx
+import pyotp
 import pytest
 
 from corridor.server.tls import DevTLS
@@ -14,6 +15,8 @@ from tests.server.test_browser import ARTIFACTS, browser  # noqa: F401 - the Chr
 from tests.support import PASSWORD, Driver, decode_jwt, running_as
 
 ADMIN = "trail-admin"
+#: The admin's TOTP secret: outside dev mode an admin must give a code after the password (issue 13 C3).
+ADMIN_TOTP = pyotp.TOTP(pyotp.random_base32())
 PAYMENT = {
     "type": "payment_initiation",
     "instructedAmount": {"currency": "EUR", "amount": "42.00"},
@@ -27,6 +30,7 @@ def admin_as(tmp_path_factory: pytest.TempPathFactory, tls: DevTLS) -> Iterator[
     with running_as(data_dir, tls, admin_users=[ADMIN]) as running:
         d = Driver(running)
         d.add_user(ADMIN)
+        assert running.store.set_totp_secret(ADMIN, ADMIN_TOTP.secret)
         yield d
         d.http.close()
 
@@ -35,6 +39,12 @@ def admin_as(tmp_path_factory: pytest.TempPathFactory, tls: DevTLS) -> Iterator[
 def driver(admin_as: Driver) -> Driver:
     """Overrides the suite's driver: the Chromium fixture trusts this AS's certificate."""
     return admin_as
+
+
+def admin_code(driver: Driver) -> str:
+    """A code of a step not used yet (each code is accepted once): the clock moves 90 s on."""
+    driver.as_.clock.advance(90)
+    return ADMIN_TOTP.at(driver.now())
 
 
 def story(driver: Driver) -> tuple[str, str]:
@@ -64,6 +74,9 @@ def test_the_timeline_in_chromium(driver: Driver, browser) -> None:  # type: ign
     browser.find_element(By.NAME, "username").send_keys(ADMIN)
     browser.find_element(By.NAME, "password").send_keys(PASSWORD)
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    WebDriverWait(browser, 15).until(expected_conditions.presence_of_element_located((By.NAME, "code")))
+    browser.find_element(By.NAME, "code").send_keys(admin_code(driver))
+    browser.find_element(By.CSS_SELECTOR, "button.approve").click()
     WebDriverWait(browser, 15).until(
         expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "ol.timeline"))
     )
@@ -120,6 +133,14 @@ def test_only_administrators_get_in(driver: Driver) -> None:
         data={"csrf": csrf, "next": "//evil.example/x", "username": ADMIN, "password": PASSWORD},
     )
     assert signed_in.status_code == 303 and signed_in.headers["location"] == "/admin/trace"
+    code_page = http.get(driver.url(f"/admin/trace?id={grant}"))
+    assert 'name="code"' in code_page.text and 'class="timeline"' not in code_page.text
+    csrf = code_page.text.split('name="csrf" value="')[1].split('"')[0]
+    confirmed = http.post(
+        driver.url("/admin/second-factor"),
+        data={"csrf": csrf, "next": "/admin/trace", "code": admin_code(driver)},
+    )
+    assert confirmed.status_code == 303
     session = next(
         c for c in signed_in.headers.get_list("set-cookie") if c.startswith("__Host-corridor-admin=")
     )

@@ -212,6 +212,9 @@ def create_app(
         Route(ENROL_PATH, enrolment.post, methods=["POST"]),
         Route("/admin/trace", admin.get_trace, methods=["GET"]),
         Route("/admin/login", admin.post_login, methods=["POST"]),
+        Route("/admin/second-factor", admin.post_second_factor, methods=["POST"]),
+        Route("/admin/passkey", admin.post_passkey, methods=["POST"]),
+        Route("/admin/logout", admin.post_logout, methods=["POST"]),
     ]
     app = Starlette(
         routes=routes,

@@ -27,6 +27,7 @@ from corridor.server.forms import Form
 from corridor.server.keys import ServerKeys
 from corridor.server.passkeys import Passkeys
 from corridor.server.settings import Settings
+from corridor.server.signin import SignIns
 from corridor.store.sql import Store
 
 if TYPE_CHECKING:
@@ -113,6 +114,8 @@ class AuthorizationServer:
                 settings.audit_refusal_sources,
             ),
         )
+        #: Password checks and the sign-in throttle (issue 13 C1, C2, B3).
+        self.sign_ins = SignIns(store, settings)
         # FAPI2 5.2.1: calls to others (jwks_uri) check server certificates (RFC 9525).
         context = ssl.create_default_context()
         context.minimum_version = ssl.TLSVersion.TLSv1_2

@@ -9,18 +9,15 @@ consumed when the authorization completes, not when the page loads.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-import pyotp
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -36,40 +33,25 @@ from corridor.server.pages import error_page, render, template_version
 from corridor.server.par import REQUEST_URI_PREFIX
 from corridor.server.passkeys import PASSKEY_ACR, PasskeyRefused
 from corridor.server.responses import authorization_response, redirect_303, source_address
-from corridor.server.usernames import sign_in_name
+from corridor.server.signin import retry_after, unchecked, waiting_message
 from corridor.store.sql import Row, Store
 
 SESSION_COOKIE = "__Host-corridor-session"
+#: What the second-factor page says while the user's codes wait (issue 13 C2).
+WRONG_CODES = "Too many wrong codes"
 #: The level a TOTP second factor gives (design.md 5b: password < mfa < passkey).
 TOTP_ACR = "mfa"
-#: Wrong second-factor codes a browser session may send before it must wait SECOND_FACTOR_LOCK s.
-SECOND_FACTOR_ATTEMPTS = 5
-SECOND_FACTOR_LOCK = 900
 _INTERACTION_ID = re.compile(r"[0-9a-f]{32}")
 _ASK_FOR_A_LINK = "Your first passkey is added with an enrolment link from your administrator."
 #: The only front-channel parameters read beside a pushed request (RFC 9126 4, AS23).
 FRONT_CHANNEL = frozenset({"client_id", "request_uri"})
 #: How much of an ignored parameter's name the evidence record keeps (design.md 5c: bounded input).
 IGNORED_NAME_LENGTH = 64
-_hasher = PasswordHasher()
-_DUMMY_HASH = _hasher.hash(new_secret_token())
 
 
 def cookie_header(name: str, value: str, max_age: int, same_site: str = "Lax") -> str:
     """A __Host- cookie: Secure, HttpOnly, Path=/, no Domain."""
     return f"{name}={value}; Path=/; Secure; HttpOnly; SameSite={same_site}; Max-Age={max_age}"
-
-
-def check_password(store: Store, username: str, password: str) -> Row | None:
-    """The user whose password this is, or None. A dummy hash is verified for unknown names, so
-    the answer takes as long either way (no user enumeration by timing)."""
-    name = sign_in_name(username)  # RFC 8265 UsernameCaseMapped, as stored (issue 13 C6)
-    user = store.get_user_by_name(name) if name is not None else None
-    try:
-        _hasher.verify(user["password_hash"] if user else _DUMMY_HASH, password)
-    except (VerificationError, InvalidHashError):
-        return None
-    return user
 
 
 @dataclass(frozen=True)
@@ -460,6 +442,9 @@ class AuthorizationPages:
     ) -> Response:
         """The factors that reach the level asked for; ``then="enrol"`` returns to adding a passkey."""
         level = TOTP_ACR if then else self._required_acr(params) or TOTP_ACR
+        if error is None and "totp" in factors and user is not None:
+            waiting = self.server.sign_ins.second_factor_waiting(user["id"], self.server.now())
+            error = waiting_message(waiting, WRONG_CODES) if waiting else None
         passkey_options = None
         if "passkey" in factors and user is not None:
             passkey_options = self.server.passkeys.authentication_options(
@@ -489,6 +474,7 @@ class AuthorizationPages:
         user: Row | None,
         form: Form,
         error: str,
+        status: int = 400,
     ) -> Response:
         """The second-factor page once more (400), for the same purpose as the failed attempt."""
         then = "enrol" if form.get("then") == "enrol" else None
@@ -500,7 +486,7 @@ class AuthorizationPages:
             params,
             user,
             self._factors(user, required),
-            status=400,
+            status=status,
             error=error,
             then=then,
         )
@@ -512,17 +498,8 @@ class AuthorizationPages:
             return f"/interaction/{interaction_id}/passkey-enrol"
         return f"/interaction/{interaction_id}"
 
-    def _count_second_factor_failure(self, session_hash: str, now: float) -> bool:
-        """Record one wrong code for this session; False when the allowance is used up."""
-        for attempt in range(SECOND_FACTOR_ATTEMPTS):
-            if self.server.store.remember_once(
-                f"totp-fail:{session_hash}:{attempt}", now + SECOND_FACTOR_LOCK, now
-            ):
-                return True
-        return False
-
     def second_factor(self, request: Request, interaction_id: str, form: Form) -> Response:
-        """RFC 6238 TOTP (pyotp), one step of 30 s either side, each code once (replay cache)."""
+        """RFC 6238 TOTP (server/signin.py): counted per user, one step either side, each code once."""
         server, now = self.server, self.server.now()
         interaction, pushed, params = self._load(request, interaction_id)
         self._check_csrf(form, interaction, pushed)
@@ -532,40 +509,26 @@ class AuthorizationPages:
         evidence = self._evidence(pushed)
         evidence.user_id = session["user_id"]
         user = server.store.get_user(session["user_id"])
-        code = form.get("code", "")
-        secret = user.get("totp_secret") if user else None
-        totp = pyotp.TOTP(secret) if secret else None
-        ok = False
         session_hash = token_hash(request.cookies.get(SESSION_COOKIE, ""))
-        locked = server.store.is_remembered(f"totp-locked:{session_hash}", now)
-        if totp is not None and not locked and re.fullmatch(r"[0-9]{6}", code):
-            for step in (-1, 0, 1):
-                at = now + step * totp.interval
-                if hmac.compare_digest(totp.at(at), code):
-                    # RFC 6238 5.2: a code is accepted once.
-                    key = f"totp:{session['user_id']}:{totp.timecode(datetime.fromtimestamp(at, UTC))}"
-                    ok = server.store.remember_once(key, now + 3 * totp.interval, now)
-                    break
+        check = server.sign_ins.totp(user, form.get("code", ""), now)
+        ok, waiting_until, evidence.detail = check.ok, check.waiting_until, check.detail
         if not ok:
-            # RFC 6238 5.2 / NIST 800-63B 5.2.2: a few wrong codes per session, then a pause, so
-            # six digits cannot be guessed through one signed-in session.
-            if not locked and not self._count_second_factor_failure(session_hash, now):
-                server.store.remember_once(f"totp-locked:{session_hash}", now + SECOND_FACTOR_LOCK, now)
-                locked = True
-            rule = "RFC 6238 5.2 (too many wrong codes)" if locked else "RFC 6238"
-            server.audit.append(evidence, "login", "refused", now, rule=rule, error="access_denied")
             client = server.clients.get(pushed["client_id"])
-            return self._second_factor_again(
+            again = functools.partial(
+                self._second_factor_again,
                 interaction_id,
                 interaction,
                 client.name if client else "",
                 params,
                 user,
                 form,
-                "Too many wrong codes: wait a while and start again."
-                if locked
-                else "That code is not right (or was already used).",
             )
+            if waiting_until:  # not recorded one by one: the failure that began the wait was
+                page = again(waiting_message(waiting_until, WRONG_CODES), status=429)
+                page.headers["Retry-After"] = retry_after(waiting_until, now)
+                return page
+            server.audit.append(evidence, "login", "refused", now, rule=check.rule, error="access_denied")
+            return again("That code is not right (or was already used).")
         levels = server.settings.acr_levels
         if levels.index(session["acr"]) < levels.index(TOTP_ACR):  # never lowers a passkey session
             server.store.raise_browser_session(session_hash, TOTP_ACR, now)
@@ -849,18 +812,24 @@ class AuthorizationPages:
         interaction, pushed, _ = self._load(request, interaction_id)
         self._check_csrf(form, interaction, pushed)
         evidence = self._evidence(pushed)
-        user = check_password(server.store, form.get("username", ""), form.get("password", ""))
+        attempt = server.sign_ins.password(
+            form.get("username", ""), form.get("password", ""), server.sign_ins.source(request), now
+        )
+        user = attempt.user
         if user is None:
-            server.audit.append(evidence, "login", "refused", now, rule="credentials", error="access_denied")
             client = server.clients.get(pushed["client_id"])
+            client_name = client.name if client else ""
+            refused = unchecked(attempt, now)
+            if refused:  # issue 13 C1, B3: waiting, or no hashing slot free: no password checked
+                status, message, retry = refused
+                page = self._login_page(interaction_id, interaction, client_name, status, message)
+                page.headers["Retry-After"] = retry
+                return page
+            evidence.user_id, evidence.detail = attempt.user_id, attempt.detail
+            server.audit.append(evidence, "login", "refused", now, rule="credentials", error="access_denied")
             return self._login_page(
-                interaction_id,
-                interaction,
-                client.name if client else "",
-                status=400,
-                error="Wrong user name or password.",
+                interaction_id, interaction, client_name, status=400, error="Wrong user name or password."
             )
-        assert user is not None
         secret = new_secret_token()
         lifetime = server.settings.session_lifetime
         server.store.save_browser_session(token_hash(secret), user["id"], now, "password", now + lifetime)

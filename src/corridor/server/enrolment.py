@@ -25,12 +25,13 @@ from corridor.audit.log import Evidence
 from corridor.core.errors import OAuthError
 from corridor.core.randomness import new_id, new_secret_token, token_hash
 from corridor.server.authority import AuthorizationServer
-from corridor.server.authorize import check_password, cookie_header
+from corridor.server.authorize import cookie_header
 from corridor.server.forms import Form, read_form
 from corridor.server.pages import error_page, render
 from corridor.server.passkeys import PasskeyRefused
 from corridor.server.responses import redirect_303
 from corridor.server.settings import Settings
+from corridor.server.signin import unchecked
 from corridor.store.sql import Row, Store
 
 ENROL_PATH = "/enrol"
@@ -123,8 +124,18 @@ class EnrolmentPages:
             return self._refuse(evidence, "issue 13 C4 (enrolment link)")
         link, user = found
         evidence.user_id = user["id"]
-        signed = check_password(server.store, user["username"], form.get("password", ""))
+        attempt = server.sign_ins.password(  # throttled and bounded like every sign-in (C1, B3)
+            user["username"], form.get("password", ""), server.sign_ins.source(request), now
+        )
+        refused = unchecked(attempt, now)
+        if refused:
+            status, message, retry = refused
+            page = self._page(token, link, user, cookie_csrf, status=status, error=message)
+            page.headers["Retry-After"] = retry
+            return page
+        signed = attempt.user
         if signed is None or signed["id"] != user["id"]:
+            evidence.detail = attempt.detail
             server.audit.append(
                 evidence, "passkey", "refused", now, rule="credentials", error="access_denied"
             )

@@ -75,6 +75,14 @@ class Settings(BaseSettings):
     registration_cache_seconds: float = Field(2.0, ge=0, le=60)
     #: Users who may sign in at /admin/trace and read the evidence trail (issue 8).
     admin_users: list[str] = Field(default_factory=list)
+    #: Administrators must pass a second factor (a TOTP code) after the password (issue 13 C3);
+    #: one without any is refused. Unset: on, except in dev mode. Whatever this says, an admin
+    #: who has a second factor always gives it (the strongest enrolled factor).
+    admin_require_mfa: bool | None = None
+    #: An admin session ends after this many seconds without a page view, and this long after
+    #: sign-in in any case (NIST SP 800-63B 4.2.3 asks at most 30 min idle at AAL2).
+    admin_session_idle: int = Field(900, ge=60, le=86_400)
+    admin_session_lifetime: int = Field(1800, ge=60, le=86_400)
     #: How often an instance signs the heads of the audit chains (audit/chain.py checkpoints).
     audit_checkpoint_interval: float = Field(300.0, gt=0)
     #: Bounded time on every listener (design.md 5c, issue 13 B2): seconds from the TLS handshake
@@ -112,6 +120,22 @@ class Settings(BaseSettings):
     grant_lifetime: int = Field(30 * 86_400, ge=300)
     #: Browser login session lifetime.
     session_lifetime: int = Field(8 * 3600, ge=300)
+    #: Sign-in throttling (issue 13 C1, server/signin.py): consecutive failed passwords an
+    #: account may have before it waits ``sign_in_backoff`` seconds, doubling with each further
+    #: failure up to ``sign_in_backoff_max`` (so about 100 guesses a day, NIST SP 800-63B
+    #: 5.2.2, and a user locked out by someone else is back within 15 minutes).
+    sign_in_account_failures: int = Field(5, ge=1, le=100)
+    #: Failures one source address (an IPv6 /64) may have, over all accounts, before it waits
+    #: the same way: higher, because many users may share an address behind NAT.
+    sign_in_source_failures: int = Field(20, ge=1, le=10_000)
+    sign_in_backoff: float = Field(30.0, ge=1, le=3600)
+    sign_in_backoff_max: float = Field(900.0, ge=1, le=86_400)
+    #: Wrong second-factor codes a user (over all sessions) may send before waiting the same way.
+    second_factor_failures: int = Field(5, ge=1, le=100)
+    #: Password checks (Argon2id, 64 MiB each) running at once in one process (issue 13 B3); an
+    #: attempt beyond it is answered 503 with Retry-After at once, never queued, so sign-in
+    #: forms cost at most this many x 64 MiB. 0 means the number of CPUs this process may use.
+    password_hash_concurrency: int = Field(0, ge=0, le=256)
     #: FAPI2 5.3.2.1-13: accept iat/nbf up to this many seconds ahead (10..60).
     max_clock_skew: int = Field(10, ge=10, le=60)
     #: RFC 9449 11.1: how old a DPoP proof's iat may be.
@@ -191,6 +215,8 @@ class Settings(BaseSettings):
             host = urlsplit(self.issuer).hostname or "localhost"
             self.mtls_base_url = f"https://{host}:{self.mtls_port}"
         self.mtls_base_url = self.mtls_base_url.rstrip("/")
+        if self.admin_require_mfa is None:
+            self.admin_require_mfa = not self.dev_mode
         return self
 
     @classmethod

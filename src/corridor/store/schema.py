@@ -176,6 +176,36 @@ replay_cache = Table(
     Column("expires_at", Float, nullable=False),
 )
 
+#: Failed sign-in attempts (issue 13 C1, C2; design.md 5c), one row per throttled subject: an
+#: account (``user:ID``, or ``name:HASH`` for a name no account has), a source address
+#: (``source:IP``) or a user's second factor (``totp:ID``). Kept here, not in a process, so the
+#: wait holds across restarts and between instances; the purge removes a row at ``expires_at``.
+sign_in_throttle = Table(
+    "sign_in_throttle",
+    metadata,
+    Column("key", String(128), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    #: No attempt is checked before this time (0: not waiting).
+    Column("locked_until", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+
+#: Signed-in administrators of the evidence page (/admin/trace, issue 13 C3), so a sign-out or
+#: an expiry ends a session on every instance. ``acr`` "password" with a second factor still
+#: due is a session half-way through signing in; ``expires_at`` is absolute, ``last_seen_at``
+#: the start of the idle window.
+admin_sessions = Table(
+    "admin_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("user_id", String(64), nullable=False),
+    Column("acr", String(32), nullable=False),
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("last_seen_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+
 audit_records = Table(
     "audit_records",
     metadata,
@@ -247,5 +277,7 @@ for _table in (
     access_tokens,
     grants,
     enrolment_links,
+    sign_in_throttle,
+    admin_sessions,
 ):
     Index(f"ix_{_table.name}_expires_at", _table.c.expires_at)

@@ -12,10 +12,10 @@ import fcntl
 import functools
 import json
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import (
     Connection,
@@ -125,6 +125,15 @@ class NestedWrite(RuntimeError):
     """design.md 4: a write opened while this thread already has one open. A programming error,
     raised at once: the inner write would wait for the outer one's lock (SQLite, issue 13 B7)
     or for its row locks (PostgreSQL), and it would commit apart from the unit of work."""
+
+
+class AttemptPolicy(Protocol):
+    """How long a throttled subject waits after its n-th consecutive failure, and how long a
+    quiet subject's count is kept (server/signin.py decides; the store only keeps count)."""
+
+    def wait(self, key: str, failures: int) -> float: ...
+
+    def forget(self, key: str) -> float: ...
 
 
 class Store:
@@ -455,6 +464,80 @@ class Store:
         row = self._one(_by(t.replay_cache, "key"), key)
         return row is not None and row["expires_at"] >= now
 
+    # -- sign-in throttling (issue 13 C1, C2) ----------------------------------------------
+
+    def _lock_throttle_rows(self, conn: Connection, keys: Sequence[str], now: float) -> dict[str, Row]:
+        """The live rows of ``keys`` (an expired row counts as none), locked for this
+        transaction: on PostgreSQL by FOR UPDATE, on SQLite by BEGIN IMMEDIATE."""
+        table = t.sign_in_throttle
+        dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        for key in sorted(set(keys)):  # one order everywhere: no deadlock between two attempts
+            conn.execute(
+                dialect_insert(table)
+                .values(key=key, failures=0, locked_until=0.0, expires_at=now)
+                .on_conflict_do_nothing(index_elements=[table.c.key])
+            )
+        stmt = select(table).where(table.c.key.in_(sorted(set(keys)))).order_by(table.c.key).with_for_update()
+        rows = {}
+        for row in conn.execute(stmt).mappings():
+            live = row["expires_at"] >= now
+            rows[row["key"]] = {
+                "failures": row["failures"] if live else 0,
+                "locked_until": row["locked_until"] if live else 0.0,
+            }
+        return rows
+
+    def count_attempt(
+        self, keys: Sequence[str], now: float, policy: AttemptPolicy
+    ) -> tuple[bool, dict[str, Row]]:
+        """Count one attempt against every key at once, before its credential is checked (so
+        concurrent attempts cannot slip past the count), unless one of them is waiting. Returns
+        whether it was counted and each key's ``failures`` and ``locked_until`` after it."""
+        table = t.sign_in_throttle
+        with self.write() as conn:
+            rows = self._lock_throttle_rows(conn, keys, now)
+            if any(row["locked_until"] > now for row in rows.values()):
+                return False, rows
+            for key, row in rows.items():
+                row["failures"] += 1
+                wait = policy.wait(key, row["failures"])
+                row["locked_until"] = now + wait if wait > 0 else 0.0
+                conn.execute(
+                    update(table)
+                    .where(table.c.key == key)
+                    .values(
+                        failures=row["failures"],
+                        locked_until=row["locked_until"],
+                        expires_at=max(now, row["locked_until"]) + policy.forget(key),
+                    )
+                )
+            return True, rows
+
+    def forgive_attempt(
+        self, reset: Sequence[str], undo: Sequence[str], now: float, policy: AttemptPolicy
+    ) -> None:
+        """A counted attempt succeeded: ``reset`` keys start again from zero, ``undo`` keys take
+        the attempt back (and stop waiting if that brings them below their threshold)."""
+        table = t.sign_in_throttle
+        with self.write() as conn:
+            if reset:
+                conn.execute(delete(table).where(table.c.key.in_(list(reset))))
+            if not undo:
+                return
+            for key, row in self._lock_throttle_rows(conn, undo, now).items():
+                failures = max(row["failures"] - 1, 0)
+                values: dict[str, Any] = {"failures": failures}
+                if policy.wait(key, failures) == 0:
+                    values["locked_until"] = 0.0
+                conn.execute(update(table).where(table.c.key == key).values(**values))
+
+    def throttle_state(self, key: str, now: float) -> Row:
+        """``failures`` and ``locked_until`` of one key (a read; zero when unknown or expired)."""
+        row = self._one(_by(t.sign_in_throttle, "key"), key)
+        if row is None or row["expires_at"] < now:
+            return {"failures": 0, "locked_until": 0.0}
+        return {"failures": row["failures"], "locked_until": row["locked_until"]}
+
     def purge_expired(self, now: float, batch: int = 1000) -> int:
         """Delete expired rows; returns rows removed. Single-use artifacts and replay entries go
         when they expire; codes, access tokens and grants a day after (introspection of an
@@ -467,6 +550,8 @@ class Store:
             (t.interactions, t.interactions.c.id, now),
             (t.enrolment_links, t.enrolment_links.c.token_hash, now),
             (t.browser_sessions, t.browser_sessions.c.id_hash, now),
+            (t.sign_in_throttle, t.sign_in_throttle.c.key, now),
+            (t.admin_sessions, t.admin_sessions.c.id_hash, now),
             (t.authorization_codes, t.authorization_codes.c.code_hash, now - day),
             (t.access_tokens, t.access_tokens.c.jti, now - day),
             (t.grants, t.grants.c.id, now - day),
@@ -565,6 +650,26 @@ class Store:
 
     def get_browser_session(self, id_hash: str) -> Row | None:
         return self._one(_by(t.browser_sessions, "id_hash"), id_hash)
+
+    # -- administrator sessions (issue 13 C3) ---------------------------------------------------
+
+    def save_admin_session(self, **values: Any) -> None:
+        with self.write() as conn:
+            conn.execute(insert(t.admin_sessions).values(**values))
+
+    def get_admin_session(self, id_hash: str) -> Row | None:
+        return self._one(_by(t.admin_sessions, "id_hash"), id_hash)
+
+    def update_admin_session(self, id_hash: str, **values: Any) -> bool:
+        """Record use (``last_seen_at``) or a passed second factor (``acr``, ``expires_at``)."""
+        with self.write() as conn:
+            stmt = update(t.admin_sessions).where(t.admin_sessions.c.id_hash == id_hash).values(**values)
+            return bool(conn.execute(stmt).rowcount == 1)
+
+    def remove_admin_session(self, id_hash: str) -> bool:
+        with self.write() as conn:
+            stmt = delete(t.admin_sessions).where(t.admin_sessions.c.id_hash == id_hash)
+            return bool(conn.execute(stmt).rowcount == 1)
 
     # -- grants, codes and tokens ------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 (issue 13 C6)
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 
 User names are stored in the PRECIS UsernameCaseMapped form from now on (server/usernames.py), and
 sign-in looks up the enforced form of what was typed. Older names are converted here; a name that
@@ -17,7 +17,7 @@ from alembic import op
 from precis_i18n import get_profile
 
 revision = "0007"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
