@@ -45,7 +45,12 @@ def as_server(
     """The shared AS of tests/conftest.py, with an administrator for /admin/trace."""
     data_dir = tmp_path_factory.mktemp("as")
     with running_as(
-        data_dir, tls, mtls_ca_file=str(pki.ca_file), database_url=database, admin_users=[ADMIN]
+        data_dir,
+        tls,
+        mtls_ca_file=str(pki.ca_file),
+        database_url=database,
+        admin_users=[ADMIN],
+        admin_require_mfa=False,  # a password-only admin: this module is about rendering
     ) as running:
         running.store.add_resource_server(RESOURCE, "Test API", ["accounts", "payments"], None, 0.0)
         Driver(running).add_user(ADMIN)

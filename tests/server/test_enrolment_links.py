@@ -260,6 +260,7 @@ def test_one_link_posted_twice_at_once_binds_one_passkey(driver: Driver) -> None
 
 def test_corridor_user_enrol_prints_a_working_link(tmp_path: Path, tls: DevTLS) -> None:
     """``corridor user enrol NAME`` on the data directory of a running AS: its link works there."""
+    assert corridor("db", "upgrade", data_dir=tmp_path).returncode == 0  # issue 13 F2: made on purpose
     assert (
         corridor(
             "user", "add", "erin", "--password-stdin", data_dir=tmp_path, stdin=PASSWORD + "\n"

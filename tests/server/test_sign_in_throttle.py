@@ -38,7 +38,12 @@ def new_source() -> str:
 def throttled(tmp_path_factory: pytest.TempPathFactory, tls: DevTLS, database: str) -> Iterator[RunningAS]:
     data_dir = tmp_path_factory.mktemp("throttle-as")
     with running_as(
-        data_dir, tls, database_url=database, trusted_proxies=["127.0.0.1"], admin_users=[ADMIN]
+        data_dir,
+        tls,
+        database_url=database,
+        trusted_proxies=["127.0.0.1"],
+        admin_users=[ADMIN],
+        par_lifetime=599,  # the waits below pass 90 s, and a pushed request ends with its lifetime (D5)
     ) as running:
         yield running
 

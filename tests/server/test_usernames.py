@@ -31,7 +31,9 @@ def driver(request: pytest.FixtureRequest, tmp_path: Path, tls: DevTLS) -> Itera
             url = f"sqlite:///{tmp_path / 'users.db'}"
         else:
             url = stack.enter_context(postgres_database(request.getfixturevalue("postgres_admin")))
-        running = stack.enter_context(running_as(tmp_path, tls, database_url=url, admin_users=["Admin"]))
+        running = stack.enter_context(
+            running_as(tmp_path, tls, database_url=url, admin_users=["Admin"], admin_require_mfa=False)
+        )
         d = Driver(running)
         yield d
         d.http.close()
