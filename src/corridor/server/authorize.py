@@ -25,6 +25,7 @@ from starlette.responses import Response
 from corridor.audit.log import Evidence
 from corridor.core.errors import OAuthError
 from corridor.core.randomness import new_id, new_secret_token, token_hash
+from corridor.core.text import escape_controls
 from corridor.server.authority import AuthorizationServer
 from corridor.server.checks.identifiers import malformed_authorization_identifiers
 from corridor.server.clients import ClientRecord
@@ -66,8 +67,7 @@ class FrontChannel:
 def _evidence_name(name: str) -> str:
     """Issue 13 A1 / design.md 5c: an outside parameter's name for the evidence record, bounded
     and with control and formatting characters escaped (the value is never kept)."""
-    text = name if name.isprintable() else name.encode("unicode_escape").decode("ascii")
-    return text[:IGNORED_NAME_LENGTH]
+    return escape_controls(name)[:IGNORED_NAME_LENGTH]
 
 
 def read_front_channel(raw_query: str) -> FrontChannel:
