@@ -24,12 +24,13 @@ TIMEOUT = 20
 
 def _post_after_barrier(
     url: str, form: dict[str, str], cookies: dict[str, str], ca: str, barrier: Any
-) -> tuple[int, str, str]:
+) -> tuple[int, str, str, str]:
     with httpx.Client(verify=ssl.create_default_context(cafile=ca), timeout=TIMEOUT, cookies=cookies) as http:
         http.get(url.split("/interaction/", 1)[0] + "/jwks")  # connect before the barrier
         barrier.wait()
         response = http.post(url, data=form)
-        return response.status_code, response.headers.get("location", ""), response.text
+        cookie = response.headers.get("set-cookie", "")
+        return response.status_code, response.headers.get("location", ""), response.text, cookie
 
 
 def _count(driver: Driver, table: Any, client_id: str) -> int:
@@ -63,12 +64,16 @@ def test_approve_posted_twice_at_once_grants_once_and_the_server_goes_on(driver:
                 for _ in range(2)
             ]
             results = sorted((f.result(timeout=2 * TIMEOUT) for f in futures), key=lambda r: r[0])
-            (won, location, _), (lost, _, body) = results
+            (won, location, _, won_cookie), (lost, _, body, lost_cookie) = results
             assert (won, lost) == (303, 400), results
             assert location.startswith(client.redirect_uri), location
             callback = parse_qs(urlsplit(location).query)
             assert callback["state"] == [flow.state] and len(callback["code"]) == 1
             assert "invalid_request_uri" in body and "already completed" in body
+            # Both browsers are done with the interaction: its cookie is cleared on either answer
+            # (a browser that loses many races must not pile them up past the 16 KiB head cap).
+            for cookie in (won_cookie, lost_cookie):
+                assert cookie.startswith("__Host-ia-") and "Max-Age=0" in cookie, cookie
             assert _count(driver, schema.grants, client.client_id) == 1
             assert _count(driver, schema.authorization_codes, client.client_id) == 1
             browser.http.close()

@@ -138,7 +138,7 @@ def test_client_removed_while_its_user_signs_in(driver: Driver) -> None:
     _, flow = driver.par(client)
     browser = driver.browser()
     login = open_interaction(driver, client, flow, browser)
-    assert driver.as_.store.remove_client(client.client_id)
+    assert driver.as_.store.remove_client(client.client_id, driver.now())
     answer = browser.submit(login, {"username": driver.add_user(), "password": PASSWORD})
     assert_error_page(answer, "invalid_request", "no longer registered")
 
@@ -150,7 +150,7 @@ def test_client_removed_before_the_consent_page(driver: Driver) -> None:
     login = open_interaction(driver, client, flow, browser)
     signed_in = browser.submit(login, {"username": driver.add_user(), "password": PASSWORD}, follow=False)
     assert signed_in.status_code == 303
-    assert driver.as_.store.remove_client(client.client_id)
+    assert driver.as_.store.remove_client(client.client_id, driver.now())
     assert_error_page(
         browser.get(driver.url(signed_in.headers["location"])), "invalid_request", "no longer registered"
     )

@@ -431,6 +431,10 @@ def test_hostile_registrations_get_a_refusal_never_a_500(driver: Driver) -> None
 
 def test_cli_lists_and_removes_passkeys(tmp_path: Path) -> None:
     corridor = [sys.executable, "-m", "corridor.cli"]
+    upgrade = subprocess.run(  # issue 13 F2: only db upgrade (or serve) makes an installation
+        [*corridor, "db", "upgrade", "--data-dir", str(tmp_path)], capture_output=True, text=True, timeout=60
+    )
+    assert upgrade.returncode == 0, upgrade.stderr
     add = subprocess.run(
         [*corridor, "user", "add", "carol", "--password-stdin", "--data-dir", str(tmp_path)],
         input=PASSWORD + "\n",

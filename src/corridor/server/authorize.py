@@ -143,6 +143,16 @@ class AuthorizationPages:
         )
         return Refusal(error_page(error, description))
 
+    @staticmethod
+    def _end_interaction(interaction_id: str, refusal: Refusal) -> Refusal:
+        """An interaction that is over (completed, or its pushed request gone) takes its cookie
+        with it, so a browser that loses many races does not carry their cookies past the 16 KiB
+        cap on a request head (issue 13 B1)."""
+        refusal.response.headers.append(
+            "Set-Cookie", cookie_header(_interaction_cookie(interaction_id), "", 0)
+        )
+        return refusal
+
     def _refuse_redirect(
         self,
         evidence: Evidence,
@@ -271,20 +281,26 @@ class AuthorizationPages:
             )
         pushed = server.store.get_pushed_request(interaction["ref_hash"])
         if pushed is None:  # issue 13 B6: purged once it expired (Store.purge_expired)
-            raise self._refuse_page(
-                self._evidence(),
-                "interaction",
-                "invalid_request_uri",
-                "This authorization request has expired; start again from the application.",
-                "FAPI2 5.3.2.2-12",
+            raise self._end_interaction(
+                interaction_id,
+                self._refuse_page(
+                    self._evidence(),
+                    "interaction",
+                    "invalid_request_uri",
+                    "This authorization request has expired; start again from the application.",
+                    "FAPI2 5.3.2.2-12",
+                ),
             )
         if pushed["consumed_at"] is not None:
-            raise self._refuse_page(
-                self._evidence(pushed),
-                "interaction",
-                "invalid_request_uri",
-                "This authorization request was already completed.",
-                "FAPI2 5.3.2.2-12",
+            raise self._end_interaction(
+                interaction_id,
+                self._refuse_page(
+                    self._evidence(pushed),
+                    "interaction",
+                    "invalid_request_uri",
+                    "This authorization request was already completed.",
+                    "FAPI2 5.3.2.2-12",
+                ),
             )
         self._check_pushed_request_alive(pushed, interaction, now)
         self._client(pushed, interaction)
@@ -875,12 +891,15 @@ class AuthorizationPages:
                 else:
                     reply = {"code": self._issue_code(conn, evidence, pushed, params, session, now)}
         if reply is None:
-            raise self._refuse_page(
-                evidence,
-                "consent",
-                "invalid_request_uri",
-                "This authorization request was already completed.",
-                "FAPI2 5.3.2.2-12",
+            raise self._end_interaction(
+                interaction_id,
+                self._refuse_page(
+                    evidence,
+                    "consent",
+                    "invalid_request_uri",
+                    "This authorization request was already completed.",
+                    "FAPI2 5.3.2.2-12",
+                ),
             )
         if "state" in params:
             reply["state"] = params["state"]
