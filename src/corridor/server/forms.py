@@ -58,7 +58,3 @@ async def read_form(request: Request) -> Form:
     except UnicodeDecodeError as exc:
         raise OAuthError("invalid_request", "the body is not UTF-8", rule="RFC 6749 B") from exc
     return Form(parse_pairs(text))
-
-
-def query_form(request: Request) -> Form:
-    return Form(parse_pairs(request.url.query))
