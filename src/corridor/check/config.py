@@ -1,0 +1,274 @@
+"""The check's configuration file (TOML; every path relative to the file) and its variants.
+
+```toml
+issuer = "https://as.example.com"
+ca_file = "ca.pem"                      # optional CA bundle for the AS and the resource server
+[resource]                              # optional
+url = "https://api.example.com/accounts" # or "userinfo"
+method = "GET"
+[login]
+method = "html-form"                    # html-form | chromium | manual
+username = "alice"
+password = "..."
+[[clients]]                             # two per variant, with different credentials
+client_id = "c1"
+jwk_file = "c1.private.jwk.json"        # private_key_jwt
+cert_file = "c1.pem"                    # mTLS client auth / certificate-bound tokens
+cert_key_file = "c1.key"
+redirect_uri = "https://client.example/cb"
+scope = "openid offline_access accounts"
+variants = ["private_key_jwt+dpop"]     # optional: the client-auth + sender pairs it is
+                                        # registered for (default: all it has credentials for)
+```
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from corridor.core.jose import JoseFailure
+
+CLIENT_AUTHS = ("private_key_jwt", "mtls")
+SENDERS = ("dpop", "mtls")
+LOGIN_METHODS = ("html-form", "chromium", "manual")
+
+
+class ConfigError(ValueError):
+    """A configuration the check cannot run with (exit status 2, one line)."""
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One combination of the suite's variant parameters (``fapi_profile=plain_fapi``)."""
+
+    client_auth: str
+    sender: str
+    openid: bool
+
+    @property
+    def pair(self) -> str:
+        return f"{self.client_auth}+{self.sender}"
+
+    @property
+    def name(self) -> str:
+        return f"{self.client_auth} + {self.sender} + {'openid' if self.openid else 'plain_oauth'}"
+
+
+ALL_VARIANTS = tuple(
+    Variant(auth, sender, openid) for auth in CLIENT_AUTHS for sender in SENDERS for openid in (True, False)
+)
+DEFAULT_VARIANT = Variant("private_key_jwt", "dpop", True)
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    client_id: str
+    redirect_uri: str
+    scope: tuple[str, ...]
+    #: The private JWK for private_key_jwt (its alg and kid are used), if any.
+    jwk: Mapping[str, Any] | None = None
+    cert_file: Path | None = None
+    cert_key_file: Path | None = None
+    #: ``client_auth+sender`` pairs this client is registered for.
+    variants: frozenset[str] = frozenset()
+
+    def fits(self, variant: Variant) -> bool:
+        return variant.pair in self.variants
+
+
+@dataclass(frozen=True)
+class ResourceConfig:
+    #: An https URL, or ``userinfo`` for the AS's own userinfo endpoint.
+    url: str
+    method: str = "GET"
+
+
+@dataclass(frozen=True)
+class LoginConfig:
+    method: str
+    username: str = ""
+    password: str = ""
+
+
+@dataclass(frozen=True)
+class CheckConfig:
+    path: Path
+    issuer: str
+    login: LoginConfig
+    clients: tuple[ClientConfig, ...]
+    ca_file: Path | None = None
+    resource: ResourceConfig | None = None
+
+    def clients_for(self, variant: Variant) -> tuple[ClientConfig, ClientConfig]:
+        """The two clients of a variant; :class:`ConfigError` when there are fewer."""
+        fitting = [client for client in self.clients if client.fits(variant)]
+        if len(fitting) < 2:
+            raise ConfigError(
+                f"variant {variant.name} needs two [[clients]] registered for {variant.pair} "
+                f"(found {len(fitting)})"
+            )
+        return fitting[0], fitting[1]
+
+    def allowed_hosts(self) -> frozenset[str]:
+        """Only loopback and the configured issuer and resource hosts are contacted."""
+        hosts = {"127.0.0.1", "::1", "localhost", (urlsplit(self.issuer).hostname or "").lower()}
+        if self.resource is not None and self.resource.url != "userinfo":
+            hosts.add((urlsplit(self.resource.url).hostname or "").lower())
+        return frozenset(hosts)
+
+
+def _https_url(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{what} must be a URL")
+    parts = urlsplit(value)
+    if parts.scheme != "https" or not parts.hostname or parts.fragment:
+        raise ConfigError(f"{what} must be an https URL without fragment: {value!r}")
+    return value
+
+
+def _path(base: Path, value: Any, what: str) -> Path:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{what} must be a file name")
+    path = (base / value).resolve()
+    if not path.is_file():
+        raise ConfigError(f"{what}: no such file {path}")
+    return path
+
+
+def _client(base: Path, index: int, data: Any) -> ClientConfig:
+    what = f"[[clients]] #{index + 1}"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} must be a table")
+    client_id = data.get("client_id")
+    if not isinstance(client_id, str) or not client_id:
+        raise ConfigError(f"{what}: client_id is required")
+    redirect_uri = data.get("redirect_uri")
+    if not isinstance(redirect_uri, str) or not redirect_uri.startswith(("https://", "http://127.0.0.1")):
+        raise ConfigError(f"{what}: redirect_uri must be an https URL")
+    scope = data.get("scope", "")
+    if not isinstance(scope, str) or len(scope.split()) < 2:
+        raise ConfigError(f"{what}: scope needs at least two scopes")
+    jwk = None
+    if "jwk_file" in data:
+        jwk_path = _path(base, data["jwk_file"], f"{what} jwk_file")
+        try:
+            jwk = json.loads(jwk_path.read_text())
+        except ValueError as exc:
+            raise ConfigError(f"{what} jwk_file is not JSON") from exc
+        if isinstance(jwk, dict) and "keys" in jwk and isinstance(jwk["keys"], list) and jwk["keys"]:
+            jwk = jwk["keys"][0]
+        if not isinstance(jwk, dict) or "d" not in jwk:
+            raise ConfigError(f"{what} jwk_file must hold a private JWK")
+        try:
+            from corridor.core.jose import SigningKey
+
+            SigningKey(jwk)
+        except (JoseFailure, ValueError, TypeError) as exc:
+            raise ConfigError(f"{what} jwk_file: {exc}") from exc
+    cert_file = cert_key = None
+    if "cert_file" in data or "cert_key_file" in data:
+        cert_file = _path(base, data.get("cert_file"), f"{what} cert_file")
+        cert_key = _path(base, data.get("cert_key_file"), f"{what} cert_key_file")
+    possible = {
+        f"{auth}+{sender}"
+        for auth in CLIENT_AUTHS
+        for sender in SENDERS
+        if (jwk is not None if auth == "private_key_jwt" else cert_file is not None)
+        and (sender == "dpop" or cert_file is not None)
+    }
+    declared = data.get("variants")
+    if declared is None:
+        variants = frozenset(possible)
+    else:
+        if not isinstance(declared, list) or not all(isinstance(v, str) for v in declared):
+            raise ConfigError(f"{what}: variants must be a list like [\"private_key_jwt+dpop\"]")
+        unknown = [v for v in declared if v not in {f"{a}+{s}" for a in CLIENT_AUTHS for s in SENDERS}]
+        if unknown:
+            raise ConfigError(f"{what}: unknown variant {unknown[0]!r}")
+        missing = [v for v in declared if v not in possible]
+        if missing:
+            raise ConfigError(f"{what}: variant {missing[0]} needs credentials the client lacks")
+        variants = frozenset(declared)
+    return ClientConfig(
+        client_id=client_id,
+        redirect_uri=redirect_uri,
+        scope=tuple(scope.split()),
+        jwk=jwk,
+        cert_file=cert_file,
+        cert_key_file=cert_key,
+        variants=variants,
+    )
+
+
+def parse_config(data: Mapping[str, Any], base: Path, path: Path | None = None) -> CheckConfig:
+    """Build and validate a :class:`CheckConfig` from parsed TOML."""
+    issuer = _https_url(data.get("issuer"), "issuer")
+    ca_file = _path(base, data["ca_file"], "ca_file") if "ca_file" in data else None
+    resource = None
+    if "resource" in data:
+        table = data["resource"]
+        if not isinstance(table, dict):
+            raise ConfigError("[resource] must be a table")
+        url = table.get("url")
+        if url != "userinfo":
+            url = _https_url(url, "[resource] url")
+        method = str(table.get("method", "GET")).upper()
+        if method not in ("GET", "POST"):
+            raise ConfigError("[resource] method must be GET or POST")
+        resource = ResourceConfig(url, method)
+    login_table = data.get("login", {})
+    if not isinstance(login_table, dict):
+        raise ConfigError("[login] must be a table")
+    method = login_table.get("method", "html-form")
+    if method not in LOGIN_METHODS:
+        raise ConfigError(f"[login] method must be one of {', '.join(LOGIN_METHODS)}")
+    username, password = login_table.get("username", ""), login_table.get("password", "")
+    if not isinstance(username, str) or not isinstance(password, str):
+        raise ConfigError("[login] username and password must be strings")
+    if method != "manual" and not username:
+        raise ConfigError(f"[login] {method} needs username and password")
+    clients_data = data.get("clients")
+    if not isinstance(clients_data, list) or len(clients_data) < 2:
+        raise ConfigError("at least two [[clients]] are needed (the mix-up modules use two)")
+    clients = tuple(_client(base, i, c) for i, c in enumerate(clients_data))
+    ids = [c.client_id for c in clients]
+    if len(set(ids)) != len(ids):
+        raise ConfigError("every [[clients]] needs its own client_id")
+    return CheckConfig(
+        path=path or base,
+        issuer=issuer,
+        login=LoginConfig(method, username, password),
+        clients=clients,
+        ca_file=ca_file,
+        resource=resource,
+    )
+
+
+def load_config(path: Path) -> CheckConfig:
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    return parse_config(data, path.resolve().parent, path)
+
+
+def select_variants(
+    config: CheckConfig, *, all_variants: bool, client_auth: str | None, sender: str | None, openid: bool | None
+) -> Sequence[Variant]:
+    if all_variants:
+        return ALL_VARIANTS
+    return (
+        Variant(
+            client_auth or DEFAULT_VARIANT.client_auth,
+            sender or DEFAULT_VARIANT.sender,
+            DEFAULT_VARIANT.openid if openid is None else openid,
+        ),
+    )

@@ -1,0 +1,207 @@
+"""The checker's HTTP: every request and response is recorded in the module's transcript with
+secrets cut to a prefix, redirects are never followed by httpx itself, and only the configured
+hosts (and loopback) are contacted."""
+
+from __future__ import annotations
+
+import json
+import ssl
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import httpx
+
+from corridor.check.results import Exchange
+
+#: Form fields, query parameters and JSON members whose values are secrets.
+SECRET_NAMES = frozenset(
+    {
+        "access_token",
+        "refresh_token",
+        "id_token",
+        "code",
+        "code_verifier",
+        "client_assertion",
+        "password",
+        "request_uri",
+        "otp",
+        "totp",
+        "csrf",
+        "csrf_token",
+        "_csrf",
+    }
+)
+#: Headers whose values are secrets (the scheme of Authorization is kept).
+SECRET_HEADERS = frozenset({"authorization", "dpop", "cookie", "set-cookie"})
+PASSWORD_NAMES = frozenset({"password"})
+PREFIX = 6
+MAX_BODY = 4000
+
+
+class HostNotAllowed(httpx.HTTPError):
+    """A request to a host the configuration does not name."""
+
+    def __init__(self, host: str) -> None:
+        super().__init__(f"refusing to contact {host!r}: only loopback and the configured hosts")
+
+
+def cut(value: str, name: str = "") -> str:
+    """A secret cut to a prefix (passwords entirely)."""
+    if name.lower() in PASSWORD_NAMES:
+        return "[redacted]"
+    if len(value) <= PREFIX:
+        return "[redacted]"
+    return value[:PREFIX] + "…[redacted]"
+
+
+def redact_pairs(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [(k, cut(v, k) if k.lower() in SECRET_NAMES else v) for k, v in pairs]
+
+
+def redact_url(url: str) -> str:
+    parts = urlsplit(url)
+    query = urlencode(redact_pairs(parse_qsl(parts.query, keep_blank_values=True)))
+    fragment = parts.fragment
+    if "=" in fragment:
+        fragment = urlencode(redact_pairs(parse_qsl(fragment, keep_blank_values=True)))
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, fragment))
+
+
+def redact_headers(headers: Mapping[str, str] | httpx.Headers) -> dict[str, str]:
+    out: dict[str, str] = {}
+    items = headers.multi_items() if isinstance(headers, httpx.Headers) else list(headers.items())
+    for name, value in items:
+        lower = name.lower()
+        if lower in SECRET_HEADERS:
+            if lower == "authorization" and " " in value:
+                scheme, _, rest = value.partition(" ")
+                value = f"{scheme} {cut(rest)}"
+            else:
+                value = cut(value)
+        out[lower] = value if lower not in out else f"{out[lower]}, {value}"
+    return out
+
+
+def _redact_json(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: (cut(v, k) if k.lower() in SECRET_NAMES and isinstance(v, str) else _redact_json(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_redact_json(v) for v in value]
+    return value
+
+
+def redact_body(content: bytes, content_type: str) -> str:
+    if not content:
+        return ""
+    text = content[: MAX_BODY * 4].decode("utf-8", "replace")
+    kind = content_type.split(";")[0].strip().lower()
+    if kind == "application/x-www-form-urlencoded":
+        text = urlencode(redact_pairs(parse_qsl(text, keep_blank_values=True)))
+    elif kind.endswith("json"):
+        try:
+            text = json.dumps(_redact_json(json.loads(text)), ensure_ascii=False)
+        except ValueError:
+            pass
+    elif kind.endswith("jwt") or (text.count(".") == 2 and " " not in text.strip()):
+        text = cut(text.strip())
+    if len(text) > MAX_BODY:
+        text = text[:MAX_BODY] + f"… [{len(content)} bytes in all]"
+    return text
+
+
+class Transcript:
+    """The module's requests and responses, in order (thread-safe: a module may use threads)."""
+
+    def __init__(self) -> None:
+        self.exchanges: list[Exchange] = []
+        self.started = time.monotonic()
+        self._lock = threading.Lock()
+        self.step = ""
+
+    def record(self, request: httpx.Request, response: httpx.Response | None, error: str = "") -> None:
+        request_type = request.headers.get("content-type", "")
+        exchange = Exchange(
+            step=self.step,
+            method=request.method,
+            url=redact_url(str(request.url)),
+            request_headers=redact_headers(
+                {k: v for k, v in request.headers.items() if k.lower() not in _BORING_REQUEST}
+            ),
+            request_body=redact_body(request.content if _has_content(request) else b"", request_type),
+            at=time.monotonic() - self.started,
+            error=error,
+        )
+        if response is not None:
+            exchange.status = response.status_code
+            exchange.response_headers = redact_headers(response.headers)
+            exchange.response_body = redact_body(response.content, response.headers.get("content-type", ""))
+        with self._lock:
+            self.exchanges.append(exchange)
+
+
+_BORING_REQUEST = frozenset({"accept-encoding", "connection", "user-agent", "host", "content-length"})
+
+
+def _has_content(request: httpx.Request) -> bool:
+    try:
+        request.content
+    except httpx.RequestNotRead:
+        return False
+    return True
+
+
+def ssl_context(ca_file: Path | None, cert: tuple[Path, Path] | None = None) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    if cert is not None:
+        context.load_cert_chain(str(cert[0]), str(cert[1]))
+    return context
+
+
+class RecordingClient:
+    """An httpx client that records into a transcript and refuses foreign hosts.
+
+    Redirects are returned, never followed (the login drivers follow the ones they may)."""
+
+    def __init__(
+        self,
+        transcript: Transcript,
+        allowed_hosts: frozenset[str],
+        context: ssl.SSLContext,
+        *,
+        timeout: float = 20.0,
+    ) -> None:
+        self.transcript = transcript
+        self.allowed_hosts = allowed_hosts
+        self.http = httpx.Client(verify=context, timeout=timeout, follow_redirects=False)
+
+    def allowed(self, url: str) -> bool:
+        return (urlsplit(url).hostname or "").lower() in self.allowed_hosts
+
+    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        if not self.allowed(url):
+            raise HostNotAllowed(urlsplit(url).hostname or url)
+        request = self.http.build_request(method, url, **kwargs)
+        try:
+            response = self.http.send(request)
+            response.read()
+        except httpx.HTTPError as exc:
+            self.transcript.record(request, None, f"{type(exc).__name__}: {exc}")
+            raise
+        self.transcript.record(request, response)
+        return response
+
+    def get(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("GET", url, **kwargs)
+
+    def post(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("POST", url, **kwargs)
+
+    def close(self) -> None:
+        self.http.close()
