@@ -1144,5 +1144,11 @@ def login(
     click.echo(to_json(redacted(tokens, show_tokens)))
 
 
+# `corridor check` lives with the checker (design.md 1: check imports client and core only).
+from corridor.check.command import check as _check  # noqa: E402
+
+main.add_command(_check)
+
+
 if __name__ == "__main__":
     main()

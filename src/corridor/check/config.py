@@ -187,7 +187,7 @@ def _client(base: Path, index: int, data: Any) -> ClientConfig:
         variants = frozenset(possible)
     else:
         if not isinstance(declared, list) or not all(isinstance(v, str) for v in declared):
-            raise ConfigError(f"{what}: variants must be a list like [\"private_key_jwt+dpop\"]")
+            raise ConfigError(f'{what}: variants must be a list like ["private_key_jwt+dpop"]')
         unknown = [v for v in declared if v not in {f"{a}+{s}" for a in CLIENT_AUTHS for s in SENDERS}]
         if unknown:
             raise ConfigError(f"{what}: unknown variant {unknown[0]!r}")
@@ -261,7 +261,12 @@ def load_config(path: Path) -> CheckConfig:
 
 
 def select_variants(
-    config: CheckConfig, *, all_variants: bool, client_auth: str | None, sender: str | None, openid: bool | None
+    config: CheckConfig,
+    *,
+    all_variants: bool,
+    client_auth: str | None,
+    sender: str | None,
+    openid: bool | None,
 ) -> Sequence[Variant]:
     if all_variants:
         return ALL_VARIANTS

@@ -4,6 +4,7 @@ hosts (and loopback) are contacted."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import ssl
 import threading
@@ -105,10 +106,8 @@ def redact_body(content: bytes, content_type: str) -> str:
     if kind == "application/x-www-form-urlencoded":
         text = urlencode(redact_pairs(parse_qsl(text, keep_blank_values=True)))
     elif kind.endswith("json"):
-        try:
+        with contextlib.suppress(ValueError):
             text = json.dumps(_redact_json(json.loads(text)), ensure_ascii=False)
-        except ValueError:
-            pass
     elif kind.endswith("jwt") or (text.count(".") == 2 and " " not in text.strip()):
         text = cut(text.strip())
     if len(text) > MAX_BODY:
@@ -151,7 +150,7 @@ _BORING_REQUEST = frozenset({"accept-encoding", "connection", "user-agent", "hos
 
 def _has_content(request: httpx.Request) -> bool:
     try:
-        request.content
+        _ = request.content
     except httpx.RequestNotRead:
         return False
     return True

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
 
-class Landing(str, Enum):
+class Landing(StrEnum):
     SUCCESS = "success"  # redirect to the client with code
     ERROR_REDIRECT = "error_redirect"  # redirect to the client with error
     ERROR_PAGE = "error_page"  # the AS refused on a page of its own

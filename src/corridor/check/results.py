@@ -4,11 +4,11 @@ the report's opening facts. Plain data; rendered by :mod:`corridor.check.report`
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     """The suite's outcome vocabulary for a module."""
 
     PASS = "PASS"
