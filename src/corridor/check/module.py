@@ -92,6 +92,8 @@ class Context:
     new_browser: Callable[[Transcript], Browser]
     slow: bool = False
     clock: Callable[[], float] = time.time
+    #: How a ``--slow`` module waits for a lifetime to pass (tests move a server's clock instead).
+    sleep: Callable[[float], None] = time.sleep
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
@@ -179,4 +181,4 @@ class Context:
 
     def wait(self, seconds: float) -> None:
         """Wait for a lifetime to pass (only ``--slow`` modules do)."""
-        time.sleep(seconds)
+        self.sleep(seconds)
