@@ -106,11 +106,12 @@ def run_module(
     *,
     slow: bool,
     sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.time,
 ) -> ModuleResult:
     spec = job.spec
     transcript = Transcript()
     started = time.monotonic()
-    ctx = Context(config, job.variant, job.server, transcript, new_browser, slow=slow, sleep=sleep)
+    ctx = Context(config, job.variant, job.server, transcript, new_browser, slow=slow, sleep=sleep, clock=clock)
     status, reason = Status.PASS, ""
     if spec.slow and not slow:
         status, reason = Status.SKIPPED, "waits for a lifetime to pass: run with --slow"
@@ -164,6 +165,7 @@ def run(
     slow: bool = False,
     workers: int = 6,
     sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.time,
     on_result: Callable[[Variant, ModuleResult], None] | None = None,
 ) -> tuple[list[VariantReport], dict[bool, Server], list[Exchange]]:
     """Run the selected variants; results per variant in suite order, and the discovery
@@ -182,7 +184,7 @@ def run(
     results: dict[int, ModuleResult] = {}
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         futures = {
-            pool.submit(run_module, jobs[position][1], config, new_browser, slow=slow, sleep=sleep): position
+            pool.submit(run_module, jobs[position][1], config, new_browser, slow=slow, sleep=sleep, clock=clock): position
             for position in schedule
         }
         for future in as_completed(futures):
