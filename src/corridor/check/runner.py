@@ -111,7 +111,9 @@ def run_module(
     spec = job.spec
     transcript = Transcript()
     started = time.monotonic()
-    ctx = Context(config, job.variant, job.server, transcript, new_browser, slow=slow, sleep=sleep, clock=clock)
+    ctx = Context(
+        config, job.variant, job.server, transcript, new_browser, slow=slow, sleep=sleep, clock=clock
+    )
     status, reason = Status.PASS, ""
     if spec.slow and not slow:
         status, reason = Status.SKIPPED, "waits for a lifetime to pass: run with --slow"
@@ -184,7 +186,9 @@ def run(
     results: dict[int, ModuleResult] = {}
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         futures = {
-            pool.submit(run_module, jobs[position][1], config, new_browser, slow=slow, sleep=sleep, clock=clock): position
+            pool.submit(
+                run_module, jobs[position][1], config, new_browser, slow=slow, sleep=sleep, clock=clock
+            ): position
             for position in schedule
         }
         for future in as_completed(futures):
