@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 NODE_STAMP := tests/interop/node_modules/.installed
 PEER_STAMP := bench/peer/node_modules/.installed
 
-.PHONY: run test lint typecheck pytest clean system-packages bench cluster-demo
+.PHONY: run test lint typecheck pytest clean system-packages bench cluster-demo check-report
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,13 @@ bench: $(STAMP) $(PEER_STAMP)
 # stopped and the database dropped). CLUSTER_ARGS=--check checks once instead and exits 0 or 1.
 cluster-demo: $(STAMP)
 	$(BIN)/python deploy/cluster/demo.py $(CLUSTER_ARGS)
+
+# docs/corridor-check-report.{html,md}: `corridor check --all-variants` against Corridor as
+# `make run` starts it (on free ports, in a temporary data directory, with two check clients
+# per variant registered by the CLI). About a minute; never part of make test.
+check-report: $(STAMP)
+	$(BIN)/python -m tests.check.corridor_stack --html docs/corridor-check-report.html \
+		--markdown docs/corridor-check-report.md
 
 clean:
 	rm -rf $(VENV) tests/interop/node_modules bench/peer/node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -234,3 +234,19 @@ def corridor_for_check(directory: Path, *, env: dict[str, str] | None = None) ->
         if api is not None:
             _stop(api)
         _stop(serve)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``make check-report``: Corridor as ``make run`` starts it, checked in all 8 variants;
+    the report written where the arguments say (``--html F --markdown F ...``)."""
+    import sys
+    import tempfile
+
+    args = sys.argv[1:] if argv is None else argv
+    with tempfile.TemporaryDirectory() as tmp, corridor_for_check(Path(tmp)) as running:
+        result = subprocess.run([*CORRIDOR, "check", str(running.config_path), "--all-variants", *args])
+    return result.returncode
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

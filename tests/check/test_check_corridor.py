@@ -1,0 +1,152 @@
+"""``corridor check --all-variants`` against Corridor as ``make run`` starts it (dev mode, SQLite,
+local TLS, the demo API as the resource and the default token audience): 0 FAIL in all 8
+variants, and the command line's front door (``--list``, ``--only``, exit statuses)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.check.corridor_stack import CorridorStack, corridor_for_check
+from tests.test_serve import CORRIDOR
+
+VARIANTS = {
+    "private_key_jwt + dpop + openid",
+    "private_key_jwt + dpop + plain_oauth",
+    "private_key_jwt + mtls + openid",
+    "private_key_jwt + mtls + plain_oauth",
+    "mtls + dpop + openid",
+    "mtls + dpop + plain_oauth",
+    "mtls + mtls + openid",
+    "mtls + mtls + plain_oauth",
+}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CorridorStack]:
+    with corridor_for_check(tmp_path_factory.mktemp("check-corridor")) as running:
+        yield running
+
+
+def check(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CORRIDOR, "check", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_all_variants_pass_against_corridor(stack: CorridorStack, tmp_path: Path) -> None:
+    out = tmp_path / "report.json"
+    result = check(str(stack.config_path), "--all-variants", "--json", str(out))
+    lines = result.stdout.strip().splitlines()
+    failed = [line for line in lines if line.startswith("FAIL")]
+    assert result.returncode == 0, "\n".join(failed) + result.stderr + stack.logs()[-4000:]
+    assert not failed
+    assert "Traceback" not in result.stderr
+    report = json.loads(out.read_text())
+    assert {variant["name"] for variant in report["variants"]} == VARIANTS
+    total = sum(len(variant["results"]) for variant in report["variants"])
+    counts = report["counts"]
+    assert counts["FAIL"] == 0
+    assert lines[-1] == (
+        f"conformance: {counts['PASS']} passed, 0 failed, {counts['WARNING']} warnings, "
+        f"{counts['SKIPPED']} skipped of {total} modules"
+    )
+    # Only the modules that wait are skipped without --slow.
+    skipped = {
+        r["name"] for variant in report["variants"] for r in variant["results"] if r["status"] == "SKIPPED"
+    }
+    assert skipped == {
+        "fapi2-security-profile-final-ensure-token-endpoint-fails-with-expired-auth-code",
+        "fapi2-security-profile-final-par-attempt-to-use-expired-request_uri",
+    }, skipped
+    warnings = [
+        (variant["name"], r["name"], r["reason"])
+        for variant in report["variants"]
+        for r in variant["results"]
+        if r["status"] == "WARNING"
+    ]
+    assert warnings == [], warnings
+    # The opening facts are proven, not read from metadata.
+    facts = {row["topic"]: row for row in report["header"]["facts"]}
+    for topic in (
+        "Sender-constraining methods",
+        "PAR mandatory",
+        "PKCE S256 enforced",
+        "RFC 9207 iss in authorization responses",
+        "Client assertion audience",
+        "DPoP nonces",
+    ):
+        assert facts[topic]["verdict"] == "proven", facts[topic]
+    assert report["header"]["issuer"] == stack.issuer
+    assert len(report["header"]["metadata_sha256"]) == 64
+
+
+def test_default_variant_and_list(stack: CorridorStack) -> None:
+    listed = check(str(stack.config_path), "--list")
+    assert listed.returncode == 0, listed.stderr
+    names = [line for line in listed.stdout.splitlines() if line and not line.startswith("#")]
+    assert listed.stdout.startswith("# private_key_jwt + dpop + openid:")
+    assert "fapi2-security-profile-final-happy-flow" in names
+    assert "fapi2-security-profile-final-ensure-token-endpoint-fails-with-expired-auth-code (--slow)" in names
+    plain = check(str(stack.config_path), "--list", "--plain-oauth", "--client-auth", "mtls", "--sender", "mtls")
+    plain_names = [line for line in plain.stdout.splitlines() if line and not line.startswith("#")]
+    assert len(plain_names) < len(names)
+    assert not any("nonce" in name and "dpop" not in name for name in plain_names), plain_names
+
+
+def test_only_runs_the_named_modules(stack: CorridorStack) -> None:
+    result = check(
+        str(stack.config_path),
+        "--only",
+        "fapi2-security-profile-final-happy-flow,fapi2-security-profile-final-discovery-end-point-verification",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 3
+    assert lines[0].startswith("PASS     fapi2-security-profile-final-discovery-end-point-verification")
+    assert lines[1].startswith("PASS     fapi2-security-profile-final-happy-flow")
+    assert lines[2] == "conformance: 2 passed, 0 failed, 0 warnings, 0 skipped of 2 modules"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "cannot read"),
+        ("issuer = [", "check.toml"),
+        ('issuer = "http://localhost"', "issuer must be an https URL"),
+        ('issuer = "https://localhost"\n[[clients]]\nclient_id = "a"', "at least two [[clients]]"),
+    ],
+)
+def test_configuration_errors_exit_2_with_one_line(tmp_path: Path, content: str | None, message: str) -> None:
+    path = tmp_path / "check.toml"
+    if content is not None:
+        path.write_text(content)
+    result = check(str(path))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_module_and_missing_variant_clients_exit_2(stack: CorridorStack, tmp_path: Path) -> None:
+    unknown = check(str(stack.config_path), "--only", "no-such-module")
+    assert unknown.returncode == 2 and "unknown module 'no-such-module'" in unknown.stderr
+    text = stack.config_path.read_text()
+    blocks = text.split("[[clients]]")
+    kept = [b for b in blocks[1:] if '"private_key_jwt+dpop"' in b]
+    # Paths in the file are relative to it: write the copy beside the original.
+    only_dpop = stack.config_path.with_name("only-dpop.toml")
+    only_dpop.write_text(blocks[0] + "".join("[[clients]]" + b for b in kept))
+    result = check(str(only_dpop), "--sender", "mtls")
+    assert result.returncode == 2
+    assert "needs two [[clients]] registered for private_key_jwt+mtls" in result.stderr
+
+
+def test_help_names_the_plan_and_the_variants() -> None:
+    result = check("--help")
+    assert result.returncode == 0
+    for text in ("fapi2-security-profile-final-test-plan", "--all-variants", "--slow", "--only", "Exit status"):
+        assert text in result.stdout, text
