@@ -32,6 +32,8 @@ BREAKOUT = "</pre></details></section>"
 CONTROLS = "\x1b[31mred\x1b[0m \u202egnp.exe\u202c \x00\x07\u2028\u2066"
 MARKUP = "a | b `tick` ``` ```` ````` *em* _u_ [x](javascript:alert(1)) ~~s~~ $x$ & &amp;"
 HOSTILE = f"{SCRIPT}{IMG}{BREAKOUT}{CONTROLS}{MARKUP}"
+#: Lines that would close a shorter fence and start a heading of the server's choosing.
+FENCE_BREAK = "```\n## forged heading\n`````\n  ```` \n"
 BIG = ("0123456789" * 100 + "\n") * 10  # a 10 kB body of 10 lines
 BIG_LINE = "0123456789" * 100
 
@@ -52,7 +54,7 @@ def hostile_exchange(step: str = "token") -> Exchange:
         request_body=f"grant_type=authorization_code&code=abcdef…[redacted]&v={MARKUP}",
         status=400,
         response_headers={"content-type": "text/html", "x-injected": f"a\r\nSet-Cookie: {CONTROLS}"},
-        response_body=f"<!doctype html>{HOSTILE}\r\n{MARKUP}\n" + BIG,
+        response_body=f"<!doctype html>{HOSTILE}\r\n{MARKUP}\n{FENCE_BREAK}" + BIG,
         error=f"ReadError: {SCRIPT}",
         at=0.125,
     )
@@ -365,7 +367,7 @@ def split_fences(markdown: str) -> tuple[list[str], list[str]]:
                 fence, current = opening.group(1), []
             else:
                 outside.append(line)
-        elif re.fullmatch(rf"`{{{len(fence)},}}\s*", line):
+        elif re.fullmatch(rf" {{0,3}}`{{{len(fence)},}}\s*", line):
             blocks.append("\n".join(current))
             fence = None
         else:
@@ -388,6 +390,8 @@ def test_markdown_has_no_live_value() -> None:
     assert len(blocks) == sum(len(r.transcript) for v in report.variants for r in v.results) == 5
     assert any(BIG.rstrip("\n") in block and "\\u202egnp.exe" in block for block in blocks)
     assert any("`````" in block and SCRIPT in block for block in blocks)  # shown as code, inert
+    assert sum(block.count(FENCE_BREAK) for block in blocks) == 2
+    assert "## forged heading" not in outside
     text = "\n".join(outside)
     assert "<script" not in text and "<img" not in text and "&lt;script&gt;" in text
     tags = re.findall(r"<[^>]*>", text)  # only our anchors, <a id="v1-m2"></a>

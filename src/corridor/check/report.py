@@ -711,10 +711,9 @@ _TEMPLATE = """<!DOCTYPE html>
 <div class="transcript-body" id="{{ m.anchor }}-transcript">
 {% for e in m.exchanges %}
 <div class="exchange">
-<p class="exchange-head">{{ e.number }}. <strong>{{ e.step }}</strong>
+<p class="exchange-head">{{ e.number }}. <strong>{{ e.step }}</strong> <span class="at">({{ e.at }})</span>
 <code>{{ e.method }} {{ e.url }}</code>
-{%- if e.status %} &rarr; <strong>HTTP {{ e.status }}</strong>{% endif %}
-<span class="at">{{ e.at }}</span></p>
+{%- if e.status %} &rarr; <strong>HTTP {{ e.status }}</strong>{% endif %}</p>
 <h4>Request</h4>
 {% if e.request %}<pre>{{ e.request|block }}</pre>
 {% else %}<p class="muted">No headers or body.</p>{% endif %}
