@@ -16,6 +16,7 @@ from corridor.check.config import DEFAULT_VARIANT, CheckConfig, Variant, load_co
 from corridor.check.http import Transcript
 from corridor.check.login import make_browser
 from corridor.check.results import ModuleResult
+from corridor.core.jose import SigningKey
 from tests.check.corridor_stack import REDIRECTS, SCOPE, write_config
 from tests.pki import TestPKI
 from tests.support import PASSWORD, Driver, RunningAS
@@ -33,19 +34,18 @@ def prepare(
         auth, sender = pair.split("+")
         for n, redirect in enumerate(REDIRECTS, start=1):
             cert = pki.self_signed(f"CN=check {pair} {n}")
+            key = SigningKey.generate("ES256")
+            # The certificate is registered (x5c) beside the signing key: mTLS-bound tokens and
+            # Corridor's mTLS listener trust registered self-signed certificates (design.md 5).
+            jwks = {"keys": [cert.jwk()] if auth == "mtls" else [key.public_jwk, cert.jwk()]}
             client = driver.add_client(
                 scope=SCOPE,
                 redirect_uris=(redirect,),
-                jwks={"keys": [*([] if auth == "mtls" else []), cert.jwk()]} if auth == "mtls" else None,
+                jwks=jwks,
+                key=key,
                 auth_method="self_signed_tls_client_auth" if auth == "mtls" else "private_key_jwt",
                 sender_constraint=sender,
             )
-            if auth != "mtls":
-                # Register the certificate beside the signing key (mTLS-bound tokens, design.md 5).
-                meta_jwks = {"keys": [client.key.public_jwk, cert.jwk()]}
-                running.store.update_client_jwks(client.client_id, meta_jwks) if hasattr(
-                    running.store, "update_client_jwks"
-                ) else None
             jwk_file = directory / f"{client.client_id}.jwk.json"
             jwk_file.write_text(json.dumps(client.key.private_jwk()))
             entries.append(
