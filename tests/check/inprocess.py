@@ -11,10 +11,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from corridor.check.login import make_browser
+
 from corridor.check import runner
 from corridor.check.config import DEFAULT_VARIANT, CheckConfig, Variant, load_config
 from corridor.check.http import Transcript
-from corridor.check.login import make_browser
 from corridor.check.results import ModuleResult
 from corridor.core.jose import SigningKey
 from tests.check.corridor_stack import REDIRECTS, SCOPE, write_config
@@ -23,7 +24,11 @@ from tests.support import PASSWORD, Driver, RunningAS
 
 
 def prepare(
-    running: RunningAS, directory: Path, *, pairs: Sequence[str] = ("private_key_jwt+dpop",), resource: str = ""
+    running: RunningAS,
+    directory: Path,
+    *,
+    pairs: Sequence[str] = ("private_key_jwt+dpop",),
+    resource: str = "",
 ) -> Path:
     """Register a user and two clients per pair in ``running``; write and return the config."""
     driver = Driver(running)
@@ -60,7 +65,9 @@ def prepare(
                 }
             )
     path = directory / "check.toml"
-    write_config(path, running.issuer, running.tls.ca_file, resource or "userinfo", username, PASSWORD, entries)
+    write_config(
+        path, running.issuer, running.tls.ca_file, resource or "userinfo", username, PASSWORD, entries
+    )
     return path
 
 

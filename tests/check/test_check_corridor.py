@@ -90,7 +90,9 @@ def test_default_variant_and_list(stack: CorridorStack) -> None:
     assert listed.stdout.startswith("# private_key_jwt + dpop + openid:")
     assert "fapi2-security-profile-final-happy-flow" in names
     assert "fapi2-security-profile-final-ensure-token-endpoint-fails-with-expired-auth-code (--slow)" in names
-    plain = check(str(stack.config_path), "--list", "--plain-oauth", "--client-auth", "mtls", "--sender", "mtls")
+    plain = check(
+        str(stack.config_path), "--list", "--plain-oauth", "--client-auth", "mtls", "--sender", "mtls"
+    )
     plain_names = [line for line in plain.stdout.splitlines() if line and not line.startswith("#")]
     assert len(plain_names) < len(names)
     assert not any("nonce" in name and "dpop" not in name for name in plain_names), plain_names
@@ -148,5 +150,11 @@ def test_unknown_module_and_missing_variant_clients_exit_2(stack: CorridorStack,
 def test_help_names_the_plan_and_the_variants() -> None:
     result = check("--help")
     assert result.returncode == 0
-    for text in ("fapi2-security-profile-final-test-plan", "--all-variants", "--slow", "--only", "Exit status"):
+    for text in (
+        "fapi2-security-profile-final-test-plan",
+        "--all-variants",
+        "--slow",
+        "--only",
+        "Exit status",
+    ):
         assert text in result.stdout, text

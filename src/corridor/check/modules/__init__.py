@@ -1,9 +1,9 @@
 """The modules, in the suite's order (FAPI2MessageSigningFinalTestPlan minus the signing ones).
 Importing this package registers them in :data:`corridor.check.module.MODULES`."""
 
-from corridor.check.modules import basic
+from corridor.check.modules import basic, transport
 
-__all__ = ["basic"]
+__all__ = ["basic", "transport"]
 
 #: The suite's order (FAPI2MessageSigningFinalTestPlan.testModules without the signing-only ones).
 ORDER: list[str] = [
@@ -64,7 +64,6 @@ ORDER: list[str] = [
     "fapi2-security-profile-final-par-test-par-endpoint-url-as-audience-fails",
     "fapi2-security-profile-final-par-test-token-endpoint-url-as-audience-fails",
     # Not modules of the OIDF plan: the TLS handshakes the report's opening asks for.
-    "corridor-tls-versions",
-    "corridor-tls12-cipher-suites",
+    "corridor-tls-bcp195",
     "corridor-resource-server-refuses-token-in-query",
 ]
