@@ -10,7 +10,10 @@
 //   CORRIDOR_PEER_KEY          PEM file: its private key
 //   CORRIDOR_PEER_TLS12_CIPHERS  OpenSSL list of the TLS 1.2 suites to offer (RFC 9325 4.2:
 //                              ECDHE + AEAD only; tests/check/peer.py passes Corridor's own list)
-//   CORRIDOR_PEER_RESOURCE     the resource indicator (RFC 8707) of the resource server
+//   CORRIDOR_PEER_RESOURCE     the resource indicator (RFC 8707) of the resource server, the
+//                              access tokens' aud
+//   CORRIDOR_PEER_RESOURCE_URL optional: the URL of the resource the check calls, accepted as a
+//                              second indicator of the same resource server (same aud)
 //   CORRIDOR_PEER_RESOURCE_SCOPE  its scope(s), space separated (default "accounts")
 //   CORRIDOR_PEER_CLIENTS      JSON array, one object per client:
 //                              {"client_id", "redirect_uri", "auth": "private_key_jwt" |
@@ -40,7 +43,9 @@
 // - Resource indicators: every authorization defaults to the one resource (defaultResource) and
 //   the token request uses the granted resource (useGrantedResource), so every access token is an
 //   RFC 9068 JWT (typ at+jwt) for the resource, aud = the resource indicator, scope = the
-//   resource's scopes that were granted. Consequence: with openid in scope, the access token is
+//   resource's scopes that were granted. A client that does send resource may name the resource
+//   server by its identifier or by the URL it calls (CORRIDOR_PEER_RESOURCE_URL); any other
+//   value is invalid_target (RFC 8707 2). Consequence: with openid in scope, the access token is
 //   for the resource, not for userinfo (oidc-provider refuses a token with an audience there);
 //   userinfo stays on and published, but the check's [resource] is the resource server.
 // - Refresh tokens: issued to every client registered for the refresh_token grant (all of them),
@@ -52,6 +57,7 @@
 //   5.3.2.1-13 asks for 0-10 s accepted and more than 60 s refused: an assertion with nbf 8 s in
 //   the future is accepted, one 60+ s in the future is refused.
 // - FAPI2 5.4.1 algorithms only (PS256, ES256, EdDSA) for every JWS the provider accepts or makes.
+// - HSTS on every response (FAPI2 5.2.3-1), as panva's certification deployment sends it.
 // - The user's part: oidc-provider's development interactions (a login page that accepts any login
 //   name, which becomes sub, and a consent page); no external account store.
 
@@ -127,6 +133,7 @@ function clientMetadata(spec) {
 async function main() {
   const resource = env('CORRIDOR_PEER_RESOURCE')
   const resourceScope = process.env.CORRIDOR_PEER_RESOURCE_SCOPE || 'accounts'
+  const indicators = new Set([resource, process.env.CORRIDOR_PEER_RESOURCE_URL].filter(Boolean))
   const clients = JSON.parse(env('CORRIDOR_PEER_CLIENTS')).map(clientMetadata)
   if (new Set(clients.map((c) => c.client_id)).size !== clients.length) throw new Error('client_ids must differ')
   const tlsOptions = {
@@ -201,7 +208,7 @@ async function main() {
         },
         useGrantedResource: async () => true,
         async getResourceServerInfo(ctx, resourceIndicator) {
-          if (resourceIndicator !== resource) throw new errors.InvalidTarget()
+          if (!indicators.has(resourceIndicator)) throw new errors.InvalidTarget()
           return {
             scope: resourceScope,
             audience: resource,
@@ -243,6 +250,12 @@ async function main() {
       process.stderr.write(`${event}: ${err?.name}: ${err?.message} ${err?.error_description ?? ''} ${err?.error_detail ?? ''}\n`)
     })
   }
+  // FAPI2 5.2.3-1: browser endpoints protected against TLS stripping (HSTS), as panva's own
+  // certification deployment adds it (helmet) in front of the provider.
+  provider.use(async (ctx, next) => {
+    await next()
+    ctx.set('Strict-Transport-Security', 'max-age=31536000; includeSubDomains')
+  })
   const callback = provider.callback()
   server.on('request', callback)
   mtlsServer.on('request', callback)

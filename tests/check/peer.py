@@ -18,9 +18,11 @@ configured for FAPI 2.0 Security Profile Final, with a resource server for its t
   (scope ``accounts``), on its own TLS port, asking every TLS client for a certificate (the eight
   clients' self-signed certificates are its trust anchors for that; a connection without one is
   fine). It accepts the provider's JWT access tokens (RFC 9068) for its resource indicator
-  ``https://localhost:PORT``, checks the DPoP proof (RFC 9449 7: ath, htu, its own nonce,
-  a jti replay cache) or the certificate binding (RFC 8705 3), and refuses a token in the query
-  or a form body (FAPI2 5.3.4-2).
+  ``https://localhost:PORT`` (every token's ``aud``: the provider defaults every authorization to
+  it, as the OIDF suite sends no ``resource``; a client that sends one may also name the
+  resource URL, ``https://localhost:PORT/accounts``), checks the DPoP proof (RFC 9449 7: ath,
+  htu, its own nonce, a jti replay cache) or the certificate binding (RFC 8705 3), and refuses a
+  token in the query or a form body (FAPI2 5.3.4-2).
 
 and writes ``check.toml`` (src/corridor/check/config.py's format) with every file it names
 beside it: ``ca.pem``; per client ``<client_id>.private.jwk.json`` (private_key_jwt clients),
@@ -30,7 +32,14 @@ tokens, and a certificate for the suite's wrong-certificate checks).
 The [login] is ``html-form`` with ``alice`` / ``anything``: oidc-provider's development login
 page takes any login name (it becomes ``sub``) and any password; its consent page has one
 "Continue" button (form post, hidden ``prompt=consent``); denying is its "[ Cancel ]" link
-(a GET of ``/interaction/<uid>/abort``, which redirects with ``error=access_denied``).
+(a GET of ``/interaction/<uid>/abort``, which redirects with ``error=access_denied``). Both pages
+are plain HTML (no script). A browser that already signed in and consented for a client is sent
+straight back with a code on its next authorization request (no page at all) unless the request
+asks ``prompt=login`` or ``prompt=consent``.
+
+The resource server's TLS layer trusts exactly the eight clients' certificates: a connection
+presenting any other certificate fails the handshake (a refusal before HTTP), one presenting
+another client's certificate reaches the RS and gets 401 (the binding does not match).
 """
 
 from __future__ import annotations
@@ -148,8 +157,13 @@ class FapiPeer:
         return httpx.Client(verify=context, timeout=HTTP_TIMEOUT, **kwargs)
 
     def diagnostics(self) -> str:
-        """The provider's exit status and stderr (its error events), for failure messages."""
-        return self._flow.diagnostics()
+        """For failure messages: the provider's exit status and stderr (its error events, with
+        oidc-provider's error_detail), and the resource server's last decisions."""
+        decisions = [
+            f"{row['outcome']} {row['client_id'] or '-'} {row['error'] or ''} ({row['rule'] or ''})"
+            for row in self.guard.decisions[-20:]
+        ]
+        return f"provider: {self._flow.diagnostics()}; resource server: {decisions}"
 
 
 # -- the resource server ----------------------------------------------------------------------
@@ -294,9 +308,10 @@ def _write_config(path: Path, issuer: str, resource_url: str, clients: tuple[Pee
 
 
 @contextmanager
-def running_fapi_peer(directory: Path, tls: DevTLS) -> Iterator[FapiPeer]:
-    """Start the provider and its resource server, write ``directory/check.toml``; stop both on
-    exit. ``directory`` must be empty or new (it receives keys, certificates and the file)."""
+def running_fapi_peer(tmp_path: Path, tls: DevTLS) -> Iterator[FapiPeer]:
+    """Start the provider and its resource server, write ``tmp_path/check.toml``; stop both on
+    exit. ``tmp_path`` should be empty or new (it receives keys, certificates and the file)."""
+    directory = tmp_path
     directory.mkdir(parents=True, exist_ok=True)
     clients = _make_clients(directory)
     ca_file = directory / "ca.pem"
@@ -307,12 +322,14 @@ def running_fapi_peer(directory: Path, tls: DevTLS) -> Iterator[FapiPeer]:
     # The RS's port first: the provider names the RS's identifier in every access token.
     sock = free_socket()
     resource = f"https://localhost:{sock.getsockname()[1]}"
+    resource_url = resource + RESOURCE_PATH
     env = {
         **os.environ,
         "CORRIDOR_PEER_CERT": str(tls.cert_file),
         "CORRIDOR_PEER_KEY": str(tls.key_file),
         "CORRIDOR_PEER_TLS12_CIPHERS": TLS12_CIPHERS,
         "CORRIDOR_PEER_RESOURCE": resource,
+        "CORRIDOR_PEER_RESOURCE_URL": resource_url,
         "CORRIDOR_PEER_RESOURCE_SCOPE": RESOURCE_SCOPE,
         "CORRIDOR_PEER_CLIENTS": json.dumps(_provider_clients(clients)),
     }
@@ -335,7 +352,6 @@ def running_fapi_peer(directory: Path, tls: DevTLS) -> Iterator[FapiPeer]:
             scopes_supported=(RESOURCE_SCOPE,),
             ca_file=str(ca_file),
         )
-        resource_url = resource + RESOURCE_PATH
         config_path = directory / CONFIG_NAME
         _write_config(config_path, issuer, resource_url, clients)
         with _running_resource(sock, settings, tls, anchors) as guard:

@@ -37,6 +37,7 @@ from tests.check.peer import (
     PeerClient,
     running_fapi_peer,
 )
+from tests.pki import TestPKI
 from tests.support import decode_jwt
 
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -61,6 +62,8 @@ class Flow:
     peer: FapiPeer
     client: PeerClient
     openid: bool = True
+    #: RFC 8707 resource in PAR and the token request (the suite sends none).
+    resource: str | None = None
     dpop_key: SigningKey = field(default_factory=lambda: SigningKey.generate("ES256"))
     nonce: str | None = None
     retries: dict[str, int] = field(default_factory=dict)
@@ -121,6 +124,8 @@ class Flow:
         }
         if nonce is not None:
             form["nonce"] = nonce
+        if self.resource is not None:
+            form["resource"] = self.resource
         return self.post("par", "pushed_authorization_request_endpoint", form)
 
     def user(self, request_uri: str) -> str:
@@ -166,16 +171,15 @@ class Flow:
         params = {k: v[0] for k, v in parse_qs(urlsplit(callback).query).items()}
         assert "code" in params, callback
         assert params["state"] == state and params["iss"] == self.peer.issuer, callback  # RFC 9207
-        token = self.post(
-            "token",
-            "token_endpoint",
-            {
-                "grant_type": "authorization_code",
-                "code": params["code"],
-                "redirect_uri": self.client.redirect_uri,
-                "code_verifier": verifier,
-            },
-        )
+        form = {
+            "grant_type": "authorization_code",
+            "code": params["code"],
+            "redirect_uri": self.client.redirect_uri,
+            "code_verifier": verifier,
+        }
+        if self.resource is not None:
+            form["resource"] = self.resource
+        token = self.post("token", "token_endpoint", form)
         assert token.status_code == 200, fail("token", token, self.peer)
         body = token.json()
         assert isinstance(body, dict)
@@ -270,12 +274,13 @@ def test_the_fapi2_profile_is_on(peer: FapiPeer) -> None:
         unchallenged = {k: v for k, v in form.items() if not k.startswith("code_challenge")}
         response = http.post(par_url, data={**unchallenged, "client_assertion": flow.assertion()})
         assert response.status_code == 400 and response.json()["error"] == "invalid_request", response.text
-        # No authorization request without PAR (FAPI2 5.3.2.2-2).
+        # No authorization request without PAR (FAPI2 5.3.2.2-3).
         front = {k: v for k, v in form.items() if not k.startswith("client_assertion")}
         response = http.get(peer.metadata["authorization_endpoint"], params=front, follow_redirects=False)
     assert response.status_code == 303
     error = parse_qs(urlsplit(response.headers["location"]).query)
     assert error["error"] == ["invalid_request"] and error["iss"] == [peer.issuer]
+    assert response.headers["strict-transport-security"].startswith("max-age=")  # FAPI2 5.2.3-1
 
 
 def test_the_front_channel_may_also_carry_only_client_id_and_request_uri(peer: FapiPeer) -> None:
@@ -314,6 +319,19 @@ def test_tls_offers_only_recommended_suites(peer: FapiPeer, origin: str) -> None
     assert handshake("ECDHE-ECDSA-AES128-GCM-SHA256") == "ECDHE-ECDSA-AES128-GCM-SHA256"
     with pytest.raises(ssl.SSLError):
         handshake("ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES128-SHA256:ECDHE-ECDSA-AES256-SHA")
+
+
+def test_the_resource_server_refuses_a_foreign_certificate_at_tls(
+    peer: FapiPeer, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Its TLS layer trusts the eight clients' certificates only: another self-signed one ends
+    the connection before any HTTP (with TLS 1.3, on the first read)."""
+    stranger = TestPKI(tmp_path_factory.mktemp("stranger")).self_signed("CN=stranger")
+    client = peer.client("mtls+mtls")
+    foreign = PeerClient("stranger", client.pair, client.redirect_uri, client.scope, stranger)
+    with pytest.raises(httpx.TransportError):
+        call_resource(peer, client, "x", cert_of=foreign)
+    assert call_resource(peer, client, "x", cert_of=client).status_code == 401  # positive control
 
 
 def test_the_clock_window_is_the_suites(peer: FapiPeer) -> None:
@@ -406,6 +424,18 @@ def test_each_pair_gets_a_sender_constrained_jwt_for_the_resource(peer: FapiPeer
         in_query = call_resource(peer, client, None, query=f"?access_token={token}", cert_of=client)
         assert in_query.status_code == 401, in_query.text  # FAPI2 5.3.4-2: the header only
         assert 'error="invalid_request"' in in_query.headers["www-authenticate"]
+
+
+def test_a_client_may_name_the_resource_by_its_url(peer: FapiPeer) -> None:
+    """RFC 8707: the suite sends no resource (every token defaults to the resource server's
+    identifier); a client that does may name it by the URL it calls; anything else is
+    invalid_target."""
+    flow = Flow(peer, peer.client("mtls+mtls", 2), resource=peer.resource_url)
+    body = flow.run()
+    assert decode_jwt(body["access_token"])[1]["aud"] == peer.resource
+    elsewhere = Flow(peer, flow.client, resource="https://elsewhere.example/api")
+    response = elsewhere.par(new_verifier(), new_secret_token(), None)
+    assert response.status_code == 400 and response.json()["error"] == "invalid_target", response.text
 
 
 def test_refresh_tokens_are_not_rotated(peer: FapiPeer) -> None:
