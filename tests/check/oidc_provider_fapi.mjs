@@ -55,7 +55,10 @@
 //   FAPI2 5.3.2.1-9: no rotation except in extraordinary circumstances).
 // - clockTolerance is oidc-provider's default (15 s), the value panva certifies with; FAPI2
 //   5.3.2.1-13 asks for 0-10 s accepted and more than 60 s refused: an assertion with nbf 8 s in
-//   the future is accepted, one 60+ s in the future is refused.
+//   the future is accepted, one 60+ s in the future is refused. Known limits of the pinned
+//   version (not configurable): an assertion's iat is only checked when it has no exp (nbf and
+//   exp carry the window), and a DPoP proof's iat is not checked at all once it carries a valid
+//   server nonce (the nonce bounds its age instead).
 // - FAPI2 5.4.1 algorithms only (PS256, ES256, EdDSA) for every JWS the provider accepts or makes.
 // - HSTS on every response (FAPI2 5.2.3-1), as panva's certification deployment sends it.
 // - The user's part: oidc-provider's development interactions (a login page that accepts any login
