@@ -167,7 +167,7 @@ def run_check(
 def _write(
     report: Report, json_file: Path | None, html_file: Path | None, markdown_file: Path | None
 ) -> None:
-    from corridor.check import report as render
+    import corridor.check.report as render
 
     for path, text in (
         (json_file, render.to_json),

@@ -5,6 +5,7 @@ hosts (and loopback) are contacted."""
 from __future__ import annotations
 
 import contextlib
+import html
 import json
 import ssl
 import threading
@@ -12,7 +13,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
 
 import httpx
 
@@ -38,6 +39,8 @@ SECRET_NAMES = frozenset(
 )
 #: Headers whose values are secrets (the scheme of Authorization is kept).
 SECRET_HEADERS = frozenset({"authorization", "dpop", "cookie", "set-cookie"})
+#: Headers whose values are URLs (their secret query parameters are cut like a URL's).
+URL_HEADERS = frozenset({"location", "content-location", "refresh"})
 PASSWORD_NAMES = frozenset({"password"})
 PREFIX = 6
 MAX_BODY = 4000
@@ -50,25 +53,32 @@ class HostNotAllowed(httpx.HTTPError):
         super().__init__(f"refusing to contact {host!r}: only loopback and the configured hosts")
 
 
-def cut(value: str, name: str = "") -> str:
+def cut(value: str, name: str = "", passwords: frozenset[str] = PASSWORD_NAMES) -> str:
     """A secret cut to a prefix (passwords entirely)."""
-    if name.lower() in PASSWORD_NAMES:
+    if name.lower() in passwords:
         return "[redacted]"
     if len(value) <= PREFIX:
         return "[redacted]"
     return value[:PREFIX] + "…[redacted]"
 
 
-def redact_pairs(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    return [(k, cut(v, k) if k.lower() in SECRET_NAMES else v) for k, v in pairs]
+def redact_pairs(
+    pairs: list[tuple[str, str]], passwords: frozenset[str] = PASSWORD_NAMES
+) -> list[tuple[str, str]]:
+    """``passwords``: field names whose values go entirely (a login form may call its password
+    input anything)."""
+    return [
+        (k, cut(v, k, passwords) if k.lower() in SECRET_NAMES or k.lower() in passwords else v)
+        for k, v in pairs
+    ]
 
 
-def redact_url(url: str) -> str:
+def redact_url(url: str, passwords: frozenset[str] = PASSWORD_NAMES) -> str:
     parts = urlsplit(url)
-    query = urlencode(redact_pairs(parse_qsl(parts.query, keep_blank_values=True)))
+    query = urlencode(redact_pairs(parse_qsl(parts.query, keep_blank_values=True), passwords))
     fragment = parts.fragment
     if "=" in fragment:
-        fragment = urlencode(redact_pairs(parse_qsl(fragment, keep_blank_values=True)))
+        fragment = urlencode(redact_pairs(parse_qsl(fragment, keep_blank_values=True), passwords))
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, fragment))
 
 
@@ -83,6 +93,8 @@ def redact_headers(headers: Mapping[str, str] | httpx.Headers) -> dict[str, str]
                 value = f"{scheme} {cut(rest)}"
             else:
                 value = cut(value)
+        elif lower in URL_HEADERS:  # a redirect to the client carries the code in its query
+            value = redact_url(value)
         out[lower] = value if lower not in out else f"{out[lower]}, {value}"
     return out
 
@@ -98,13 +110,13 @@ def _redact_json(value: Any) -> Any:
     return value
 
 
-def redact_body(content: bytes, content_type: str) -> str:
+def redact_body(content: bytes, content_type: str, passwords: frozenset[str] = PASSWORD_NAMES) -> str:
     if not content:
         return ""
     text = content[: MAX_BODY * 4].decode("utf-8", "replace")
     kind = content_type.split(";")[0].strip().lower()
     if kind == "application/x-www-form-urlencoded":
-        text = urlencode(redact_pairs(parse_qsl(text, keep_blank_values=True)))
+        text = urlencode(redact_pairs(parse_qsl(text, keep_blank_values=True), passwords))
     elif kind.endswith("json"):
         with contextlib.suppress(ValueError):
             text = json.dumps(_redact_json(json.loads(text)), ensure_ascii=False)
@@ -123,24 +135,54 @@ class Transcript:
         self.started = time.monotonic()
         self._lock = threading.Lock()
         self.step = ""
+        self._passwords: frozenset[str] = PASSWORD_NAMES
+        self._secrets: tuple[str, ...] = ()
+
+    def add_secret(self, value: str = "", *, name: str = "") -> None:
+        """Keep a secret out of every later entry: ``name`` is a form field whose values go
+        entirely (a password input called ``pass_phrase``); ``value`` (4 characters or more) is
+        cut wherever it appears, plain or percent-encoded (the login password)."""
+        with self._lock:
+            if name:
+                self._passwords = self._passwords | {name.lower()}
+            if len(value) >= 4:
+                forms = {value, quote(value, safe=""), quote_plus(value), html.escape(value)}
+                self._secrets = tuple(sorted(set(self._secrets) | forms, key=len, reverse=True))
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "[redacted]")
+        return text
 
     def record(self, request: httpx.Request, response: httpx.Response | None, error: str = "") -> None:
         request_type = request.headers.get("content-type", "")
+        passwords = self._passwords
         exchange = Exchange(
             step=self.step,
             method=request.method,
-            url=redact_url(str(request.url)),
+            url=redact_url(str(request.url), passwords),
             request_headers=redact_headers(
                 {k: v for k, v in request.headers.items() if k.lower() not in _BORING_REQUEST}
             ),
-            request_body=redact_body(request.content if _has_content(request) else b"", request_type),
+            request_body=redact_body(
+                request.content if _has_content(request) else b"", request_type, passwords
+            ),
             at=time.monotonic() - self.started,
             error=error,
         )
         if response is not None:
             exchange.status = response.status_code
             exchange.response_headers = redact_headers(response.headers)
-            exchange.response_body = redact_body(response.content, response.headers.get("content-type", ""))
+            exchange.response_body = redact_body(
+                response.content, response.headers.get("content-type", ""), passwords
+            )
+        if self._secrets:
+            exchange.url = self._scrub(exchange.url)
+            exchange.request_body = self._scrub(exchange.request_body)
+            exchange.response_body = self._scrub(exchange.response_body)
+            exchange.error = self._scrub(exchange.error)
+            exchange.request_headers = {k: self._scrub(v) for k, v in exchange.request_headers.items()}
+            exchange.response_headers = {k: self._scrub(v) for k, v in exchange.response_headers.items()}
         with self._lock:
             self.exchanges.append(exchange)
 

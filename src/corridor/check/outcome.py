@@ -27,6 +27,10 @@ class Landing(StrEnum):
     ERROR_PAGE = "error_page"  # the AS refused on a page of its own
     SERVER_ERROR = "server_error"  # 5xx: never an acceptable answer
     INTERACTION = "interaction"  # a login or consent page (a driver's visit() may stop there)
+    #: The AS sent the user agent to an origin that is neither its own (nor another allowed host)
+    #: nor the redirect URI: not followed, and never an acceptable refusal (an error page is the
+    #: AS's own page; an error redirect goes to the client's redirect URI).
+    FOREIGN_REDIRECT = "foreign_redirect"
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,10 @@ class FrontChannelResult:
             return f"the authorization server showed an error page (HTTP {self.status})"
         if self.landing is Landing.SERVER_ERROR:
             return f"the authorization server failed with HTTP {self.status}"
+        if self.landing is Landing.FOREIGN_REDIRECT:
+            parts = urlsplit(self.url)
+            origin = f"{parts.scheme}://{parts.netloc}" if parts.netloc else parts.scheme + ":"
+            return f"the authorization server sent the user agent to a foreign origin, not followed: {origin}"
         return f"the authorization server showed a sign-in or consent page (HTTP {self.status})"
 
 
