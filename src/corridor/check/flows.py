@@ -8,6 +8,7 @@ import math
 import time
 from collections import Counter
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
@@ -104,10 +105,23 @@ def check_authorization_success(
     5.3.2.2-7), the code's length and entropy (FAPI2 5.4.1-4). Returns the code."""
     if result.landing is not Landing.SUCCESS:
         ctx.fail(f"no code: {result.describe()}{_page_reason(result)}")
+    check_matching_callback_parameters(ctx, pushed.redirect_uri or party.config.redirect_uri, result)
     check_response_common(ctx, pushed, result)
     code = result.code or ""
     check_entropy(ctx, "authorization code", code, clause="FAPI2-SP-FINAL-5.4.1-4")
     return code
+
+
+def check_matching_callback_parameters(ctx: Context, redirect_uri: str, result: FrontChannelResult) -> None:
+    """The suite's CheckMatchingCallbackParameters: the redirect URI's own query parameters
+    (``?dummy1=lorem&dummy2=ipsum``) come back unchanged (RFC 6749 3.1.2)."""
+    got = dict(parse_qsl(urlsplit(result.url).query, keep_blank_values=True))
+    for name, value in parse_qsl(urlsplit(redirect_uri).query, keep_blank_values=True):
+        if got.get(name) != value:
+            ctx.fail(
+                f"the redirect URI's own query parameter {name}={value} did not come back "
+                "in the authorization response (RFC 6749 3.1.2)"
+            )
 
 
 def _page_reason(result: FrontChannelResult) -> str:
@@ -282,5 +296,6 @@ def code_flow(
     ctx.step(f"token ({party.client_id})")
     tokens = check_token_success(ctx, party, party.token(code, pushed), pushed)
     if call_resource and has_resource(ctx):
+        ctx.step("resource")
         check_resource_success(ctx, party.call_resource(tokens))
     return pushed, tokens

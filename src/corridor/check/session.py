@@ -256,10 +256,12 @@ class Party:
         headers: Mapping[str, str] | None = None,
         method: str = "POST",
         url: str | None = None,
+        certificate: bool | None = None,
     ) -> httpx.Response:
         """A form POST to a metadata endpoint with client authentication and (optionally) a
         DPoP proof, retried once when the server asks for a nonce (a new assertion too: its
-        ``jti`` was spent)."""
+        ``jti`` was spent). ``certificate=False``: without this party's TLS client certificate
+        (a proof-of-possession or client-authentication module leaves it out)."""
         target = url or self.endpoint(endpoint)
         response: httpx.Response | None = None
         for attempt in range(2):
@@ -276,7 +278,7 @@ class Party:
                 proof = dpop(method, target)
             if proof is not None:
                 sent["DPoP"] = proof
-            response = self.http().request(method, target, data=fields, headers=sent)
+            response = self.http(certificate=certificate).request(method, target, data=fields, headers=sent)
             before = self.nonces.get(origin(target))
             self.learn_nonce(target, response)
             if attempt == 0 and proof is not None and self.asks_for_nonce(response):
