@@ -23,8 +23,11 @@ from corridor.core.randomness import token_hash
 from corridor.server import par as par_endpoint
 from corridor.server import token as token_endpoint
 from corridor.server.authority import Exchange
+from corridor.server.authorize import AuthorizationPages, Refusal
 from corridor.server.checks import client_auth
 from corridor.server.checks.par import require_pkce_s256
+from corridor.server.pages import error_page
+from corridor.server.responses import authorization_response
 from corridor.server.tls import DevTLS
 from corridor.store.sql import Store
 from tests.check._scratch_browser import ScratchBrowser
@@ -285,3 +288,82 @@ def test_expired_assertion_accepted_fails_expired_assertion_module(
     result = run_one(server, config, EXPIRED_ASSERTION)
     assert result.status is Status.FAIL, describe(result)
     assert "expired 5 minutes ago was accepted" in result.reason
+
+
+# -- a refusal at the authorization endpoint instead of at PAR ----------------------------------
+
+
+def defer_pkce_refusal(monkeypatch: pytest.MonkeyPatch, refuse: Callable[[Any, dict[str, Any]], Any]) -> None:
+    """A server that takes a pushed request without PKCE at PAR and refuses it at the
+    authorization endpoint instead (``refuse(pages, pushed parameters)`` makes the refusal)."""
+    steps = tuple(step for step in par_endpoint.PUSHED_AUTHORIZATION if step is not require_pkce_s256)
+    monkeypatch.setattr(par_endpoint, "PUSHED_AUTHORIZATION", steps)
+    original = AuthorizationPages.authorize
+
+    def authorize(pages: AuthorizationPages, query: Any, source: str | None = None) -> Any:
+        prefix = "urn:ietf:params:oauth:request_uri:"
+        reference = (query.request_uri or "").removeprefix(prefix)
+        pushed = pages.server.store.get_pushed_request(token_hash(reference)) if reference else None
+        if pushed is not None:
+            params = json.loads(pushed["parameters"])
+            if "code_challenge" not in params:
+                raise Refusal(refuse(pages, params))
+        return original(pages, query, source)
+
+    monkeypatch.setattr(AuthorizationPages, "authorize", authorize)
+
+
+def error_redirect(error: str, *, iss: bool = True) -> Callable[[Any, dict[str, Any]], Any]:
+    def refuse(pages: AuthorizationPages, params: dict[str, Any]) -> Any:
+        answer = {"error": error, "state": params["state"]}
+        if iss:
+            answer["iss"] = pages.server.settings.issuer
+        return authorization_response(params["redirect_uri"], answer)
+
+    return refuse
+
+
+@pytest.mark.parametrize(
+    ("refuse", "where"),
+    [
+        (error_redirect("invalid_request"), "authorization endpoint (error redirect)"),
+        (
+            lambda pages, params: error_page("invalid_request", "PKCE is required."),
+            "authorization endpoint (error page)",
+        ),
+    ],
+    ids=["error-redirect", "error-page"],
+)
+def test_pkce_refused_at_the_authorization_endpoint_passes(
+    server: RunningAS,
+    config: CheckConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    refuse: Callable[[Any, dict[str, Any]], Any],
+    where: str,
+) -> None:
+    """The suite's PAR-or-authorization-endpoint outcome: a later refusal is as good."""
+    defer_pkce_refusal(monkeypatch, refuse)
+    result = run_one(server, config, P + "par-ensure-pkce-required")
+    assert result.status is Status.PASS, describe(result)
+    assert result.facts["pkce_missing_refused_at"] == where
+
+
+@pytest.mark.parametrize(
+    ("refuse", "reason"),
+    [
+        (error_redirect("access_denied"), "error='access_denied'"),
+        (error_redirect("invalid_request", iss=False), "no iss"),
+    ],
+    ids=["wrong-error", "no-iss"],
+)
+def test_a_bad_refusal_at_the_authorization_endpoint_fails(
+    server: RunningAS,
+    config: CheckConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    refuse: Callable[[Any, dict[str, Any]], Any],
+    reason: str,
+) -> None:
+    defer_pkce_refusal(monkeypatch, refuse)
+    result = run_one(server, config, P + "par-ensure-pkce-required")
+    assert result.status is Status.FAIL, describe(result)
+    assert reason in result.reason
