@@ -5,7 +5,6 @@ in the OIDF suite), and the whole authorization-code flow built from them."""
 from __future__ import annotations
 
 import math
-import time
 from collections import Counter
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -216,7 +215,7 @@ def check_id_token(ctx: Context, party: Party, id_token: str, pushed: Pushed) ->
         claims = verify_with_keys(id_token, header, list(keys) if isinstance(keys, list) else [])
     except JoseFailure as exc:
         ctx.fail(f"the id_token signature does not verify with the server's JWKS: {exc}")
-    now = time.time()
+    now = ctx.clock()  # the checker's clock (a test moves it with the server's)
     if claims.get("iss") != ctx.server.issuer:
         ctx.fail("id_token iss is not the issuer (OIDC Core 3.1.3.7-2)")
     aud = claims.get("aud")

@@ -62,7 +62,9 @@ def sign(
 ) -> str:
     """A compact JWS of ``claims`` under ``header`` (which names the ``alg``)."""
     alg = str(header["alg"])
-    key = import_private(private_jwk)
+    # The header decides: a JWK's own ``alg`` member would make joserfc refuse any other
+    # algorithm (RS256 by a PS256 key), as the suite's ChangeClientJwksAlgToRS256 rewrites it.
+    key = import_private({k: v for k, v in private_jwk.items() if k != "alg"})
     payload = json.dumps(dict(claims), separators=(",", ":"), ensure_ascii=False)
     registry = JWSRegistry(algorithms=[alg], strict_check_header=False)
     return jws.serialize_compact(dict(header), payload, key, algorithms=[alg], registry=registry)
