@@ -81,7 +81,8 @@ def register_clients(data_dir: Path, directory: Path, api_url: str) -> list[dict
         auth, sender = pair.split("+")
         for n, redirect in enumerate(REDIRECTS, start=1):
             client_id = f"check-{auth.replace('_', '-')}-{sender}-{n}"
-            key = SigningKey.generate("ES256")
+            # PS256 for the first client (the suite's RS256-assertion module needs an RSA key).
+            key = SigningKey.generate("PS256" if n == 1 else "ES256")
             jwk_file = directory / f"{client_id}.private.jwk.json"
             jwk_file.write_text(json.dumps(key.private_jwk()))
             public = directory / f"{client_id}.jwks.json"

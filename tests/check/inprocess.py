@@ -7,20 +7,20 @@ it with the server's clock (so ``--slow`` modules never sleep). Faults are made 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-
-from corridor.check.login import make_browser
 
 from corridor.check import runner
 from corridor.check.config import DEFAULT_VARIANT, CheckConfig, Variant, load_config
 from corridor.check.http import Transcript
+from corridor.check.login import make_browser
 from corridor.check.results import ModuleResult
 from corridor.core.jose import SigningKey
 from tests.check.corridor_stack import REDIRECTS, SCOPE, write_config
 from tests.pki import TestPKI
-from tests.support import PASSWORD, Driver, RunningAS
+from tests.support import PASSWORD, DevTLS, Driver, RunningAS, running_as
 
 
 def prepare(
@@ -38,7 +38,7 @@ def prepare(
     for pair in pairs:
         auth, sender = pair.split("+")
         for n, redirect in enumerate(REDIRECTS, start=1):
-            cert = pki.self_signed(f"CN=check {pair} {n}")
+            cert = pki.self_signed(f"CN=check {pair.replace('+', ' ')} {n}")
             key = SigningKey.generate("ES256")
             # The certificate is registered (x5c) beside the signing key: mTLS-bound tokens and
             # Corridor's mTLS listener trust registered self-signed certificates (design.md 5).
@@ -93,3 +93,14 @@ def run_modules(
         extra = {"clock": running.clock.now, "sleep": running.clock.advance}
     reports, _, _ = runner.run(config, [variant], new_browser, only=names, slow=slow, workers=2, **extra)
     return {result.name: result for result in reports[0].results}
+
+
+@contextmanager
+def checked_corridor(
+    directory: Path, tls: DevTLS, *, pairs: Sequence[str] = ("private_key_jwt+dpop",), **settings: Any
+) -> Iterator[tuple[RunningAS, Path]]:
+    """An in-process Corridor on a fresh data directory, prepared for the check."""
+    data_dir = directory / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with running_as(data_dir, tls, **settings) as running:
+        yield running, prepare(running, directory, pairs=pairs)

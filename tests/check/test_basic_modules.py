@@ -12,8 +12,8 @@ import pytest
 
 import corridor.server.authorize as authorize
 from corridor.check.results import Status
-from tests.check.inprocess import prepare, run_modules
-from tests.support import DevTLS, RunningAS, running_as
+from tests.check.inprocess import checked_corridor, run_modules
+from tests.support import DevTLS, RunningAS
 
 HAPPY = "fapi2-security-profile-final-happy-flow"
 REJECTS = "fapi2-security-profile-final-user-rejects-authentication"
@@ -21,9 +21,8 @@ REJECTS = "fapi2-security-profile-final-user-rejects-authentication"
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, tls: DevTLS) -> Iterator[tuple[RunningAS, Path]]:
-    directory = tmp_path_factory.mktemp("check-basic")
-    with running_as(directory / "data", tls) as running:
-        yield running, prepare(running, directory)
+    with checked_corridor(tmp_path_factory.mktemp("check-basic"), tls) as stack:
+        yield stack
 
 
 def rewrite_iss(monkeypatch: pytest.MonkeyPatch, value: str | None) -> None:

@@ -15,6 +15,7 @@ import pytest
 from corridor.check import flows, outcome, runner
 from corridor.check.config import DEFAULT_VARIANT, CheckConfig, ClientConfig, LoginConfig
 from corridor.check.http import Transcript
+from corridor.check.login import make_browser
 from corridor.check.module import Context, ModuleFailed
 from corridor.check.modules import requests
 from corridor.check.outcome import FrontChannelResult, Landing
@@ -27,7 +28,6 @@ from corridor.server.authority import Exchange
 from corridor.server.checks.par import require_redirect_uri
 from corridor.server.tls import DevTLS
 from corridor.store.sql import Store
-from tests.check._scratch_browser import ScratchBrowser
 from tests.pki import TestPKI
 from tests.support import PASSWORD, Driver, RunningAS, running_as
 
@@ -95,7 +95,9 @@ def run(
     reports, _, _ = runner.run(
         config,
         [DEFAULT_VARIANT],
-        lambda transcript: ScratchBrowser(config, transcript),
+        lambda transcript: make_browser(
+            config.login, transcript=transcript, allowed_hosts=config.allowed_hosts(), ca_file=config.ca_file
+        ),
         only=[name],
         workers=1,
         slow=slow,
@@ -225,7 +227,13 @@ def bare_context() -> Context:
     config = CheckConfig(path=Path("check.toml"), issuer=ISSUER, login=LoginConfig("manual"), clients=())
     server = Server(ISSUER, {}, ISSUER + "/.well-known/openid-configuration", "", {"keys": []})
     return Context(
-        config, DEFAULT_VARIANT, server, Transcript(), lambda transcript: ScratchBrowser(config, transcript)
+        config,
+        DEFAULT_VARIANT,
+        server,
+        Transcript(),
+        lambda transcript: make_browser(
+            config.login, transcript=transcript, allowed_hosts=config.allowed_hosts(), ca_file=config.ca_file
+        ),
     )
 
 

@@ -16,6 +16,7 @@ from joserfc import jwk, jws
 
 from corridor.check import runner
 from corridor.check.config import CheckConfig, Variant, parse_config
+from corridor.check.login import make_browser
 from corridor.check.results import ModuleResult, Status
 from corridor.core.jose import FAPI_ALGORITHMS, JoseFailure, verify_with_keys
 from corridor.core.pkce import verifier_matches
@@ -30,7 +31,6 @@ from corridor.server.pages import error_page
 from corridor.server.responses import authorization_response
 from corridor.server.tls import DevTLS
 from corridor.store.sql import Store
-from tests.check._scratch_browser import ScratchBrowser
 from tests.pki import TestPKI
 from tests.support import PASSWORD, REDIRECT_URI, Driver, RunningAS, running_as
 
@@ -104,7 +104,9 @@ def run(
     reports, _, _ = runner.run(
         config,
         [VARIANT],
-        lambda transcript: ScratchBrowser(config, transcript),
+        lambda transcript: make_browser(
+            config.login, transcript=transcript, allowed_hosts=config.allowed_hosts(), ca_file=config.ca_file
+        ),
         only=names,
         slow=slow,
         workers=2,

@@ -11,8 +11,8 @@ import pytest
 import tests.support
 from corridor.check.results import Status
 from corridor.server.tls import server_ssl_context
-from tests.check.inprocess import prepare, run_modules
-from tests.support import DevTLS, running_as
+from tests.check.inprocess import checked_corridor, run_modules
+from tests.support import DevTLS
 
 TLS = "corridor-tls-bcp195"
 
@@ -32,8 +32,8 @@ def test_tls_11_accepted_fails_the_tls_module(
     monkeypatch.setattr(
         tests.support, "server_ssl_context", permissive_context if permissive else server_ssl_context
     )
-    with running_as(tmp_path / "data", tls) as running:
-        results = run_modules(prepare(running, tmp_path), [TLS], running=running)
+    with checked_corridor(tmp_path, tls) as (running, config):
+        results = run_modules(config, [TLS], running=running)
     result = results[TLS]
     if not permissive:
         assert result.status is Status.PASS, result.reason

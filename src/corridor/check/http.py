@@ -73,12 +73,21 @@ def redact_pairs(
     ]
 
 
+def _encode(pairs: list[tuple[str, str]]) -> str:
+    """A query or form body again, with the redaction marks left readable."""
+    return (
+        urlencode(pairs)
+        .replace(quote_plus("…[redacted]"), "…[redacted]")
+        .replace(quote_plus("[redacted]"), "[redacted]")
+    )
+
+
 def redact_url(url: str, passwords: frozenset[str] = PASSWORD_NAMES) -> str:
     parts = urlsplit(url)
-    query = urlencode(redact_pairs(parse_qsl(parts.query, keep_blank_values=True), passwords))
+    query = _encode(redact_pairs(parse_qsl(parts.query, keep_blank_values=True), passwords))
     fragment = parts.fragment
     if "=" in fragment:
-        fragment = urlencode(redact_pairs(parse_qsl(fragment, keep_blank_values=True), passwords))
+        fragment = _encode(redact_pairs(parse_qsl(fragment, keep_blank_values=True), passwords))
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, fragment))
 
 
@@ -116,7 +125,7 @@ def redact_body(content: bytes, content_type: str, passwords: frozenset[str] = P
     text = content[: MAX_BODY * 4].decode("utf-8", "replace")
     kind = content_type.split(";")[0].strip().lower()
     if kind == "application/x-www-form-urlencoded":
-        text = urlencode(redact_pairs(parse_qsl(text, keep_blank_values=True), passwords))
+        text = _encode(redact_pairs(parse_qsl(text, keep_blank_values=True), passwords))
     elif kind.endswith("json"):
         with contextlib.suppress(ValueError):
             text = json.dumps(_redact_json(json.loads(text)), ensure_ascii=False)

@@ -18,6 +18,7 @@ import httpx
 from corridor.check.browser import Browser
 from corridor.check.config import CheckConfig, ConfigError, Variant
 from corridor.check.http import RecordingClient, Transcript, ssl_context
+from corridor.check.login.errors import LoginError
 from corridor.check.module import MODULES, Context, ModuleFailed, ModuleSkipped, ModuleSpec
 from corridor.check.results import Exchange, ModuleResult, Status, VariantReport
 from corridor.check.session import Server
@@ -126,6 +127,8 @@ def run_module(
             status, reason = Status.SKIPPED, str(exc)
         except ConfigError as exc:
             status, reason = Status.SKIPPED, str(exc)
+        except LoginError as exc:
+            status, reason = Status.FAIL, f"the user's part failed at step {transcript.step!r}: {exc}"[:300]
         except httpx.HTTPError as exc:
             status, reason = Status.FAIL, f"transport error at step {transcript.step!r}: {exc}"[:300]
         except Exception as exc:

@@ -132,6 +132,8 @@ def user_rejects(ctx: Context) -> None:
     if result.landing is Landing.ERROR_PAGE:
         ctx.warn("the server showed an error page instead of redirecting back with access_denied")
         return
+    if result.landing is Landing.FOREIGN_REDIRECT:
+        ctx.fail(f"after the user denied, {result.describe()}")
     if result.landing is Landing.INTERACTION:
         ctx.fail("the user agent was left on a sign-in or consent page after denying")
     flows.check_response_common(ctx, pushed, result)
