@@ -1,9 +1,9 @@
 """The modules, in the suite's order (FAPI2MessageSigningFinalTestPlan minus the signing ones).
 Importing this package registers them in :data:`corridor.check.module.MODULES`."""
 
-from corridor.check.modules import basic
+from corridor.check.modules import basic, sender
 
-__all__ = ["basic"]
+__all__ = ["basic", "sender"]
 
 #: The suite's order (FAPI2MessageSigningFinalTestPlan.testModules without the signing-only ones).
 ORDER: list[str] = [
