@@ -130,14 +130,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory, tls: DevTLS) -> Iterator[Sta
             yield Stack(running, rs, config)
 
 
-def run(stack: Stack, names: Sequence[str], variant: Variant = DPOP) -> dict[str, ModuleResult]:
-    config = load_config(stack.config)
+def run(
+    stack: Stack, names: Sequence[str], variant: Variant = DPOP, *, config: Path | None = None
+) -> dict[str, ModuleResult]:
+    loaded = load_config(config or stack.config)
 
     def new_browser(transcript: Transcript) -> ScratchBrowser:
-        return ScratchBrowser(config, transcript)
+        return ScratchBrowser(loaded, transcript)
 
     reports, _, _ = runner.run(
-        config, [variant], new_browser, only=names, workers=2, clock=stack.running.clock.now
+        loaded, [variant], new_browser, only=names, workers=2, clock=stack.running.clock.now
     )
     results = {result.name: result for result in reports[0].results}
     assert set(results) == set(names)
@@ -177,6 +179,20 @@ def test_mtls_sender_holder_of_key_and_happy_flow_pass(stack: Stack) -> None:
     token_calls = [e for e in results[HOLDER].transcript if "no client certificate" in e.step]
     assert token_calls and token_calls[-1].status in (400, 401)
     assert "invalid_client" in token_calls[-1].response_body
+
+
+def test_negative_tests_at_userinfo_for_openid_tokens_only(stack: Stack) -> None:
+    """``url = "userinfo"``: the AS's userinfo endpoint is the resource, for openid tokens; a plain
+    OAuth token has no resource there (OIDC Core 5.3), so the module is SKIPPED, not failed."""
+    userinfo = stack.config.with_name("check-userinfo.toml")
+    text = stack.config.read_text()
+    userinfo.write_text(text.replace(f'url = "{stack.rs.url}/accounts"', 'url = "userinfo"'))
+    openid = run(stack, [NEGATIVE], DPOP, config=userinfo)[NEGATIVE]
+    assert openid.status is Status.PASS, openid.reason
+    assert all("/userinfo" in e.url for e in openid.transcript if e.step.startswith("resource: "))
+    plain = run(stack, [NEGATIVE], Variant("private_key_jwt", "dpop", False), config=userinfo)[NEGATIVE]
+    assert plain.status is Status.SKIPPED
+    assert "userinfo needs an openid token" in plain.reason
 
 
 def test_bearer_token_for_a_dpop_client_fails_holder_of_key(

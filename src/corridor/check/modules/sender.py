@@ -823,7 +823,12 @@ def dpop_negative_tests(ctx: Context) -> None:
     refused with 400 or 401, its 8 good ones are accepted; each is named in a note
     (FAPI2SPFinalDpopNegativeTests, Fapi2DPoPNegativeConditions; RFC 9449 4.3, 7)."""
     if not flows.has_resource(ctx):
-        ctx.skip("no resource is configured and the server has no userinfo endpoint")
+        ctx.skip(
+            "no resource to call: none is configured (or userinfo, which needs an openid token) "
+            "and the server has no userinfo endpoint"
+            if ctx.variant.openid
+            else "no resource to call: none is configured (userinfo needs an openid token)"
+        )
     party = ctx.first
     use_suite_key(ctx, party)
     _, at = run_flow(ctx, party)
