@@ -278,7 +278,13 @@ def check_resource_success(ctx: Context, response: httpx.Response) -> None:
 
 
 def has_resource(ctx: Context) -> bool:
-    return ctx.config.resource is not None or bool(ctx.server.metadata.get("userinfo_endpoint"))
+    """A resource to call: the configured one, else (``url = "userinfo"`` or none) the userinfo
+    endpoint, but only for openid tokens (OIDC Core 5.3: userinfo needs the openid scope; a
+    plain OAuth token is refused there with insufficient_scope, rightly)."""
+    resource = ctx.config.resource
+    if resource is not None and resource.url != "userinfo":
+        return True
+    return ctx.variant.openid and bool(ctx.server.metadata.get("userinfo_endpoint"))
 
 
 # -- the whole flow ----------------------------------------------------------------------------------

@@ -157,47 +157,170 @@ def refusal_problem(
     return "; ".join(problems) or None
 
 
+#: RFC 9110 5.6.2 tchar (token characters) and RFC 9110 11.2 token68 characters.
+_TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_TOKEN68 = frozenset("-._~+/0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_OWS = " \t"
+#: The params key under which a challenge's token68 (``Basic dXNlcjpwdw==``) is returned.
+TOKEN68 = ""
+
+
+class _Cursor:
+    """A position in one header field value."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.pos = 0
+
+    def done(self) -> bool:
+        return self.pos >= len(self.text)
+
+    def peek(self) -> str:
+        return self.text[self.pos] if self.pos < len(self.text) else ""
+
+    def skip(self, chars: str) -> int:
+        start = self.pos
+        while self.pos < len(self.text) and self.text[self.pos] in chars:
+            self.pos += 1
+        return self.pos - start
+
+    def take(self, allowed: frozenset[str]) -> str:
+        start = self.pos
+        while self.pos < len(self.text) and self.text[self.pos] in allowed:
+            self.pos += 1
+        return self.text[start : self.pos]
+
+    def quoted(self) -> str | None:
+        """RFC 9110 5.6.4 quoted-string (the cursor is on the opening quote), unescaped;
+        None (cursor unmoved) when it is not closed."""
+        start, out, i = self.pos, [], self.pos + 1
+        while i < len(self.text):
+            ch = self.text[i]
+            if ch == "\\" and i + 1 < len(self.text):
+                out.append(self.text[i + 1])
+                i += 2
+                continue
+            if ch == '"':
+                self.pos = i + 1
+                return "".join(out)
+            out.append(ch)
+            i += 1
+        self.pos = start
+        return None
+
+    def to_comma(self) -> None:
+        """Skip a malformed element: to the next comma outside a quoted string."""
+        while not self.done() and self.peek() != ",":
+            if self.peek() == '"' and self.quoted() is not None:
+                continue
+            self.pos += 1
+
+    def starts_challenge(self) -> bool:
+        """Does a challenge (``auth-scheme`` then a space, a comma or the end, and no ``=``)
+        start here?"""
+        if self.starts_param():
+            return False
+        mark = self.pos
+        name = self.take(_TCHAR)
+        found = bool(name) and self.peek() in ("", ",", " ", "\t")
+        self.pos = mark
+        return found
+
+    def starts_param(self) -> bool:
+        """Does an auth-param (``token BWS "="``) start here, rather than a new challenge?"""
+        mark = self.pos
+        name = self.take(_TCHAR)
+        self.skip(_OWS)
+        found = bool(name) and self.peek() == "="
+        self.pos = mark
+        return found
+
+
+def parse_challenges(value: str) -> list[tuple[str, dict[str, str]]]:
+    """RFC 9110 11.6.1: ``WWW-Authenticate = #challenge``, ``challenge = auth-scheme
+    [ 1*SP ( token68 / #auth-param ) ]``, ``auth-param = token BWS "=" BWS ( token /
+    quoted-string )``. Several challenges share one field value, separated by commas like the
+    auth-params themselves: an element ``token SP ...`` or a lone ``token`` that is not
+    followed by ``=`` starts a new challenge. Parameter names are case-insensitive (returned in
+    lower case, first occurrence kept); the scheme is returned as sent (compare it
+    case-insensitively, RFC 9110 11.1); a token68 is returned under the key :data:`TOKEN68`.
+    Malformed elements are skipped, never raised on."""
+    cursor = _Cursor(value)
+    challenges: list[tuple[str, dict[str, str]]] = []
+    while True:
+        cursor.skip(_OWS + ",")
+        if cursor.done():
+            return challenges
+        scheme = cursor.take(_TCHAR)
+        if not scheme:
+            cursor.to_comma()
+            continue
+        params: dict[str, str] = {}
+        challenges.append((scheme, params))
+        spaces = cursor.skip(_OWS)
+        if cursor.done() or cursor.peek() == ",":
+            continue
+        if not spaces:  # e.g. "Basic=...": not a challenge
+            challenges.pop()
+            cursor.to_comma()
+            continue
+        # token68: its characters, then "="s, then the end of the element.
+        mark = cursor.pos
+        token68 = cursor.take(_TOKEN68)
+        token68 += cursor.take(frozenset("="))
+        cursor.skip(_OWS)
+        if token68 and (cursor.done() or cursor.peek() == ","):
+            params[TOKEN68] = token68
+            continue
+        cursor.pos = mark
+        _params(cursor, params)
+
+
+def _params(cursor: _Cursor, params: dict[str, str]) -> None:
+    """``#auth-param`` up to the next challenge (the cursor is then on it, or at the end)."""
+    while True:
+        name = cursor.take(_TCHAR)
+        cursor.skip(_OWS)
+        if not name or cursor.peek() != "=":
+            cursor.to_comma()
+        else:
+            cursor.pos += 1
+            cursor.skip(_OWS)
+            if cursor.peek() == '"':
+                value = cursor.quoted()
+                if value is None:  # an unclosed quote: the rest of the value is lost
+                    cursor.pos = len(cursor.text)
+                    return
+            else:
+                value = cursor.take(_TCHAR)
+            params.setdefault(name.lower(), value)
+            cursor.skip(_OWS)
+            if not cursor.done() and cursor.peek() != ",":
+                cursor.to_comma()  # junk after a value
+        # Past the commas (empty list elements are allowed, RFC 9110 5.6.1): a param, the
+        # next challenge, or junk to skip?
+        while True:
+            cursor.skip(_OWS + ",")
+            if cursor.done() or cursor.starts_challenge():
+                return
+            if cursor.starts_param():
+                break
+            cursor.to_comma()
+
+
 def www_authenticate(headers: httpx.Headers) -> list[tuple[str, dict[str, str]]]:
-    """Parse every ``WWW-Authenticate`` challenge into (scheme, params) (RFC 9110 11.6.1)."""
+    """Every challenge of every ``WWW-Authenticate`` field, in order (RFC 9110 11.6.1; see
+    :func:`parse_challenges`)."""
     challenges: list[tuple[str, dict[str, str]]] = []
     for value in headers.get_list("www-authenticate"):
-        rest = value.strip()
-        while rest:
-            scheme, _, rest = rest.partition(" ")
-            params: dict[str, str] = {}
-            rest = rest.strip()
-            while rest:
-                name, eq, after = rest.partition("=")
-                if not eq or " " in name.strip() or "," in name:
-                    break
-                after = after.lstrip()
-                if after.startswith('"'):
-                    end, i, buf = -1, 1, []
-                    while i < len(after):
-                        ch = after[i]
-                        if ch == "\\" and i + 1 < len(after):
-                            buf.append(after[i + 1])
-                            i += 2
-                            continue
-                        if ch == '"':
-                            end = i
-                            break
-                        buf.append(ch)
-                        i += 1
-                    val = "".join(buf)
-                    after = after[end + 1 :] if end >= 0 else ""
-                else:
-                    val, _, after = after.partition(",")
-                    val = val.strip()
-                    after = "," + after if _ else ""
-                params[name.strip().lower()] = val
-                after = after.lstrip()
-                if after.startswith(","):
-                    after = after[1:].lstrip()
-                rest = after
-                # A token followed by a space and no '=' starts the next challenge.
-                head = rest.split(" ", 1)[0]
-                if rest and "=" not in head:
-                    break
-            challenges.append((scheme.strip(), params))
+        challenges.extend(parse_challenges(value))
     return challenges
+
+
+def challenge(headers: httpx.Headers, scheme: str) -> dict[str, str] | None:
+    """The params of the first challenge of ``scheme`` (compared case-insensitively, RFC 9110
+    11.1), or None."""
+    for name, params in www_authenticate(headers):
+        if name.lower() == scheme.lower():
+            return params
+    return None

@@ -20,7 +20,7 @@ import httpx
 from corridor.check import jwt
 from corridor.check.config import CheckConfig, ClientConfig, Variant
 from corridor.check.http import RecordingClient, Transcript, ssl_context
-from corridor.check.outcome import EndpointAnswer
+from corridor.check.outcome import EndpointAnswer, challenge
 from corridor.core.b64 import b64url_encode
 from corridor.core.dpop import access_token_hash
 
@@ -241,7 +241,8 @@ class Party:
         if response.status_code == 400:
             return EndpointAnswer.of(response).error == "use_dpop_nonce"
         if response.status_code == 401:
-            return any("use_dpop_nonce" in v for v in response.headers.get_list("www-authenticate"))
+            dpop = challenge(response.headers, "DPoP")  # RFC 9449 9: the DPoP scheme's error
+            return dpop is not None and dpop.get("error") == "use_dpop_nonce"
         return False
 
     # -- requests -------------------------------------------------------------------------
@@ -394,7 +395,9 @@ class Party:
     def resource_url(self) -> str:
         resource = self.check.resource
         if resource is None or resource.url == "userinfo":
-            return self.endpoint("userinfo_endpoint")
+            # The mTLS alias only for certificate-bound tokens (the suite's resource calls
+            # present the certificate only then).
+            return self.server.endpoint("userinfo_endpoint", mtls=self.variant.sender == "mtls")
         return resource.url
 
     def resource_method(self) -> str:
@@ -431,7 +434,11 @@ class Party:
             if made is not None:
                 sent["DPoP"] = made
             params = {"access_token": tokens.access_token} if query_token else None
-            client = self.http(certificate=certificate)
+            # The suite presents the client certificate at the resource only for certificate-bound
+            # tokens (requestProtectedResource), not for DPoP with mTLS client authentication.
+            client = self.http(
+                certificate=self.variant.sender == "mtls" if certificate is None else certificate
+            )
             response = client.request(method, target, headers=sent, params=params)
             before = self.nonces.get(origin(target))
             self.learn_nonce(target, response)

@@ -1,9 +1,9 @@
 """The modules, in the suite's order (FAPI2MessageSigningFinalTestPlan minus the signing ones).
 Importing this package registers them in :data:`corridor.check.module.MODULES`."""
 
-from corridor.check.modules import basic, requests, token, transport
+from corridor.check.modules import basic, requests, sender, token, transport
 
-__all__ = ["basic", "requests", "token", "transport"]
+__all__ = ["basic", "requests", "sender", "token", "transport"]
 
 #: The suite's order (FAPI2MessageSigningFinalTestPlan.testModules without the signing-only ones).
 ORDER: list[str] = [
@@ -65,5 +65,4 @@ ORDER: list[str] = [
     "fapi2-security-profile-final-par-test-token-endpoint-url-as-audience-fails",
     # Not modules of the OIDF plan: the TLS handshakes the report's opening asks for.
     "corridor-tls-bcp195",
-    "corridor-resource-server-refuses-token-in-query",
 ]

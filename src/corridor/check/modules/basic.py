@@ -6,7 +6,9 @@ from typing import Any
 
 from corridor.check import flows
 from corridor.check.module import Context, module
+from corridor.check.modules import sender
 from corridor.check.outcome import Landing
+from corridor.check.session import Tokens
 from corridor.core.jose import FAPI_ALGORITHMS
 
 MTLS_METHODS = {"tls_client_auth", "self_signed_tls_client_auth"}
@@ -110,9 +112,22 @@ def discovery(ctx: Context) -> None:
 @module("fapi2-security-profile-final-happy-flow", "FAPI2-SP-FINAL-5.3.2.2, 5.3.2.1-4/5, RFC 9207")
 def happy_flow(ctx: Context) -> None:
     """Both clients complete an authorization code flow with PAR, PKCE and sender-constrained
-    tokens, and call the resource; every response passes the suite's checks."""
+    tokens, and call the resource; every response passes the suite's checks. The resource
+    refuses the first client's token in the query (DisallowAccessTokenInQuery, FAPI2 5.3.4-2)
+    and the second client's token with the first client's key or certificate (RFC 8705 3,
+    RFC 9449 7.1); the second client binds its code by dpop_jkt (RFC 9449 10.1)."""
+    issued: list[Tokens] = []
     for party in (ctx.first, ctx.second):
-        flows.code_flow(ctx, party)
+        par: dict[str, Any] = {}
+        if party is ctx.second and ctx.variant.sender == "dpop":
+            # The second client binds its code by dpop_jkt alone (RFC 9449 10.1), as the suite's.
+            par["dpop_jkt"] = sender.thumbprint(party.dpop_key)
+        _, tokens = flows.code_flow(ctx, party, par=par)
+        if party is ctx.first and flows.has_resource(ctx):
+            sender.refuse_token_in_query(ctx, party, tokens)  # DisallowAccessTokenInQuery
+        issued.append(tokens)
+    if flows.has_resource(ctx):
+        sender.refuse_other_clients_token(ctx, ctx.first, issued[1])
     ctx.fact("happy_flow", True)
 
 
