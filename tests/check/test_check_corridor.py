@@ -53,13 +53,15 @@ def test_all_variants_pass_against_corridor(stack: CorridorStack, tmp_path: Path
         f"conformance: {counts['PASS']} passed, 0 failed, {counts['WARNING']} warnings, "
         f"{counts['SKIPPED']} skipped of {total} modules"
     )
-    # Only the modules that wait are skipped without --slow.
+    # Skipped: the modules that wait (without --slow), and the claims-parameter module, which the
+    # suite skips for a server that does not advertise claims_parameter_supported (Corridor).
     skipped = {
         r["name"] for variant in report["variants"] for r in variant["results"] if r["status"] == "SKIPPED"
     }
     assert skipped == {
         "fapi2-security-profile-final-ensure-token-endpoint-fails-with-expired-auth-code",
         "fapi2-security-profile-final-par-attempt-to-use-expired-request_uri",
+        "fapi2-security-profile-final-test-claims-parameter-identity-claims",
     }, skipped
     warnings = [
         (variant["name"], r["name"], r["reason"])
@@ -67,7 +69,13 @@ def test_all_variants_pass_against_corridor(stack: CorridorStack, tmp_path: Path
         for r in variant["results"]
         if r["status"] == "WARNING"
     ]
-    assert warnings == [], warnings
+    # The one WARNING (the suite's too): the demo API checks JWT access tokens locally, so the
+    # token of a code redeemed twice still works there although Corridor revoked its grant
+    # (RFC 6749 4.1.2: SHOULD revoke; introspection would see it, test_token_modules.py).
+    assert {(name, module) for name, module, _ in warnings} == {
+        (variant, "fapi2-security-profile-final-attempt-reuse-authorization-code-after-one-second")
+        for variant in VARIANTS
+    }, warnings
     # The opening facts are proven, not read from metadata.
     facts = {row["topic"]: row for row in report["header"]["facts"]}
     for topic in (
@@ -118,7 +126,10 @@ def test_only_runs_the_named_modules(stack: CorridorStack) -> None:
         (None, "cannot read"),
         ("issuer = [", "check.toml"),
         ('issuer = "http://localhost"', "issuer must be an https URL"),
-        ('issuer = "https://localhost"\n[[clients]]\nclient_id = "a"', "at least two [[clients]]"),
+        (
+            'issuer = "https://localhost"\n[login]\nmethod = "manual"\n[[clients]]\nclient_id = "a"',
+            "at least two [[clients]]",
+        ),
     ],
 )
 def test_configuration_errors_exit_2_with_one_line(tmp_path: Path, content: str | None, message: str) -> None:

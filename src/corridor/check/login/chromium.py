@@ -29,6 +29,7 @@ import contextlib
 import hashlib
 import itertools
 import json
+import secrets
 import shutil
 import socket
 import tempfile
@@ -522,7 +523,7 @@ class ChromiumBrowser:
                 and (wait := retry_after(response)) is not None
             ):
                 retries += 1
-                self._sleep(min(wait, MAX_RETRY_WAIT))
+                self._sleep(min(wait, MAX_RETRY_WAIT) * (0.5 + secrets.randbelow(1000) / 1000))
                 before, passwords_sent = tap.navigations, 0
                 # The form again (a fresh one: a CSRF token may be single-use).
                 self._navigate(driver, form_page)

@@ -24,6 +24,7 @@ and the name of the password input the form uses (``Transcript.add_secret``)."""
 from __future__ import annotations
 
 import email.utils
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -42,7 +43,9 @@ MAX_HOPS = 15
 #: Pages the user acts on in one flow (sign-in steps, consent, interstitials).
 MAX_ACTIONS = 10
 MAX_RETRY_WAIT = 5.0
-RETRIES = 3
+#: A busy or throttling server (429/503 + Retry-After) is asked again this many times; the waits
+#: are jittered so that modules running at once do not come back together.
+RETRIES = 8
 LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 FORM_TYPE = "application/x-www-form-urlencoded"
@@ -174,7 +177,7 @@ class HtmlFormBrowser:
                 and (wait := retry_after(response)) is not None
             ):
                 retries += 1
-                self._sleep(min(wait, MAX_RETRY_WAIT))
+                self._sleep(min(wait, MAX_RETRY_WAIT) * (0.5 + secrets.randbelow(1000) / 1000))
                 response = self._send(request)
                 continue
             page = pages.parse_page(response.text) if _is_html(response) else None
