@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -108,7 +109,22 @@ def run_module(
     slow: bool,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.time,
+    gate: threading.Semaphore | None = None,
 ) -> ModuleResult:
+    """Run one module; with ``gate``, it holds a slot while it talks to the server and gives
+    it back while it waits for a lifetime (so the waits of ``--slow`` modules overlap)."""
+    if gate is not None:
+        waiting = sleep
+
+        def sleep(seconds: float) -> None:
+            gate.release()
+            try:
+                waiting(seconds)
+            finally:
+                gate.acquire()
+
+        with gate:
+            return run_module(job, config, new_browser, slow=slow, sleep=sleep, clock=clock)
     spec = job.spec
     transcript = Transcript()
     started = time.monotonic()
@@ -184,13 +200,23 @@ def run(
     for index, variant in enumerate(variants):
         for spec in modules_for(variant, only):
             jobs.append((index, Job(variant, spec, servers[variant.openid])))
-    # Slow modules first: their waits then overlap everything else.
+    # Slow modules first; each waiting module gives its slot back, so ``workers`` modules talk to
+    # the server at a time while every wait overlaps the rest.
     schedule = sorted(range(len(jobs)), key=lambda position: not (jobs[position][1].spec.slow and slow))
+    waiting = sum(1 for _, job in jobs if job.spec.slow and slow)
+    gate = threading.Semaphore(max(1, workers))
     results: dict[int, ModuleResult] = {}
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, workers) + waiting) as pool:
         futures = {
             pool.submit(
-                run_module, jobs[position][1], config, new_browser, slow=slow, sleep=sleep, clock=clock
+                run_module,
+                jobs[position][1],
+                config,
+                new_browser,
+                slow=slow,
+                sleep=sleep,
+                clock=clock,
+                gate=gate,
             ): position
             for position in schedule
         }

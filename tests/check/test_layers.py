@@ -1,0 +1,33 @@
+"""design.md 1: ``corridor.check`` imports ``corridor.client`` and ``corridor.core`` (and its
+own modules), never the server, the store, the resource server or the audit layer: it must work
+against any authorization server."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import corridor.check
+
+ALLOWED = ("corridor.check", "corridor.client", "corridor.core", "corridor")
+
+
+def test_check_imports_only_client_and_core() -> None:
+    root = Path(corridor.check.__file__).parent
+    found: list[str] = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            for name in names:
+                if (
+                    name.startswith("corridor")
+                    and not any(name == allowed or name.startswith(allowed + ".") for allowed in ALLOWED[:-1])
+                    and name != "corridor"
+                ):
+                    found.append(f"{path.relative_to(root)}: {name}")
+    assert found == [], found
+    assert len(list(root.rglob("*.py"))) > 10  # the walk saw the package
