@@ -12,12 +12,11 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from corridor.check import flows, outcome, runner
+from corridor.check import flows, outcome, refusals, runner
 from corridor.check.config import DEFAULT_VARIANT, CheckConfig, ClientConfig, LoginConfig
 from corridor.check.http import Transcript
 from corridor.check.login import make_browser
 from corridor.check.module import Context, ModuleFailed
-from corridor.check.modules import requests
 from corridor.check.outcome import FrontChannelResult, Landing
 from corridor.check.results import ModuleResult, Status
 from corridor.check.session import Server
@@ -266,7 +265,7 @@ def redirect(query: str, fragment: str = "") -> FrontChannelResult:
 def test_a_refusal_is_judged_as_the_suite_judges_it(answer: FrontChannelResult, verdict: str) -> None:
     ctx = bare_context()
     try:
-        requests.check_refused_at_authorization_endpoint(
+        refusals.check_refused_at_authorization_endpoint(
             ctx, answer, errors={"invalid_request", "invalid_request_uri"}, state="s", what="a test"
         )
     except ModuleFailed:

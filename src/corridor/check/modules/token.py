@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from corridor.check import flows, jwt
+from corridor.check import flows, jwt, refusals
 from corridor.check.module import Context, module, private_key_jwt_only
 from corridor.check.outcome import EndpointAnswer, Landing
 from corridor.check.session import JWT_BEARER, Party, Pushed
@@ -93,35 +93,15 @@ def check_error_response(
 
 
 def expect_refused_request(ctx: Context, party: Party, pushed: Pushed, *, errors: set[str]) -> str:
-    """The suite's PARExpectingAuthorizationEndpointPlaceholderOrCallback outcome: a request the
-    server must refuse is refused at PAR (400 with one of ``errors``: EnsurePAR...Error), or is
-    accepted there (a full, correct PAR response) and refused at the authorization endpoint,
-    either on an error page (the suite asks for a screenshot; accepted here) or by an error
-    redirect with one of ``errors`` (and, as on every authorization response, the state and
-    RFC 9207 ``iss``). A code is FAIL, a server error is FAIL. Returns where it was refused."""
-    if not 200 <= pushed.answer.status < 300:
-        flows.check_par_refused(ctx, pushed, errors=errors)
+    """:func:`corridor.check.refusals.expect_refused_request` with the same errors at PAR and at
+    the authorization endpoint; returns where the request was refused (for the report)."""
+    result = refusals.expect_refused_request(
+        ctx, party, pushed, par_errors=errors, errors=errors, what="the request"
+    )
+    if result is None:
         return "PAR endpoint"
-    flows.check_par_success(ctx, pushed)
-    result = ctx.authorize(party, pushed)
-    if result.landing is Landing.SUCCESS:
-        ctx.fail("the server issued a code for a request it must refuse (the PAR was accepted too)")
-    if result.landing is Landing.SERVER_ERROR:
-        ctx.fail(f"the authorization endpoint failed with a server error (HTTP {result.status})")
-    if result.landing is Landing.INTERACTION:
-        ctx.fail("the user agent was left on a sign-in or consent page; a refusal was expected")
     if result.landing is Landing.ERROR_PAGE:
-        ctx.note(
-            f"refused on an error page of the authorization server (HTTP {result.status}); "
-            "the suite asks for a screenshot of it: " + (result.text[:160] or "(no text)")
-        )
         return "authorization endpoint (error page)"
-    flows.check_response_common(ctx, pushed, result)
-    if result.error not in errors:
-        ctx.fail(
-            f"the authorization endpoint redirected back with error={result.error!r}, "
-            f"expected {' or '.join(sorted(errors))}"
-        )
     return "authorization endpoint (error redirect)"
 
 
