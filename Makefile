@@ -69,9 +69,10 @@ cluster-demo: $(STAMP)
 
 # docs/corridor-check-report.{html,md}: `corridor check --all-variants` against Corridor as
 # `make run` starts it (on free ports, in a temporary data directory, with two check clients
-# per variant registered by the CLI). About a minute; never part of make test.
+# per variant registered by the CLI), with --slow so the lifetimes are measured. About two
+# minutes; never part of make test.
 check-report: $(STAMP)
-	$(BIN)/python -m tests.check.corridor_stack --html docs/corridor-check-report.html \
+	$(BIN)/python -m tests.check.corridor_stack --slow --html docs/corridor-check-report.html \
 		--markdown docs/corridor-check-report.md
 
 clean:

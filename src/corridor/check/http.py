@@ -44,6 +44,8 @@ URL_HEADERS = frozenset({"location", "content-location", "refresh"})
 PASSWORD_NAMES = frozenset({"password"})
 PREFIX = 6
 MAX_BODY = 4000
+#: Pages are kept shorter: their opening (title, form) tells the story, and there are many.
+MAX_PAGE = 1500
 
 
 class HostNotAllowed(httpx.HTTPError):
@@ -131,8 +133,9 @@ def redact_body(content: bytes, content_type: str, passwords: frozenset[str] = P
             text = json.dumps(_redact_json(json.loads(text)), ensure_ascii=False)
     elif kind.endswith("jwt") or (text.count(".") == 2 and " " not in text.strip()):
         text = cut(text.strip())
-    if len(text) > MAX_BODY:
-        text = text[:MAX_BODY] + f"… [{len(content)} bytes in all]"
+    limit = MAX_PAGE if kind == "text/html" else MAX_BODY
+    if len(text) > limit:
+        text = text[:limit] + f"… [{len(content)} bytes in all]"
     return text
 
 

@@ -4,6 +4,7 @@ module so that the report's opening can show each origin's versions and TLS 1.2 
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -86,15 +87,18 @@ def tls_bcp195(ctx: Context) -> None:
         findings = probe(host, port, str(ctx.config.ca_file or ""))
         status, reason, notes = judge(findings, browser_endpoint=browser)
         label = f"https://{host}:{port}"
+        found = findings.as_dict()
         results.append(
             {
                 "origin": label,
-                "browser_only": browser,
+                "versions": found.get("versions", {}),
+                "tls12_accepted": found.get("tls12_accepted", []),
+                "tls12_refused": found.get("tls12_refused", []),
                 "verdict": status.value,
                 "note": reason,
-                **findings.as_dict(),
             }
         )
+        ctx.note(f"{label}: {json.dumps(found, default=str)[:4000]}")
         for note in notes:
             ctx.note(f"{label}: {note}")
         if status is Status.FAIL:
