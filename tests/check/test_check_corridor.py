@@ -5,7 +5,9 @@ variants, and the command line's front door (``--list``, ``--only``, exit status
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -169,3 +171,30 @@ def test_help_names_the_plan_and_the_variants() -> None:
         "Exit status",
     ):
         assert text in result.stdout, text
+
+
+def test_ctrl_c_stops_at_once_with_one_line(stack: CorridorStack) -> None:
+    """A --slow run interrupted while a module waits for the code to expire: exit 130 at once,
+    one line, no traceback, no waiting for the 62 s."""
+    process = subprocess.Popen(
+        [
+            *CORRIDOR,
+            "check",
+            str(stack.config_path),
+            "--slow",
+            "--only",
+            "fapi2-security-profile-final-ensure-token-endpoint-fails-with-expired-auth-code",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(4)  # into the flow or the wait (not a lifetime: the point is not to wait it out)
+    assert process.poll() is None
+    started = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=20)
+    assert time.monotonic() - started < 10
+    assert process.returncode == 130, out + err
+    assert err.strip() == "corridor check: interrupted; no report written", err
+    assert "Traceback" not in out + err

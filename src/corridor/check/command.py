@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -160,6 +161,11 @@ def run_check(
     except runner.DiscoveryError as exc:
         click.echo(f"corridor check: discovery failed: {exc}", err=True)
         sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("corridor check: interrupted; no report written", err=True)
+        sys.stderr.flush()
+        # Modules still running (a --slow wait) must not hold the exit up.
+        os._exit(130)
     header = facts.opening(config, servers, reports, tls=tls_opening(reports))
     return Report(header, reports)
 

@@ -206,7 +206,8 @@ def run(
     waiting = sum(1 for _, job in jobs if job.spec.slow and slow)
     gate = threading.Semaphore(max(1, workers))
     results: dict[int, ModuleResult] = {}
-    with ThreadPoolExecutor(max_workers=max(1, workers) + waiting) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, workers) + waiting, thread_name_prefix="check")
+    try:
         futures = {
             pool.submit(
                 run_module,
@@ -225,6 +226,11 @@ def run(
             results[position] = future.result()
             if on_result is not None:
                 on_result(jobs[position][1].variant, results[position])
+    except BaseException:
+        # Ctrl-C: modules not started are dropped; the caller exits without waiting for the rest.
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
     for position, (index, _) in enumerate(jobs):
         reports[index].results.append(results[position])
     return reports, servers, transcript.exchanges
