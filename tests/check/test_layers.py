@@ -31,3 +31,23 @@ def test_check_imports_only_client_and_core() -> None:
                     found.append(f"{path.relative_to(root)}: {name}")
     assert found == [], found
     assert len(list(root.rglob("*.py"))) > 10  # the walk saw the package
+
+
+def test_every_module_names_its_suite_class_and_a_clause() -> None:
+    """The issue: every module's docstring names the suite module and the clause it checks;
+    the names are the suite's, in its order, each once."""
+    from corridor.check.config import DEFAULT_VARIANT
+    from corridor.check.module import MODULES
+    from corridor.check.modules import ORDER
+    from corridor.check.runner import modules_for
+
+    modules_for(DEFAULT_VARIANT)  # imports (registers) them
+    names = [spec.name for spec in MODULES]
+    assert sorted(names) == sorted(ORDER), set(names) ^ set(ORDER)
+    for spec in MODULES:
+        doc = spec.run.__doc__ or ""
+        if not spec.extra:
+            assert spec.name.startswith("fapi2-security-profile-final-"), spec.name
+            assert "FAPI2SPFinal" in doc, spec.name
+        assert "FAPI2" in doc or "RFC" in doc, spec.name
+        assert spec.clause, spec.name

@@ -159,7 +159,7 @@ def run_module(
             if ctx.warnings:
                 status, reason = Status.WARNING, ctx.warnings[0]
             else:
-                reason = spec.summary.split(". ")[0].rstrip(".") + ": as required"
+                reason = spec.summary.split(". ")[0].split(" (")[0].rstrip(".") + ": as required"
     notes = [*ctx.warnings[1:], *ctx.notes] if status is Status.WARNING else [*ctx.warnings, *ctx.notes]
     for party in ctx._parties.values():
         if party.nonce_challenges:

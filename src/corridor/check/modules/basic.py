@@ -28,7 +28,8 @@ def _strings(value: Any) -> list[str] | None:
 def discovery(ctx: Context) -> None:
     """The server's metadata has what FAPI 2.0 needs: the issuer exactly, PAR, S256, iss in
     responses, only code, only FAPI client authentication methods and algorithms, and the
-    variant's sender constraint."""
+    variant's sender constraint (the suite's FAPI2SPFinalDiscoveryEndpointVerification;
+    FAPI2 5.3.2.1-1, RFC 8414 2)."""
     meta = ctx.server.metadata
     problems: list[str] = []
     if meta.get("issuer") != ctx.server.issuer:
@@ -115,7 +116,8 @@ def happy_flow(ctx: Context) -> None:
     tokens, and call the resource; every response passes the suite's checks. The resource
     refuses the first client's token in the query (DisallowAccessTokenInQuery, FAPI2 5.3.4-2)
     and the second client's token with the first client's key or certificate (RFC 8705 3,
-    RFC 9449 7.1); the second client binds its code by dpop_jkt (RFC 9449 10.1)."""
+    RFC 9449 7.1); the second client binds its code by dpop_jkt (RFC 9449 10.1). The suite's
+    FAPI2SPFinalHappyFlow; FAPI2 5.3.2.2, 5.3.2.1-4/5."""
     issued: list[Tokens] = []
     for party in (ctx.first, ctx.second):
         par: dict[str, Any] = {}
@@ -136,7 +138,8 @@ def happy_flow(ctx: Context) -> None:
 )
 def user_rejects(ctx: Context) -> None:
     """The user denies: the server redirects back with error=access_denied, the state and
-    iss (RFC 9207: iss on error responses too), or shows an error page."""
+    iss (RFC 9207: iss on error responses too), or shows an error page (the suite's
+    FAPI2SPFinalUserRejectsAuthentication; FAPI2 5.3.2.2-7, RFC 6749 4.1.2.1)."""
     party = ctx.first
     pushed = flows.push(ctx, party)
     result = ctx.authorize(party, pushed, approve=False)

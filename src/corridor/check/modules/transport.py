@@ -77,7 +77,8 @@ def probe(host: str, port: int, ca_file: str) -> TlsFindings:
 @module(NAME, "FAPI2-SP-FINAL-5.2.1, 5.2.2-2, 5.2.3-2; RFC 9325, RFC 8996", extra=True)
 def tls_bcp195(ctx: Context) -> None:
     """Every origin speaks TLS 1.2 or 1.3 only and, on TLS 1.2, only the suites BCP 195
-    recommends (non-browser endpoints) or allows (browser endpoints), by real handshakes."""
+    recommends (non-browser endpoints) or allows (browser endpoints), by real handshakes
+    (FAPI2 5.2.1, 5.2.2-2, 5.2.3-2; RFC 9325, RFC 8996)."""
     ctx.step("TLS handshakes")
     results: list[dict[str, Any]] = []
     failures: list[str] = []
