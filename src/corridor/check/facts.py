@@ -118,7 +118,9 @@ def opening(
     )
     algs = ev.verdict("fapi2-security-profile-final-ensure-signed-client-assertion-with-RS256-fails")
     accepted_algs = sorted(
-        {str(a) for a in ev.fact_values("assertion_alg")} | {str(a) for a in ev.fact_values("dpop_alg")}
+        {f"client assertion {a}" for a in ev.fact_values("assertion_alg")}
+        | {f"DPoP proof {a}" for a in ev.fact_values("dpop_alg")}
+        | {str(a) for algs in ev.fact_values("accepted_algs") for a in algs}
     )
     nonces = sorted({url for urls in ev.fact_values("dpop_nonce_challenges") for url in urls})
     facts = [

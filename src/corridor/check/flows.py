@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -290,6 +291,22 @@ def has_resource(ctx: Context) -> bool:
 # -- the whole flow ----------------------------------------------------------------------------------
 
 
+def record_algorithms(ctx: Context, party: Party) -> None:
+    """For the report: the algorithms of assertions and DPoP proofs the server accepted."""
+    accepted = set(ctx.facts.get("accepted_algs", []))
+    if party.variant.client_auth == "private_key_jwt" and party.config.jwk is not None:
+        accepted.add(f"client assertion {party.config.jwk.get('alg') or _alg_of(party.config.jwk)}")
+    if party.variant.sender == "dpop":
+        accepted.add(f"DPoP proof {_alg_of(party.dpop_key)}")
+    ctx.fact("accepted_algs", sorted(accepted))
+
+
+def _alg_of(key: Mapping[str, Any]) -> str:
+    return str(
+        key.get("alg") or {"RSA": "PS256", "EC": "ES256", "OKP": "EdDSA"}.get(str(key.get("kty")), "?")
+    )
+
+
 def code_flow(
     ctx: Context, party: Party, *, par: dict[str, Any] | None = None, call_resource: bool = True
 ) -> tuple[Pushed, Tokens]:
@@ -300,6 +317,7 @@ def code_flow(
     code = check_authorization_success(ctx, party, pushed, result)
     ctx.step(f"token ({party.client_id})")
     tokens = check_token_success(ctx, party, party.token(code, pushed), pushed)
+    record_algorithms(ctx, party)
     if call_resource and has_resource(ctx):
         ctx.step("resource")
         check_resource_success(ctx, party.call_resource(tokens))
