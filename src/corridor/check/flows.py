@@ -5,6 +5,7 @@ in the OIDF suite), and the whole authorization-code flow built from them."""
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
@@ -239,30 +240,75 @@ def check_id_token(ctx: Context, party: Party, id_token: str, pushed: Pushed) ->
     return claims
 
 
-def check_token_refused(
+#: RFC 6749 5.2: the characters allowed in ``error``, ``error_description`` and ``error_uri``
+#: (the suite's ValidateError*FromTokenEndpointResponseError conditions).
+ERROR_CHARS = re.compile(r"[\x20-\x21\x23-\x5B\x5D-\x7E]+")
+DESCRIPTION_CHARS = re.compile(r"[\x09\x0A\x0D\x20-\x21\x23-\x5B\x5D-\x7E]+")
+URI_CHARS = re.compile(r"[\x21\x23-\x5B\x5D-\x7E]+")
+
+
+def refused_with(*errors: str, invalid_client_401: bool = True) -> dict[str, frozenset[int]]:
+    """The statuses each error may come with (RFC 6749 5.2): 400, and 401 for invalid_client
+    (the suite's CheckTokenEndpointHttpStatus400Allowing401ForInvalidClientError)."""
+    return {
+        error: frozenset({400, 401}) if error == "invalid_client" and invalid_client_401 else frozenset({400})
+        for error in errors
+    }
+
+
+def check_token_error(
     ctx: Context,
     response: httpx.Response,
+    allowed: Mapping[str, frozenset[int]],
     *,
-    errors: set[str],
-    statuses: frozenset[int] = frozenset({400}),
-    what: str = "token request",
+    what: str = "the token request",
+    accepted: str | None = None,
+    json_warns: bool = False,
 ) -> None:
-    """The suite's CheckTokenEndpointHttpStatus400/401 + CheckErrorFromTokenEndpointResponseError*."""
+    """The suite's checks on a refused token request, each a FAILURE unless said: an error in
+    ``allowed`` with one of its statuses (CheckTokenEndpointHttpStatus400/401,
+    CheckErrorFromTokenEndpointResponseError*), a JSON body (CheckTokenEndpointReturnedJsonContentType;
+    WARNING with ``json_warns``, where a TLS terminator may answer), the characters of
+    ``error``, ``error_description`` (CR, LF or TAB: WARNING) and ``error_uri`` (RFC 6749 5.2).
+    ``accepted`` is the reason when the server answered 200."""
     answer = EndpointAnswer.of(response)
     if answer.status == 200:
-        ctx.fail(f"the {what} was accepted (HTTP 200), a refusal was expected")
+        ctx.fail(accepted or f"{what} was accepted (HTTP 200), a refusal was expected")
     if answer.status >= 500:
-        ctx.fail(f"the {what} failed with a server error (HTTP {answer.status})")
-    if answer.status < 400:
-        ctx.fail(f"the {what} answered HTTP {answer.status}, a refusal was expected")
-    if answer.status not in statuses:
-        ctx.fail(f"the {what} was refused with HTTP {answer.status}, expected {sorted(statuses)}")
-    if answer.error not in errors:
-        ctx.fail(
-            f"the {what} was refused with error={answer.error!r}, expected {' or '.join(sorted(errors))}"
+        ctx.fail(f"{what} failed with a server error (HTTP {answer.status})")
+    content_type = response.headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        message = (
+            f"{what} was refused without a JSON body ({content_type or 'no content type'}, RFC 6749 5.2)"
         )
-    if answer.status == 401 and not response.headers.get("www-authenticate"):
-        ctx.warn("a 401 without WWW-Authenticate (RFC 6749 5.2)")
+        if not json_warns:
+            ctx.fail(message)
+        ctx.warn(message)
+        return
+    problems: list[str] = []
+    error = answer.body.get("error")
+    if not isinstance(error, str) or not error:
+        problems.append(f"{what} was answered HTTP {answer.status} without an error code (RFC 6749 5.2)")
+    elif not ERROR_CHARS.fullmatch(error):
+        problems.append("error has characters outside %x20-21 / %x23-5B / %x5D-7E (RFC 6749 5.2)")
+    elif error not in allowed:
+        problems.append(f"error={error!r}, expected {' or '.join(sorted(allowed))} (RFC 6749 5.2)")
+    elif answer.status not in allowed[error]:
+        statuses = " or ".join(map(str, sorted(allowed[error])))
+        problems.append(f"HTTP {answer.status} for error={error}, expected {statuses} (RFC 6749 5.2)")
+    description = answer.body.get("error_description")
+    if isinstance(description, str) and description:
+        if any(c in description for c in "\r\n\t"):
+            ctx.warn("error_description contains CR, LF or TAB (not recommended, RFC 6749 5.2)")
+        if not DESCRIPTION_CHARS.fullmatch(description):
+            problems.append("error_description has characters RFC 6749 5.2 does not allow")
+    error_uri = answer.body.get("error_uri")
+    if isinstance(error_uri, str) and error_uri:
+        parts = urlsplit(error_uri)
+        if not URI_CHARS.fullmatch(error_uri) or not parts.scheme or not parts.netloc:
+            problems.append("error_uri is not a URI of the characters RFC 6749 5.2 allows")
+    if problems:
+        ctx.fail(f"{what}: " + "; ".join(problems))
 
 
 # -- the resource ----------------------------------------------------------------------------------

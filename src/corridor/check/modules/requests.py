@@ -39,7 +39,6 @@ _ALPHANUMERIC = string.ascii_letters + string.digits
 #: RFC 6749 A.12/A.17 (VSCHAR): what an access or refresh token may be made of.
 _VSCHAR = frozenset(chr(c) for c in range(0x20, 0x7F))
 #: RFC 6749 5.2: the characters an ``error`` value may use (%x20-21 / %x23-5B / %x5D-7E).
-_ERROR_CHARS = _VSCHAR - {'"', "\\"}
 
 
 def suite_value(length: int) -> str:
@@ -620,42 +619,6 @@ def _is_json(response: httpx.Response) -> bool:
     return content_type.split(";")[0].strip().lower() == "application/json"
 
 
-def check_token_error(
-    ctx: Context,
-    response: httpx.Response,
-    allowed: Mapping[str, frozenset[int]],
-    *,
-    what: str,
-    json_warns: bool = False,
-) -> None:
-    """A refused token request: HTTP 400/401, JSON (FAIL, or WARNING where an SSL terminator may
-    answer), an ``error`` of valid characters among ``allowed`` with its status (RFC 6749 5.2)."""
-    status = response.status_code
-    if status == 200:
-        ctx.fail(f"{what} was accepted (HTTP 200), a refusal was expected")
-    if status not in (400, 401):
-        ctx.fail(f"{what} was answered with HTTP {status}, 400 or 401 was expected (RFC 6749 5.2)")
-    if not _is_json(response):
-        message = f"{what} was refused without a JSON body (RFC 6749 5.2)"
-        if json_warns:
-            ctx.warn(message)
-            return
-        ctx.fail(message)
-    error = EndpointAnswer.of(response).error
-    if not error or not set(error) <= _ERROR_CHARS:
-        ctx.fail(f"{what} was refused without a valid error code (RFC 6749 5.2)")
-    if error not in allowed:
-        ctx.fail(
-            f"{what} was refused with error={error!r}, expected {' or '.join(sorted(allowed))} (RFC 6749 5.2)"
-        )
-    if status not in allowed[error]:
-        ctx.fail(f"{what} was refused with {error} and HTTP {status}, expected {sorted(allowed[error])}")
-
-
-_400 = frozenset({400})
-_400_401 = frozenset({400, 401})
-
-
 def refresh_grant(
     ctx: Context,
     party: Party,
@@ -757,10 +720,10 @@ def _refresh_without_client_auth(ctx: Context, party: Party, refresh_token: str,
             ctx.note("the refresh without a client certificate was refused in the TLS handshake")
             return
         raise
-    check_token_error(
+    flows.check_token_error(
         ctx,
         response,
-        {"invalid_request": _400, "invalid_grant": _400, "invalid_client": _400_401},
+        flows.refused_with("invalid_request", "invalid_grant", "invalid_client"),
         what="a refresh without client authentication",
     )
 
@@ -779,17 +742,19 @@ def _refresh_without_proof(ctx: Context, party: Party, refresh_token: str) -> No
                 return
             raise
         if party.variant.client_auth == "mtls":
-            allowed = {"invalid_request": _400, "invalid_client": _400_401}
+            allowed = flows.refused_with("invalid_request", "invalid_client")
         else:
-            allowed = {"invalid_request": _400, "invalid_grant": _400, "invalid_client": _400_401}
-        check_token_error(ctx, response, allowed, what="a refresh without the certificate", json_warns=True)
+            allowed = flows.refused_with("invalid_request", "invalid_grant", "invalid_client")
+        flows.check_token_error(
+            ctx, response, allowed, what="a refresh without the certificate", json_warns=True
+        )
         return
     ctx.step("refresh without a DPoP proof")
     response = party.post_form("token_endpoint", form, dpop=False)
-    check_token_error(
+    flows.check_token_error(
         ctx,
         response,
-        {"invalid_request": _400, "invalid_grant": _400, "invalid_dpop_proof": _400},
+        flows.refused_with("invalid_request", "invalid_grant", "invalid_dpop_proof"),
         what="a refresh without a DPoP proof",
     )
 
@@ -873,8 +838,8 @@ def refresh_token(ctx: Context) -> None:
     response = first.post_form(
         "token_endpoint", {"grant_type": "refresh_token", "refresh_token": second_refresh}, dpop=proof
     )
-    check_token_error(
-        ctx, response, {"invalid_grant": _400}, what="client 2's refresh token used by client 1"
+    flows.check_token_error(
+        ctx, response, flows.refused_with("invalid_grant"), what="client 2's refresh token used by client 1"
     )
 
 

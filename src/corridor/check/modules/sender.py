@@ -372,7 +372,7 @@ def token_fails_with_mismatched_dpop_proof_jkt(ctx: Context) -> None:
     response = party.token(
         code, pushed, dpop=lambda method, url: party.proof(method, url, key=suite_dpop_key(ctx, key["alg"]))
     )
-    flows.check_token_refused(ctx, response, errors=set(_DPOP_ERRORS), statuses=frozenset({400}))
+    flows.check_token_error(ctx, response, flows.refused_with(*_DPOP_ERRORS))
 
 
 @module(
@@ -389,7 +389,7 @@ def token_fails_with_mismatched_dpop_jkt(ctx: Context) -> None:
     pushed, code = code_for(ctx, party, dpop_jkt=mangled(thumbprint(key)))
     ctx.step(f"token ({party.client_id}): a proof by a key that is not dpop_jkt's")
     response = party.token(code, pushed)
-    flows.check_token_refused(ctx, response, errors=set(_DPOP_ERRORS), statuses=frozenset({400}))
+    flows.check_token_error(ctx, response, flows.refused_with(*_DPOP_ERRORS))
 
 
 @module(

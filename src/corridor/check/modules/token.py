@@ -6,28 +6,19 @@ the PAR URL or the token URL), with the suite's pass conditions."""
 
 from __future__ import annotations
 
-import re
 import secrets
 import string
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
-
-import httpx
 
 from corridor.check import flows, jwt, refusals
 from corridor.check.module import Context, module, private_key_jwt_only
-from corridor.check.outcome import EndpointAnswer, Landing
+from corridor.check.outcome import Landing
 from corridor.check.session import JWT_BEARER, Party, Pushed
 
 PREFIX = "fapi2-security-profile-final-"
 
-#: RFC 6749 5.2: the characters allowed in ``error``, ``error_description`` and ``error_uri``
-#: (the suite's ValidateError*FromTokenEndpointResponseError conditions).
-ERROR_CHARS = re.compile(r"[\x20-\x21\x23-\x5B\x5D-\x7E]+")
-DESCRIPTION_CHARS = re.compile(r"[\x09\x0A\x0D\x20-\x21\x23-\x5B\x5D-\x7E]+")
-URI_CHARS = re.compile(r"[\x21\x23-\x5B\x5D-\x7E]+")
 #: RFC 7636 4.1: the characters of a code_verifier.
 VERIFIER_CHARS = string.ascii_letters + string.digits + "-._~"
 #: An audience that names another server (the suite's AddWrongAudToClientAssertionClaims).
@@ -35,61 +26,6 @@ FOREIGN_AUDIENCE = "https://other-server.example/api/userinfo"
 
 
 # -- shared checks ------------------------------------------------------------------------------
-
-
-def check_error_response(
-    ctx: Context,
-    response: httpx.Response,
-    *,
-    errors: set[str],
-    allow_401_for_invalid_client: bool,
-    accepted: str,
-    what: str = "token request",
-) -> None:
-    """The suite's error checks on a refused token request, each a FAILURE unless said:
-    CheckTokenEndpointHttpStatus400 (or ...Is400Allowing401ForInvalidClientError),
-    CheckTokenEndpointReturnedJsonContentType, CheckErrorFromTokenEndpointResponseError*,
-    ValidateErrorFromTokenEndpointResponseError, ...ErrorDescriptionContainsCRLFTAB (WARNING),
-    ValidateErrorDescription... and ValidateErrorUri... (RFC 6749 5.2, OIDC Core 3.1.3.4).
-    ``accepted`` is the reason when the server answered 200."""
-    answer = EndpointAnswer.of(response)
-    if answer.status == 200:
-        ctx.fail(accepted)
-    if answer.status >= 500:
-        ctx.fail(f"the {what} failed with a server error (HTTP {answer.status})")
-    problems: list[str] = []
-    error = answer.body.get("error")
-    if allow_401_for_invalid_client:
-        if not isinstance(error, str) or not error:
-            problems.append(f"the {what} was answered HTTP {answer.status} without an error field")
-        elif error == "invalid_client" and answer.status not in (400, 401):
-            problems.append(f"HTTP {answer.status} for invalid_client, expected 400 or 401 (RFC 6749 5.2)")
-        elif error != "invalid_client" and answer.status != 400:
-            problems.append(f"HTTP {answer.status} for error={error}, expected 400 (RFC 6749 5.2)")
-    elif answer.status != 400:
-        problems.append(f"the {what} was answered HTTP {answer.status}, expected 400 (RFC 6749 5.2)")
-    content_type = response.headers.get("content-type", "")
-    if content_type.split(";")[0].strip() != "application/json":
-        problems.append(f"the error response's content type is {content_type!r}, not application/json")
-    if error not in errors:
-        problems.append(f"error={error!r}, expected {' or '.join(sorted(errors))} (RFC 6749 5.2)")
-    if isinstance(error, str) and error and not ERROR_CHARS.fullmatch(error):
-        problems.append("error has characters outside %x20-21 / %x23-5B / %x5D-7E (RFC 6749 5.2)")
-    elif error is not None and not isinstance(error, str):
-        problems.append("error is not a string (RFC 6749 5.2)")
-    description = answer.body.get("error_description")
-    if isinstance(description, str) and description:
-        if any(c in description for c in "\r\n\t"):
-            ctx.warn("error_description contains CR, LF or TAB (not recommended, RFC 6749 5.2)")
-        if not DESCRIPTION_CHARS.fullmatch(description):
-            problems.append("error_description has characters RFC 6749 5.2 does not allow")
-    error_uri = answer.body.get("error_uri")
-    if isinstance(error_uri, str) and error_uri:
-        parts = urlsplit(error_uri)
-        if not URI_CHARS.fullmatch(error_uri) or not parts.scheme or not parts.netloc:
-            problems.append("error_uri is not a URI of the characters RFC 6749 5.2 allows")
-    if problems:
-        ctx.fail("; ".join(problems))
 
 
 def expect_refused_request(ctx: Context, party: Party, pushed: Pushed, *, errors: set[str]) -> str:
@@ -166,11 +102,10 @@ def client_id_in_token_endpoint(ctx: Context) -> None:
     if ctx.variant.client_auth == "private_key_jwt":
         auth = assertion_auth(first, iss=second.client_id, sub=second.client_id)
     response = first.token(code, pushed, auth=auth, client_id=second.client_id)
-    check_error_response(
+    flows.check_token_error(
         ctx,
         response,
-        errors={"invalid_client", "invalid_grant"},
-        allow_401_for_invalid_client=True,
+        flows.refused_with("invalid_client", "invalid_grant"),
         accepted="tokens were issued for another client's client_id (RFC 6749 5.2, FAPI2-SP-FINAL-5.3.2.1-6)",
     )
 
@@ -183,11 +118,10 @@ def code_bound_to_client(ctx: Context) -> None:
     pushed, code = authorized_code(ctx, ctx.first)
     ctx.step("token (client 1's code redeemed by client 2)")
     response = ctx.second.token(code, pushed)
-    check_error_response(
+    flows.check_token_error(
         ctx,
         response,
-        errors={"invalid_grant"},
-        allow_401_for_invalid_client=False,
+        flows.refused_with("invalid_grant", invalid_client_401=False),
         accepted="another client redeemed the code (RFC 6749 4.1.3: the code is bound to its client)",
     )
     ctx.fact("code_bound_to_client", True)
@@ -209,11 +143,10 @@ def reuse_code(ctx: Context) -> None:
         flows.check_resource_success(ctx, party.call_resource(tokens))
     time.sleep(1)  # the suite's WaitForOneSecond: not a lifetime, the code is simply used
     ctx.step("token (the same code again)")
-    check_error_response(
+    flows.check_token_error(
         ctx,
         party.token(code, pushed),
-        errors={"invalid_grant"},
-        allow_401_for_invalid_client=False,
+        flows.refused_with("invalid_grant", invalid_client_401=False),
         accepted="the used code was redeemed again (FAPI2-SP-FINAL-5.3.2.2-9)",
     )
     ctx.fact("code_reuse_refused", True)
@@ -245,11 +178,10 @@ def expired_code(ctx: Context) -> None:
     ctx.step("waiting 62 s")
     ctx.wait(62)
     ctx.step(f"token ({party.client_id}, 62 s later)")
-    check_error_response(
+    flows.check_token_error(
         ctx,
         party.token(code, pushed),
-        errors={"invalid_grant"},
-        allow_401_for_invalid_client=False,
+        flows.refused_with("invalid_grant", invalid_client_401=False),
         accepted="a code 62 s old was redeemed (FAPI2-SP-FINAL-5.3.2.1-11: at most 60 s)",
     )
     ctx.fact("code_lifetime_enforced", True)
@@ -265,11 +197,10 @@ def _refused_assertion(
     party = ctx.first
     pushed, code = authorized_code(ctx, party)
     ctx.step(f"token ({party.client_id}, a bad assertion)")
-    check_error_response(
+    flows.check_token_error(
         ctx,
         party.token(code, pushed, auth=auth),
-        errors=errors,
-        allow_401_for_invalid_client=True,
+        flows.refused_with(*errors),
         accepted=accepted,
     )
 
@@ -307,11 +238,10 @@ def assertion_required(ctx: Context) -> None:
     party = ctx.first
     pushed, code = authorized_code(ctx, party)
     ctx.step(f"token ({party.client_id}, no assertion)")
-    check_error_response(
+    flows.check_token_error(
         ctx,
         party.token(code, pushed, auth=False, client_id=party.client_id),
-        errors={"invalid_client", "invalid_request"},
-        allow_401_for_invalid_client=True,
+        flows.refused_with("invalid_client", "invalid_request"),
         accepted="tokens were issued without client authentication (FAPI2-SP-FINAL-5.3.2.1-3)",
     )
 
@@ -497,11 +427,10 @@ def pkce_verifier_required(ctx: Context) -> None:
     party = ctx.first
     pushed, code = authorized_code(ctx, party)
     ctx.step(f"token ({party.client_id}, no code_verifier)")
-    check_error_response(
+    flows.check_token_error(
         ctx,
         party.token(code, pushed, remove=("code_verifier",)),
-        errors={"invalid_grant"},
-        allow_401_for_invalid_client=False,
+        flows.refused_with("invalid_grant", invalid_client_401=False),
         accepted="tokens were issued without a code_verifier (RFC 7636 4.6, FAPI2-SP-FINAL-5.3.2.2-5)",
     )
     ctx.fact("pkce_verifier_required", True)
@@ -515,11 +444,10 @@ def pkce_wrong_verifier(ctx: Context) -> None:
     party = ctx.first
     pushed, code = authorized_code(ctx, party)
     ctx.step(f"token ({party.client_id}, another code_verifier)")
-    check_error_response(
+    flows.check_token_error(
         ctx,
         party.token(code, pushed, code_verifier=random_verifier()),
-        errors={"invalid_grant"},
-        allow_401_for_invalid_client=False,
+        flows.refused_with("invalid_grant", invalid_client_401=False),
         accepted="tokens were issued for a wrong code_verifier (RFC 7636 4.6, FAPI2-SP-FINAL-5.3.2.2-5)",
     )
     ctx.fact("pkce_verifier_checked", True)
