@@ -23,14 +23,12 @@ from tests.pki import TestPKI
 from tests.support import PASSWORD, DevTLS, Driver, RunningAS, running_as
 
 
-def prepare(
-    running: RunningAS,
-    directory: Path,
-    *,
-    pairs: Sequence[str] = ("private_key_jwt+dpop",),
-    resource: str = "",
-) -> Path:
-    """Register a user and two clients per pair in ``running``; write and return the config."""
+def register(
+    running: RunningAS, directory: Path, pairs: Sequence[str] = ("private_key_jwt+dpop",)
+) -> tuple[str, list[dict[str, object]]]:
+    """A user and two clients per variant pair in ``running``, each with its own key and
+    self-signed certificate (all of them also in ``directory/certificates.pem``, for a resource
+    server to trust); returns the user name and the check's ``[[clients]]`` entries."""
     driver = Driver(running)
     username = driver.add_user()
     pki = TestPKI(directory / "pki")
@@ -38,8 +36,9 @@ def prepare(
     for pair in pairs:
         auth, sender = pair.split("+")
         for n, redirect in enumerate(REDIRECTS, start=1):
-            cert = pki.self_signed(f"CN=check {pair.replace('+', ' ')} {n}")
-            key = SigningKey.generate("ES256")
+            cert = pki.self_signed(f"CN=check {auth} {sender} {n}")  # no "+" in a DN (RFC 4514)
+            # PS256 for the first client (the suite's RS256-assertion module needs an RSA key).
+            key = SigningKey.generate("PS256" if n == 1 else "ES256")
             # The certificate is registered (x5c) beside the signing key: mTLS-bound tokens and
             # Corridor's mTLS listener trust registered self-signed certificates (design.md 5).
             jwks = {"keys": [cert.jwk()] if auth == "mtls" else [key.public_jwk, cert.jwk()]}
@@ -64,6 +63,21 @@ def prepare(
                     "variants": [pair],
                 }
             )
+    (directory / "certificates.pem").write_text(
+        "".join(Path(str(entry["cert_file"])).read_text() for entry in entries)
+    )
+    return username, entries
+
+
+def prepare(
+    running: RunningAS,
+    directory: Path,
+    *,
+    pairs: Sequence[str] = ("private_key_jwt+dpop",),
+    resource: str = "",
+) -> Path:
+    """:func:`register`, then the check's configuration (resource: ``userinfo`` by default)."""
+    username, entries = register(running, directory, pairs)
     path = directory / "check.toml"
     write_config(
         path, running.issuer, running.tls.ca_file, resource or "userinfo", username, PASSWORD, entries

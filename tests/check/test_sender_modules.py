@@ -8,7 +8,6 @@ mismatched-dpop-jkt modules)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,15 +23,14 @@ from corridor.check.config import Variant, load_config
 from corridor.check.http import Transcript
 from corridor.check.login import make_browser
 from corridor.check.results import ModuleResult, Status
-from corridor.core.jose import SigningKey
 from corridor.resource.guard import ResourceGuard, ResourceSettings
 from corridor.server.authority import Exchange
 from corridor.server.checks.dpop import bind_dpop_key, require_sender_constraint
 from corridor.server.tls import DevTLS
-from tests.check.corridor_stack import REDIRECTS, SCOPE, write_config
-from tests.pki import TestPKI
+from tests.check.corridor_stack import write_config
+from tests.check.inprocess import register
 from tests.resource.api import RunningRS, running_api
-from tests.support import PASSWORD, Driver, RunningAS, running_as
+from tests.support import PASSWORD, RunningAS, running_as
 
 API = "https://api.check.example"  # the resource identifier tokens are issued for (aud)
 DPOP = Variant("private_key_jwt", "dpop", True)
@@ -66,46 +64,6 @@ class Stack:
     config: Path
 
 
-def prepare(running: RunningAS, directory: Path, pairs: Sequence[str]) -> tuple[str, list[dict[str, object]]]:
-    """A user and two clients per variant pair in ``running`` (each with its own self-signed
-    certificate, in ``certificates.pem`` too for the resource server to trust)."""
-    driver = Driver(running)
-    username = driver.add_user()
-    pki = TestPKI(directory / "pki")
-    entries: list[dict[str, object]] = []
-    for pair in pairs:
-        auth, sender = pair.split("+")
-        for n, redirect in enumerate(REDIRECTS, start=1):
-            cert = pki.self_signed(f"CN=check {auth} {sender} {n}")  # no "+" in a DN (RFC 4514)
-            key = SigningKey.generate("ES256")
-            jwks = {"keys": [cert.jwk()] if auth == "mtls" else [key.public_jwk, cert.jwk()]}
-            client = driver.add_client(
-                scope=SCOPE,
-                redirect_uris=(redirect,),
-                jwks=jwks,
-                key=key,
-                auth_method="self_signed_tls_client_auth" if auth == "mtls" else "private_key_jwt",
-                sender_constraint=sender,
-            )
-            jwk_file = directory / f"{client.client_id}.jwk.json"
-            jwk_file.write_text(json.dumps(client.key.private_jwk()))
-            entries.append(
-                {
-                    "client_id": client.client_id,
-                    "jwk_file": jwk_file.name,
-                    "cert_file": str(cert.cert_file),
-                    "cert_key_file": str(cert.key_file),
-                    "redirect_uri": redirect,
-                    "scope": SCOPE,
-                    "variants": [pair],
-                }
-            )
-    (directory / "certificates.pem").write_text(
-        "".join(Path(str(entry["cert_file"])).read_text() for entry in entries)
-    )
-    return username, entries
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, tls: DevTLS) -> Iterator[Stack]:
     directory = tmp_path_factory.mktemp("check-sender")
@@ -122,7 +80,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, tls: DevTLS) -> Iterator[Sta
                 ca_file=str(tls.ca_file),
             )
 
-        username, clients = prepare(running, directory, ("private_key_jwt+dpop", "mtls+mtls"))
+        username, clients = register(running, directory, ("private_key_jwt+dpop", "mtls+mtls"))
         with running_api(settings, tls, directory / "certificates.pem", clock=running.clock) as rs:
             config = directory / "check.toml"
             write_config(
