@@ -198,3 +198,21 @@ def test_ctrl_c_stops_at_once_with_one_line(stack: CorridorStack) -> None:
     assert process.returncode == 130, out + err
     assert err.strip() == "corridor check: interrupted; no report written", err
     assert "Traceback" not in out + err
+
+
+def test_the_chromium_login_method_runs_the_flows(stack: CorridorStack) -> None:
+    """[login] method = "chromium": real headless Chromium signs in, approves and denies."""
+    text = stack.config_path.read_text().replace('method = "html-form"', 'method = "chromium"')
+    config = stack.config_path.with_name("chromium.toml")
+    config.write_text(text)
+    result = check(
+        str(config),
+        "--only",
+        "fapi2-security-profile-final-happy-flow,fapi2-security-profile-final-user-rejects-authentication",
+        "--workers",
+        "1",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip().splitlines()[-1] == (
+        "conformance: 2 passed, 0 failed, 0 warnings, 0 skipped of 2 modules"
+    )
