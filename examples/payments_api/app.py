@@ -33,6 +33,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from corridor.core.acr import AcrLevels
 from corridor.resource.asgi import ProtectedResource, decide, require, resource_error_handler
 from corridor.resource.guard import (
     AccessToken,
@@ -116,7 +117,7 @@ def create_app(
     app = FastAPI(title="Demo payments API", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_exception_handler(ResourceError, resource_error_handler)
     payments = ledger
-    levels = guard.settings.acr_levels
+    levels = AcrLevels(guard.settings.acr_levels)
     threshold_minor = int(step_up_threshold * 100)
 
     @app.get("/accounts")
@@ -173,7 +174,6 @@ def create_app(
 
     def strong_enough(access: AccessToken) -> bool:
         """RFC 9470: the token's acr is the step-up level or stronger."""
-        have = levels.index(access.acr) if access.acr in levels else -1
-        return have >= levels.index(STEP_UP_ACR)
+        return levels.reaches(access.acr, STEP_UP_ACR)
 
     return ProtectedResource(app, guard)

@@ -17,6 +17,7 @@ from cryptography import x509
 
 from corridor.audit.log import AuditLog, Evidence
 from corridor.core import strictjson
+from corridor.core.acr import AcrLevels
 from corridor.core.clock import Clock, SystemClock
 from corridor.core.dpop import verify_proof
 from corridor.core.errors import OAuthError, safe_description
@@ -500,13 +501,12 @@ class ResourceGuard:
                 error = insufficient_scope("the token's authorization_details do not cover this request")
                 error.scheme = scheme
                 raise error
-        levels = self.settings.acr_levels
-        if requirement.acr is not None:
-            have = levels.index(access.acr) if access.acr in levels else -1
-            if have < levels.index(requirement.acr):
-                error = step_up("a stronger authentication is required", acr_values=requirement.acr)
-                error.scheme = scheme
-                raise error
+        if requirement.acr is not None and not AcrLevels(self.settings.acr_levels).reaches(
+            access.acr, requirement.acr
+        ):
+            error = step_up("a stronger authentication is required", acr_values=requirement.acr)
+            error.scheme = scheme
+            raise error
         if requirement.max_age is not None and (
             access.auth_time is None or self.clock.now() - access.auth_time > requirement.max_age
         ):

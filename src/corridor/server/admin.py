@@ -75,8 +75,8 @@ class AdminPages:
         return None
 
     def _second_factor_due(self, user: Row, acr: str) -> bool:
-        required, levels = self._required_acr(user), self.server.settings.acr_levels
-        return required is not None and levels.index(acr) < levels.index(required)
+        required = self._required_acr(user)
+        return required is not None and not self.server.settings.acr.reaches(acr, required)
 
     def _login_page(self, next_url: str, error: str | None = None, status: int = 200) -> Response:
         csrf = new_secret_token()

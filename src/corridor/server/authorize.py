@@ -413,24 +413,22 @@ class AuthorizationPages:
 
     def _required_acr(self, params: dict[str, Any]) -> str | None:
         """The weakest of the requested ``acr_values`` this AS knows (any of them satisfies)."""
-        levels = self.server.settings.acr_levels
-        requested = [v for v in str(params.get("acr_values") or "").split() if v in levels]
-        return min(requested, key=levels.index) if requested else None
+        return self.server.settings.acr.weakest(str(params.get("acr_values") or "").split())
 
     def _factors(self, user: Row | None, required: str) -> list[str]:
         """The user's second factors that reach ``required``: a passkey gives ``passkey``, a
         TOTP code ``mfa`` (design.md 5b orders the levels)."""
-        levels, reach = self.server.settings.acr_levels, self.server.settings.acr_levels.index(required)
+        levels = self.server.settings.acr
         factors: list[str] = []
         if user is None:
             return factors
         if (
-            levels.index(PASSKEY_ACR) >= reach
+            levels.reaches(PASSKEY_ACR, required)
             and self.server.passkeys.available
             and self.server.store.user_passkeys(user["id"])
         ):
             factors.append("passkey")
-        if levels.index(TOTP_ACR) >= reach and user.get("totp_secret"):
+        if levels.reaches(TOTP_ACR, required) and user.get("totp_secret"):
             factors.append("totp")
         return factors
 
@@ -439,8 +437,7 @@ class AuthorizationPages:
         that reach it the request goes on at the session's level (acr_values are voluntary,
         OIDC Core 3.1.2.1): the token's ``acr`` tells the resource server the truth."""
         required = self._required_acr(params)
-        levels = self.server.settings.acr_levels
-        if required is None or levels.index(session["acr"]) >= levels.index(required):
+        if required is None or self.server.settings.acr.reaches(session["acr"], required):
             return []
         return self._factors(user, required)
 
@@ -545,8 +542,7 @@ class AuthorizationPages:
                 return page
             server.audit.append(evidence, "login", "refused", now, rule=check.rule, error="access_denied")
             return again("That code is not right (or was already used).")
-        levels = server.settings.acr_levels
-        if levels.index(session["acr"]) < levels.index(TOTP_ACR):  # never lowers a passkey session
+        if not server.settings.acr.reaches(session["acr"], TOTP_ACR):  # never lowers a passkey session
             server.store.raise_browser_session(session_hash, TOTP_ACR, now)
         evidence.detail = {
             "acr": TOTP_ACR,
@@ -623,8 +619,7 @@ class AuthorizationPages:
         An account with only a password adds its first one here only with
         ``self_service_enrolment`` (issue 13 C4); otherwise through an operator's enrolment link
         (server/enrolment.py), so a password alone never reaches acr ``passkey``."""
-        levels = self.server.settings.acr_levels
-        if levels.index(session["acr"]) >= levels.index(TOTP_ACR):
+        if self.server.settings.acr.reaches(session["acr"], TOTP_ACR):
             return True
         return bool(self.server.settings.self_service_enrolment) and not self._has_strong_factor(user)
 

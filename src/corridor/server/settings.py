@@ -15,6 +15,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from corridor.core.acr import AcrLevels
 from corridor.server.usernames import UsernameError, enforce
 
 if TYPE_CHECKING:
@@ -188,6 +189,11 @@ class Settings(BaseSettings):
             return [enforce(name) for name in value]
         except UsernameError as exc:
             raise ValueError(f"admin_users: {exc}") from exc
+
+    @property
+    def acr(self) -> AcrLevels:
+        """``acr_levels`` as the ordered value the checks compare with."""
+        return AcrLevels(tuple(self.acr_levels))
 
     @field_validator("acr_levels")
     @classmethod
