@@ -11,9 +11,11 @@ from typing import Any
 import pytest
 
 import corridor.server.authorize as authorize
+import corridor.server.responses as responses
 from corridor.check.results import Status
+from corridor.server.tls import DevTLS
 from tests.check.inprocess import checked_corridor, run_modules
-from tests.support import DevTLS, RunningAS
+from tests.support import RunningAS
 
 HAPPY = "fapi2-security-profile-final-happy-flow"
 REJECTS = "fapi2-security-profile-final-user-rejects-authentication"
@@ -26,7 +28,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, tls: DevTLS) -> Iterator[tup
 
 
 def rewrite_iss(monkeypatch: pytest.MonkeyPatch, value: str | None) -> None:
-    original = authorize.authorization_response
+    original = responses.authorization_response
 
     def faulty(redirect_uri: str, params: dict[str, str]) -> Any:
         params = dict(params)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from corridor.server.tls import DevTLS
 from tests.check.peer import FapiPeer, running_fapi_peer
-from tests.support import DevTLS
 from tests.test_serve import CORRIDOR
 
 #: The modules whose outcome with this peer is WARNING, and why (the suite's own WARNING).

@@ -59,10 +59,10 @@ def corridor(tmp_path_factory: pytest.TempPathFactory, tls: DevTLS) -> Iterator[
         yield running
 
 
-def probe(server: TlsServer, certs: ServerCerts, **kwargs: object) -> TlsFindings:
+def probe(server: TlsServer, certs: ServerCerts, *, timeout: float = 5.0) -> TlsFindings:
     return probe_tls(
-        server.host, server.port, ca_file=str(certs.ca_file), server_hostname="localhost", **kwargs
-    )  # type: ignore[arg-type]
+        server.host, server.port, ca_file=str(certs.ca_file), server_hostname="localhost", timeout=timeout
+    )
 
 
 def test_this_openssl_can_offer_every_version_and_the_probed_suites() -> None:

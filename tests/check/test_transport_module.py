@@ -11,9 +11,8 @@ import pytest
 
 import tests.support
 from corridor.check.results import Status
-from corridor.server.tls import server_ssl_context
+from corridor.server.tls import DevTLS, server_ssl_context
 from tests.check.inprocess import checked_corridor, run_modules
-from tests.support import DevTLS
 
 TLS = "corridor-tls-bcp195"
 
