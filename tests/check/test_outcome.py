@@ -6,6 +6,8 @@ and the judgement of refused back-channel requests, on hand-made URLs and respon
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import pytest
 
@@ -215,3 +217,26 @@ def test_a_refused_back_channel_request_is_judged_by_status_and_error(
 ) -> None:
     answer = EndpointAnswer.of(_response(status, body, "application/json"))
     assert refusal_problem(answer, statuses=statuses, errors=errors) == problem
+
+
+# -- a hostile server under test cannot make the checker hold an unbounded body ---------------
+
+
+def test_a_response_over_the_cap_is_not_read_and_fails_the_module(tmp_path: Path) -> None:
+    from corridor.check.http import MAX_RESPONSE, RecordingClient, ResponseTooLarge, Transcript, ssl_context
+    from corridor.server.tls import ensure_dev_tls
+    from tests.stubserver import stub_server
+
+    tls = ensure_dev_tls(tmp_path / "tls")
+    bodies = {"/small": b"x" * 1000, "/huge": b"x" * (MAX_RESPONSE + 1)}
+    with stub_server(lambda path: (200, "text/plain", bodies[path]), (tls.cert_file, tls.key_file)) as base:
+        transcript = Transcript()
+        client = RecordingClient(transcript, frozenset({"localhost"}), ssl_context(tls.ca_file))
+        try:
+            assert client.get(base + "/small").content == bodies["/small"]  # positive control
+            with pytest.raises(ResponseTooLarge):
+                client.get(base + "/huge")
+        finally:
+            client.close()
+    assert transcript.exchanges[0].status == 200
+    assert "ResponseTooLarge" in transcript.exchanges[1].error

@@ -8,9 +8,7 @@ from __future__ import annotations
 import base64
 import datetime
 import json
-import os
 import re
-import shutil
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
@@ -21,6 +19,7 @@ import pytest
 from corridor.check.report import CSP, to_html, to_json, to_markdown
 from corridor.check.results import Exchange, ModuleResult, Report, Status, VariantReport
 from corridor.core.text import has_unsafe_characters
+from tests.server.test_browser import chromium_or_skip
 from tests.stubserver import stub_server
 
 ARTIFACTS = Path(__file__).parent.parent.parent / "test-artifacts"
@@ -466,18 +465,6 @@ def test_renderers_take_whatever_the_header_holds() -> None:
 
 
 # --- HTML in real Chromium ------------------------------------------------------------------
-
-
-def chromium_or_skip() -> tuple[str, str]:
-    chromium, chromedriver = shutil.which("chromium"), shutil.which("chromedriver")
-    if chromium and chromedriver:
-        return chromium, chromedriver
-    reason = (
-        "Debian packages chromium and chromium-driver are not installed (make test installs them as root)"
-    )
-    if os.environ.get("CI"):
-        pytest.fail(reason)  # design.md 8: in CI a missing system package is a failure, not a skip
-    pytest.skip(reason)
 
 
 @pytest.fixture

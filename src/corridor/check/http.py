@@ -48,6 +48,19 @@ MAX_BODY = 4000
 MAX_PAGE = 1500
 
 
+#: The largest response body read from the server under test (it is not trusted: a hostile or
+#: broken server must not make the checker hold gigabytes); metadata, pages and tokens are far
+#: smaller.
+MAX_RESPONSE = 1 << 20
+
+
+class ResponseTooLarge(httpx.HTTPError):
+    """A response body over :data:`MAX_RESPONSE`: read no further."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(f"the response from {url} is larger than {MAX_RESPONSE} bytes; not read")
+
+
 class HostNotAllowed(httpx.HTTPError):
     """A request to a host the configuration does not name."""
 
@@ -242,8 +255,17 @@ class RecordingClient:
             raise HostNotAllowed(urlsplit(url).hostname or url)
         request = self.http.build_request(method, url, **kwargs)
         try:
-            response = self.http.send(request)
-            response.read()
+            response = self.http.send(request, stream=True)
+            try:
+                chunks, size = [], 0
+                for chunk in response.iter_bytes():
+                    size += len(chunk)
+                    if size > MAX_RESPONSE:
+                        raise ResponseTooLarge(redact_url(str(request.url)))
+                    chunks.append(chunk)
+                response._content = b"".join(chunks)  # what Response.read() keeps, bounded
+            finally:
+                response.close()
         except httpx.HTTPError as exc:
             self.transcript.record(request, None, f"{type(exc).__name__}: {exc}")
             raise
