@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from corridor.audit import chain
+from corridor.audit.events import Outcome
 from corridor.core.randomness import new_id
 from corridor.core.text import escaping_logger
 from corridor.store.sql import Store
@@ -249,7 +250,7 @@ class AuditLog:
             },
         )
         return self.row(
-            evidence, aggregate.event, "aggregated", aggregate.end, aggregate.rule, aggregate.error
+            evidence, aggregate.event, Outcome.AGGREGATED, aggregate.end, aggregate.rule, aggregate.error
         )
 
     def _write(self, records: list[Mapping[str, Any]], conn: Connection | None) -> None:

@@ -185,5 +185,3 @@ def expect_refused_request(
         fragment_allowed=fragment_allowed,
     )
     return result
-
-

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import httpx
 from cryptography import x509
 
+from corridor.audit.events import Event, Outcome
 from corridor.audit.log import AuditLog, Evidence
 from corridor.core import strictjson
 from corridor.core.acr import AcrLevels
@@ -609,7 +610,7 @@ class ResourceGuard:
                 "policies": list(policy.policies),
                 "engine": "cedar",
             }
-        outcome = "allowed" if error is None else "refused"
+        outcome = Outcome.ALLOWED if error is None else Outcome.REFUSED
         now = self.clock.now()
         rule = error.rule if error else (policy.rule if policy is not None else None)
         code = (error.error or None) if error else None
@@ -617,7 +618,7 @@ class ResourceGuard:
             unauthenticated = source if error is not None and access is None else None
             self.audit.append(
                 evidence,
-                "rs.access",
+                Event.RS_ACCESS,
                 outcome,
                 now,
                 rule=rule,
@@ -625,7 +626,7 @@ class ResourceGuard:
                 unauthenticated_source=unauthenticated,
             )
         else:
-            self.decisions.append(AuditLog.row(evidence, "rs.access", outcome, now, rule, code))
+            self.decisions.append(AuditLog.row(evidence, Event.RS_ACCESS, outcome, now, rule, code))
             del self.decisions[:-1000]
 
 

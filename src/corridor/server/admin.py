@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from corridor.audit.events import Event, Outcome
 from corridor.audit.log import Evidence
 from corridor.audit.trace import readable, trace
 from corridor.core.errors import OAuthError
@@ -124,7 +125,7 @@ class AdminPages:
         self.server.store.update_admin_session(session["id_hash"], last_seen_at=now)
         evidence = Evidence(issuer=self.server.settings.issuer, request_id=new_id(), user_id=admin["id"])
         evidence.detail = {"viewed": ident, "surface": "admin_trace_page"}
-        self.server.audit.append(evidence, "admin.view", "shown", now)
+        self.server.audit.append(evidence, Event.ADMIN_VIEW, Outcome.SHOWN, now)
         events = [_timeline_entry(r) for r in readable(trace(self.server.store, ident))] if ident else []
         return render(
             "admin_trace.html", ident=ident, admin=admin["username"], events=events, csrf=session["csrf"]
@@ -178,7 +179,7 @@ class AdminPages:
         if not ok:
             evidence.user_id, evidence.detail = attempt.user_id, attempt.detail
             server.audit.append(
-                evidence, "admin.login", "refused", now, rule="credentials", error="access_denied"
+                evidence, Event.ADMIN_LOGIN, Outcome.REFUSED, now, rule="credentials", error="access_denied"
             )
             return self._login_page(next_url, "Wrong user name or password, or not an administrator.", 400)
         assert user is not None
@@ -187,8 +188,8 @@ class AdminPages:
         if due and self._required_acr(user) == _TOTP_ACR and not user.get("totp_secret"):
             server.audit.append(
                 evidence,
-                "admin.login",
-                "refused",
+                Event.ADMIN_LOGIN,
+                Outcome.REFUSED,
                 now,
                 rule="issue 13 C3 (admin_require_mfa)",
                 error="access_denied",
@@ -208,7 +209,7 @@ class AdminPages:
         )
         if not due:
             evidence.detail = {"acr": "password"}
-            server.audit.append(evidence, "admin.login", "succeeded", now)
+            server.audit.append(evidence, Event.ADMIN_LOGIN, Outcome.SUCCEEDED, now)
         response = redirect_303(next_url)  # 303 after a credential POST, never 307
         cookie_lifetime = server.settings.admin_session_lifetime
         response.headers.append("Set-Cookie", _admin_cookie(ADMIN_COOKIE, secret, cookie_lifetime))
@@ -240,7 +241,7 @@ class AdminPages:
         if not check.ok:
             evidence.detail = check.detail
             server.audit.append(
-                evidence, "admin.login", "refused", now, rule=check.rule, error="access_denied"
+                evidence, Event.ADMIN_LOGIN, Outcome.REFUSED, now, rule=check.rule, error="access_denied"
             )
             return self._second_factor_page(
                 session, user, next_url, "That code is not right (or was already used).", 400
@@ -252,7 +253,7 @@ class AdminPages:
             expires_at=now + server.settings.admin_session_lifetime,
         )
         evidence.detail = {"acr": _TOTP_ACR, "factor": "totp"}
-        server.audit.append(evidence, "admin.login", "succeeded", now)
+        server.audit.append(evidence, Event.ADMIN_LOGIN, Outcome.SUCCEEDED, now)
         return redirect_303(next_url)
 
     def passkey(self, request: Request, form: Any) -> Response:
@@ -276,7 +277,7 @@ class AdminPages:
         except PasskeyRefused as refusal:
             evidence.detail = {"factor": "passkey", "reason": refusal.reason}
             server.audit.append(
-                evidence, "admin.login", "refused", now, rule=refusal.rule, error="access_denied"
+                evidence, Event.ADMIN_LOGIN, Outcome.REFUSED, now, rule=refusal.rule, error="access_denied"
             )
             return self._second_factor_page(session, user, next_url, refusal.message, 400)
         server.store.update_admin_session(
@@ -290,7 +291,7 @@ class AdminPages:
             "factor": "passkey",
             "credential_id": assertion.passkey["credential_id"],
         }
-        server.audit.append(evidence, "admin.login", "succeeded", now)
+        server.audit.append(evidence, Event.ADMIN_LOGIN, Outcome.SUCCEEDED, now)
         return redirect_303(next_url)
 
     def logout(self, request: Request, form: Any) -> Response:
@@ -303,7 +304,7 @@ class AdminPages:
                 return error_page("invalid_request", "The form has expired; sign out again.")
             self.server.store.remove_admin_session(session["id_hash"])
             evidence = Evidence(issuer=self.server.settings.issuer, request_id=new_id(), user_id=user["id"])
-            self.server.audit.append(evidence, "admin.logout", "succeeded", self.server.now())
+            self.server.audit.append(evidence, Event.ADMIN_LOGOUT, Outcome.SUCCEEDED, self.server.now())
         response = redirect_303("/admin/trace")
         response.headers.append("Set-Cookie", _admin_cookie(ADMIN_COOKIE, "", 0))
         return response
@@ -341,7 +342,9 @@ def _timeline_entry(record: dict[str, Any]) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "event": record["event"],
         "outcome": record["outcome"],
-        "kind": record["outcome"] if record["outcome"] in ("refused", "denied", "shown") else "ok",
+        "kind": record["outcome"]
+        if record["outcome"] in (Outcome.REFUSED, Outcome.DENIED, Outcome.SHOWN)
+        else "ok",
         "title": _TITLES.get(record["event"], record["event"]),
         "iso": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record["time"])),
         "who": who,

@@ -17,6 +17,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from corridor.audit import chain
+from corridor.audit.events import Event
 from corridor.core.certificates import ProxyCertificateHeaders
 from corridor.core.randomness import new_id
 from corridor.core.text import escaping_logger
@@ -195,10 +196,10 @@ def create_app(
         Route("/.well-known/openid-configuration", metadata, methods=["GET"]),
         Route("/.well-known/oauth-authorization-server", metadata, methods=["GET"]),
         Route("/jwks", jwks, methods=["GET"]),
-        Route("/par", endpoint("/par", "par", pushed_authorization), methods=["POST"]),
-        Route("/token", endpoint("/token", "token", token), methods=["POST"]),
-        Route("/introspect", endpoint("/introspect", "introspection", introspect), methods=["POST"]),
-        Route("/revoke", endpoint("/revoke", "revocation", revoke), methods=["POST"]),
+        Route("/par", endpoint("/par", Event.PAR, pushed_authorization), methods=["POST"]),
+        Route("/token", endpoint("/token", Event.TOKEN, token), methods=["POST"]),
+        Route("/introspect", endpoint("/introspect", Event.INTROSPECTION, introspect), methods=["POST"]),
+        Route("/revoke", endpoint("/revoke", Event.REVOCATION, revoke), methods=["POST"]),
         Route("/userinfo", userinfo_endpoint, methods=["GET", "POST"]),
         Route("/authorize", pages.get_authorize, methods=["GET"]),
         Route("/interaction/{interaction_id}", pages.get_interaction, methods=["GET"]),

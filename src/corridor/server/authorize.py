@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from corridor.audit.events import Event, Outcome
 from corridor.audit.log import Evidence
 from corridor.core.errors import OAuthError
 from corridor.core.randomness import new_id, new_secret_token, token_hash
@@ -135,7 +136,7 @@ class AuthorizationPages:
         self.server.audit.append(
             evidence,
             event,
-            "refused",
+            Outcome.REFUSED,
             self.server.now(),
             rule=rule,
             error=error,
@@ -160,10 +161,10 @@ class AuthorizationPages:
         error: str,
         description: str,
         rule: str,
-        event: str = "authorize",
+        event: Event = Event.AUTHORIZE,
     ) -> Refusal:
         """RFC 6749 4.1.2.1 + RFC 9207: an error redirect, only to a pushed, verified redirect_uri."""
-        self.server.audit.append(evidence, event, "refused", self.server.now(), rule=rule, error=error)
+        self.server.audit.append(evidence, event, Outcome.REFUSED, self.server.now(), rule=rule, error=error)
         params = {"error": error, "error_description": description}
         if "state" in pushed_params:
             params["state"] = pushed_params["state"]
@@ -181,7 +182,7 @@ class AuthorizationPages:
         if malformed_authorization_identifiers(client_id, request_uri):
             raise self._refuse_page(
                 evidence,
-                "authorize",
+                Event.AUTHORIZE,
                 "invalid_request",
                 "Malformed client_id or request_uri.",
                 "issue 13 B8",
@@ -193,7 +194,7 @@ class AuthorizationPages:
         if not request_uri:
             raise self._refuse_page(
                 evidence,
-                "authorize",
+                Event.AUTHORIZE,
                 "invalid_request",
                 "Authorization requests must be pushed first (PAR).",
                 "FAPI2 5.3.2.2-3",
@@ -201,7 +202,7 @@ class AuthorizationPages:
             )
         if not client_id or server.clients.get(client_id) is None:
             raise self._refuse_page(
-                evidence, "authorize", "invalid_request", "Unknown client.", "RFC 9126 4", source
+                evidence, Event.AUTHORIZE, "invalid_request", "Unknown client.", "RFC 9126 4", source
             )
         pushed = None
         if request_uri.startswith(REQUEST_URI_PREFIX):
@@ -209,7 +210,7 @@ class AuthorizationPages:
         if pushed is None or pushed["client_id"] != client_id:
             raise self._refuse_page(
                 evidence,
-                "authorize",
+                Event.AUTHORIZE,
                 "invalid_request_uri",
                 "The request_uri is unknown.",
                 "RFC 9126 4",
@@ -220,7 +221,7 @@ class AuthorizationPages:
         if pushed["consumed_at"] is not None:
             raise self._refuse_page(
                 evidence,
-                "authorize",
+                Event.AUTHORIZE,
                 "invalid_request_uri",
                 "The request_uri was already used.",
                 "FAPI2 5.3.2.2-12",
@@ -228,7 +229,7 @@ class AuthorizationPages:
         if now >= pushed["expires_at"]:
             raise self._refuse_page(
                 evidence,
-                "authorize",
+                Event.AUTHORIZE,
                 "invalid_request_uri",
                 "The request_uri has expired.",
                 "FAPI2 5.3.2.2-12",
@@ -250,7 +251,7 @@ class AuthorizationPages:
         if ignored:
             # Issue 13 A1: what the front channel carried beside the pushed request, by name only.
             evidence.detail["interaction"] = interaction_id
-            server.audit.append(evidence, "authorize", "accepted", now, rule="RFC 9126 4")
+            server.audit.append(evidence, Event.AUTHORIZE, Outcome.ACCEPTED, now, rule="RFC 9126 4")
         return redirect_303(
             f"/interaction/{interaction_id}",
             headers={"Set-Cookie": cookie_header(_interaction_cookie(interaction_id), secret, lifetime)},
@@ -273,7 +274,7 @@ class AuthorizationPages:
         ):
             raise self._refuse_page(
                 self._evidence(),
-                "interaction",
+                Event.INTERACTION,
                 "invalid_request",
                 "This sign-in page has expired or belongs to another browser.",
                 "RFC 9700 4.4",
@@ -285,7 +286,7 @@ class AuthorizationPages:
                 interaction_id,
                 self._refuse_page(
                     self._evidence(),
-                    "interaction",
+                    Event.INTERACTION,
                     "invalid_request_uri",
                     "This authorization request has expired; start again from the application.",
                     "FAPI2 5.3.2.2-12",
@@ -296,7 +297,7 @@ class AuthorizationPages:
                 interaction_id,
                 self._refuse_page(
                     self._evidence(pushed),
-                    "interaction",
+                    Event.INTERACTION,
                     "invalid_request_uri",
                     "This authorization request was already completed.",
                     "FAPI2 5.3.2.2-12",
@@ -315,7 +316,7 @@ class AuthorizationPages:
             evidence.detail = {"interaction": interaction["id"], "par": pushed["ref_hash"]}
             raise self._refuse_page(
                 evidence,
-                "interaction",
+                Event.INTERACTION,
                 "invalid_request",
                 "The application is no longer registered here.",
                 "RFC 6749 4.1.2.1",
@@ -333,7 +334,7 @@ class AuthorizationPages:
             evidence.detail = {"interaction": interaction["id"], "par": pushed["ref_hash"]}
             raise self._refuse_page(
                 evidence,
-                "interaction",
+                Event.INTERACTION,
                 "invalid_request_uri",
                 "This authorization request has expired; start again from the application.",
                 "FAPI2 5.3.2.2-12",
@@ -367,7 +368,7 @@ class AuthorizationPages:
         if not hmac.compare_digest(form.get("csrf", "").encode(), interaction["csrf"].encode()):
             raise self._refuse_page(
                 self._evidence(pushed),
-                "interaction",
+                Event.INTERACTION,
                 "invalid_request",
                 "The form has expired; start again.",
                 "CSRF",
@@ -540,7 +541,9 @@ class AuthorizationPages:
                 page = again(waiting_message(waiting_until, WRONG_CODES), status=429)
                 page.headers["Retry-After"] = retry_after(waiting_until, now)
                 return page
-            server.audit.append(evidence, "login", "refused", now, rule=check.rule, error="access_denied")
+            server.audit.append(
+                evidence, Event.LOGIN, Outcome.REFUSED, now, rule=check.rule, error="access_denied"
+            )
             return again("That code is not right (or was already used).")
         if not server.settings.acr.reaches(session["acr"], TOTP_ACR):  # never lowers a passkey session
             server.store.raise_browser_session(session_hash, TOTP_ACR, now)
@@ -550,7 +553,7 @@ class AuthorizationPages:
             "interaction": interaction_id,
             "par": pushed["ref_hash"],
         }
-        server.audit.append(evidence, "login", "succeeded", now)
+        server.audit.append(evidence, Event.LOGIN, Outcome.SUCCEEDED, now)
         return redirect_303(self._next(interaction_id, form))
 
     # -- passkeys (WebAuthn, server/passkeys.py): sign-in, step-up and enrolment ---------------
@@ -568,14 +571,16 @@ class AuthorizationPages:
         client_name = client.name if client else ""
         if not server.passkeys.available:
             raise self._refuse_page(
-                evidence, "login", "invalid_request", "Passkeys cannot be used here.", "WebAuthn 5.1.4.1"
+                evidence, Event.LOGIN, "invalid_request", "Passkeys cannot be used here.", "WebAuthn 5.1.4.1"
             )
         try:
             assertion = server.passkeys.authenticate(form.get("credential", ""), interaction_id, now, user_id)
         except PasskeyRefused as refusal:
             evidence.user_id = user_id
             evidence.detail = {"factor": "passkey", "reason": refusal.reason, "interaction": interaction_id}
-            server.audit.append(evidence, "login", "refused", now, rule=refusal.rule, error="access_denied")
+            server.audit.append(
+                evidence, Event.LOGIN, Outcome.REFUSED, now, rule=refusal.rule, error="access_denied"
+            )
             if session is None:
                 return self._login_page(
                     interaction_id, interaction, client_name, status=400, error=refusal.message
@@ -607,7 +612,7 @@ class AuthorizationPages:
             server.store.raise_browser_session(
                 token_hash(request.cookies.get(SESSION_COOKIE, "")), PASSKEY_ACR, now
             )
-        server.audit.append(evidence, "login", "succeeded", now)
+        server.audit.append(evidence, Event.LOGIN, Outcome.SUCCEEDED, now)
         return redirect_303(self._next(interaction_id, form), headers=headers)
 
     def _has_strong_factor(self, user: Row) -> bool:
@@ -706,7 +711,7 @@ class AuthorizationPages:
         if not self._may_enrol(user, session) and not self._has_strong_factor(user):
             raise self._refuse_page(
                 evidence,
-                "passkey",
+                Event.PASSKEY,
                 "access_denied",
                 _ASK_FOR_A_LINK,
                 "issue 13 C4 (self_service_enrolment off)",
@@ -714,7 +719,7 @@ class AuthorizationPages:
         if not self._may_enrol(user, session):
             raise self._refuse_page(
                 evidence,
-                "passkey",
+                Event.PASSKEY,
                 "access_denied",
                 "Confirm it is you with your second factor before adding a passkey.",
                 "NIST SP 800-63B 6.1.2.1",
@@ -724,7 +729,7 @@ class AuthorizationPages:
         except PasskeyRefused as refusal:
             evidence.detail = {"reason": refusal.reason, "interaction": interaction_id}
             server.audit.append(
-                evidence, "passkey", "refused", now, rule=refusal.rule, error="invalid_request"
+                evidence, Event.PASSKEY, Outcome.REFUSED, now, rule=refusal.rule, error="invalid_request"
             )
             return self._enrol_page(
                 interaction_id, interaction, client_name, user, status=400, error=refusal.message
@@ -737,7 +742,7 @@ class AuthorizationPages:
             "interaction": interaction_id,
             "par": pushed["ref_hash"],
         }
-        server.audit.append(evidence, "passkey", "enrolled", now)
+        server.audit.append(evidence, Event.PASSKEY, Outcome.ENROLLED, now)
         return redirect_303(f"/interaction/{interaction_id}")
 
     def _consent_page(
@@ -749,7 +754,7 @@ class AuthorizationPages:
         if user is None:  # removed since _session looked (issue 13 B6)
             raise self._refuse_page(
                 self._evidence(pushed),
-                "interaction",
+                Event.INTERACTION,
                 "invalid_request",
                 "This account is no longer available; start again from the application.",
                 "issue 13 B6",
@@ -816,7 +821,7 @@ class AuthorizationPages:
                 "facts": facts,
             },
         }
-        self.server.audit.append(evidence, "consent", "shown", self.server.now())
+        self.server.audit.append(evidence, Event.CONSENT, Outcome.SHOWN, self.server.now())
 
     def login(self, request: Request, interaction_id: str, form: Form) -> Response:
         server, now = self.server, self.server.now()
@@ -837,7 +842,9 @@ class AuthorizationPages:
                 page.headers["Retry-After"] = retry
                 return page
             evidence.user_id, evidence.detail = attempt.user_id, attempt.detail
-            server.audit.append(evidence, "login", "refused", now, rule="credentials", error="access_denied")
+            server.audit.append(
+                evidence, Event.LOGIN, Outcome.REFUSED, now, rule="credentials", error="access_denied"
+            )
             return self._login_page(
                 interaction_id, interaction, client_name, status=400, error="Wrong user name or password."
             )
@@ -846,7 +853,7 @@ class AuthorizationPages:
         server.store.save_browser_session(token_hash(secret), user["id"], now, "password", now + lifetime)
         evidence.user_id = user["id"]
         evidence.detail = {"acr": "password", "interaction": interaction_id, "par": pushed["ref_hash"]}
-        server.audit.append(evidence, "login", "succeeded", now)
+        server.audit.append(evidence, Event.LOGIN, Outcome.SUCCEEDED, now)
         # FAPI2 5.3.2.2-10: 303 after a POST carrying credentials, never 307. With "Add a passkey
         # after signing in" ticked, on to the enrolment page (a second factor first if the account has one).
         return redirect_303(
@@ -872,7 +879,7 @@ class AuthorizationPages:
         decision = form.get("decision")
         if decision not in ("approve", "deny"):
             raise self._refuse_page(
-                evidence, "consent", "invalid_request", "Choose Approve or Deny.", "consent"
+                evidence, Event.CONSENT, "invalid_request", "Choose Approve or Deny.", "consent"
             )
         clear = {"Set-Cookie": cookie_header(_interaction_cookie(interaction_id), "", 0)}
         reply: dict[str, str] | None = None
@@ -881,7 +888,7 @@ class AuthorizationPages:
             # may open inside one (issue 13 B7, design.md 4).
             if Store.consume_pushed_request(conn, pushed["ref_hash"], now):
                 if decision == "deny":
-                    server.audit.append(evidence, "consent", "denied", now, conn=conn)
+                    server.audit.append(evidence, Event.CONSENT, Outcome.DENIED, now, conn=conn)
                     reply = {"error": "access_denied", "error_description": "the user denied the request"}
                 else:
                     reply = {"code": self._issue_code(conn, evidence, pushed, params, session, now)}
@@ -890,7 +897,7 @@ class AuthorizationPages:
                 interaction_id,
                 self._refuse_page(
                     evidence,
-                    "consent",
+                    Event.CONSENT,
                     "invalid_request_uri",
                     "This authorization request was already completed.",
                     "FAPI2 5.3.2.2-12",
@@ -936,8 +943,8 @@ class AuthorizationPages:
             expires_at=now + server.settings.code_lifetime,
         )
         evidence.grant_id = grant_id
-        server.audit.append(evidence, "consent", "granted", now, conn=conn)
-        server.audit.append(evidence, "code", "issued", now, conn=conn)
+        server.audit.append(evidence, Event.CONSENT, Outcome.GRANTED, now, conn=conn)
+        server.audit.append(evidence, Event.CODE, Outcome.ISSUED, now, conn=conn)
         return code
 
     # -- ASGI entry points -----------------------------------------------------------------

@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from corridor.audit.events import Event, Outcome
 from corridor.audit.log import Evidence
 from corridor.core.errors import OAuthError
 from corridor.core.randomness import new_id, new_secret_token, token_hash
@@ -70,7 +71,7 @@ class EnrolmentPages:
 
     def _refuse(self, evidence: Evidence, rule: str, description: str = _UNUSABLE) -> Response:
         self.server.audit.append(
-            evidence, "passkey", "refused", self.server.now(), rule=rule, error="access_denied"
+            evidence, Event.PASSKEY, Outcome.REFUSED, self.server.now(), rule=rule, error="access_denied"
         )
         return error_page("access_denied", description)
 
@@ -137,7 +138,7 @@ class EnrolmentPages:
         if signed is None or signed["id"] != user["id"]:
             evidence.detail = attempt.detail
             server.audit.append(
-                evidence, "passkey", "refused", now, rule="credentials", error="access_denied"
+                evidence, Event.PASSKEY, Outcome.REFUSED, now, rule="credentials", error="access_denied"
             )
             return self._page(token, link, user, cookie_csrf, status=400, error="Wrong password.")
         try:
@@ -147,7 +148,7 @@ class EnrolmentPages:
         except PasskeyRefused as refusal:
             evidence.detail = {"reason": refusal.reason, "via": "enrolment_link"}
             server.audit.append(
-                evidence, "passkey", "refused", now, rule=refusal.rule, error="invalid_request"
+                evidence, Event.PASSKEY, Outcome.REFUSED, now, rule=refusal.rule, error="invalid_request"
             )
             return self._page(token, link, user, cookie_csrf, status=400, error=refusal.message)
         stored = server.store.add_passkey_with_link(link["token_hash"], now, **passkey)
@@ -156,7 +157,12 @@ class EnrolmentPages:
         if stored is False:
             evidence.detail = {"reason": "credential already registered", "via": "enrolment_link"}
             server.audit.append(
-                evidence, "passkey", "refused", now, rule="WebAuthn 7.1 step 25", error="invalid_request"
+                evidence,
+                Event.PASSKEY,
+                Outcome.REFUSED,
+                now,
+                rule="WebAuthn 7.1 step 25",
+                error="invalid_request",
             )
             return self._page(
                 token, link, user, cookie_csrf, status=400, error="This passkey is already registered."
@@ -168,7 +174,7 @@ class EnrolmentPages:
             "via": "enrolment_link",
             "link_created_at": link["created_at"],
         }
-        server.audit.append(evidence, "passkey", "enrolled", now)
+        server.audit.append(evidence, Event.PASSKEY, Outcome.ENROLLED, now)
         response = redirect_303(f"{ENROL_PATH}?done=1")  # FAPI2 5.3.2.2-10: 303 after a credential POST
         response.headers.append("Set-Cookie", cookie_header(CSRF_COOKIE, "", 0, same_site="Strict"))
         return response

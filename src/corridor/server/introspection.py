@@ -6,6 +6,7 @@ from typing import Any
 
 from starlette.responses import Response
 
+from corridor.audit.events import Event, Outcome
 from corridor.core.errors import OAuthError
 from corridor.core.jose import FAPI_ALGORITHMS, JoseFailure, read_header, verify_with_keys
 from corridor.core.randomness import token_hash
@@ -83,7 +84,9 @@ def introspect(ex: Exchange) -> Response:
                     "iss": server.settings.issuer,
                 }
                 ex.evidence.grant_id = grant["id"]
-    server.audit.append(ex.evidence, "introspection", "active" if body["active"] else "inactive", ex.now)
+    server.audit.append(
+        ex.evidence, Event.INTROSPECTION, Outcome.ACTIVE if body["active"] else Outcome.INACTIVE, ex.now
+    )
     return json_response(body)
 
 
@@ -97,11 +100,11 @@ def revoke(ex: Exchange) -> Response:
         if claims is not None and claims["client_id"] == ex.client.client_id:
             Store.revoke_access_token(conn, claims["jti"], now)
             ex.evidence.token_jti = claims["jti"]
-            server.audit.append(ex.evidence, "revocation.access_token", "revoked", now, conn=conn)
+            server.audit.append(ex.evidence, Event.REVOCATION_ACCESS_TOKEN, Outcome.REVOKED, now, conn=conn)
         else:
             row = server.store.get_grant_by_refresh_token(token_hash(token))
             if row is not None and row["client_id"] == ex.client.client_id:
                 Store.revoke_grant(conn, row["id"], now, "revoked_by_client")
                 ex.evidence.grant_id = row["id"]
-                server.audit.append(ex.evidence, "revocation.grant", "revoked", now, conn=conn)
+                server.audit.append(ex.evidence, Event.REVOCATION_GRANT, Outcome.REVOKED, now, conn=conn)
     return Response(status_code=200, headers={"Cache-Control": "no-store"})

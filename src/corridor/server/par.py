@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
+from corridor.audit.events import Event, Outcome
 from corridor.core.randomness import new_secret_token, token_hash
 from corridor.server.authority import Exchange
 from corridor.server.checks import run
@@ -69,6 +70,6 @@ def pushed_authorization(ex: Exchange) -> Response:
     )
     # The pushed request's id in the trail: the hash of its reference (never the reference).
     ex.evidence.detail["par"] = token_hash(reference)
-    server.audit.append(ex.evidence, "par", "accepted", ex.now)
+    server.audit.append(ex.evidence, Event.PAR, Outcome.ACCEPTED, ex.now)
     # RFC 9126 2.2: 201 Created; FAPI2 5.3.2.2-12: expires_in below 600.
     return json_response({"request_uri": REQUEST_URI_PREFIX + reference, "expires_in": lifetime}, status=201)

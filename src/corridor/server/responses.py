@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from corridor.audit.events import Outcome
 from corridor.core.certificates import peer_certificate
 from corridor.core.errors import OAuthError
 from corridor.core.text import escaping_logger
@@ -81,7 +82,7 @@ async def run_endpoint(
             server.audit.append(
                 exchange.evidence,
                 event,
-                "refused",
+                Outcome.REFUSED,
                 exchange.now,
                 rule=error.rule,
                 error=error.error,

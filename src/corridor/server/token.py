@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import Connection
 from starlette.responses import Response
 
+from corridor.audit.events import Event, Outcome
 from corridor.core.errors import OAuthError
 from corridor.core.pkce import verifier_matches
 from corridor.core.randomness import new_secret_token, token_hash
@@ -124,7 +125,7 @@ def redeem_authorization_code(ex: Exchange) -> Response:
             ex.evidence.user_id = grant["user_id"]
             ex.evidence.scope = grant["scope"]
             ex.evidence.token_jti = claims["jti"]
-            server.audit.append(ex.evidence, "token.authorization_code", "issued", now, conn=conn)
+            server.audit.append(ex.evidence, Event.TOKEN_AUTHORIZATION_CODE, Outcome.ISSUED, now, conn=conn)
     if not won:
         _code_reuse(ex, row["grant_id"])
     id_token = None
@@ -147,7 +148,7 @@ def _code_reuse(ex: Exchange, grant_id: str) -> None:
     with ex.server.store.write() as conn:
         Store.revoke_grant(conn, grant_id, ex.now, "code_reuse")
         ex.server.audit.append(
-            ex.evidence, "code.reuse_detected", "revoked", ex.now, rule="RFC 6749 4.1.2", conn=conn
+            ex.evidence, Event.CODE_REUSE_DETECTED, Outcome.REVOKED, ex.now, rule="RFC 6749 4.1.2", conn=conn
         )
     raise OAuthError("invalid_grant", "the code was already used", rule="FAPI2 5.3.2.2-9, RFC 6749 4.1.2")
 
@@ -180,7 +181,7 @@ def refresh(ex: Exchange) -> Response:
         )
         ex.evidence.scope = scope
         ex.evidence.token_jti = claims["jti"]
-        server.audit.append(ex.evidence, "token.refresh_token", "issued", now, conn=conn)
+        server.audit.append(ex.evidence, Event.TOKEN_REFRESH_TOKEN, Outcome.ISSUED, now, conn=conn)
     return _token_response(access_token, claims)
 
 

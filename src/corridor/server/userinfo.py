@@ -9,6 +9,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from corridor.audit.events import Event, Outcome
 from corridor.audit.log import Evidence
 from corridor.core.certificates import peer_certificate
 from corridor.core.dpop import verify_proof
@@ -153,15 +154,15 @@ async def userinfo(request: Request, server: AuthorizationServer) -> Response:
             if error.error:  # a request without credentials is not a decision worth a record
                 server.audit.append(
                     evidence,
-                    "userinfo",
-                    "refused",
+                    Event.USERINFO,
+                    Outcome.REFUSED,
                     server.now(),
                     rule=error.rule,
                     error=error.error,
                     unauthenticated_source=source_address(request),  # no token proved: issue 13 B4
                 )
             return _challenge(error if error.error else None, challenge["scheme"])
-        server.audit.append(evidence, "userinfo", "allowed", server.now())
+        server.audit.append(evidence, Event.USERINFO, Outcome.ALLOWED, server.now())
         info = {"sub": user["id"]}
         if "profile" in str(claims.get("scope", "")).split():
             info["preferred_username"] = user["username"]
