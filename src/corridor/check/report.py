@@ -1,3 +1,5 @@
+# Why over 450 lines: the three report formats must say the same thing, so they are rendered
+# side by side from one model (JSON, Markdown and the HTML template's filters).
 """The report of a check run in three formats that say the same: JSON (``--json``), Markdown
 (``--markdown``) and one self-contained HTML file (``--html``), issue 14 "The report".
 

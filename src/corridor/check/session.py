@@ -1,3 +1,5 @@
+# Why over 450 lines: one client's whole conversation (PAR, front channel, token, resource)
+# with every knob a negative module turns; the knobs and the happy path share one state.
 """One configured client talking to the server under test, the way the OIDF suite's client
 does: PAR with the suite's parameters, the front channel (with ``response_type``, ``scope``
 and ``redirect_uri`` beside ``client_id`` and ``request_uri``, on purpose), the token and

@@ -1,3 +1,5 @@
+# Why over 450 lines: one probe and its judge for one host:port; the cipher-suite tables are
+# data, and the handshake helpers only make sense beside the verdicts that read them.
 """The TLS checks of ``corridor check``, by real handshakes (FAPI2-SP-FINAL 5.2.1, 5.2.2-1/2,
 5.2.3-2; BCP 195 = RFC 9325 + RFC 8996).
 

@@ -1,3 +1,6 @@
+# Why over 450 lines: the client's conversation with one AS (discovery, PAR, the authorization
+# response checks, token, refresh, ID token) shares one configuration and one evidence trail;
+# the async twin (client/aio.py) mirrors it method for method.
 """The FAPI 2.0 client: discovery from an authoritative issuer, PAR + PKCE, the authorization
 response checks, token and refresh requests with private_key_jwt or mTLS, DPoP or
 certificate-bound tokens, and ID token validation."""

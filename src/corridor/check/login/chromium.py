@@ -1,3 +1,5 @@
+# Why over 450 lines: the DevTools interception that keeps the browser on allowed hosts
+# and off the redirect URI is one state machine; split, its invariants would be in two places.
 """``[login] method = "chromium"``: real headless Chromium (Debian ``chromium`` +
 ``chromium-driver``) through selenium, for sign-in pages that need script.
 

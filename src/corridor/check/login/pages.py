@@ -1,3 +1,5 @@
+# Why over 450 lines: the page-reading rules (sign-in form, consent buttons, self-submitting
+# pages) are shared by both login drivers and are tested as one set.
 """Reading an authorization server's pages the way a person would: which form signs in, which
 button approves or denies, which page submits itself. Shared by the html-form driver (on the
 response bodies) and the Chromium driver (on the live DOM, serialised).

@@ -1,3 +1,6 @@
+# Why over 450 lines: one file per group of the OIDF test plan (here: the authorization
+# request and PAR refusals); each module is a short function, and the group reads as the suite's
+# list in the suite's order.
 """The suite's modules about the authorization request itself: optional and oversized
 ``state``/``nonce``, values inside (pushed) and outside (front channel) the request, missing or
 unregistered ``redirect_uri``, forbidden response types, requests that skip PAR, the life and

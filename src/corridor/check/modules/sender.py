@@ -1,3 +1,6 @@
+# Why over 450 lines: one file per group of the OIDF test plan (here: DPoP, holder-of-key and
+# the resource checks of the happy flow); each module is a short function, and the group reads
+# as the suite's list in the suite's order.
 """Sender-constrained tokens (FAPI2 5.3.2.1-4/5/12/13, 5.3.4-2/5; RFC 9449; RFC 8705): the
 suite's DPoP modules, its holder-of-key module, and the resource-server checks its happy flow
 makes (the access token in the query, another client's token with this client's key or

@@ -1,3 +1,5 @@
+# Why over 450 lines: one file per group of the OIDF test plan (here: token endpoint, client
+# assertion and PKCE); each module is a short function in the suite's order.
 """The token endpoint, client assertion and PKCE modules: what the suite sends to the token and
 PAR endpoints when it tries another client's code, a used or expired code, a missing or wrong
 PKCE verifier, and private_key_jwt assertions that are wrong in one way each (RS256, no
