@@ -149,6 +149,14 @@ class Bench:
             jwks.write_text(json.dumps({"keys": [self.client_key.public_jwk]}))
             common = ["--data-dir", str(data_dir)]
             run_cli = [*corridor]
+            # The CLI's registration commands need an existing database (issue 13).
+            data_dir.mkdir(parents=True, exist_ok=True)
+            subprocess.run(
+                [*run_cli, "db", "upgrade", *common],
+                check=True,
+                capture_output=True,
+                env={**os.environ, **env},
+            )
             subprocess.run(
                 [
                     *run_cli,
