@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from corridor.resource.asgi import ProtectedResource, protected, require
 from corridor.resource.guard import ResourceGuard, ResourceSettings
-from corridor.server.tls import server_ssl_context
+from corridor.transport.tls import server_ssl_context
 
 SCOPE = "accounts"
 

@@ -44,7 +44,7 @@ import httpx
 from bench.driver import Target, run
 from corridor.core.jose import SigningKey
 from corridor.core.randomness import new_id, token_hash
-from corridor.server.tls import DevTLS, ensure_dev_tls
+from corridor.transport.tls import DevTLS, ensure_dev_tls
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

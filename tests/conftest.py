@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from corridor.server.tls import DevTLS
+from corridor.transport.tls import DevTLS
 from tests.pki import TestPKI
 from tests.support import (
     POSTGRES_ENV,

@@ -32,11 +32,12 @@ from corridor.core.randomness import new_id, new_secret_token
 from corridor.server.app import create_app
 from corridor.server.authority import AuthorizationServer
 from corridor.server.clients import build_client_metadata
-from corridor.server.mtls import MtlsTrust
+from corridor.server.mtls import registered_certificates
 from corridor.server.serve import Listeners
 from corridor.server.settings import Settings
-from corridor.server.tls import DevTLS, ensure_dev_tls, server_ssl_context
 from corridor.store.sql import Store, database_url
+from corridor.transport.tls import DevTLS, ensure_dev_tls, server_ssl_context
+from corridor.transport.trust import MtlsTrust
 
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 REDIRECT_URI = "https://client.example.org/cb"
@@ -235,7 +236,8 @@ class Driver:
         )
         self.as_.store.add_client(client_id, "Test client " + client_id[-4:], meta, time.time())
         if self.as_.server is not None and self.as_.server.mtls_trust is not None:
-            self.as_.server.mtls_trust.refresh(self.as_.store)  # do not wait for the next refresh round
+            # do not wait for the next refresh round
+            self.as_.server.mtls_trust.refresh(registered_certificates(self.as_.store))
         return Client(client_id, key, SigningKey.generate("ES256"), redirect_uris[0])
 
     # -- messages ------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from corridor.server.tls import DevTLS
+from corridor.transport.tls import DevTLS
 from tests.support import free_socket, running_as
 from tests.test_serve import CORRIDOR, corridor
 

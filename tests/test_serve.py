@@ -18,8 +18,8 @@ import pytest
 
 from corridor.core.clock import MovableClock
 from corridor.core.jose import SigningKey
-from corridor.server.tls import DevTLS
 from corridor.store.sql import Store
+from corridor.transport.tls import DevTLS
 from tests.support import Client, Driver, RunningAS, free_socket
 
 CORRIDOR = [sys.executable, "-m", "corridor.cli"]

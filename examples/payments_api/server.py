@@ -31,10 +31,11 @@ import httpx
 
 from corridor.audit.log import AuditLog
 from corridor.resource.guard import ResourceGuard, ResourceSettings
-from corridor.server.mtls import MtlsTrust
-from corridor.server.serve import ListenerLimits, uvicorn_server
-from corridor.server.tls import ensure_dev_tls
+from corridor.server.mtls import registered_certificates
 from corridor.store.sql import Store
+from corridor.transport.listeners import ListenerLimits, uvicorn_server
+from corridor.transport.tls import ensure_dev_tls
+from corridor.transport.trust import MtlsTrust
 
 from .app import DEFAULT_STEP_UP_THRESHOLD, STEP_UP_ACR, create_app
 from .ledger import Ledger
@@ -129,7 +130,7 @@ def run(config: DemoConfig, echo: Callable[[str], None] | None = None) -> None:
     ledger = Ledger(config.ledger_url)
     app = create_app(guard, ledger, step_up_threshold=config.step_up_threshold)
     trust = MtlsTrust(tls.cert_file, tls.key_file, config.mtls_ca_file)
-    trust.refresh(store)
+    trust.refresh(registered_certificates(store))
 
     lines = [
         NAME + " (corridor.resource + FastAPI)",
@@ -160,7 +161,7 @@ def run(config: DemoConfig, echo: Callable[[str], None] | None = None) -> None:
             while True:
                 await asyncio.sleep(config.trust_refresh_interval)
                 try:
-                    await asyncio.to_thread(trust.refresh, store)
+                    await asyncio.to_thread(lambda: trust.refresh(registered_certificates(store)))
                 except Exception:  # the old trust store stays in force; retried next round
                     log.exception("client certificate trust refresh failed")
 

@@ -162,9 +162,10 @@ def serve(
         DEMO_USER,
         ensure_demo,
     )
-    from corridor.server.mtls import MtlsTrust
-    from corridor.server.serve import Listeners, run_loop, run_workers
-    from corridor.server.tls import ensure_dev_tls, server_ssl_context
+    from corridor.server.serve import Listeners
+    from corridor.transport.listeners import run_loop, run_workers
+    from corridor.transport.tls import ensure_dev_tls, server_ssl_context
+    from corridor.transport.trust import MtlsTrust
 
     if port is not None and issuer is None and config_file is None and not _env_names_issuer():
         issuer = f"https://localhost:{port}"
@@ -245,7 +246,7 @@ def _check_tls_files(cert: str, key: str) -> None:
     """issue 13 F1: a configured certificate or key that is missing or unreadable, named."""
     import ssl
 
-    from corridor.server.tls import server_ssl_context
+    from corridor.transport.tls import server_ssl_context
 
     for setting, path in (("tls_cert_file", cert), ("tls_key_file", key)):
         if not path:
@@ -263,7 +264,7 @@ def _check_tls_files(cert: str, key: str) -> None:
 
 
 def _listen(host: str, port: int, option: str) -> Any:
-    from corridor.server.serve import bind
+    from corridor.transport.listeners import bind
 
     try:
         return bind(host, port)
@@ -622,7 +623,7 @@ def demo_api(
     """Run the demo payments API (examples/payments_api) over HTTPS, protected by corridor.resource."""
     from decimal import Decimal, InvalidOperation
 
-    from corridor.server.serve import ListenerLimits
+    from corridor.transport.listeners import ListenerLimits
 
     settings = _settings(data_dir, config_file, issuer=issuer)
     try:

@@ -18,7 +18,7 @@ from corridor.check.http import Transcript
 from corridor.check.login import make_browser
 from corridor.check.results import ModuleResult
 from corridor.core.jose import SigningKey
-from corridor.server.tls import DevTLS
+from corridor.transport.tls import DevTLS
 from tests.check.corridor_stack import REDIRECTS, SCOPE, write_config
 from tests.pki import TestPKI
 from tests.support import PASSWORD, Driver, RunningAS, running_as

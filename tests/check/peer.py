@@ -68,8 +68,8 @@ from corridor.core.jose import SigningKey
 from corridor.core.private_files import write_private
 from corridor.resource.asgi import ProtectedResource, protected, require
 from corridor.resource.guard import ResourceGuard, ResourceSettings
-from corridor.server.serve import uvicorn_server
-from corridor.server.tls import TLS12_CIPHERS, DevTLS
+from corridor.transport.listeners import uvicorn_server
+from corridor.transport.tls import TLS12_CIPHERS, DevTLS
 from tests.interop.node import STARTUP_TIMEOUT, NodeFlow
 from tests.pki import ClientCert, TestPKI
 from tests.support import free_socket

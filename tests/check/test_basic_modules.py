@@ -13,7 +13,7 @@ import pytest
 import corridor.server.authorize as authorize
 import corridor.server.responses as responses
 from corridor.check.results import Status
-from corridor.server.tls import DevTLS
+from corridor.transport.tls import DevTLS
 from tests.check.inprocess import checked_corridor, run_modules
 from tests.support import RunningAS
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from corridor.server.tls import DevTLS
+from corridor.transport.tls import DevTLS
 from tests.check.peer import FapiPeer, running_fapi_peer
 from tests.test_serve import CORRIDOR
 

@@ -27,7 +27,7 @@ from corridor.core.jose import SigningKey, read_header, verify_with_keys
 from corridor.core.pkce import new_verifier, s256_challenge
 from corridor.core.randomness import new_secret_token
 from corridor.core.x509 import thumbprint_s256
-from corridor.server.tls import DevTLS
+from corridor.transport.tls import DevTLS
 from tests.check.peer import (
     PAIRS,
     PASSWORD,

@@ -31,8 +31,8 @@ from corridor.check.http import Transcript
 from corridor.check.login import HtmlFormBrowser, LoginError, ManualBrowser, make_browser, pages
 from corridor.check.outcome import FrontChannelResult, Landing
 from corridor.client import FapiClient
-from corridor.server.serve import uvicorn_server
-from corridor.server.tls import DevTLS, server_ssl_context
+from corridor.transport.listeners import uvicorn_server
+from corridor.transport.tls import DevTLS, server_ssl_context
 from tests.interop.peer import OidcProviderPeer, running_oidc_provider
 from tests.pki import TestPKI
 from tests.server.test_browser import chromium_or_skip

@@ -224,7 +224,7 @@ def test_a_refused_back_channel_request_is_judged_by_status_and_error(
 
 def test_a_response_over_the_cap_is_not_read_and_fails_the_module(tmp_path: Path) -> None:
     from corridor.check.http import MAX_RESPONSE, RecordingClient, ResponseTooLarge, Transcript, ssl_context
-    from corridor.server.tls import ensure_dev_tls
+    from corridor.transport.tls import ensure_dev_tls
     from tests.stubserver import stub_server
 
     tls = ensure_dev_tls(tmp_path / "tls")

@@ -25,8 +25,8 @@ from corridor.server import authorize as authorize_module
 from corridor.server import par as par_module
 from corridor.server.authority import Exchange
 from corridor.server.checks.par import require_redirect_uri
-from corridor.server.tls import DevTLS
 from corridor.store.sql import Store
+from corridor.transport.tls import DevTLS
 from tests.pki import TestPKI
 from tests.support import PASSWORD, Driver, RunningAS, running_as
 

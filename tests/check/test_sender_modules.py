@@ -26,7 +26,7 @@ from corridor.check.results import ModuleResult, Status
 from corridor.resource.guard import ResourceGuard, ResourceSettings
 from corridor.server.authority import Exchange
 from corridor.server.checks.dpop import bind_dpop_key, require_sender_constraint
-from corridor.server.tls import DevTLS
+from corridor.transport.tls import DevTLS
 from tests.check.corridor_stack import write_config
 from tests.check.inprocess import register
 from tests.resource.api import RunningRS, running_api

@@ -25,7 +25,7 @@ from corridor.check.tls import (
     probe_capabilities,
     probe_tls,
 )
-from corridor.server.tls import DevTLS
+from corridor.transport.tls import DevTLS
 from tests.check.tls_servers import (
     PERMISSIVE_CIPHERS,
     ServerCerts,
@@ -263,7 +263,7 @@ def test_a_server_that_never_answers_is_an_error_finding() -> None:
 
 @pytest.mark.parametrize("listener", ["main", "mtls"])
 def test_corridors_own_listeners_pass(corridor: RunningAS, listener: str) -> None:
-    """Corridor's TLS policy (corridor.server.tls) as the check sees it from outside."""
+    """Corridor's TLS policy (corridor.transport.tls) as the check sees it from outside."""
     assert corridor.server is not None
     port = corridor.port if listener == "main" else corridor.server.settings.mtls_port
     findings = probe_tls("127.0.0.1", port, ca_file=str(corridor.tls.ca_file), server_hostname="localhost")

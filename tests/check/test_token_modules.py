@@ -29,8 +29,8 @@ from corridor.server.checks import client_auth
 from corridor.server.checks.par import require_pkce_s256
 from corridor.server.pages import error_page
 from corridor.server.responses import authorization_response
-from corridor.server.tls import DevTLS
 from corridor.store.sql import Store
+from corridor.transport.tls import DevTLS
 from tests.pki import TestPKI
 from tests.support import PASSWORD, REDIRECT_URI, Driver, RunningAS, running_as
 

@@ -11,7 +11,7 @@ import pytest
 
 import tests.support
 from corridor.check.results import Status
-from corridor.server.tls import DevTLS, server_ssl_context
+from corridor.transport.tls import DevTLS, server_ssl_context
 from tests.check.inprocess import checked_corridor, run_modules
 
 TLS = "corridor-tls-bcp195"

@@ -12,7 +12,7 @@ import pytest
 from corridor.client import FapiClient
 from corridor.client.errors import AuthorizationResponseError, TokenEndpointError
 from corridor.resource.guard import ResourceSettings
-from corridor.server.tls import DevTLS
+from corridor.transport.tls import DevTLS
 from tests.client.test_client_flow import consent, make_client
 from tests.pki import TestPKI
 from tests.resource.api import running_api

@@ -30,8 +30,8 @@ from corridor.client.errors import (
 )
 from corridor.core.jose import SigningKey, read_header
 from corridor.server.forms import parse_pairs
-from corridor.server.serve import uvicorn_server
-from corridor.server.tls import DevTLS, server_ssl_context
+from corridor.transport.listeners import uvicorn_server
+from corridor.transport.tls import DevTLS, server_ssl_context
 from tests.support import free_socket
 
 REDIRECT = "https://client.example.org/cb"
@@ -305,7 +305,7 @@ def test_follows_nonce_rotation_and_refresh_rotation(client: FapiClient, hostile
 
 def test_tls_certificate_checks(hostile: Hostile, tls: DevTLS, tmp_path: Any) -> None:
     """C1 / FAPI2 5.2.1: an untrusted CA or a certificate for another host aborts the client."""
-    from corridor.server.tls import ensure_dev_tls
+    from corridor.transport.tls import ensure_dev_tls
 
     untrusted = FapiClient(hostile.issuer, "c", redirect_uri=REDIRECT, key=SigningKey.generate("ES256"))
     with pytest.raises(MetadataError):

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from corridor.server.tls import DevTLS
+from corridor.transport.tls import DevTLS
 from tests.cluster.support import Cluster, cluster
 from tests.support import postgres_database
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import httpx
 
 from corridor.core.clock import MovableClock
-from corridor.server.tls import DevTLS
 from corridor.store.sql import Store
+from corridor.transport.tls import DevTLS
 from tests.support import Driver, RunningAS, free_socket
 
 CORRIDOR = [str(Path(sys.executable).parent / "corridor")]

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from corridor.server.tls import DevTLS
+from corridor.transport.tls import DevTLS
 from tests.cluster.support import Cluster, cluster
 from tests.support import Client, Driver, decode_jwt, free_socket, postgres_database
 

@@ -17,7 +17,7 @@ import pytest
 
 from corridor.core.clock import MovableClock
 from corridor.server.keys import key_states
-from corridor.server.tls import DevTLS
+from corridor.transport.tls import DevTLS
 from tests.support import Driver, RunningAS, decode_jwt, postgres_database, running_as
 
 ISSUER = "https://as.cluster.test"

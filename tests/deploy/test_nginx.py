@@ -25,8 +25,8 @@ import pytest
 
 from corridor.core.clock import MovableClock
 from corridor.core.jose import SigningKey
-from corridor.server.tls import DevTLS
 from corridor.store.sql import Store
+from corridor.transport.tls import DevTLS
 from tests.pki import ClientCert, TestPKI
 from tests.server.test_mtls import assert_invalid_client, code_form, par, token, userinfo
 from tests.support import PASSWORD, Client, Driver, Flow, RunningAS, decode_jwt, free_socket

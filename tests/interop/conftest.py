@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from corridor.server.tls import DevTLS
+from corridor.transport.tls import DevTLS
 from tests.interop.peer import OidcProviderPeer, running_oidc_provider
 from tests.support import PASSWORD, Browser, RunningAS
 

@@ -45,7 +45,7 @@ from corridor.core.dpop import make_proof
 from corridor.core.jose import SigningKey
 from corridor.core.pkce import new_verifier, s256_challenge
 from corridor.core.randomness import new_secret_token
-from corridor.server.tls import DevTLS
+from corridor.transport.tls import DevTLS
 from tests.interop.node import STARTUP_TIMEOUT, NodeFlow
 
 HERE = Path(__file__).parent

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from corridor.client import FapiClient
-from corridor.server.tls import DevTLS
+from corridor.transport.tls import DevTLS
 from tests.interop.peer import OidcProviderPeer, _Flow, running_oidc_provider
 from tests.pki import ClientCert, TestPKI
 from tests.support import decode_jwt

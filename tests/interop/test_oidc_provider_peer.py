@@ -13,7 +13,7 @@ from corridor.core.dpop import make_proof, verify_proof
 from corridor.core.jose import JoseFailure, SigningKey, read_header, verify_with_keys
 from corridor.core.pkce import new_verifier, s256_challenge
 from corridor.core.randomness import new_secret_token
-from corridor.server.tls import DevTLS
+from corridor.transport.tls import DevTLS
 from tests.interop.peer import JWT_BEARER, RESOURCE, SCOPE, OidcProviderPeer, running_oidc_provider
 from tests.support import decode_jwt
 

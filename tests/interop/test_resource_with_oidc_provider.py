@@ -13,7 +13,7 @@ import pytest
 from corridor.core.dpop import make_proof
 from corridor.core.jose import SigningKey
 from corridor.resource.guard import ResourceSettings
-from corridor.server.tls import DevTLS
+from corridor.transport.tls import DevTLS
 from tests.interop.peer import OidcProviderPeer
 from tests.pki import TestPKI
 from tests.resource.api import PUBLIC_URL, RunningRS, running_api

@@ -21,8 +21,8 @@ from corridor.core.clock import Clock
 from corridor.policy.cedar import minor_units
 from corridor.resource.asgi import ProtectedResource, decide, protected, require
 from corridor.resource.guard import ResourceGuard, ResourceSettings, insufficient_scope
-from corridor.server.serve import uvicorn_server
-from corridor.server.tls import TLS12_CIPHERS, DevTLS
+from corridor.transport.listeners import uvicorn_server
+from corridor.transport.tls import TLS12_CIPHERS, DevTLS
 from tests.support import free_socket
 
 #: The API's external URL; DPoP proofs name it (RFC 9449 4.3-9), whatever port serves it here.

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from corridor.resource.guard import ResourceSettings
-from corridor.server.tls import DevTLS
+from corridor.transport.tls import DevTLS
 from tests.pki import TestPKI
 from tests.resource.api import PUBLIC_URL, RunningRS, running_api
 from tests.support import RESOURCE, RunningAS

@@ -23,7 +23,7 @@ import pytest
 
 from corridor.audit.log import AuditLog
 from corridor.core.text import escape_controls, escaping_logger
-from corridor.server.tls import DevTLS
+from corridor.transport.tls import DevTLS
 from tests.pki import TestPKI
 from tests.resource.api import RunningRS
 from tests.resource.test_guard import call, proof

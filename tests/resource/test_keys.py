@@ -15,7 +15,7 @@ import pytest
 from corridor.core.clock import MovableClock
 from corridor.core.jose import JoseFailure, SigningKey
 from corridor.resource.keys import IssuerKeys
-from corridor.server.tls import DevTLS
+from corridor.transport.tls import DevTLS
 from tests.stubserver import stub_server
 
 

@@ -10,7 +10,7 @@ import httpx
 import pyotp
 import pytest
 
-from corridor.server.tls import DevTLS
+from corridor.transport.tls import DevTLS
 from tests.server.test_browser import ARTIFACTS, browser  # noqa: F401 - the Chromium fixture
 from tests.support import PASSWORD, Driver, decode_jwt, running_as
 

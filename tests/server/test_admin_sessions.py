@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import func, select
 
 from corridor.server.settings import Settings
-from corridor.server.tls import DevTLS
 from corridor.store import schema
+from corridor.transport.tls import DevTLS
 from tests.support import PASSWORD, Driver, RunningAS, running_as
 
 ADMIN_COOKIE = "__Host-corridor-admin"

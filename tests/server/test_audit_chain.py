@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import delete, select, update
 
 from corridor.audit.chain import verify, verify_checkpoints
-from corridor.server.tls import DevTLS
 from corridor.store import schema as t
+from corridor.transport.tls import DevTLS
 from tests.support import Driver, RunningAS, decode_jwt, postgres_database, running_as
 
 CORRIDOR = [str(Path(sys.executable).parent / "corridor")]

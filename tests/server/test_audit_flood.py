@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
-from corridor.server.tls import DevTLS
 from corridor.store import schema as t
+from corridor.transport.tls import DevTLS
 from tests.support import Driver, RunningAS, postgres_database, running_as
 
 CORRIDOR = [str(Path(sys.executable).parent / "corridor")]

@@ -14,7 +14,7 @@ from joserfc.jwk import OctKey, RSAKey
 from corridor.core.b64 import b64url_encode
 from corridor.core.jose import SigningKey
 from corridor.server.clients import ClientMetadataError, build_client_metadata
-from corridor.server.tls import ensure_dev_tls
+from corridor.transport.tls import ensure_dev_tls
 from tests.stubserver import stub_server
 from tests.support import Client, Driver
 

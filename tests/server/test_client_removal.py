@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import select
 
 from corridor.core.randomness import new_id
-from corridor.server.tls import DevTLS
 from corridor.store import schema
+from corridor.transport.tls import DevTLS
 from tests.pki import TestPKI
 from tests.support import Client, Driver, decode_jwt, running_as
 

@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from corridor.server.tls import DevTLS
+from corridor.transport.tls import DevTLS
 from tests.pki import TestPKI
 from tests.server.test_browser import browser  # noqa: F401  (the Chromium fixture)
 from tests.server.test_details import ACCOUNTS, PAYMENT, TOOL

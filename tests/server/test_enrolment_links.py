@@ -27,8 +27,8 @@ from sqlalchemy import func, select
 from corridor.core.randomness import token_hash
 from corridor.server.enrolment import CSRF_COOKIE, issue_link
 from corridor.server.settings import Settings
-from corridor.server.tls import DevTLS
 from corridor.store import schema
+from corridor.transport.tls import DevTLS
 from tests.passkey_device import Authenticator, passkey_form
 from tests.server.test_passkeys import device, login_page, post
 from tests.server.test_step_up import start

@@ -23,7 +23,7 @@ from corridor.core.b64 import b64url_encode
 from corridor.core.dpop import DPOP_TYP, access_token_hash
 from corridor.core.jose import SigningKey
 from corridor.core.randomness import new_secret_token
-from corridor.server.serve import MAX_REQUEST_HEAD_BYTES
+from corridor.transport.listeners import MAX_REQUEST_HEAD_BYTES
 from tests.hostile import (
     B64URL,
     DELETE,

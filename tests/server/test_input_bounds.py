@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from corridor.server.tls import DevTLS
 from corridor.store import schema
+from corridor.transport.tls import DevTLS
 from tests.pki import TestPKI
 from tests.support import JWT_BEARER, PASSWORD, RESOURCE, Driver, RunningAS, running_as
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from corridor.server.tls import DevTLS, ensure_dev_tls
+from corridor.transport.tls import DevTLS, ensure_dev_tls
 from tests.resource.test_demo_api import demo_api
 from tests.support import RunningAS, free_socket, running_as
 from tests.test_serve import corridor

@@ -17,7 +17,7 @@ from cryptography import x509
 from corridor.core.pkce import new_verifier, s256_challenge
 from corridor.core.randomness import new_secret_token
 from corridor.server.clients import ClientMetadataError, build_client_metadata
-from corridor.server.tls import DevTLS
+from corridor.transport.tls import DevTLS
 from tests.pki import ClientCert, TestPKI
 from tests.support import Client, Driver, Flow, RunningAS, decode_jwt, running_as
 

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from corridor.server.tls import DevTLS
+from corridor.transport.tls import DevTLS
 from tests.support import PASSWORD, Driver, RunningAS, running_as
 
 ADMIN = "hashing-admin"

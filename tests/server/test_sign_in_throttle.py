@@ -20,8 +20,8 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from corridor.server.tls import DevTLS
 from corridor.store import schema
+from corridor.transport.tls import DevTLS
 from tests.support import PASSWORD, Browser, Client, Driver, RunningAS, running_as
 
 ADMIN = "throttle-admin"

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from corridor.server.tls import DevTLS
+from corridor.transport.tls import DevTLS
 from tests.support import Driver
 from tests.tlsprobe import OLD_SUITES, handshake, permissive_server
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, insert, select
 
-from corridor.server.tls import DevTLS
 from corridor.store import schema as t
 from corridor.store.migrate import upgrade
 from corridor.store.sql import database_url
+from corridor.transport.tls import DevTLS
 from tests.support import PASSWORD, Driver, RunningAS, postgres_database, running_as
 
 CORRIDOR = [str(Path(sys.executable).parent / "corridor")]

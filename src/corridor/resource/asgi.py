@@ -14,7 +14,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from corridor.core.certificates import ProxyCertificateHeaders, peer_certificate
 from corridor.core.json_limits import MAX_SIZE, JSONLimitError, check_json_limits
 from corridor.policy.cedar import PolicyDecision
 from corridor.resource.guard import (
@@ -25,6 +24,7 @@ from corridor.resource.guard import (
     ResourceGuard,
     requirement,
 )
+from corridor.transport.certificates import ProxyCertificateHeaders, peer_certificate
 
 STATE_KEY = "access_token"
 GUARD_KEY = "corridor.guard"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hmac
 import secrets
-import ssl
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
@@ -35,6 +34,7 @@ from corridor.core.replay import MemoryReplayCache, ReplayCache
 from corridor.core.x509 import thumbprint_s256
 from corridor.policy.cedar import Policies, PolicyDecision, grant_context
 from corridor.resource.keys import IssuerKeys
+from corridor.transport.tls import outbound_context
 
 ALGS = " ".join(FAPI_ALGORITHMS)
 METADATA_PATH = "/.well-known/oauth-protected-resource"
@@ -198,8 +198,7 @@ class ResourceGuard:
         self.settings = settings
         self.clock = clock or SystemClock()
         if http is None:
-            context = ssl.create_default_context(cafile=settings.ca_file or None)
-            context.minimum_version = ssl.TLSVersion.TLSv1_2
+            context = outbound_context(settings.ca_file)
             http = httpx.Client(verify=context, timeout=5.0, follow_redirects=False)
         self.http = http
         self.issuers = {iss: IssuerKeys(iss, http, self.clock) for iss in settings.authorization_servers}

@@ -18,7 +18,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from corridor.audit import chain
 from corridor.audit.events import Event
-from corridor.core.certificates import ProxyCertificateHeaders
 from corridor.core.randomness import new_id
 from corridor.core.text import escaping_logger
 from corridor.server.admin import AdminPages
@@ -27,11 +26,13 @@ from corridor.server.authorize import AuthorizationPages
 from corridor.server.discovery import server_metadata
 from corridor.server.enrolment import ENROL_PATH, EnrolmentPages
 from corridor.server.introspection import introspect, revoke
+from corridor.server.mtls import registered_certificates
 from corridor.server.pages import error_page
 from corridor.server.par import pushed_authorization
 from corridor.server.responses import NO_STORE, run_endpoint
 from corridor.server.token import token
 from corridor.server.userinfo import userinfo
+from corridor.transport.certificates import ProxyCertificateHeaders
 
 log = escaping_logger("corridor.server")  # issue 13 E1
 access_log = escaping_logger("corridor.access")  # issue 13 E1
@@ -164,9 +165,9 @@ def create_app(
             chain.checkpoint(server.store, server.keys.signing, server.settings.issuer, server.now())
 
         def follow_registrations() -> None:
-            # The mTLS trust store follows client registration (server/mtls.py).
+            # The mTLS trust store follows client registration (transport/trust.py).
             if server.mtls_trust is not None:
-                server.mtls_trust.refresh(server.store)
+                server.mtls_trust.refresh(registered_certificates(server.store))
 
         tasks = [
             asyncio.create_task(every(purge_interval, "purge", purge)),

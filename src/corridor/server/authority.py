@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import ssl
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -29,9 +28,10 @@ from corridor.server.passkeys import Passkeys
 from corridor.server.settings import Settings
 from corridor.server.signin import SignIns
 from corridor.store.sql import Store
+from corridor.transport.tls import outbound_context
 
 if TYPE_CHECKING:
-    from corridor.server.mtls import MtlsTrust
+    from corridor.transport.trust import MtlsTrust
 
 
 log = logging.getLogger("corridor.server")
@@ -117,10 +117,7 @@ class AuthorizationServer:
         #: Password checks and the sign-in throttle (issue 13 C1, C2, B3).
         self.sign_ins = SignIns(store, settings)
         # FAPI2 5.2.1: calls to others (jwks_uri) check server certificates (RFC 9525).
-        context = ssl.create_default_context()
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        if settings.trust_ca_file:
-            context.load_verify_locations(settings.trust_ca_file)
+        context = outbound_context(extra_ca_file=settings.trust_ca_file)
         self.http = httpx.Client(verify=context, timeout=5.0, follow_redirects=False)
         self.clients = ClientRegistry(
             store, self.clock, self.http, registration_cache_seconds=settings.registration_cache_seconds

@@ -11,12 +11,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from corridor.audit.events import Outcome
-from corridor.core.certificates import peer_certificate
 from corridor.core.errors import OAuthError
 from corridor.core.text import escaping_logger
 from corridor.server.authority import AuthorizationServer, Exchange
 from corridor.server.forms import read_form
-from corridor.server.mtls import via_mtls_listener
+from corridor.transport.certificates import peer_certificate
+from corridor.transport.trust import via_mtls_listener
 
 log = escaping_logger("corridor.server")  # issue 13 E1
 

@@ -11,7 +11,6 @@ from starlette.responses import Response
 
 from corridor.audit.events import Event, Outcome
 from corridor.audit.log import Evidence
-from corridor.core.certificates import peer_certificate
 from corridor.core.dpop import verify_proof
 from corridor.core.errors import OAuthError
 from corridor.core.jose import FAPI_ALGORITHMS
@@ -20,8 +19,9 @@ from corridor.core.x509 import thumbprint_s256
 from corridor.server.authority import AuthorizationServer
 from corridor.server.forms import MAX_BODY
 from corridor.server.introspection import live_access_token
-from corridor.server.mtls import via_mtls_listener
 from corridor.server.responses import json_response, source_address
+from corridor.transport.certificates import peer_certificate
+from corridor.transport.trust import via_mtls_listener
 
 ALGS = " ".join(FAPI_ALGORITHMS)
 

@@ -1,7 +1,8 @@
-"""TLS for ``corridor serve`` (FAPI2 5.2.1, 5.2.2; BCP 195 = RFC 9325 + RFC 8996).
+"""TLS for Corridor's listeners and its calls to other servers (FAPI2 5.2.1, 5.2.2; BCP 195 =
+RFC 9325 + RFC 8996).
 
-TLS 1.2 is the floor; on TLS 1.2 only ECDHE with AES-GCM or ChaCha20-Poly1305 is
-offered (the RFC 9325 4.2 recommended suites); TLS 1.3 suites are all acceptable.
+TLS 1.2 is the floor; on TLS 1.2 a listener offers only ECDHE with AES-GCM or
+ChaCha20-Poly1305 (the RFC 9325 4.2 recommended suites); TLS 1.3 suites are all acceptable.
 Dev mode makes a local CA and a certificate for ``localhost`` and ``127.0.0.1``.
 """
 
@@ -28,12 +29,25 @@ TLS12_CIPHERS = (
 
 
 def server_ssl_context(cert_file: str | Path, key_file: str | Path) -> ssl.SSLContext:
+    """FAPI2 5.2.2: a listener's context, TLS 1.2+ with the BCP 195 suites only."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.set_ciphers(TLS12_CIPHERS)
     context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE | ssl.OP_NO_RENEGOTIATION
     context.load_cert_chain(str(cert_file), str(key_file))
     context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+def outbound_context(ca_file: str | None = None, *, extra_ca_file: str | None = None) -> ssl.SSLContext:
+    """FAPI2 5.2.1, RFC 9525: calls to other servers check their certificates, over TLS 1.2+.
+
+    Trusted: ``ca_file`` alone when given, else the system's CAs; ``extra_ca_file`` adds to them.
+    """
+    context = ssl.create_default_context(cafile=ca_file or None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if extra_ca_file:
+        context.load_verify_locations(extra_ca_file)
     return context
 
 
