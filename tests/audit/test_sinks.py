@@ -8,7 +8,7 @@ import logging
 import os
 import secrets
 import stat
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -140,33 +140,31 @@ def test_each_record_is_one_canonical_line(jsonl: JsonLinesSink) -> None:
     assert first.encode() == rfc8785.dumps(parsed)  # JCS: keys sorted, no whitespace
 
 
-def test_an_edited_line_is_found(jsonl: JsonLinesSink) -> None:
+def edited(jsonl: JsonLinesSink, edit: Callable[[list[str]], list[str]]) -> list[str]:
+    """Three records written, the file's lines changed by ``edit``; what verify says of it."""
     for n in range(3):
         jsonl.append(WRITER, [record(n)])
-    text = lines(jsonl.path)
-    text[1] = text[1].replace('"outcome":"allowed"', '"outcome":"refused"')
-    jsonl.path.write_text("\n".join(text), encoding="utf-8")
-    (report,) = verify_file(jsonl.path)
-    assert report.line() == f"{WRITER}: broken at record id 2 (#2): content does not match its hash (edited)"
+    jsonl.path.write_text("\n".join(edit(lines(jsonl.path))), encoding="utf-8")
+    return [report.line() for report in verify_file(jsonl.path)]
+
+
+def test_an_edited_line_is_found(jsonl: JsonLinesSink) -> None:
+    def refused(text: list[str]) -> list[str]:
+        return [text[0], text[1].replace('"outcome":"allowed"', '"outcome":"refused"'), *text[2:]]
+
+    assert edited(jsonl, refused) == [
+        f"{WRITER}: broken at record id 2 (#2): content does not match its hash (edited)"
+    ]
 
 
 def test_a_removed_line_is_found(jsonl: JsonLinesSink) -> None:
-    for n in range(3):
-        jsonl.append(WRITER, [record(n)])
-    text = lines(jsonl.path)
-    jsonl.path.write_text("\n".join(text[:1] + text[2:]), encoding="utf-8")
-    (report,) = verify_file(jsonl.path)
-    assert report.line() == f"{WRITER}: broken at record id 2 (#3): record(s) 2 missing before it (deleted)"
+    assert edited(jsonl, lambda text: text[:1] + text[2:]) == [
+        f"{WRITER}: broken at record id 2 (#3): record(s) 2 missing before it (deleted)"
+    ]
 
 
 def test_a_line_that_is_no_longer_a_record_is_found(jsonl: JsonLinesSink) -> None:
-    for n in range(3):
-        jsonl.append(WRITER, [record(n)])
-    text = lines(jsonl.path)
-    text[1] = text[1][:-1]  # no longer JSON
-    jsonl.path.write_text("\n".join(text), encoding="utf-8")
-    reports = [r.line() for r in verify_file(jsonl.path)]
-    assert reports == [
+    assert edited(jsonl, lambda text: [text[0], text[1][:-1], *text[2:]]) == [
         f"{WRITER}: broken at record id 3 (#3): record(s) 2 missing before it (deleted)",
         f"{jsonl.path}: line 2 is not a record (edited)",
     ]
