@@ -12,6 +12,8 @@ Scenarios:
            once. Without a TOTP factor (`corridor user totp demo`) the token stays acr
            "password" and the runtime stops and says so.
   tools    print the tools as an agent framework sees them (JSON Schema), and exit.
+  verify   verify the hash chains of the agent's trail (--trail), as `corridor audit verify` does
+           the AS's: one line per chain, exit status 1 when one is broken.
 
 By default the user approves in a browser: the runtime prints the authorization URL and waits
 for the redirect on http://127.0.0.1:8765/callback. --auto-approve makes the runtime itself fill
@@ -30,12 +32,14 @@ import argparse
 import functools
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pyotp
 
+from corridor.audit.sinks import verify_file
 from corridor.client.errors import ClientError
 from corridor.core.randomness import new_id
 
@@ -64,7 +68,7 @@ def parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("scenario", nargs="?", default="demo", choices=["demo", "step-up", "tools"])
+    p.add_argument("scenario", nargs="?", default="demo", choices=["demo", "step-up", "tools", "verify"])
     p.add_argument("--api", default="https://127.0.0.1:8444", help="the demo payments API")
     p.add_argument("--issuer", default="https://localhost:8443", help="the AS (the API must name it)")
     p.add_argument(
@@ -77,7 +81,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--client-id", default="demo-client")
     p.add_argument("--key", type=Path, help="the client's private JWK (DATA_DIR/demo-client-key.json)")
     p.add_argument("--redirect-uri", default="http://127.0.0.1:8765/callback")
-    p.add_argument("--trail", type=Path, help="the agent's evidence database (DATA_DIR/agent-trail.db)")
+    p.add_argument(
+        "--trail", type=Path, help="the agent's evidence trail, JSON Lines (DATA_DIR/agent-trail.jsonl)"
+    )
     p.add_argument("--budget", help="the amount the user approves (demo: 100.00, step-up: 1000.00)")
     p.add_argument("--currency", default="EUR")
     p.add_argument("--creditor", default="Merchant A")
@@ -103,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.scenario == "tools":
         out(json.dumps([vars(spec) for spec in TOOLS.values()], indent=2))
         return 0
+    if args.scenario == "verify":
+        return verify(Config(data_dir=args.data_dir, trail=args.trail).trail, out)
     try:
         budget = decimal(args.budget or ("1000.00" if args.scenario == "step-up" else "100.00"))
     except ValueError as exc:
@@ -179,9 +187,21 @@ def main(argv: list[str] | None = None) -> int:
         out("read the whole story (from the repository root):")
         for jti in runtime.jtis:
             out(f"  corridor audit trace {jti}{where}")
-    out(f"the agent's own trail: corridor audit trace {run_id} --database sqlite:///{config.trail}{where}")
-    out(f"verify its hash chain: corridor audit verify --database sqlite:///{config.trail}{where}")
+    out(f"the agent's own trail: {config.trail} (JSON Lines; this run's records have request_id {run_id})")
+    out(f"verify its hash chain: python -m examples.agent_tool verify --trail {config.trail}")
     return status
+
+
+def verify(trail: Path | None, out: Callable[..., None]) -> int:
+    """The chains of the trail file, one line each; 1 when one is broken (or there is no file)."""
+    assert trail is not None
+    if not trail.is_file():
+        out(f"agent_tool: no trail {trail}", file=sys.stderr)
+        return 1
+    reports = verify_file(trail)
+    for report in reports:
+        out(report.line())
+    return 0 if all(report.intact for report in reports) else 1
 
 
 if __name__ == "__main__":

@@ -14,8 +14,9 @@ stops and says so; it never loops.
 
 The runtime keeps its own side of the evidence trail: each step (metadata discovery, the
 authorization request and response, the token, each tool call, each step-up) is an evidence
-record hash-chained by ``corridor.audit.log.AuditLog`` into its own SQLite file. It never
-records a secret (no code, token, password or TOTP code).
+record hash-chained by ``corridor.audit.log.AuditLog`` into its own JSON Lines file
+(``corridor.audit.sinks.JsonLinesSink``: no database, no schema). It never records a secret (no
+code, token, password or TOTP code).
 """
 
 from __future__ import annotations
@@ -41,11 +42,11 @@ import jsonschema
 import pyotp
 
 from corridor.audit.log import AuditLog, Evidence
+from corridor.audit.sinks import JsonLinesSink
 from corridor.client.errors import AuthorizationResponseError, ClientError
 from corridor.client.flow import AuthorizationHandle, FapiClient, StepUp, TokenSet, step_up_challenge
 from corridor.client.login import LoopbackCallback
 from corridor.core.jose import SigningKey
-from corridor.store.sql import Store
 
 REQUEST_URI_PREFIX = "urn:ietf:params:oauth:request_uri:"
 SCOPE = "openid accounts payments"
@@ -141,7 +142,7 @@ class Config:
     client_id: str = "demo-client"
     key_file: Path | None = None  # default: <data_dir>/demo-client-key.json
     redirect_uri: str = "http://127.0.0.1:8765/callback"
-    trail: Path | None = None  # default: <data_dir>/agent-trail.db
+    trail: Path | None = None  # default: <data_dir>/agent-trail.jsonl
     budget: Decimal = Decimal("100.00")
     currency: str = "EUR"
     creditor: str = "Merchant A"
@@ -150,7 +151,7 @@ class Config:
     def __post_init__(self) -> None:
         self.ca_file = self.ca_file or self.data_dir / "tls" / "ca.pem"
         self.key_file = self.key_file or self.data_dir / "demo-client-key.json"
-        self.trail = self.trail or self.data_dir / "agent-trail.db"
+        self.trail = self.trail or self.data_dir / "agent-trail.jsonl"
 
 
 def authorization_details(config: Config, run_id: str) -> list[dict[str, Any]]:
@@ -319,16 +320,14 @@ class AutoApprover:
 
 class Trail:
     """The agent's side of the story, hash-chained (writer ``agent:<host>:<pid>:…``) in its own
-    database. ``request_id`` of every record is the run id, so
-    ``corridor audit trace RUN_ID --database sqlite:///TRAIL`` reads one run."""
+    JSON Lines file, one record a line. ``request_id`` of every record is the run id, and
+    ``python -m examples.agent_tool verify`` checks the file's chains."""
 
     def __init__(self, path: Path, run_id: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.url = f"sqlite:///{path}"
-        self.store = Store(self.url)
-        self.store.migrate()
-        self.log = AuditLog(self.store, role="agent")
+        self.sink = JsonLinesSink(path)
+        self.log = AuditLog(self.sink, role="agent")
         self.run_id = run_id
 
     def record(
@@ -352,7 +351,7 @@ class Trail:
         )
 
     def close(self) -> None:
-        self.store.close()
+        self.sink.close()
 
 
 # -- the runtime ------------------------------------------------------------------------------------------

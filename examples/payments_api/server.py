@@ -29,7 +29,7 @@ from pathlib import Path
 
 import httpx
 
-from corridor.audit.log import AuditLog
+from corridor.audit.sinks import SqlSink
 from corridor.resource.guard import ResourceGuard, ResourceSettings
 from corridor.server.mtls import registered_certificates
 from corridor.store.sql import Store
@@ -126,7 +126,7 @@ def run(config: DemoConfig, echo: Callable[[str], None] | None = None) -> None:
         authorization_details_types=("payment_initiation",),
         ca_file=as_ca,
     )
-    guard = ResourceGuard(settings, audit=AuditLog(store, role="rs"))
+    guard = ResourceGuard(settings, sink=SqlSink(store))
     ledger = Ledger(config.ledger_url)
     app = create_app(guard, ledger, step_up_threshold=config.step_up_threshold)
     trust = MtlsTrust(tls.cert_file, tls.key_file, config.mtls_ca_file)

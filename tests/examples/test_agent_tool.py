@@ -3,8 +3,8 @@
 ``python -m examples.agent_tool ... --auto-approve`` from the repository root with the dev-mode
 files of that data directory. Checked: the four scripted calls and what the API decided, the AS's
 story of the grant (``corridor audit trace JTI --json``), the agent's own hash-chained trail
-(``corridor audit verify --database sqlite:///…agent-trail.db``), and step-up with and without
-a TOTP factor."""
+in a JSON Lines file (``python -m examples.agent_tool verify``), and step-up with and without a
+TOTP factor."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from corridor.store.sql import Store
+from corridor.audit.sinks import read_records
+from corridor.audit.trace import readable
 from tests.resource.test_demo_api import DemoAPI, demo_api
 from tests.support import RunningAS, free_socket
 from tests.test_serve import corridor, serve
@@ -92,19 +93,9 @@ def calls(stdout: str) -> list[str]:
 
 
 def agent_records(stack: Stack, run: str) -> list[dict[str, Any]]:
-    store = Store(f"sqlite:///{stack.data_dir / 'agent-trail.db'}")
-    try:
-        rows = store.audit_records(request_id=run)
-    finally:
-        store.close()
-    out = []
-    for row in rows:
-        record = dict(row)
-        for name in ("authorization_details", "resource", "detail"):
-            if isinstance(record[name], str):
-                record[name] = json.loads(record[name])
-        out.append(record)
-    return out
+    """One run's records from the agent's JSON Lines trail, their JSON members parsed."""
+    records = read_records(stack.data_dir / "agent-trail.jsonl")
+    return readable(record for record in records if record["request_id"] == run)
 
 
 def test_demo_scenario(stack: Stack) -> None:
@@ -138,8 +129,8 @@ def test_demo_scenario(stack: Stack) -> None:
 
     [jti] = jtis(out)
     assert f"corridor audit trace {jti} --data-dir {stack.data_dir}" in out
-    trail = stack.data_dir / "agent-trail.db"
-    assert f"corridor audit verify --database sqlite:///{trail} --data-dir {stack.data_dir}" in out
+    trail = stack.data_dir / "agent-trail.jsonl"
+    assert f"python -m examples.agent_tool verify --trail {trail}" in out
 
     # The AS's side: the whole story of the grant from the token's jti.
     story = stack.trace(jti)
@@ -248,10 +239,10 @@ def test_demo_scenario(stack: Stack) -> None:
     password = (stack.data_dir / "demo-user-password.txt").read_text().strip()
     assert password not in dump
 
-    # `corridor audit trace RUN --database …` reads the agent's run; `audit verify` its chain.
-    agent_story = stack.trace(run, "--database", f"sqlite:///{trail}")
-    assert [r["request_id"] for r in agent_story] == [run] * 9
-    verified = corridor("audit", "verify", "--database", f"sqlite:///{trail}", data_dir=stack.data_dir)
+    # The run is one writer's chain in the file, and `verify` proves it intact.
+    assert f"this run's records have request_id {run}" in out
+    assert len({r["writer"] for r in mine}) == 1
+    verified = stack.agent("verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert re.search(r"^agent:\S+: 9 records, intact$", verified.stdout, re.M), verified.stdout
 

@@ -22,6 +22,7 @@ from urllib.parse import quote
 import pytest
 
 from corridor.audit.log import AuditLog
+from corridor.audit.sinks import SqlSink
 from corridor.core.text import escape_controls, escaping_logger
 from corridor.transport.tls import DevTLS
 from tests.pki import TestPKI
@@ -70,7 +71,7 @@ def trace_cli(running: RunningAS, *args: str) -> subprocess.CompletedProcess[str
 def recorded_rs(rs: RunningRS, as_server: RunningAS) -> Any:
     """The test API writing its rs.access records to the AS's database (as a shared trail)."""
     before = rs.guard.audit
-    rs.guard.audit = AuditLog(as_server.store, role="rs")
+    rs.guard.audit = AuditLog(SqlSink(as_server.store), role="rs")
     yield rs
     rs.guard.audit = before
 

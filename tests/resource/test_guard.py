@@ -547,7 +547,7 @@ def test_decisions_can_go_to_the_sql_audit_trail(
     tmp_path: Any, issued: tuple[Client, str, str], as_server: RunningAS, tls: Any
 ) -> None:
     """Several RS instances share one trail by writing to a store instead of memory."""
-    from corridor.audit.log import AuditLog
+    from corridor.audit.sinks import SqlSink
     from corridor.resource.guard import ResourceGuard, ResourceSettings
     from corridor.store.sql import Store
 
@@ -561,7 +561,7 @@ def test_decisions_can_go_to_the_sql_audit_trail(
             ca_file=str(tls.ca_file),
         ),
         clock=as_server.clock,
-        audit=AuditLog(store),
+        sink=SqlSink(store),
     )
     access = guard.verify_token(issued[1])
     guard.record(route="/accounts", method="GET", access=access, error=None)
@@ -735,7 +735,7 @@ def test_refusals_without_a_token_are_sampled_per_source_in_the_sql_trail(
 ) -> None:
     """issue 13 B4 at the RS: garbage without a verified token costs 3 records per source and window
     (then one aggregate); a refusal of a verified token's request stays one record each."""
-    from corridor.audit.log import AuditLog
+    from corridor.audit.sinks import SqlSink
     from corridor.resource.guard import ResourceError, ResourceGuard, ResourceSettings
     from corridor.store.sql import Store
 
@@ -749,7 +749,7 @@ def test_refusals_without_a_token_are_sampled_per_source_in_the_sql_trail(
             ca_file=str(tls.ca_file),
         ),
         clock=as_server.clock,
-        audit=AuditLog(store),
+        sink=SqlSink(store),
     )
     access = guard.verify_token(issued[1])
     shift = 60 - as_server.clock.now() % 60  # at the start of a window

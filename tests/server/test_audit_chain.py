@@ -191,8 +191,9 @@ def test_trace_of_a_grant_tells_the_story_in_order(driver: Driver) -> None:
 def second_writer(running: RunningAS, count: int = 3) -> str:
     """Another chain on the same database (a resource server's, say)."""
     from corridor.audit.log import AuditLog, Evidence
+    from corridor.audit.sinks import SqlSink
 
-    rs = AuditLog(running.store, role="rs")
+    rs = AuditLog(SqlSink(running.store), role="rs")
     for n in range(count):
         rs.append(Evidence(issuer=running.issuer, request_id=f"rs-{n}"), "rs.access", "allowed", 1.0)
     return rs.writer

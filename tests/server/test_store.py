@@ -119,10 +119,11 @@ def test_a_nested_write_raises_at_once_and_rolls_the_outer_one_back(fresh_store:
     import threading
 
     from corridor.audit.log import AuditLog, Evidence
+    from corridor.audit.sinks import SqlSink
     from corridor.store.sql import NestedWrite
 
     store = fresh_store
-    audit = AuditLog(store)
+    audit = AuditLog(SqlSink(store))
     outcome: list[BaseException | None] = []
 
     def nest(inner: str) -> None:

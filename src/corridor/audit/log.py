@@ -1,5 +1,5 @@
 """The one append path for evidence records, each appended to its writer's hash chain
-(audit/chain.py, issue 8).
+(audit/chain.py, issue 8) through an evidence sink (audit/sinks.py: SQL, JSON Lines, memory).
 
 A record says what was decided (event, outcome, the rule when refused) and about
 what: client, user, issuer, redirect URI, scope, authorization details, resource,
@@ -21,16 +21,15 @@ import secrets
 import socket
 import threading
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection
 
-from corridor.audit import chain
 from corridor.audit.events import Outcome
+from corridor.audit.sinks import EvidenceSink
 from corridor.core.randomness import new_id
 from corridor.core.text import escaping_logger
-from corridor.store.sql import Store
 
 log = escaping_logger("corridor.audit")  # issue 13 E1
 
@@ -170,11 +169,21 @@ class RefusalSampler:
         ]
 
 
-class AuditLog:
-    """Appends evidence records to the store, hash-chained; never writes secrets."""
+class EveryRefusal(RefusalSampler):
+    """No sampling: every refusal recorded one by one, for a sink that bounds itself (a resource
+    server's in-memory trail keeps its last records only)."""
 
-    def __init__(self, store: Store, role: str = "as", sampler: RefusalSampler | None = None) -> None:
-        self.store = store
+    def admit(
+        self, source: str, event: str, error: str | None, rule: str | None, issuer: str, now: float
+    ) -> tuple[bool, list[Aggregate]]:
+        return True, []
+
+
+class AuditLog:
+    """Appends evidence records to ``sink``, hash-chained in this writer's chain; never writes secrets."""
+
+    def __init__(self, sink: EvidenceSink, role: str = "as", sampler: RefusalSampler | None = None) -> None:
+        self.sink = sink
         self.writer = writer_id(role)
         self.sampler = sampler or RefusalSampler()
 
@@ -187,7 +196,7 @@ class AuditLog:
         rule: str | None = None,
         error: str | None = None,
     ) -> Mapping[str, Any]:
-        data = asdict(evidence)
+        data = dict(vars(evidence))  # a shallow copy: the structured members are serialised below
         for structured in ("authorization_details", "resource"):
             data[structured] = _json(data[structured])
         data["detail"] = _json(data["detail"] or None)
@@ -254,10 +263,4 @@ class AuditLog:
         )
 
     def _write(self, records: list[Mapping[str, Any]], conn: Connection | None) -> None:
-        if conn is not None:
-            for record in records:
-                chain.append(conn, self.store.dialect, self.writer, record)
-        else:
-            with self.store.write() as own:
-                for record in records:
-                    chain.append(own, self.store.dialect, self.writer, record)
+        self.sink.append(self.writer, records, conn)

@@ -15,7 +15,8 @@ import httpx
 from cryptography import x509
 
 from corridor.audit.events import Event, Outcome
-from corridor.audit.log import AuditLog, Evidence
+from corridor.audit.log import AuditLog, EveryRefusal, Evidence
+from corridor.audit.sinks import EvidenceSink, MemorySink
 from corridor.core import strictjson
 from corridor.core.acr import AcrLevels
 from corridor.core.clock import Clock, SystemClock
@@ -193,7 +194,7 @@ class ResourceGuard:
         clock: Clock | None = None,
         http: httpx.Client | None = None,
         replay: ReplayCache | None = None,
-        audit: AuditLog | None = None,
+        sink: EvidenceSink | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
@@ -205,10 +206,20 @@ class ResourceGuard:
         self._introspected: dict[str, tuple[float, dict[str, Any]]] = {}
         self.replay = replay or MemoryReplayCache()
         self.nonces = DPoPNonces(settings.nonce_secret, settings.nonce_step, self.clock)
-        self.audit = audit
+        #: Where the decisions go: ``sink`` (SQL, JSON Lines), else the last 1000 in memory, each
+        #: one recorded (the memory bounds itself: no sampling of refusals).
+        self.audit = (
+            AuditLog(sink, role="rs")
+            if sink is not None
+            else AuditLog(MemorySink(keep=1000), role="rs", sampler=EveryRefusal())
+        )
         self.policies = Policies.load(settings.policy_files)
-        #: Decisions recorded in memory when no audit log is configured (most recent last).
-        self.decisions: list[Mapping[str, Any]] = []
+
+    @property
+    def decisions(self) -> list[dict[str, Any]]:
+        """The decisions kept in memory (most recent last); none when they go to another sink."""
+        sink = self.audit.sink
+        return sink.records if isinstance(sink, MemorySink) else []
 
     # -- the challenge ---------------------------------------------------------------------------
 
@@ -613,20 +624,16 @@ class ResourceGuard:
         now = self.clock.now()
         rule = error.rule if error else (policy.rule if policy is not None else None)
         code = (error.error or None) if error else None
-        if self.audit is not None:
-            unauthenticated = source if error is not None and access is None else None
-            self.audit.append(
-                evidence,
-                Event.RS_ACCESS,
-                outcome,
-                now,
-                rule=rule,
-                error=code,
-                unauthenticated_source=unauthenticated,
-            )
-        else:
-            self.decisions.append(AuditLog.row(evidence, Event.RS_ACCESS, outcome, now, rule, code))
-            del self.decisions[:-1000]
+        unauthenticated = source if error is not None and access is None else None
+        self.audit.append(
+            evidence,
+            Event.RS_ACCESS,
+            outcome,
+            now,
+            rule=rule,
+            error=code,
+            unauthenticated_source=unauthenticated,
+        )
 
 
 def _number(value: Any) -> TypeGuard[float]:

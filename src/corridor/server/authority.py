@@ -14,6 +14,7 @@ from starlette.datastructures import Headers
 
 from corridor.audit import chain
 from corridor.audit.log import AuditLog, Evidence, RefusalSampler
+from corridor.audit.sinks import SqlSink
 from corridor.core.b64 import b64url_decode, b64url_encode
 from corridor.core.clock import Clock, SystemClock
 from corridor.core.dpop import DPoPProof
@@ -107,7 +108,7 @@ class AuthorizationServer:
             keep=settings.access_token_lifetime + settings.max_clock_skew,
         )
         self.audit = AuditLog(
-            store,
+            SqlSink(store),
             sampler=RefusalSampler(
                 settings.audit_refusals_per_source,
                 settings.audit_refusal_window,
