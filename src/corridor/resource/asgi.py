@@ -17,14 +17,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from corridor.core.certificates import ProxyCertificateHeaders, peer_certificate
 from corridor.core.json_limits import MAX_SIZE, JSONLimitError, check_json_limits
 from corridor.policy.cedar import PolicyDecision
-from corridor.resource.guard import (
-    METADATA_PATH,
-    AccessToken,
-    Requirement,
-    ResourceError,
-    ResourceGuard,
-    requirement,
-)
+from corridor.resource.binding import challenge
+from corridor.resource.guard import METADATA_PATH, Requirement, ResourceGuard, requirement
+from corridor.resource.tokens import AccessToken, ResourceError
 
 STATE_KEY = "access_token"
 GUARD_KEY = "corridor.guard"
@@ -35,10 +30,11 @@ MAX_FORM = 64 * 1024
 
 def error_response(guard: ResourceGuard, error: ResourceError | None) -> Response:
     """RFC 6750 3 / RFC 9449 7.1 with the RFC 9728 resource_metadata parameter."""
+    refusal = error if error is not None and error.error else None  # else no credentials: bare
     status = 401 if error is None else error.status
-    body = {} if error is None or not error.error else error.body()
+    body = refusal.body() if refusal is not None else {}
     response = JSONResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
-    for name, value in guard.challenge_headers(error if error is not None and error.error else None):
+    for name, value in challenge(refusal, resource_metadata=guard.settings.metadata_url):
         response.headers.append(name, value)
     return response
 
@@ -284,7 +280,7 @@ def refuse(request: Request, error: ResourceError) -> Response:
 def _use_token_scheme(error: ResourceError, access: AccessToken | None) -> None:
     """RFC 9449 7.1 / RFC 6750 3: DPoP for DPoP-bound tokens, Bearer for certificate-bound ones."""
     if isinstance(access, AccessToken):
-        error.scheme = "DPoP" if access.sender_constraint == "dpop" else "Bearer"
+        error.scheme = access.scheme
 
 
 def protected(
