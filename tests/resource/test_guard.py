@@ -157,6 +157,19 @@ def test_token_in_form_body_is_refused(rs: RunningRS, issued: tuple[Client, str,
     challenge(response, "invalid_request")
 
 
+def test_two_authorization_headers_are_a_malformed_request(
+    rs: RunningRS, issued: tuple[Client, str, str]
+) -> None:
+    """RFC 6750 2.1, 3.1 / RFC 9449 7.1: 400 invalid_request, as at UserInfo."""
+    client, token, _ = issued
+    headers = [
+        ("Authorization", f"DPoP {token}"),
+        ("Authorization", f"DPoP {token}"),
+        ("DPoP", proof(rs, client, "GET", "/accounts", token)),
+    ]
+    challenge(call(rs, "GET", "/accounts", headers), "invalid_request", status=400)
+
+
 # -- R4: validity ---------------------------------------------------------------------------------------
 
 

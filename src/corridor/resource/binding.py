@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from cryptography import x509
 
@@ -73,17 +74,15 @@ def read_authorization(authorizations: Sequence[str], *, token_elsewhere: bool =
 # -- DPoP (RFC 9449) -----------------------------------------------------------------------------
 
 
-def nonce_is_fresh(proof: DPoPProof, nonces: DPoPNonces) -> bool:
-    """RFC 9449 8 (AS), 9 (resource): the proof carries a nonce this server issued recently."""
-    return proof.nonce is not None and nonces.is_valid(proof.nonce)
+class ProofSettings(Protocol):
+    """The DPoP settings an AS and a resource both have."""
 
-
-def first_use(
-    proof: DPoPProof, replay: ReplayCache, prefix: str, *, max_future: float, max_past: float, now: float
-) -> bool:
-    """RFC 9449 11.1: this key's jti is unseen while a proof with that iat could be accepted."""
-    expires = proof.iat + max_past + max_future
-    return replay.remember_once(prefix + token_hash(f"{proof.jkt}\x00{proof.jti}"), expires, now)
+    @property
+    def dpop_nonce_required(self) -> bool: ...
+    @property
+    def max_clock_skew(self) -> int: ...
+    @property
+    def dpop_max_age(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -98,20 +97,45 @@ class ProofPolicy:
     max_future: float
     max_past: float
 
-    def nonce_missing(self, proof: DPoPProof) -> bool:
-        """RFC 9449 8, 9: a nonce is required and this proof has no fresh one."""
-        return self.nonce_required and not nonce_is_fresh(proof, self.nonces)
+    @classmethod
+    def of(
+        cls, settings: ProofSettings, nonces: DPoPNonces, replay: ReplayCache, replay_prefix: str
+    ) -> ProofPolicy:
+        """A server's policy from its settings: nonces if required, iat from ``max_clock_skew``
+        ahead (FAPI2 5.3.2.1-13) to ``dpop_max_age`` back (RFC 9449 11.1)."""
+        return cls(
+            nonces,
+            settings.dpop_nonce_required,
+            replay,
+            replay_prefix,
+            settings.max_clock_skew,
+            settings.dpop_max_age,
+        )
 
-    def first_use(self, proof: DPoPProof, now: float) -> bool:
-        """RFC 9449 11.1: see :func:`first_use`."""
-        return first_use(
-            proof,
-            self.replay,
-            self.replay_prefix,
+    def verify(
+        self, proofs: Sequence[str], *, method: str, url: str, now: float, access_token: str | None = None
+    ) -> DPoPProof:
+        """RFC 9449 4.3 (D1-D10, with ``ath`` D13 when a token is given), in this server's iat window."""
+        return verify_proof(
+            proofs,
+            method=method,
+            url=url,
+            now=now,
             max_future=self.max_future,
             max_past=self.max_past,
-            now=now,
+            access_token=access_token,
         )
+
+    def nonce_missing(self, proof: DPoPProof) -> bool:
+        """RFC 9449 8 (AS), 9 (resource): a nonce is required and the proof has none this server
+        issued recently."""
+        return self.nonce_required and (proof.nonce is None or not self.nonces.is_valid(proof.nonce))
+
+    def first_use(self, proof: DPoPProof, now: float) -> bool:
+        """RFC 9449 11.1: this key's jti is unseen while a proof with that iat could be accepted."""
+        expires = proof.iat + self.max_past + self.max_future
+        key = self.replay_prefix + token_hash(f"{proof.jkt}\x00{proof.jti}")
+        return self.replay.remember_once(key, expires, now)
 
 
 def require_dpop_scheme(scheme: str) -> None:
@@ -134,15 +158,7 @@ def verified_proof(
     """RFC 9449 4.3 (D1-D10) and 7 (D13, ``ath``): one valid proof, for this method (``htm``),
     this URL (``htu``) and this token."""
     try:
-        return verify_proof(
-            proofs,
-            method=method,
-            url=url,
-            now=now,
-            max_future=policy.max_future,
-            max_past=policy.max_past,
-            access_token=token,
-        )
+        return policy.verify(proofs, method=method, url=url, now=now, access_token=token)
     except OAuthError as exc:
         raise ResourceError("invalid_dpop_proof", exc.description, rule=exc.rule) from exc
 

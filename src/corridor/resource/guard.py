@@ -148,14 +148,7 @@ class ResourceGuard:
         self.issuers = {iss: IssuerKeys(iss, http, self.clock) for iss in settings.authorization_servers}
         self.replay = replay or MemoryReplayCache()
         self.nonces = DPoPNonces(settings.nonce_secret, settings.nonce_step, self.clock)
-        proofs = ProofPolicy(
-            nonces=self.nonces,
-            nonce_required=settings.dpop_nonce_required,
-            replay=self.replay,
-            replay_prefix="rs:",
-            max_future=settings.max_clock_skew,
-            max_past=settings.dpop_max_age,
-        )
+        proofs = ProofPolicy.of(settings, self.nonces, self.replay, "rs:")
         self.protector = ResourceProtector(self._verifier(), proofs, self.clock)
         self.audit = audit
         self.policies = Policies.load(settings.policy_files)

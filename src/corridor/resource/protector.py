@@ -42,13 +42,14 @@ def header_values(headers: Sequence[tuple[str, str]], name: str) -> list[str]:
     return [v for k, v in headers if k.lower() == name]
 
 
+@dataclass(frozen=True)
 class ResourceProtector:
-    """FAPI2 5.3.4-1/-2/-3/-5: read the token, verify it with ``verifier``, check its binding."""
+    """FAPI2 5.3.4-1/-2/-3/-5: read the token, verify it with ``verifier``, check its binding
+    (DPoP proofs as ``proofs`` accepts them)."""
 
-    def __init__(self, verifier: TokenVerifier, proofs: ProofPolicy, clock: Clock) -> None:
-        self.verifier = verifier
-        self.proofs = proofs
-        self.clock = clock
+    verifier: TokenVerifier
+    proofs: ProofPolicy
+    clock: Clock
 
     def authenticate(self, request: ResourceRequest) -> AccessToken:
         """The verified, sender-bound token; a refusal after verification carries it (``access``)."""
