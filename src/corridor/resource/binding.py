@@ -3,8 +3,9 @@ behind ResourceGuard, the AS's UserInfo): where the token is (RFC 6750 2.1, RFC 
 that its request comes from the key or certificate it is bound to (RFC 9449 4.3, 7, 9, 11.1;
 RFC 8705 3), and the challenge a refusal is answered with (RFC 6750 3, RFC 9449 7.1).
 
-The AS's own proof check at PAR and token (server/checks/dpop.py) shares the rules that are the
-same there: the nonce (RFC 9449 8 at the AS, 9 at a resource) and jti replay (RFC 9449 11.1)."""
+The AS's own proof check at PAR and token (server/checks/dpop.py) shares what is the same rule
+there, :class:`ProofPolicy`: the RFC 9449 4.3 checks in the server's iat window, the nonce
+(RFC 9449 8 at the AS, 9 at a resource) and jti replay (RFC 9449 11.1); it renders its own errors."""
 
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
 """The resource server's checks, in the order FAPI2 5.3.4 lists them: where the token is
 (5.3.4-1/-2), that it is valid (5.3.4-3, RFC 9068), that it is bound to this sender
-(5.3.4-5: RFC 9449 7 or RFC 8705 3), and that it covers the request (5.3.4-4, RFC 9470)."""
+(5.3.4-5: RFC 9449 7 or RFC 8705 3), and that it covers the request (5.3.4-4, RFC 9470).
+The first three are the ResourceProtector's (protector.py: a verifier from verifiers.py, the
+binding of binding.py); this module configures it and adds the last, policy and evidence."""
 
 from __future__ import annotations
 
@@ -172,7 +174,7 @@ class ResourceGuard:
             authorization=header_values(headers, "authorization"),
             dpop=header_values(headers, "dpop"),
             certificate=certificate,
-            token_elsewhere=bool(query) and "access_token" in (query or {}),
+            token_elsewhere="access_token" in (query or {}),
         )
         return self.protector.authenticate(request)
 
