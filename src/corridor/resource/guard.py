@@ -150,8 +150,7 @@ class ResourceGuard:
         self.issuers = {iss: IssuerKeys(iss, http, self.clock) for iss in settings.authorization_servers}
         self.replay = replay or MemoryReplayCache()
         self.nonces = DPoPNonces(settings.nonce_secret, settings.nonce_step, self.clock)
-        proofs = ProofPolicy.of(settings, self.nonces, self.replay, "rs:")
-        self.protector = ResourceProtector(self._verifier(), proofs, self.clock)
+        self.verifier = self._token_verifier()
         self.audit = audit
         self.policies = Policies.load(settings.policy_files)
         #: Decisions recorded in memory when no audit log is configured (most recent last).
@@ -178,7 +177,14 @@ class ResourceGuard:
         )
         return self.protector.authenticate(request)
 
-    def _verifier(self) -> TokenVerifier:
+    @property
+    def protector(self) -> ResourceProtector:
+        """FAPI2 5.3.4-1/-2/-3/-5 with this guard's verifier, nonces and replay cache (as they are
+        now: a guard's replay cache may be replaced after it is made)."""
+        proofs = ProofPolicy.of(self.settings, self.nonces, self.replay, "rs:")
+        return ResourceProtector(self.verifier, proofs, self.clock)
+
+    def _token_verifier(self) -> TokenVerifier:
         """FAPI2 5.3.4-3: local RFC 9068 validation, or RFC 7662 introspection when configured."""
         audience = Audience(self.settings.resource, self.settings.max_clock_skew)
         if self.settings.introspection is not None:
@@ -189,7 +195,7 @@ class ResourceGuard:
 
     def verify_token(self, token: str) -> AccessToken:
         """FAPI2 5.3.4-3: the token, verified by this resource's :class:`TokenVerifier`."""
-        return self.protector.verifier.verify(token)
+        return self.verifier.verify(token)
 
     # -- authorization -------------------------------------------------------------------------------
 
