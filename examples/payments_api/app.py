@@ -35,12 +35,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from corridor.core.acr import AcrLevels
 from corridor.resource.asgi import ProtectedResource, decide, require, resource_error_handler
-from corridor.resource.guard import (
-    AccessToken,
-    ResourceError,
-    ResourceGuard,
-    step_up,
-)
+from corridor.resource.guard import ResourceGuard, step_up
+from corridor.resource.tokens import AccessToken, ResourceError
 
 from .ledger import Ledger
 

@@ -157,6 +157,19 @@ def test_token_in_form_body_is_refused(rs: RunningRS, issued: tuple[Client, str,
     challenge(response, "invalid_request")
 
 
+def test_two_authorization_headers_are_a_malformed_request(
+    rs: RunningRS, issued: tuple[Client, str, str]
+) -> None:
+    """RFC 6750 2.1, 3.1 / RFC 9449 7.1: 400 invalid_request, as at UserInfo."""
+    client, token, _ = issued
+    headers = [
+        ("Authorization", f"DPoP {token}"),
+        ("Authorization", f"DPoP {token}"),
+        ("DPoP", proof(rs, client, "GET", "/accounts", token)),
+    ]
+    challenge(call(rs, "GET", "/accounts", headers), "invalid_request", status=400)
+
+
 # -- R4: validity ---------------------------------------------------------------------------------------
 
 
@@ -490,7 +503,8 @@ def test_decisions_are_recorded(rs: RunningRS, issued: tuple[Client, str, str]) 
 
 def test_introspection_mode_refuses_revoked_tokens_at_once(as_server: RunningAS, tls: Any) -> None:
     """R4: with introspection (no cache), a revoked token is refused on the next call."""
-    from corridor.resource.guard import Introspection, ResourceGuard, ResourceSettings
+    from corridor.resource.guard import ResourceGuard, ResourceSettings
+    from corridor.resource.verifiers import Introspection
 
     driver = Driver(as_server)
     rs_client = driver.add_client()
@@ -516,7 +530,7 @@ def test_introspection_mode_refuses_revoked_tokens_at_once(as_server: RunningAS,
     driver.http.post(
         driver.url("/revoke"), data={**driver.client_auth(client), "token": tokens["refresh_token"]}
     )
-    from corridor.resource.guard import ResourceError
+    from corridor.resource.tokens import ResourceError
 
     with pytest.raises(ResourceError) as refused:
         guard.verify_token(tokens["access_token"])
@@ -575,7 +589,8 @@ def test_revoked_token_refused_through_https_in_introspection_mode(
     as_server: RunningAS, tls: Any, pki: TestPKI
 ) -> None:
     """R4 through the API itself: the same token works, is revoked at the AS, and is refused."""
-    from corridor.resource.guard import Introspection, ResourceSettings
+    from corridor.resource.guard import ResourceSettings
+    from corridor.resource.verifiers import Introspection
     from tests.resource.api import running_api
 
     driver = Driver(as_server)
@@ -736,7 +751,8 @@ def test_refusals_without_a_token_are_sampled_per_source_in_the_sql_trail(
     """issue 13 B4 at the RS: garbage without a verified token costs 3 records per source and window
     (then one aggregate); a refusal of a verified token's request stays one record each."""
     from corridor.audit.sinks import SqlSink
-    from corridor.resource.guard import ResourceError, ResourceGuard, ResourceSettings
+    from corridor.resource.guard import ResourceGuard, ResourceSettings
+    from corridor.resource.tokens import ResourceError
     from corridor.store.sql import Store
 
     store = Store(f"sqlite:///{tmp_path / 'rs.db'}")

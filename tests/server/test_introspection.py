@@ -194,6 +194,21 @@ def test_userinfo_without_credentials(driver: Driver) -> None:
     assert response.headers["www-authenticate"] == 'DPoP algs="PS256 ES256 EdDSA"'
 
 
+def test_userinfo_two_authorization_headers(driver: Driver, issued) -> None:  # type: ignore[no-untyped-def]
+    """RFC 6750 2.1, 3.1 / RFC 9449 7.1: a malformed request, 400 invalid_request, as at the RS."""
+    client, tokens = issued
+    token = tokens["access_token"]
+    headers = [
+        ("Authorization", f"DPoP {token}"),
+        ("Authorization", f"DPoP {token}"),
+        ("DPoP", driver.proof(client, "GET", driver.url("/userinfo"), access_token=token)),
+    ]
+    response = driver.http.get(driver.url("/userinfo"), headers=headers)
+    assert response.status_code == 400
+    assert response.headers["www-authenticate"].startswith('DPoP error="invalid_request"')
+    assert response.json()["error"] == "invalid_request"
+
+
 def test_userinfo_refuses_query_token(driver: Driver, issued) -> None:  # type: ignore[no-untyped-def]
     """R3 / FAPI2 5.3.4-2 at the AS's own resource."""
     _, tokens = issued

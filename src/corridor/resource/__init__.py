@@ -6,6 +6,7 @@ authorization_details, RFC 9470 step-up); answer with exact RFC 6750 / RFC 9449 
 that name the RFC 9728 metadata; record every decision.
 """
 
-from corridor.resource.guard import AccessToken, Requirement, ResourceGuard, ResourceSettings
+from corridor.resource.guard import Requirement, ResourceGuard, ResourceSettings
+from corridor.resource.tokens import AccessToken
 
 __all__ = ["AccessToken", "Requirement", "ResourceGuard", "ResourceSettings"]

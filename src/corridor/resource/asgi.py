@@ -16,14 +16,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from corridor.core.json_limits import MAX_SIZE, JSONLimitError, check_json_limits
 from corridor.policy.cedar import PolicyDecision
-from corridor.resource.guard import (
-    METADATA_PATH,
-    AccessToken,
-    Requirement,
-    ResourceError,
-    ResourceGuard,
-    requirement,
-)
+from corridor.resource.binding import challenge
+from corridor.resource.guard import METADATA_PATH, Requirement, ResourceGuard, requirement
+from corridor.resource.tokens import AccessToken, ResourceError
 from corridor.transport.certificates import ProxyCertificateHeaders, peer_certificate
 
 STATE_KEY = "access_token"
@@ -35,10 +30,11 @@ MAX_FORM = 64 * 1024
 
 def error_response(guard: ResourceGuard, error: ResourceError | None) -> Response:
     """RFC 6750 3 / RFC 9449 7.1 with the RFC 9728 resource_metadata parameter."""
+    refusal = error if error is not None and error.error else None  # else no credentials: bare
     status = 401 if error is None else error.status
-    body = {} if error is None or not error.error else error.body()
+    body = refusal.body() if refusal is not None else {}
     response = JSONResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
-    for name, value in guard.challenge_headers(error if error is not None and error.error else None):
+    for name, value in challenge(refusal, resource_metadata=guard.settings.metadata_url):
         response.headers.append(name, value)
     return response
 
@@ -145,55 +141,52 @@ class ProtectedResource:
             )
 
 
-async def _form_has_token(scope: Scope, receive: Receive) -> tuple[Receive, bool]:
-    """Look into a form body for access_token (then replay the body to the app)."""
-    content_type = dict(scope["headers"]).get(b"content-type", b"").split(b";")[0].strip().lower()
-    if scope["method"] in ("GET", "HEAD") or content_type != b"application/x-www-form-urlencoded":
-        return receive, False
+def _content_type(scope: Scope) -> bytes:
+    value: bytes = dict(scope["headers"]).get(b"content-type", b"")
+    return value.split(b";")[0].strip().lower()
+
+
+async def _read_ahead(receive: Receive, limit: int) -> tuple[bytes, Receive]:
+    """The body, read until its end or just past ``limit`` bytes, and a receive that replays it."""
     messages: list[Message] = []
     body = b""
     while True:
         message = await receive()
         messages.append(message)
         body += message.get("body", b"")
-        if not message.get("more_body") or len(body) > MAX_FORM:
+        if not message.get("more_body") or len(body) > limit:
             break
-    found = any(
-        name == "access_token" for name, _ in parse_qsl(body.decode("latin-1"), keep_blank_values=True)
-    )
 
     async def replay() -> Message:
         return messages.pop(0) if messages else await receive()
 
+    return body, replay
+
+
+async def _form_has_token(scope: Scope, receive: Receive) -> tuple[Receive, bool]:
+    """Look into a form body for access_token (then replay the body to the app)."""
+    if scope["method"] in ("GET", "HEAD") or _content_type(scope) != b"application/x-www-form-urlencoded":
+        return receive, False
+    body, replay = await _read_ahead(receive, MAX_FORM)
+    found = any(
+        name == "access_token" for name, _ in parse_qsl(body.decode("latin-1"), keep_blank_values=True)
+    )
     return replay, found
 
 
 async def _bounded_json_body(scope: Scope, receive: Receive) -> Receive:
     """Issue 13 B5: a JSON body (``application/json`` or ``+json``) is at most 64 KiB and 32
     levels deep before the app parses it (then it is replayed to the app)."""
-    content_type = dict(scope["headers"]).get(b"content-type", b"").split(b";")[0].strip().lower()
+    content_type = _content_type(scope)
     if content_type != b"application/json" and not content_type.endswith(b"+json"):
         return receive
-    messages: list[Message] = []
-    body = b""
-    while True:
-        message = await receive()
-        messages.append(message)
-        body += message.get("body", b"")
-        if len(body) > MAX_SIZE:
-            raise ResourceError(
-                "invalid_request", "the JSON body is too large", rule="issue 13 B5", status=413
-            )
-        if not message.get("more_body"):
-            break
+    body, replay = await _read_ahead(receive, MAX_SIZE)
+    if len(body) > MAX_SIZE:
+        raise ResourceError("invalid_request", "the JSON body is too large", rule="issue 13 B5", status=413)
     try:
         check_json_limits(body)
     except JSONLimitError as exc:
         raise ResourceError("invalid_request", f"the body: {exc}", rule="issue 13 B5", status=400) from None
-
-    async def replay() -> Message:
-        return messages.pop(0) if messages else await receive()
-
     return replay
 
 
@@ -284,7 +277,7 @@ def refuse(request: Request, error: ResourceError) -> Response:
 def _use_token_scheme(error: ResourceError, access: AccessToken | None) -> None:
     """RFC 9449 7.1 / RFC 6750 3: DPoP for DPoP-bound tokens, Bearer for certificate-bound ones."""
     if isinstance(access, AccessToken):
-        error.scheme = "DPoP" if access.sender_constraint == "dpop" else "Bearer"
+        error.scheme = access.scheme
 
 
 def protected(

@@ -1,14 +1,15 @@
 """The resource server's checks, in the order FAPI2 5.3.4 lists them: where the token is
 (5.3.4-1/-2), that it is valid (5.3.4-3, RFC 9068), that it is bound to this sender
-(5.3.4-5: RFC 9449 7 or RFC 8705 3), and that it covers the request (5.3.4-4, RFC 9470)."""
+(5.3.4-5: RFC 9449 7 or RFC 8705 3), and that it covers the request (5.3.4-4, RFC 9470).
+The first three are the ResourceProtector's (protector.py: a verifier from verifiers.py, the
+binding of binding.py); this module configures it and adds the last, policy and evidence."""
 
 from __future__ import annotations
 
-import hmac
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeGuard
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -17,42 +18,27 @@ from cryptography import x509
 from corridor.audit.events import Event, Outcome
 from corridor.audit.log import AuditLog, EveryRefusal, Evidence
 from corridor.audit.sinks import EvidenceSink, MemorySink
-from corridor.core import strictjson
 from corridor.core.acr import AcrLevels
 from corridor.core.clock import Clock, SystemClock
-from corridor.core.dpop import verify_proof
-from corridor.core.errors import OAuthError, safe_description
-from corridor.core.jose import (
-    FAPI_ALGORITHMS,
-    JoseFailure,
-    SigningKey,
-    read_header,
-    verify_jws,
-)
+from corridor.core.jose import FAPI_ALGORITHMS
 from corridor.core.nonces import DPoPNonces
-from corridor.core.randomness import new_id, token_hash
+from corridor.core.randomness import new_id
 from corridor.core.replay import MemoryReplayCache, ReplayCache
-from corridor.core.x509 import thumbprint_s256
 from corridor.policy.cedar import Policies, PolicyDecision, grant_context
+from corridor.resource.binding import ProofPolicy
 from corridor.resource.keys import IssuerKeys
+from corridor.resource.protector import ResourceProtector, ResourceRequest, header_values
+from corridor.resource.tokens import AccessToken, ResourceError
+from corridor.resource.verifiers import (
+    Audience,
+    Introspection,
+    IntrospectionVerifier,
+    JWTVerifier,
+    TokenVerifier,
+)
 from corridor.transport.tls import outbound_context
 
-ALGS = " ".join(FAPI_ALGORITHMS)
 METADATA_PATH = "/.well-known/oauth-protected-resource"
-AT_TYPES = ("at+jwt", "application/at+jwt")
-
-
-@dataclass(frozen=True)
-class Introspection:
-    """RFC 7662 token validation: the RS calls the AS's introspection endpoint as a registered
-    confidential client (private_key_jwt, ``aud`` = the issuer, FAPI2 5.3.2.1-8).
-
-    Not cached by default, so a revoked token is refused at once (design.md 5b). A cache of
-    ``cache_seconds`` means a revoked token may be accepted for at most that long."""
-
-    client_id: str
-    key: SigningKey
-    cache_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -115,25 +101,6 @@ def require_public_url(url: str) -> None:
 
 
 @dataclass(frozen=True)
-class AccessToken:
-    """A verified access token, as handlers see it."""
-
-    issuer: str
-    subject: str
-    client_id: str
-    scopes: frozenset[str]
-    authorization_details: tuple[Mapping[str, Any], ...]
-    acr: str | None
-    auth_time: int | None
-    #: "dpop" (cnf.jkt) or "mtls" (cnf.x5t#S256), with the key or certificate thumbprint.
-    sender_constraint: str
-    thumbprint: str
-    jti: str
-    expires_at: int
-    claims: Mapping[str, Any]
-
-
-@dataclass(frozen=True)
 class Requirement:
     """What a route needs (FAPI2 5.3.4-4, RFC 9470): scopes, authorization_details entries
     (each a subset to match, e.g. ``{"type": "payment_initiation"}``), an acr level, a max_age."""
@@ -142,28 +109,6 @@ class Requirement:
     details: tuple[Mapping[str, Any], ...] = ()
     acr: str | None = None
     max_age: int | None = None
-
-
-class ResourceError(OAuthError):
-    """A refusal at the resource server, rendered as an RFC 6750 / RFC 9449 challenge."""
-
-    def __init__(
-        self,
-        error: str,
-        description: str = "",
-        *,
-        rule: str,
-        status: int = 401,
-        scheme: str = "DPoP",
-        params: Mapping[str, str] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(error, description, rule=rule, status=status, headers=headers)
-        self.scheme = scheme
-        self.params = dict(params or {})
-        #: The tool action and the policy decision, when a policy refused (issue 8).
-        self.action: str | None = None
-        self.policy: PolicyDecision | None = None
 
 
 def insufficient_scope(
@@ -203,9 +148,9 @@ class ResourceGuard:
             http = httpx.Client(verify=context, timeout=5.0, follow_redirects=False)
         self.http = http
         self.issuers = {iss: IssuerKeys(iss, http, self.clock) for iss in settings.authorization_servers}
-        self._introspected: dict[str, tuple[float, dict[str, Any]]] = {}
         self.replay = replay or MemoryReplayCache()
         self.nonces = DPoPNonces(settings.nonce_secret, settings.nonce_step, self.clock)
+        self.verifier = self._token_verifier()
         #: Where the decisions go: ``sink`` (SQL, JSON Lines), else the last 1000 in memory, each
         #: one recorded (the memory bounds itself: no sampling of refusals).
         self.audit = (
@@ -221,27 +166,6 @@ class ResourceGuard:
         sink = self.audit.sink
         return sink.records if isinstance(sink, MemorySink) else []
 
-    # -- the challenge ---------------------------------------------------------------------------
-
-    def challenge_headers(self, error: ResourceError | None) -> list[tuple[str, str]]:
-        """RFC 6750 3, RFC 9449 7.1, RFC 9728 5.1: one WWW-Authenticate per scheme."""
-        metadata = f'resource_metadata="{self.settings.metadata_url}"'
-        if error is None:  # no credentials: both schemes, without an error code
-            return [
-                ("WWW-Authenticate", f'DPoP algs="{ALGS}", {metadata}'),
-                ("WWW-Authenticate", f"Bearer {metadata}"),
-            ]
-        params = [f'error="{error.error}"']
-        if error.description:
-            params.append(f'error_description="{safe_description(error.description)}"')
-        params += [f'{k}="{safe_description(v)}"' for k, v in error.params.items()]
-        if error.scheme == "DPoP":
-            params.append(f'algs="{ALGS}"')
-        params.append(metadata)
-        headers = [("WWW-Authenticate", f"{error.scheme} {', '.join(params)}")]
-        headers += list(error.headers.items())
-        return headers
-
     # -- authentication ----------------------------------------------------------------------------
 
     def authenticate(
@@ -253,253 +177,41 @@ class ResourceGuard:
         query: Mapping[str, str] | None = None,
     ) -> AccessToken:
         """FAPI2 5.3.4-1/-2/-3/-5: the token from the Authorization header, valid and sender-bound."""
-        if query and "access_token" in query:
-            raise ResourceError(
-                "invalid_request",
-                "access tokens go in the Authorization header",
-                rule="FAPI2 5.3.4-2, RFC 6750 2.3",
+        request = ResourceRequest(
+            method=method,
+            url=self.settings.public_url.rstrip("/") + path,
+            authorization=header_values(headers, "authorization"),
+            dpop=header_values(headers, "dpop"),
+            certificate=certificate,
+            token_elsewhere="access_token" in (query or {}),
+        )
+        return self.protector.authenticate(request)
+
+    @property
+    def protector(self) -> ResourceProtector:
+        """FAPI2 5.3.4-1/-2/-3/-5 with this guard's verifier, nonces and replay cache (as they are
+        now: a guard's replay cache may be replaced after it is made)."""
+        proofs = ProofPolicy.of(self.settings, self.nonces, self.replay, "rs:")
+        return ResourceProtector(self.verifier, proofs, self.clock)
+
+    def _token_verifier(self) -> TokenVerifier:
+        """FAPI2 5.3.4-3: local RFC 9068 validation, or RFC 7662 introspection when configured."""
+        audience = Audience(self.settings.resource, self.settings.max_clock_skew)
+        if self.settings.introspection is not None:
+            return IntrospectionVerifier(
+                self.settings.introspection, self.issuers, audience, self.http, self.clock
             )
-        authorizations = [v for k, v in headers if k.lower() == "authorization"]
-        if not authorizations:
-            raise ResourceError("", rule="RFC 6750 3")  # no credentials: a bare challenge
-        if len(authorizations) != 1:
-            raise ResourceError(
-                "invalid_request", "one Authorization header", rule="RFC 6750 2.1", status=400
-            )
-        scheme, _, token = authorizations[0].partition(" ")
-        scheme, token = scheme.lower(), token.strip()
-        if scheme not in ("dpop", "bearer") or not token or " " in token:
-            raise ResourceError(
-                "invalid_request", "use the DPoP or Bearer scheme", rule="FAPI2 5.3.4-1", status=400
-            )
-        access = self.verify_token(token)
-        now = self.clock.now()
-        if access.sender_constraint == "dpop":
-            self._check_dpop(method, path, headers, token, access, scheme, now)
-        else:
-            self._check_certificate(access, scheme, certificate)
-        return access
+        return JWTVerifier(self.issuers, audience, self.clock)
 
     def verify_token(self, token: str) -> AccessToken:
-        """FAPI2 5.3.4-3: local RFC 9068 validation, or RFC 7662 introspection when configured."""
-        if self.settings.introspection is not None:
-            return self._introspect(token, self.settings.introspection)
-        return self._verify_jwt(token)
-
-    def _introspect(self, token: str, config: Introspection) -> AccessToken:
-        """RFC 7662 2: ask the (single) authorization server; ``active: false`` is invalid_token."""
-        now = self.clock.now()
-        cache_key = token_hash(token)
-        cached = self._introspected.get(cache_key)
-        if cached is not None and cached[0] > now:
-            claims = cached[1]
-        else:
-            issuer = self.settings.authorization_servers[0]
-            try:
-                endpoint = self.issuers[issuer].metadata().get("introspection_endpoint")
-            except (httpx.HTTPError, ValueError):
-                raise ResourceError(
-                    "invalid_token", "the token cannot be checked now", rule="RFC 7662 2", status=503
-                ) from None
-            if not isinstance(endpoint, str) or not endpoint.startswith("https://"):
-                raise ResourceError(
-                    "invalid_token", "the authorization server offers no introspection", rule="RFC 7662 2"
-                )
-            assertion = config.key.sign(
-                {
-                    "iss": config.client_id,
-                    "sub": config.client_id,
-                    "aud": issuer,
-                    "jti": new_id(),
-                    "iat": int(now),
-                    "exp": int(now) + 60,
-                },
-                "JWT",
-            )
-            try:
-                response = self.http.post(
-                    endpoint,
-                    data={
-                        "token": token,
-                        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-                        "client_assertion": assertion,
-                    },
-                )
-                claims = strictjson.loads(response.content) if response.status_code == 200 else {}
-            except (httpx.HTTPError, ValueError):
-                raise ResourceError(
-                    "invalid_token", "the token cannot be checked now", rule="RFC 7662 2", status=503
-                ) from None
-            if not isinstance(claims, dict):
-                claims = {}
-            if config.cache_seconds > 0:
-                self._introspected[cache_key] = (now + config.cache_seconds, claims)
-                if len(self._introspected) > 100_000:
-                    self._introspected = {k: v for k, v in self._introspected.items() if v[0] > now}
-        if claims.get("active") is not True:
-            raise ResourceError("invalid_token", "the access token is not active", rule="RFC 7662 2.2")
-        issuer = claims.get("iss", self.settings.authorization_servers[0])
-        if issuer not in self.issuers:
-            raise ResourceError("invalid_token", "the token comes from another issuer", rule="FAPI2 6.3")
-        return self._claims_to_token(claims, issuer, now)
-
-    def _verify_jwt(self, token: str) -> AccessToken:
-        """RFC 9068 4: typ, alg, signature by the issuer, iss, aud, exp, iat."""
-        now = self.clock.now()
-        try:
-            header = read_header(token)
-        except JoseFailure as exc:
-            raise ResourceError("invalid_token", "the access token is not a JWT", rule="RFC 9068 4") from exc
-        if header.get("typ") not in AT_TYPES:
-            raise ResourceError("invalid_token", "the access token typ must be at+jwt", rule="RFC 9068 4")
-        if header["alg"] not in FAPI_ALGORITHMS:
-            raise ResourceError("invalid_token", "the access token alg is not allowed", rule="FAPI2 5.4.1")
-        unverified = self._unverified_claims(token)
-        claimed = unverified.get("iss")
-        issuer = claimed if isinstance(claimed, str) else ""
-        keys = self.issuers.get(issuer)
-        if keys is None:
-            raise ResourceError(
-                "invalid_token", "the token comes from another issuer", rule="RFC 9068 4, FAPI2 6.3"
-            )
-        try:
-            try:
-                verify_jws(token, header, keys.signing_keys())
-            except JoseFailure:
-                verify_jws(token, header, keys.signing_keys(refresh=True))
-        except JoseFailure as exc:
-            raise ResourceError(
-                "invalid_token", "the access token signature is not valid", rule="RFC 9068 4"
-            ) from exc
-        # The signature covers exactly the payload those claims were parsed from.
-        return self._claims_to_token(unverified, issuer, now)
-
-    def _unverified_claims(self, token: str) -> dict[str, Any]:
-        from corridor.core.b64 import b64url_decode
-
-        try:
-            claims = strictjson.loads(b64url_decode(token.split(".")[1]))
-        except (ValueError, IndexError) as exc:
-            raise ResourceError(
-                "invalid_token", "the access token payload is not JSON", rule="RFC 9068 4"
-            ) from exc
-        if not isinstance(claims, dict):
-            raise ResourceError(
-                "invalid_token", "the access token payload is not a JSON object", rule="RFC 9068 4"
-            )
-        return claims
-
-    def _claims_to_token(self, claims: Mapping[str, Any], issuer: str, now: float) -> AccessToken:
-        settings = self.settings
-        if claims.get("iss") != issuer:
-            raise ResourceError("invalid_token", "iss does not match", rule="RFC 9068 4")
-        aud = claims.get("aud")
-        audiences = aud if isinstance(aud, list) else [aud]
-        if settings.resource not in audiences:
-            raise ResourceError("invalid_token", "the token is meant for another resource", rule="RFC 9068 4")
-        exp, iat = claims.get("exp"), claims.get("iat")
-        if not _number(exp) or exp <= now:
-            raise ResourceError("invalid_token", "the access token has expired", rule="FAPI2 5.3.4-3")
-        if not _number(iat) or iat > now + settings.max_clock_skew:
-            raise ResourceError("invalid_token", "the access token iat is not valid", rule="RFC 9068 4")
-        for name in ("sub", "client_id", "jti"):
-            if not isinstance(claims.get(name), str):
-                raise ResourceError("invalid_token", f"the access token has no {name}", rule="RFC 9068 2.2")
-        cnf = claims.get("cnf")
-        if isinstance(cnf, dict) and isinstance(cnf.get("jkt"), str):
-            constraint, thumbprint = "dpop", cnf["jkt"]
-        elif isinstance(cnf, dict) and isinstance(cnf.get("x5t#S256"), str):
-            constraint, thumbprint = "mtls", cnf["x5t#S256"]
-        else:
-            raise ResourceError(
-                "invalid_token", "the access token is not sender-constrained", rule="FAPI2 5.3.4-5"
-            )
-        details = claims.get("authorization_details")
-        scope = claims.get("scope")
-        return AccessToken(
-            issuer=issuer,
-            subject=claims["sub"],
-            client_id=claims["client_id"],
-            scopes=frozenset(scope.split()) if isinstance(scope, str) else frozenset(),
-            authorization_details=tuple(d for d in details if isinstance(d, dict))
-            if isinstance(details, list)
-            else (),
-            acr=claims.get("acr") if isinstance(claims.get("acr"), str) else None,
-            auth_time=int(claims["auth_time"]) if _number(claims.get("auth_time")) else None,
-            sender_constraint=constraint,
-            thumbprint=thumbprint,
-            jti=claims["jti"],
-            expires_at=int(exp),
-            claims=dict(claims),
-        )
-
-    def _check_dpop(
-        self,
-        method: str,
-        path: str,
-        headers: Sequence[tuple[str, str]],
-        token: str,
-        access: AccessToken,
-        scheme: str,
-        now: float,
-    ) -> None:
-        """RFC 9449 7 (D1-D14): the DPoP scheme, a proof for this request and this token, by the bound key."""
-        if scheme != "dpop":
-            raise ResourceError(
-                "invalid_token", "a DPoP-bound token must use the DPoP scheme", rule="RFC 9449 7.2"
-            )
-        settings = self.settings
-        proofs = [v for k, v in headers if k.lower() == "dpop"]
-        if not proofs:
-            raise ResourceError("invalid_dpop_proof", "a DPoP proof is required", rule="RFC 9449 7.1")
-        try:
-            proof = verify_proof(
-                proofs,
-                method=method,
-                url=settings.public_url.rstrip("/") + path,
-                now=now,
-                max_future=settings.max_clock_skew,
-                max_past=settings.dpop_max_age,
-                access_token=token,
-            )
-        except OAuthError as exc:
-            raise ResourceError("invalid_dpop_proof", exc.description, rule=exc.rule) from exc
-        if settings.dpop_nonce_required and (proof.nonce is None or not self.nonces.is_valid(proof.nonce)):
-            raise ResourceError(
-                "use_dpop_nonce",
-                "a DPoP nonce is required",
-                rule="RFC 9449 9",
-                headers={"DPoP-Nonce": self.nonces.current()},
-            )
-        if not hmac.compare_digest(proof.jkt, access.thumbprint):
-            raise ResourceError("invalid_token", "Invalid DPoP key binding", rule="RFC 9449 7.1, 6.1")
-        expires = proof.iat + settings.dpop_max_age + settings.max_clock_skew
-        if not self.replay.remember_once("rs:" + token_hash(f"{proof.jkt}\x00{proof.jti}"), expires, now):
-            raise ResourceError("invalid_dpop_proof", "the DPoP proof was already used", rule="RFC 9449 11.1")
-
-    @staticmethod
-    def _check_certificate(access: AccessToken, scheme: str, certificate: x509.Certificate | None) -> None:
-        """RFC 8705 3 (M5): the certificate of this connection is the one the token is bound to."""
-        if scheme != "bearer":
-            raise ResourceError(
-                "invalid_token",
-                "a certificate-bound token uses the Bearer scheme",
-                rule="RFC 8705 3",
-                scheme="Bearer",
-            )
-        if certificate is None or not hmac.compare_digest(thumbprint_s256(certificate), access.thumbprint):
-            raise ResourceError(
-                "invalid_token",
-                "the client certificate does not match the token binding",
-                rule="RFC 8705 3",
-                scheme="Bearer",
-            )
+        """FAPI2 5.3.4-3: the token, verified by this resource's :class:`TokenVerifier`."""
+        return self.verifier.verify(token)
 
     # -- authorization -------------------------------------------------------------------------------
 
     def authorize(self, access: AccessToken, requirement: Requirement) -> None:
         """FAPI2 5.3.4-4 (RFC 6750 3.1 insufficient_scope) and RFC 9470 (step-up)."""
-        scheme = "DPoP" if access.sender_constraint == "dpop" else "Bearer"
+        scheme = access.scheme
         missing = requirement.scopes - access.scopes
         if missing:
             error = insufficient_scope(
@@ -557,7 +269,7 @@ class ResourceGuard:
             error = insufficient_scope(
                 f"{action} refused by policy: {', '.join(decision.policies)}", rule=decision.rule
             )
-            error.scheme = "DPoP" if access.sender_constraint == "dpop" else "Bearer"
+            error.scheme = access.scheme
             error.action, error.policy = action, decision
             raise error
         return decision
@@ -636,10 +348,6 @@ class ResourceGuard:
         )
 
 
-def _number(value: Any) -> TypeGuard[float]:
-    return isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < 1e11
-
-
 def requirement(
     scope: str | Iterable[str] = (),
     details: Mapping[str, Any] | Sequence[Mapping[str, Any]] = (),
@@ -652,9 +360,7 @@ def requirement(
 
 
 __all__ = [
-    "AccessToken",
     "Requirement",
-    "ResourceError",
     "ResourceGuard",
     "ResourceSettings",
     "insufficient_scope",

@@ -1,9 +1,8 @@
-"""UserInfo (OIDC Core 5.3), a DPoP-protected resource of the AS (RFC 9449 7, RFC 6750 3)."""
+"""UserInfo (OIDC Core 5.3), a DPoP- or certificate-protected resource of the AS. It is
+protected as every Corridor resource is (corridor.resource: one protector, one sender-binding
+module, RFC 9449 7, RFC 8705 3, RFC 6750 3); only the token verifier is the AS's own."""
 
 from __future__ import annotations
-
-import hmac
-from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -11,123 +10,89 @@ from starlette.responses import Response
 
 from corridor.audit.events import Event, Outcome
 from corridor.audit.log import Evidence
-from corridor.core.dpop import verify_proof
-from corridor.core.errors import OAuthError
-from corridor.core.jose import FAPI_ALGORITHMS
-from corridor.core.randomness import new_id, token_hash
-from corridor.core.x509 import thumbprint_s256
+from corridor.core.randomness import new_id
+from corridor.resource.binding import challenge
+from corridor.resource.protector import ResourceProtector, ResourceRequest
+from corridor.resource.tokens import AccessToken, ResourceError, access_token
 from corridor.server.authority import AuthorizationServer
+from corridor.server.checks.dpop import proof_policy
 from corridor.server.forms import MAX_BODY
 from corridor.server.introspection import live_access_token
 from corridor.server.responses import json_response, source_address
 from corridor.transport.certificates import peer_certificate
 from corridor.transport.trust import via_mtls_listener
 
-ALGS = " ".join(FAPI_ALGORITHMS)
+
+class IssuedAccessTokens:
+    """The AS verifying its own access tokens (a TokenVerifier, FAPI2 5.3.4-3): signed by its
+    keys, unexpired, and neither the token nor its grant revoked (design.md 5b)."""
+
+    def __init__(self, server: AuthorizationServer) -> None:
+        self.server = server
+
+    def verify(self, token: str) -> AccessToken:
+        claims = live_access_token(self.server, token, self.server.now())
+        if claims is None:
+            raise ResourceError("invalid_token", "the access token is not valid", rule="FAPI2 5.3.4-3")
+        return access_token(claims, self.server.settings.issuer)
 
 
-def _challenge(error: OAuthError | None, scheme: str) -> Response:
-    """RFC 6750 3 / RFC 9449 7.1: WWW-Authenticate with error (and algs for DPoP)."""
-    params = [f'error="{error.error}"', f'error_description="{error.description}"'] if error else []
-    if scheme == "DPoP":
-        params.append(f'algs="{ALGS}"')
-    headers: dict[str, str] = dict(error.headers) if error else {}
-    headers["WWW-Authenticate"] = f"{scheme} {', '.join(params)}"
-    status = 403 if error is not None and error.error == "insufficient_scope" else 401
-    return json_response(error.body() if error else {}, status=status, headers=headers)
+def protector(server: AuthorizationServer) -> ResourceProtector:
+    """The resource protector of UserInfo: the AS's tokens, the AS's nonces and replay cache."""
+    return ResourceProtector(IssuedAccessTokens(server), proof_policy(server, "u:"), server.clock)
 
 
-def _authenticate(
-    request: Request,
-    server: AuthorizationServer,
-    body_has_token: bool,
-    evidence: Evidence,
-    challenge: dict[str, str],
-) -> dict[str, Any]:
-    """FAPI2 5.3.4: the token from the Authorization header, valid, and bound to this sender."""
-    authorizations = request.headers.getlist("authorization")
-    if body_has_token or "access_token" in request.query_params:
-        raise OAuthError(
-            "invalid_request", "access tokens go in the Authorization header", rule="FAPI2 5.3.4-2"
+def _refusal(error: ResourceError) -> Response:
+    """RFC 6750 3 / RFC 9449 7.1: the challenge; without credentials a bare DPoP one."""
+    refusal = error if error.error else None
+    response = json_response(refusal.body() if refusal is not None else {}, status=error.status)
+    for name, value in challenge(refusal, bare_schemes=("DPoP",)):
+        response.headers.append(name, value)
+    return response
+
+
+def require_openid(access: AccessToken) -> None:
+    """OIDC Core 5.3.1: UserInfo answers tokens granted the openid scope."""
+    if "openid" not in access.scopes:
+        raise ResourceError(
+            "insufficient_scope",
+            "the token lacks the openid scope",
+            rule="OIDC Core 5.3.1",
+            status=403,
+            scheme=access.scheme,
         )
-    if len(authorizations) != 1:
-        raise OAuthError("", "", rule="RFC 6750 3")  # no credentials: a bare challenge
-    scheme, _, token = authorizations[0].partition(" ")
-    token, scheme = token.strip(), scheme.lower()
-    if scheme not in ("dpop", "bearer") or not token:
-        raise OAuthError(
-            "invalid_request", "use the DPoP or Bearer authorization scheme", rule="RFC 9449 7.1"
-        )
-    now = server.now()
-    claims = live_access_token(server, token, now)
-    if claims is None:
-        raise OAuthError("invalid_token", "the access token is not valid", rule="FAPI2 5.3.4-3", status=401)
+
+
+def _token_facts(evidence: Evidence, access: AccessToken) -> None:
+    claims = access.claims
     evidence.client_id = str(claims.get("client_id"))
     evidence.user_id = str(claims.get("sub"))
     evidence.token_jti = str(claims.get("jti"))
     evidence.scope = str(claims.get("scope"))
-    cnf: dict[str, Any] = claims["cnf"] if isinstance(claims.get("cnf"), dict) else {}
-    if "x5t#S256" in cnf:
-        challenge["scheme"] = "Bearer"
-        check_certificate_binding(request, cnf["x5t#S256"], scheme)
-        evidence.sender_constraint, evidence.key_thumbprint = "mtls", cnf["x5t#S256"]
-    else:
-        check_dpop_binding(request, server, token, str(cnf.get("jkt")), scheme, now)
-        evidence.sender_constraint, evidence.key_thumbprint = "dpop", str(cnf.get("jkt"))
-    if "openid" not in str(claims.get("scope", "")).split():
-        raise OAuthError(
-            "insufficient_scope", "the token lacks the openid scope", rule="OIDC Core 5.3.1", status=403
-        )
-    return claims
 
 
-def check_certificate_binding(request: Request, thumbprint: str, scheme: str) -> None:
-    """RFC 8705 3 (M5): the certificate of this connection is the one the token is bound to."""
-    if scheme != "bearer":
-        raise OAuthError(
-            "invalid_token", "a certificate-bound token uses the Bearer scheme", rule="RFC 8705 3"
-        )
-    certificate = peer_certificate(request.scope)
-    if certificate is None or not hmac.compare_digest(thumbprint_s256(certificate), thumbprint):
-        raise OAuthError(
-            "invalid_token",
-            "the client certificate does not match the token binding",
-            rule="RFC 8705 3",
-            status=401,
-        )
-
-
-def check_dpop_binding(
-    request: Request, server: AuthorizationServer, token: str, jkt: str, scheme: str, now: float
-) -> None:
-    """RFC 9449 7 (D1-D14): a DPoP-bound token with a fresh proof of its key."""
-    if scheme != "dpop":
-        raise OAuthError("invalid_token", "a DPoP-bound token must use the DPoP scheme", rule="RFC 9449 7.2")
-    settings = server.settings
-    proof = verify_proof(
-        request.headers.getlist("dpop"),
+def _authenticate(
+    request: Request, server: AuthorizationServer, body_has_token: bool, evidence: Evidence
+) -> AccessToken:
+    """FAPI2 5.3.4: the token from the Authorization header, valid, and bound to this sender."""
+    resource_request = ResourceRequest(
         method=request.method,
         url=server.endpoints.url("/userinfo", via_mtls_listener(request.scope)),
-        now=now,
-        max_future=settings.max_clock_skew,
-        max_past=settings.dpop_max_age,
-        access_token=token,
+        authorization=request.headers.getlist("authorization"),
+        dpop=request.headers.getlist("dpop"),
+        certificate=peer_certificate(request.scope),
+        token_elsewhere=body_has_token or "access_token" in request.query_params,
     )
-    assert server.nonces is not None
-    if settings.dpop_nonce_required and (proof.nonce is None or not server.nonces.is_valid(proof.nonce)):
-        raise OAuthError(
-            "use_dpop_nonce",
-            "a DPoP nonce is required",
-            rule="RFC 9449 9",
-            headers={"DPoP-Nonce": server.nonces.current()},
-        )
-    if proof.jkt != jkt:
-        raise OAuthError(
-            "invalid_token", "the DPoP key does not match the token binding", rule="RFC 9449 7.1"
-        )
-    expires = proof.iat + settings.dpop_max_age + settings.max_clock_skew
-    if not server.store.remember_once("u:" + token_hash(f"{proof.jkt}\x00{proof.jti}"), expires, now):
-        raise OAuthError("invalid_dpop_proof", "the DPoP proof was already used", rule="RFC 9449 11.1")
+    try:
+        access = protector(server).authenticate(resource_request)
+    except ResourceError as error:
+        if error.access is not None:  # verified, then refused: the record names the token
+            _token_facts(evidence, error.access)
+        raise
+    _token_facts(evidence, access)
+    evidence.sender_constraint, evidence.key_thumbprint = access.sender_constraint, access.thumbprint
+    require_openid(access)
+    return access
 
 
 async def userinfo(request: Request, server: AuthorizationServer) -> Response:
@@ -142,15 +107,15 @@ async def userinfo(request: Request, server: AuthorizationServer) -> Response:
 
     def call() -> Response:
         evidence = Evidence(issuer=server.settings.issuer, request_id=new_id())
-        challenge = {"scheme": "DPoP"}
         try:
-            claims = _authenticate(request, server, body_has_token, evidence, challenge)
+            access = _authenticate(request, server, body_has_token, evidence)
+            claims = access.claims
             user = server.store.get_user(str(claims["sub"]))
             if user is None:
-                raise OAuthError(
-                    "invalid_token", "the user no longer exists", rule="OIDC Core 5.3", status=401
+                raise ResourceError(
+                    "invalid_token", "the user no longer exists", rule="OIDC Core 5.3", scheme=access.scheme
                 )
-        except OAuthError as error:
+        except ResourceError as error:
             if error.error:  # a request without credentials is not a decision worth a record
                 server.audit.append(
                     evidence,
@@ -161,10 +126,10 @@ async def userinfo(request: Request, server: AuthorizationServer) -> Response:
                     error=error.error,
                     unauthenticated_source=source_address(request),  # no token proved: issue 13 B4
                 )
-            return _challenge(error if error.error else None, challenge["scheme"])
+            return _refusal(error)
         server.audit.append(evidence, Event.USERINFO, Outcome.ALLOWED, server.now())
         info = {"sub": user["id"]}
-        if "profile" in str(claims.get("scope", "")).split():
+        if "profile" in access.scopes:
             info["preferred_username"] = user["username"]
         return json_response(info)
 

@@ -1,38 +1,34 @@
-"""DPoP at the authorization server (RFC 9449 4.3, 5, 8, 10.1)."""
+"""DPoP at the authorization server (RFC 9449 4.3, 5, 8, 10.1). The rules it shares with a
+resource, the nonce and jti replay, come from corridor.resource.binding."""
 
 from __future__ import annotations
 
 import re
 
-from corridor.core.dpop import verify_proof
 from corridor.core.errors import InvalidDPoPProof, OAuthError, UseDPoPNonce
-from corridor.core.randomness import token_hash
 from corridor.core.x509 import thumbprint_s256
-from corridor.server.authority import Exchange
+from corridor.resource.binding import ProofPolicy
+from corridor.server.authority import AuthorizationServer, Exchange
 
 _JKT = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
+def proof_policy(server: AuthorizationServer, replay_prefix: str) -> ProofPolicy:
+    """RFC 9449 8, 11.1: the AS's nonces and its replay cache (one key prefix per endpoint kind)."""
+    assert server.nonces is not None
+    return ProofPolicy.of(server.settings, server.nonces, server.store, replay_prefix)
+
+
 def check_dpop_proof(ex: Exchange) -> None:
-    """RFC 9449 4.3 (D1-D12): verify a DPoP header if one is sent; nonce, then jti replay."""
+    """RFC 9449 4.3 (D1-D12): verify a DPoP header if one is sent; nonce (8), then jti replay (11.1)."""
     values = ex.headers.getlist("dpop")
     if not values:
         return
-    settings = ex.server.settings
-    proof = verify_proof(
-        values,
-        method=ex.method,
-        url=ex.endpoint_url,
-        now=ex.now,
-        max_future=settings.max_clock_skew,
-        max_past=settings.dpop_max_age,
-    )
-    nonces = ex.server.nonces
-    assert nonces is not None
-    if settings.dpop_nonce_required and (proof.nonce is None or not nonces.is_valid(proof.nonce)):
-        raise UseDPoPNonce(nonces.current())
-    expires = proof.iat + settings.dpop_max_age + settings.max_clock_skew
-    if not ex.server.store.remember_once("d:" + token_hash(f"{proof.jkt}\x00{proof.jti}"), expires, ex.now):
+    policy = proof_policy(ex.server, "d:")
+    proof = policy.verify(values, method=ex.method, url=ex.endpoint_url, now=ex.now)
+    if policy.nonce_missing(proof):
+        raise UseDPoPNonce(policy.nonces.current())
+    if not policy.first_use(proof, ex.now):
         raise InvalidDPoPProof("the DPoP proof was already used", rule="RFC 9449 11.1")
     ex.dpop = proof
     ex.evidence.sender_constraint = "dpop"

@@ -1,0 +1,200 @@
+"""Token verification as a strategy (FAPI2 5.3.4-3), in the manner of Authlib's token validators:
+a :class:`TokenVerifier` turns the token string into a verified :class:`AccessToken` or raises
+``invalid_token``. Two for any FAPI 2.0 AS: local RFC 9068 JWT validation against the issuer's
+JWKS, and RFC 7662 introspection. (The AS verifies its own tokens with a third, in
+server/userinfo.py.) The sender binding is checked after, by the protector."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import httpx
+
+from corridor.core import strictjson
+from corridor.core.b64 import b64url_decode
+from corridor.core.clock import Clock
+from corridor.core.jose import FAPI_ALGORITHMS, JoseFailure, SigningKey, read_header, verify_jws
+from corridor.core.randomness import new_id, token_hash
+from corridor.resource.keys import IssuerKeys
+from corridor.resource.tokens import AccessToken, ResourceError, access_token, number
+
+AT_TYPES = ("at+jwt", "application/at+jwt")
+
+
+class TokenVerifier(Protocol):
+    def verify(self, token: str) -> AccessToken:
+        """FAPI2 5.3.4-3: the verified token, or a ResourceError (``invalid_token``)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Introspection:
+    """RFC 7662 token validation: the RS calls the AS's introspection endpoint as a registered
+    confidential client (private_key_jwt, ``aud`` = the issuer, FAPI2 5.3.2.1-8).
+
+    Not cached by default, so a revoked token is refused at once (design.md 5b). A cache of
+    ``cache_seconds`` means a revoked token may be accepted for at most that long."""
+
+    client_id: str
+    key: SigningKey
+    cache_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Audience:
+    """What every token for this resource must say (RFC 9068 4): this resource in ``aud``, an
+    ``iat`` not later than ``max_clock_skew`` seconds ahead."""
+
+    resource: str
+    max_clock_skew: int
+
+    def accept(self, claims: Mapping[str, Any], issuer: str, now: float) -> AccessToken:
+        """RFC 9068 4, FAPI2 5.3.4-3: iss, aud, exp, iat; then the claims a handler relies on."""
+        if claims.get("iss") != issuer:
+            raise ResourceError("invalid_token", "iss does not match", rule="RFC 9068 4")
+        aud = claims.get("aud")
+        audiences = aud if isinstance(aud, list) else [aud]
+        if self.resource not in audiences:
+            raise ResourceError("invalid_token", "the token is meant for another resource", rule="RFC 9068 4")
+        exp, iat = claims.get("exp"), claims.get("iat")
+        if not number(exp) or exp <= now:
+            raise ResourceError("invalid_token", "the access token has expired", rule="FAPI2 5.3.4-3")
+        if not number(iat) or iat > now + self.max_clock_skew:
+            raise ResourceError("invalid_token", "the access token iat is not valid", rule="RFC 9068 4")
+        return access_token(claims, issuer)
+
+
+class JWTVerifier:
+    """RFC 9068 local validation: typ, alg, the issuer's signature, then :class:`Audience`."""
+
+    def __init__(self, issuers: Mapping[str, IssuerKeys], audience: Audience, clock: Clock) -> None:
+        self.issuers = issuers
+        self.audience = audience
+        self.clock = clock
+
+    def verify(self, token: str) -> AccessToken:
+        """RFC 9068 4: typ, alg, signature by the issuer, iss, aud, exp, iat."""
+        now = self.clock.now()
+        try:
+            header = read_header(token)
+        except JoseFailure as exc:
+            raise ResourceError("invalid_token", "the access token is not a JWT", rule="RFC 9068 4") from exc
+        if header.get("typ") not in AT_TYPES:
+            raise ResourceError("invalid_token", "the access token typ must be at+jwt", rule="RFC 9068 4")
+        if header["alg"] not in FAPI_ALGORITHMS:
+            raise ResourceError("invalid_token", "the access token alg is not allowed", rule="FAPI2 5.4.1")
+        unverified = _unverified_claims(token)
+        claimed = unverified.get("iss")
+        issuer = claimed if isinstance(claimed, str) else ""
+        keys = self.issuers.get(issuer)
+        if keys is None:
+            raise ResourceError(
+                "invalid_token", "the token comes from another issuer", rule="RFC 9068 4, FAPI2 6.3"
+            )
+        try:
+            try:
+                verify_jws(token, header, keys.signing_keys())
+            except JoseFailure:
+                verify_jws(token, header, keys.signing_keys(refresh=True))
+        except JoseFailure as exc:
+            raise ResourceError(
+                "invalid_token", "the access token signature is not valid", rule="RFC 9068 4"
+            ) from exc
+        # The signature covers exactly the payload those claims were parsed from.
+        return self.audience.accept(unverified, issuer, now)
+
+
+def _unverified_claims(token: str) -> dict[str, Any]:
+    try:
+        claims = strictjson.loads(b64url_decode(token.split(".")[1]))
+    except (ValueError, IndexError) as exc:
+        raise ResourceError(
+            "invalid_token", "the access token payload is not JSON", rule="RFC 9068 4"
+        ) from exc
+    if not isinstance(claims, dict):
+        raise ResourceError(
+            "invalid_token", "the access token payload is not a JSON object", rule="RFC 9068 4"
+        )
+    return claims
+
+
+class IntrospectionVerifier:
+    """RFC 7662: ask the (single) authorization server; ``active: false`` is invalid_token."""
+
+    def __init__(
+        self,
+        config: Introspection,
+        issuers: Mapping[str, IssuerKeys],
+        audience: Audience,
+        http: httpx.Client,
+        clock: Clock,
+    ) -> None:
+        self.config = config
+        self.issuers = issuers
+        #: The first configured authorization server is the one asked.
+        self.issuer = next(iter(issuers))
+        self.audience = audience
+        self.http = http
+        self.clock = clock
+        self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
+
+    def verify(self, token: str) -> AccessToken:
+        """RFC 7662 2, 2.2: an active token, from a configured issuer, then :class:`Audience`."""
+        now = self.clock.now()
+        cache_key = token_hash(token)
+        cached = self._cache.get(cache_key)
+        if cached is not None and cached[0] > now:
+            claims = cached[1]
+        else:
+            claims = self._ask(token, now)
+            if self.config.cache_seconds > 0:
+                self._cache[cache_key] = (now + self.config.cache_seconds, claims)
+                if len(self._cache) > 100_000:
+                    self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
+        if claims.get("active") is not True:
+            raise ResourceError("invalid_token", "the access token is not active", rule="RFC 7662 2.2")
+        issuer = claims.get("iss", self.issuer)
+        if issuer not in self.issuers:
+            raise ResourceError("invalid_token", "the token comes from another issuer", rule="FAPI2 6.3")
+        return self.audience.accept(claims, issuer, now)
+
+    def _ask(self, token: str, now: float) -> dict[str, Any]:
+        """RFC 7662 2.1, FAPI2 5.3.2.1-8: POST the token, authenticated with private_key_jwt."""
+        unavailable = ResourceError(
+            "invalid_token", "the token cannot be checked now", rule="RFC 7662 2", status=503
+        )
+        try:
+            endpoint = self.issuers[self.issuer].metadata().get("introspection_endpoint")
+        except (httpx.HTTPError, ValueError):
+            raise unavailable from None
+        if not isinstance(endpoint, str) or not endpoint.startswith("https://"):
+            raise ResourceError(
+                "invalid_token", "the authorization server offers no introspection", rule="RFC 7662 2"
+            )
+        client_id = self.config.client_id
+        assertion = self.config.key.sign(
+            {
+                "iss": client_id,
+                "sub": client_id,
+                "aud": self.issuer,
+                "jti": new_id(),
+                "iat": int(now),
+                "exp": int(now) + 60,
+            },
+            "JWT",
+        )
+        try:
+            response = self.http.post(
+                endpoint,
+                data={
+                    "token": token,
+                    "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                    "client_assertion": assertion,
+                },
+            )
+            claims = strictjson.loads(response.content) if response.status_code == 200 else {}
+        except (httpx.HTTPError, ValueError):
+            raise unavailable from None
+        return claims if isinstance(claims, dict) else {}
