@@ -1,3 +1,5 @@
+# Why over 450 lines: not split yet; issue 15 item 5 turns it into a cli/ package, one
+# module per command group (work in progress on branch cli, see wip/issue-15).
 """The ``corridor`` command: the front door (design.md 6)."""
 
 from __future__ import annotations

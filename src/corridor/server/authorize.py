@@ -1,3 +1,5 @@
+# Why over 450 lines: not split yet; issue 15 item 1 moves sign-in, second factor,
+# passkeys and consent to server/interaction/ (work in progress on branch interaction, see wip/issue-15).
 """The authorization endpoint and its login and consent pages.
 
 FAPI2 5.3.2.2-3: only pushed requests (``client_id`` + ``request_uri``); any other front-channel

@@ -1,3 +1,5 @@
+# Why over 450 lines: not split yet; issue 15 item 2 makes it repositories behind
+# Protocols (work in progress on branch store, see wip/issue-15).
 """The SQL store on SQLAlchemy 2 Core. SQLite (WAL) by default; nothing here is
 SQLite-only SQL, so PostgreSQL is a URL away (design.md 4).
 
