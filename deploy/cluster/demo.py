@@ -61,7 +61,7 @@ from corridor.core.b64 import b64url_decode
 from corridor.core.jose import SigningKey, read_header, verify_with_keys
 from corridor.core.pkce import new_verifier, s256_challenge
 from corridor.core.x509 import thumbprint_s256
-from corridor.server.tls import ensure_dev_tls
+from corridor.transport.tls import ensure_dev_tls
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
