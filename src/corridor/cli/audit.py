@@ -1,0 +1,197 @@
+"""``corridor audit``: the evidence trail (``audit verify``, ``checkpoint``, ``checkpoints``,
+``trace``, ``export``)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from corridor.cli.common import (
+    CONFIG,
+    DATA_DIR,
+    DATABASE,
+    JSON,
+    echo_json,
+    iso_time,
+    load_server_keys,
+    load_settings,
+    migrated_store,
+)
+
+
+@click.group()
+def audit() -> None:
+    """The evidence trail: verify its hash chains, trace a grant, export it."""
+
+
+def _audit_store(data_dir: Path | None, config_file: Path | None, database_url: str | None) -> Any:
+    settings = load_settings(data_dir, config_file, database_url=database_url)
+    return settings, migrated_store(settings)
+
+
+@audit.command("verify")
+@DATA_DIR
+@CONFIG
+@DATABASE
+@JSON
+@click.option(
+    "--checkpoints",
+    "exported_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Checkpoints exported with `corridor audit checkpoints --json` (an append-only copy).",
+)
+def audit_verify(
+    data_dir: Path | None,
+    config_file: Path | None,
+    database_url: str | None,
+    as_json: bool,
+    exported_file: Path | None,
+) -> None:
+    """Prove every chain intact, or name its first broken record; check the signed checkpoints
+    and that every writer and position they name is still there. Exit status 1 when anything is
+    broken."""
+    from corridor.audit.chain import signed_positions, verify, verify_checkpoints
+    from corridor.core.jose import SigningKey
+
+    settings, store = _audit_store(data_dir, config_file, database_url)
+    exported = _exported_checkpoints(exported_file) if exported_file else []
+    # Every key the AS ever had, retired ones too: old checkpoints stay verifiable.
+    public = [SigningKey(json.loads(row["private_jwk"])).public_jwk for row in store.signing_keys()]
+    checkpoints = verify_checkpoints(store, public, exported)
+    # With audit_retention_days set, a chain may start after a signed position (issue 13 B4).
+    chains = verify(store, signed_positions(checkpoints), settings.audit_retention_days is not None)
+    broken = [c for c in chains if not c.intact] + [c for c in checkpoints if c.problem]
+    if as_json:
+        echo_json({"chains": [vars(c) for c in chains], "checkpoints": [vars(c) for c in checkpoints]})
+    else:
+        for c in chains:
+            click.echo(c.line())
+        for cp in checkpoints:
+            click.echo(cp.line())
+        if not chains:
+            click.echo("no chained records")
+    store.close()
+    if broken:
+        sys.exit(1)
+
+
+def _exported_checkpoints(path: Path) -> list[dict[str, Any]]:
+    """The JSON Lines of `corridor audit checkpoints --json`; a bad line is one clear error."""
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            rows.append(
+                {
+                    "id": int(row["id"]),
+                    "writer": str(row["writer"]),
+                    "seq": int(row["seq"]),
+                    "hash": str(row["hash"]),
+                    "time": float(row["time"]),
+                    "jws": str(row["jws"]),
+                    "heads": row.get("heads"),
+                }
+            )
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise click.ClickException(f"{path}:{number}: not an exported checkpoint") from exc
+    return rows
+
+
+@audit.command("checkpoint")
+@DATA_DIR
+@CONFIG
+@DATABASE
+def audit_checkpoint(data_dir: Path | None, config_file: Path | None, database_url: str | None) -> None:
+    """Sign the heads of every chain with the AS's active key (the AS also does this periodically)."""
+    from corridor.audit.chain import checkpoint
+
+    settings, server_keys = load_server_keys(data_dir, config_file, database_url)
+    made = checkpoint(server_keys.store, server_keys.signing, settings.issuer, time.time())
+    if not made:
+        click.echo("no chain moved since the last checkpoint")
+    for row in made:
+        for writer, head in json.loads(row["heads"]).items():
+            click.echo(f"signed {writer} #{head['seq']} {head['hash']}")
+        click.echo(f"checkpoint {row['id']}: {row['seq']} writers")
+
+
+@audit.command("checkpoints")
+@DATA_DIR
+@CONFIG
+@DATABASE
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line, to append elsewhere.")
+@click.option("--after", "after_id", type=int, default=0, help="Only checkpoints with a larger id.")
+def audit_checkpoints(
+    data_dir: Path | None, config_file: Path | None, database_url: str | None, as_json: bool, after_id: int
+) -> None:
+    """Every signed checkpoint, oldest first. Append them to a store the database's writers cannot
+    rewrite (WORM storage, a separate log) and check against it with `verify --checkpoints`."""
+    from corridor.audit.chain import stored_checkpoints
+
+    _, store = _audit_store(data_dir, config_file, database_url)
+    rows = [row for row in stored_checkpoints(store) if row["id"] > after_id]
+    store.close()
+    for row in rows:
+        if as_json:
+            click.echo(json.dumps(row, sort_keys=True))
+        else:
+            click.echo(
+                f"checkpoint {row['id']} at {iso_time(row['time'])}: "
+                f"{row['writer']} #{row['seq']} {row['hash']}"
+            )
+
+
+@audit.command("trace")
+@DATA_DIR
+@CONFIG
+@DATABASE
+@click.argument("ident")
+@click.option("--json", "as_json", is_flag=True, help="The records as a JSON array.")
+@click.option("--jsonl", is_flag=True, help="One JSON record per line (log pipelines).")
+def audit_trace(
+    data_dir: Path | None,
+    config_file: Path | None,
+    database_url: str | None,
+    ident: str,
+    as_json: bool,
+    jsonl: bool,
+) -> None:
+    """The story of a grant id, token jti or request id: PAR, consent shown and given, code,
+    tokens, and every resource-server decision, in order."""
+    from corridor.audit.trace import readable, story_line, trace
+
+    _, store = _audit_store(data_dir, config_file, database_url)
+    records = readable(trace(store, ident))
+    store.close()
+    if not records:
+        raise click.ClickException(f"no records for {ident}")
+    if as_json:
+        click.echo(json.dumps(records, indent=2, ensure_ascii=False))
+    elif jsonl:
+        for record in records:
+            click.echo(json.dumps(record, sort_keys=True, ensure_ascii=False))
+    else:
+        for record in records:
+            click.echo(story_line(record))
+
+
+@audit.command("export")
+@DATA_DIR
+@CONFIG
+@DATABASE
+def audit_export(data_dir: Path | None, config_file: Path | None, database_url: str | None) -> None:
+    """Every record as JSON Lines, in storage order (with its chain fields)."""
+    from corridor.audit.trace import readable
+
+    _, store = _audit_store(data_dir, config_file, database_url)
+    for record in readable(store.audit_records()):
+        click.echo(json.dumps(record, sort_keys=True, ensure_ascii=False))
+    store.close()

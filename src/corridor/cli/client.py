@@ -1,0 +1,219 @@
+"""``corridor client``: register and inspect clients (``client add``, ``keygen``, ``list``,
+``show``, ``remove``)."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from corridor.cli.common import CONFIG, DATA_DIR, JSON, echo_json, load_settings, migrated_store
+from corridor.core.randomness import new_secret_token
+
+
+@click.group()
+def client() -> None:
+    """Register and inspect clients."""
+
+
+def _client_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {"client_id": row["client_id"], "client_name": row["name"], **json.loads(row["metadata"])}
+
+
+@client.command("add")
+@DATA_DIR
+@CONFIG
+@click.option("--name", required=True, help="Name shown on the consent page.")
+@click.option(
+    "--redirect-uri", "redirect_uris", multiple=True, required=True, help="Registered redirect URI."
+)
+@click.option(
+    "--jwks-file", type=click.File("r"), default=None, help="Public JWKS (JSON file, or - for stdin)."
+)
+@click.option("--jwks-uri", default=None, help="https URL of the client's JWKS.")
+@click.option(
+    "--certificate",
+    "certificates",
+    multiple=True,
+    type=click.Path(dir_okay=False, exists=True),
+    help="A client certificate (PEM) to register in the JWKS x5c (self-signed mTLS).",
+)
+@click.option(
+    "--auth-method",
+    type=click.Choice(["private_key_jwt", "tls_client_auth", "self_signed_tls_client_auth"]),
+    default="private_key_jwt",
+    show_default=True,
+    help="Client authentication (FAPI2 5.3.2.1-6).",
+)
+@click.option(
+    "--tls-client-auth-subject-dn", default=None, help="tls_client_auth: the certificate subject DN."
+)
+@click.option("--tls-client-auth-san-dns", default=None, help="tls_client_auth: a dNSName SAN.")
+@click.option("--tls-client-auth-san-uri", default=None, help="tls_client_auth: a URI SAN.")
+@click.option("--tls-client-auth-san-ip", default=None, help="tls_client_auth: an iPAddress SAN.")
+@click.option("--tls-client-auth-san-email", default=None, help="tls_client_auth: an rfc822Name SAN.")
+@click.option(
+    "--sender-constraint",
+    type=click.Choice(["dpop", "mtls"]),
+    default="dpop",
+    show_default=True,
+    help="How access tokens are bound (RFC 9449 or RFC 8705 3).",
+)
+@click.option(
+    "--use-mtls-endpoint-aliases", is_flag=True, help="The client calls every endpoint at its mTLS alias."
+)
+@click.option(
+    "--scope", default="openid", show_default=True, help="Space-separated scopes the client may ask for."
+)
+@click.option("--resource", "resources", multiple=True, help="Resource servers it may use (default: all).")
+@click.option("--client-id", default=None, help="Chosen client_id (default: generated).")
+@click.option("--json", "as_json", is_flag=True, help="Print the registration as JSON.")
+def client_add(
+    data_dir: Path | None,
+    config_file: Path | None,
+    name: str,
+    redirect_uris: tuple[str, ...],
+    jwks_file: Any,
+    jwks_uri: str | None,
+    certificates: tuple[str, ...],
+    auth_method: str,
+    tls_client_auth_subject_dn: str | None,
+    tls_client_auth_san_dns: str | None,
+    tls_client_auth_san_uri: str | None,
+    tls_client_auth_san_ip: str | None,
+    tls_client_auth_san_email: str | None,
+    sender_constraint: str,
+    use_mtls_endpoint_aliases: bool,
+    scope: str,
+    resources: tuple[str, ...],
+    client_id: str | None,
+    as_json: bool,
+) -> None:
+    """Register a client: private_key_jwt or mTLS authentication, DPoP or mTLS-bound tokens."""
+    from corridor.server.clients import (
+        ClientMetadataError,
+        build_client_metadata,
+        is_identifier,
+        jwk_for_certificate,
+    )
+
+    settings = load_settings(data_dir, config_file)
+    if jwks_file is not None and jwks_uri is not None:
+        raise click.ClickException("give --jwks-file or --jwks-uri, not both")
+    jwks = None
+    if jwks_file is not None:
+        try:
+            jwks = json.load(jwks_file)
+        except ValueError as exc:
+            raise click.ClickException("--jwks-file is not JSON") from exc
+        if isinstance(jwks, dict) and "kty" in jwks:
+            jwks = {"keys": [jwks]}
+    if certificates:
+        try:
+            extra = [jwk_for_certificate(Path(path).read_bytes()) for path in certificates]
+        except ClientMetadataError as exc:
+            raise click.ClickException(f"--certificate: {exc}") from exc
+        jwks = {"keys": [*(jwks or {}).get("keys", []), *extra]}
+    subject = {
+        "tls_client_auth_subject_dn": tls_client_auth_subject_dn,
+        "tls_client_auth_san_dns": tls_client_auth_san_dns,
+        "tls_client_auth_san_uri": tls_client_auth_san_uri,
+        "tls_client_auth_san_ip": tls_client_auth_san_ip,
+        "tls_client_auth_san_email": tls_client_auth_san_email,
+    }
+    try:
+        meta = build_client_metadata(
+            redirect_uris=redirect_uris,
+            jwks=jwks,
+            jwks_uri=jwks_uri,
+            scope=scope,
+            resources=resources,
+            known_scopes=list(settings.scopes),
+            token_endpoint_auth_method=auth_method,
+            sender_constraint=sender_constraint,
+            tls_subject={k: v for k, v in subject.items() if v},
+            use_mtls_endpoint_aliases=use_mtls_endpoint_aliases,
+        )
+    except ClientMetadataError as exc:
+        raise click.ClickException(f"{exc.error}: {exc}") from exc
+    client_id = client_id or "c-" + new_secret_token()[:22]
+    if not is_identifier(client_id):
+        raise click.ClickException("client_id must be printable, without spaces, at most 255 characters")
+    if re.fullmatch(r"[0-9a-f]{32}", client_id):
+        # FAPI2 6.7 (AS36): user subjects are 32 hex digits; a client_id must not look like one.
+        raise click.ClickException("client_id must not look like a user identifier (32 hex digits)")
+    store = migrated_store(settings)
+    if store.get_client(client_id) is not None:
+        raise click.ClickException(f"client {client_id!r} already exists")
+    unknown = [r for r in resources if r not in {row["identifier"] for row in store.list_resource_servers()}]
+    if unknown:
+        raise click.ClickException(
+            f"unknown resource server(s): {' '.join(unknown)} (see corridor resource add)"
+        )
+    store.add_client(client_id, name, meta, time.time())
+    if as_json:
+        echo_json({"client_id": client_id, "client_name": name, **meta})
+    else:
+        click.echo(client_id)
+
+
+@client.command("keygen")
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--alg", type=click.Choice(["ES256", "PS256", "EdDSA"]), default="ES256", show_default=True)
+def client_keygen(out: Path, alg: str) -> None:
+    """Make a client signing key: the private JWK goes to OUT (mode 600), the public JWKS to
+    OUT's name with .jwks.json, ready for `client add --jwks-file`."""
+    from corridor.core.jose import SigningKey
+
+    if out.exists():
+        raise click.ClickException(f"{out} exists; not overwriting a key")
+    key = SigningKey.generate(alg)
+    out.touch(mode=0o600)
+    out.write_text(json.dumps(key.private_jwk(), indent=2) + "\n")
+    public = out.with_name(out.stem + ".jwks.json")
+    public.write_text(json.dumps({"keys": [key.public_jwk]}, indent=2) + "\n")
+    click.echo(str(public))
+
+
+@client.command("list")
+@DATA_DIR
+@CONFIG
+@JSON
+def client_list(data_dir: Path | None, config_file: Path | None, as_json: bool) -> None:
+    """List clients."""
+    rows = migrated_store(load_settings(data_dir, config_file)).list_clients()
+    if as_json:
+        echo_json([_client_json(r) for r in rows])
+        return
+    for row in rows:
+        click.echo(f"{row['client_id']}\t{row['name']}")
+
+
+@client.command("show")
+@DATA_DIR
+@CONFIG
+@click.argument("client_id")
+def client_show(data_dir: Path | None, config_file: Path | None, client_id: str) -> None:
+    """Show one client as JSON."""
+    row = migrated_store(load_settings(data_dir, config_file)).get_client(client_id)
+    if row is None:
+        raise click.ClickException(f"no client {client_id!r}")
+    echo_json(_client_json(row))
+
+
+@client.command("remove")
+@DATA_DIR
+@CONFIG
+@click.argument("client_id")
+def client_remove(data_dir: Path | None, config_file: Path | None, client_id: str) -> None:
+    """Remove a client and revoke all of its grants and tokens at once."""
+    removed = migrated_store(load_settings(data_dir, config_file)).remove_client(client_id, time.time())
+    if removed is None:
+        raise click.ClickException(f"no client {client_id!r}")
+    click.echo(
+        f"removed {client_id} (revoked {removed.grants} grants, {removed.access_tokens} access tokens)"
+    )

@@ -1,0 +1,61 @@
+"""``corridor resource``: register resource servers (``resource add``, ``list``, ``remove``)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import click
+
+from corridor.cli.common import CONFIG, DATA_DIR, load_settings, migrated_store
+
+
+@click.group()
+def resource() -> None:
+    """Register resource servers (RFC 8707 resource identifiers and token audiences)."""
+
+
+@resource.command("add")
+@DATA_DIR
+@CONFIG
+@click.argument("identifier")
+@click.option("--name", required=True)
+@click.option("--scope", default="", help="Space-separated scopes this resource server serves.")
+@click.option("--introspection-client", default=None, help="client_id the RS uses to call introspection.")
+def resource_add(
+    data_dir: Path | None,
+    config_file: Path | None,
+    identifier: str,
+    name: str,
+    scope: str,
+    introspection_client: str | None,
+) -> None:
+    """Register a resource server by its exact identifier (an https URL)."""
+    if not identifier.startswith("https://") or "#" in identifier:
+        raise click.ClickException("the identifier must be an https URL without fragment (RFC 8707 2)")
+    store = migrated_store(load_settings(data_dir, config_file))
+    if identifier in {r["identifier"] for r in store.list_resource_servers()}:
+        raise click.ClickException(f"resource server {identifier!r} already exists")
+    store.add_resource_server(identifier, name, scope.split(), introspection_client, time.time())
+    click.echo(identifier)
+
+
+@resource.command("list")
+@DATA_DIR
+@CONFIG
+def resource_list(data_dir: Path | None, config_file: Path | None) -> None:
+    """List resource servers."""
+    for row in migrated_store(load_settings(data_dir, config_file)).list_resource_servers():
+        click.echo(f"{row['identifier']}\t{row['name']}\t{' '.join(json.loads(row['scopes']))}")
+
+
+@resource.command("remove")
+@DATA_DIR
+@CONFIG
+@click.argument("identifier")
+def resource_remove(data_dir: Path | None, config_file: Path | None, identifier: str) -> None:
+    """Remove a resource server."""
+    if not migrated_store(load_settings(data_dir, config_file)).remove_resource_server(identifier):
+        raise click.ClickException(f"no resource server {identifier!r}")
+    click.echo(f"removed {identifier}")
