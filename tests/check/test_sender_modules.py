@@ -164,7 +164,7 @@ def test_bearer_token_for_a_dpop_client_fails_holder_of_key(
     def bearer_without_proof(ex: Exchange) -> None:
         assert ex.client is not None
         if ex.client.sender_constraint == "dpop" and ex.dpop is None:
-            ex.state["cnf"] = {"x5t#S256": "bound-to-nothing"}  # token_type Bearer
+            ex.cnf = {"x5t#S256": "bound-to-nothing"}  # token_type Bearer
             return
         require_sender_constraint(ex)
 

@@ -201,7 +201,16 @@ class Exchange:
     certificate: x509.Certificate | None = None
     client: ClientRecord | None = None
     dpop: DPoPProof | None = None
-    state: dict[str, Any] = field(default_factory=dict)
+    #: RFC 6749 3.3: the requested scope, normalised (check_scope).
+    scope: str = ""
+    #: RFC 8707 2: the requested resources, each once (check_resource).
+    resources: list[str] = field(default_factory=list)
+    #: RFC 9396 2: the parsed authorization details, None when none were sent (check_authorization_details).
+    authorization_details: list[dict[str, Any]] | None = None
+    #: RFC 9449 10.1: the key the code is bound to (bind_dpop_key).
+    dpop_jkt: str | None = None
+    #: RFC 9449 6.1 / RFC 8705 3.1: the token's confirmation claim (require_sender_constraint).
+    cnf: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def begin(

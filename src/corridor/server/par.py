@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.responses import Response
 
 from corridor.audit.events import Event, Outcome
@@ -53,18 +55,18 @@ def pushed_authorization(ex: Exchange) -> Response:
     assert ex.client is not None
     server = ex.server
     reference = new_secret_token()
-    parameters = {name: ex.form[name] for name in KEPT if name in ex.form}
+    parameters: dict[str, Any] = {name: ex.form[name] for name in KEPT if name in ex.form}
     parameters.update(
-        scope=ex.state["scope"],
-        resources=ex.state["resources"],
-        authorization_details=ex.state["authorization_details"],
+        scope=ex.scope,
+        resources=ex.resources,
+        authorization_details=ex.authorization_details,
     )
     lifetime = server.settings.par_lifetime
     server.store.save_pushed_request(
         token_hash(reference),
         ex.client.client_id,
         parameters,
-        ex.state["dpop_jkt"],
+        ex.dpop_jkt,
         ex.now,
         ex.now + lifetime,
     )

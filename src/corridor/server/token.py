@@ -43,7 +43,7 @@ TOKEN = (
 
 def _cnf(ex: Exchange) -> dict[str, str]:
     """RFC 9449 6.1 ``jkt`` or RFC 8705 3.1 ``x5t#S256``, as require_sender_constraint chose."""
-    cnf: dict[str, str] = ex.state["cnf"]
+    cnf: dict[str, str] = ex.cnf
     return cnf
 
 

@@ -44,7 +44,7 @@ def bind_dpop_key(ex: Exchange) -> None:
         if jkt is not None and jkt != ex.dpop.jkt:
             raise InvalidDPoPProof("dpop_jkt does not match the DPoP proof key", rule="RFC 9449 10.1")
         jkt = ex.dpop.jkt
-    ex.state["dpop_jkt"] = jkt
+    ex.dpop_jkt = jkt
     if jkt is not None:
         ex.evidence.sender_constraint = "dpop"
         ex.evidence.key_thumbprint = jkt
@@ -61,7 +61,7 @@ def require_sender_constraint(ex: Exchange) -> None:
                 "a DPoP proof is required for this client",
                 rule="FAPI2 5.3.2.1-4, RFC 9449 5.2",
             )
-        ex.state["cnf"] = {"jkt": ex.dpop.jkt}
+        ex.cnf = {"jkt": ex.dpop.jkt}
         return
     if ex.certificate is None:
         raise OAuthError(
@@ -69,6 +69,6 @@ def require_sender_constraint(ex: Exchange) -> None:
             "a TLS client certificate is required for certificate-bound tokens (use the mTLS endpoint)",
             rule="FAPI2 5.3.2.1-5, RFC 8705 3",
         )
-    ex.state["cnf"] = {"x5t#S256": thumbprint_s256(ex.certificate)}
+    ex.cnf = {"x5t#S256": thumbprint_s256(ex.certificate)}
     ex.evidence.sender_constraint = "mtls"
-    ex.evidence.key_thumbprint = ex.state["cnf"]["x5t#S256"]
+    ex.evidence.key_thumbprint = ex.cnf["x5t#S256"]

@@ -87,8 +87,8 @@ def check_scope(ex: Exchange) -> None:
         raise OAuthError(
             "invalid_scope", f"scope not allowed for this client: {' '.join(unknown)}", rule="RFC 6749 3.3"
         )
-    ex.state["scope"] = " ".join(dict.fromkeys(scopes))
-    ex.evidence.scope = ex.state["scope"]
+    ex.scope = " ".join(dict.fromkeys(scopes))
+    ex.evidence.scope = ex.scope
 
 
 def check_state_and_nonce(ex: Exchange) -> None:
@@ -124,25 +124,25 @@ def check_resource(ex: Exchange) -> None:
             raise OAuthError(
                 "invalid_target", "resource is unknown or not allowed for this client", rule="RFC 8707 2"
             )
-    ex.state["resources"] = list(dict.fromkeys(requested))
-    ex.evidence.resource = ex.state["resources"] or None
+    ex.resources = list(dict.fromkeys(requested))
+    ex.evidence.resource = ex.resources or None
 
 
 def check_authorization_details(ex: Exchange) -> None:
     """RFC 9396 5: known types and well-formed entries, else invalid_authorization_details."""
     raw = ex.form.get("authorization_details")
     if raw is None:
-        ex.state["authorization_details"] = None
+        ex.authorization_details = None
         return
     try:
         details = ex.server.detail_types.parse(raw)
     except AuthorizationDetailsError as exc:
         raise OAuthError("invalid_authorization_details", str(exc), rule="RFC 9396 5") from exc
-    ex.state["authorization_details"] = details
+    ex.authorization_details = details
     ex.evidence.authorization_details = details
 
 
 def require_something_to_authorize(ex: Exchange) -> None:
     """RFC 9396 3 / RFC 6749 3.3: a request asks for a scope or authorization details."""
-    if not ex.state.get("scope") and not ex.state.get("authorization_details"):
+    if not ex.scope and not ex.authorization_details:
         raise OAuthError("invalid_scope", "request a scope or authorization_details", rule="RFC 6749 3.3")
