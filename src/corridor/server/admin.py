@@ -26,8 +26,9 @@ from corridor.audit.trace import readable, trace
 from corridor.core.errors import OAuthError
 from corridor.core.randomness import new_id, new_secret_token, token_hash
 from corridor.server.authority import AuthorizationServer
-from corridor.server.authorize import WRONG_CODES, cookie_header
 from corridor.server.forms import read_form
+from corridor.server.interaction.browser import cookie_header
+from corridor.server.interaction.second_factor import TOTP_ACR, WRONG_CODES
 from corridor.server.pages import error_page, render
 from corridor.server.passkeys import PASSKEY_ACR, PasskeyRefused
 from corridor.server.responses import redirect_303
@@ -38,7 +39,6 @@ ADMIN_COOKIE = "__Host-corridor-admin"
 CSRF_COOKIE = "__Host-corridor-admin-csrf"
 #: How long an admin may take between the password and the second factor.
 SECOND_FACTOR_SECONDS = 300
-_TOTP_ACR = "mfa"
 
 
 def _admin_cookie(name: str, value: str, max_age: int) -> str:
@@ -72,7 +72,7 @@ class AdminPages:
         if self.server.passkeys.available and self.server.store.user_passkeys(user["id"]):
             return PASSKEY_ACR
         if user.get("totp_secret") or self.server.settings.admin_require_mfa:
-            return _TOTP_ACR
+            return TOTP_ACR
         return None
 
     def _second_factor_due(self, user: Row, acr: str) -> bool:
@@ -185,7 +185,7 @@ class AdminPages:
         assert user is not None
         evidence.user_id = user["id"]
         due = self._second_factor_due(user, "password")
-        if due and self._required_acr(user) == _TOTP_ACR and not user.get("totp_secret"):
+        if due and self._required_acr(user) == TOTP_ACR and not user.get("totp_secret"):
             server.audit.append(
                 evidence,
                 Event.ADMIN_LOGIN,
@@ -228,7 +228,7 @@ class AdminPages:
             return self._second_factor_page(session, user, next_url, "The form has expired.", 400)
         if not self._second_factor_due(user, session["acr"]):
             return redirect_303(next_url)
-        if self._required_acr(user) != _TOTP_ACR:  # the admin has a passkey: nothing weaker
+        if self._required_acr(user) != TOTP_ACR:  # the admin has a passkey: nothing weaker
             return self._second_factor_page(session, user, next_url, "Use your passkey.", 400)
         check = server.sign_ins.totp(user, form.get("code", ""), now)
         evidence = Evidence(issuer=server.settings.issuer, request_id=new_id(), user_id=user["id"])
@@ -248,11 +248,11 @@ class AdminPages:
             )
         server.store.update_admin_session(
             session["id_hash"],
-            acr=_TOTP_ACR,
+            acr=TOTP_ACR,
             last_seen_at=now,
             expires_at=now + server.settings.admin_session_lifetime,
         )
-        evidence.detail = {"acr": _TOTP_ACR, "factor": "totp"}
+        evidence.detail = {"acr": TOTP_ACR, "factor": "totp"}
         server.audit.append(evidence, Event.ADMIN_LOGIN, Outcome.SUCCEEDED, now)
         return redirect_303(next_url)
 

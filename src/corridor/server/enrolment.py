@@ -26,8 +26,8 @@ from corridor.audit.log import Evidence
 from corridor.core.errors import OAuthError
 from corridor.core.randomness import new_id, new_secret_token, token_hash
 from corridor.server.authority import AuthorizationServer
-from corridor.server.authorize import cookie_header
 from corridor.server.forms import Form, read_form
+from corridor.server.interaction.browser import cookie_header
 from corridor.server.pages import error_page, render
 from corridor.server.passkeys import PasskeyRefused
 from corridor.server.responses import redirect_303

@@ -1,0 +1,110 @@
+"""The end of an authorization (RFC 6749 4.1.2): the pushed request consumed, then a grant and
+its code, or the denial, with their evidence records, in one transaction (issue 13 B7).
+
+It reads the pushed request's facts and the interaction's result and nothing else (issue 15, 1).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.responses import Response
+
+from corridor.audit.events import Event, Outcome
+from corridor.audit.log import Evidence
+from corridor.core.randomness import new_id, new_secret_token, token_hash
+from corridor.server.authority import AuthorizationServer
+from corridor.server.interaction.browser import clear_interaction_cookie, end_interaction
+from corridor.server.interaction.contract import InteractionResult, PushedFacts
+from corridor.server.interaction.visit import refuse_page
+from corridor.server.responses import authorization_response
+from corridor.store.sql import Store
+
+DENIED = {"error": "access_denied", "error_description": "the user denied the request"}
+
+
+def complete(server: AuthorizationServer, pushed: PushedFacts, result: InteractionResult) -> Response:
+    """RFC 9126 Note 3 / FAPI2 5.3.2.2-12: the pushed request is used once, by the first decision;
+    the reply goes to its redirect_uri with ``state`` and ``iss`` (RFC 9207 2)."""
+    now = server.now()
+    evidence = pushed.evidence(server.settings.issuer)
+    evidence.user_id = result.user
+    # The decision names its interaction, whose "consent shown" record says what was shown.
+    evidence.detail = {
+        "interaction": result.interaction_id,
+        "par": pushed.ref_hash,
+        "approval_surface": result.approval_surface,
+    }
+    reply: dict[str, str] | None = None
+    with server.store.write() as conn:
+        # Lost to another POST, reply stays None: refused after the transaction, as no write
+        # may open inside one (issue 13 B7, design.md 4).
+        if Store.consume_pushed_request(conn, pushed.ref_hash, now):
+            if result.decision == "deny":
+                server.audit.append(evidence, Event.CONSENT, Outcome.DENIED, now, conn=conn)
+                reply = dict(DENIED)
+            else:
+                reply = {"code": issue_code(server, conn, evidence, pushed, result, now)}
+    if reply is None:
+        raise end_interaction(
+            result.interaction_id,
+            refuse_page(
+                server,
+                evidence,
+                Event.CONSENT,
+                "invalid_request_uri",
+                "This authorization request was already completed.",
+                "FAPI2 5.3.2.2-12",
+            ),
+        )
+    if pushed.state is not None:
+        reply["state"] = pushed.state
+    reply["iss"] = server.settings.issuer  # RFC 9207 2
+    response = authorization_response(pushed.redirect_uri, reply)
+    response.headers.update({"Set-Cookie": clear_interaction_cookie(result.interaction_id)})
+    return response
+
+
+def issue_code(
+    server: AuthorizationServer,
+    conn: Any,
+    evidence: Evidence,
+    pushed: PushedFacts,
+    result: InteractionResult,
+    now: float,
+) -> str:
+    """The grant (who, what, at which level) and its code, bound to the pushed request's redirect_uri,
+    PKCE challenge and DPoP key (RFC 9449 10), recorded as consent granted and code issued."""
+    grant_id, code = new_id(), new_secret_token()
+    Store.insert_grant(
+        conn,
+        id=grant_id,
+        client_id=pushed.client_id,
+        user_id=result.user,
+        scope=pushed.scope or "",
+        authorization_details=json.dumps(pushed.authorization_details)
+        if pushed.authorization_details
+        else None,
+        resources=json.dumps(list(pushed.resources)),
+        auth_time=result.auth_time,
+        acr=result.acr,
+        created_at=now,
+        expires_at=now + server.settings.grant_lifetime,
+    )
+    Store.insert_code(
+        conn,
+        code_hash=token_hash(code),
+        grant_id=grant_id,
+        client_id=pushed.client_id,
+        redirect_uri=pushed.redirect_uri,
+        code_challenge=pushed.code_challenge,
+        dpop_jkt=pushed.dpop_jkt,
+        nonce=pushed.nonce,
+        created_at=now,
+        expires_at=now + server.settings.code_lifetime,
+    )
+    evidence.grant_id = grant_id
+    server.audit.append(evidence, Event.CONSENT, Outcome.GRANTED, now, conn=conn)
+    server.audit.append(evidence, Event.CODE, Outcome.ISSUED, now, conn=conn)
+    return code
