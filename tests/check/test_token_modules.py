@@ -24,9 +24,10 @@ from corridor.core.randomness import token_hash
 from corridor.server import par as par_endpoint
 from corridor.server import token as token_endpoint
 from corridor.server.authority import Exchange
-from corridor.server.authorize import AuthorizationPages, Refusal
+from corridor.server.authorize import AuthorizationPages
 from corridor.server.checks import client_auth
 from corridor.server.checks.par import require_pkce_s256
+from corridor.server.interaction.browser import Refusal
 from corridor.server.pages import error_page
 from corridor.server.responses import authorization_response
 from corridor.store.sql import Store
