@@ -72,7 +72,7 @@ def as_server(
     data_dir = tmp_path_factory.mktemp("as")
     extra = getattr(request.module, "AS_SETTINGS", {})
     with running_as(data_dir, tls, mtls_ca_file=str(pki.ca_file), database_url=database, **extra) as running:
-        running.store.add_resource_server(RESOURCE, "Test API", ["accounts", "payments"], None, 0.0)
+        running.store.clients.add_resource_server(RESOURCE, "Test API", ["accounts", "payments"], None, 0.0)
         yield running
 
 

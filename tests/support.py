@@ -201,7 +201,7 @@ class Driver:
 
     def add_user(self, username: str | None = None, password: str = PASSWORD) -> str:
         username = username or "user-" + new_id()[:8]
-        self.as_.store.add_user(new_id(), username, PasswordHasher().hash(password), time.time())
+        self.as_.store.users.add(new_id(), username, PasswordHasher().hash(password), time.time())
         return username
 
     def add_client(
@@ -234,7 +234,7 @@ class Driver:
             tls_subject=tls_subject,
             use_mtls_endpoint_aliases=use_mtls_endpoint_aliases,
         )
-        self.as_.store.add_client(client_id, "Test client " + client_id[-4:], meta, time.time())
+        self.as_.store.clients.add(client_id, "Test client " + client_id[-4:], meta, time.time())
         if self.as_.server is not None and self.as_.server.mtls_trust is not None:
             # do not wait for the next refresh round
             self.as_.server.mtls_trust.refresh(registered_certificates(self.as_.store))

@@ -116,7 +116,7 @@ def run(config: DemoConfig, echo: Callable[[str], None] | None = None) -> None:
     store = Store(config.database_url)
     store.migrate()
     resource = config.resource_url
-    registered = {row["identifier"] for row in store.list_resource_servers()}
+    registered = {row["identifier"] for row in store.clients.resource_servers()}
     settings = ResourceSettings(
         resource=resource,
         authorization_servers=(config.issuer,),

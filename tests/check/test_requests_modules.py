@@ -127,7 +127,7 @@ def test_an_unpushed_request_is_refused_and_par_optional_is_caught(
         parameters: dict[str, Any] = {k: query[k] for k in par_module.KEPT if k in query}
         parameters.update(scope=query.get("scope", ""), resources=[], authorization_details=None)
         reference, now = new_secret_token(), corridor.clock.now()
-        corridor.store.save_pushed_request(
+        corridor.store.requests.save_pushed(
             token_hash(reference), front.client_id, parameters, None, now, now + 60
         )
         return authorize_module.FrontChannel(front.client_id, par_module.REQUEST_URI_PREFIX + reference, [])

@@ -69,7 +69,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, tls: DevTLS) -> Iterator[Sta
     directory = tmp_path_factory.mktemp("check-sender")
     (directory / "data").mkdir()
     with running_as(directory / "data", tls, default_resource=API) as running:
-        running.store.add_resource_server(API, "Check API", ["accounts"], None, 0.0)
+        running.store.clients.add_resource_server(API, "Check API", ["accounts"], None, 0.0)
 
         def settings(url: str) -> ResourceSettings:
             return ResourceSettings(

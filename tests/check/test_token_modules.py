@@ -217,7 +217,7 @@ def test_code_bound_to_no_client_fails_binding_module(
 
     def any_client_may_redeem(ex: Exchange) -> Any:
         code = ex.form.get("code")
-        row = ex.server.store.get_code(token_hash(code)) if code else None
+        row = ex.server.store.grants.code(token_hash(code)) if code else None
         if row is not None and ex.client is not None and row["client_id"] != ex.client.client_id:
             ex.client = ex.server.clients.get(row["client_id"])
         return original(ex)
@@ -306,7 +306,7 @@ def defer_pkce_refusal(monkeypatch: pytest.MonkeyPatch, refuse: Callable[[Any, d
     def authorize(pages: AuthorizationPages, query: Any, source: str | None = None) -> Any:
         prefix = "urn:ietf:params:oauth:request_uri:"
         reference = (query.request_uri or "").removeprefix(prefix)
-        pushed = pages.server.store.get_pushed_request(token_hash(reference)) if reference else None
+        pushed = pages.server.store.requests.pushed(token_hash(reference)) if reference else None
         if pushed is not None:
             params = json.loads(pushed["parameters"])
             if "code_challenge" not in params:

@@ -33,7 +33,7 @@ def test_from_an_api_url_to_a_token_for_it(driver: Driver, tls: DevTLS, pki: Tes
         )
 
     with running_api(settings, tls, pki.ca_file, clock=driver.as_.clock) as api:
-        driver.as_.store.add_resource_server(api.url, "Discovered API", ["accounts"], None, 0.0)
+        driver.as_.store.clients.add_resource_server(api.url, "Discovered API", ["accounts"], None, 0.0)
         metadata = FapiClient.discover_resource(api.url + "/accounts", ca_file=str(tls.ca_file))
         assert metadata["resource"] == api.url
         assert metadata["authorization_servers"] == [driver.issuer]
@@ -157,7 +157,7 @@ def test_a_nonce_given_on_the_retried_response_is_used_next(
         )
 
     with running_api(settings, tls, pki.ca_file, clock=driver.as_.clock) as api:
-        driver.as_.store.add_resource_server(api.url, "Nonce API", ["accounts"], None, 0.0)
+        driver.as_.store.clients.add_resource_server(api.url, "Nonce API", ["accounts"], None, 0.0)
         registered = driver.add_client()
         client = make_client(driver, registered, clock=driver.as_.clock)
         url, handle = client.start("openid accounts", resource=api.url)

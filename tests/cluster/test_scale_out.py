@@ -178,7 +178,7 @@ def test_one_code_redeemed_at_two_instances_at_once(three: Cluster) -> None:
             assert loser.json()["error"] == "invalid_grant"
             winner = next(a for a in answers if a.status_code == 200)
             _, claims = decode_jwt(winner.json()["access_token"])
-            row = three.store.get_access_token(claims["jti"])
+            row = three.store.grants.access_token(claims["jti"])
             assert row is not None and row["grant_revoked_at"] is not None, "code reuse must revoke the grant"
     assert outcomes == {(200, 400): ROUNDS}
 

@@ -363,7 +363,7 @@ def test_decisions_are_audit_records(demo: Demo, mtls100: str) -> None:
     mtls_call(demo, mtls100, "POST", "/payments", demo.mtls_cert, json=payment("200.00"))
     jti = decode_jwt(mtls100)[1]["jti"]
     records = [
-        r for r in demo.running.store.audit_records() if r["event"] == "rs.access" and r["token_jti"] == jti
+        r for r in demo.running.store.audit.records() if r["event"] == "rs.access" and r["token_jti"] == jti
     ]
     decisions = [(r["outcome"], r["error"], r["rule"], json.loads(r["detail"])["route"]) for r in records]
     # Issue 8: the tool action and the Cedar policies that decided are in each record.

@@ -53,7 +53,7 @@ def as_server(
         admin_users=[ADMIN],
         admin_require_mfa=False,  # a password-only admin: this module is about rendering
     ) as running:
-        running.store.add_resource_server(RESOURCE, "Test API", ["accounts", "payments"], None, 0.0)
+        running.store.clients.add_resource_server(RESOURCE, "Test API", ["accounts", "payments"], None, 0.0)
         Driver(running).add_user(ADMIN)
         yield running
 
@@ -110,7 +110,7 @@ def rs_records(as_server: RunningAS, jti: str) -> list[dict[str, Any]]:
     """The rs.access records of a token (the API records after its answer is sent: wait for it)."""
     deadline = time.monotonic() + 10
     while True:
-        found = [r for r in as_server.store.audit_records(token_jti=jti) if r["event"] == "rs.access"]
+        found = [r for r in as_server.store.audit.records(token_jti=jti) if r["event"] == "rs.access"]
         if found or time.monotonic() > deadline:
             return found
         time.sleep(0.05)

@@ -509,7 +509,7 @@ def test_introspection_mode_refuses_revoked_tokens_at_once(as_server: RunningAS,
     driver = Driver(as_server)
     rs_client = driver.add_client()
     identifier = "https://introspected.example.org/api"
-    as_server.store.add_resource_server(
+    as_server.store.clients.add_resource_server(
         identifier, "Introspected API", ["accounts"], rs_client.client_id, 0.0
     )
     client = driver.add_client()
@@ -579,7 +579,7 @@ def test_decisions_can_go_to_the_sql_audit_trail(
     )
     access = guard.verify_token(issued[1])
     guard.record(route="/accounts", method="GET", access=access, error=None)
-    (row,) = store.audit_records()
+    (row,) = store.audit.records()
     assert (row["event"], row["outcome"], row["client_id"]) == ("rs.access", "allowed", issued[0].client_id)
     assert row["token_jti"] == access.jti and json.loads(row["resource"]) == RESOURCE
     assert guard.decisions == []
@@ -596,7 +596,7 @@ def test_revoked_token_refused_through_https_in_introspection_mode(
     driver = Driver(as_server)
     rs_client = driver.add_client()
     identifier = "https://introspected2.example.org/api"
-    as_server.store.add_resource_server(
+    as_server.store.clients.add_resource_server(
         identifier, "Introspected API", ["accounts"], rs_client.client_id, 0.0
     )
     client = driver.add_client()
@@ -779,7 +779,7 @@ def test_refusals_without_a_token_are_sampled_per_source_in_the_sql_trail(
     scope = ResourceError("insufficient_scope", "no", rule="RFC 6750 3.1", status=403)
     for _ in range(5):
         guard.record(route="/payments", method="POST", access=access, error=scope, source="203.0.113.9")
-    rows = sorted(store.audit_records(), key=lambda r: r["id"])
+    rows = sorted(store.audit.records(), key=lambda r: r["id"])
     assert [(r["error"], r["client_id"]) for r in rows] == [("invalid_token", None)] * 3 + [
         ("insufficient_scope", issued[0].client_id)
     ] * 5

@@ -53,7 +53,7 @@ def test_passkey_enrolment_step_up_and_sign_in_in_chromium(  # type: ignore[no-u
     redirect_uri, seen = callback_server
     client = driver.add_client(redirect_uris=(redirect_uri,))
     username = driver.add_user()
-    user = driver.as_.store.get_user_by_name(username)
+    user = driver.as_.store.users.by_name(username)
     assert user is not None
     extra = {"scope": "openid accounts", "resource": RESOURCE}
 
@@ -99,7 +99,7 @@ def test_passkey_enrolment_step_up_and_sign_in_in_chromium(  # type: ignore[no-u
     button("Approve")  # back at the consent page
     [credential] = browser.get_credentials()
     assert credential.rp_id == "localhost" and credential.is_resident_credential
-    [stored] = driver.as_.store.user_passkeys(user["id"])
+    [stored] = driver.as_.store.users.passkeys(user["id"])
     assert stored["credential_id"] == credential.id.rstrip("=")  # selenium pads its base64url
     first = approve(flow)
     assert decode_jwt(first["access_token"])[1]["acr"] == "password"
@@ -133,11 +133,11 @@ def test_passkey_enrolment_step_up_and_sign_in_in_chromium(  # type: ignore[no-u
     sign_in.click()
     third = approve(flow)
     assert decode_jwt(third["access_token"])[1]["acr"] == "passkey"
-    [after] = driver.as_.store.user_passkeys(user["id"])
+    [after] = driver.as_.store.users.passkeys(user["id"])
     assert after["sign_count"] == browser.get_credentials()[0].sign_count > 0
     logins = [
         r
-        for r in driver.as_.store.audit_records()
+        for r in driver.as_.store.audit.records()
         if r["event"] == "login"
         and r["outcome"] == "succeeded"
         and r["user_id"] == user["id"]

@@ -30,7 +30,7 @@ def admin_as(tmp_path_factory: pytest.TempPathFactory, tls: DevTLS) -> Iterator[
     with running_as(data_dir, tls, admin_users=[ADMIN]) as running:
         d = Driver(running)
         d.add_user(ADMIN)
-        assert running.store.set_totp_secret(ADMIN, ADMIN_TOTP.secret)
+        assert running.store.users.set_totp_secret(ADMIN, ADMIN_TOTP.secret)
         yield d
         d.http.close()
 
@@ -60,7 +60,7 @@ def story(driver: Driver) -> tuple[str, str]:
         == 200
     )
     jti = decode_jwt(token)[1]["jti"]
-    grant = next(r["grant_id"] for r in driver.as_.store.audit_records(token_jti=jti) if r["grant_id"])
+    grant = next(r["grant_id"] for r in driver.as_.store.audit.records(token_jti=jti) if r["grant_id"])
     return grant, jti
 
 
@@ -155,7 +155,7 @@ def test_only_administrators_get_in(driver: Driver) -> None:
             driver.url(f"/admin/trace?id={grant}"), headers={"Cookie": f"__Host-corridor-admin={value}"}
         )
         assert ('name="password"' not in page.text) is admitted
-    views = [r for r in driver.as_.store.audit_records() if r["event"] == "admin.view"]
+    views = [r for r in driver.as_.store.audit.records() if r["event"] == "admin.view"]
     assert views and json.loads(views[-1]["detail"])["viewed"] == grant
 
 
@@ -201,7 +201,7 @@ def test_consent_page_in_chromium_says_each_detail_type_in_words(driver: Driver,
     browser.save_screenshot(str(ARTIFACTS / "consent-details.png"))
     record = next(
         r
-        for r in reversed(driver.as_.store.audit_records())
+        for r in reversed(driver.as_.store.audit.records())
         if r["event"] == "consent" and r["outcome"] == "shown" and r["client_id"] == client.client_id
     )
     facts = json.loads(record["detail"])["approval_surface"]["facts"]

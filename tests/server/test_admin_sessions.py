@@ -47,7 +47,7 @@ def new_admin(driver: Driver, totp: bool = True) -> tuple[str, pyotp.TOTP | None
     if not totp:
         return name, None
     secret = pyotp.random_base32()
-    assert driver.as_.store.set_totp_secret(name, secret)
+    assert driver.as_.store.users.set_totp_secret(name, secret)
     return name, pyotp.TOTP(secret)
 
 
@@ -83,10 +83,10 @@ def sign_in(driver: Driver, username: str, totp: pyotp.TOTP) -> httpx.Client:
 
 
 def stored_sessions(driver: Driver, username: str) -> int:
-    user = driver.as_.store.get_user_by_name(username)
+    user = driver.as_.store.users.by_name(username)
     assert user is not None
     table = schema.admin_sessions
-    with driver.as_.store.read() as conn:
+    with driver.as_.store.engine.connect() as conn:
         return int(conn.execute(select(func.count()).where(table.c.user_id == user["id"])).scalar_one())
 
 
@@ -114,11 +114,11 @@ def test_an_admin_with_totp_gives_the_code_after_the_password(driver: Driver) ->
     assert done.status_code == 303
     timeline = http.get(driver.url("/admin/trace?id=x"))
     assert 'class="timeline"' in timeline.text and 'name="code"' not in timeline.text
-    user = driver.as_.store.get_user_by_name(username)
+    user = driver.as_.store.users.by_name(username)
     assert user is not None
     logins = [
         r
-        for r in driver.as_.store.audit_records()
+        for r in driver.as_.store.audit.records()
         if r["event"] == "admin.login" and r["user_id"] == user["id"]
     ]
     assert [r["outcome"] for r in logins] == ["refused", "succeeded"]
@@ -205,7 +205,7 @@ def test_an_admin_with_a_passkey_uses_it_not_the_code(driver: Driver) -> None:
     assert server is not None and server.passkeys.available
     username, totp = new_admin(driver)
     assert totp is not None
-    user = driver.as_.store.get_user_by_name(username)
+    user = driver.as_.store.users.by_name(username)
     assert user is not None
     device = Authenticator(origin=driver.issuer, rp_id="localhost")
     options = json.loads(server.passkeys.registration_options(user, "setup", driver.now()))
@@ -234,7 +234,7 @@ def test_an_admin_with_a_passkey_uses_it_not_the_code(driver: Driver) -> None:
     assert 'class="timeline"' in http.get(driver.url("/admin/trace?id=x")).text
     logins = [
         r
-        for r in driver.as_.store.audit_records()
+        for r in driver.as_.store.audit.records()
         if r["event"] == "admin.login" and r["user_id"] == user["id"]
     ]
     assert [r["outcome"] for r in logins] == ["refused", "succeeded"]

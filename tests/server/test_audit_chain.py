@@ -48,7 +48,7 @@ def audit(running: RunningAS, *args: str) -> subprocess.CompletedProcess[str]:
 
 def chain_of(running: RunningAS) -> tuple[str, list[dict]]:  # type: ignore[type-arg]
     writer = running.server.audit.writer  # type: ignore[union-attr]
-    with running.store.read() as conn:
+    with running.store.engine.connect() as conn:
         rows = conn.execute(
             select(t.audit_records).where(t.audit_records.c.writer == writer).order_by(t.audit_records.c.id)
         ).mappings()
@@ -71,7 +71,7 @@ def test_verify_names_an_edited_record(driver: Driver) -> None:
     driver.full_flow(driver.add_client())
     writer, rows = chain_of(driver.as_)
     victim = rows[len(rows) // 2]
-    with driver.as_.store.write() as conn:
+    with driver.as_.store.engine.begin() as conn:
         conn.execute(
             update(t.audit_records).where(t.audit_records.c.id == victim["id"]).values(outcome="allowed")
         )
@@ -87,7 +87,7 @@ def test_verify_names_a_deleted_record(driver: Driver) -> None:
     driver.full_flow(driver.add_client())
     writer, rows = chain_of(driver.as_)
     victim, after = rows[-3], rows[-2]
-    with driver.as_.store.write() as conn:
+    with driver.as_.store.engine.begin() as conn:
         conn.execute(delete(t.audit_records).where(t.audit_records.c.id == victim["id"]))
     result = audit(driver.as_, "verify")
     assert result.returncode == 1
@@ -100,7 +100,7 @@ def test_verify_names_a_deleted_record(driver: Driver) -> None:
 def test_verify_names_a_deleted_last_record(driver: Driver) -> None:
     driver.full_flow(driver.add_client())
     _writer, rows = chain_of(driver.as_)
-    with driver.as_.store.write() as conn:
+    with driver.as_.store.engine.begin() as conn:
         conn.execute(delete(t.audit_records).where(t.audit_records.c.id == rows[-1]["id"]))
     result = audit(driver.as_, "verify")
     assert result.returncode == 1 and "(deleted at the end)" in result.stdout
@@ -111,7 +111,7 @@ def test_verify_names_swapped_records(driver: Driver) -> None:
     writer, rows = chain_of(driver.as_)
     a, b = rows[-4], rows[-3]
     columns = [c for c in a if c != "id"]
-    with driver.as_.store.write() as conn:  # exchange the two rows' contents, ids stay
+    with driver.as_.store.engine.begin() as conn:  # exchange the two rows' contents, ids stay
         conn.execute(update(t.audit_records).where(t.audit_records.c.id == a["id"]).values(seq=-1))
         conn.execute(
             update(t.audit_records).where(t.audit_records.c.id == b["id"]).values({c: a[c] for c in columns})
@@ -135,7 +135,7 @@ def test_signed_checkpoints_verify_and_catch_a_rewritten_chain(driver: Driver) -
     from corridor.audit.chain import record_hash
 
     prev = "0" * 64
-    with driver.as_.store.write() as conn:
+    with driver.as_.store.engine.begin() as conn:
         for row in rows:
             changed = {**row, "prev_hash": prev, "outcome": row["outcome"] if row["seq"] != 1 else "forged"}
             changed["hash"] = record_hash(changed)
@@ -156,7 +156,7 @@ def test_trace_of_a_grant_tells_the_story_in_order(driver: Driver) -> None:
     client = driver.add_client()
     _flow, tokens = driver.full_flow(client)
     jti = decode_jwt(tokens["access_token"])[1]["jti"]
-    grant_id = next(r["grant_id"] for r in driver.as_.store.audit_records() if r["token_jti"] == jti)
+    grant_id = next(r["grant_id"] for r in driver.as_.store.audit.records() if r["token_jti"] == jti)
     token = tokens["access_token"]
     proof = driver.proof(client, "GET", driver.htu("/userinfo"), access_token=token)
     used = driver.http.get(driver.url("/userinfo"), headers={"Authorization": f"DPoP {token}", "DPoP": proof})
@@ -220,7 +220,7 @@ def test_verify_names_a_writer_deleted_entirely(driver: Driver) -> None:
     driver.full_flow(driver.add_client())
     victim = second_writer(driver.as_)
     assert audit(driver.as_, "checkpoint").returncode == 0
-    with driver.as_.store.write() as conn:
+    with driver.as_.store.engine.begin() as conn:
         conn.execute(delete(t.audit_records).where(t.audit_records.c.writer == victim))
         conn.execute(delete(t.audit_heads).where(t.audit_heads.c.writer == victim))
         conn.execute(delete(t.audit_checkpoints).where(t.audit_checkpoints.c.writer == victim))
@@ -246,7 +246,7 @@ def test_verify_names_a_cut_before_the_last_checkpoint(driver: Driver) -> None:
     _, at_last = chain_of(driver.as_)
     last = at_last[-1]
     driver.full_flow(client)  # records after the last checkpoint too
-    with driver.as_.store.write() as conn:
+    with driver.as_.store.engine.begin() as conn:
         records = t.audit_records.c
         conn.execute(delete(t.audit_records).where(records.writer == writer, records.seq > kept["seq"]))
         conn.execute(
@@ -273,7 +273,7 @@ def test_exported_checkpoints_catch_a_cut_with_its_checkpoints(driver: Driver, t
     assert audit(driver.as_, "checkpoint").returncode == 0
     writer, at_k = chain_of(driver.as_)
     kept = at_k[-1]
-    first_id = max(row["id"] for row in driver.as_.store._all(select(t.audit_checkpoints)))
+    first_id = max(row["id"] for row in driver.as_.store.audit.checkpoints())
     driver.full_flow(client)
     assert audit(driver.as_, "checkpoint").returncode == 0
     exported = audit(driver.as_, "checkpoints", "--json")
@@ -282,7 +282,7 @@ def test_exported_checkpoints_catch_a_cut_with_its_checkpoints(driver: Driver, t
     worm.write_text(exported.stdout)
     assert [json.loads(line)["id"] for line in exported.stdout.splitlines()][-1] > first_id
     _, at_last = chain_of(driver.as_)
-    with driver.as_.store.write() as conn:
+    with driver.as_.store.engine.begin() as conn:
         records = t.audit_records.c
         conn.execute(delete(t.audit_records).where(records.writer == writer, records.seq > kept["seq"]))
         conn.execute(

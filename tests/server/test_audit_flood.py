@@ -49,10 +49,9 @@ def driver(request: pytest.FixtureRequest, tmp_path: Path, tls: DevTLS) -> Itera
 
 
 def records(running: RunningAS, event: str) -> list[dict[str, Any]]:
-    rows = running.store._all(
-        select(t.audit_records).where(t.audit_records.c.event == event).order_by(t.audit_records.c.id)
-    )
-    return rows
+    with running.store.engine.connect() as conn:
+        stmt = select(t.audit_records).where(t.audit_records.c.event == event).order_by(t.audit_records.c.id)
+        return [dict(row) for row in conn.execute(stmt).mappings()]
 
 
 def garbage_par(driver: Driver, n: int) -> None:
@@ -87,7 +86,7 @@ def test_garbage_from_one_source_costs_a_constant_number_of_records(driver: Driv
     # The next window starts afresh: again PER_SOURCE individual records, nothing more yet.
     garbage_par(driver, 10)
     assert len(records(driver.as_, "par")) == 2 * PER_SOURCE + 1
-    with driver.as_.store.read() as conn:
+    with driver.as_.store.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(t.audit_records)).scalar_one() == (
             2 * PER_SOURCE + 1
         )
@@ -132,15 +131,15 @@ def test_retention_purges_old_records_and_the_trail_still_verifies(driver: Drive
     driver.full_flow(client)
     assert audit(driver.as_, "checkpoint").returncode == 0
     writer = driver.as_.server.audit.writer  # type: ignore[union-attr]
-    before = [r for r in driver.as_.store.audit_records() if r["writer"] == writer]
+    before = [r for r in driver.as_.store.audit.records() if r["writer"] == writer]
     signed_at = before[-1]["seq"]
     driver.full_flow(client)  # after the checkpoint: kept however old, nothing vouches for a cut there
     driver.as_.clock.advance(RETENTION_DAYS * 86_400 - 60)
     driver.as_.server.purge()  # type: ignore[union-attr]
-    assert next(r for r in driver.as_.store.audit_records() if r["writer"] == writer)["seq"] == 1  # not yet
+    assert next(r for r in driver.as_.store.audit.records() if r["writer"] == writer)["seq"] == 1  # not yet
     driver.as_.clock.advance(120)
     driver.as_.server.purge()  # type: ignore[union-attr]
-    kept = [r for r in driver.as_.store.audit_records() if r["writer"] == writer]
+    kept = [r for r in driver.as_.store.audit.records() if r["writer"] == writer]
     assert kept[0]["seq"] == signed_at + 1 and kept[0]["prev_hash"] == before[-1]["hash"]
     result = audit(driver.as_, "verify")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -155,7 +154,7 @@ def test_retention_purges_old_records_and_the_trail_still_verifies(driver: Drive
     )
     # A kept record edited after the purge still shows.
     victim = kept[len(kept) // 2]
-    with driver.as_.store.write() as conn:
+    with driver.as_.store.engine.begin() as conn:
         conn.execute(
             update(t.audit_records).where(t.audit_records.c.id == victim["id"]).values(outcome="forged")
         )

@@ -54,7 +54,7 @@ def test_client_remove_revokes_every_grant_and_token_of_the_client(cached_as: Dr
     driver = cached_as
     resource = f"https://rs-{new_id()[:8]}.example.org/api"
     rs_client = driver.add_client()
-    driver.as_.store.add_resource_server(resource, "RS", [], rs_client.client_id, 0.0)
+    driver.as_.store.clients.add_resource_server(resource, "RS", [], rs_client.client_id, 0.0)
     client, bystander = driver.add_client(), driver.add_client()
     issued = [driver.full_flow(client, extra={"resource": resource})[1] for _ in range(2)]
     _, kept = driver.full_flow(bystander, extra={"resource": resource})
@@ -75,7 +75,7 @@ def test_client_remove_revokes_every_grant_and_token_of_the_client(cached_as: Dr
         assert driver.introspect(rs_client, tokens["access_token"]).json() == {"active": False}
         assert _userinfo(driver, client, tokens["access_token"]) == 401
         assert _refresh(driver, client, tokens["refresh_token"]) == (400, "invalid_grant")
-    with driver.as_.store.read() as conn:
+    with driver.as_.store.engine.connect() as conn:
         grants = conn.execute(
             select(schema.grants.c.revoked_at, schema.grants.c.revoked_reason).where(
                 schema.grants.c.client_id == client.client_id
@@ -89,7 +89,7 @@ def test_client_remove_revokes_every_grant_and_token_of_the_client(cached_as: Dr
         ).all()
     assert len(grants) == 2 and all(at is not None and why == "client_removed" for at, why in grants)
     assert tokens_left == []
-    assert driver.as_.store.get_client(client.client_id) is None
+    assert driver.as_.store.clients.get(client.client_id) is None
     assert removed.stdout.strip() == f"removed {client.client_id} (revoked 2 grants, 2 access tokens)"
     # Positive control: the other client's grant is untouched.
     assert driver.introspect(rs_client, kept["access_token"]).json()["active"] is True
@@ -103,11 +103,11 @@ def test_removing_through_the_store_function_is_one_transaction(driver: Driver) 
     at once (its own change, no cache), and its tokens are inactive to the resource server."""
     rs_client = driver.add_client()
     resource = f"https://rs-{new_id()[:8]}.example.org/api"
-    driver.as_.store.add_resource_server(resource, "RS", [], rs_client.client_id, 0.0)
+    driver.as_.store.clients.add_resource_server(resource, "RS", [], rs_client.client_id, 0.0)
     client = driver.add_client()
     _, tokens = driver.full_flow(client, extra={"resource": resource})
-    assert driver.as_.store.remove_client(client.client_id, driver.now()) == (1, 1)
-    assert driver.as_.store.remove_client(client.client_id, driver.now()) is None
+    assert driver.as_.store.clients.remove(client.client_id, driver.now()) == (1, 1)
+    assert driver.as_.store.clients.remove(client.client_id, driver.now()) is None
     assert driver.introspect(rs_client, tokens["access_token"]).json() == {"active": False}
     assert _userinfo(driver, client, tokens["access_token"]) == 401
     response = driver.token_request(

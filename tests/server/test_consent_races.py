@@ -34,7 +34,7 @@ def _post_after_barrier(
 
 
 def _count(driver: Driver, table: Any, client_id: str) -> int:
-    with driver.as_.store.read() as conn:
+    with driver.as_.store.engine.connect() as conn:
         return int(conn.execute(select(func.count()).where(table.c.client_id == client_id)).scalar_one())
 
 

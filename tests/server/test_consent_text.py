@@ -54,7 +54,7 @@ def as_server(
         authorization_details_types=["payment_initiation", "account_information", "agent_tool", "note"],
         authorization_details_type_files=[str(type_file)],
     ) as running:
-        running.store.add_resource_server(RESOURCE, "Test API", ["accounts", "payments"], None, 0.0)
+        running.store.clients.add_resource_server(RESOURCE, "Test API", ["accounts", "payments"], None, 0.0)
         yield running
 
 

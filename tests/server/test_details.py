@@ -156,7 +156,7 @@ def test_the_record_of_what_was_shown_matches_the_page(driver: Driver) -> None:
     assert final.status_code == 303
     grant_records = [
         r
-        for r in driver.as_.store.audit_records()
+        for r in driver.as_.store.audit.records()
         if r["event"] == "consent" and r["client_id"] == client.client_id
     ]
     shown = [r for r in grant_records if r["outcome"] == "shown"]

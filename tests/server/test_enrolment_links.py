@@ -40,7 +40,7 @@ LIFETIME = 900
 
 def link_for(driver: Driver, username: str) -> str:
     assert driver.as_.server is not None
-    user = driver.as_.store.get_user_by_name(username)
+    user = driver.as_.store.users.by_name(username)
     assert user is not None
     return issue_link(driver.as_.store, driver.as_.server.settings, user, driver.now())
 
@@ -71,9 +71,9 @@ def enrol_form(
 
 
 def passkeys_of(driver: Driver, username: str) -> int:
-    user = driver.as_.store.get_user_by_name(username)
+    user = driver.as_.store.users.by_name(username)
     assert user is not None
-    return len(driver.as_.store.user_passkeys(user["id"]))
+    return len(driver.as_.store.users.passkeys(user["id"]))
 
 
 def assert_refused_page(response: httpx.Response, status: int = 400, error: str = "access_denied") -> None:
@@ -111,7 +111,7 @@ def test_a_password_alone_cannot_add_the_first_passkey(driver: Driver) -> None:
         driver.url(interaction.group(1) + "/passkey-enrol"), data={"csrf": csrf.group(1), "credential": "{}"}
     )
     assert_refused_page(refused)
-    records = [r for r in driver.as_.store.audit_records() if r["event"] == "passkey"]
+    records = [r for r in driver.as_.store.audit.records() if r["event"] == "passkey"]
     assert records[-1]["rule"] == "issue 13 C4 (self_service_enrolment off)"
     assert passkeys_of(driver, username) == 0
     # "Add a passkey after signing in" on the login page leads to the same answer.
@@ -124,7 +124,7 @@ def test_an_account_with_totp_proves_it_first_then_adds_a_passkey(driver: Driver
     """The existing gate stays: a password session of an account with TOTP is asked for a code."""
     client, username = driver.add_client(), driver.add_user()
     secret = pyotp.random_base32()
-    assert driver.as_.store.set_totp_secret(username, secret)
+    assert driver.as_.store.users.set_totp_secret(username, secret)
     browser = driver.browser()
     _flow, consent = start(driver, client, browser, username, acr=None)
     link = re.search(r'<a href="(/interaction/[0-9a-f]+/passkey-enrol)">Add a passkey', consent.text)
@@ -144,7 +144,7 @@ def test_an_enrolment_link_binds_one_passkey_once(driver: Driver) -> None:
     link = link_for(driver, username)
     token = token_of(link)
     assert link.startswith(driver.issuer + "/enrol?token=") and len(token) >= 22  # 128+ bits
-    stored = driver.as_.store.get_enrolment_link(token_hash(token))
+    stored = driver.as_.store.users.enrolment_link(token_hash(token))
     assert stored is not None and stored["expires_at"] - stored["created_at"] == LIFETIME
     assert token not in repr(stored)  # only the hash is kept
     browser, page = open_link(driver, link)
@@ -156,10 +156,10 @@ def test_an_enrolment_link_binds_one_passkey_once(driver: Driver) -> None:
     assert done.status_code == 303 and done.headers["location"] == "/enrol?done=1", done.text
     assert "Your passkey was added" in browser.get(driver.url(done.headers["location"])).text
     assert passkeys_of(driver, username) == 1
-    spent = driver.as_.store.get_enrolment_link(token_hash(token))
+    spent = driver.as_.store.users.enrolment_link(token_hash(token))
     assert spent is not None and spent["consumed_at"] is not None
     record = max(
-        (r for r in driver.as_.store.audit_records() if r["event"] == "passkey"), key=lambda r: r["id"]
+        (r for r in driver.as_.store.audit.records() if r["event"] == "passkey"), key=lambda r: r["id"]
     )
     assert record["outcome"] == "enrolled" and '"via":"enrolment_link"' in record["detail"]
     # The passkey signs in alone, at the strongest level.
@@ -185,7 +185,7 @@ def test_an_enrolment_link_expires_after_15_minutes(driver: Driver) -> None:
     assert_refused_page(browser.http.post(driver.url("/enrol"), data=form))
     assert_refused_page(open_link(driver, link)[1])
     assert passkeys_of(driver, username) == 0
-    stored = driver.as_.store.get_enrolment_link(token_hash(token_of(link)))
+    stored = driver.as_.store.users.enrolment_link(token_hash(token_of(link)))
     assert stored is not None and stored["consumed_at"] is None
 
 
@@ -246,9 +246,9 @@ def test_one_link_posted_twice_at_once_binds_one_passkey(driver: Driver) -> None
             ]
             statuses = sorted(f.result() for f in futures)
             assert statuses == [303, 400], statuses
-            user = driver.as_.store.get_user_by_name(username)
+            user = driver.as_.store.users.by_name(username)
             assert user is not None
-            with driver.as_.store.read() as conn:
+            with driver.as_.store.engine.connect() as conn:
                 count = conn.execute(
                     select(func.count()).where(schema.passkeys.c.user_id == user["id"])
                 ).scalar_one()
@@ -278,7 +278,7 @@ def test_corridor_user_enrol_prints_a_working_link(tmp_path: Path, tls: DevTLS) 
     assert re.fullmatch(r"https://localhost:8443/enrol\?token=[A-Za-z0-9_-]{43}", link), link
     assert "valid 15 minutes, once" in printed.stderr
     with running_as(tmp_path, tls) as running:
-        stored = running.store.get_enrolment_link(token_hash(token_of(link)))
+        stored = running.store.users.enrolment_link(token_hash(token_of(link)))
         assert (
             stored is not None
             and before - 1 <= stored["created_at"]

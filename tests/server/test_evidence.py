@@ -20,7 +20,7 @@ def test_every_decision_of_a_flow_is_recorded(driver: Driver) -> None:
     client = driver.add_client()
     details = [{"type": "account_information", "actions": ["read"], "permissions": ["balances"]}]
     driver.full_flow(client, extra={"resource": RESOURCE, "authorization_details": json.dumps(details)})
-    records = [r for r in driver.as_.store.audit_records() if r["client_id"] == client.client_id]
+    records = [r for r in driver.as_.store.audit.records() if r["client_id"] == client.client_id]
     events = [(r["event"], r["outcome"]) for r in records]
     assert events == [
         ("par", "accepted"),
@@ -52,7 +52,7 @@ def test_refusals_are_recorded_with_their_rule(driver: Driver) -> None:
     client = driver.add_client()
     driver.par(client, extra={"client_assertion": driver.assertion(client, aud=driver.url("/token"))})
     driver.par(client, extra={"code_challenge_method": "plain"})
-    refused = [r for r in driver.as_.store.audit_records() if r["client_id"] == client.client_id]
+    refused = [r for r in driver.as_.store.audit.records() if r["client_id"] == client.client_id]
     assert [(r["event"], r["outcome"], r["error"], r["rule"]) for r in refused] == [
         ("par", "refused", "invalid_client", "FAPI2 5.3.2.1-8"),
         ("par", "refused", "invalid_request", "FAPI2 5.3.2.2-5"),
@@ -70,7 +70,7 @@ def test_denial_reuse_and_revocation_are_recorded(driver: Driver) -> None:
     )
     events = [
         (r["event"], r["outcome"])
-        for r in driver.as_.store.audit_records()
+        for r in driver.as_.store.audit.records()
         if r["client_id"] == client.client_id
     ]
     assert ("consent", "denied") in events
@@ -102,7 +102,7 @@ def test_store_keeps_only_hashes_of_credentials(driver: Driver) -> None:
     client = driver.add_client()
     flow, tokens = driver.full_flow(client)
     # Every row of every table, on either database ...
-    with driver.as_.store.read() as conn:
+    with driver.as_.store.engine.connect() as conn:
         raw = "\n".join(
             repr(tuple(row)) for table in schema.metadata.sorted_tables for row in conn.execute(select(table))
         ).encode()
@@ -146,7 +146,7 @@ def test_userinfo_decisions_are_recorded(driver: Driver) -> None:
     assert (ok.status_code, bearer.status_code) == (200, 401)
     records = [
         r
-        for r in driver.as_.store.audit_records()
+        for r in driver.as_.store.audit.records()
         if r["event"] == "userinfo" and r["client_id"] == client.client_id
     ]
     assert [(r["outcome"], r["error"], r["rule"]) for r in records] == [

@@ -63,7 +63,7 @@ def ignored_records(driver: Driver, flow: Flow) -> list[dict[str, object]]:
     par = token_hash(flow.request_uri[len(REQUEST_URI_PREFIX) :])
     return [
         {**r, "detail": json.loads(r["detail"])}
-        for r in driver.as_.store.audit_records(par=par)
+        for r in driver.as_.store.audit.records(par=par)
         if (r["event"], r["outcome"]) == ("authorize", "accepted")
     ]
 
@@ -139,7 +139,7 @@ def test_conflicting_outside_values_are_neither_used_nor_echoed(driver: Driver, 
     detail = record["detail"]
     assert detail["ignored_parameters"] == sorted({name for name, _ in outside})  # type: ignore[index]
     # Names, never values: nothing sent outside reaches the evidence trail.
-    everything = json.dumps([dict(r) for r in driver.as_.store.audit_records()], default=str)
+    everything = json.dumps([dict(r) for r in driver.as_.store.audit.records()], default=str)
     for value in (outside_state, outside_nonce, OTHER_REDIRECT, "evil.example", "code id_token"):
         assert value not in everything
 

@@ -873,7 +873,7 @@ def test_deep_authorization_details_store_nothing(driver: Driver, fuzz_client: C
     from corridor.store import schema
 
     def pushed() -> int:
-        with driver.as_.store.read() as conn:
+        with driver.as_.store.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(schema.pushed_requests)).scalar_one())
 
     before = pushed()

@@ -53,12 +53,12 @@ def as_server(
         ],
         authorization_details_type_files=[str(type_file)],
     ) as running:
-        running.store.add_resource_server(RESOURCE, "Test API", ["accounts", "payments"], None, 0.0)
+        running.store.clients.add_resource_server(RESOURCE, "Test API", ["accounts", "payments"], None, 0.0)
         yield running
 
 
 def pushed_count(as_server: RunningAS) -> int:
-    with as_server.store.read() as conn:
+    with as_server.store.engine.connect() as conn:
         return int(conn.execute(select(func.count()).select_from(schema.pushed_requests)).scalar_one())
 
 

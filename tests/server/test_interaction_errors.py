@@ -103,13 +103,13 @@ def test_consume_checks_expiry_in_the_same_statement(driver: Driver) -> None:
     ref, now = par_hash(flow), driver.now()
     expires = now + response.json()["expires_in"]
     store = driver.as_.store
-    with store.write() as conn:
-        assert store.consume_pushed_request(conn, ref, expires) is False  # at expires_at: expired
-        assert store.consume_pushed_request(conn, ref, expires + 5) is False
-    assert store.get_pushed_request(ref)["consumed_at"] is None  # type: ignore[index]
-    with store.write() as conn:
-        assert store.consume_pushed_request(conn, ref, expires - 1) is True
-        assert store.consume_pushed_request(conn, ref, expires - 1) is False  # single use
+    with store.unit_of_work() as uow:
+        assert uow.requests.consume_pushed(ref, expires) is False  # at expires_at: expired
+        assert uow.requests.consume_pushed(ref, expires + 5) is False
+    assert store.requests.pushed(ref)["consumed_at"] is None  # type: ignore[index]
+    with store.unit_of_work() as uow:
+        assert uow.requests.consume_pushed(ref, expires - 1) is True
+        assert uow.requests.consume_pushed(ref, expires - 1) is False  # single use
 
 
 # -- B6: reachable asserts -------------------------------------------------------------------

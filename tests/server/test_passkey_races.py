@@ -35,7 +35,7 @@ def _post_after_barrier(
 
 
 def sessions_of(driver: Driver, user_id: str) -> int:
-    with driver.as_.store.read() as conn:
+    with driver.as_.store.engine.connect() as conn:
         count = conn.execute(
             select(func.count()).where(schema.browser_sessions.c.user_id == user_id)
         ).scalar_one()
@@ -46,7 +46,7 @@ def test_one_assertion_posted_twice_at_once_signs_in_once(driver: Driver) -> Non
     client, username = driver.add_client(), driver.add_user()
     authenticator: Authenticator = device(driver, counter_step=0)
     enrol(driver, client, username, authenticator)
-    user = driver.as_.store.get_user_by_name(username)
+    user = driver.as_.store.users.by_name(username)
     assert user is not None
     context = multiprocessing.get_context("spawn")
     ca = str(driver.as_.tls.ca_file)

@@ -44,7 +44,7 @@ def post(browser: Browser, page: httpx.Response, credential: str, follow: bool =
 
 def last_record(driver: Driver, event: str) -> dict:  # type: ignore[type-arg]
     """The newest record of ``event`` (by id: earlier tests of the module moved the clock)."""
-    return max((r for r in driver.as_.store.audit_records() if r["event"] == event), key=lambda r: r["id"])
+    return max((r for r in driver.as_.store.audit.records() if r["event"] == event), key=lambda r: r["id"])
 
 
 def enrol(driver: Driver, client: Client, username: str, authenticator: Authenticator) -> Browser:
@@ -113,7 +113,7 @@ def test_enrol_then_sign_in_with_the_passkey_alone(driver: Driver) -> None:
     enrol(driver, client, username, authenticator)
     record = last_record(driver, "passkey")
     assert record["outcome"] == "enrolled" and json.loads(record["detail"])["session_acr"] == "password"
-    stored = driver.as_.store.get_passkey(b64url_encode(authenticator.credentials[0].credential_id))
+    stored = driver.as_.store.users.passkey(b64url_encode(authenticator.credentials[0].credential_id))
     assert stored is not None and stored["sign_count"] == 0 and stored["backed_up"]
     assert json.loads(stored["transports"]) == ["internal"]
     # Another browser: "Sign in with a passkey", no user name, no password.
@@ -156,7 +156,7 @@ def test_a_user_with_totp_and_a_passkey_is_offered_both_for_mfa(driver: Driver) 
     authenticator = device(driver)
     enrol(driver, client, username, authenticator)
     secret = pyotp.random_base32()
-    driver.as_.store.set_totp_secret(username, secret)
+    driver.as_.store.users.set_totp_secret(username, secret)
     _flow, page = start(driver, client, driver.browser(), username, acr="mfa")
     assert 'name="code"' in page.text and passkey_form(page).ceremony == "get"
     _flow, page = start(driver, client, driver.browser(), username, acr="passkey")
@@ -210,7 +210,7 @@ def test_assertion_checks_refuse_exactly(driver: Driver) -> None:
     # After all that, the real thing still works ...
     browser, page = login_page(driver, client)
     assert 'value="approve"' in post(browser, page, authenticator.get(passkey_form(page).options)).text
-    stored = driver.as_.store.get_passkey(b64url_encode(authenticator.credentials[0].credential_id))
+    stored = driver.as_.store.users.passkey(b64url_encode(authenticator.credentials[0].credential_id))
     assert stored is not None and stored["sign_count"] == authenticator.credentials[0].sign_count
     # ... and then a counter that does not move forward (WebAuthn 6.1.1, a cloned authenticator).
     attempt("WebAuthn 7.2", advance=False)
@@ -291,8 +291,8 @@ def test_registration_checks_refuse_exactly(driver: Driver) -> None:
     assert server is not None
     login_options = json.loads(server.passkeys.authentication_options(interaction_id, driver.now()))
     attempt("WebAuthn 7.1 (challenge)", challenge=login_options["challenge"])
-    user = driver.as_.store.get_user_by_name(username)
-    assert user is not None and driver.as_.store.user_passkeys(user["id"]) == []
+    user = driver.as_.store.users.by_name(username)
+    assert user is not None and driver.as_.store.users.passkeys(user["id"]) == []
     # Now a good one; a second one needs the first (the account has a factor now) ...
     page = browser.get(browser.base + path)
     assert 'value="approve"' in post(browser, page, authenticator.create(passkey_form(page).options)).text
@@ -336,7 +336,7 @@ def test_enrolment_needs_the_second_factor_the_account_has(driver: Driver) -> No
     """NIST SP 800-63B 6.1.2.1: with a password alone, no passkey for an account that has TOTP."""
     client, username = driver.add_client(), driver.add_user()
     secret = pyotp.random_base32()
-    driver.as_.store.set_totp_secret(username, secret)
+    driver.as_.store.users.set_totp_secret(username, secret)
     browser = driver.browser()
     _flow, consent = start(driver, client, browser, username, acr=None)
     path = re.search(r'href="([^"]+passkey-enrol)"', consent.text).group(1)  # type: ignore[union-attr]
@@ -418,8 +418,8 @@ def test_hostile_registrations_get_a_refusal_never_a_500(driver: Driver) -> None
             hostile.index(credential),
             reply.text,
         )
-    user = driver.as_.store.get_user_by_name(username)
-    assert user is not None and driver.as_.store.user_passkeys(user["id"]) == []
+    user = driver.as_.store.users.by_name(username)
+    assert user is not None and driver.as_.store.users.passkeys(user["id"]) == []
     # The unspoilt response still registers: nothing above spent its challenge.
     assert (
         browser.http.post(
@@ -444,10 +444,10 @@ def test_cli_lists_and_removes_passkeys(tmp_path: Path) -> None:
     )
     assert add.returncode == 0, add.stderr
     store = Store(f"sqlite:///{tmp_path / 'corridor.db'}")
-    user = store.get_user_by_name("carol")
+    user = store.users.by_name("carol")
     assert user is not None
     credential_id = b64url_encode(new_id().encode())
-    assert store.add_passkey(
+    assert store.users.add_passkey(
         credential_id=credential_id,
         user_id=user["id"],
         public_key="AA",

@@ -67,7 +67,7 @@ def test_a_full_bound_answers_503_with_retry_after(one_slot: RunningAS) -> None:
     finally:
         sign_ins._hashing.release()
     # Not counted by the throttle, and normal service once the slot is free.
-    assert one_slot.store.throttle_state("source:127.0.0.1", driver.now())["failures"] == 0
+    assert one_slot.store.replay.throttle_state("source:127.0.0.1", driver.now())["failures"] == 0
     consent = browser.submit(busy, {"username": username, "password": PASSWORD})
     assert consent.status_code == 200 and 'value="approve"' in consent.text
     signed_in = admin.post(
@@ -90,7 +90,7 @@ def test_concurrent_posts_beyond_the_bound_are_refused_not_queued(one_slot: Runn
     """Six processes post the admin form at once against one slot: the ones that find it taken
     get 503 at once; none waits for the others' 64 MiB."""
     driver = Driver(one_slot)
-    if one_slot.store.get_user_by_name(ADMIN) is None:
+    if one_slot.store.users.by_name(ADMIN) is None:
         driver.add_user(ADMIN)
     http = one_slot.http(follow_redirects=False)
     forms = [admin_form(http, driver) for _ in range(6)]

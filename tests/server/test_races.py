@@ -59,7 +59,7 @@ def test_concurrent_code_redemption_exactly_one_wins(driver: Driver) -> None:
             winner = results[0][1]
             # Database state, not only status codes: one consumption, the grant revoked for reuse,
             # and exactly one access token minted.
-            with driver.as_.store.read() as conn:
+            with driver.as_.store.engine.connect() as conn:
                 code = (
                     conn.execute(
                         select(schema.authorization_codes).where(
@@ -138,7 +138,7 @@ def test_refresh_racing_revocation_never_mints_for_a_revoked_grant(driver: Drive
             }
             for status, body in refreshes:
                 assert status == 200 or (status, json.loads(body)["error"]) == (400, "invalid_grant"), body
-            with driver.as_.store.read() as conn:
+            with driver.as_.store.engine.connect() as conn:
                 grant = (
                     conn.execute(select(schema.grants).where(schema.grants.c.client_id == client.client_id))
                     .mappings()

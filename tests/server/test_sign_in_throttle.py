@@ -75,7 +75,7 @@ def waits(response: httpx.Response, seconds: int) -> bool:
 
 def throttle_row(running: RunningAS, key: str) -> dict | None:  # type: ignore[type-arg]
     table = schema.sign_in_throttle
-    with running.store.read() as conn:
+    with running.store.engine.connect() as conn:
         row = conn.execute(select(table).where(table.c.key == key)).mappings().first()
     return dict(row) if row else None
 
@@ -83,7 +83,7 @@ def throttle_row(running: RunningAS, key: str) -> dict | None:  # type: ignore[t
 def refusals(running: RunningAS, event: str, source: str) -> list[dict]:  # type: ignore[type-arg]
     return [
         r
-        for r in running.store.audit_records()
+        for r in running.store.audit.records()
         if r["event"] == event
         and r["outcome"] == "refused"
         and json.loads(r["detail"] or "{}").get("source") == source
@@ -93,7 +93,7 @@ def refusals(running: RunningAS, event: str, source: str) -> list[dict]:  # type
 def test_five_failures_then_even_the_right_password_waits(driver: Driver) -> None:
     client, source = driver.add_client(), new_source()
     username = driver.add_user()
-    user = driver.as_.store.get_user_by_name(username)
+    user = driver.as_.store.users.by_name(username)
     assert user is not None
     browser, page = login_page(driver, client, source)
     for _ in range(5):
@@ -174,9 +174,9 @@ def admin_login(http: httpx.Client, driver: Driver, username: str, password: str
 
 
 def test_the_admin_sign_in_is_throttled_too(driver: Driver) -> None:
-    if driver.as_.store.get_user_by_name(ADMIN) is None:
+    if driver.as_.store.users.by_name(ADMIN) is None:
         driver.add_user(ADMIN)
-        driver.as_.store.set_totp_secret(ADMIN, "JBSWY3DPEHPK3PXP")  # admins have a second factor (C3)
+        driver.as_.store.users.set_totp_secret(ADMIN, "JBSWY3DPEHPK3PXP")  # admins have a second factor (C3)
     source = new_source()
     http = driver.as_.http(follow_redirects=False, headers={"X-Forwarded-For": source})
     for _ in range(5):
@@ -232,7 +232,7 @@ def test_parallel_guesses_cannot_slip_past_the_count(tmp_path: Path, tls: DevTLS
     ) as running:
         driver = Driver(running)
         client, username, source = driver.add_client(), driver.add_user(), new_source()
-        user = running.store.get_user_by_name(username)
+        user = running.store.users.by_name(username)
         assert user is not None
         browser, page = login_page(driver, client, source)
         action, csrf = browser.form_of(page)

@@ -12,7 +12,7 @@ from tests.support import PASSWORD, Browser, Client, Driver, Flow, decode_jwt
 def enrolled(driver: Driver) -> tuple[str, pyotp.TOTP]:
     username = driver.add_user()
     secret = pyotp.random_base32()
-    assert driver.as_.store.set_totp_secret(username, secret)
+    assert driver.as_.store.users.set_totp_secret(username, secret)
     return username, pyotp.TOTP(secret)
 
 
@@ -75,7 +75,7 @@ def test_wrong_codes_are_cut_off(driver: Driver) -> None:
     locked = browser.submit(page, {"code": right})  # now even the right code waits
     assert locked.status_code == 429 and "Too many wrong codes" in locked.text
     refusals = [
-        r for r in driver.as_.store.audit_records() if r["event"] == "login" and r["outcome"] == "refused"
+        r for r in driver.as_.store.audit.records() if r["event"] == "login" and r["outcome"] == "refused"
     ]
     assert refusals[-1]["rule"] == "RFC 6238 5.2 (too many wrong codes)"
 
@@ -106,7 +106,7 @@ def test_wrong_codes_count_per_user_not_per_browser_session(driver: Driver) -> N
 
     client = driver.add_client()
     username, totp = enrolled(driver)
-    user = driver.as_.store.get_user_by_name(username)
+    user = driver.as_.store.users.by_name(username)
     assert user is not None
     right = totp.at(driver.now())
     wrong = f"{(int(right) + 500_000) % 1_000_000:06d}"
@@ -123,14 +123,14 @@ def test_wrong_codes_count_per_user_not_per_browser_session(driver: Driver) -> N
     assert locked.status_code == 429 and "Too many wrong codes" in locked.text and "UTC" in locked.text
     assert 25 <= int(locked.headers["retry-after"]) <= 30
     table = schema.sign_in_throttle
-    with driver.as_.store.read() as conn:
+    with driver.as_.store.engine.connect() as conn:
         row = conn.execute(select(table).where(table.c.key == f"totp:{user['id']}")).mappings().one()
     assert row["failures"] == 5 and row["locked_until"] > driver.now()
     # After the wait the right code (of the moved clock) is accepted, and the count starts again.
     driver.as_.clock.advance(31)
     consent = other.submit(locked, {"code": totp.at(driver.now())})
     assert 'value="approve"' in consent.text, consent.text
-    with driver.as_.store.read() as conn:
+    with driver.as_.store.engine.connect() as conn:
         assert conn.execute(select(table).where(table.c.key == f"totp:{user['id']}")).first() is None
     assert finish(driver, client, other, flow, consent)["acr"] == "mfa"
 
@@ -150,7 +150,7 @@ def test_the_passkey_on_the_same_page_does_not_lift_the_code_lock(driver: Driver
     assert server is not None and server.passkeys.available
     client, browser = driver.add_client(), driver.browser()
     username, totp = enrolled(driver)
-    user = driver.as_.store.get_user_by_name(username)
+    user = driver.as_.store.users.by_name(username)
     assert user is not None
     device = Authenticator(origin=driver.issuer, rp_id="localhost")
     options = json.loads(server.passkeys.registration_options(user, "setup", driver.now()))
@@ -177,6 +177,6 @@ def test_the_passkey_on_the_same_page_does_not_lift_the_code_lock(driver: Driver
     consent = browser.get(browser.base + stepped.headers["location"])
     assert finish(driver, client, browser, flow, consent)["acr"] == "passkey"
     table = schema.sign_in_throttle
-    with driver.as_.store.read() as conn:
+    with driver.as_.store.engine.connect() as conn:
         row = conn.execute(select(table).where(table.c.key == f"totp:{user['id']}")).mappings().one()
     assert row["failures"] == 5 and row["locked_until"] > driver.now()

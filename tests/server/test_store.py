@@ -39,29 +39,29 @@ def test_the_migrations_build_exactly_the_declared_schema(fresh_store: Store) ->
 
 def test_remember_once_is_single_use_until_expiry(fresh_store: Store) -> None:
     store = fresh_store
-    assert store.remember_once("k", expires_at=100.0, now=10.0) is True
-    assert store.remember_once("k", expires_at=200.0, now=50.0) is False  # live: a replay
-    assert store.remember_once("k", expires_at=300.0, now=150.0) is True  # expired: reusable
-    assert store.remember_once("k", expires_at=400.0, now=160.0) is False
+    assert store.replay.remember_once("k", expires_at=100.0, now=10.0) is True
+    assert store.replay.remember_once("k", expires_at=200.0, now=50.0) is False  # live: a replay
+    assert store.replay.remember_once("k", expires_at=300.0, now=150.0) is True  # expired: reusable
+    assert store.replay.remember_once("k", expires_at=400.0, now=160.0) is False
 
 
 def test_migrations_are_idempotent_and_purge_removes_only_expired_rows(fresh_store: Store) -> None:
     store = fresh_store
     store.migrate()  # a second start migrates nothing and fails nothing
-    store.remember_once("old", expires_at=10.0, now=0.0)
-    store.remember_once("live", expires_at=1000.0, now=0.0)
-    store.save_pushed_request("r1", "c", {}, None, now=0.0, expires_at=10.0)
-    store.save_pushed_request("r2", "c", {}, None, now=0.0, expires_at=1000.0)
+    store.replay.remember_once("old", expires_at=10.0, now=0.0)
+    store.replay.remember_once("live", expires_at=1000.0, now=0.0)
+    store.requests.save_pushed("r1", "c", {}, None, now=0.0, expires_at=10.0)
+    store.requests.save_pushed("r2", "c", {}, None, now=0.0, expires_at=1000.0)
     assert store.purge_expired(now=500.0) == 2
-    assert store.get_pushed_request("r1") is None and store.get_pushed_request("r2") is not None
-    assert store.remember_once("live", expires_at=2000.0, now=500.0) is False
+    assert store.requests.pushed("r1") is None and store.requests.pushed("r2") is not None
+    assert store.replay.remember_once("live", expires_at=2000.0, now=500.0) is False
 
 
 def test_secret_is_created_once(fresh_store: Store) -> None:
     store = fresh_store
-    first = store.secret("s", lambda: "one", now=0.0)
-    assert store.secret("s", lambda: "two", now=1.0) == first == "one"
-    assert Store(store.url).secret("s", lambda: "three", now=2.0) == "one"
+    first = store.keys.secret("s", lambda: "one", now=0.0)
+    assert store.keys.secret("s", lambda: "two", now=1.0) == first == "one"
+    assert Store(store.url).keys.secret("s", lambda: "three", now=2.0) == "one"
 
 
 def test_purge_takes_expired_tokens_and_grants_in_batches_a_day_after_expiry(fresh_store: Store) -> None:
@@ -71,7 +71,7 @@ def test_purge_takes_expired_tokens_and_grants_in_batches_a_day_after_expiry(fre
     from corridor.store import schema as t
 
     day = 86_400.0
-    with fresh_store.write() as conn:
+    with fresh_store.engine.begin() as conn:
         conn.execute(
             insert(t.grants),
             [
@@ -106,10 +106,10 @@ def test_purge_takes_expired_tokens_and_grants_in_batches_a_day_after_expiry(fre
         )
     assert fresh_store.purge_expired(now=day + 50.0, batch=1000) == 0  # expired less than a day ago
     assert fresh_store.purge_expired(now=day + 101.0, batch=1000) == 5000
-    with fresh_store.read() as conn:
+    with fresh_store.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(t.grants)).scalar_one() == 100
         assert conn.execute(select(func.count()).select_from(t.access_tokens)).scalar_one() == 100
-    assert fresh_store.get_grant("g2599") is not None and fresh_store.get_grant("g0") is None
+    assert fresh_store.grants.get("g2599") is not None and fresh_store.grants.get("g0") is None
 
 
 def test_a_nested_write_raises_at_once_and_rolls_the_outer_one_back(fresh_store: Store) -> None:
@@ -128,11 +128,11 @@ def test_a_nested_write_raises_at_once_and_rolls_the_outer_one_back(fresh_store:
 
     def nest(inner: str) -> None:
         try:
-            with store.write() as conn:
-                Store.consume_pushed_request(conn, "r", now=1.0)
+            with store.unit_of_work() as uow:
+                uow.requests.consume_pushed("r", now=1.0)
                 if inner == "store":
-                    store.remember_once("nested", expires_at=100.0, now=1.0)
-                else:  # an audit record without the open connection is a write of its own
+                    store.replay.remember_once("nested", expires_at=100.0, now=1.0)
+                else:  # an audit record without the open unit is a write of its own
                     audit.append(
                         Evidence(issuer="https://as.example", request_id="r"), "test", "refused", 1.0
                     )
@@ -141,20 +141,20 @@ def test_a_nested_write_raises_at_once_and_rolls_the_outer_one_back(fresh_store:
         else:
             outcome.append(None)
 
-    store.save_pushed_request("r", "c", {}, None, now=0.0, expires_at=1000.0)
+    store.requests.save_pushed("r", "c", {}, None, now=0.0, expires_at=1000.0)
     for inner in ("store", "audit"):
         worker = threading.Thread(target=nest, args=(inner,), daemon=True)
         worker.start()
         worker.join(5)
         assert not worker.is_alive(), f"a nested {inner} write waited instead of raising"
         assert isinstance(outcome[-1], NestedWrite), outcome[-1]
-    row = store.get_pushed_request("r")
+    row = store.requests.pushed("r")
     assert row is not None and row["consumed_at"] is None  # the outer transaction rolled back
-    assert store.is_remembered("nested", now=2.0) is False
-    assert store.audit_records() == []
+    assert store.replay.is_remembered("nested", now=2.0) is False
+    assert store.audit.records() == []
     # Not wedged: plain writes still work, here and on another thread.
-    assert store.remember_once("after", expires_at=100.0, now=1.0) is True
-    other = threading.Thread(target=store.remember_once, args=("other", 100.0, 1.0))
+    assert store.replay.remember_once("after", expires_at=100.0, now=1.0) is True
+    other = threading.Thread(target=store.replay.remember_once, args=("other", 100.0, 1.0))
     other.start()
     other.join(5)
-    assert store.is_remembered("other", now=2.0) is True
+    assert store.replay.is_remembered("other", now=2.0) is True

@@ -111,7 +111,7 @@ def test_code_reuse_is_refused_and_revokes_the_grant(driver: Driver) -> None:
     )
     assert_error(refresh, 400, "invalid_grant")
     store = driver.as_.store
-    with store.read() as conn:
+    with store.engine.connect() as conn:
         code = (
             conn.execute(
                 select(schema.authorization_codes).where(
@@ -128,7 +128,7 @@ def test_code_reuse_is_refused_and_revokes_the_grant(driver: Driver) -> None:
 
 
 def _grant_of_code(driver: Driver, code: str) -> dict:  # type: ignore[type-arg]
-    with driver.as_.store.read() as conn:
+    with driver.as_.store.engine.connect() as conn:
         grant_id = conn.execute(
             select(schema.authorization_codes.c.grant_id).where(
                 schema.authorization_codes.c.code_hash == token_hash(code)
@@ -159,7 +159,7 @@ def test_another_clients_reuse_of_a_used_code_does_not_revoke_the_victims_grant(
         victim, {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
     )
     assert refresh.status_code == 200, refresh.text
-    with driver.as_.store.read() as conn:
+    with driver.as_.store.engine.connect() as conn:
         reuse_records = conn.execute(
             select(schema.audit_records).where(
                 schema.audit_records.c.grant_id == grant["id"],

@@ -51,7 +51,7 @@ def user_add(running: RunningAS, name: str) -> subprocess.CompletedProcess[str]:
 
 
 def stored_names(running: RunningAS) -> list[str]:
-    return sorted(row["username"] for row in running.store.list_users())
+    return sorted(row["username"] for row in running.store.users.all())
 
 
 def test_user_add_stores_the_precis_form_and_refuses_collisions_and_mixed_scripts(driver: Driver) -> None:
@@ -94,7 +94,7 @@ def sign_in(driver: Driver, username: str) -> tuple[bool, str]:
 
 def test_sign_in_looks_up_the_precis_form(driver: Driver) -> None:
     assert user_add(driver.as_, "Admin").returncode == 0
-    admin = driver.as_.store.get_user_by_name("admin")
+    admin = driver.as_.store.users.by_name("admin")
     assert admin is not None
     for typed in ("admin", "ADMIN", "\uff21\uff24\uff2d\uff29\uff2e"):  # fullwidth "ADMIN"
         assert sign_in(driver, typed) == (True, admin["id"]), typed

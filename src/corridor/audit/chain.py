@@ -30,42 +30,28 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import rfc8785
-from sqlalchemy import Connection, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from corridor.core.jose import JoseFailure, SigningKey, read_header, verify_with_keys
-from corridor.store import schema as t
+from corridor.store.audit import GENESIS as GENESIS  # the chain rule every sink follows
+from corridor.store.audit import RECORD_COLUMNS
+from corridor.store.protocols import Repositories, UnitOfWork
 from corridor.store.sql import Store
 
-GENESIS = "0" * 64
 CHECKPOINT_TYP = "audit-checkpoint+jwt"
 #: The ``writer`` of a checkpoint row that names every writer (issue 13 E2); writer ids are
 #: ``role:host:pid:random`` (audit/log.py), so it is never a writer's.
 ALL_WRITERS = "*"
 #: The columns a record's hash covers: all of them but the row id and the hash itself.
-HASHED = tuple(c.name for c in t.audit_records.columns if c.name not in ("id", "hash"))
+HASHED = tuple(name for name in RECORD_COLUMNS if name not in ("id", "hash"))
 
 
 def record_hash(record: Mapping[str, Any]) -> str:
     return hashlib.sha256(rfc8785.dumps({name: record.get(name) for name in HASHED})).hexdigest()
 
 
-def append(conn: Connection, dialect: str, writer: str, record: Mapping[str, Any]) -> dict[str, Any]:
-    """Append ``record`` to ``writer``'s chain inside ``conn``'s transaction; returns the row."""
-    heads = t.audit_heads
-    lock = select(heads.c.seq, heads.c.hash).where(heads.c.writer == writer).with_for_update()
-    head = conn.execute(lock).first()
-    if head is None:  # this writer's first record: create its head (concurrent firsts wait here)
-        dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        start = dialect_insert(heads).values(writer=writer, seq=0, hash=GENESIS)
-        conn.execute(start.on_conflict_do_nothing(index_elements=[heads.c.writer]))
-        head = conn.execute(lock).first()
-        assert head is not None
-    row = {**record, "writer": writer, "seq": head.seq + 1, "prev_hash": head.hash}
-    row["hash"] = record_hash(row)
-    conn.execute(insert(t.audit_records).values(**row))
-    conn.execute(update(heads).where(heads.c.writer == writer).values(seq=row["seq"], hash=row["hash"]))
-    return row
+def append(unit: UnitOfWork, writer: str, record: Mapping[str, Any]) -> dict[str, Any]:
+    """Append ``record`` to ``writer``'s chain inside ``unit``'s transaction; returns the row."""
+    return unit.audit.append(writer, record, record_hash)
 
 
 @dataclass(frozen=True)
@@ -224,24 +210,13 @@ def verify(
     """Every chain in the store (records written before migration 0003 have no chain), and every
     writer a verified checkpoint names (``signed``, from :func:`signed_positions`)."""
     signed = signed or {}
-    with store.read() as conn:
-        heads = {row.writer: row._asdict() for row in conn.execute(select(t.audit_heads))}
-        writers = (
-            set(heads)
-            | set(signed)
-            | {w for (w,) in conn.execute(select(t.audit_records.c.writer).distinct()) if w is not None}
-        )
-        reports = []
-        for writer in sorted(writers):
-            rows = conn.execute(
-                select(t.audit_records)
-                .where(t.audit_records.c.writer == writer)
-                .order_by(t.audit_records.c.id)
-            ).mappings()
+    reports = []
+    with store.snapshot() as reads:
+        heads = reads.audit.heads()
+        for writer in sorted(set(heads) | set(signed) | reads.audit.writers()):
+            records = reads.audit.chain(writer)
             reports.append(
-                verify_chain(
-                    writer, (dict(row) for row in rows), heads.get(writer), signed.get(writer, ()), retention
-                )
+                verify_chain(writer, records, heads.get(writer), signed.get(writer, ()), retention)
             )
     return reports
 
@@ -257,19 +232,16 @@ def heads_digest(heads: Mapping[str, Any]) -> str:
 def checkpoint(store: Store, key: SigningKey, issuer: str, now: float) -> list[dict[str, Any]]:
     """Sign the heads of all chains as one statement with the AS key (a JWS any JOSE library can
     check, with the ``heads`` it names). Nothing is made when no head moved since the last one."""
-    with store.write() as conn:
+    with store.unit_of_work() as uow:
         heads = {
-            head["writer"]: {"seq": head["seq"], "hash": head["hash"]}
-            for head in conn.execute(select(t.audit_heads).where(t.audit_heads.c.seq > 0)).mappings()
+            writer: {"seq": head["seq"], "hash": head["hash"]}
+            for writer, head in uow.audit.heads().items()
+            if head["seq"] > 0
         }
         if not heads:
             return []
         digest = heads_digest(heads)
-        cps = t.audit_checkpoints
-        last = conn.execute(
-            select(cps.c.hash).where(cps.c.writer == ALL_WRITERS).order_by(cps.c.id.desc()).limit(1)
-        ).first()
-        if last is not None and last.hash == digest:
+        if uow.audit.last_checkpoint_hash(ALL_WRITERS) == digest:
             return []
         claims = {"iss": issuer, "iat": int(now), "writers": len(heads), "heads_sha256": digest}
         row: dict[str, Any] = {
@@ -280,15 +252,13 @@ def checkpoint(store: Store, key: SigningKey, issuer: str, now: float) -> list[d
             "jws": key.sign(claims, CHECKPOINT_TYP),
             "heads": json.dumps(heads, sort_keys=True, separators=(",", ":")),
         }
-        row["id"] = conn.execute(insert(cps).values(**row).returning(cps.c.id)).scalar_one()
+        row["id"] = uow.audit.add_checkpoint(row)
     return [row]
 
 
-def stored_checkpoints(store: Store) -> list[dict[str, Any]]:
+def stored_checkpoints(store: Repositories) -> list[dict[str, Any]]:
     """Every checkpoint row, oldest first (what ``corridor audit checkpoints`` exports)."""
-    with store.read() as conn:
-        rows = conn.execute(select(t.audit_checkpoints).order_by(t.audit_checkpoints.c.id)).mappings()
-        return [dict(row) for row in rows]
+    return store.audit.checkpoints()
 
 
 @dataclass(frozen=True)
@@ -335,7 +305,7 @@ def _signed_heads(
 
 
 def verify_checkpoints(
-    store: Store, public_keys: list[dict[str, Any]], exported: Iterable[Mapping[str, Any]] = ()
+    store: Repositories, public_keys: list[dict[str, Any]], exported: Iterable[Mapping[str, Any]] = ()
 ) -> list[CheckpointReport]:
     """Each checkpoint's signature (any key the AS ever had) and that its stored form is what was
     signed; ``exported``: checkpoint rows read back from an append-only copy. What the verified ones
@@ -371,22 +341,13 @@ def signed_positions(reports: Iterable[CheckpointReport]) -> dict[str, list[Sign
 # -- retention (issue 13 B4) ----------------------------------------------------------------------
 
 
-def purge_before(store: Store, cutoff: float) -> int:
+def purge_before(store: Repositories, cutoff: float) -> int:
     """Delete the records a checkpoint made before ``cutoff`` vouches for: per writer, those up
     to the position the newest such checkpoint signed. The kept chain then starts right after a
     signed position, which :func:`verify` accepts as a purge when retention is configured, and the
     checkpoint (kept for ever) still proves what the first kept record follows. Records after the
     newest checkpoint before the cut stay, however old."""
-    cps = t.audit_checkpoints
-    with store.read() as conn:
-        row = conn.execute(
-            select(cps.c.heads)
-            .where(cps.c.writer == ALL_WRITERS, cps.c.time < cutoff)
-            .order_by(cps.c.id.desc())
-            .limit(1)
-        ).first()
-    if row is None or not row.heads:
+    heads = store.audit.checkpoint_heads_before(ALL_WRITERS, cutoff)
+    if heads is None:
         return 0
-    return sum(
-        store.purge_audit_chain(writer, int(head["seq"])) for writer, head in json.loads(row.heads).items()
-    )
+    return sum(store.audit.purge(writer, int(head["seq"])) for writer, head in json.loads(heads).items())

@@ -24,12 +24,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection
-
 from corridor.audit.events import Outcome
 from corridor.audit.sinks import EvidenceSink
 from corridor.core.randomness import new_id
 from corridor.core.text import escaping_logger
+from corridor.store.protocols import UnitOfWork
 
 log = escaping_logger("corridor.audit")  # issue 13 E1
 
@@ -211,7 +210,7 @@ class AuditLog:
         *,
         rule: str | None = None,
         error: str | None = None,
-        conn: Connection | None = None,
+        conn: UnitOfWork | None = None,
         unauthenticated_source: str | None = None,
     ) -> None:
         """Append one record, inside ``conn``'s transaction when given (so the record
@@ -262,5 +261,5 @@ class AuditLog:
             evidence, aggregate.event, Outcome.AGGREGATED, aggregate.end, aggregate.rule, aggregate.error
         )
 
-    def _write(self, records: list[Mapping[str, Any]], conn: Connection | None) -> None:
+    def _write(self, records: list[Mapping[str, Any]], conn: UnitOfWork | None) -> None:
         self.sink.append(self.writer, records, conn)

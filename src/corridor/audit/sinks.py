@@ -36,8 +36,7 @@ from corridor.core.private_files import PRIVATE_FILE, tighten
 from corridor.core.text import escaping_logger
 
 if TYPE_CHECKING:
-    from sqlalchemy import Connection
-
+    from corridor.store.protocols import UnitOfWork
     from corridor.store.sql import Store
 
 log = escaping_logger("corridor.audit")
@@ -47,10 +46,10 @@ class EvidenceSink(Protocol):
     """Appends evidence records to their writer's hash chain."""
 
     def append(
-        self, writer: str, records: Sequence[Mapping[str, Any]], conn: Connection | None = None
+        self, writer: str, records: Sequence[Mapping[str, Any]], conn: UnitOfWork | None = None
     ) -> list[dict[str, Any]]:
         """Append ``records`` in order to ``writer``'s chain and return them chained (``writer``,
-        ``seq``, ``prev_hash``, ``hash``). ``conn``: the caller's transaction, which a sink with a
+        ``seq``, ``prev_hash``, ``hash``). ``conn``: the caller's unit of work, which a sink with a
         database writes in (so a record commits or rolls back with its decision)."""
         ...
 
@@ -62,12 +61,12 @@ class SqlSink:
         self.store = store
 
     def append(
-        self, writer: str, records: Sequence[Mapping[str, Any]], conn: Connection | None = None
+        self, writer: str, records: Sequence[Mapping[str, Any]], conn: UnitOfWork | None = None
     ) -> list[dict[str, Any]]:
         if conn is not None:
-            return [chain.append(conn, self.store.dialect, writer, record) for record in records]
-        with self.store.write() as own:
-            return [chain.append(own, self.store.dialect, writer, record) for record in records]
+            return [chain.append(conn, writer, record) for record in records]
+        with self.store.unit_of_work() as own:
+            return [chain.append(own, writer, record) for record in records]
 
 
 class _Heads:
@@ -104,7 +103,7 @@ class MemorySink:
         self._ids = itertools.count(1)
 
     def append(
-        self, writer: str, records: Sequence[Mapping[str, Any]], conn: Connection | None = None
+        self, writer: str, records: Sequence[Mapping[str, Any]], conn: UnitOfWork | None = None
     ) -> list[dict[str, Any]]:
         with self._heads.lock:
             rows = [{"id": next(self._ids), **row} for row in self._heads.chained(writer, records)]
@@ -198,7 +197,7 @@ class JsonLinesSink:
         self._heads.advance([record for record in map(_record, lines) if record is not None])
 
     def append(
-        self, writer: str, records: Sequence[Mapping[str, Any]], conn: Connection | None = None
+        self, writer: str, records: Sequence[Mapping[str, Any]], conn: UnitOfWork | None = None
     ) -> list[dict[str, Any]]:
         with self._heads.lock, self._locked():
             rows = self._heads.chained(writer, records)

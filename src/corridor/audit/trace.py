@@ -25,21 +25,21 @@ def _detail(row: Row) -> dict[str, Any]:
 
 def trace(store: Store, ident: str) -> list[Row]:
     seed = (
-        store.audit_records(grant_id=ident)
-        or store.audit_records(token_jti=ident)
-        or store.audit_records(request_id=ident)
+        store.audit.records(grant_id=ident)
+        or store.audit.records(token_jti=ident)
+        or store.audit.records(request_id=ident)
     )
     found: dict[int, Row] = {row["id"]: row for row in seed}
     grants = {row["grant_id"] for row in seed if row.get("grant_id")}
     for grant in grants:
-        found.update((row["id"], row) for row in store.audit_records(grant_id=grant))
+        found.update((row["id"], row) for row in store.audit.records(grant_id=grant))
     links = [_detail(row) for row in found.values()]
     for interaction in {d["interaction"] for d in links if isinstance(d.get("interaction"), str)}:
-        found.update((row["id"], row) for row in store.audit_records(interaction=interaction))
+        found.update((row["id"], row) for row in store.audit.records(interaction=interaction))
     for par in {d["par"] for d in [_detail(row) for row in found.values()] if isinstance(d.get("par"), str)}:
-        found.update((row["id"], row) for row in store.audit_records(par=par))
+        found.update((row["id"], row) for row in store.audit.records(par=par))
     for jti in {row["token_jti"] for row in list(found.values()) if row.get("token_jti")}:
-        found.update((row["id"], row) for row in store.audit_records(token_jti=jti))
+        found.update((row["id"], row) for row in store.audit.records(token_jti=jti))
     return sorted(found.values(), key=lambda row: (row["time"], row["id"]))
 
 

@@ -62,7 +62,7 @@ def audit_verify(
     settings, store = _audit_store(data_dir, config_file, database_url)
     exported = _exported_checkpoints(exported_file) if exported_file else []
     # Every key the AS ever had, retired ones too: old checkpoints stay verifiable.
-    public = [SigningKey(json.loads(row["private_jwk"])).public_jwk for row in store.signing_keys()]
+    public = [SigningKey(json.loads(row["private_jwk"])).public_jwk for row in store.keys.signing_keys()]
     checkpoints = verify_checkpoints(store, public, exported)
     # With audit_retention_days set, a chain may start after a signed position (issue 13 B4).
     chains = verify(store, signed_positions(checkpoints), settings.audit_retention_days is not None)
@@ -192,6 +192,6 @@ def audit_export(data_dir: Path | None, config_file: Path | None, database_url: 
     from corridor.audit.trace import readable
 
     _, store = _audit_store(data_dir, config_file, database_url)
-    for record in readable(store.audit_records()):
+    for record in readable(store.audit.records()):
         click.echo(json.dumps(record, sort_keys=True, ensure_ascii=False))
     store.close()

@@ -147,14 +147,14 @@ def client_add(
         # FAPI2 6.7 (AS36): user subjects are 32 hex digits; a client_id must not look like one.
         raise click.ClickException("client_id must not look like a user identifier (32 hex digits)")
     store = migrated_store(settings)
-    if store.get_client(client_id) is not None:
+    if store.clients.get(client_id) is not None:
         raise click.ClickException(f"client {client_id!r} already exists")
-    unknown = [r for r in resources if r not in {row["identifier"] for row in store.list_resource_servers()}]
+    unknown = [r for r in resources if r not in {row["identifier"] for row in store.clients.resource_servers()}]
     if unknown:
         raise click.ClickException(
             f"unknown resource server(s): {' '.join(unknown)} (see corridor resource add)"
         )
-    store.add_client(client_id, name, meta, time.time())
+    store.clients.add(client_id, name, meta, time.time())
     if as_json:
         echo_json({"client_id": client_id, "client_name": name, **meta})
     else:
@@ -211,7 +211,7 @@ def client_show(data_dir: Path | None, config_file: Path | None, client_id: str)
 @click.argument("client_id")
 def client_remove(data_dir: Path | None, config_file: Path | None, client_id: str) -> None:
     """Remove a client and revoke all of its grants and tokens at once."""
-    removed = migrated_store(load_settings(data_dir, config_file)).remove_client(client_id, time.time())
+    removed = migrated_store(load_settings(data_dir, config_file)).clients.remove(client_id, time.time())
     if removed is None:
         raise click.ClickException(f"no client {client_id!r}")
     click.echo(

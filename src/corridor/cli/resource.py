@@ -35,9 +35,9 @@ def resource_add(
     if not identifier.startswith("https://") or "#" in identifier:
         raise click.ClickException("the identifier must be an https URL without fragment (RFC 8707 2)")
     store = migrated_store(load_settings(data_dir, config_file))
-    if identifier in {r["identifier"] for r in store.list_resource_servers()}:
+    if identifier in {r["identifier"] for r in store.clients.resource_servers()}:
         raise click.ClickException(f"resource server {identifier!r} already exists")
-    store.add_resource_server(identifier, name, scope.split(), introspection_client, time.time())
+    store.clients.add_resource_server(identifier, name, scope.split(), introspection_client, time.time())
     click.echo(identifier)
 
 
@@ -56,6 +56,6 @@ def resource_list(data_dir: Path | None, config_file: Path | None) -> None:
 @click.argument("identifier")
 def resource_remove(data_dir: Path | None, config_file: Path | None, identifier: str) -> None:
     """Remove a resource server."""
-    if not migrated_store(load_settings(data_dir, config_file)).remove_resource_server(identifier):
+    if not migrated_store(load_settings(data_dir, config_file)).clients.remove_resource_server(identifier):
         raise click.ClickException(f"no resource server {identifier!r}")
     click.echo(f"removed {identifier}")

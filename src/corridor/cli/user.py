@@ -34,10 +34,10 @@ def user_add(data_dir: Path | None, config_file: Path | None, username: str, pas
         raise click.ClickException("the password must have at least 8 characters")
     typed, username = username, _username(username, new=True)
     store = migrated_store(load_settings(data_dir, config_file))
-    if store.get_user_by_name(username) is not None:  # the same name after RFC 8265 (issue 13 C6)
+    if store.users.by_name(username) is not None:  # the same name after RFC 8265 (issue 13 C6)
         same = "" if typed == username else f" ({typed!r} is {username!r} under RFC 8265 UsernameCaseMapped)"
         raise click.ClickException(f"user {username!r} already exists{same}")
-    store.add_user(new_id(), username, PasswordHasher().hash(password), time.time())
+    store.users.add(new_id(), username, PasswordHasher().hash(password), time.time())
     click.echo(f"added {username}")
 
 
@@ -79,7 +79,7 @@ def user_totp(data_dir: Path | None, config_file: Path | None, username: str, re
     settings = load_settings(data_dir, config_file)
     store = migrated_store(settings)
     secret = None if remove else pyotp.random_base32()
-    if not store.set_totp_secret(username, secret):
+    if not store.users.set_totp_secret(username, secret):
         raise click.ClickException(f"no user {username!r}")
     if secret is None:
         click.echo(f"removed the TOTP second factor of {username}")
@@ -105,7 +105,7 @@ def user_enrol(data_dir: Path | None, config_file: Path | None, username: str) -
     if relying_party(settings.issuer) is None:
         raise click.ClickException(f"passkeys need an issuer with a host name, not {settings.issuer}")
     store = migrated_store(settings)
-    found = store.get_user_by_name(username)
+    found = store.users.by_name(username)
     if found is None:
         raise click.ClickException(f"no user {username!r}")
     link = issue_link(store, settings, found, time.time())
@@ -128,11 +128,11 @@ def user_passkeys(
     (or from the sign-in pages when ``self_service_enrolment`` is on, as in dev mode)."""
     username = _username(username)
     store = migrated_store(load_settings(data_dir, config_file))
-    user = store.get_user_by_name(username)
+    user = store.users.by_name(username)
     if user is None:
         raise click.ClickException(f"no user {username!r}")
     if remove is not None:
-        if not store.remove_passkey(user["id"], remove):
+        if not store.users.remove_passkey(user["id"], remove):
             raise click.ClickException(f"{username} has no passkey {remove!r}")
         click.echo(f"removed passkey {remove} of {username}")
         return
@@ -146,7 +146,7 @@ def user_passkeys(
             "created_at": row["created_at"],
             "last_used_at": row["last_used_at"],
         }
-        for row in store.user_passkeys(user["id"])
+        for row in store.users.passkeys(user["id"])
     ]
     if as_json:
         echo_json(rows)
@@ -163,6 +163,6 @@ def user_passkeys(
 def user_remove(data_dir: Path | None, config_file: Path | None, username: str) -> None:
     """Remove a user."""
     username = _username(username)
-    if not migrated_store(load_settings(data_dir, config_file)).remove_user(username):
+    if not migrated_store(load_settings(data_dir, config_file)).users.remove(username):
         raise click.ClickException(f"no user {username!r}")
     click.echo(f"removed {username}")

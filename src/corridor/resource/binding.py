@@ -132,10 +132,15 @@ class ProofPolicy:
         issued recently."""
         return self.nonce_required and (proof.nonce is None or not self.nonces.is_valid(proof.nonce))
 
+    def replay_entry(self, proof: DPoPProof) -> tuple[str, float]:
+        """RFC 9449 11.1: the proof's replay key (its key and jti, under this server's prefix) and
+        how long it must be remembered: while a proof with that iat could still be accepted."""
+        key = self.replay_prefix + token_hash(f"{proof.jkt}\x00{proof.jti}")
+        return key, proof.iat + self.max_past + self.max_future
+
     def first_use(self, proof: DPoPProof, now: float) -> bool:
         """RFC 9449 11.1: this key's jti is unseen while a proof with that iat could be accepted."""
-        expires = proof.iat + self.max_past + self.max_future
-        key = self.replay_prefix + token_hash(f"{proof.jkt}\x00{proof.jti}")
+        key, expires = self.replay_entry(proof)
         return self.replay.remember_once(key, expires, now)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -18,6 +20,7 @@ from corridor.audit.sinks import SqlSink
 from corridor.core.b64 import b64url_decode, b64url_encode
 from corridor.core.clock import Clock, SystemClock
 from corridor.core.dpop import DPoPProof
+from corridor.core.errors import OAuthError
 from corridor.core.nonces import DPoPNonces
 from corridor.core.randomness import new_id, new_secret_token
 from corridor.core.x509 import PkiVerifier
@@ -28,6 +31,7 @@ from corridor.server.keys import ServerKeys
 from corridor.server.passkeys import Passkeys
 from corridor.server.settings import Settings
 from corridor.server.signin import SignIns
+from corridor.store.protocols import UnitOfWork
 from corridor.store.sql import Store
 from corridor.transport.tls import outbound_context
 
@@ -177,7 +181,7 @@ class AuthorizationServer:
         def load() -> dict[str, dict[str, Any]]:
             return {
                 row["identifier"]: {**row, "scopes": json.loads(row["scopes"])}
-                for row in self.store.list_resource_servers()
+                for row in self.store.clients.resource_servers()
             }
 
         return self._resource_servers.get("all", load) or {}
@@ -211,6 +215,29 @@ class Exchange:
     dpop_jkt: str | None = None
     #: RFC 9449 6.1 / RFC 8705 3.1: the token's confirmation claim (require_sender_constraint).
     cnf: dict[str, str] = field(default_factory=dict)
+    #: Single-use keys the checks passed (client assertion and DPoP proof ``jti``): spent in the
+    #: request's one write transaction, with the refusal to raise if a racing replay won.
+    single_use: list[tuple[str, float, OAuthError]] = field(default_factory=list)
+
+    def spend_once(self, key: str, expires_at: float, replayed: OAuthError) -> None:
+        """RFC 9449 11.1, OIDC Core 9: refuse a key already spent (a read now), and spend it in
+        this request's unit of work (:meth:`unit_of_work`), where one unique upsert decides."""
+        if self.server.store.replay.is_remembered(key, self.now):
+            raise replayed
+        self.single_use.append((key, expires_at, replayed))
+
+    @contextmanager
+    def unit_of_work(self, refusing: bool = False) -> Iterator[UnitOfWork]:
+        """This request's one write transaction (design.md 4): its single-use keys are spent
+        first (a replay that won a race since the check is refused here, and everything rolls
+        back; ``refusing``: the request is refused anyway, a lost race changes nothing), then
+        the endpoint's writes and its evidence record commit together or not at all."""
+        with self.server.store.unit_of_work() as uow:
+            for key, expires_at, replayed in self.single_use:
+                if not uow.replay.remember_once(key, expires_at, self.now) and not refusing:
+                    raise replayed
+            yield uow
+        self.single_use.clear()
 
     @classmethod
     def begin(

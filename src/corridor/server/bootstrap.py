@@ -35,20 +35,22 @@ def demo_files(settings: Settings) -> DemoFiles:
 
 def ensure_demo(settings: Settings, store: Store, now: float) -> DemoFiles:
     files = demo_files(settings)
-    if store.list_resource_servers() == []:
-        store.add_resource_server(DEMO_RESOURCE, "Demo payments API", ["accounts", "payments"], None, now)
-    if store.get_user_by_name(DEMO_USER) is None:
+    if store.clients.resource_servers() == []:
+        store.clients.add_resource_server(
+            DEMO_RESOURCE, "Demo payments API", ["accounts", "payments"], None, now
+        )
+    if store.users.by_name(DEMO_USER) is None:
         password = secrets.token_urlsafe(12)
-        store.add_user(new_id(), DEMO_USER, PasswordHasher().hash(password), now)
+        store.users.add(new_id(), DEMO_USER, PasswordHasher().hash(password), now)
         write_private(files.user_password, (password + "\n").encode())
-    if store.get_client(DEMO_CLIENT_ID) is None:
+    if store.clients.get(DEMO_CLIENT_ID) is None:
         key = SigningKey.generate("ES256")
         meta = build_client_metadata(
             redirect_uris=[DEMO_REDIRECT_URI],
             jwks={"keys": [key.public_jwk]},
             scope="openid profile offline_access accounts payments",
         )
-        store.add_client(DEMO_CLIENT_ID, "Corridor demo client", meta, now)
+        store.clients.add(DEMO_CLIENT_ID, "Corridor demo client", meta, now)
         write_private(files.client_key, (json.dumps(key.private_jwk(), indent=2) + "\n").encode())
     tighten(files.user_password)
     tighten(files.client_key)

@@ -285,7 +285,7 @@ class RegistrationCache(Generic[T]):
         self._entries: dict[str, tuple[float, int, T]] = {}
 
     def get(self, key: str, load: Callable[[], T | None]) -> T | None:
-        now, generation = time.monotonic(), self.store.registrations_changed
+        now, generation = time.monotonic(), self.store.clients.changes
         entry = self._entries.get(key)
         if entry is not None and entry[0] > now and entry[1] == generation:
             return entry[2]
@@ -323,7 +323,7 @@ class ClientRegistry:
             return None
 
         def load() -> ClientRecord | None:
-            row = self.store.get_client(client_id)
+            row = self.store.clients.get(client_id)
             return ClientRecord.from_row(row) if row is not None else None
 
         return self._records.get(client_id, load)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from corridor.store.sql import Row
+from corridor.store.protocols import Row
 
 
 def decode_grant(row: Row) -> dict[str, Any]:

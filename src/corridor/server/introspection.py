@@ -16,7 +16,6 @@ from corridor.server.checks.client_auth import authenticate_client
 from corridor.server.grants import decode_grant
 from corridor.server.responses import json_response
 from corridor.server.tokens import AT_TYP
-from corridor.store.sql import Store
 
 INACTIVE = {"active": False}
 
@@ -42,7 +41,7 @@ def live_access_token(server: AuthorizationServer, token: str, now: float) -> di
     exp, jti = claims.get("exp"), claims.get("jti")
     if claims.get("iss") != server.settings.issuer or not isinstance(exp, int) or exp <= now:
         return None
-    row = server.store.get_access_token(jti) if isinstance(jti, str) else None
+    row = server.store.grants.access_token(jti) if isinstance(jti, str) else None
     if row is None or row["revoked_at"] is not None or row["grant_revoked_at"] is not None:
         return None
     return claims
@@ -70,7 +69,7 @@ def introspect(ex: Exchange) -> Response:
         body = {"active": True, **claims, "token_type": "DPoP" if "jkt" in claims["cnf"] else "Bearer"}
         ex.evidence.token_jti = claims["jti"]
     elif claims is None:
-        row = server.store.get_grant_by_refresh_token(token_hash(token))
+        row = server.store.grants.by_refresh_token(token_hash(token))
         if row is not None and row["client_id"] == ex.client.client_id:
             grant = decode_grant(row)
             if grant["revoked_at"] is None and grant["expires_at"] > ex.now:
@@ -84,9 +83,9 @@ def introspect(ex: Exchange) -> Response:
                     "iss": server.settings.issuer,
                 }
                 ex.evidence.grant_id = grant["id"]
-    server.audit.append(
-        ex.evidence, Event.INTROSPECTION, Outcome.ACTIVE if body["active"] else Outcome.INACTIVE, ex.now
-    )
+    outcome = Outcome.ACTIVE if body["active"] else Outcome.INACTIVE
+    with ex.unit_of_work() as uow:  # the record and the assertion's jti: one transaction
+        server.audit.append(ex.evidence, Event.INTROSPECTION, outcome, ex.now, conn=uow)
     return json_response(body)
 
 
@@ -96,15 +95,15 @@ def revoke(ex: Exchange) -> Response:
     assert ex.client is not None
     server, token, now = ex.server, ex.form["token"], ex.now
     claims = live_access_token(server, token, now)
-    with server.store.write() as conn:
+    # A read first, so the write transaction only writes.
+    row = None if claims is not None else server.store.grants.by_refresh_token(token_hash(token))
+    with ex.unit_of_work() as uow:
         if claims is not None and claims["client_id"] == ex.client.client_id:
-            Store.revoke_access_token(conn, claims["jti"], now)
+            uow.grants.revoke_access_token(claims["jti"], now)
             ex.evidence.token_jti = claims["jti"]
-            server.audit.append(ex.evidence, Event.REVOCATION_ACCESS_TOKEN, Outcome.REVOKED, now, conn=conn)
-        else:
-            row = server.store.get_grant_by_refresh_token(token_hash(token))
-            if row is not None and row["client_id"] == ex.client.client_id:
-                Store.revoke_grant(conn, row["id"], now, "revoked_by_client")
-                ex.evidence.grant_id = row["id"]
-                server.audit.append(ex.evidence, Event.REVOCATION_GRANT, Outcome.REVOKED, now, conn=conn)
+            server.audit.append(ex.evidence, Event.REVOCATION_ACCESS_TOKEN, Outcome.REVOKED, now, conn=uow)
+        elif row is not None and row["client_id"] == ex.client.client_id:
+            uow.grants.revoke(row["id"], now, "revoked_by_client")
+            ex.evidence.grant_id = row["id"]
+            server.audit.append(ex.evidence, Event.REVOCATION_GRANT, Outcome.REVOKED, now, conn=uow)
     return Response(status_code=200, headers={"Cache-Control": "no-store"})

@@ -80,22 +80,24 @@ class ServerKeys:
 
     def ensure(self) -> None:
         """Create the first signing key on first start (one instance wins); load all keys."""
-        if not self.store.signing_keys():
+        if not self.store.keys.signing_keys():
             key = SigningKey.generate(self.alg)
-            self.store.add_first_signing_key(key.kid, key.alg, key.private_jwk(), self.clock.now())
+            self.store.keys.add_first_signing_key(key.kid, key.alg, key.private_jwk(), self.clock.now())
         self.reload()
 
     def rotate(self, activate_in: float, alg: str | None = None) -> KeyState:
         """Add a key that is published now and signs from ``now + activate_in`` on."""
         key = SigningKey.generate(alg or self.alg)
         now = self.clock.now()
-        self.store.add_signing_key(key.kid, key.alg, key.private_jwk(), "pending", now, now + activate_in)
+        self.store.keys.add_signing_key(
+            key.kid, key.alg, key.private_jwk(), "pending", now, now + activate_in
+        )
         self.reload()
         return next(k for k in self.states() if k.kid == key.kid)
 
     def reload(self) -> list[Row]:
         """Re-read the keys (new ones from a rotation elsewhere); each key is parsed once."""
-        rows = self.store.signing_keys()
+        rows = self.store.keys.signing_keys()
         with self._lock:
             for row in rows:
                 if row["kid"] not in self._parsed:

@@ -12,7 +12,7 @@ from corridor.store.sql import Store
 
 def registered_certificates(store: Store) -> list[bytes]:
     """RFC 8705 2.2: the DER of every certificate registered in a client's JWKS ``x5c``."""
-    return [cert for row in store.list_clients() for cert in ClientRecord.from_row(row).certificates]
+    return [cert for row in store.clients.all() for cert in ClientRecord.from_row(row).certificates]
 
 
 def registered(certificate_der: bytes, client: ClientRecord) -> bool:

@@ -62,16 +62,17 @@ def pushed_authorization(ex: Exchange) -> Response:
         authorization_details=ex.authorization_details,
     )
     lifetime = server.settings.par_lifetime
-    server.store.save_pushed_request(
-        token_hash(reference),
-        ex.client.client_id,
-        parameters,
-        ex.dpop_jkt,
-        ex.now,
-        ex.now + lifetime,
-    )
     # The pushed request's id in the trail: the hash of its reference (never the reference).
     ex.evidence.detail["par"] = token_hash(reference)
-    server.audit.append(ex.evidence, Event.PAR, Outcome.ACCEPTED, ex.now)
+    with ex.unit_of_work() as uow:  # the request, its proofs' jti and its record: one transaction
+        uow.requests.save_pushed(
+            token_hash(reference),
+            ex.client.client_id,
+            parameters,
+            ex.dpop_jkt,
+            ex.now,
+            ex.now + lifetime,
+        )
+        server.audit.append(ex.evidence, Event.PAR, Outcome.ACCEPTED, ex.now, conn=uow)
     # RFC 9126 2.2: 201 Created; FAPI2 5.3.2.2-12: expires_in below 600.
     return json_response({"request_uri": REQUEST_URI_PREFIX + reference, "expires_in": lifetime}, status=201)

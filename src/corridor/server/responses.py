@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
 from urllib.parse import urlencode
 
@@ -78,17 +79,24 @@ async def run_endpoint(
     def call() -> Response:
         try:
             response = handler(exchange)
+            if exchange.single_use:  # an endpoint that wrote nothing still spends its jti
+                with exchange.unit_of_work():
+                    pass
         except OAuthError as error:
-            server.audit.append(
-                exchange.evidence,
-                event,
-                Outcome.REFUSED,
-                exchange.now,
-                rule=error.rule,
-                error=error.error,
-                # issue 13 B4: before a client authenticated, refusals are sampled per source.
-                unauthenticated_source=source_address(request) if exchange.client is None else None,
-            )
+            # One write transaction: the refusal's record, and the single-use keys its checks
+            # passed (a refused request's proof and assertion are spent too; design.md 4).
+            with exchange.unit_of_work(refusing=True) if exchange.single_use else nullcontext() as uow:
+                server.audit.append(
+                    exchange.evidence,
+                    event,
+                    Outcome.REFUSED,
+                    exchange.now,
+                    rule=error.rule,
+                    error=error.error,
+                    conn=uow,
+                    # issue 13 B4: before a client authenticated, refusals are sampled per source.
+                    unauthenticated_source=source_address(request) if exchange.client is None else None,
+                )
             error.headers = {**nonce_headers(server), **error.headers}
             response = error_json(error)
         else:

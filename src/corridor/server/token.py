@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection
 from starlette.responses import Response
 
 from corridor.audit.events import Event, Outcome
@@ -18,7 +17,7 @@ from corridor.server.checks.dpop import check_dpop_proof, require_sender_constra
 from corridor.server.grants import decode_grant
 from corridor.server.responses import json_response
 from corridor.server.tokens import mint_access_token, mint_id_token
-from corridor.store.sql import Store
+from corridor.store.protocols import UnitOfWork
 
 GRANT_TYPES = ("authorization_code", "refresh_token")
 
@@ -85,7 +84,7 @@ def redeem_authorization_code(ex: Exchange) -> Response:
     code = ex.form.get("code")
     if not code:
         raise OAuthError("invalid_request", "code is required", rule="RFC 6749 4.1.3")
-    row = store.get_code(token_hash(code))
+    row = store.grants.code(token_hash(code))
     if row is None:
         raise OAuthError("invalid_grant", "the code is unknown", rule="RFC 6749 4.1.3")
     ex.evidence.grant_id = row["grant_id"]  # a refusal below shows in the grant's trail
@@ -106,51 +105,61 @@ def redeem_authorization_code(ex: Exchange) -> Response:
     if row["dpop_jkt"] is not None and (ex.dpop is None or row["dpop_jkt"] != ex.dpop.jkt):
         raise OAuthError("invalid_grant", "the DPoP key does not match dpop_jkt", rule="RFC 9449 10.1")
     refresh_token = new_secret_token()
-    with store.write() as conn:
-        # One transaction: consume, check the grant, mint (design.md 5b).
-        if not Store.consume_code(conn, row["code_hash"], now):
-            won = False
+    with ex.unit_of_work() as uow:
+        # One transaction: consume, check the grant, mint, record (design.md 4, 5b); a reuse
+        # lost to a racing redemption revokes the grant in it.
+        won = uow.grants.consume_code(row["code_hash"], now)
+        if not won:
+            _revoke_for_code_reuse(ex, uow, row["grant_id"])
         else:
-            won = True
-            grant = _locked_grant(conn, row["grant_id"])
+            grant = _locked_grant(uow, row["grant_id"])
             if grant["revoked_at"] is not None:
                 raise OAuthError("invalid_grant", "the grant was revoked", rule="RFC 6749 4.1.2")
             # RFC 8707 2.2: the token request may narrow the audience; a refusal rolls back
             # the consumption, so the client can retry with a granted resource.
             resources = _resources_for_token(ex, grant["resources"])
-            Store.set_refresh_token(conn, grant["id"], token_hash(refresh_token))
+            uow.grants.set_refresh_token(grant["id"], token_hash(refresh_token))
             access_token, claims = mint_access_token(
-                conn, server, grant, scope=grant["scope"], resources=resources, cnf=_cnf(ex), now=now
+                uow, server, grant, scope=grant["scope"], resources=resources, cnf=_cnf(ex), now=now
             )
             ex.evidence.user_id = grant["user_id"]
             ex.evidence.scope = grant["scope"]
             ex.evidence.token_jti = claims["jti"]
-            server.audit.append(ex.evidence, Event.TOKEN_AUTHORIZATION_CODE, Outcome.ISSUED, now, conn=conn)
+            server.audit.append(ex.evidence, Event.TOKEN_AUTHORIZATION_CODE, Outcome.ISSUED, now, conn=uow)
     if not won:
-        _code_reuse(ex, row["grant_id"])
+        raise _code_already_used()
     id_token = None
     if "openid" in grant["scope"].split():
         id_token = mint_id_token(server, grant, row["nonce"], now)
     return _token_response(access_token, claims, refresh_token=refresh_token, id_token=id_token)
 
 
-def _locked_grant(conn: Connection, grant_id: str) -> dict[str, Any]:
+def _locked_grant(uow: UnitOfWork, grant_id: str) -> dict[str, Any]:
     """Design.md 5b, issue 13 D3: the grant is read, locked, inside the transaction that mints
     from it, so no revocation can commit between the check and the mint."""
-    row = Store.lock_grant(conn, grant_id)
+    row = uow.grants.lock(grant_id)
     if row is None:  # purged meanwhile (a day after it expired)
         raise OAuthError("invalid_grant", "the grant has expired", rule="RFC 6749 6")
     return decode_grant(row)
 
 
+def _revoke_for_code_reuse(ex: Exchange, uow: UnitOfWork, grant_id: str) -> None:
+    """RFC 6749 4.1.2, FAPI2 5.3.2.2-9: a reused code revokes its grant (and says so)."""
+    uow.grants.revoke(grant_id, ex.now, "code_reuse")
+    ex.server.audit.append(
+        ex.evidence, Event.CODE_REUSE_DETECTED, Outcome.REVOKED, ex.now, rule="RFC 6749 4.1.2", conn=uow
+    )
+
+
+def _code_already_used() -> OAuthError:
+    return OAuthError("invalid_grant", "the code was already used", rule="FAPI2 5.3.2.2-9, RFC 6749 4.1.2")
+
+
 def _code_reuse(ex: Exchange, grant_id: str) -> None:
     """RFC 6749 4.1.2, FAPI2 5.3.2.2-9: a reused code is refused and its grant revoked."""
-    with ex.server.store.write() as conn:
-        Store.revoke_grant(conn, grant_id, ex.now, "code_reuse")
-        ex.server.audit.append(
-            ex.evidence, Event.CODE_REUSE_DETECTED, Outcome.REVOKED, ex.now, rule="RFC 6749 4.1.2", conn=conn
-        )
-    raise OAuthError("invalid_grant", "the code was already used", rule="FAPI2 5.3.2.2-9, RFC 6749 4.1.2")
+    with ex.unit_of_work() as uow:
+        _revoke_for_code_reuse(ex, uow, grant_id)
+    raise _code_already_used()
 
 
 def refresh(ex: Exchange) -> Response:
@@ -161,15 +170,15 @@ def refresh(ex: Exchange) -> Response:
     if not value:
         raise OAuthError("invalid_request", "refresh_token is required", rule="RFC 6749 6")
     # A read first, so an unknown token costs no write transaction.
-    row = server.store.get_grant_by_refresh_token(token_hash(value))
+    row = server.store.grants.by_refresh_token(token_hash(value))
     if row is None or row["client_id"] != ex.client.client_id:
         raise OAuthError("invalid_grant", "the refresh token is unknown", rule="RFC 6749 6")
     ex.evidence.grant_id = row["id"]
     ex.evidence.user_id = row["user_id"]
-    with server.store.write() as conn:
+    with ex.unit_of_work() as uow:
         # One transaction: the grant locked, checked and minted from (issue 13 D3, design.md 5b);
         # a refusal raised here rolls back before anything was written.
-        grant = _locked_grant(conn, row["id"])
+        grant = _locked_grant(uow, row["id"])
         if grant["revoked_at"] is not None:
             raise OAuthError("invalid_grant", "the grant was revoked", rule="RFC 7009 2.1")
         if now >= grant["expires_at"]:
@@ -177,11 +186,11 @@ def refresh(ex: Exchange) -> Response:
         scope = _scope_for_token(ex, grant["scope"])
         resources = _resources_for_token(ex, grant["resources"])
         access_token, claims = mint_access_token(
-            conn, server, grant, scope=scope, resources=resources, cnf=_cnf(ex), now=now
+            uow, server, grant, scope=scope, resources=resources, cnf=_cnf(ex), now=now
         )
         ex.evidence.scope = scope
         ex.evidence.token_jti = claims["jti"]
-        server.audit.append(ex.evidence, Event.TOKEN_REFRESH_TOKEN, Outcome.ISSUED, now, conn=conn)
+        server.audit.append(ex.evidence, Event.TOKEN_REFRESH_TOKEN, Outcome.ISSUED, now, conn=uow)
     return _token_response(access_token, claims)
 
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Connection
-
 from corridor.core.randomness import new_id
 from corridor.server.authority import AuthorizationServer
-from corridor.store.sql import Store
+from corridor.store.protocols import UnitOfWork
 
 AT_TYP = "at+jwt"
 
@@ -22,7 +20,7 @@ def audience(resources: list[str], server: AuthorizationServer) -> str | list[st
 
 
 def mint_access_token(
-    conn: Connection,
+    uow: UnitOfWork,
     server: AuthorizationServer,
     grant: Mapping[str, Any],
     *,
@@ -54,8 +52,7 @@ def mint_access_token(
         claims["authorization_details"] = grant["authorization_details"]
     token = server.keys.signing.sign(claims, AT_TYP)
     method, thumbprint = next(iter(cnf.items()))
-    Store.insert_access_token(
-        conn,
+    uow.grants.insert_access_token(
         jti=jti,
         grant_id=grant["id"],
         client_id=grant["client_id"],

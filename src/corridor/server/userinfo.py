@@ -110,7 +110,7 @@ async def userinfo(request: Request, server: AuthorizationServer) -> Response:
         try:
             access = _authenticate(request, server, body_has_token, evidence)
             claims = access.claims
-            user = server.store.get_user(str(claims["sub"]))
+            user = server.store.users.get(str(claims["sub"]))
             if user is None:
                 raise ResourceError(
                     "invalid_token", "the user no longer exists", rule="OIDC Core 5.3", scheme=access.scheme

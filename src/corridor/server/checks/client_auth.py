@@ -121,8 +121,8 @@ def authenticate_client(ex: Exchange) -> None:
         raise InvalidClient("the client assertion needs a jti", rule="OIDC Core 9")
     if not is_text_identifier(jti):
         raise InvalidClient("the client assertion jti is malformed", rule="issue 13 B8, RFC 7519 4.1.7")
-    if not ex.server.store.remember_once("a:" + token_hash(f"{client_id}\x00{jti}"), exp + 1, now):
-        raise InvalidClient("the client assertion was already used", rule="OIDC Core 9, RFC 7523 3")
+    replayed = InvalidClient("the client assertion was already used", rule="OIDC Core 9, RFC 7523 3")
+    ex.spend_once("a:" + token_hash(f"{client_id}\x00{jti}"), exp + 1, replayed)
     ex.client = client
 
 

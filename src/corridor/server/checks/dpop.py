@@ -16,7 +16,7 @@ _JKT = re.compile(r"[A-Za-z0-9_-]{43}")
 def proof_policy(server: AuthorizationServer, replay_prefix: str) -> ProofPolicy:
     """RFC 9449 8, 11.1: the AS's nonces and its replay cache (one key prefix per endpoint kind)."""
     assert server.nonces is not None
-    return ProofPolicy.of(server.settings, server.nonces, server.store, replay_prefix)
+    return ProofPolicy.of(server.settings, server.nonces, server.store.replay, replay_prefix)
 
 
 def check_dpop_proof(ex: Exchange) -> None:
@@ -28,8 +28,9 @@ def check_dpop_proof(ex: Exchange) -> None:
     proof = policy.verify(values, method=ex.method, url=ex.endpoint_url, now=ex.now)
     if policy.nonce_missing(proof):
         raise UseDPoPNonce(policy.nonces.current())
-    if not policy.first_use(proof, ex.now):
-        raise InvalidDPoPProof("the DPoP proof was already used", rule="RFC 9449 11.1")
+    # RFC 9449 11.1: spent in the request's one write transaction (Exchange.unit_of_work).
+    key, expires = policy.replay_entry(proof)
+    ex.spend_once(key, expires, InvalidDPoPProof("the DPoP proof was already used", rule="RFC 9449 11.1"))
     ex.dpop = proof
     ex.evidence.sender_constraint = "dpop"
     ex.evidence.key_thumbprint = proof.jkt

@@ -1,0 +1,129 @@
+"""The audit trail's rows: each writer's hash chain (records and head), signed checkpoints,
+queries and retention (issue 8, issue 13 B4, E2). audit/chain.py hashes, signs and verifies;
+this repository only stores, locks and reads."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from sqlalchemy import delete, insert, select, update
+
+from corridor.store import schema as t
+from corridor.store.scope import Row, Scope
+
+#: The hash a chain starts from.
+GENESIS = "0" * 64
+#: Every column of a record (audit/chain.py hashes all but ``id`` and ``hash``).
+RECORD_COLUMNS = tuple(column.name for column in t.audit_records.columns)
+
+
+class SqlAudit:
+    def __init__(self, scope: Scope) -> None:
+        self._s = scope
+
+    def append(self, writer: str, record: Mapping[str, Any], seal: Callable[[Mapping[str, Any]], str]) -> Row:
+        """Append ``record`` to ``writer``'s chain: the head row is locked, so one writer's records
+        are numbered in commit order and a rolled-back decision leaves no gap. ``seal`` gives the
+        record's hash (audit/chain.py). Returns the row as stored."""
+        heads = t.audit_heads
+        lock = select(heads.c.seq, heads.c.hash).where(heads.c.writer == writer).with_for_update()
+        with self._s.writing() as conn:
+            head = conn.execute(lock).first()
+            if head is None:  # this writer's first record: create its head (concurrent firsts wait here)
+                start = self._s.db.insert(heads).values(writer=writer, seq=0, hash=GENESIS)
+                conn.execute(start.on_conflict_do_nothing(index_elements=[heads.c.writer]))
+                head = conn.execute(lock).first()
+                assert head is not None
+            row = {**record, "writer": writer, "seq": head.seq + 1, "prev_hash": head.hash}
+            row["hash"] = seal(row)
+            conn.execute(insert(t.audit_records).values(**row))
+            conn.execute(
+                update(heads).where(heads.c.writer == writer).values(seq=row["seq"], hash=row["hash"])
+            )
+        return row
+
+    def heads(self) -> dict[str, Row]:
+        """Every chain's head by writer: {writer, seq, hash}."""
+        return {row["writer"]: row for row in self._s.all(select(t.audit_heads))}
+
+    def writers(self) -> set[str]:
+        """Every writer with a record (records written before migration 0003 have none)."""
+        rows = self._s.all(select(t.audit_records.c.writer).distinct())
+        return {row["writer"] for row in rows if row["writer"] is not None}
+
+    def chain(self, writer: str) -> list[Row]:
+        """One writer's records in storage order (row id)."""
+        records = t.audit_records
+        return self._s.all(select(records).where(records.c.writer == writer).order_by(records.c.id))
+
+    def records(
+        self,
+        grant_id: str | None = None,
+        request_id: str | None = None,
+        token_jti: str | None = None,
+        interaction: str | None = None,
+        par: str | None = None,
+    ) -> list[Row]:
+        """Records in the order they were stored, filtered by any of the correlation ids."""
+        records = t.audit_records
+        stmt = select(records).order_by(records.c.time, records.c.id)
+        if grant_id is not None:
+            stmt = stmt.where(records.c.grant_id == grant_id)
+        if request_id is not None:
+            stmt = stmt.where(records.c.request_id == request_id)
+        if token_jti is not None:
+            stmt = stmt.where(records.c.token_jti == token_jti)
+        if interaction is not None:
+            stmt = stmt.where(records.c.detail.contains(f'"interaction":"{interaction}"', autoescape=True))
+        if par is not None:
+            stmt = stmt.where(records.c.detail.contains(f'"par":"{par}"', autoescape=True))
+        return self._s.all(stmt)
+
+    # -- checkpoints -------------------------------------------------------------------------------
+
+    def checkpoints(self) -> list[Row]:
+        """Every checkpoint row, oldest first."""
+        return self._s.all(select(t.audit_checkpoints).order_by(t.audit_checkpoints.c.id))
+
+    def last_checkpoint_hash(self, writer: str) -> str | None:
+        cps = t.audit_checkpoints
+        row = self._s.one(select(cps.c.hash).where(cps.c.writer == writer).order_by(cps.c.id.desc()).limit(1))
+        return None if row is None else str(row["hash"])
+
+    def add_checkpoint(self, row: Mapping[str, Any]) -> int:
+        """Store a signed checkpoint; returns its id."""
+        cps = t.audit_checkpoints
+        with self._s.writing() as conn:
+            return int(conn.execute(insert(cps).values(**row).returning(cps.c.id)).scalar_one())
+
+    def checkpoint_heads_before(self, writer: str, cutoff: float) -> str | None:
+        """The ``heads`` of ``writer``'s newest checkpoint made before ``cutoff``."""
+        cps = t.audit_checkpoints
+        row = self._s.one(
+            select(cps.c.heads)
+            .where(cps.c.writer == writer, cps.c.time < cutoff)
+            .order_by(cps.c.id.desc())
+            .limit(1)
+        )
+        return None if row is None or not row["heads"] else str(row["heads"])
+
+    # -- retention ---------------------------------------------------------------------------------
+
+    def purge(self, writer: str, through_seq: int, batch: int = 1000) -> int:
+        """Delete ``writer``'s records up to ``through_seq``, oldest first, in short transactions
+        (issue 13 B4 retention; audit/chain.py purge_before chooses a signed position)."""
+        records, removed = t.audit_records, 0
+        while True:
+            doomed = (
+                select(records.c.id)
+                .where(records.c.writer == writer, records.c.seq <= through_seq)
+                .order_by(records.c.seq)
+                .limit(batch)
+                .scalar_subquery()
+            )
+            with self._s.writing() as conn:
+                count = conn.execute(delete(records).where(records.c.id.in_(doomed))).rowcount
+            removed += count
+            if count < batch:
+                return removed
