@@ -93,7 +93,8 @@ class Load:
 
     def assert_nothing_committed_was_lost(self) -> None:
         for jti in self.issued:
-            assert self.c.store.grants.access_token(jti) is not None, f"token {jti} was issued but is not stored"
+            stored = self.c.store.grants.access_token(jti)
+            assert stored is not None, f"token {jti} was issued but is not stored"
 
 
 @pytest.fixture

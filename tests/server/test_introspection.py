@@ -46,7 +46,9 @@ def test_other_clients_see_inactive(driver: Driver, issued) -> None:  # type: ig
 
 def test_resource_server_may_introspect_tokens_for_it(driver: Driver) -> None:
     rs_client = driver.add_client()
-    driver.as_.store.clients.add_resource_server("https://rs2.example.org", "RS2", [], rs_client.client_id, 0.0)
+    driver.as_.store.clients.add_resource_server(
+        "https://rs2.example.org", "RS2", [], rs_client.client_id, 0.0
+    )
     client = driver.add_client()
     _, tokens = driver.full_flow(client, extra={"resource": "https://rs2.example.org"})
     assert driver.introspect(rs_client, tokens["access_token"]).json()["active"] is True

@@ -149,7 +149,9 @@ def client_add(
     store = migrated_store(settings)
     if store.clients.get(client_id) is not None:
         raise click.ClickException(f"client {client_id!r} already exists")
-    unknown = [r for r in resources if r not in {row["identifier"] for row in store.clients.resource_servers()}]
+    unknown = [
+        r for r in resources if r not in {row["identifier"] for row in store.clients.resource_servers()}
+    ]
     if unknown:
         raise click.ClickException(
             f"unknown resource server(s): {' '.join(unknown)} (see corridor resource add)"

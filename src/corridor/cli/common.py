@@ -52,7 +52,7 @@ def load_settings(data_dir: Path | None, config_file: Path | None, **overrides: 
 
 def database_unavailable(settings: Any, exc: Exception) -> click.ClickException:
     """issue 13 F1: the database does not answer: one line naming it (without its password)."""
-    from sqlalchemy.engine import make_url
+    from corridor.store.engine import parse_url as make_url
 
     url = make_url(settings.database_url).render_as_string(hide_password=True)
     reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
@@ -64,7 +64,7 @@ def database_unavailable(settings: Any, exc: Exception) -> click.ClickException:
 def require_database(settings: Any) -> None:
     """issue 13 F2: only `serve` and `db upgrade` create an installation; every other command
     refuses a data directory (or database URL) that holds no Corridor database."""
-    from sqlalchemy.engine import make_url
+    from corridor.store.engine import parse_url as make_url
 
     url = make_url(settings.database_url)
     if url.get_backend_name() == "sqlite":
@@ -74,9 +74,8 @@ def require_database(settings: Any) -> None:
                 "or create one with corridor db upgrade"
             )
         return
-    from sqlalchemy.exc import DBAPIError
-
     from corridor.server.settings import open_store
+    from corridor.store.engine import DatabaseError as DBAPIError
     from corridor.store.migrate import current_revision
 
     store = open_store(settings)
@@ -98,10 +97,9 @@ def require_database(settings: Any) -> None:
 def migrated_store(settings: Any, *, create: bool = False) -> Any:
     """The store of these settings, migrated; ``create``: make the data directory and database
     if missing (serve, db upgrade), 0700 and 0600 (design.md 5c)."""
-    from sqlalchemy.exc import DBAPIError
-
     from corridor.core.private_files import private_directory
     from corridor.server.settings import open_store
+    from corridor.store.engine import DatabaseError as DBAPIError
 
     if create:
         private_directory(settings.data_dir)

@@ -27,8 +27,7 @@ def db() -> None:
 @DATABASE
 def db_upgrade(data_dir: Path | None, config_file: Path | None, database_url: str | None) -> None:
     """Apply every pending migration (instances also do this at start, under a lock)."""
-    from sqlalchemy.exc import DBAPIError
-
+    from corridor.store.engine import DatabaseError as DBAPIError
     from corridor.store.migrate import current_revision
 
     settings = load_settings(data_dir, config_file, database_url=database_url)

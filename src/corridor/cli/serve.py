@@ -62,7 +62,7 @@ def serve(
 
     if port is not None and issuer is None and config_file is None and not _env_names_issuer():
         issuer = f"https://localhost:{port}"
-    from sqlalchemy.engine import make_url
+    from corridor.store.engine import parse_url as make_url
 
     settings = load_settings(
         data_dir,

@@ -7,8 +7,6 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -32,6 +30,7 @@ from corridor.server.par import pushed_authorization
 from corridor.server.responses import NO_STORE, run_endpoint
 from corridor.server.token import token
 from corridor.server.userinfo import userinfo
+from corridor.store.engine import DATABASE_UNAVAILABLE
 from corridor.transport.certificates import ProxyCertificateHeaders
 
 log = escaping_logger("corridor.server")  # issue 13 E1
@@ -86,9 +85,6 @@ class SecurityHeaders:
             await response(scope, receive, send_with_headers)
 
 
-#: What the store raises while the database cannot be reached (a restart, a network cut, no
-#: free connection in the pool). The transaction it was in has rolled back: nothing half-written.
-DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (OperationalError, InterfaceError, PoolTimeout)
 RETRY_AFTER_SECONDS = 5
 
 

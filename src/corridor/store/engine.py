@@ -8,8 +8,18 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from corridor.core.private_files import private_sqlite_file
+
+#: A database URL parsed (``render_as_string(hide_password=True)`` names it in messages).
+parse_url = make_url
+#: Anything the database driver raised (a failed connection, a refused statement).
+DatabaseError = DBAPIError
+#: What the store raises while the database cannot be reached (a restart, a network cut, no
+#: free connection in the pool). The transaction it was in has rolled back: nothing half-written.
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (OperationalError, InterfaceError, PoolTimeout)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
