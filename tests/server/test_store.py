@@ -158,3 +158,27 @@ def test_a_nested_write_raises_at_once_and_rolls_the_outer_one_back(fresh_store:
     other.start()
     other.join(5)
     assert store.replay.is_remembered("other", now=2.0) is True
+
+
+def test_a_unit_of_work_commits_together_or_not_at_all(fresh_store: Store) -> None:
+    """Design.md 4: what a unit writes (a consume, a mint, its evidence record) commits when the
+    ``with`` block ends and rolls back together when it raises; reads inside see its writes."""
+    from corridor.audit.log import AuditLog, Evidence
+
+    store = fresh_store
+    audit = AuditLog(store)
+    evidence = Evidence(issuer="https://as.example", request_id="r")
+    store.requests.save_pushed("r", "c", {}, None, now=0.0, expires_at=1000.0)
+    with pytest.raises(RuntimeError), store.unit_of_work() as uow:
+        assert uow.requests.consume_pushed("r", now=1.0) is True
+        assert uow.replay.remember_once("jti", expires_at=100.0, now=1.0) is True
+        audit.append(evidence, "test", "granted", 1.0, conn=uow)
+        assert uow.requests.pushed("r")["consumed_at"] == 1.0  # type: ignore[index]
+        raise RuntimeError("the mint failed")
+    assert store.requests.pushed("r")["consumed_at"] is None  # type: ignore[index]
+    assert not store.replay.is_remembered("jti", now=2.0) and store.audit.records() == []
+    with store.unit_of_work() as uow:
+        assert uow.requests.consume_pushed("r", now=1.0) is True
+        audit.append(evidence, "test", "granted", 1.0, conn=uow)
+    assert store.requests.pushed("r")["consumed_at"] == 1.0  # type: ignore[index]
+    assert [row["event"] for row in store.audit.records()] == ["test"]
