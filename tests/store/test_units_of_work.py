@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,7 +60,12 @@ def counting(engine: Engine) -> Iterator[Transactions]:
             if statements is not None:
                 seen.finished.append(statements)
 
-    hooks = [("begin", begin), ("before_cursor_execute", statement), ("commit", end), ("rollback", end)]
+    hooks: list[tuple[str, Callable[..., None]]] = [
+        ("begin", begin),
+        ("before_cursor_execute", statement),
+        ("commit", end),
+        ("rollback", end),
+    ]
     for name, hook in hooks:
         event.listen(engine, name, hook)
     try:

@@ -278,7 +278,7 @@ def jwk_for_certificate(data: bytes) -> dict[str, Any]:
 class RegistrationCache(Generic[T]):
     """Registrations (clients, resource servers) cached for ``seconds``: an instance serves a
     registration changed by another process for at most that long, and one changed through its
-    own Store not at all (``Store.registrations_changed``). Design.md: cache, never own."""
+    own Store not at all (``store.clients.changes``). Design.md: cache, never own."""
 
     def __init__(self, store: Store, seconds: float) -> None:
         self.store, self.seconds = store, seconds
