@@ -25,7 +25,7 @@ from corridor.server import authorize as authorize_module
 from corridor.server import par as par_module
 from corridor.server.authority import Exchange
 from corridor.server.checks.par import require_redirect_uri
-from corridor.store.sql import Store
+from corridor.store.requests import SqlRequests
 from corridor.transport.tls import DevTLS
 from tests.pki import TestPKI
 from tests.support import PASSWORD, Driver, RunningAS, running_as
@@ -171,7 +171,7 @@ def test_a_request_uri_usable_twice_is_caught(config: CheckConfig, monkeypatch: 
     healthy = run(config, REUSE)
     assert healthy.status is Status.PASS, healthy.reason
 
-    monkeypatch.setattr(Store, "consume_pushed_request", staticmethod(lambda conn, ref_hash, now: True))
+    monkeypatch.setattr(SqlRequests, "consume_pushed", lambda self, ref_hash, now: True)
     faulty = run(config, REUSE)
     assert faulty.status is Status.WARNING
     assert "second time" in faulty.reason
@@ -198,10 +198,10 @@ def test_an_expired_request_uri_is_refused_and_one_that_never_expires_is_caught(
     assert healthy.facts.get("par_expiry_enforced") is True
     assert waited == [healthy.facts["par_expires_in"] + 1]
 
-    real = Store.save_pushed_request
+    real = SqlRequests.save_pushed
 
     def never_expires(
-        self: Store,
+        self: SqlRequests,
         ref_hash: str,
         client_id: str,
         parameters: Any,
@@ -211,7 +211,7 @@ def test_an_expired_request_uri_is_refused_and_one_that_never_expires_is_caught(
     ) -> None:
         real(self, ref_hash, client_id, parameters, dpop_jkt, now, expires_at + 10**6)
 
-    monkeypatch.setattr(Store, "save_pushed_request", never_expires)
+    monkeypatch.setattr(SqlRequests, "save_pushed", never_expires)
     faulty = run(config, EXPIRED, slow=True, sleep=move_clock, clock=corridor.clock.now)
     assert faulty.status is Status.FAIL
     assert "after PAR" in faulty.reason

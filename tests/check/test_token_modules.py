@@ -30,7 +30,7 @@ from corridor.server.checks.par import require_pkce_s256
 from corridor.server.interaction.browser import Refusal
 from corridor.server.pages import error_page
 from corridor.server.responses import authorization_response
-from corridor.store.sql import Store
+from corridor.store.grants import SqlGrants
 from corridor.transport.tls import DevTLS
 from tests.pki import TestPKI
 from tests.support import PASSWORD, REDIRECT_URI, Driver, RunningAS, running_as
@@ -204,7 +204,7 @@ def test_missing_verifier_accepted_fails_verifier_module(
 def test_code_redeemable_twice_fails_reuse_module(
     server: RunningAS, config: CheckConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(Store, "consume_code", staticmethod(lambda conn, code_hash, now: True))
+    monkeypatch.setattr(SqlGrants, "consume_code", lambda self, code_hash, now: True)
     result = run_one(server, config, REUSE)
     assert result.status is Status.FAIL, describe(result)
     assert "redeemed again" in result.reason
@@ -232,13 +232,13 @@ def test_code_living_120_seconds_fails_expired_code_module(
     server: RunningAS, config: CheckConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Settings caps code_lifetime at 60: the fault is in the expiry check's input instead."""
-    original = server.store.get_code
+    original = server.store.grants.code
 
     def longer_lived(code_hash: str) -> dict[str, Any] | None:
         row = original(code_hash)
         return None if row is None else {**row, "expires_at": row["expires_at"] + 60}
 
-    monkeypatch.setattr(server.store, "get_code", longer_lived)
+    monkeypatch.setattr(server.store.grants, "code", longer_lived)
     result = run_one(server, config, EXPIRED_CODE, slow=True)
     assert result.status is Status.FAIL, describe(result)
     assert "62 s old was redeemed" in result.reason

@@ -38,7 +38,7 @@ def open_interaction(driver: Driver, client: Client, flow: Flow, browser: Browse
 
 
 def codes_and_grants(driver: Driver, client: Client) -> tuple[int, int]:
-    with driver.as_.store.read() as conn:
+    with driver.as_.store.engine.connect() as conn:
         codes = conn.execute(
             select(func.count())
             .select_from(schema.authorization_codes)
@@ -74,11 +74,11 @@ def test_approval_after_the_pushed_request_expired_gives_no_code(driver: Driver)
     final = browser.submit(consent, {"decision": "approve"}, follow=False)
     assert_error_page(final, "invalid_request_uri", "expired")
     assert codes_and_grants(driver, client) == (0, 0)
-    pushed = driver.as_.store.get_pushed_request(par_hash(flow))
+    pushed = driver.as_.store.requests.pushed(par_hash(flow))
     assert pushed is not None and pushed["consumed_at"] is None
     refused = [
         (r["event"], r["outcome"], r["error"], r["rule"])
-        for r in driver.as_.store.audit_records(par=par_hash(flow))
+        for r in driver.as_.store.audit.records(par=par_hash(flow))
         if r["outcome"] == "refused"
     ]
     assert refused == [("interaction", "refused", "invalid_request_uri", "FAPI2 5.3.2.2-12")]
@@ -126,7 +126,7 @@ def test_purged_pushed_request_gives_an_error_page(driver: Driver) -> None:
     ).headers["location"]
     driver.as_.clock.advance(response.json()["expires_in"] + 1)
     assert driver.as_.store.purge_expired(driver.now()) >= 1
-    assert driver.as_.store.get_pushed_request(par_hash(flow)) is None
+    assert driver.as_.store.requests.pushed(par_hash(flow)) is None
     assert_error_page(browser.http.get(driver.url(interaction)), "invalid_request_uri", "expired")
     answer = browser.submit(login, {"username": driver.add_user(), "password": PASSWORD}, follow=False)
     assert_error_page(answer, "invalid_request_uri", "expired")
@@ -138,7 +138,7 @@ def test_client_removed_while_its_user_signs_in(driver: Driver) -> None:
     _, flow = driver.par(client)
     browser = driver.browser()
     login = open_interaction(driver, client, flow, browser)
-    assert driver.as_.store.remove_client(client.client_id, driver.now())
+    assert driver.as_.store.clients.remove(client.client_id, driver.now())
     answer = browser.submit(login, {"username": driver.add_user(), "password": PASSWORD})
     assert_error_page(answer, "invalid_request", "no longer registered")
 
@@ -150,7 +150,7 @@ def test_client_removed_before_the_consent_page(driver: Driver) -> None:
     login = open_interaction(driver, client, flow, browser)
     signed_in = browser.submit(login, {"username": driver.add_user(), "password": PASSWORD}, follow=False)
     assert signed_in.status_code == 303
-    assert driver.as_.store.remove_client(client.client_id, driver.now())
+    assert driver.as_.store.clients.remove(client.client_id, driver.now())
     assert_error_page(
         browser.get(driver.url(signed_in.headers["location"])), "invalid_request", "no longer registered"
     )
@@ -166,7 +166,7 @@ def test_user_removed_while_signed_in_signs_in_again(driver: Driver) -> None:
         open_interaction(driver, client, flow, browser), {"username": user, "password": PASSWORD}
     )
     assert ">Approve<" in consent.text
-    assert driver.as_.store.remove_user(user)
+    assert driver.as_.store.users.remove(user)
     again = browser.get(
         driver.url("/authorize"), params={"client_id": client.client_id, "request_uri": flow.request_uri}
     )

@@ -153,7 +153,9 @@ class AuthorizationServer:
 
     def _shared_key(self, name: str) -> bytes:
         """A random key that every instance on this database shares (made by the first one)."""
-        secret = self.store.secret(name, lambda: b64url_encode(new_secret_token().encode()), self.clock.now())
+        secret = self.store.keys.secret(
+            name, lambda: b64url_encode(new_secret_token().encode()), self.clock.now()
+        )
         return b64url_decode(secret)
 
     def purge(self) -> None:
