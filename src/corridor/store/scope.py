@@ -13,7 +13,9 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Select, Table, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-Row = dict[str, Any]
+from corridor.store.protocols import Row
+
+__all__ = ["Database", "NestedWrite", "Row", "Scope", "by"]
 
 
 class NestedWrite(RuntimeError):
