@@ -35,9 +35,9 @@ JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 class Client:
     def __init__(self, args: argparse.Namespace) -> None:
-        self.http = httpx.Client(
-            verify=ssl.create_default_context(cafile=args.ca) if args.ca else True, timeout=20
-        )
+        #: What the client trusts; the browser of fill_in_forms trusts the same.
+        self.verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=args.ca) if args.ca else True
+        self.http = httpx.Client(verify=self.verify, timeout=20)
         self.meta = self.http.get(args.issuer + "/.well-known/openid-configuration").json()
         if self.meta["issuer"] != args.issuer:  # FAPI2 5.3.3.1-11
             sys.exit(f"metadata issuer {self.meta['issuer']!r} differs from {args.issuer!r}")
@@ -71,15 +71,23 @@ class Client:
         return response
 
 
+def found(pattern: str, page: httpx.Response) -> str:
+    """The first group of ``pattern`` on ``page``, unescaped; the page must have it."""
+    match = re.search(pattern, page.text)
+    if match is None:
+        sys.exit(f"unexpected page {page.url} ({page.status_code}): no {pattern!r}")
+    return unescape(match.group(1))
+
+
 def fill_in_forms(client: Client, url: str, username: str, password: str, redirect_uri: str) -> str:
     """Play the browser on Corridor's own pages: sign in, then Approve."""
-    browser = httpx.Client(verify=client.http._transport._pool._ssl_context, timeout=20)  # type: ignore[attr-defined]
+    browser = httpx.Client(verify=client.verify, timeout=20)
     page = browser.get(url, follow_redirects=True)
     for fields in ({"username": username, "password": password}, {"decision": "approve"}):
         if "username" in fields and 'name="username"' not in page.text:
             continue
-        action = unescape(re.search(r'<form method="post" action="([^"]+)"', page.text).group(1))  # type: ignore[union-attr]
-        csrf = unescape(re.search(r'name="csrf" value="([^"]+)"', page.text).group(1))  # type: ignore[union-attr]
+        action = found(r'<form method="post" action="([^"]+)"', page)
+        csrf = found(r'name="csrf" value="([^"]+)"', page)
         page = browser.post(urljoin(str(page.url), action), data={"csrf": csrf, **fields})
         while page.status_code == 303 and not page.headers["location"].startswith(redirect_uri):
             page = browser.get(urljoin(str(page.url), page.headers["location"]))

@@ -110,7 +110,8 @@ def running_as(
         app, server, server_ssl_context(tls.cert_file, tls.key_file), trust, log_level="warning"
     )
     for uv in (listeners.main, listeners.mtls):
-        uv.config.timeout_graceful_shutdown = 0.2
+        # uvicorn annotates int | None but hands it to asyncio.wait_for, which takes float seconds.
+        uv.config.timeout_graceful_shutdown = 0.2  # type: ignore[assignment]
     thread = threading.Thread(target=asyncio.run, args=(listeners.serve([sock], [mtls_sock]),), daemon=True)
     thread.start()
     deadline = time.time() + 20
@@ -467,3 +468,10 @@ def decode_jwt(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
     header, payload, _ = token.split(".")
     return json.loads(b64url_decode(header)), json.loads(b64url_decode(payload))
+
+
+def ssl_context_of(http: httpx.Client) -> ssl.SSLContext:
+    """The TLS context an httpx client verifies with (httpx keeps it on its transport's pool)."""
+    transport = http._transport
+    assert isinstance(transport, httpx.HTTPTransport) and transport._pool._ssl_context is not None
+    return transport._pool._ssl_context

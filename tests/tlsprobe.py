@@ -26,7 +26,9 @@ def handshake(port: int, ca: str, version: ssl.TLSVersion, ciphers: str) -> str:
         socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
         context.wrap_socket(raw, server_hostname="localhost") as tls,
     ):
-        return str(tls.cipher()[0])
+        cipher = tls.cipher()
+        assert cipher is not None  # the handshake is done
+        return str(cipher[0])
 
 
 @contextmanager

@@ -200,7 +200,8 @@ def _running_resource(
     server = uvicorn_server(
         ProtectedResource(app, guard), "127.0.0.1", port, context, log_level="warning", lifespan="off"
     )
-    server.config.timeout_graceful_shutdown = 0.2  # type: ignore[assignment]  # a float works
+    # uvicorn annotates int | None but hands it to asyncio.wait_for, which takes float seconds.
+    server.config.timeout_graceful_shutdown = 0.2  # type: ignore[assignment]
     thread = threading.Thread(target=asyncio.run, args=(server.serve([sock]),), daemon=True)
     thread.start()
     deadline = time.time() + 20

@@ -47,10 +47,7 @@ def test_all_variants_pass_against_oidc_provider(peer: FapiPeer, tmp_path: Path)
     assert len(report["variants"]) == 8
     assert report["counts"]["FAIL"] == 0
     warnings = {
-        r["name"]
-        for variant in report["variants"]
-        for r in variant["results"]
-        if r["status"] == "WARNING"
+        r["name"] for variant in report["variants"] for r in variant["results"] if r["status"] == "WARNING"
     }
     assert warnings <= set(EXPECTED_WARNINGS), warnings
     facts = {row["topic"]: row["verdict"] for row in report["header"]["facts"]}

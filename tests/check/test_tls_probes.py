@@ -10,6 +10,7 @@ import json
 import socket
 import ssl
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -310,15 +311,15 @@ def test_a_tls_1_1_front_forwards_to_corridor_and_fails_the_check(
 # Judgements on hand-made findings: the rules that no local server above exercises.
 
 
-def findings(**kwargs: object) -> TlsFindings:
-    base: dict[str, object] = {
+def findings(**kwargs: Any) -> TlsFindings:
+    base: dict[str, Any] = {
         "versions": {"TLS 1.0": False, "TLS 1.1": False, "TLS 1.2": True, "TLS 1.3": True},
         "tls12_accepted": ["ECDHE-RSA-AES128-GCM-SHA256"],
         "preferred": "TLS 1.3",
         "certificate_verified": True,
         "connected": True,
     }
-    return TlsFindings("as.example", 443, **{**base, **kwargs})  # type: ignore[arg-type]
+    return TlsFindings("as.example", 443, **{**base, **kwargs})
 
 
 def test_judge_a_version_that_could_not_be_tested_is_a_warning_not_a_pass() -> None:

@@ -162,7 +162,7 @@ def test_a_nonce_given_on_the_retried_response_is_used_next(
         client = make_client(driver, registered, clock=driver.as_.clock)
         url, handle = client.start("openid accounts", resource=api.url)
         tokens = client.finish(consent(driver, url), handle)
-        seen: list[tuple[int, str, str | None]] = []
+        seen: list[tuple[int, str | None, str | None]] = []
 
         def watch(response: httpx.Response) -> None:
             proof = decode_jwt(response.request.headers["dpop"])[1]

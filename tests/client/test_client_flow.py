@@ -4,6 +4,7 @@ mTLS variant with certificate-bound tokens at the aliases."""
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -12,7 +13,7 @@ import pytest
 from corridor.client import FapiClient
 from corridor.client.errors import AuthorizationResponseError, MetadataError
 from tests.pki import TestPKI
-from tests.support import PASSWORD, Client, Driver, decode_jwt
+from tests.support import PASSWORD, Client, Driver, decode_jwt, ssl_context_of
 
 
 def consent(driver: Driver, url: str) -> str:
@@ -25,7 +26,7 @@ def consent(driver: Driver, url: str) -> str:
     return str(final.headers["location"])
 
 
-def make_client(driver: Driver, registered: Client, **kwargs: object) -> FapiClient:
+def make_client(driver: Driver, registered: Client, **kwargs: Any) -> FapiClient:
     return FapiClient(
         driver.issuer,
         registered.client_id,
@@ -33,7 +34,7 @@ def make_client(driver: Driver, registered: Client, **kwargs: object) -> FapiCli
         key=registered.key,
         ca_file=str(driver.as_.tls.ca_file),
         **kwargs,
-    )  # type: ignore[arg-type]
+    )
 
 
 def test_full_flow_with_dpop(driver: Driver) -> None:
@@ -52,7 +53,7 @@ def test_full_flow_with_dpop(driver: Driver) -> None:
     assert refreshed.access_token != tokens.access_token
     assert refreshed.refresh_token == tokens.refresh_token  # not rotated: the old one is kept
     with httpx.Client(
-        verify=client.http._transport._pool._ssl_context,  # type: ignore[attr-defined]
+        verify=ssl_context_of(client.http),
         auth=client.auth(refreshed),
     ) as http:
         info = http.get(client.endpoint("userinfo_endpoint"))
@@ -115,7 +116,7 @@ def test_mtls_client_with_certificate_bound_tokens(driver: Driver, pki: TestPKI)
     assert tokens.token_type == "Bearer"
     assert decode_jwt(tokens.access_token)[1]["cnf"] == {"x5t#S256": cert.thumbprint}
     with httpx.Client(
-        verify=client.http._transport._pool._ssl_context,  # type: ignore[attr-defined]
+        verify=ssl_context_of(client.http),
         auth=client.auth(tokens),
     ) as http:
         assert http.get(client.endpoint("userinfo_endpoint")).status_code == 200

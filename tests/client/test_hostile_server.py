@@ -32,7 +32,7 @@ from corridor.core.jose import SigningKey, read_header
 from corridor.server.forms import parse_pairs
 from corridor.transport.listeners import uvicorn_server
 from corridor.transport.tls import DevTLS, server_ssl_context
-from tests.support import free_socket
+from tests.support import free_socket, ssl_context_of
 
 REDIRECT = "https://client.example.org/cb"
 
@@ -184,7 +184,8 @@ def hostile(tls: DevTLS) -> Iterator[Hostile]:
         log_level="warning",
         lifespan="off",
     )
-    server.config.timeout_graceful_shutdown = 0.2
+    # uvicorn annotates int | None but hands it to asyncio.wait_for, which takes float seconds.
+    server.config.timeout_graceful_shutdown = 0.2  # type: ignore[assignment]
     thread = threading.Thread(target=asyncio.run, args=(server.serve([sock]),), daemon=True)
     thread.start()
     while not server.started:
@@ -285,7 +286,7 @@ def test_follows_nonce_rotation_and_refresh_rotation(client: FapiClient, hostile
     # After the code exchange rotated the nonce, the refreshes needed no further retry.
     assert len(refresh_forms) == 2
     with httpx.Client(
-        verify=client.http._transport._pool._ssl_context,  # type: ignore[attr-defined]
+        verify=ssl_context_of(client.http),
         auth=client.auth(second),
     ) as http:
         response = http.get(hostile.issuer + "/api")

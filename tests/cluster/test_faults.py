@@ -22,7 +22,7 @@ import pytest
 
 from corridor.transport.tls import DevTLS
 from tests.cluster.support import Cluster, cluster
-from tests.support import Client, Driver, decode_jwt, free_socket, postgres_database
+from tests.support import Browser, Client, Driver, decode_jwt, free_socket, postgres_database
 
 USERS = 6
 
@@ -62,12 +62,12 @@ class Load:
                 instance = alive[(alive.index(instance) + 1) % len(alive)] if instance in alive else alive[0]
                 driver.base = browser.base = self.c.instances[instance].base_url
 
-    def one_flow(self, driver: Driver, browser: object, client: Client, username: str) -> None:
+    def one_flow(self, driver: Driver, browser: Browser, client: Client, username: str) -> None:
         response, flow = driver.par(client)
         self.note(response)
         if response.status_code != 201:
             return
-        final = driver.authorize(client, flow, browser=browser, username=username)  # type: ignore[arg-type]
+        final = driver.authorize(client, flow, browser=browser, username=username)
         self.note(final)
         if not flow.code:
             return

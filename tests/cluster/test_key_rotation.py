@@ -9,7 +9,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -54,7 +54,7 @@ def published(driver: Driver) -> set[str]:
     return {key["kid"] for key in driver.http.get(driver.url("/jwks")).json()["keys"]}
 
 
-def until(condition, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
     """Poll for the background reload (every 0.2 s), never sleeping through a lifetime."""
     deadline = time.monotonic() + timeout
     while not condition():
@@ -96,7 +96,8 @@ def test_rotation_publishes_at_once_signs_after_the_delay_and_retires_after_the_
     until(lambda: all(signing_kid(d) == new for d in drivers))
     assert all(published(d) == {old, new} for d in drivers)  # old tokens still verify
 
-    settings = running[0].server.settings  # type: ignore[union-attr]
+    assert running[0].server is not None
+    settings = running[0].server.settings
     running[0].clock.advance(settings.access_token_lifetime + settings.max_clock_skew + 1)
     assert all(published(d) == {new} for d in drivers)  # every token of the old key has expired
 

@@ -61,6 +61,7 @@ def test_32_levels_are_accepted_and_the_size_is_bounded() -> None:
 
 
 def test_identifiers() -> None:
+    bad: object
     assert is_vschar_identifier("c-" + "a" * 253)
     for bad in ("", "c" * 256, "c\x00", "c\n", "\uff43", "c\x7f", 7):
         assert not is_vschar_identifier(bad), bad

@@ -59,15 +59,18 @@ def reheader(token: str, header: dict[str, Any], key: SigningKey) -> str:
 
 def _sign(key: SigningKey, message: bytes) -> bytes:
     from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec, padding
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
     from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
     private = key.key.private_key
     if key.alg == "ES256":
+        assert isinstance(private, ec.EllipticCurvePrivateKey)
         r, s = decode_dss_signature(private.sign(message, ec.ECDSA(hashes.SHA256())))
         return r.to_bytes(32, "big") + s.to_bytes(32, "big")
     if key.alg == "PS256":
+        assert isinstance(private, rsa.RSAPrivateKey)
         return bytes(private.sign(message, padding.PSS(padding.MGF1(hashes.SHA256()), 32), hashes.SHA256()))
+    assert isinstance(private, ed25519.Ed25519PrivateKey)
     return bytes(private.sign(message))
 
 

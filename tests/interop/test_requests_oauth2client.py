@@ -18,6 +18,7 @@ from requests.adapters import HTTPAdapter
 from requests_oauth2client import (
     BearerToken,
     DPoPToken,
+    IdToken,
     MismatchingIssuer,
     MissingIssuer,
     OAuth2Client,
@@ -73,6 +74,7 @@ def test_requests_oauth2client_par_dpop_private_key_jwt_flow(
         sent = response.request.body
         if isinstance(sent, bytes):
             sent = sent.decode()
+        assert sent is None or isinstance(sent, str)  # a form, never a stream
         form = dict(parse_qsl(sent or ""))
         if "client_assertion" in form:
             assertions.append(decode_jwt(form["client_assertion"])[1])
@@ -143,6 +145,7 @@ def test_requests_oauth2client_par_dpop_private_key_jwt_flow(
     assert token.id_token is not None
     validated = BearerToken(token.access_token, id_token=token.id_token).validate_id_token(oauth, response)
     assert validated.id_token is not None
+    assert isinstance(validated.id_token, IdToken)  # signed, not encrypted
     assert validated.id_token.nonce == request.nonce
     assert validated.id_token.issuer == issuer
     assert validated.id_token.audiences == [client.client_id]

@@ -729,7 +729,7 @@ def test_resource_settings_need_the_public_url(public_url: str | None, says: str
     now the settings refuse it at once, saying what to give."""
     from corridor.resource.guard import ResourceSettings
 
-    given = {} if public_url is None else {"public_url": public_url}
+    given: dict[str, Any] = {} if public_url is None else {"public_url": public_url}
     with pytest.raises(ValueError, match="public_url") as raised:
         ResourceSettings(resource=RESOURCE, authorization_servers=("https://as.example",), **given)
     assert says in str(raised.value) and "https://host[:port][/prefix]" in str(raised.value)

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 
+import httpx
+
 from tests.resource.api import RunningRS
 from tests.resource.test_guard import call, issued, proof  # noqa: F401  (the token fixture)
 from tests.support import Client
 
 
-def post_payment(rs: RunningRS, issued: tuple[Client, str, str], body: bytes) -> object:  # noqa: F811
+def post_payment(rs: RunningRS, issued: tuple[Client, str, str], body: bytes) -> httpx.Response:  # noqa: F811
     client, token, _ = issued
     headers = {
         "Authorization": f"DPoP {token}",
@@ -25,8 +27,8 @@ def post_payment(rs: RunningRS, issued: tuple[Client, str, str], body: bytes) ->
 def test_a_deep_json_body_is_invalid_request(rs: RunningRS, issued: tuple[Client, str, str]) -> None:  # noqa: F811
     for depth in (33, 494, 10_000):
         response = post_payment(rs, issued, b"[" * depth + b"]" * depth)
-        assert response.status_code == 400, (depth, response.text)  # type: ignore[attr-defined]
-        challenge = response.headers["www-authenticate"]  # type: ignore[attr-defined]
+        assert response.status_code == 400, (depth, response.text)
+        challenge = response.headers["www-authenticate"]
         assert challenge.startswith('DPoP error="invalid_request"'), challenge
     decision = rs.guard.decisions[-1]
     assert decision["outcome"] == "refused" and decision["rule"] == "issue 13 B5", decision
@@ -34,10 +36,10 @@ def test_a_deep_json_body_is_invalid_request(rs: RunningRS, issued: tuple[Client
 
 def test_a_large_json_body_is_refused(rs: RunningRS, issued: tuple[Client, str, str]) -> None:  # noqa: F811
     response = post_payment(rs, issued, json.dumps({"amount": "1.00", "pad": "x" * 70_000}).encode())
-    assert response.status_code == 413, response.text  # type: ignore[attr-defined]
+    assert response.status_code == 413, response.text
 
 
 def test_a_plain_json_body_still_reaches_the_route(rs: RunningRS, issued: tuple[Client, str, str]) -> None:  # noqa: F811
     """Positive control: a shallow body is replayed to the app unchanged."""
     response = post_payment(rs, issued, json.dumps({"amount": "10.00", "currency": "EUR"}).encode())
-    assert response.status_code == 201, response.text  # type: ignore[attr-defined]
+    assert response.status_code == 201, response.text

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import TYPE_CHECKING, cast
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from corridor.audit.trace import trace
@@ -19,17 +20,21 @@ from tests.resource.test_guard import dpop_call
 from tests.server.test_browser import ARTIFACTS, browser, callback_server  # noqa: F401 - fixtures
 from tests.support import PASSWORD, RESOURCE, Driver, Flow, decode_jwt
 
+if TYPE_CHECKING:
+    from selenium.webdriver.chrome.webdriver import WebDriver
+    from selenium.webdriver.remote.webelement import WebElement
+
 WAIT = 20
 #: Self-service enrolment (a password-only account adds its first passkey from the sign-in
 #: pages), off by default outside dev mode (issue 13 C4): these tests enrol that way.
 AS_SETTINGS = {"self_service_enrolment": True}
 
 
-def test_passkey_enrolment_step_up_and_sign_in_in_chromium(  # type: ignore[no-untyped-def]
+def test_passkey_enrolment_step_up_and_sign_in_in_chromium(
     driver: Driver,
     rs: RunningRS,
-    browser,  # noqa: F811
-    callback_server,  # noqa: F811
+    browser: WebDriver,  # noqa: F811
+    callback_server: tuple[str, list[str]],  # noqa: F811
 ) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.virtual_authenticator import (
@@ -57,7 +62,7 @@ def test_passkey_enrolment_step_up_and_sign_in_in_chromium(  # type: ignore[no-u
     assert user is not None
     extra = {"scope": "openid accounts", "resource": RESOURCE}
 
-    def button(label: str):  # type: ignore[no-untyped-def]
+    def button(label: str) -> WebElement:
         return WebDriverWait(browser, WAIT).until(
             expected_conditions.element_to_be_clickable((By.XPATH, f"//button[normalize-space()='{label}']"))
         )
@@ -83,7 +88,7 @@ def test_passkey_enrolment_step_up_and_sign_in_in_chromium(  # type: ignore[no-u
         flow.code = query["code"]
         tokens = driver.redeem(client, flow)
         assert tokens.status_code == 200, tokens.text
-        return tokens.json()  # type: ignore[no-any-return]
+        return cast(dict[str, str], tokens.json())
 
     ARTIFACTS.mkdir(exist_ok=True)
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from corridor.policy.cedar import DEFAULT_DENY, Policies, grant_context, minor_units
+from corridor.policy.cedar import DEFAULT_DENY, Policies, PolicyDecision, grant_context, minor_units
 
 PAYMENT = {
     "type": "payment_initiation",
@@ -43,7 +43,7 @@ def pay(
     creditor: str = "Merchant A",
     account: str = "DE02120300000000202051",
     **ctx: Any,
-):  # type: ignore[no-untyped-def]
+) -> PolicyDecision:
     values = {
         "amount_minor": minor_units(amount),
         "currency": currency,
@@ -170,7 +170,9 @@ SECOND = {
 }
 
 
-def pay_two(amount: str, creditor: str, currency: str = "EUR", account: str = "", **kw: Any):  # type: ignore[no-untyped-def]
+def pay_two(
+    amount: str, creditor: str, currency: str = "EUR", account: str = "", **kw: Any
+) -> PolicyDecision:
     values = {
         "amount_minor": minor_units(amount),
         "currency": currency,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import httpx
 import pyotp
@@ -12,7 +13,10 @@ import pytest
 
 from corridor.transport.tls import DevTLS
 from tests.server.test_browser import ARTIFACTS, browser  # noqa: F401 - the Chromium fixture
-from tests.support import PASSWORD, Driver, decode_jwt, running_as
+from tests.support import PASSWORD, Driver, decode_jwt, running_as, ssl_context_of
+
+if TYPE_CHECKING:
+    from selenium.webdriver.chrome.webdriver import WebDriver
 
 ADMIN = "trail-admin"
 #: The admin's TOTP secret: outside dev mode an admin must give a code after the password (issue 13 C3).
@@ -64,7 +68,7 @@ def story(driver: Driver) -> tuple[str, str]:
     return grant, jti
 
 
-def test_the_timeline_in_chromium(driver: Driver, browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_the_timeline_in_chromium(driver: Driver, browser: WebDriver) -> None:  # noqa: F811
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
@@ -120,7 +124,7 @@ def test_only_administrators_get_in(driver: Driver) -> None:
     )
     assert refused.status_code == 400 and "not an administrator" in refused.text
     # Without the CSRF cookie's twin the form is refused before any password is checked.
-    forged = httpx.Client(verify=http._transport._pool._ssl_context, timeout=20)  # type: ignore[attr-defined]
+    forged = httpx.Client(verify=ssl_context_of(http), timeout=20)
     no_cookie = forged.post(
         driver.url("/admin/login"), data={"csrf": csrf, "username": ADMIN, "password": PASSWORD}
     )
@@ -159,7 +163,7 @@ def test_only_administrators_get_in(driver: Driver) -> None:
     assert views and json.loads(views[-1]["detail"])["viewed"] == grant
 
 
-def test_consent_page_in_chromium_says_each_detail_type_in_words(driver: Driver, browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_consent_page_in_chromium_says_each_detail_type_in_words(driver: Driver, browser: WebDriver) -> None:  # noqa: F811
     """Issue 8 part 1: the consent page shows each authorization_details type in words, in a real
     browser, and the record of what was shown has the same words."""
     from urllib.parse import urlencode

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import delete, select, update
@@ -46,8 +47,9 @@ def audit(running: RunningAS, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def chain_of(running: RunningAS) -> tuple[str, list[dict]]:  # type: ignore[type-arg]
-    writer = running.server.audit.writer  # type: ignore[union-attr]
+def chain_of(running: RunningAS) -> tuple[str, list[dict[str, Any]]]:
+    assert running.server is not None
+    writer = running.server.audit.writer
     with running.store.engine.connect() as conn:
         rows = conn.execute(
             select(t.audit_records).where(t.audit_records.c.writer == writer).order_by(t.audit_records.c.id)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
+
 from tests.support import PASSWORD, Driver
 
 
-def assert_error_page(response, error: str) -> None:  # type: ignore[no-untyped-def]
+def assert_error_page(response: httpx.Response, error: str) -> None:
     assert response.status_code == 400, response.text
     assert "location" not in response.headers
     assert f'<code id="error">{error}</code>' in response.text

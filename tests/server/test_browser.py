@@ -10,6 +10,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
@@ -18,6 +19,9 @@ from cryptography.hazmat.primitives import serialization
 
 from tests.stubserver import stub_server
 from tests.support import PASSWORD, Driver
+
+if TYPE_CHECKING:
+    from selenium.webdriver.chrome.webdriver import WebDriver
 
 ARTIFACTS = Path(__file__).parent.parent.parent / "test-artifacts"
 
@@ -48,7 +52,7 @@ def callback_server() -> Iterator[tuple[str, list[str]]]:
 
 
 @pytest.fixture
-def browser(driver: Driver, tmp_path: Path) -> Iterator[object]:
+def browser(driver: Driver, tmp_path: Path) -> Iterator[WebDriver]:
     chromium, chromedriver = chromium_or_skip()
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -83,7 +87,9 @@ def browser(driver: Driver, tmp_path: Path) -> Iterator[object]:
         web.quit()
 
 
-def test_login_and_consent_in_chromium(driver: Driver, browser, callback_server) -> None:  # type: ignore[no-untyped-def]
+def test_login_and_consent_in_chromium(
+    driver: Driver, browser: WebDriver, callback_server: tuple[str, list[str]]
+) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait

@@ -6,7 +6,9 @@ import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
+import httpx
 import pytest
 from joserfc import jws
 from joserfc.jwk import OctKey, RSAKey
@@ -16,15 +18,15 @@ from corridor.core.jose import SigningKey
 from corridor.server.clients import ClientMetadataError, build_client_metadata
 from corridor.transport.tls import ensure_dev_tls
 from tests.stubserver import stub_server
-from tests.support import Client, Driver
+from tests.support import Client, Driver, ssl_context_of
 
 
-def par_with_assertion(driver: Driver, client: Client, assertion: str, **extra: str):  # type: ignore[no-untyped-def]
+def par_with_assertion(driver: Driver, client: Client, assertion: str, **extra: str) -> httpx.Response:
     response, _ = driver.par(client, extra={"client_assertion": assertion, **extra})
     return response
 
 
-def assert_invalid_client(response) -> None:  # type: ignore[no-untyped-def]
+def assert_invalid_client(response: httpx.Response) -> None:
     assert response.status_code == 401, response.text
     assert response.json()["error"] == "invalid_client"
     # RFC 6749 5.2: a challenge only for the scheme the client used in the Authorization header.
@@ -102,9 +104,9 @@ def test_clock_skew_window(driver: Driver, claim: str) -> None:
     """AS19 / FAPI2 5.3.2.1-13: +9 s accepted, +61 s refused."""
     client = driver.add_client()
     now = int(driver.now())
-    ok = driver.assertion(client, **{claim: now + 9}, exp=now + 120)
+    ok = driver.assertion(client, **cast(dict[str, Any], {claim: now + 9}), exp=now + 120)
     assert par_with_assertion(driver, client, ok).status_code == 201
-    late = driver.assertion(client, **{claim: now + 61}, exp=now + 120)
+    late = driver.assertion(client, **cast(dict[str, Any], {claim: now + 61}), exp=now + 120)
     assert_invalid_client(par_with_assertion(driver, client, late))
 
 
@@ -252,7 +254,7 @@ def test_registration_refuses_http_jwks_uri() -> None:
 
 
 @pytest.fixture
-def jwks_server(tmp_path: Path) -> Iterator[tuple[str, dict, Path]]:  # type: ignore[type-arg]
+def jwks_server(tmp_path: Path) -> Iterator[tuple[str, dict[str, SigningKey], Path]]:
     """An HTTPS server on 127.0.0.1 serving a JWKS, with a certificate from its own CA."""
     tls = ensure_dev_tls(tmp_path / "jwks-tls")
     key = SigningKey.generate("ES256")
@@ -261,17 +263,22 @@ def jwks_server(tmp_path: Path) -> Iterator[tuple[str, dict, Path]]:  # type: ig
         yield url + "/jwks", {"key": key}, tls.ca_file
 
 
-def test_jwks_uri_with_untrusted_certificate_fails_client_auth(driver: Driver, jwks_server) -> None:  # type: ignore[no-untyped-def]
+def test_jwks_uri_with_untrusted_certificate_fails_client_auth(
+    driver: Driver, jwks_server: tuple[str, dict[str, SigningKey], Path]
+) -> None:
     """AS1 / FAPI2 5.2.1: the AS fetching jwks_uri checks the certificate; a bad one -> 401."""
     url, keys, _ = jwks_server
     client = driver.add_client(jwks_uri=url, key=keys["key"])
     assert_invalid_client(par_with_assertion(driver, client, driver.assertion(client)))
 
 
-def test_jwks_uri_with_trusted_certificate_works(driver: Driver, jwks_server) -> None:  # type: ignore[no-untyped-def]
+def test_jwks_uri_with_trusted_certificate_works(
+    driver: Driver, jwks_server: tuple[str, dict[str, SigningKey], Path]
+) -> None:
     """Positive control for the test above: trust the jwks server's CA and the same flow works."""
     url, keys, ca_file = jwks_server
     server = driver.as_.server
-    server.http._transport._pool._ssl_context.load_verify_locations(str(ca_file))
+    assert server is not None
+    ssl_context_of(server.http).load_verify_locations(str(ca_file))
     client = driver.add_client(jwks_uri=url, key=keys["key"])
     assert par_with_assertion(driver, client, driver.assertion(client)).status_code == 201

@@ -91,7 +91,7 @@ UNSAFE = [
 
 def with_value(entry: dict[str, Any], path: str, value: str) -> dict[str, Any]:
     """A copy of ``entry`` whose string at ``path`` (a/b/0) gets ``value`` inserted in the middle."""
-    copy = json.loads(json.dumps(entry))
+    copy: dict[str, Any] = json.loads(json.dumps(entry))
     *parents, last = path.split("/")
     target: Any = copy
     for part in parents:

@@ -10,6 +10,7 @@ fapi2-security-profile-final test plan sends, in both orders, over real HTTPS on
 from __future__ import annotations
 
 import json
+from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import httpx
@@ -58,7 +59,7 @@ def callback(final: httpx.Response, redirect_uri: str) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
 
 
-def ignored_records(driver: Driver, flow: Flow) -> list[dict[str, object]]:
+def ignored_records(driver: Driver, flow: Flow) -> list[dict[str, Any]]:
     """The ("authorize", "accepted") records of this pushed request, with their detail parsed."""
     par = token_hash(flow.request_uri[len(REQUEST_URI_PREFIX) :])
     return [
@@ -90,7 +91,7 @@ def test_oidf_parameter_shapes_complete_a_flow(driver: Driver, order: str, shape
     assert tokens.json()["scope"] == PUSHED_SCOPE
     assert decode_jwt(tokens.json()["id_token"])[1]["nonce"] == nonce
     [record] = ignored_records(driver, flow)
-    assert record["detail"]["ignored_parameters"] == sorted(name for name, _ in outside)  # type: ignore[index]
+    assert record["detail"]["ignored_parameters"] == sorted(name for name, _ in outside)
 
 
 @pytest.mark.parametrize("order", ["before", "after"])
@@ -137,7 +138,7 @@ def test_conflicting_outside_values_are_neither_used_nor_echoed(driver: Driver, 
     assert decode_jwt(body["id_token"])[1]["nonce"] == nonce
     [record] = ignored_records(driver, flow)
     detail = record["detail"]
-    assert detail["ignored_parameters"] == sorted({name for name, _ in outside})  # type: ignore[index]
+    assert detail["ignored_parameters"] == sorted({name for name, _ in outside})
     # Names, never values: nothing sent outside reaches the evidence trail.
     everything = json.dumps([dict(r) for r in driver.as_.store.audit.records()], default=str)
     for value in (outside_state, outside_nonce, OTHER_REDIRECT, "evil.example", "code id_token"):
@@ -240,7 +241,7 @@ def test_hostile_outside_parameters_are_ignored_safely(driver: Driver, order: st
     flow.code = flow.callback["code"]
     assert driver.redeem(client, flow).status_code == 200
     [record] = ignored_records(driver, flow)
-    names = record["detail"]["ignored_parameters"]  # type: ignore[index]
+    names = record["detail"]["ignored_parameters"]
     assert isinstance(names, list)
     assert {"state", "scope", "nonce", "redirect_uri", "state2", "prompt"} <= set(names)
     assert "\\x0aevil\\x1b" in names  # control characters escaped, never stored raw

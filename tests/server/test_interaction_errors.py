@@ -106,7 +106,8 @@ def test_consume_checks_expiry_in_the_same_statement(driver: Driver) -> None:
     with store.unit_of_work() as uow:
         assert uow.requests.consume_pushed(ref, expires) is False  # at expires_at: expired
         assert uow.requests.consume_pushed(ref, expires + 5) is False
-    assert store.requests.pushed(ref)["consumed_at"] is None  # type: ignore[index]
+    pushed = store.requests.pushed(ref)
+    assert pushed is not None and pushed["consumed_at"] is None
     with store.unit_of_work() as uow:
         assert uow.requests.consume_pushed(ref, expires - 1) is True
         assert uow.requests.consume_pushed(ref, expires - 1) is False  # single use

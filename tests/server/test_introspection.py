@@ -2,26 +2,32 @@
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
+import httpx
 import pytest
 
 from corridor.core.jose import SigningKey
 from tests.support import RESOURCE, Client, Driver
 
+#: The ``issued`` fixture: a client and its token response.
+Issued = tuple[Client, dict[str, Any]]
+
 
 @pytest.fixture
-def issued(driver: Driver) -> tuple[Client, dict]:  # type: ignore[type-arg]
+def issued(driver: Driver) -> Issued:
     client = driver.add_client()
     _, tokens = driver.full_flow(client, extra={"scope": "openid profile accounts"})
     return client, tokens
 
 
-def test_introspection_needs_client_authentication(driver: Driver, issued) -> None:  # type: ignore[no-untyped-def]
+def test_introspection_needs_client_authentication(driver: Driver, issued: Issued) -> None:
     _, tokens = issued
     response = driver.http.post(driver.url("/introspect"), data={"token": tokens["access_token"]})
     assert response.status_code == 401 and response.json()["error"] == "invalid_client"
 
 
-def test_introspection_of_a_dpop_token(driver: Driver, issued) -> None:  # type: ignore[no-untyped-def]
+def test_introspection_of_a_dpop_token(driver: Driver, issued: Issued) -> None:
     """D18: active, cnf.jkt and token_type DPoP."""
     client, tokens = issued
     body = driver.introspect(client, tokens["access_token"]).json()
@@ -38,7 +44,7 @@ def test_introspection_requires_token_parameter(driver: Driver) -> None:
     assert response.status_code == 400 and response.json()["error"] == "invalid_request"
 
 
-def test_other_clients_see_inactive(driver: Driver, issued) -> None:  # type: ignore[no-untyped-def]
+def test_other_clients_see_inactive(driver: Driver, issued: Issued) -> None:
     """RFC 7662 4: a client may not introspect another client's token."""
     _, tokens = issued
     assert driver.introspect(driver.add_client(), tokens["access_token"]).json() == {"active": False}
@@ -56,13 +62,13 @@ def test_resource_server_may_introspect_tokens_for_it(driver: Driver) -> None:
     assert driver.introspect(rs_client, other["access_token"]).json() == {"active": False}
 
 
-def test_introspection_of_refresh_token(driver: Driver, issued) -> None:  # type: ignore[no-untyped-def]
+def test_introspection_of_refresh_token(driver: Driver, issued: Issued) -> None:
     client, tokens = issued
     body = driver.introspect(client, tokens["refresh_token"], token_type_hint="refresh_token").json()
     assert body["active"] is True and body["token_type"] == "refresh_token"
 
 
-def test_expired_access_token_is_inactive(driver: Driver, issued) -> None:  # type: ignore[no-untyped-def]
+def test_expired_access_token_is_inactive(driver: Driver, issued: Issued) -> None:
     client, tokens = issued
     driver.as_.clock.advance(301)
     assert driver.introspect(client, tokens["access_token"]).json() == {"active": False}
@@ -72,7 +78,7 @@ def test_garbage_token_is_inactive(driver: Driver) -> None:
     assert driver.introspect(driver.add_client(), "garbage").json() == {"active": False}
 
 
-def test_revoking_the_access_token(driver: Driver, issued) -> None:  # type: ignore[no-untyped-def]
+def test_revoking_the_access_token(driver: Driver, issued: Issued) -> None:
     client, tokens = issued
     response = driver.http.post(
         driver.url("/revoke"), data={**driver.client_auth(client), "token": tokens["access_token"]}
@@ -82,7 +88,7 @@ def test_revoking_the_access_token(driver: Driver, issued) -> None:  # type: ign
     assert driver.introspect(client, tokens["refresh_token"]).json()["active"] is True
 
 
-def test_revoking_the_refresh_token_revokes_the_grant(driver: Driver, issued) -> None:  # type: ignore[no-untyped-def]
+def test_revoking_the_refresh_token_revokes_the_grant(driver: Driver, issued: Issued) -> None:
     """RFC 7009 2.1: revoking the RT also ends the access tokens of its grant."""
     client, tokens = issued
     response = driver.http.post(
@@ -96,7 +102,7 @@ def test_revoking_the_refresh_token_revokes_the_grant(driver: Driver, issued) ->
     assert refresh.status_code == 400 and refresh.json()["error"] == "invalid_grant"
 
 
-def test_revocation_by_another_client_does_nothing(driver: Driver, issued) -> None:  # type: ignore[no-untyped-def]
+def test_revocation_by_another_client_does_nothing(driver: Driver, issued: Issued) -> None:
     client, tokens = issued
     other = driver.add_client()
     response = driver.http.post(
@@ -121,19 +127,19 @@ def userinfo(
     token: str,
     *,
     scheme: str = "DPoP",
-    key: SigningKey | None = None,
+    key: SigningKey | Literal[False] | None = None,
     nonce: str | None = "current",
     ath_token: str | None = None,
-):  # type: ignore[no-untyped-def]
+) -> httpx.Response:
     headers = {"Authorization": f"{scheme} {token}"}
-    if key is not False:  # type: ignore[comparison-overlap]
+    if key is not False:
         headers["DPoP"] = driver.proof(
             client, "GET", driver.url("/userinfo"), key=key, nonce=nonce, access_token=ath_token or token
         )
     return driver.http.get(driver.url("/userinfo"), headers=headers)
 
 
-def test_userinfo_with_dpop(driver: Driver, issued) -> None:  # type: ignore[no-untyped-def]
+def test_userinfo_with_dpop(driver: Driver, issued: Issued) -> None:
     client, tokens = issued
     response = userinfo(driver, client, tokens["access_token"])
     assert response.status_code == 200, response.text
@@ -141,12 +147,12 @@ def test_userinfo_with_dpop(driver: Driver, issued) -> None:  # type: ignore[no-
     assert body["sub"] and body["preferred_username"].startswith("user-")
 
 
-def test_userinfo_scheme_is_case_insensitive(driver: Driver, issued) -> None:  # type: ignore[no-untyped-def]
+def test_userinfo_scheme_is_case_insensitive(driver: Driver, issued: Issued) -> None:
     client, tokens = issued
     assert userinfo(driver, client, tokens["access_token"], scheme="dpop").status_code == 200
 
 
-def test_userinfo_refuses_dpop_token_as_bearer(driver: Driver, issued) -> None:  # type: ignore[no-untyped-def]
+def test_userinfo_refuses_dpop_token_as_bearer(driver: Driver, issued: Issued) -> None:
     """RFC 9449 7.2: a DPoP-bound token presented as Bearer."""
     _client, tokens = issued
     response = driver.http.get(
@@ -156,7 +162,7 @@ def test_userinfo_refuses_dpop_token_as_bearer(driver: Driver, issued) -> None: 
     assert 'error="invalid_token"' in response.headers["www-authenticate"]
 
 
-def test_userinfo_proof_by_another_key(driver: Driver, issued) -> None:  # type: ignore[no-untyped-def]
+def test_userinfo_proof_by_another_key(driver: Driver, issued: Issued) -> None:
     """D14: token bound to key A, proof by key B."""
     client, tokens = issued
     response = userinfo(driver, client, tokens["access_token"], key=SigningKey.generate("ES256"))
@@ -164,7 +170,7 @@ def test_userinfo_proof_by_another_key(driver: Driver, issued) -> None:  # type:
     assert response.headers["www-authenticate"].startswith('DPoP error="invalid_token"')
 
 
-def test_userinfo_wrong_ath(driver: Driver, issued) -> None:
+def test_userinfo_wrong_ath(driver: Driver, issued: Issued) -> None:
     """D13."""
     client, tokens = issued
     response = userinfo(driver, client, tokens["access_token"], ath_token="another-token")
@@ -173,7 +179,7 @@ def test_userinfo_wrong_ath(driver: Driver, issued) -> None:
     assert 'algs="PS256 ES256 EdDSA"' in response.headers["www-authenticate"]
 
 
-def test_userinfo_without_proof(driver: Driver, issued) -> None:  # type: ignore[no-untyped-def]
+def test_userinfo_without_proof(driver: Driver, issued: Issued) -> None:
     _, tokens = issued
     response = driver.http.get(
         driver.url("/userinfo"), headers={"Authorization": f"DPoP {tokens['access_token']}"}
@@ -182,7 +188,7 @@ def test_userinfo_without_proof(driver: Driver, issued) -> None:  # type: ignore
     assert 'error="invalid_dpop_proof"' in response.headers["www-authenticate"]
 
 
-def test_userinfo_nonce(driver: Driver, issued) -> None:  # type: ignore[no-untyped-def]
+def test_userinfo_nonce(driver: Driver, issued: Issued) -> None:
     client, tokens = issued
     response = userinfo(driver, client, tokens["access_token"], nonce=None)
     assert response.status_code == 401
@@ -196,7 +202,7 @@ def test_userinfo_without_credentials(driver: Driver) -> None:
     assert response.headers["www-authenticate"] == 'DPoP algs="PS256 ES256 EdDSA"'
 
 
-def test_userinfo_two_authorization_headers(driver: Driver, issued) -> None:  # type: ignore[no-untyped-def]
+def test_userinfo_two_authorization_headers(driver: Driver, issued: Issued) -> None:
     """RFC 6750 2.1, 3.1 / RFC 9449 7.1: a malformed request, 400 invalid_request, as at the RS."""
     client, tokens = issued
     token = tokens["access_token"]
@@ -211,14 +217,14 @@ def test_userinfo_two_authorization_headers(driver: Driver, issued) -> None:  # 
     assert response.json()["error"] == "invalid_request"
 
 
-def test_userinfo_refuses_query_token(driver: Driver, issued) -> None:  # type: ignore[no-untyped-def]
+def test_userinfo_refuses_query_token(driver: Driver, issued: Issued) -> None:
     """R3 / FAPI2 5.3.4-2 at the AS's own resource."""
     _, tokens = issued
     response = driver.http.get(driver.url("/userinfo"), params={"access_token": tokens["access_token"]})
     assert response.status_code == 401
 
 
-def test_userinfo_after_revocation(driver: Driver, issued) -> None:  # type: ignore[no-untyped-def]
+def test_userinfo_after_revocation(driver: Driver, issued: Issued) -> None:
     client, tokens = issued
     driver.http.post(
         driver.url("/revoke"), data={**driver.client_auth(client), "token": tokens["refresh_token"]}

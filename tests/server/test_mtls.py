@@ -181,7 +181,7 @@ def test_tls_client_auth_with_dpop_bound_tokens(driver: Driver, pki: TestPKI) ->
     ],
 )
 def test_subject_alternative_names(
-    driver: Driver, pki: TestPKI, parameter: str, value: str, cert_args: dict[str, str]
+    driver: Driver, pki: TestPKI, parameter: str, value: str, cert_args: dict[str, Any]
 ) -> None:
     """M2: each subject parameter matches."""
     cert = pki.issue("CN=san client,O=Test", **cert_args)
@@ -354,7 +354,8 @@ def test_aliases_advertised(driver: Driver) -> None:
         "revocation_endpoint",
         "userinfo_endpoint",
     }
-    port = driver.as_.server.settings.mtls_port  # type: ignore[union-attr]
+    assert driver.as_.server is not None
+    port = driver.as_.server.settings.mtls_port
     assert all(url.startswith(f"https://localhost:{port}/") for url in aliases.values())
     assert meta["tls_client_certificate_bound_access_tokens"] is True
     assert {"tls_client_auth", "self_signed_tls_client_auth"} <= set(
@@ -382,7 +383,7 @@ def test_aliases_honoured_for_dpop_htu(driver: Driver, pki: TestPKI) -> None:
 
 def test_registration_rules(pki: TestPKI) -> None:
     base: dict[str, Any] = {"redirect_uris": ["https://c.example/cb"]}
-    cases = [
+    cases: list[dict[str, Any]] = [
         # M2: two subject parameters
         {
             "token_endpoint_auth_method": "tls_client_auth",

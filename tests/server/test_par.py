@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
 
 from corridor.core.jose import SigningKey
 from tests.support import RESOURCE, Driver
 
 
-def assert_error(response, status: int, error: str) -> None:  # type: ignore[no-untyped-def]
+def assert_error(response: httpx.Response, status: int, error: str) -> None:
     assert response.status_code == status, response.text
     assert response.json()["error"] == error, response.text
     assert response.headers["cache-control"] == "no-store"

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pyotp
@@ -30,7 +31,7 @@ from tests.support import PASSWORD, Browser, Client, Driver
 AS_SETTINGS = {"self_service_enrolment": True}
 
 
-def device(driver: Driver, **kwargs) -> Authenticator:  # type: ignore[no-untyped-def]
+def device(driver: Driver, **kwargs: Any) -> Authenticator:
     return Authenticator(origin=driver.issuer, rp_id="localhost", **kwargs)
 
 
@@ -42,9 +43,16 @@ def post(browser: Browser, page: httpx.Response, credential: str, follow: bool =
     return response
 
 
-def last_record(driver: Driver, event: str) -> dict:  # type: ignore[type-arg]
+def last_record(driver: Driver, event: str) -> dict[str, Any]:
     """The newest record of ``event`` (by id: earlier tests of the module moved the clock)."""
     return max((r for r in driver.as_.store.audit.records() if r["event"] == event), key=lambda r: r["id"])
+
+
+def enrol_link(consent: httpx.Response) -> str:
+    """The consent page's link to passkey enrolment."""
+    link = re.search(r'href="([^"]+passkey-enrol)"', consent.text)
+    assert link is not None, consent.text
+    return link.group(1)
 
 
 def enrol(driver: Driver, client: Client, username: str, authenticator: Authenticator) -> Browser:
@@ -185,7 +193,7 @@ def test_assertion_checks_refuse_exactly(driver: Driver) -> None:
     authenticator = device(driver)
     enrol(driver, client, username, authenticator)
 
-    def attempt(rule: str, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def attempt(rule: str, **kwargs: Any) -> None:
         browser, page = login_page(driver, client)
         refused(driver, post(browser, page, authenticator.get(passkey_form(page).options, **kwargs)), rule)
 
@@ -268,10 +276,10 @@ def test_registration_checks_refuse_exactly(driver: Driver) -> None:
     authenticator = device(driver)
     browser = driver.browser()
     _flow, consent = start(driver, client, browser, username, acr=None)
-    path = re.search(r'href="([^"]+passkey-enrol)"', consent.text).group(1)  # type: ignore[union-attr]
+    path = enrol_link(consent)
     interaction_id = path.split("/")[2]
 
-    def attempt(rule: str, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def attempt(rule: str, **kwargs: Any) -> None:
         page = browser.get(browser.base + path)
         reply = post(browser, page, authenticator.create(passkey_form(page).options, **kwargs))
         authenticator.credentials.pop()
@@ -312,7 +320,7 @@ def test_a_credential_id_belongs_to_one_account(driver: Driver) -> None:
     enrol(driver, client, alice, authenticator)
     browser = driver.browser()
     _flow, consent = start(driver, client, browser, bob, acr=None)
-    page = browser.get(browser.base + re.search(r'href="([^"]+passkey-enrol)"', consent.text).group(1))  # type: ignore[union-attr]
+    page = browser.get(browser.base + enrol_link(consent))
     # Bob's browser registers a response that reuses Alice's credential ID.
     response = json.loads(authenticator.create(passkey_form(page).options))
     authenticator.credentials.pop()
@@ -339,7 +347,7 @@ def test_enrolment_needs_the_second_factor_the_account_has(driver: Driver) -> No
     driver.as_.store.users.set_totp_secret(username, secret)
     browser = driver.browser()
     _flow, consent = start(driver, client, browser, username, acr=None)
-    path = re.search(r'href="([^"]+passkey-enrol)"', consent.text).group(1)  # type: ignore[union-attr]
+    path = enrol_link(consent)
     page = browser.get(browser.base + path)
     assert 'name="code"' in page.text and 'name="then" value="enrol"' in page.text
     # Posting a registration straight away is refused.
@@ -389,7 +397,7 @@ def test_hostile_registrations_get_a_refusal_never_a_500(driver: Driver) -> None
     client, username = driver.add_client(), driver.add_user()
     browser = driver.browser()
     _flow, consent = start(driver, client, browser, username, acr=None)
-    path = re.search(r'href="([^"]+passkey-enrol)"', consent.text).group(1)  # type: ignore[union-attr]
+    path = enrol_link(consent)
     page = browser.get(browser.base + path)
     form = passkey_form(page)
     good = json.loads(device(driver).create(form.options))

@@ -21,7 +21,7 @@ ROUNDS = 10
 
 def _post_after_barrier(
     url: str, form: dict[str, str], headers: dict[str, str], ca: str, barrier: Any
-) -> tuple:  # type: ignore[type-arg]
+) -> tuple[int, Any]:
     with httpx.Client(verify=ssl.create_default_context(cafile=ca), timeout=30) as http:
         http.get(url.rsplit("/", 1)[0] + "/jwks")  # connect before the barrier
         barrier.wait()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -37,9 +38,9 @@ def test_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         {"acr_levels": ["password", "mfa", "mfa", "passkey"]},
     ],
 )
-def test_fapi_bounds(override: dict[str, object]) -> None:
+def test_fapi_bounds(override: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
-        Settings(**override)  # type: ignore[arg-type]
+        Settings(**override)
 
 
 def test_unknown_setting_in_file_is_refused(tmp_path: Path) -> None:

@@ -73,14 +73,21 @@ def waits(response: httpx.Response, seconds: int) -> bool:
     return response.status_code == 429 and seconds - 5 <= int(response.headers["retry-after"]) <= seconds
 
 
-def throttle_row(running: RunningAS, key: str) -> dict | None:  # type: ignore[type-arg]
+def throttle_row(running: RunningAS, key: str) -> dict[str, Any] | None:
     table = schema.sign_in_throttle
     with running.store.engine.connect() as conn:
         row = conn.execute(select(table).where(table.c.key == key)).mappings().first()
     return dict(row) if row else None
 
 
-def refusals(running: RunningAS, event: str, source: str) -> list[dict]:  # type: ignore[type-arg]
+def throttle_failures(running: RunningAS, key: str) -> int:
+    """The failure count of ``key``'s throttle row, which the caller expects to exist."""
+    row = throttle_row(running, key)
+    assert row is not None, key
+    return int(row["failures"])
+
+
+def refusals(running: RunningAS, event: str, source: str) -> list[dict[str, Any]]:
     return [
         r
         for r in running.store.audit.records()
@@ -111,7 +118,7 @@ def test_five_failures_then_even_the_right_password_waits(driver: Driver) -> Non
     for _ in range(10):
         waiting = browser.submit(waiting, {"username": username, "password": PASSWORD})
         assert waiting.status_code == 429
-    assert throttle_row(driver.as_, f"user:{user['id']}")["failures"] == 5  # type: ignore[index]
+    assert throttle_failures(driver.as_, f"user:{user['id']}") == 5
     # The failures are in the trail with the account (as user_id) and the source.
     failed = refusals(driver.as_, "login", source)
     assert [r["user_id"] for r in failed] == [user["id"]] * 5
@@ -155,7 +162,7 @@ def test_one_source_spraying_many_accounts_is_slowed(driver: Driver) -> None:
     fresh = driver.add_user()
     waiting = browser.submit(page, {"username": fresh, "password": PASSWORD})
     assert waits(waiting, 30)
-    assert throttle_row(driver.as_, f"source:{source}")["failures"] == 20  # type: ignore[index]
+    assert throttle_failures(driver.as_, f"source:{source}") == 20
     # Another source is not slowed by it.
     other, page = login_page(driver, client, new_source())
     assert other.submit(page, {"username": fresh, "password": PASSWORD}).status_code == 200
@@ -253,6 +260,6 @@ def test_parallel_guesses_cannot_slip_past_the_count(tmp_path: Path, tls: DevTLS
             ]
             statuses = sorted(f.result() for f in futures)
         assert statuses == [400] * 5 + [429] * 2
-        assert throttle_row(running, f"user:{user['id']}")["failures"] == 5  # type: ignore[index]
+        assert throttle_failures(running, f"user:{user['id']}") == 5
         assert len(refusals(running, "login", source)) == 5
         driver.http.close()

@@ -4,6 +4,9 @@ single use and guessing is cut off."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import httpx
 import pyotp
 
 from tests.support import PASSWORD, Browser, Client, Driver, Flow, decode_jwt
@@ -16,7 +19,9 @@ def enrolled(driver: Driver) -> tuple[str, pyotp.TOTP]:
     return username, pyotp.TOTP(secret)
 
 
-def start(driver: Driver, client: Client, browser: Browser, username: str, acr: str | None = "mfa"):  # type: ignore[no-untyped-def]
+def start(
+    driver: Driver, client: Client, browser: Browser, username: str, acr: str | None = "mfa"
+) -> tuple[Flow, httpx.Response]:
     response, flow = driver.par(client, extra={"acr_values": acr} if acr else None)
     assert response.status_code == 201, response.text
     page = browser.get(
@@ -27,7 +32,9 @@ def start(driver: Driver, client: Client, browser: Browser, username: str, acr: 
     return flow, page
 
 
-def finish(driver: Driver, client: Client, browser: Browser, flow: Flow, consent) -> dict:  # type: ignore[no-untyped-def, type-arg]
+def finish(
+    driver: Driver, client: Client, browser: Browser, flow: Flow, consent: httpx.Response
+) -> dict[str, Any]:
     final = browser.submit(consent, {"decision": "approve"}, follow=False)
     assert final.status_code == 303
     flow.code = dict(p.split("=", 1) for p in final.headers["location"].split("?", 1)[1].split("&"))["code"]

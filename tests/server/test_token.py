@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import httpx
 import pytest
 from sqlalchemy import select
 
 from corridor.core.randomness import token_hash
 from corridor.store import schema
-from tests.support import RESOURCE, Driver, Flow, decode_jwt
+from tests.support import RESOURCE, Client, Driver, Flow, decode_jwt
 
 
-def assert_error(response, status: int, error: str) -> None:  # type: ignore[no-untyped-def]
+def assert_error(response: httpx.Response, status: int, error: str) -> None:
     assert response.status_code == status, response.text
     assert response.json()["error"] == error, response.text
     assert response.headers["cache-control"] == "no-store"
 
 
-def authorized(driver: Driver, **extra: str):  # type: ignore[no-untyped-def]
+def authorized(driver: Driver, **extra: str) -> tuple[Client, Flow]:
     client = driver.add_client()
     response, flow = driver.par(client, extra=extra or None)
     assert response.status_code == 201
@@ -127,7 +130,7 @@ def test_code_reuse_is_refused_and_revokes_the_grant(driver: Driver) -> None:
     assert grant["revoked_reason"] == "code_reuse"
 
 
-def _grant_of_code(driver: Driver, code: str) -> dict:  # type: ignore[type-arg]
+def _grant_of_code(driver: Driver, code: str) -> dict[str, Any]:
     with driver.as_.store.engine.connect() as conn:
         grant_id = conn.execute(
             select(schema.authorization_codes.c.grant_id).where(
@@ -221,6 +224,7 @@ def test_refresh_may_narrow_scope_not_widen(driver: Driver) -> None:
 def test_refresh_after_grant_expiry(driver: Driver) -> None:
     client, flow = authorized(driver)
     tokens = driver.redeem(client, flow).json()
+    assert driver.as_.server is not None
     driver.as_.clock.advance(driver.as_.server.settings.grant_lifetime + 1)
     response = driver.token_request(
         client, {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
