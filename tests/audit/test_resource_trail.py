@@ -8,7 +8,8 @@ from pathlib import Path
 
 from corridor.audit.events import Event, Outcome
 from corridor.audit.sinks import JsonLinesSink, MemorySink, read_records, verify_file
-from corridor.resource.guard import ResourceError, ResourceGuard, ResourceSettings
+from corridor.resource.guard import ResourceGuard, ResourceSettings
+from corridor.resource.tokens import ResourceError
 
 API = "https://api.example.org"
 SETTINGS = ResourceSettings(resource=API, authorization_servers=("https://as.example.org",), public_url=API)

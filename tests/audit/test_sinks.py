@@ -70,7 +70,7 @@ def test_the_same_records_chain_to_the_same_hashes_in_every_sink(store: Store, j
     assert [row["seq"] for row in chains[0]] == [1, 2, 3]
     assert chains[0][0]["prev_hash"] == chain.GENESIS and chains[0][1]["prev_hash"] == hashes[0][0]
     # What each holds is the same records, and each verifies.
-    stored = [{k: v for k, v in row.items() if k != "id"} for row in store.audit_records()]
+    stored = [{k: v for k, v in row.items() if k != "id"} for row in store.audit.records()]
     in_file = [{k: v for k, v in row.items() if k != "id"} for row in read_records(jsonl.path)]
     in_memory = [{k: v for k, v in row.items() if k != "id"} for row in memory.records]
     assert stored == in_file == in_memory
@@ -85,10 +85,10 @@ def test_a_sql_sink_writes_inside_the_callers_transaction(store: Store) -> None:
     with pytest.raises(RuntimeError), store.write() as conn:
         sink.append(WRITER, [record(1)], conn)
         raise RuntimeError("the decision rolls back")
-    assert store.audit_records() == []
+    assert store.audit.records() == []
     with store.write() as conn:
         sink.append(WRITER, [record(1)], conn)
-    assert [r["request_id"] for r in store.audit_records()] == ["r1"]
+    assert [r["request_id"] for r in store.audit.records()] == ["r1"]
 
 
 def test_writers_have_chains_of_their_own_in_one_file(jsonl: JsonLinesSink) -> None:

@@ -164,9 +164,10 @@ def test_a_unit_of_work_commits_together_or_not_at_all(fresh_store: Store) -> No
     """Design.md 4: what a unit writes (a consume, a mint, its evidence record) commits when the
     ``with`` block ends and rolls back together when it raises; reads inside see its writes."""
     from corridor.audit.log import AuditLog, Evidence
+    from corridor.audit.sinks import SqlSink
 
     store = fresh_store
-    audit = AuditLog(store)
+    audit = AuditLog(SqlSink(store))
     evidence = Evidence(issuer="https://as.example", request_id="r")
     store.requests.save_pushed("r", "c", {}, None, now=0.0, expires_at=1000.0)
     with pytest.raises(RuntimeError), store.unit_of_work() as uow:
