@@ -1,4 +1,4 @@
-# Corridor: `make run` starts the AS (SQLite, local TLS) and the demo API; `make test` runs ruff, mypy and pytest.
+# Corridor: `make run` starts the AS (SQLite, local TLS) and the demo API; `make test` runs ruff, the import contracts, mypy and pytest.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -32,6 +32,7 @@ run: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests examples bench
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
