@@ -82,11 +82,11 @@ def test_the_same_records_chain_to_the_same_hashes_in_every_sink(store: Store, j
 
 def test_a_sql_sink_writes_inside_the_callers_transaction(store: Store) -> None:
     sink = SqlSink(store)
-    with pytest.raises(RuntimeError), store.write() as conn:
+    with pytest.raises(RuntimeError), store.unit_of_work() as conn:
         sink.append(WRITER, [record(1)], conn)
         raise RuntimeError("the decision rolls back")
     assert store.audit.records() == []
-    with store.write() as conn:
+    with store.unit_of_work() as conn:
         sink.append(WRITER, [record(1)], conn)
     assert [r["request_id"] for r in store.audit.records()] == ["r1"]
 

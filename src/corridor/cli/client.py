@@ -187,7 +187,7 @@ def client_keygen(out: Path, alg: str) -> None:
 @JSON
 def client_list(data_dir: Path | None, config_file: Path | None, as_json: bool) -> None:
     """List clients."""
-    rows = migrated_store(load_settings(data_dir, config_file)).list_clients()
+    rows = migrated_store(load_settings(data_dir, config_file)).clients.all()
     if as_json:
         echo_json([_client_json(r) for r in rows])
         return
@@ -201,7 +201,7 @@ def client_list(data_dir: Path | None, config_file: Path | None, as_json: bool) 
 @click.argument("client_id")
 def client_show(data_dir: Path | None, config_file: Path | None, client_id: str) -> None:
     """Show one client as JSON."""
-    row = migrated_store(load_settings(data_dir, config_file)).get_client(client_id)
+    row = migrated_store(load_settings(data_dir, config_file)).clients.get(client_id)
     if row is None:
         raise click.ClickException(f"no client {client_id!r}")
     echo_json(_client_json(row))

@@ -7,10 +7,13 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from pydantic import ValidationError
+
+if TYPE_CHECKING:
+    from corridor.store.sql import Store
 
 DATA_DIR = click.option(
     "--data-dir",
@@ -94,7 +97,7 @@ def require_database(settings: Any) -> None:
         )
 
 
-def migrated_store(settings: Any, *, create: bool = False) -> Any:
+def migrated_store(settings: Any, *, create: bool = False) -> Store:
     """The store of these settings, migrated; ``create``: make the data directory and database
     if missing (serve, db upgrade), 0700 and 0600 (design.md 5c)."""
     from corridor.core.private_files import private_directory

@@ -46,7 +46,7 @@ def resource_add(
 @CONFIG
 def resource_list(data_dir: Path | None, config_file: Path | None) -> None:
     """List resource servers."""
-    for row in migrated_store(load_settings(data_dir, config_file)).list_resource_servers():
+    for row in migrated_store(load_settings(data_dir, config_file)).clients.resource_servers():
         click.echo(f"{row['identifier']}\t{row['name']}\t{' '.join(json.loads(row['scopes']))}")
 
 

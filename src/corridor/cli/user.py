@@ -57,7 +57,7 @@ def _username(name: str, new: bool = False) -> str:
 @JSON
 def user_list(data_dir: Path | None, config_file: Path | None, as_json: bool) -> None:
     """List users."""
-    rows = migrated_store(load_settings(data_dir, config_file)).list_users()
+    rows = migrated_store(load_settings(data_dir, config_file)).users.all()
     if as_json:
         echo_json([{"sub": r["id"], "username": r["username"]} for r in rows])
         return

@@ -1,5 +1,5 @@
 """An in-process single-use cache (for a resource server without a database). Several RS
-instances share one by using the SQL store instead (``Store.remember_once``)."""
+instances share one by using the SQL store instead (``Store.replay``)."""
 
 from __future__ import annotations
 

@@ -56,12 +56,14 @@ class AdminPages:
         its lifetime, or no longer an admin). Half-signed-in sessions are returned too."""
         settings, now = self.server.settings, self.server.now()
         value = request.cookies.get(ADMIN_COOKIE, "")
-        session = self.server.store.get_admin_session(token_hash(value)) if 0 < len(value) <= 128 else None
+        session = (
+            self.server.store.requests.admin_session(token_hash(value)) if 0 < len(value) <= 128 else None
+        )
         if session is None or now >= session["expires_at"]:
             return None
         if now >= session["last_seen_at"] + settings.admin_session_idle:
             return None
-        user = self.server.store.get_user(session["user_id"])
+        user = self.server.store.users.get(session["user_id"])
         if user is None or user["username"] not in settings.admin_users:
             return None
         return session, user
@@ -69,7 +71,7 @@ class AdminPages:
     def _required_acr(self, user: Row) -> str | None:
         """Issue 13 C3: the admin's strongest enrolled factor (a passkey, where WebAuthn can work
         here, else TOTP); with ``admin_require_mfa`` at least ``mfa`` even if none is enrolled."""
-        if self.server.passkeys.available and self.server.store.user_passkeys(user["id"]):
+        if self.server.passkeys.available and self.server.store.users.passkeys(user["id"]):
             return PASSKEY_ACR
         if user.get("totp_secret") or self.server.settings.admin_require_mfa:
             return TOTP_ACR
@@ -122,7 +124,7 @@ class AdminPages:
         if self._second_factor_due(admin, session["acr"]):
             return self._second_factor_page(session, admin, here)
         now = self.server.now()
-        self.server.store.update_admin_session(session["id_hash"], last_seen_at=now)
+        self.server.store.requests.update_admin_session(session["id_hash"], last_seen_at=now)
         evidence = Evidence(issuer=self.server.settings.issuer, request_id=new_id(), user_id=admin["id"])
         evidence.detail = {"viewed": ident, "surface": "admin_trace_page"}
         self.server.audit.append(evidence, Event.ADMIN_VIEW, Outcome.SHOWN, now)
@@ -198,7 +200,7 @@ class AdminPages:
             return self._login_page(next_url, message, 403)
         secret = new_secret_token()
         lifetime = SECOND_FACTOR_SECONDS if due else server.settings.admin_session_lifetime
-        server.store.save_admin_session(
+        server.store.requests.save_admin_session(
             id_hash=token_hash(secret),
             user_id=user["id"],
             acr="password",
@@ -246,7 +248,7 @@ class AdminPages:
             return self._second_factor_page(
                 session, user, next_url, "That code is not right (or was already used).", 400
             )
-        server.store.update_admin_session(
+        server.store.requests.update_admin_session(
             session["id_hash"],
             acr=TOTP_ACR,
             last_seen_at=now,
@@ -280,7 +282,7 @@ class AdminPages:
                 evidence, Event.ADMIN_LOGIN, Outcome.REFUSED, now, rule=refusal.rule, error="access_denied"
             )
             return self._second_factor_page(session, user, next_url, refusal.message, 400)
-        server.store.update_admin_session(
+        server.store.requests.update_admin_session(
             session["id_hash"],
             acr=PASSKEY_ACR,
             last_seen_at=now,
@@ -302,7 +304,7 @@ class AdminPages:
             session, user = signed_in
             if not hmac.compare_digest(session["csrf"].encode(), form.get("csrf", "").encode()):
                 return error_page("invalid_request", "The form has expired; sign out again.")
-            self.server.store.remove_admin_session(session["id_hash"])
+            self.server.store.requests.remove_admin_session(session["id_hash"])
             evidence = Evidence(issuer=self.server.settings.issuer, request_id=new_id(), user_id=user["id"])
             self.server.audit.append(evidence, Event.ADMIN_LOGOUT, Outcome.SUCCEEDED, self.server.now())
         response = redirect_303("/admin/trace")

@@ -7,7 +7,6 @@ It reads the pushed request's facts and the interaction's result and nothing els
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from starlette.responses import Response
 
@@ -19,7 +18,7 @@ from corridor.server.interaction.browser import clear_interaction_cookie, end_in
 from corridor.server.interaction.contract import InteractionResult, PushedFacts
 from corridor.server.interaction.visit import refuse_page
 from corridor.server.responses import authorization_response
-from corridor.store.sql import Store
+from corridor.store.protocols import UnitOfWork
 
 DENIED = {"error": "access_denied", "error_description": "the user denied the request"}
 
@@ -37,15 +36,15 @@ def complete(server: AuthorizationServer, pushed: PushedFacts, result: Interacti
         "approval_surface": result.approval_surface,
     }
     reply: dict[str, str] | None = None
-    with server.store.write() as conn:
+    with server.store.unit_of_work() as uow:
         # Lost to another POST, reply stays None: refused after the transaction, as no write
         # may open inside one (issue 13 B7, design.md 4).
-        if Store.consume_pushed_request(conn, pushed.ref_hash, now):
+        if uow.requests.consume_pushed(pushed.ref_hash, now):
             if result.decision == "deny":
-                server.audit.append(evidence, Event.CONSENT, Outcome.DENIED, now, conn=conn)
+                server.audit.append(evidence, Event.CONSENT, Outcome.DENIED, now, conn=uow)
                 reply = dict(DENIED)
             else:
-                reply = {"code": issue_code(server, conn, evidence, pushed, result, now)}
+                reply = {"code": issue_code(server, uow, evidence, pushed, result, now)}
     if reply is None:
         raise end_interaction(
             result.interaction_id,
@@ -68,7 +67,7 @@ def complete(server: AuthorizationServer, pushed: PushedFacts, result: Interacti
 
 def issue_code(
     server: AuthorizationServer,
-    conn: Any,
+    uow: UnitOfWork,
     evidence: Evidence,
     pushed: PushedFacts,
     result: InteractionResult,
@@ -77,8 +76,7 @@ def issue_code(
     """The grant (who, what, at which level) and its code, bound to the pushed request's redirect_uri,
     PKCE challenge and DPoP key (RFC 9449 10), recorded as consent granted and code issued."""
     grant_id, code = new_id(), new_secret_token()
-    Store.insert_grant(
-        conn,
+    uow.grants.insert(
         id=grant_id,
         client_id=pushed.client_id,
         user_id=result.user,
@@ -92,8 +90,7 @@ def issue_code(
         created_at=now,
         expires_at=now + server.settings.grant_lifetime,
     )
-    Store.insert_code(
-        conn,
+    uow.grants.insert_code(
         code_hash=token_hash(code),
         grant_id=grant_id,
         client_id=pushed.client_id,
@@ -105,6 +102,6 @@ def issue_code(
         expires_at=now + server.settings.code_lifetime,
     )
     evidence.grant_id = grant_id
-    server.audit.append(evidence, Event.CONSENT, Outcome.GRANTED, now, conn=conn)
-    server.audit.append(evidence, Event.CODE, Outcome.ISSUED, now, conn=conn)
+    server.audit.append(evidence, Event.CONSENT, Outcome.GRANTED, now, conn=uow)
+    server.audit.append(evidence, Event.CODE, Outcome.ISSUED, now, conn=uow)
     return code

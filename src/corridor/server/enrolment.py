@@ -45,7 +45,7 @@ _UNUSABLE = "This enrolment link is unknown, used or expired. Ask your administr
 def issue_link(store: Store, settings: Settings, user: Row, now: float) -> str:
     """Issue 13 C4: a single-use link binding ``user``'s first strong factor (128+ bits)."""
     token = new_secret_token()
-    store.add_enrolment_link(token_hash(token), user["id"], now, now + settings.enrolment_link_lifetime)
+    store.users.add_enrolment_link(token_hash(token), user["id"], now, now + settings.enrolment_link_lifetime)
     return f"{settings.issuer}{ENROL_PATH}?{urlencode({'token': token})}"
 
 
@@ -63,10 +63,10 @@ class EnrolmentPages:
         again, atomically)."""
         if not _TOKEN.fullmatch(token):
             return None
-        link = self.server.store.get_enrolment_link(token_hash(token))
+        link = self.server.store.users.enrolment_link(token_hash(token))
         if link is None or link["consumed_at"] is not None or now >= link["expires_at"]:
             return None
-        user = self.server.store.get_user(link["user_id"])
+        user = self.server.store.users.get(link["user_id"])
         return (link, user) if user is not None else None
 
     def _refuse(self, evidence: Evidence, rule: str, description: str = _UNUSABLE) -> Response:
@@ -151,7 +151,7 @@ class EnrolmentPages:
                 evidence, Event.PASSKEY, Outcome.REFUSED, now, rule=refusal.rule, error="invalid_request"
             )
             return self._page(token, link, user, cookie_csrf, status=400, error=refusal.message)
-        stored = server.store.add_passkey_with_link(link["token_hash"], now, **passkey)
+        stored = server.store.users.add_passkey_with_link(link["token_hash"], now, **passkey)
         if stored is None:  # spent or expired since _live_link looked: a racing post won
             return self._refuse(evidence, "issue 13 C4 (enrolment link used)")
         if stored is False:

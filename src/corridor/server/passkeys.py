@@ -161,7 +161,7 @@ class Passkeys:
     def _spend(self, challenge: bytes, now: float) -> None:
         """WebAuthn 13.4.3: a challenge is used once (one atomic insert in the replay cache)."""
         key = "webauthn:" + hashlib.sha256(challenge).hexdigest()
-        if not self.store.remember_once(key, now + CHALLENGE_LIFETIME + 10, now):
+        if not self.store.replay.remember_once(key, now + CHALLENGE_LIFETIME + 10, now):
             raise PasskeyRefused(
                 "WebAuthn 13.4.3 (challenge reused)", "This passkey answer was already used."
             )
@@ -182,7 +182,7 @@ class Passkeys:
                 resident_key=ResidentKeyRequirement.REQUIRED,
                 user_verification=UserVerificationRequirement.REQUIRED,
             ),
-            exclude_credentials=self._descriptors(self.store.user_passkeys(user["id"])),
+            exclude_credentials=self._descriptors(self.store.users.passkeys(user["id"])),
             supported_pub_key_algs=ALGORITHMS,
         )
         return options_to_json(options)
@@ -193,7 +193,7 @@ class Passkeys:
             rp_id=self.rp_id,
             challenge=self.challenge("get", interaction_id, now),
             timeout=CHALLENGE_LIFETIME * 1000,
-            allow_credentials=self._descriptors(self.store.user_passkeys(user_id)) if user_id else [],
+            allow_credentials=self._descriptors(self.store.users.passkeys(user_id)) if user_id else [],
             user_verification=UserVerificationRequirement.REQUIRED,
         )
         return options_to_json(options)
@@ -207,7 +207,7 @@ class Passkeys:
     def register(self, response: str, user: Row, interaction_id: str, now: float) -> Row:
         """WebAuthn 7.1: verify a registration response and store the new passkey."""
         passkey = self.verify_registration(response, user, interaction_id, now)
-        if not self.store.add_passkey(**passkey):
+        if not self.store.users.add_passkey(**passkey):
             raise PasskeyRefused("WebAuthn 7.1 step 25", "This passkey is already registered.")
         return passkey
 
@@ -264,7 +264,7 @@ class Passkeys:
             )
             raw_id = credential.raw_id
             passkey = (
-                self.store.get_passkey(b64url_encode(raw_id)) if len(raw_id) <= MAX_CREDENTIAL_ID else None
+                self.store.users.passkey(b64url_encode(raw_id)) if len(raw_id) <= MAX_CREDENTIAL_ID else None
             )
             # 7.2 step 6: the credential must belong to the user being signed in; when the user is
             # found from the credential (a discoverable one), its user handle must be that user's.
@@ -294,7 +294,7 @@ class Passkeys:
             raise PasskeyRefused("WebAuthn 7.2", "The passkey did not sign you in.", str(error)) from None
         self._spend(challenge, now)
         # WebAuthn 6.1.1: the counter only moves forward; a racing or cloned use loses here.
-        if not self.store.use_passkey(
+        if not self.store.users.use_passkey(
             passkey["credential_id"], int(passkey["sign_count"]), verified.new_sign_count, now
         ):
             raise PasskeyRefused(

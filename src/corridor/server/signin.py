@@ -157,7 +157,7 @@ class SignIns:
         if user is not None:
             return f"user:{user['id']}"
         if self._name_key is None:
-            secret = self.store.secret("sign_in_names", new_secret_token, time.time())
+            secret = self.store.keys.secret("sign_in_names", new_secret_token, time.time())
             self._name_key = hashlib.sha256(secret.encode()).digest()
         digest = hmac.new(self._name_key, username.encode("utf-8", "replace"), hashlib.sha256)
         return f"name:{digest.hexdigest()}"
@@ -179,16 +179,16 @@ class SignIns:
     def _password(self, username: str, password: str, source: str, now: float) -> Attempt:
         valid = 0 < len(username) <= 255 and username.isprintable()
         name = sign_in_name(username) if valid else None  # RFC 8265, as stored (issue 13 C6)
-        user = self.store.get_user_by_name(name) if name is not None else None
+        user = self.store.users.by_name(name) if name is not None else None
         account, origin = self._account_key(user, name or username), f"source:{source}"
-        counted, state = self.store.count_attempt([account, origin], now, self.policy)
+        counted, state = self.store.replay.count_attempt([account, origin], now, self.policy)
         detail: dict[str, Any] = {"account": account, "source": source}
         user_id = user["id"] if user else None
         if not counted:
             until = max(row["locked_until"] for row in state.values())
             return Attempt(waiting_until=until, user_id=user_id, detail=detail)
         if _verify(user["password_hash"] if user else _DUMMY_HASH, password) and user is not None:
-            self.store.forgive_attempt([account], [origin], now, self.policy)
+            self.store.replay.forgive_attempt([account], [origin], now, self.policy)
             return Attempt(user=user, user_id=user_id)
         detail["failures"] = state[account]["failures"]
         locked = max(row["locked_until"] for row in state.values())
@@ -214,7 +214,7 @@ class SignIns:
             at = now + step * totp.interval
             if hmac.compare_digest(totp.at(at), code):
                 key = f"totp:{user['id']}:{totp.timecode(datetime.fromtimestamp(at, UTC))}"
-                if self.store.remember_once(key, now + 3 * totp.interval, now):
+                if self.store.replay.remember_once(key, now + 3 * totp.interval, now):
                     self.second_factor_passed(user["id"], now)
                     return CodeCheck(ok=True)
                 break
@@ -225,17 +225,17 @@ class SignIns:
 
     def second_factor_waiting(self, user_id: str, now: float) -> float:
         """Until when this user's second factor waits (0: it does not)."""
-        until = float(self.store.throttle_state(f"totp:{user_id}", now)["locked_until"])
+        until = float(self.store.replay.throttle_state(f"totp:{user_id}", now)["locked_until"])
         return until if until > now else 0.0
 
     def count_second_factor(self, user_id: str, now: float) -> tuple[bool, Row]:
         """Count one code against the user (not the browser session), before it is checked."""
         key = f"totp:{user_id}"
-        counted, state = self.store.count_attempt([key], now, self.policy)
+        counted, state = self.store.replay.count_attempt([key], now, self.policy)
         return counted, state[key]
 
     def second_factor_passed(self, user_id: str, now: float) -> None:
-        self.store.forgive_attempt([f"totp:{user_id}"], [], now, self.policy)
+        self.store.replay.forgive_attempt([f"totp:{user_id}"], [], now, self.policy)
 
 
 def _usable_cpus() -> int:

@@ -1,4 +1,4 @@
-"""Every Store call of the interaction, in one place (issue 15, 2 turns the Store into repositories)."""
+"""Every store call of the interaction, in one place, through the store's repositories (design.md 4)."""
 
 from __future__ import annotations
 
@@ -11,38 +11,40 @@ def start_interaction(server: AuthorizationServer, ref_hash: str, now: float) ->
     """A new interaction for the pushed request ``ref_hash``: its id and the browser's secret."""
     interaction_id, secret, csrf = new_id(), new_secret_token(), new_secret_token()
     lifetime = server.settings.interaction_lifetime
-    server.store.save_interaction(interaction_id, token_hash(secret), ref_hash, csrf, now, now + lifetime)
+    server.store.requests.save_interaction(
+        interaction_id, token_hash(secret), ref_hash, csrf, now, now + lifetime
+    )
     return interaction_id, secret
 
 
 def find_interaction(server: AuthorizationServer, interaction_id: str) -> Row | None:
-    return server.store.get_interaction(interaction_id)
+    return server.store.requests.interaction(interaction_id)
 
 
 def find_pushed_request(server: AuthorizationServer, ref_hash: str) -> Row | None:
-    return server.store.get_pushed_request(ref_hash)
+    return server.store.requests.pushed(ref_hash)
 
 
 def find_user(server: AuthorizationServer, user_id: str) -> Row | None:
-    return server.store.get_user(user_id)
+    return server.store.users.get(user_id)
 
 
 def has_passkeys(server: AuthorizationServer, user_id: str) -> bool:
-    return bool(server.store.user_passkeys(user_id))
+    return bool(server.store.users.passkeys(user_id))
 
 
 def find_session(server: AuthorizationServer, cookie: str | None) -> Row | None:
     """The browser session a session cookie names (stored by the hash of its value)."""
-    return server.store.get_browser_session(token_hash(cookie)) if cookie else None
+    return server.store.requests.browser_session(token_hash(cookie)) if cookie else None
 
 
 def start_session(server: AuthorizationServer, user_id: str, acr: str, now: float) -> tuple[str, int]:
     """A new browser session at ``acr``: the cookie's value and lifetime."""
     secret, lifetime = new_secret_token(), server.settings.session_lifetime
-    server.store.save_browser_session(token_hash(secret), user_id, now, acr, now + lifetime)
+    server.store.requests.save_browser_session(token_hash(secret), user_id, now, acr, now + lifetime)
     return secret, lifetime
 
 
 def raise_session(server: AuthorizationServer, cookie: str, acr: str, now: float) -> None:
     """The session the cookie names now stands at ``acr``, signed in at ``now``."""
-    server.store.raise_browser_session(token_hash(cookie), acr, now)
+    server.store.requests.raise_browser_session(token_hash(cookie), acr, now)
