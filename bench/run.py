@@ -302,6 +302,8 @@ class Bench:
             f"failures {sum(report['failures'].values())}",
             flush=True,
         )
+        for reason, count in sorted(report["failures"].items(), key=lambda item: -item[1]):
+            print(f"    {count:>5}  {reason}", flush=True)
         return report
 
 
