@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from corridor.core.rules import Rule
 from corridor.resource.binding import ALGS, challenge, read_authorization
 from corridor.resource.tokens import ResourceError
 
@@ -42,7 +43,7 @@ def test_bare_challenges() -> None:
 
 
 def test_error_challenge_with_nonce() -> None:
-    error = ResourceError("use_dpop_nonce", "a nonce", rule="RFC 9449 9", headers={"DPoP-Nonce": "n"})
+    error = ResourceError("use_dpop_nonce", "a nonce", rule=Rule.RFC_9449_9, headers={"DPoP-Nonce": "n"})
     assert challenge(error) == [
         ("WWW-Authenticate", f'DPoP error="use_dpop_nonce", error_description="a nonce", algs="{ALGS}"'),
         ("DPoP-Nonce", "n"),

@@ -9,6 +9,7 @@ import json
 
 import httpx
 
+from corridor.core.rules import Rule
 from tests.resource.api import RunningRS
 from tests.resource.test_guard import call, issued, proof  # noqa: F401  (the token fixture)
 from tests.support import Client
@@ -31,7 +32,7 @@ def test_a_deep_json_body_is_invalid_request(rs: RunningRS, issued: tuple[Client
         challenge = response.headers["www-authenticate"]
         assert challenge.startswith('DPoP error="invalid_request"'), challenge
     decision = rs.guard.decisions[-1]
-    assert decision["outcome"] == "refused" and decision["rule"] == "issue 13 B5", decision
+    assert decision["outcome"] == "refused" and decision["rule"] == Rule.ISSUE_13_B5, decision
 
 
 def test_a_large_json_body_is_refused(rs: RunningRS, issued: tuple[Client, str, str]) -> None:  # noqa: F811

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from corridor.core.b64 import b64url_decode, b64url_encode
 from corridor.core.randomness import new_id
+from corridor.core.rules import Rule
 from corridor.server.passkeys import CHALLENGE_LIFETIME
 from corridor.store.sql import Store
 from tests.passkey_device import Authenticator, passkey_form
@@ -337,7 +338,7 @@ def test_a_credential_id_belongs_to_one_account(driver: Driver) -> None:
     response["id"] = response["rawId"] = alices_id
     reply = post(browser, page, json.dumps(response))
     assert reply.status_code == 400
-    assert last_record(driver, "passkey")["rule"] == "WebAuthn 7.1 step 25"
+    assert last_record(driver, "passkey")["rule"] == Rule.WEBAUTHN_7_1_STEP_25
 
 
 def test_enrolment_needs_the_second_factor_the_account_has(driver: Driver) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pyotp
 
+from corridor.core.rules import Rule
 from tests.support import PASSWORD, Browser, Client, Driver, Flow, decode_jwt
 
 
@@ -84,7 +85,7 @@ def test_wrong_codes_are_cut_off(driver: Driver) -> None:
     refusals = [
         r for r in driver.as_.store.audit.records() if r["event"] == "login" and r["outcome"] == "refused"
     ]
-    assert refusals[-1]["rule"] == "RFC 6238 5.2 (too many wrong codes)"
+    assert refusals[-1]["rule"] == Rule.RFC_6238_5_2_TOO_MANY_WRONG_CODES
 
 
 def test_without_a_second_factor_the_request_goes_on_at_password(driver: Driver) -> None:

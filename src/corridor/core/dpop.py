@@ -28,6 +28,7 @@ from corridor.core.jose import (
     verify_with_keys,
 )
 from corridor.core.randomness import new_secret_token
+from corridor.core.rules import Rule
 
 DPOP_TYP = "dpop+jwt"
 #: Longest jti we store (RFC 9449 11.1: cap what a replay cache keeps).
@@ -113,52 +114,54 @@ def verify_proof(
 ) -> DPoPProof:
     """The stateless checks of RFC 9449 4.3 (D1-D10, D13)."""
     if len(values) != 1:
-        raise InvalidDPoPProof("exactly one DPoP header is required", rule="RFC 9449 4.3-1")
+        raise InvalidDPoPProof("exactly one DPoP header is required", rule=Rule.RFC_9449_4_3_1)
     value = values[0].strip()
     try:
         header = read_header(value)
     except JoseFailure as exc:
-        raise InvalidDPoPProof(f"the DPoP proof is not a compact JWS: {exc}", rule="RFC 9449 4.3-2") from exc
+        raise InvalidDPoPProof(
+            f"the DPoP proof is not a compact JWS: {exc}", rule=Rule.RFC_9449_4_3_2
+        ) from exc
     if header.get("typ") != DPOP_TYP:
-        raise InvalidDPoPProof('the DPoP proof typ must be "dpop+jwt"', rule="RFC 9449 4.3-4")
+        raise InvalidDPoPProof('the DPoP proof typ must be "dpop+jwt"', rule=Rule.RFC_9449_4_3_4)
     if header["alg"] not in algorithms:
-        raise InvalidDPoPProof("the DPoP proof alg is not allowed", rule="RFC 9449 4.3-5, FAPI2 5.4.1")
+        raise InvalidDPoPProof("the DPoP proof alg is not allowed", rule=Rule.RFC_9449_4_3_5_FAPI2_5_4_1)
     public = header.get("jwk")
     if not isinstance(public, dict):
-        raise InvalidDPoPProof("the DPoP proof has no jwk header", rule="RFC 9449 4.3-7")
+        raise InvalidDPoPProof("the DPoP proof has no jwk header", rule=Rule.RFC_9449_4_3_7)
     try:
         jkt = jwk_thumbprint(public)
         claims = verify_with_keys(
             value, header, [{k: v for k, v in public.items() if k != "kid"}], algorithms
         )
     except JoseFailure as exc:
-        raise InvalidDPoPProof(f"the DPoP proof is invalid: {exc}", rule="RFC 9449 4.3-6") from exc
+        raise InvalidDPoPProof(f"the DPoP proof is invalid: {exc}", rule=Rule.RFC_9449_4_3_6) from exc
     jti, htm, htu, iat = claims.get("jti"), claims.get("htm"), claims.get("htu"), claims.get("iat")
     if not isinstance(jti, str) or not jti or len(jti) > MAX_JTI_LENGTH:
-        raise InvalidDPoPProof("the DPoP proof needs a jti", rule="RFC 9449 4.3-3")
+        raise InvalidDPoPProof("the DPoP proof needs a jti", rule=Rule.RFC_9449_4_3_3)
     if not isinstance(htm, str) or not isinstance(htu, str):
-        raise InvalidDPoPProof("the DPoP proof needs htm and htu", rule="RFC 9449 4.3-3")
+        raise InvalidDPoPProof("the DPoP proof needs htm and htu", rule=Rule.RFC_9449_4_3_3)
     if not isinstance(iat, int | float) or isinstance(iat, bool) or not math.isfinite(iat):
-        raise InvalidDPoPProof("the DPoP proof needs a numeric iat", rule="RFC 9449 4.3-3")
+        raise InvalidDPoPProof("the DPoP proof needs a numeric iat", rule=Rule.RFC_9449_4_3_3)
     if htm != method:
-        raise InvalidDPoPProof("htm does not match the request method", rule="RFC 9449 4.3-8")
+        raise InvalidDPoPProof("htm does not match the request method", rule=Rule.RFC_9449_4_3_8)
     try:
         htu_matches = normalize_htu(htu) == normalize_htu(url)
     except ValueError:
         htu_matches = False
     if not htu_matches:
-        raise InvalidDPoPProof("htu does not match the request URI", rule="RFC 9449 4.3-9")
+        raise InvalidDPoPProof("htu does not match the request URI", rule=Rule.RFC_9449_4_3_9)
     if iat > now + max_future:
         raise InvalidDPoPProof(
-            "the DPoP proof iat is in the future", rule="RFC 9449 4.3-11, FAPI2 5.3.2.1-13"
+            "the DPoP proof iat is in the future", rule=Rule.RFC_9449_4_3_11_FAPI2_5_3_2_1_13
         )
     if iat < now - max_past:
-        raise InvalidDPoPProof("the DPoP proof is too old", rule="RFC 9449 4.3-11")
+        raise InvalidDPoPProof("the DPoP proof is too old", rule=Rule.RFC_9449_4_3_11)
     nonce = claims.get("nonce")
     if nonce is not None and not isinstance(nonce, str):
-        raise InvalidDPoPProof("the DPoP nonce must be a string", rule="RFC 9449 4.2")
+        raise InvalidDPoPProof("the DPoP nonce must be a string", rule=Rule.RFC_9449_4_2)
     if access_token is not None:
         ath = claims.get("ath")
         if not isinstance(ath, str) or ath != access_token_hash(access_token):
-            raise InvalidDPoPProof("ath does not match the access token", rule="RFC 9449 4.3-12")
+            raise InvalidDPoPProof("ath does not match the access token", rule=Rule.RFC_9449_4_3_12)
     return DPoPProof(jkt=jkt, jti=jti, iat=float(iat), nonce=nonce, claims=claims)

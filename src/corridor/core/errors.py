@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from corridor.core.rules import Rule
+
 # RFC 6749 5.2: error_description is %x20-21 / %x23-5B / %x5D-7E; anything else (including
 # characters echoed from a hostile request) is replaced, so the text is also header-safe.
 _NOT_DESCRIPTION = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
@@ -74,4 +76,4 @@ class UseDPoPNonce(OAuthError):
     """RFC 9449 8: the server requires a nonce; the response carries a fresh DPoP-Nonce."""
 
     def __init__(self, nonce: str, description: str = "A DPoP nonce is required") -> None:
-        super().__init__("use_dpop_nonce", description, rule="RFC 9449 8", headers={"DPoP-Nonce": nonce})
+        super().__init__("use_dpop_nonce", description, rule=Rule.RFC_9449_8, headers={"DPoP-Nonce": nonce})

@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from corridor.core.json_limits import MAX_SIZE, JSONLimitError, check_json_limits
+from corridor.core.rules import Rule
 from corridor.policy.cedar import PolicyDecision
 from corridor.resource.binding import challenge
 from corridor.resource.guard import METADATA_PATH, Requirement, ResourceGuard, requirement
@@ -182,11 +183,15 @@ async def _bounded_json_body(scope: Scope, receive: Receive) -> Receive:
         return receive
     body, replay = await _read_ahead(receive, MAX_SIZE)
     if len(body) > MAX_SIZE:
-        raise ResourceError("invalid_request", "the JSON body is too large", rule="issue 13 B5", status=413)
+        raise ResourceError(
+            "invalid_request", "the JSON body is too large", rule=Rule.ISSUE_13_B5, status=413
+        )
     try:
         check_json_limits(body)
     except JSONLimitError as exc:
-        raise ResourceError("invalid_request", f"the body: {exc}", rule="issue 13 B5", status=400) from None
+        raise ResourceError(
+            "invalid_request", f"the body: {exc}", rule=Rule.ISSUE_13_B5, status=400
+        ) from None
     return replay
 
 

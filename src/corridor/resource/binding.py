@@ -22,6 +22,7 @@ from corridor.core.jose import FAPI_ALGORITHMS
 from corridor.core.nonces import DPoPNonces
 from corridor.core.randomness import token_hash
 from corridor.core.replay import ReplayCache
+from corridor.core.rules import Rule
 from corridor.core.x509 import thumbprint_s256
 from corridor.resource.tokens import AccessToken, ResourceError
 
@@ -36,20 +37,20 @@ def refuse_token_elsewhere(token_elsewhere: bool) -> None:
         raise ResourceError(
             "invalid_request",
             "access tokens go in the Authorization header",
-            rule="FAPI2 5.3.4-2, RFC 6750 2.3",
+            rule=Rule.FAPI2_5_3_4_2_RFC_6750_2_3,
         )
 
 
 def require_credentials(authorizations: Sequence[str]) -> None:
     """RFC 6750 3: a request without credentials gets a bare challenge (no error code)."""
     if not authorizations:
-        raise ResourceError("", rule="RFC 6750 3")
+        raise ResourceError("", rule=Rule.RFC_6750_3)
 
 
 def require_one_authorization(authorizations: Sequence[str]) -> None:
     """RFC 6750 2.1, 3.1, RFC 9449 7.1: one Authorization header; more is a malformed request."""
     if len(authorizations) != 1:
-        raise ResourceError("invalid_request", "one Authorization header", rule="RFC 6750 2.1", status=400)
+        raise ResourceError("invalid_request", "one Authorization header", rule=Rule.RFC_6750_2_1, status=400)
 
 
 def split_credentials(authorization: str) -> tuple[str, str]:
@@ -59,7 +60,7 @@ def split_credentials(authorization: str) -> tuple[str, str]:
     scheme, token = scheme.lower(), token.strip()
     if scheme not in ("dpop", "bearer") or not token or " " in token:
         raise ResourceError(
-            "invalid_request", "use the DPoP or Bearer scheme", rule="FAPI2 5.3.4-1", status=400
+            "invalid_request", "use the DPoP or Bearer scheme", rule=Rule.FAPI2_5_3_4_1, status=400
         )
     return scheme, token
 
@@ -148,14 +149,14 @@ def require_dpop_scheme(scheme: str) -> None:
     """RFC 9449 7.2: a DPoP-bound token is presented with the DPoP scheme, never as Bearer."""
     if scheme != "dpop":
         raise ResourceError(
-            "invalid_token", "a DPoP-bound token must use the DPoP scheme", rule="RFC 9449 7.2"
+            "invalid_token", "a DPoP-bound token must use the DPoP scheme", rule=Rule.RFC_9449_7_2
         )
 
 
 def require_proof(proofs: Sequence[str]) -> None:
     """RFC 9449 7.1: a request with a DPoP-bound token carries a DPoP proof."""
     if not proofs:
-        raise ResourceError("invalid_dpop_proof", "a DPoP proof is required", rule="RFC 9449 7.1")
+        raise ResourceError("invalid_dpop_proof", "a DPoP proof is required", rule=Rule.RFC_9449_7_1)
 
 
 def verified_proof(
@@ -175,7 +176,7 @@ def require_resource_nonce(proof: DPoPProof, policy: ProofPolicy) -> None:
         raise ResourceError(
             "use_dpop_nonce",
             "a DPoP nonce is required",
-            rule="RFC 9449 9",
+            rule=Rule.RFC_9449_9,
             headers={"DPoP-Nonce": policy.nonces.current()},
         )
 
@@ -183,13 +184,13 @@ def require_resource_nonce(proof: DPoPProof, policy: ProofPolicy) -> None:
 def require_bound_key(proof: DPoPProof, access: AccessToken) -> None:
     """RFC 9449 7.1, 6.1 (D14): the proof is signed by the key the token's cnf.jkt names."""
     if not hmac.compare_digest(proof.jkt, access.thumbprint):
-        raise ResourceError("invalid_token", "Invalid DPoP key binding", rule="RFC 9449 7.1, 6.1")
+        raise ResourceError("invalid_token", "Invalid DPoP key binding", rule=Rule.RFC_9449_7_1_6_1)
 
 
 def require_unused_proof(proof: DPoPProof, policy: ProofPolicy, now: float) -> None:
     """RFC 9449 11.1 (D11): a proof is used once."""
     if not policy.first_use(proof, now):
-        raise ResourceError("invalid_dpop_proof", "the DPoP proof was already used", rule="RFC 9449 11.1")
+        raise ResourceError("invalid_dpop_proof", "the DPoP proof was already used", rule=Rule.RFC_9449_11_1)
 
 
 def check_dpop_binding(
@@ -221,7 +222,7 @@ def require_bearer_scheme(scheme: str) -> None:
         raise ResourceError(
             "invalid_token",
             "a certificate-bound token uses the Bearer scheme",
-            rule="RFC 8705 3",
+            rule=Rule.RFC_8705_3,
             scheme="Bearer",
         )
 
@@ -232,7 +233,7 @@ def require_bound_certificate(access: AccessToken, certificate: x509.Certificate
         raise ResourceError(
             "invalid_token",
             "the client certificate does not match the token binding",
-            rule="RFC 8705 3",
+            rule=Rule.RFC_8705_3,
             scheme="Bearer",
         )
 

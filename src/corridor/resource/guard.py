@@ -24,6 +24,7 @@ from corridor.core.jose import FAPI_ALGORITHMS
 from corridor.core.nonces import DPoPNonces
 from corridor.core.randomness import new_id
 from corridor.core.replay import MemoryReplayCache, ReplayCache
+from corridor.core.rules import Rule
 from corridor.policy.cedar import Policies, PolicyDecision, grant_context
 from corridor.resource.binding import ProofPolicy
 from corridor.resource.keys import IssuerKeys
@@ -122,7 +123,7 @@ def step_up(description: str, *, acr_values: str | None = None, max_age: int | N
     params = {"acr_values": acr_values} if acr_values else {}
     if max_age is not None:
         params["max_age"] = str(max_age)
-    return ResourceError("insufficient_user_authentication", description, rule="RFC 9470 3", params=params)
+    return ResourceError("insufficient_user_authentication", description, rule=Rule.RFC_9470_3, params=params)
 
 
 def _contains(entry: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:

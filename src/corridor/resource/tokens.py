@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, TypeGuard
 
 from corridor.core.errors import OAuthError
+from corridor.core.rules import Rule
 from corridor.policy.cedar import PolicyDecision
 
 
@@ -74,14 +75,16 @@ def sender_constraint(claims: Mapping[str, Any]) -> tuple[str, str]:
         return "dpop", cnf["jkt"]
     if isinstance(cnf, dict) and isinstance(cnf.get("x5t#S256"), str):
         return "mtls", cnf["x5t#S256"]
-    raise ResourceError("invalid_token", "the access token is not sender-constrained", rule="FAPI2 5.3.4-5")
+    raise ResourceError(
+        "invalid_token", "the access token is not sender-constrained", rule=Rule.FAPI2_5_3_4_5
+    )
 
 
 def access_token(claims: Mapping[str, Any], issuer: str) -> AccessToken:
     """RFC 9068 2.2: the claims a handler relies on, from claims a verifier has checked."""
     for name in ("sub", "client_id", "jti"):
         if not isinstance(claims.get(name), str):
-            raise ResourceError("invalid_token", f"the access token has no {name}", rule="RFC 9068 2.2")
+            raise ResourceError("invalid_token", f"the access token has no {name}", rule=Rule.RFC_9068_2_2)
     constraint, thumbprint = sender_constraint(claims)
     details, scope, exp = claims.get("authorization_details"), claims.get("scope"), claims.get("exp")
     return AccessToken(

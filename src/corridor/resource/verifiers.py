@@ -17,6 +17,7 @@ from corridor.core.b64 import b64url_decode
 from corridor.core.clock import Clock
 from corridor.core.jose import FAPI_ALGORITHMS, JoseFailure, SigningKey, read_header, verify_jws
 from corridor.core.randomness import new_id, token_hash
+from corridor.core.rules import Rule
 from corridor.resource.keys import IssuerKeys
 from corridor.resource.tokens import AccessToken, ResourceError, access_token, number
 
@@ -53,16 +54,18 @@ class Audience:
     def accept(self, claims: Mapping[str, Any], issuer: str, now: float) -> AccessToken:
         """RFC 9068 4, FAPI2 5.3.4-3: iss, aud, exp, iat; then the claims a handler relies on."""
         if claims.get("iss") != issuer:
-            raise ResourceError("invalid_token", "iss does not match", rule="RFC 9068 4")
+            raise ResourceError("invalid_token", "iss does not match", rule=Rule.RFC_9068_4)
         aud = claims.get("aud")
         audiences = aud if isinstance(aud, list) else [aud]
         if self.resource not in audiences:
-            raise ResourceError("invalid_token", "the token is meant for another resource", rule="RFC 9068 4")
+            raise ResourceError(
+                "invalid_token", "the token is meant for another resource", rule=Rule.RFC_9068_4
+            )
         exp, iat = claims.get("exp"), claims.get("iat")
         if not number(exp) or exp <= now:
-            raise ResourceError("invalid_token", "the access token has expired", rule="FAPI2 5.3.4-3")
+            raise ResourceError("invalid_token", "the access token has expired", rule=Rule.FAPI2_5_3_4_3)
         if not number(iat) or iat > now + self.max_clock_skew:
-            raise ResourceError("invalid_token", "the access token iat is not valid", rule="RFC 9068 4")
+            raise ResourceError("invalid_token", "the access token iat is not valid", rule=Rule.RFC_9068_4)
         return access_token(claims, issuer)
 
 
@@ -80,18 +83,20 @@ class JWTVerifier:
         try:
             header = read_header(token)
         except JoseFailure as exc:
-            raise ResourceError("invalid_token", "the access token is not a JWT", rule="RFC 9068 4") from exc
+            raise ResourceError(
+                "invalid_token", "the access token is not a JWT", rule=Rule.RFC_9068_4
+            ) from exc
         if header.get("typ") not in AT_TYPES:
-            raise ResourceError("invalid_token", "the access token typ must be at+jwt", rule="RFC 9068 4")
+            raise ResourceError("invalid_token", "the access token typ must be at+jwt", rule=Rule.RFC_9068_4)
         if header["alg"] not in FAPI_ALGORITHMS:
-            raise ResourceError("invalid_token", "the access token alg is not allowed", rule="FAPI2 5.4.1")
+            raise ResourceError("invalid_token", "the access token alg is not allowed", rule=Rule.FAPI2_5_4_1)
         unverified = _unverified_claims(token)
         claimed = unverified.get("iss")
         issuer = claimed if isinstance(claimed, str) else ""
         keys = self.issuers.get(issuer)
         if keys is None:
             raise ResourceError(
-                "invalid_token", "the token comes from another issuer", rule="RFC 9068 4, FAPI2 6.3"
+                "invalid_token", "the token comes from another issuer", rule=Rule.RFC_9068_4_FAPI2_6_3
             )
         try:
             try:
@@ -100,7 +105,7 @@ class JWTVerifier:
                 verify_jws(token, header, keys.signing_keys(refresh=True))
         except JoseFailure as exc:
             raise ResourceError(
-                "invalid_token", "the access token signature is not valid", rule="RFC 9068 4"
+                "invalid_token", "the access token signature is not valid", rule=Rule.RFC_9068_4
             ) from exc
         # The signature covers exactly the payload those claims were parsed from.
         return self.audience.accept(unverified, issuer, now)
@@ -111,11 +116,11 @@ def _unverified_claims(token: str) -> dict[str, Any]:
         claims = strictjson.loads(b64url_decode(token.split(".")[1]))
     except (ValueError, IndexError) as exc:
         raise ResourceError(
-            "invalid_token", "the access token payload is not JSON", rule="RFC 9068 4"
+            "invalid_token", "the access token payload is not JSON", rule=Rule.RFC_9068_4
         ) from exc
     if not isinstance(claims, dict):
         raise ResourceError(
-            "invalid_token", "the access token payload is not a JSON object", rule="RFC 9068 4"
+            "invalid_token", "the access token payload is not a JSON object", rule=Rule.RFC_9068_4
         )
     return claims
 
@@ -154,16 +159,16 @@ class IntrospectionVerifier:
                 if len(self._cache) > 100_000:
                     self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
         if claims.get("active") is not True:
-            raise ResourceError("invalid_token", "the access token is not active", rule="RFC 7662 2.2")
+            raise ResourceError("invalid_token", "the access token is not active", rule=Rule.RFC_7662_2_2)
         issuer = claims.get("iss", self.issuer)
         if issuer not in self.issuers:
-            raise ResourceError("invalid_token", "the token comes from another issuer", rule="FAPI2 6.3")
+            raise ResourceError("invalid_token", "the token comes from another issuer", rule=Rule.FAPI2_6_3)
         return self.audience.accept(claims, issuer, now)
 
     def _ask(self, token: str, now: float) -> dict[str, Any]:
         """RFC 7662 2.1, FAPI2 5.3.2.1-8: POST the token, authenticated with private_key_jwt."""
         unavailable = ResourceError(
-            "invalid_token", "the token cannot be checked now", rule="RFC 7662 2", status=503
+            "invalid_token", "the token cannot be checked now", rule=Rule.RFC_7662_2, status=503
         )
         try:
             endpoint = self.issuers[self.issuer].metadata().get("introspection_endpoint")
@@ -171,7 +176,7 @@ class IntrospectionVerifier:
             raise unavailable from None
         if not isinstance(endpoint, str) or not endpoint.startswith("https://"):
             raise ResourceError(
-                "invalid_token", "the authorization server offers no introspection", rule="RFC 7662 2"
+                "invalid_token", "the authorization server offers no introspection", rule=Rule.RFC_7662_2
             )
         client_id = self.config.client_id
         assertion = self.config.key.sign(

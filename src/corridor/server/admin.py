@@ -25,6 +25,7 @@ from corridor.audit.log import Evidence
 from corridor.audit.trace import readable, trace
 from corridor.core.errors import OAuthError
 from corridor.core.randomness import new_id, new_secret_token, token_hash
+from corridor.core.rules import Rule
 from corridor.server.authority import AuthorizationServer
 from corridor.server.forms import read_form
 from corridor.server.interaction.browser import cookie_header
@@ -181,7 +182,12 @@ class AdminPages:
         if not ok:
             evidence.user_id, evidence.detail = attempt.user_id, attempt.detail
             server.audit.append(
-                evidence, Event.ADMIN_LOGIN, Outcome.REFUSED, now, rule="credentials", error="access_denied"
+                evidence,
+                Event.ADMIN_LOGIN,
+                Outcome.REFUSED,
+                now,
+                rule=Rule.CREDENTIALS,
+                error="access_denied",
             )
             return self._login_page(next_url, "Wrong user name or password, or not an administrator.", 400)
         assert user is not None
@@ -193,7 +199,7 @@ class AdminPages:
                 Event.ADMIN_LOGIN,
                 Outcome.REFUSED,
                 now,
-                rule="issue 13 C3 (admin_require_mfa)",
+                rule=Rule.ISSUE_13_C3_ADMIN_REQUIRE_MFA,
                 error="access_denied",
             )
             message = "Administrators need a second factor: enrol one with `corridor user totp NAME`."

@@ -25,6 +25,7 @@ from corridor.audit.events import Event, Outcome
 from corridor.audit.log import Evidence
 from corridor.core.errors import OAuthError
 from corridor.core.randomness import new_id
+from corridor.core.rules import Rule
 from corridor.core.text import escape_controls
 from corridor.server import authorization_code
 from corridor.server.authority import AuthorizationServer
@@ -87,14 +88,16 @@ def read_front_channel(raw_query: str) -> FrontChannel:
     try:
         pairs = parse_qsl(raw_query, keep_blank_values=True, errors="replace", max_num_fields=MAX_FIELDS)
     except ValueError as exc:
-        raise OAuthError("invalid_request", "the parameters cannot be parsed", rule="RFC 6749 3.1") from exc
+        raise OAuthError(
+            "invalid_request", "the parameters cannot be parsed", rule=Rule.RFC_6749_3_1
+        ) from exc
     used: dict[str, str] = {}
     ignored: set[str] = set()
     for name, value in pairs:
         if name not in FRONT_CHANNEL:
             ignored.add(_evidence_name(name))
         elif name in used:
-            raise OAuthError("invalid_request", f"parameter {name!r} is repeated", rule="RFC 6749 3.1")
+            raise OAuthError("invalid_request", f"parameter {name!r} is repeated", rule=Rule.RFC_6749_3_1)
         else:
             used[name] = value
     return FrontChannel(used.get("client_id") or None, used.get("request_uri") or None, sorted(ignored))
@@ -138,7 +141,9 @@ class AuthorizationPages:
         if req.ignored:
             # Issue 13 A1: what the front channel carried beside the pushed request, by name only.
             req.evidence.detail["interaction"] = interaction_id
-            server.audit.append(req.evidence, Event.AUTHORIZE, Outcome.ACCEPTED, req.now, rule="RFC 9126 4")
+            server.audit.append(
+                req.evidence, Event.AUTHORIZE, Outcome.ACCEPTED, req.now, rule=Rule.RFC_9126_4
+            )
         lifetime = server.settings.interaction_lifetime
         return redirect_303(
             f"/interaction/{interaction_id}",

@@ -25,6 +25,7 @@ from corridor.audit.events import Event, Outcome
 from corridor.audit.log import Evidence
 from corridor.core.errors import OAuthError
 from corridor.core.randomness import new_id, new_secret_token, token_hash
+from corridor.core.rules import Rule
 from corridor.server.authority import AuthorizationServer
 from corridor.server.forms import Form, read_form
 from corridor.server.interaction.browser import cookie_header
@@ -138,7 +139,7 @@ class EnrolmentPages:
         if signed is None or signed["id"] != user["id"]:
             evidence.detail = attempt.detail
             server.audit.append(
-                evidence, Event.PASSKEY, Outcome.REFUSED, now, rule="credentials", error="access_denied"
+                evidence, Event.PASSKEY, Outcome.REFUSED, now, rule=Rule.CREDENTIALS, error="access_denied"
             )
             return self._page(token, link, user, cookie_csrf, status=400, error="Wrong password.")
         try:
@@ -161,7 +162,7 @@ class EnrolmentPages:
                 Event.PASSKEY,
                 Outcome.REFUSED,
                 now,
-                rule="WebAuthn 7.1 step 25",
+                rule=Rule.WEBAUTHN_7_1_STEP_25,
                 error="invalid_request",
             )
             return self._page(

@@ -7,6 +7,7 @@ from urllib.parse import parse_qsl
 from starlette.requests import Request
 
 from corridor.core.errors import OAuthError
+from corridor.core.rules import Rule
 
 #: Largest request body accepted by any endpoint.
 MAX_BODY = 64 * 1024
@@ -26,7 +27,7 @@ class Form(dict[str, str]):
                 self.multi.setdefault(name, []).append(value)
                 continue
             if name in self:
-                raise OAuthError("invalid_request", f"parameter {name!r} is repeated", rule="RFC 6749 3.1")
+                raise OAuthError("invalid_request", f"parameter {name!r} is repeated", rule=Rule.RFC_6749_3_1)
             self[name] = value
 
 
@@ -36,7 +37,9 @@ def parse_pairs(text: str) -> list[tuple[str, str]]:
             text, keep_blank_values=False, strict_parsing=False, errors="strict", max_num_fields=MAX_FIELDS
         )
     except (ValueError, UnicodeDecodeError) as exc:
-        raise OAuthError("invalid_request", "the parameters cannot be parsed", rule="RFC 6749 3.1") from exc
+        raise OAuthError(
+            "invalid_request", "the parameters cannot be parsed", rule=Rule.RFC_6749_3_1
+        ) from exc
 
 
 async def read_form(request: Request) -> Form:
@@ -44,17 +47,17 @@ async def read_form(request: Request) -> Form:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/x-www-form-urlencoded":
         raise OAuthError(
-            "invalid_request", "the body must be application/x-www-form-urlencoded", rule="RFC 6749 4.1.3"
+            "invalid_request", "the body must be application/x-www-form-urlencoded", rule=Rule.RFC_6749_4_1_3
         )
     body = b""
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_BODY:
             raise OAuthError(
-                "invalid_request", "the request body is too large", rule="RFC 6749 3.1", status=413
+                "invalid_request", "the request body is too large", rule=Rule.RFC_6749_3_1, status=413
             )
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise OAuthError("invalid_request", "the body is not UTF-8", rule="RFC 6749 B") from exc
+        raise OAuthError("invalid_request", "the body is not UTF-8", rule=Rule.RFC_6749_B) from exc
     return Form(parse_pairs(text))

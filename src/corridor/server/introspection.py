@@ -10,6 +10,7 @@ from corridor.audit.events import Event, Outcome
 from corridor.core.errors import OAuthError
 from corridor.core.jose import FAPI_ALGORITHMS, JoseFailure, read_header, verify_with_keys
 from corridor.core.randomness import token_hash
+from corridor.core.rules import Rule
 from corridor.server.authority import AuthorizationServer, Exchange
 from corridor.server.checks import run
 from corridor.server.checks.client_auth import authenticate_client
@@ -23,7 +24,7 @@ INACTIVE = {"active": False}
 def require_token_parameter(ex: Exchange) -> None:
     """RFC 7662 2.1, RFC 7009 2.1: ``token`` is required."""
     if not ex.form.get("token"):
-        raise OAuthError("invalid_request", "token is required", rule="RFC 7662 2.1")
+        raise OAuthError("invalid_request", "token is required", rule=Rule.RFC_7662_2_1)
 
 
 AUTHENTICATED_TOKEN_REQUEST = (authenticate_client, require_token_parameter)

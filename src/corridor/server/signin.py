@@ -31,6 +31,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from starlette.requests import Request
 
 from corridor.core.randomness import new_secret_token
+from corridor.core.rules import Rule
 from corridor.server.settings import Settings
 from corridor.server.usernames import sign_in_name
 from corridor.store.sql import Row, Store
@@ -220,7 +221,7 @@ class SignIns:
                 break
         if state["locked_until"] > now:
             detail = {"failures": state["failures"], "locked_until": state["locked_until"]}
-            return CodeCheck(detail=detail, rule="RFC 6238 5.2 (too many wrong codes)")
+            return CodeCheck(detail=detail, rule=Rule.RFC_6238_5_2_TOO_MANY_WRONG_CODES)
         return CodeCheck()
 
     def second_factor_waiting(self, user_id: str, now: float) -> float:

@@ -10,6 +10,7 @@ from corridor.audit.events import Event, Outcome
 from corridor.core.errors import OAuthError
 from corridor.core.pkce import verifier_matches
 from corridor.core.randomness import new_secret_token, token_hash
+from corridor.core.rules import Rule
 from corridor.server.authority import Exchange
 from corridor.server.checks import run
 from corridor.server.checks.client_auth import authenticate_client
@@ -26,7 +27,7 @@ def require_supported_grant_type(ex: Exchange) -> None:
     """FAPI2 5.3.2.1-2 (no ROPC), RFC 6749 5.2: only the code and refresh grants."""
     grant_type = ex.form.get("grant_type")
     if not grant_type:
-        raise OAuthError("invalid_request", "grant_type is required", rule="RFC 6749 4.1.3")
+        raise OAuthError("invalid_request", "grant_type is required", rule=Rule.RFC_6749_4_1_3)
     if grant_type not in GRANT_TYPES:
         rule = "FAPI2 5.3.2.1-2" if grant_type == "password" else "RFC 6749 5.2"
         raise OAuthError("unsupported_grant_type", f"grant_type {grant_type!r} is not supported", rule=rule)
@@ -50,7 +51,7 @@ def _resources_for_token(ex: Exchange, granted: list[str]) -> list[str]:
     """RFC 8707 2.2: the token request may narrow the audience to granted resources."""
     requested = ex.form.multi.get("resource", [])
     if any(r not in granted for r in requested):
-        raise OAuthError("invalid_target", "resource was not granted", rule="RFC 8707 2.2")
+        raise OAuthError("invalid_target", "resource was not granted", rule=Rule.RFC_8707_2_2)
     return requested or granted
 
 
@@ -60,7 +61,7 @@ def _scope_for_token(ex: Exchange, granted: str) -> str:
     if requested is None:
         return granted
     if any(s not in granted.split() for s in requested.split()):
-        raise OAuthError("invalid_scope", "scope exceeds the grant", rule="RFC 6749 6")
+        raise OAuthError("invalid_scope", "scope exceeds the grant", rule=Rule.RFC_6749_6)
     return " ".join(requested.split())
 
 
@@ -83,27 +84,27 @@ def redeem_authorization_code(ex: Exchange) -> Response:
     assert ex.client is not None
     code = ex.form.get("code")
     if not code:
-        raise OAuthError("invalid_request", "code is required", rule="RFC 6749 4.1.3")
+        raise OAuthError("invalid_request", "code is required", rule=Rule.RFC_6749_4_1_3)
     row = store.grants.code(token_hash(code))
     if row is None:
-        raise OAuthError("invalid_grant", "the code is unknown", rule="RFC 6749 4.1.3")
+        raise OAuthError("invalid_grant", "the code is unknown", rule=Rule.RFC_6749_4_1_3)
     ex.evidence.grant_id = row["grant_id"]  # a refusal below shows in the grant's trail
     # RFC 6749 4.1.3 first: the code must be the caller's before its reuse counts, so another
     # client replaying a used code cannot revoke its owner's grant (issue 13 D1).
     if row["client_id"] != ex.client.client_id:
-        raise OAuthError("invalid_grant", "the code was issued to another client", rule="RFC 6749 4.1.3")
+        raise OAuthError("invalid_grant", "the code was issued to another client", rule=Rule.RFC_6749_4_1_3)
     if row["consumed_at"] is not None:
         _code_reuse(ex, row["grant_id"])
     if now >= row["expires_at"]:
-        raise OAuthError("invalid_grant", "the code has expired", rule="FAPI2 5.3.2.1-11")
+        raise OAuthError("invalid_grant", "the code has expired", rule=Rule.FAPI2_5_3_2_1_11)
     if ex.form.get("redirect_uri") != row["redirect_uri"]:
-        raise OAuthError("invalid_grant", "redirect_uri does not match", rule="RFC 6749 4.1.3")
+        raise OAuthError("invalid_grant", "redirect_uri does not match", rule=Rule.RFC_6749_4_1_3)
     if not verifier_matches(ex.form.get("code_verifier", ""), row["code_challenge"]):
         raise OAuthError(
-            "invalid_grant", "code_verifier does not match", rule="FAPI2 5.3.2.2-5, RFC 7636 4.6"
+            "invalid_grant", "code_verifier does not match", rule=Rule.FAPI2_5_3_2_2_5_RFC_7636_4_6
         )
     if row["dpop_jkt"] is not None and (ex.dpop is None or row["dpop_jkt"] != ex.dpop.jkt):
-        raise OAuthError("invalid_grant", "the DPoP key does not match dpop_jkt", rule="RFC 9449 10.1")
+        raise OAuthError("invalid_grant", "the DPoP key does not match dpop_jkt", rule=Rule.RFC_9449_10_1)
     refresh_token = new_secret_token()
     with ex.unit_of_work() as uow:
         # One transaction: consume, check the grant, mint, record (design.md 4, 5b); a reuse
@@ -114,7 +115,7 @@ def redeem_authorization_code(ex: Exchange) -> Response:
         else:
             grant = _locked_grant(uow, row["grant_id"])
             if grant["revoked_at"] is not None:
-                raise OAuthError("invalid_grant", "the grant was revoked", rule="RFC 6749 4.1.2")
+                raise OAuthError("invalid_grant", "the grant was revoked", rule=Rule.RFC_6749_4_1_2)
             # RFC 8707 2.2: the token request may narrow the audience; a refusal rolls back
             # the consumption, so the client can retry with a granted resource.
             resources = _resources_for_token(ex, grant["resources"])
@@ -139,7 +140,7 @@ def _locked_grant(uow: UnitOfWork, grant_id: str) -> dict[str, Any]:
     from it, so no revocation can commit between the check and the mint."""
     row = uow.grants.lock(grant_id)
     if row is None:  # purged meanwhile (a day after it expired)
-        raise OAuthError("invalid_grant", "the grant has expired", rule="RFC 6749 6")
+        raise OAuthError("invalid_grant", "the grant has expired", rule=Rule.RFC_6749_6)
     return decode_grant(row)
 
 
@@ -147,12 +148,12 @@ def _revoke_for_code_reuse(ex: Exchange, uow: UnitOfWork, grant_id: str) -> None
     """RFC 6749 4.1.2, FAPI2 5.3.2.2-9: a reused code revokes its grant (and says so)."""
     uow.grants.revoke(grant_id, ex.now, "code_reuse")
     ex.server.audit.append(
-        ex.evidence, Event.CODE_REUSE_DETECTED, Outcome.REVOKED, ex.now, rule="RFC 6749 4.1.2", conn=uow
+        ex.evidence, Event.CODE_REUSE_DETECTED, Outcome.REVOKED, ex.now, rule=Rule.RFC_6749_4_1_2, conn=uow
     )
 
 
 def _code_already_used() -> OAuthError:
-    return OAuthError("invalid_grant", "the code was already used", rule="FAPI2 5.3.2.2-9, RFC 6749 4.1.2")
+    return OAuthError("invalid_grant", "the code was already used", rule=Rule.FAPI2_5_3_2_2_9_RFC_6749_4_1_2)
 
 
 def _code_reuse(ex: Exchange, grant_id: str) -> None:
@@ -168,11 +169,11 @@ def refresh(ex: Exchange) -> Response:
     assert ex.client is not None
     value = ex.form.get("refresh_token")
     if not value:
-        raise OAuthError("invalid_request", "refresh_token is required", rule="RFC 6749 6")
+        raise OAuthError("invalid_request", "refresh_token is required", rule=Rule.RFC_6749_6)
     # A read first, so an unknown token costs no write transaction.
     row = server.store.grants.by_refresh_token(token_hash(value))
     if row is None or row["client_id"] != ex.client.client_id:
-        raise OAuthError("invalid_grant", "the refresh token is unknown", rule="RFC 6749 6")
+        raise OAuthError("invalid_grant", "the refresh token is unknown", rule=Rule.RFC_6749_6)
     ex.evidence.grant_id = row["id"]
     ex.evidence.user_id = row["user_id"]
     with ex.unit_of_work() as uow:
@@ -180,9 +181,9 @@ def refresh(ex: Exchange) -> Response:
         # a refusal raised here rolls back before anything was written.
         grant = _locked_grant(uow, row["id"])
         if grant["revoked_at"] is not None:
-            raise OAuthError("invalid_grant", "the grant was revoked", rule="RFC 7009 2.1")
+            raise OAuthError("invalid_grant", "the grant was revoked", rule=Rule.RFC_7009_2_1)
         if now >= grant["expires_at"]:
-            raise OAuthError("invalid_grant", "the refresh token has expired", rule="RFC 6749 6")
+            raise OAuthError("invalid_grant", "the refresh token has expired", rule=Rule.RFC_6749_6)
         scope = _scope_for_token(ex, grant["scope"])
         resources = _resources_for_token(ex, grant["resources"])
         access_token, claims = mint_access_token(

@@ -11,6 +11,7 @@ from starlette.responses import Response
 from corridor.audit.events import Event, Outcome
 from corridor.audit.log import Evidence
 from corridor.core.randomness import new_id
+from corridor.core.rules import Rule
 from corridor.resource.binding import challenge
 from corridor.resource.protector import ResourceProtector, ResourceRequest
 from corridor.resource.tokens import AccessToken, ResourceError, access_token
@@ -33,7 +34,7 @@ class IssuedAccessTokens:
     def verify(self, token: str) -> AccessToken:
         claims = live_access_token(self.server, token, self.server.now())
         if claims is None:
-            raise ResourceError("invalid_token", "the access token is not valid", rule="FAPI2 5.3.4-3")
+            raise ResourceError("invalid_token", "the access token is not valid", rule=Rule.FAPI2_5_3_4_3)
         return access_token(claims, self.server.settings.issuer)
 
 
@@ -57,7 +58,7 @@ def require_openid(access: AccessToken) -> None:
         raise ResourceError(
             "insufficient_scope",
             "the token lacks the openid scope",
-            rule="OIDC Core 5.3.1",
+            rule=Rule.OIDC_CORE_5_3_1,
             status=403,
             scheme=access.scheme,
         )
@@ -113,7 +114,10 @@ async def userinfo(request: Request, server: AuthorizationServer) -> Response:
             user = server.store.users.get(str(claims["sub"]))
             if user is None:
                 raise ResourceError(
-                    "invalid_token", "the user no longer exists", rule="OIDC Core 5.3", scheme=access.scheme
+                    "invalid_token",
+                    "the user no longer exists",
+                    rule=Rule.OIDC_CORE_5_3,
+                    scheme=access.scheme,
                 )
         except ResourceError as error:
             if error.error:  # a request without credentials is not a decision worth a record

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from corridor.core.errors import InvalidDPoPProof, OAuthError, UseDPoPNonce
+from corridor.core.rules import Rule
 from corridor.core.x509 import thumbprint_s256
 from corridor.resource.binding import ProofPolicy
 from corridor.server.authority import AuthorizationServer, Exchange
@@ -30,7 +31,7 @@ def check_dpop_proof(ex: Exchange) -> None:
         raise UseDPoPNonce(policy.nonces.current())
     # RFC 9449 11.1: spent in the request's one write transaction (Exchange.unit_of_work).
     key, expires = policy.replay_entry(proof)
-    ex.spend_once(key, expires, InvalidDPoPProof("the DPoP proof was already used", rule="RFC 9449 11.1"))
+    ex.spend_once(key, expires, InvalidDPoPProof("the DPoP proof was already used", rule=Rule.RFC_9449_11_1))
     ex.dpop = proof
     ex.evidence.sender_constraint = "dpop"
     ex.evidence.key_thumbprint = proof.jkt
@@ -40,10 +41,12 @@ def bind_dpop_key(ex: Exchange) -> None:
     """RFC 9449 10.1, FAPI2 5.3.2.1-12: bind the code to ``dpop_jkt`` and/or the PAR proof's key."""
     jkt = ex.form.get("dpop_jkt")
     if jkt is not None and not _JKT.fullmatch(jkt):
-        raise OAuthError("invalid_request", "dpop_jkt must be a SHA-256 JWK thumbprint", rule="RFC 9449 10")
+        raise OAuthError(
+            "invalid_request", "dpop_jkt must be a SHA-256 JWK thumbprint", rule=Rule.RFC_9449_10
+        )
     if ex.dpop is not None:
         if jkt is not None and jkt != ex.dpop.jkt:
-            raise InvalidDPoPProof("dpop_jkt does not match the DPoP proof key", rule="RFC 9449 10.1")
+            raise InvalidDPoPProof("dpop_jkt does not match the DPoP proof key", rule=Rule.RFC_9449_10_1)
         jkt = ex.dpop.jkt
     ex.dpop_jkt = jkt
     if jkt is not None:
@@ -60,7 +63,7 @@ def require_sender_constraint(ex: Exchange) -> None:
             raise OAuthError(
                 "invalid_dpop_proof",
                 "a DPoP proof is required for this client",
-                rule="FAPI2 5.3.2.1-4, RFC 9449 5.2",
+                rule=Rule.FAPI2_5_3_2_1_4_RFC_9449_5_2,
             )
         ex.cnf = {"jkt": ex.dpop.jkt}
         return
@@ -68,7 +71,7 @@ def require_sender_constraint(ex: Exchange) -> None:
         raise OAuthError(
             "invalid_request",
             "a TLS client certificate is required for certificate-bound tokens (use the mTLS endpoint)",
-            rule="FAPI2 5.3.2.1-5, RFC 8705 3",
+            rule=Rule.FAPI2_5_3_2_1_5_RFC_8705_3,
         )
     ex.cnf = {"x5t#S256": thumbprint_s256(ex.certificate)}
     ex.evidence.sender_constraint = "mtls"

@@ -6,6 +6,7 @@ import re
 
 from corridor.core.errors import OAuthError
 from corridor.core.pkce import is_valid_s256_challenge
+from corridor.core.rules import Rule
 from corridor.policy.details import AuthorizationDetailsError
 from corridor.server.authority import Exchange
 from corridor.server.clients import ClientMetadataError, check_redirect_uri
@@ -21,28 +22,28 @@ _MAX_AGE = re.compile(r"[0-9]{1,9}")
 def reject_request_uri_parameter(ex: Exchange) -> None:
     """RFC 9126 2.1: a request_uri must not be pushed."""
     if "request_uri" in ex.form:
-        raise OAuthError("invalid_request", "request_uri is not allowed at PAR", rule="RFC 9126 2.1")
+        raise OAuthError("invalid_request", "request_uri is not allowed at PAR", rule=Rule.RFC_9126_2_1)
 
 
 def reject_request_object(ex: Exchange) -> None:
     """Signed request objects (JAR) come with FAPI 2.0 Message Signing; refuse them clearly now."""
     if "request" in ex.form:
-        raise OAuthError("request_not_supported", "request objects are not supported", rule="RFC 9126 3")
+        raise OAuthError("request_not_supported", "request objects are not supported", rule=Rule.RFC_9126_3)
 
 
 def require_response_type_code(ex: Exchange) -> None:
     """FAPI2 5.3.2.2-1."""
     response_type = ex.form.get("response_type")
     if response_type is None:
-        raise OAuthError("invalid_request", "response_type is required", rule="FAPI2 5.3.2.2-1")
+        raise OAuthError("invalid_request", "response_type is required", rule=Rule.FAPI2_5_3_2_2_1)
     if response_type != "code":
-        raise OAuthError("unsupported_response_type", "only response_type=code", rule="FAPI2 5.3.2.2-1")
+        raise OAuthError("unsupported_response_type", "only response_type=code", rule=Rule.FAPI2_5_3_2_2_1)
     mode = ex.form.get("response_mode")
     if mode is not None and mode != "query":
         raise OAuthError(
             "invalid_request",
             "only response_mode=query is supported",
-            rule="OAuth Multiple Response Types 2.1",
+            rule=Rule.OAUTH_MULTIPLE_RESPONSE_TYPES_2_1,
         )
 
 
@@ -50,15 +51,15 @@ def require_redirect_uri(ex: Exchange) -> None:
     """FAPI2 5.3.2.2-6 (present), 5.3.2.2-8 (https or loopback), RFC 6749 3.1.2.3 (registered)."""
     uri = ex.form.get("redirect_uri")
     if not uri:
-        raise OAuthError("invalid_request", "redirect_uri is required", rule="FAPI2 5.3.2.2-6")
+        raise OAuthError("invalid_request", "redirect_uri is required", rule=Rule.FAPI2_5_3_2_2_6)
     try:
         check_redirect_uri(uri)
     except ClientMetadataError as exc:
-        raise OAuthError("invalid_request", str(exc), rule="FAPI2 5.3.2.2-8") from exc
+        raise OAuthError("invalid_request", str(exc), rule=Rule.FAPI2_5_3_2_2_8) from exc
     assert ex.client is not None
     if uri not in ex.client.redirect_uris:
         raise OAuthError(
-            "invalid_request", "redirect_uri is not registered for this client", rule="RFC 6749 3.1.2.3"
+            "invalid_request", "redirect_uri is not registered for this client", rule=Rule.RFC_6749_3_1_2_3
         )
     ex.evidence.redirect_uri = uri
 
@@ -68,11 +69,11 @@ def require_pkce_s256(ex: Exchange) -> None:
     challenge = ex.form.get("code_challenge")
     method = ex.form.get("code_challenge_method")
     if not challenge:
-        raise OAuthError("invalid_request", "code_challenge is required", rule="FAPI2 5.3.2.2-5")
+        raise OAuthError("invalid_request", "code_challenge is required", rule=Rule.FAPI2_5_3_2_2_5)
     if method != "S256":
-        raise OAuthError("invalid_request", "code_challenge_method must be S256", rule="FAPI2 5.3.2.2-5")
+        raise OAuthError("invalid_request", "code_challenge_method must be S256", rule=Rule.FAPI2_5_3_2_2_5)
     if not is_valid_s256_challenge(challenge):
-        raise OAuthError("invalid_request", "code_challenge is not an S256 challenge", rule="RFC 7636 4.2")
+        raise OAuthError("invalid_request", "code_challenge is not an S256 challenge", rule=Rule.RFC_7636_4_2)
 
 
 def check_scope(ex: Exchange) -> None:
@@ -81,11 +82,11 @@ def check_scope(ex: Exchange) -> None:
     raw = ex.form.get("scope", "")
     scopes = raw.split(" ") if raw else []
     if any(not _SCOPE_TOKEN.fullmatch(s) for s in scopes):
-        raise OAuthError("invalid_scope", "scope is malformed", rule="RFC 6749 3.3")
+        raise OAuthError("invalid_scope", "scope is malformed", rule=Rule.RFC_6749_3_3)
     unknown = [s for s in scopes if s not in ex.client.scope]
     if unknown:
         raise OAuthError(
-            "invalid_scope", f"scope not allowed for this client: {' '.join(unknown)}", rule="RFC 6749 3.3"
+            "invalid_scope", f"scope not allowed for this client: {' '.join(unknown)}", rule=Rule.RFC_6749_3_3
         )
     ex.scope = " ".join(dict.fromkeys(scopes))
     ex.evidence.scope = ex.scope
@@ -94,9 +95,9 @@ def check_scope(ex: Exchange) -> None:
 def check_state_and_nonce(ex: Exchange) -> None:
     """FAPI2 5.3.2.2 Note 4 (long state accepted), 5.3.2.2-14 (nonce up to 64 characters)."""
     if len(ex.form.get("state", "")) > MAX_STATE:
-        raise OAuthError("invalid_request", "state is too long", rule="RFC 6749 4.1.1")
+        raise OAuthError("invalid_request", "state is too long", rule=Rule.RFC_6749_4_1_1)
     if len(ex.form.get("nonce", "")) > MAX_NONCE:
-        raise OAuthError("invalid_request", "nonce is longer than 64 characters", rule="FAPI2 5.3.2.2-14")
+        raise OAuthError("invalid_request", "nonce is longer than 64 characters", rule=Rule.FAPI2_5_3_2_2_14)
 
 
 def check_authentication_request(ex: Exchange) -> None:
@@ -104,14 +105,14 @@ def check_authentication_request(ex: Exchange) -> None:
     max_age = ex.form.get("max_age")
     if max_age is not None and not _MAX_AGE.fullmatch(max_age):
         raise OAuthError(
-            "invalid_request", "max_age must be a non-negative integer", rule="OIDC Core 3.1.2.1"
+            "invalid_request", "max_age must be a non-negative integer", rule=Rule.OIDC_CORE_3_1_2_1
         )
     acr_values = ex.form.get("acr_values", "").split()
     if any(not _ACR.fullmatch(a) for a in acr_values):
-        raise OAuthError("invalid_request", "acr_values is malformed", rule="OIDC Core 3.1.2.1")
+        raise OAuthError("invalid_request", "acr_values is malformed", rule=Rule.OIDC_CORE_3_1_2_1)
     prompt = ex.form.get("prompt", "").split()
     if any(p not in ("none", "login", "consent") for p in prompt) or ("none" in prompt and len(prompt) > 1):
-        raise OAuthError("invalid_request", "unsupported prompt value", rule="OIDC Core 3.1.2.1")
+        raise OAuthError("invalid_request", "unsupported prompt value", rule=Rule.OIDC_CORE_3_1_2_1)
 
 
 def check_resource(ex: Exchange) -> None:
@@ -122,7 +123,7 @@ def check_resource(ex: Exchange) -> None:
     for resource in requested:
         if resource not in known or (ex.client.resources and resource not in ex.client.resources):
             raise OAuthError(
-                "invalid_target", "resource is unknown or not allowed for this client", rule="RFC 8707 2"
+                "invalid_target", "resource is unknown or not allowed for this client", rule=Rule.RFC_8707_2
             )
     ex.resources = list(dict.fromkeys(requested))
     ex.evidence.resource = ex.resources or None
@@ -137,7 +138,7 @@ def check_authorization_details(ex: Exchange) -> None:
     try:
         details = ex.server.detail_types.parse(raw)
     except AuthorizationDetailsError as exc:
-        raise OAuthError("invalid_authorization_details", str(exc), rule="RFC 9396 5") from exc
+        raise OAuthError("invalid_authorization_details", str(exc), rule=Rule.RFC_9396_5) from exc
     ex.authorization_details = details
     ex.evidence.authorization_details = details
 
@@ -145,4 +146,4 @@ def check_authorization_details(ex: Exchange) -> None:
 def require_something_to_authorize(ex: Exchange) -> None:
     """RFC 9396 3 / RFC 6749 3.3: a request asks for a scope or authorization details."""
     if not ex.scope and not ex.authorization_details:
-        raise OAuthError("invalid_scope", "request a scope or authorization_details", rule="RFC 6749 3.3")
+        raise OAuthError("invalid_scope", "request a scope or authorization_details", rule=Rule.RFC_6749_3_3)

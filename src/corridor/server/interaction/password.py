@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.responses import Response
 
 from corridor.audit.events import Event, Outcome
+from corridor.core.rules import Rule
 from corridor.server.forms import Form
 from corridor.server.interaction import storage
 from corridor.server.interaction.browser import SESSION_COOKIE, cookie_header
@@ -53,7 +54,7 @@ def sign_in(visit: Visit, form: Form) -> Response:
             return page
         evidence.user_id, evidence.detail = attempt.user_id, attempt.detail
         server.audit.append(
-            evidence, Event.LOGIN, Outcome.REFUSED, now, rule="credentials", error="access_denied"
+            evidence, Event.LOGIN, Outcome.REFUSED, now, rule=Rule.CREDENTIALS, error="access_denied"
         )
         return login_page(visit, status=400, error="Wrong user name or password.")
     secret, lifetime = storage.start_session(server, user["id"], PASSWORD_ACR, now)
