@@ -113,7 +113,7 @@ class Requirement:
 
 
 def insufficient_scope(
-    description: str, rule: str = "FAPI2 5.3.4-4, RFC 6750 3.1", **params: str
+    description: str, rule: str = Rule.FAPI2_5_3_4_4_RFC_6750_3_1, **params: str
 ) -> ResourceError:
     return ResourceError("insufficient_scope", description, rule=rule, status=403, params=params)
 

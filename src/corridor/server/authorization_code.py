@@ -13,6 +13,7 @@ from starlette.responses import Response
 from corridor.audit.events import Event, Outcome
 from corridor.audit.log import Evidence
 from corridor.core.randomness import new_id, new_secret_token, token_hash
+from corridor.core.rules import Rule
 from corridor.server.authority import AuthorizationServer
 from corridor.server.interaction.browser import clear_interaction_cookie, end_interaction
 from corridor.server.interaction.contract import InteractionResult, PushedFacts
@@ -54,7 +55,7 @@ def complete(server: AuthorizationServer, pushed: PushedFacts, result: Interacti
                 Event.CONSENT,
                 "invalid_request_uri",
                 "This authorization request was already completed.",
-                "FAPI2 5.3.2.2-12",
+                Rule.FAPI2_5_3_2_2_12,
             ),
         )
     if pushed.state is not None:

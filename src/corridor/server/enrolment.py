@@ -108,7 +108,7 @@ class EnrolmentPages:
         token = request.query_params.get("token", "")
         found = self._live_link(token, server.now())
         if found is None:
-            return self._refuse(evidence, "issue 13 C4 (enrolment link)")
+            return self._refuse(evidence, Rule.ISSUE_13_C4_ENROLMENT_LINK)
         return self._page(token, *found, new_secret_token())
 
     def enrol(self, request: Request, form: Form) -> Response:
@@ -123,7 +123,7 @@ class EnrolmentPages:
         token = form.get("token", "")
         found = self._live_link(token, now)
         if found is None:
-            return self._refuse(evidence, "issue 13 C4 (enrolment link)")
+            return self._refuse(evidence, Rule.ISSUE_13_C4_ENROLMENT_LINK)
         link, user = found
         evidence.user_id = user["id"]
         attempt = server.sign_ins.password(  # throttled and bounded like every sign-in (C1, B3)
@@ -154,7 +154,7 @@ class EnrolmentPages:
             return self._page(token, link, user, cookie_csrf, status=400, error=refusal.message)
         stored = server.store.users.add_passkey_with_link(link["token_hash"], now, **passkey)
         if stored is None:  # spent or expired since _live_link looked: a racing post won
-            return self._refuse(evidence, "issue 13 C4 (enrolment link used)")
+            return self._refuse(evidence, Rule.ISSUE_13_C4_ENROLMENT_LINK_USED)
         if stored is False:
             evidence.detail = {"reason": "credential already registered", "via": "enrolment_link"}
             server.audit.append(

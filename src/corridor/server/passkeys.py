@@ -45,6 +45,7 @@ from webauthn.helpers.structs import (
 
 from corridor.core.b64 import b64url_decode, b64url_encode
 from corridor.core.json_limits import check_json_limits
+from corridor.core.rules import Rule
 from corridor.store.sql import Row, Store
 
 #: The acr a passkey ceremony gives (design.md 5b: password < mfa < passkey).
@@ -154,7 +155,7 @@ class Passkeys:
         (issued,) = struct.unpack(">d", body[_NONCE:])
         if not issued - 5 <= now <= issued + CHALLENGE_LIFETIME:
             raise PasskeyRefused(
-                "WebAuthn 13.4.3 (challenge expired)", "The passkey request expired; try again."
+                Rule.WEBAUTHN_13_4_3_CHALLENGE_EXPIRED, "The passkey request expired; try again."
             )
         return challenge
 
@@ -163,7 +164,7 @@ class Passkeys:
         key = "webauthn:" + hashlib.sha256(challenge).hexdigest()
         if not self.store.replay.remember_once(key, now + CHALLENGE_LIFETIME + 10, now):
             raise PasskeyRefused(
-                "WebAuthn 13.4.3 (challenge reused)", "This passkey answer was already used."
+                Rule.WEBAUTHN_13_4_3_CHALLENGE_REUSED, "This passkey answer was already used."
             )
 
     # -- options (what the page hands to navigator.credentials) ------------------------------
@@ -208,14 +209,14 @@ class Passkeys:
         """WebAuthn 7.1: verify a registration response and store the new passkey."""
         passkey = self.verify_registration(response, user, interaction_id, now)
         if not self.store.users.add_passkey(**passkey):
-            raise PasskeyRefused("WebAuthn 7.1 step 25", "This passkey is already registered.")
+            raise PasskeyRefused(Rule.WEBAUTHN_7_1_STEP_25, "This passkey is already registered.")
         return passkey
 
     def verify_registration(self, response: str, user: Row, interaction_id: str, now: float) -> Row:
         """WebAuthn 7.1 up to step 25: the new passkey's row, verified and its challenge spent,
         for the caller to store (``register``, or with an enrolment link in one transaction)."""
         if len(response) > MAX_RESPONSE_CHARS:
-            raise PasskeyRefused("WebAuthn 7.1 (size)", "The passkey answer is too large.")
+            raise PasskeyRefused(Rule.WEBAUTHN_7_1_SIZE, "The passkey answer is too large.")
         try:
             check_json_limits(response, max_size=MAX_RESPONSE_CHARS)  # issue 13 B5
             credential = parse_registration_credential_json(response)
@@ -233,9 +234,11 @@ class Passkeys:
         except PasskeyRefused:
             raise
         except _MALFORMED as error:
-            raise PasskeyRefused("WebAuthn 7.1", "The passkey could not be registered.", str(error)) from None
+            raise PasskeyRefused(
+                Rule.WEBAUTHN_7_1, "The passkey could not be registered.", str(error)
+            ) from None
         if len(verified.credential_id) > MAX_CREDENTIAL_ID:
-            raise PasskeyRefused("WebAuthn 5.1 (credential id)", "The passkey's identifier is too long.")
+            raise PasskeyRefused(Rule.WEBAUTHN_5_1_CREDENTIAL_ID, "The passkey's identifier is too long.")
         self._spend(challenge, now)
         passkey: Row = {
             "credential_id": b64url_encode(verified.credential_id),
@@ -255,7 +258,7 @@ class Passkeys:
     ) -> Assertion:
         """WebAuthn 7.2: verify an assertion; with ``user_id``, only that user's passkeys count."""
         if len(response) > MAX_RESPONSE_CHARS:
-            raise PasskeyRefused("WebAuthn 7.2 (size)", "The passkey answer is too large.")
+            raise PasskeyRefused(Rule.WEBAUTHN_7_2_SIZE, "The passkey answer is too large.")
         try:
             check_json_limits(response, max_size=MAX_RESPONSE_CHARS)  # issue 13 B5
             credential = parse_authentication_credential_json(response)
@@ -270,14 +273,14 @@ class Passkeys:
             # found from the credential (a discoverable one), its user handle must be that user's.
             if passkey is None or (user_id is not None and passkey["user_id"] != user_id):
                 raise PasskeyRefused(
-                    "WebAuthn 7.2 step 6 (unknown credential)", "This passkey is not registered here."
+                    Rule.WEBAUTHN_7_2_STEP_6_UNKNOWN_CREDENTIAL, "This passkey is not registered here."
                 )
             handle = credential.response.user_handle
             if (handle is None and user_id is None) or (
                 handle is not None and not hmac.compare_digest(handle, str(passkey["user_id"]).encode())
             ):
                 raise PasskeyRefused(
-                    "WebAuthn 7.2 step 6 (user handle)", "This passkey belongs to another account."
+                    Rule.WEBAUTHN_7_2_STEP_6_USER_HANDLE, "This passkey belongs to another account."
                 )
             verified = verify_authentication_response(
                 credential=credential,
@@ -291,13 +294,13 @@ class Passkeys:
         except PasskeyRefused:
             raise
         except _MALFORMED as error:
-            raise PasskeyRefused("WebAuthn 7.2", "The passkey did not sign you in.", str(error)) from None
+            raise PasskeyRefused(Rule.WEBAUTHN_7_2, "The passkey did not sign you in.", str(error)) from None
         self._spend(challenge, now)
         # WebAuthn 6.1.1: the counter only moves forward; a racing or cloned use loses here.
         if not self.store.users.use_passkey(
             passkey["credential_id"], int(passkey["sign_count"]), verified.new_sign_count, now
         ):
             raise PasskeyRefused(
-                "WebAuthn 6.1.1 (signature counter)", "This passkey was just used elsewhere."
+                Rule.WEBAUTHN_6_1_1_SIGNATURE_COUNTER, "This passkey was just used elsewhere."
             )
         return Assertion(passkey, verified.new_sign_count, verified.credential_backed_up)

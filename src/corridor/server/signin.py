@@ -97,7 +97,7 @@ class CodeCheck:
     waiting_until: float = 0.0
     #: For the evidence record of a failure: the count, and the wait it began if it did.
     detail: dict[str, Any] = field(default_factory=dict)
-    rule: str = "RFC 6238"
+    rule: str = Rule.RFC_6238
 
 
 def retry_after(until: float, now: float) -> str:

@@ -29,7 +29,7 @@ def require_supported_grant_type(ex: Exchange) -> None:
     if not grant_type:
         raise OAuthError("invalid_request", "grant_type is required", rule=Rule.RFC_6749_4_1_3)
     if grant_type not in GRANT_TYPES:
-        rule = "FAPI2 5.3.2.1-2" if grant_type == "password" else "RFC 6749 5.2"
+        rule = Rule.FAPI2_5_3_2_1_2 if grant_type == "password" else Rule.RFC_6749_5_2
         raise OAuthError("unsupported_grant_type", f"grant_type {grant_type!r} is not supported", rule=rule)
 
 

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from starlette.responses import Response
 
 from corridor.audit.events import Event, Outcome
+from corridor.core.rules import Rule
 from corridor.server.forms import Form
 from corridor.server.interaction import storage
 from corridor.server.interaction.contract import Decision, InteractionResult
@@ -68,7 +69,7 @@ def consent_page(visit: Visit, session: Row) -> Response:
             Event.INTERACTION,
             "invalid_request",
             "This account is no longer available; start again from the application.",
-            "issue 13 B6",
+            Rule.ISSUE_13_B6,
         )
     redirect = urlsplit(visit.pushed.redirect_uri)
     details = visit.pushed.authorization_details or []

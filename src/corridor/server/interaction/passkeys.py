@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.responses import Response
 
 from corridor.audit.events import Event, Outcome
+from corridor.core.rules import Rule
 from corridor.server.forms import Form
 from corridor.server.interaction import storage
 from corridor.server.interaction.browser import SESSION_COOKIE, cookie_header
@@ -34,7 +35,7 @@ def sign_in(visit: Visit, form: Form) -> Response:
     user_id = session["user_id"] if session else None
     if not server.passkeys.available:
         raise visit.refuse(
-            evidence, Event.LOGIN, "invalid_request", "Passkeys cannot be used here.", "WebAuthn 5.1.4.1"
+            evidence, Event.LOGIN, "invalid_request", "Passkeys cannot be used here.", Rule.WEBAUTHN_5_1_4_1
         )
     try:
         assertion = server.passkeys.authenticate(
@@ -154,7 +155,7 @@ def enrol(visit: Visit, form: Form) -> Response:
             Event.PASSKEY,
             "access_denied",
             ASK_FOR_A_LINK,
-            "issue 13 C4 (self_service_enrolment off)",
+            Rule.ISSUE_13_C4_SELF_SERVICE_ENROLMENT_OFF,
         )
     if not may_enrol(visit, user, session):
         raise visit.refuse(

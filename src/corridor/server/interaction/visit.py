@@ -15,6 +15,7 @@ from starlette.requests import Request
 from corridor.audit.events import Event, Outcome
 from corridor.audit.log import Evidence
 from corridor.core.randomness import new_id, token_hash
+from corridor.core.rules import Rule
 from corridor.server.authority import AuthorizationServer
 from corridor.server.clients import ClientRecord
 from corridor.server.forms import Form
@@ -122,7 +123,7 @@ def _expired(server: AuthorizationServer, evidence: Evidence, event: str = Event
         event,
         "invalid_request_uri",
         "This authorization request has expired; start again from the application.",
-        "FAPI2 5.3.2.2-12",
+        Rule.FAPI2_5_3_2_2_12,
     )
 
 
@@ -148,7 +149,7 @@ def load(server: AuthorizationServer, request: Request, interaction_id: str) -> 
             Event.INTERACTION,
             "invalid_request",
             "This sign-in page has expired or belongs to another browser.",
-            "RFC 9700 4.4",
+            Rule.RFC_9700_4_4,
             source_address(request),
         )
     row = storage.find_pushed_request(server, interaction["ref_hash"])
@@ -165,7 +166,7 @@ def load(server: AuthorizationServer, request: Request, interaction_id: str) -> 
                 Event.INTERACTION,
                 "invalid_request_uri",
                 "This authorization request was already completed.",
-                "FAPI2 5.3.2.2-12",
+                Rule.FAPI2_5_3_2_2_12,
             ),
         )
     traced.detail = {"interaction": interaction["id"], "par": pushed.ref_hash}
@@ -185,6 +186,6 @@ def load(server: AuthorizationServer, request: Request, interaction_id: str) -> 
             Event.INTERACTION,
             "invalid_request",
             "The application is no longer registered here.",
-            "RFC 6749 4.1.2.1",
+            Rule.RFC_6749_4_1_2_1,
         )
     return Visit(server, request, interaction_id, interaction, pushed, client)
