@@ -39,6 +39,8 @@ from corridor.core.pkce import new_verifier, s256_challenge
 from corridor.core.randomness import new_secret_token
 
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+#: How often a virtual user sends its sign-in form while the AS answers 503 (busy).
+LOGIN_ATTEMPTS = 10
 _FORM = re.compile(r'<form method="post" action="([^"]+)">')
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
@@ -69,6 +71,8 @@ class Target:
 class Results:
     flows: int = 0
     failures: Counter[str] = field(default_factory=Counter)
+    #: Sign-ins answered 503 while every hashing slot was busy, then sent again (issue 13 B3).
+    busy_logins: int = 0
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     seconds: float = 0.0
     server_cpu_ms: float | None = None
@@ -81,6 +85,7 @@ class Results:
         return {
             "flows": self.flows,
             "failures": dict(self.failures),
+            "busy_logins": self.busy_logins,
             "seconds": round(self.seconds, 3),
             "flows_per_second": round(self.flows / self.seconds, 2) if self.seconds else 0.0,
             "latency_ms": {
@@ -200,6 +205,20 @@ class VirtualUser:
         url = urljoin(str(page.url), unescape(action.group(1)))
         return await self.timed(step, self.http.post(url, data={"csrf": unescape(csrf.group(1)), **fields}))
 
+    async def sign_in(self, page: Answer) -> Answer:
+        """Sign in as a person would: while every password-hashing slot is busy the AS answers
+        503 with Retry-After (issue 13 B3), so wait that long and send the form again."""
+        for _ in range(LOGIN_ATTEMPTS):
+            login = await self.submit(
+                "login", page, {"username": self.t.username, "password": self.t.password}
+            )
+            if login.status_code != 503:
+                return await self.follow("interaction", login)
+            self.results.busy_logins += 1
+            await asyncio.sleep(float(login.headers.get("retry-after", "1")))
+            page = login
+        raise FlowFailure("login", f"still busy after {LOGIN_ATTEMPTS} attempts")
+
     async def flow(self) -> None:
         m = self.metadata
         verifier, state = new_verifier(), new_secret_token()
@@ -225,10 +244,7 @@ class VirtualUser:
             await self.timed("authorize", self.http.get(f"{m['authorization_endpoint']}?{query}")),
         )
         if 'name="password"' in page.text:  # first flow of this user: sign in (then the session is kept)
-            login = await self.submit(
-                "login", page, {"username": self.t.username, "password": self.t.password}
-            )
-            page = await self.follow("interaction", login)
+            page = await self.sign_in(page)
         final = await self.follow("interaction", await self.submit("consent", page, {"decision": "approve"}))
         location = final.headers.get("location", "")
         if not location.startswith(self.t.redirect_uri):

@@ -299,7 +299,7 @@ class Bench:
             f"  {server.name:<14} {report['flows_per_second']:>8.1f} flows/s  "
             f"{report['server_cpu_ms_per_flow']:>7.2f} CPU ms/flow  "
             f"token p99 {report['latency_ms'].get('token', {}).get('p99', 0):>7.1f} ms  "
-            f"failures {sum(report['failures'].values())}",
+            f"failures {sum(report['failures'].values())}  busy sign-ins retried {report['busy_logins']}",
             flush=True,
         )
         for reason, count in sorted(report["failures"].items(), key=lambda item: -item[1]):
