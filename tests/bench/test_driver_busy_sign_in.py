@@ -8,26 +8,17 @@ from __future__ import annotations
 import asyncio
 import os
 
-from bench.driver import Target, run
+from bench.driver import run
 
-from tests.support import PASSWORD, Driver
+from tests.bench.targets import new_target
+from tests.support import Driver
 
 #: One hashing slot: concurrent sign-ins beyond it are answered 503 at once, never queued.
 AS_SETTINGS = {"password_hash_concurrency": 1}
 
 
 def test_busy_sign_ins_are_retried_not_failed(driver: Driver) -> None:
-    registered = driver.add_client()
-    username = driver.add_user()
-    target = Target(
-        driver.issuer,
-        registered.client_id,
-        registered.key,
-        registered.redirect_uri,
-        username,
-        PASSWORD,
-        str(driver.as_.tls.ca_file),
-    )
+    target = new_target(driver)
     # No warm-up: the six first sign-ins are part of the counted flows.
     results = asyncio.run(run(target, concurrency=6, flows=6, warmup=0, server_pid=os.getpid()))
     report = results.report()

@@ -6,23 +6,14 @@ from __future__ import annotations
 import asyncio
 import os
 
-from bench.driver import Target, run
+from bench.driver import run
 
-from tests.support import PASSWORD, Driver
+from tests.bench.targets import new_target
+from tests.support import Driver
 
 
 def test_driver_runs_complete_flows(driver: Driver) -> None:
-    registered = driver.add_client()
-    username = driver.add_user()
-    target = Target(
-        driver.issuer,
-        registered.client_id,
-        registered.key,
-        registered.redirect_uri,
-        username,
-        PASSWORD,
-        str(driver.as_.tls.ca_file),
-    )
+    target = new_target(driver)
     results = asyncio.run(run(target, concurrency=2, flows=6, warmup=2, server_pid=os.getpid()))
     report = results.report()
     assert report["failures"] == {}
