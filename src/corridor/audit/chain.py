@@ -45,8 +45,51 @@ ALL_WRITERS = "*"
 HASHED = tuple(name for name in RECORD_COLUMNS if name not in ("id", "hash"))
 
 
+#: What a link of the chain shows in the clear (issue 16): enough to check that one record follows
+#: another without its content, so an evidence pack proves a grant's records up to a signed
+#: checkpoint with the hashes of the records in between, not their content. ``grant_id`` is in the
+#: clear so that a pack which hides one of its grant's own records behind a link is caught.
+LINK_FIELDS = ("writer", "seq", "prev_hash", "grant_id")
+#: The columns of a record's body: what its ``body_sha256`` covers.
+BODY = tuple(name for name in HASHED if name not in LINK_FIELDS)
+
+
+def body_hash(record: Mapping[str, Any]) -> str:
+    """SHA-256 of the JCS (RFC 8785) form of the record's body columns."""
+    return hashlib.sha256(rfc8785.dumps({name: record.get(name) for name in BODY})).hexdigest()
+
+
+def link(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A record as a chain link: the link fields and its body's hash (and its own hash)."""
+    out = {name: record.get(name) for name in LINK_FIELDS}
+    out["body_sha256"] = body_hash(record)
+    out["hash"] = record.get("hash")
+    return out
+
+
+def link_hash(link: Mapping[str, Any]) -> str:
+    """A record's hash from its link: SHA-256 of the JCS form of the link fields and body_sha256."""
+    fields = {name: link.get(name) for name in LINK_FIELDS}
+    fields["body_sha256"] = link.get("body_sha256")
+    return hashlib.sha256(rfc8785.dumps(fields)).hexdigest()
+
+
 def record_hash(record: Mapping[str, Any]) -> str:
+    """The hash a record is chained with (issue 16): of its link fields and its body's hash, so a
+    link can be checked without the body."""
+    return link_hash(link(record))
+
+
+def flat_hash(record: Mapping[str, Any]) -> str:
+    """The hash of records written before issue 16: SHA-256 of the JCS form of all columns at once."""
     return hashlib.sha256(rfc8785.dumps({name: record.get(name) for name in HASHED})).hexdigest()
+
+
+def sealed(record: Mapping[str, Any]) -> bool:
+    """Whether the record's content matches its hash (either form: each commits to every column,
+    and the two hash different JSON objects, so neither can stand in for the other)."""
+    stored = record.get("hash")
+    return record_hash(record) == stored or flat_hash(record) == stored
 
 
 def append(unit: UnitOfWork, writer: str, record: Mapping[str, Any]) -> dict[str, Any]:
@@ -170,7 +213,7 @@ def verify_chain(
             return ChainReport(
                 writer, count, **where, problem="does not follow the record before it (swapped)"
             )
-        if record_hash(record) != record["hash"]:
+        if not sealed(record):
             return ChainReport(writer, count, **where, problem="content does not match its hash (edited)")
         prev, expected_seq, last_id = record["hash"], expected_seq + 1, record["id"]
         walked[record["seq"]] = record
