@@ -34,7 +34,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from corridor.core.acr import AcrLevels
-from corridor.resource.asgi import ProtectedResource, decide, require, resource_error_handler
+from corridor.resource.asgi import ProtectedResource, decide, require, resource_error_handler, result
+from corridor.resource.evidence import Recorded
 from corridor.resource.guard import ResourceGuard, step_up
 from corridor.resource.tokens import AccessToken, ResourceError
 
@@ -48,6 +49,15 @@ Accounts = Annotated[AccessToken, Depends(require(scope="accounts", action="list
 PaymentInitiation = Annotated[
     AccessToken, Depends(require(scope="payments", details={"type": "payment_initiation"}))
 ]
+
+
+#: What the records of a payment keep (issue 16): the payment's terms as the policy decided on
+#: them (amount, currency, creditor name and account, remittance reference), and what the API did
+#: with it (the payment id and status). A card number anywhere in them is masked, whatever this says.
+PAYMENT_RECORD = Recorded(
+    parameters=("amount", "currency", "creditor_name", "creditor_account", "reference"),
+    result=("payment_id", "status"),
+)
 
 
 class CreditorAccount(BaseModel):
@@ -74,9 +84,8 @@ def grant_key(access: AccessToken) -> str:
     A token without one (another AS) falls back to a guess, the same client, user and granted
     authorization_details: then two grants with the same details share one budget, which errs
     on the side of paying less, never more."""
-    grant_id = access.claims.get("grant_id")
-    if isinstance(grant_id, str) and grant_id:
-        return grant_key_of(access.issuer, grant_id)
+    if access.grant_id is not None:
+        return grant_key_of(access.issuer, access.grant_id)
     body = json.dumps([access.client_id, access.subject, list(access.authorization_details)], sort_keys=True)
     return hashlib.sha256(body.encode()).hexdigest()
 
@@ -154,6 +163,14 @@ def create_app(
                 },
                 spent_minor=booking.spent_minor,
                 spent_by_entry=booking.by_entry,
+                parameters={
+                    "amount": f"{payment.amount:.2f}",
+                    "currency": payment.currency,
+                    "creditor_name": payment.creditorName,
+                    "creditor_account": payment.creditorAccount.iban if payment.creditorAccount else None,
+                    "reference": payment.remittanceInformation,
+                },
+                recorded=PAYMENT_RECORD,
             )
             if not strong_enough(access) and booking.spent_minor + amount_minor > threshold_minor:
                 raise step_up(
@@ -162,6 +179,7 @@ def create_app(
                 )
             record = payment_record(access, payment, now)
             booking.add(access.subject, decision.payment_entry, amount_minor, record, now)
+        result(request, {"payment_id": record["paymentId"], "status": record["status"]})
         return JSONResponse(
             {"payment": record, "payments": payments.of(access.subject)},
             status_code=201,

@@ -357,13 +357,25 @@ def test_certificate_bound_payments(demo: Demo, mtls100: str) -> None:
     challenge(refused, 403, "Bearer", "insufficient_scope")
 
 
-def test_decisions_are_audit_records(demo: Demo, mtls100: str) -> None:
-    """Each allow and refuse of the API is an evidence record in the AS's database."""
-    mtls_call(demo, mtls100, "POST", "/payments", demo.mtls_cert, json=payment("10.00"))
-    mtls_call(demo, mtls100, "POST", "/payments", demo.mtls_cert, json=payment("200.00"))
-    jti = decode_jwt(mtls100)[1]["jti"]
+def test_decisions_are_audit_records(demo: Demo) -> None:
+    """Each allow and refuse of the API is an evidence record in the AS's database, with the
+    payment's terms, the values the policy compared, and for an accepted payment its result in a
+    second record linked to the first (issue 16)."""
+    body = {
+        **payment("10.00"),
+        "creditorAccount": {"iban": "DE89370400440532013000"},
+        "remittanceInformation": "Invoice 7 card 4111 1111 1111 1111",
+    }
+    client, access_token = dpop_token(demo, "100.00")  # a grant of its own: nothing spent yet
+    accepted = dpop_call(demo.api, client, access_token, "POST", "/payments", json=body)
+    assert accepted.status_code == 201, accepted.text
+    dpop_call(demo.api, client, access_token, "POST", "/payments", json=payment("200.00"))
+    claims = decode_jwt(access_token)[1]
+    jti = claims["jti"]
     records = [
-        r for r in demo.running.store.audit.records() if r["event"] == "rs.access" and r["token_jti"] == jti
+        r
+        for r in demo.running.store.audit.records()
+        if r["event"] in ("rs.access", "rs.result") and r["token_jti"] == jti
     ]
     decisions = [(r["outcome"], r["error"], r["rule"], json.loads(r["detail"])["route"]) for r in records]
     # Issue 8: the tool action and the Cedar policies that decided are in each record.
@@ -376,16 +388,50 @@ def test_decisions_are_audit_records(demo: Demo, mtls100: str) -> None:
         "/payments",
     )
     assert refused in decisions
-    detail = json.loads(next(r for r in records if r["outcome"] == "refused")["detail"])
-    assert detail["tool_action"] == "make_payment"
-    assert detail["policy"] == {
-        "decision": "deny",
-        "policies": ["corridor/forbid-payment-over-granted-amount"],
-        "engine": "cedar",
+    # Issue 16: every record links to the grant by the token's grant_id, not a guess.
+    assert {r["grant_id"] for r in records} == {claims["grant_id"]}
+    allow = next(r for r in records if r["event"] == "rs.access" and r["outcome"] == "allowed")
+    detail = json.loads(allow["detail"])
+    assert detail["action"] == {
+        "name": "make_payment",
+        "tool": "make_payment",
+        "parameters": {
+            "amount": "10.00",
+            "currency": "EUR",
+            "creditor_name": "Merchant A",
+            "creditor_account": "DE89370400440532013000",
+            "reference": "Invoice 7 card …1111",
+        },
+        "redacted": ["reference"],
     }
+    done = next(r for r in records if r["event"] == "rs.result")
+    assert (done["outcome"], done["request_id"]) == ("completed", allow["request_id"])
+    assert records.index(done) == records.index(allow) + 1
+    assert json.loads(done["detail"])["result"] == {
+        "payment_id": accepted.json()["payment"]["paymentId"],
+        "status": "accepted",
+    }
+    refusal = next(r for r in records if r["outcome"] == "refused")
+    detail = json.loads(refusal["detail"])
+    assert detail["tool_action"] == "make_payment"
+    assert detail["action"]["parameters"]["amount"] == "200.00"
+    policy = detail["policy"]
+    assert (policy["decision"], policy["policies"], policy["engine"]) == (
+        "deny",
+        ["corridor/forbid-payment-over-granted-amount"],
+        "cedar",
+    )
+    # The amounts compared: 200.00 requested + 10.00 already paid > the 100.00 granted.
+    assert policy["compared"]["request"]["amount_minor"] == 20000
+    assert (policy["compared"]["payment"]["spent_minor"], policy["compared"]["payment"]["limit_minor"]) == (
+        1000,
+        10000,
+    )
+    assert not any(r["outcome"] == "refused" and r["event"] == "rs.result" for r in records)
+    assert "4111 1111 1111 1111" not in json.dumps(records)
     last = records[-1]
-    assert last["client_id"] == demo.mtls_client.client_id
-    assert last["sender_constraint"] == "mtls" and last["key_thumbprint"] == demo.mtls_cert.thumbprint
+    assert last["client_id"] == client.client_id
+    assert last["sender_constraint"] == "dpop" and last["key_thumbprint"] == claims["cnf"]["jkt"]
     assert json.loads(last["resource"]) == demo.api.url
 
 

@@ -32,6 +32,9 @@ class Event(StrEnum):
     ADMIN_VIEW = "admin.view"
     #: A resource server's decision on one request (corridor.resource).
     RS_ACCESS = "rs.access"
+    #: What an allowed action did once its route ran (issue 16), linked to its rs.access record
+    #: by the request id.
+    RS_RESULT = "rs.result"
 
 
 class Outcome(StrEnum):
@@ -49,5 +52,7 @@ class Outcome(StrEnum):
     INACTIVE = "inactive"
     ALLOWED = "allowed"
     ENROLLED = "enrolled"
+    #: An allowed action's route ran and answered (rs.result).
+    COMPLETED = "completed"
     #: Refusals of one source and kind counted into one record (issue 13 B4).
     AGGREGATED = "aggregated"

@@ -15,9 +15,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from corridor.core.json_limits import MAX_SIZE, JSONLimitError, check_json_limits
+from corridor.core.randomness import new_id
 from corridor.core.rules import Rule
 from corridor.policy.cedar import PolicyDecision
 from corridor.resource.binding import challenge
+from corridor.resource.evidence import EVERYTHING, ActionFacts, Recorded
 from corridor.resource.guard import METADATA_PATH, Requirement, ResourceGuard, requirement
 from corridor.resource.tokens import AccessToken, ResourceError
 from corridor.transport.certificates import ProxyCertificateHeaders, peer_certificate
@@ -26,6 +28,9 @@ STATE_KEY = "access_token"
 GUARD_KEY = "corridor.guard"
 REFUSED_KEY = "corridor.refused"
 POLICY_KEY = "corridor.policy"
+#: The request's :class:`ActionFacts` (issue 16): action, parameters, compared values, result.
+ACTION_KEY = "corridor.action"
+REQUEST_ID_KEY = "corridor.request_id"
 MAX_FORM = 64 * 1024
 
 
@@ -81,6 +86,8 @@ class ProtectedResource:
             query["access_token"] = ""  # RFC 6750 2.2 form-body tokens are refused like query tokens
         certificate = peer_certificate(scope)
         route = scope["path"]
+        state = scope.setdefault("state", {})
+        request_id = state.setdefault(REQUEST_ID_KEY, new_id())
         access: AccessToken | None = None
         try:
             # Key fetches and replay-cache writes may block: off the event loop.
@@ -90,7 +97,14 @@ class ProtectedResource:
         except ResourceError as error:
             if error.error:
                 await run_in_threadpool(
-                    guard.record, route=route, method=scope["method"], access=access, error=error
+                    functools.partial(
+                        guard.record,
+                        route=route,
+                        method=scope["method"],
+                        access=access,
+                        error=error,
+                        request_id=request_id,
+                    )
                 )
             await error_response(guard, error)(scope, receive, send)
             return
@@ -98,11 +112,17 @@ class ProtectedResource:
             receive = await _bounded_json_body(scope, receive)
         except ResourceError as error:
             await run_in_threadpool(
-                guard.record, route=route, method=scope["method"], access=access, error=error
+                functools.partial(
+                    guard.record,
+                    route=route,
+                    method=scope["method"],
+                    access=access,
+                    error=error,
+                    request_id=request_id,
+                )
             )
             await error_response(guard, error)(scope, receive, send)
             return
-        state = scope.setdefault("state", {})
         state[STATE_KEY] = access
         state[GUARD_KEY] = guard
         status = 0
@@ -118,7 +138,15 @@ class ProtectedResource:
         except ResourceError as error:
             _use_token_scheme(error, access)
             await run_in_threadpool(
-                guard.record, route=route, method=scope["method"], access=access, error=error
+                functools.partial(
+                    guard.record,
+                    route=route,
+                    method=scope["method"],
+                    access=access,
+                    error=error,
+                    facts=state.get(ACTION_KEY),
+                    request_id=request_id,
+                )
             )
             if status:
                 raise
@@ -126,8 +154,8 @@ class ProtectedResource:
             return
         if not state.get(REFUSED_KEY):
             # Token and route requirements passed; the record keeps the status the route answered
-            # (a 404 or 422 after a valid token is not an authorization decision of ours).
-            action, policy = state.get(POLICY_KEY) or (None, None)
+            # (a 404 or 422 after a valid token is not an authorization decision of ours), and
+            # the action with its parameters; its result, when the route gave one, follows it.
             await run_in_threadpool(
                 functools.partial(
                     guard.record,
@@ -136,8 +164,9 @@ class ProtectedResource:
                     access=access,
                     error=None,
                     status=status,
-                    action=action,
-                    policy=policy,
+                    facts=state.get(ACTION_KEY),
+                    policy=state.get(POLICY_KEY),
+                    request_id=request_id,
                 )
             )
 
@@ -201,6 +230,7 @@ def require(
     acr: str | None = None,
     max_age: int | None = None,
     action: str | None = None,
+    recorded: Recorded = EVERYTHING,
 ) -> Callable[[Request], AccessToken]:
     """A route's requirement, as a FastAPI dependency: ``Depends(require(scope="payments"))``.
 
@@ -208,6 +238,7 @@ def require(
     (``list_accounts:read``: granted by an ``agent_tool`` entry for ``list_accounts`` that lists
     ``read``); the Cedar policies decide it from the token alone. A route whose decision depends
     on the request's values (an amount, say) calls :func:`decide` with them instead.
+    ``recorded``: what the records keep of the route's result (issue 16, resource/evidence.py).
 
     Returns the verified :class:`AccessToken`; raises a :class:`ResourceError` (rendered by
     :class:`ProtectedResource`) when the token does not cover the route."""
@@ -217,8 +248,10 @@ def require(
         access, guard = _verified(request)
         guard.authorize(access, needed)
         if action is not None:
-            decision = guard.decide_action(access, action, route_scopes=needed.scopes)
-            request.scope["state"][POLICY_KEY] = (action, decision)
+            facts = ActionFacts.of(action, None, recorded)
+            request.scope["state"][ACTION_KEY] = facts
+            decision = guard.decide_action(access, action, route_scopes=needed.scopes, facts=facts)
+            request.scope["state"][POLICY_KEY] = decision
         return access
 
     return dependency
@@ -232,13 +265,21 @@ def decide(
     scopes: Iterable[str] = (),
     spent_minor: int = 0,
     spent_by_entry: Mapping[int, int] | None = None,
+    parameters: Mapping[str, Any] | None = None,
+    recorded: Recorded = EVERYTHING,
 ) -> PolicyDecision:
     """Inside a route: the Cedar decision for ``action`` with the request's own ``values``
     (e.g. ``{"amount_minor": 5000, "currency": "EUR", "creditor": "Merchant A"}``) and what the
     grant already spent, in all and per payment_initiation entry; refused ->
     :class:`ResourceError` (403), recorded with the policy ids. An allowed payment's decision
-    names the entry it goes against (``payment_entry``)."""
+    names the entry it goes against (``payment_entry``).
+
+    Issue 16: the record keeps the action's ``parameters`` (``values`` when none are given) as the
+    route's ``recorded`` declaration says (what is kept, what is redacted), and the values the
+    policy compared; :func:`result` adds what the route did."""
     access, guard = _verified(request)
+    facts = ActionFacts.of(action, values if parameters is None else parameters, recorded)
+    request.scope["state"][ACTION_KEY] = facts
     decision = guard.decide_action(
         access,
         action,
@@ -246,9 +287,20 @@ def decide(
         request=values,
         spent_minor=spent_minor,
         spent_by_entry=spent_by_entry,
+        facts=facts,
     )
-    request.scope["state"][POLICY_KEY] = (action, decision)
+    request.scope["state"][POLICY_KEY] = decision
     return decision
+
+
+def result(request: Request, values: Mapping[str, Any]) -> None:
+    """Issue 16: what the route's action did (e.g. ``{"payment_id": ..., "status": "accepted"}``),
+    recorded once the route has answered as an ``rs.result`` record after its decision's
+    ``rs.access`` record, with the same request id; kept as the route's declaration says."""
+    facts = request.scope.get("state", {}).get(ACTION_KEY)
+    if not isinstance(facts, ActionFacts):
+        raise RuntimeError("result() follows the route's decision: require(action=...) or decide()")
+    facts.set_result(values)
 
 
 def _verified(request: Request) -> tuple[AccessToken, ResourceGuard]:
@@ -275,7 +327,16 @@ def refuse(request: Request, error: ResourceError) -> Response:
     access = state.get(STATE_KEY)
     _use_token_scheme(error, access)
     source = request.client.host if request.client is not None else None
-    guard.record(route=request.url.path, method=request.method, access=access, error=error, source=source)
+    guard.record(
+        route=request.url.path,
+        method=request.method,
+        access=access,
+        error=error,
+        source=source,
+        facts=state.get(ACTION_KEY),
+        policy=state.get(POLICY_KEY),
+        request_id=state.get(REQUEST_ID_KEY),
+    )
     return error_response(guard, error)
 
 
@@ -304,4 +365,12 @@ def protected(
     return decorate
 
 
-__all__ = ["ProtectedResource", "decide", "error_response", "protected", "require", "resource_error_handler"]
+__all__ = [
+    "ProtectedResource",
+    "decide",
+    "error_response",
+    "protected",
+    "require",
+    "resource_error_handler",
+    "result",
+]

@@ -27,6 +27,7 @@ from corridor.core.replay import MemoryReplayCache, ReplayCache
 from corridor.core.rules import Rule
 from corridor.policy.cedar import Policies, PolicyDecision, grant_context
 from corridor.resource.binding import ProofPolicy
+from corridor.resource.evidence import ActionFacts, compared
 from corridor.resource.keys import IssuerKeys
 from corridor.resource.protector import ResourceProtector, ResourceRequest, header_values
 from corridor.resource.tokens import AccessToken, ResourceError
@@ -247,12 +248,14 @@ class ResourceGuard:
         request: Mapping[str, Any] | None = None,
         spent_minor: int = 0,
         spent_by_entry: Mapping[int, int] | None = None,
+        facts: ActionFacts | None = None,
     ) -> PolicyDecision:
         """Issue 8: may this client, for this user, perform ``action`` (a tool, or
         ``tool:action``) here, with these request values? Decided by the Cedar policies from the
         token's facts and grant; a refusal is 403 ``insufficient_scope`` whose rule names the
         deciding policies. ``spent_minor`` is what the grant has paid in all, ``spent_by_entry``
-        what it paid against each payment_initiation entry (policy/cedar.py grant_context)."""
+        what it paid against each payment_initiation entry (policy/cedar.py grant_context).
+        ``facts``: the request's action facts, which get the values the decision compared (issue 16)."""
         context = grant_context(
             access.authorization_details,
             user=access.subject,
@@ -266,6 +269,8 @@ class ResourceGuard:
         )
         context["route_scope_granted"] = bool(route_scopes) and route_scopes <= access.scopes
         decision = self.policies.decide(access.client_id, action, self.settings.resource, context)
+        if facts is not None:
+            facts.compared = compared(context)
         if not decision.allowed:
             error = insufficient_scope(
                 f"{action} refused by policy: {', '.join(decision.policies)}", rule=decision.rule
@@ -304,35 +309,34 @@ class ResourceGuard:
         access: AccessToken | None,
         error: ResourceError | None,
         status: int | None = None,
-        action: str | None = None,
+        facts: ActionFacts | None = None,
         policy: PolicyDecision | None = None,
         source: str | None = None,
+        request_id: str | None = None,
     ) -> None:
         """One evidence record per enforcement decision (the AS's fields plus resource, route, method,
-        and for allowed requests the status the route answered). ``source``: the peer address; a
+        and for allowed requests the status the route answered). ``facts``: the action, its
+        parameters and the values the policy compared (issue 16); with a result, a second record
+        (``rs.result``) follows, with the same ``request_id``. ``source``: the peer address; a
         refusal without a verified token is sampled per source (issue 13 B4, audit/log.py)."""
-        evidence = Evidence(
-            issuer=access.issuer if access else "", request_id=new_id(), resource=self.settings.resource
-        )
-        if access is not None:
-            evidence.client_id, evidence.user_id = access.client_id, access.subject
-            evidence.scope = " ".join(sorted(access.scopes))
-            evidence.authorization_details = list(access.authorization_details) or None
-            evidence.sender_constraint, evidence.key_thumbprint = access.sender_constraint, access.thumbprint
-            evidence.token_jti = access.jti
-        evidence.detail = {"route": route, "method": method}
+        evidence = self._evidence(access, route, method, request_id)
         if status:
             evidence.detail["status"] = status
         if error is not None and error.policy is not None:
-            action, policy = error.action, error.policy
-        if action is not None:
-            evidence.detail["tool_action"] = action
+            policy = error.policy
+            if facts is None and error.action is not None:
+                facts = ActionFacts(error.action)
+        if facts is not None:
+            evidence.detail["tool_action"] = facts.action
+            evidence.detail["action"] = facts.detail()
         if policy is not None:
             evidence.detail["policy"] = {
                 "decision": "allow" if policy.allowed else "deny",
                 "policies": list(policy.policies),
                 "engine": "cedar",
             }
+            if facts is not None and facts.compared:
+                evidence.detail["policy"]["compared"] = facts.compared
         outcome = Outcome.ALLOWED if error is None else Outcome.REFUSED
         now = self.clock.now()
         rule = error.rule if error else (policy.rule if policy is not None else None)
@@ -347,6 +351,27 @@ class ResourceGuard:
             error=code,
             unauthenticated_source=unauthenticated,
         )
+        if error is None and facts is not None and facts.result is not None:
+            result = self._evidence(access, route, method, evidence.request_id)
+            result.detail.update(status=status, action=facts.action, result=facts.result)
+            self.audit.append(result, Event.RS_RESULT, Outcome.COMPLETED, now)
+
+    def _evidence(
+        self, access: AccessToken | None, route: str, method: str, request_id: str | None
+    ) -> Evidence:
+        evidence = Evidence(
+            issuer=access.issuer if access else "",
+            request_id=request_id or new_id(),
+            resource=self.settings.resource,
+        )
+        if access is not None:
+            evidence.client_id, evidence.user_id = access.client_id, access.subject
+            evidence.scope = " ".join(sorted(access.scopes))
+            evidence.authorization_details = list(access.authorization_details) or None
+            evidence.sender_constraint, evidence.key_thumbprint = access.sender_constraint, access.thumbprint
+            evidence.token_jti, evidence.grant_id = access.jti, access.grant_id
+        evidence.detail = {"route": route, "method": method}
+        return evidence
 
 
 def requirement(

@@ -32,6 +32,13 @@ class AccessToken:
     claims: Mapping[str, Any]
 
     @property
+    def grant_id(self) -> str | None:
+        """The grant the token comes from (issue 16: the AS's ``grant_id`` claim, as in FAPI Grant
+        Management), so a resource server's records link to the grant without guessing."""
+        value = self.claims.get("grant_id")
+        return value if isinstance(value, str) and value else None
+
+    @property
     def scheme(self) -> str:
         """RFC 9449 7.1 / RFC 6750 3: DPoP for DPoP-bound tokens, Bearer for certificate-bound ones."""
         return "DPoP" if self.sender_constraint == "dpop" else "Bearer"
