@@ -30,6 +30,8 @@ class Event(StrEnum):
     ADMIN_LOGIN = "admin.login"
     ADMIN_LOGOUT = "admin.logout"
     ADMIN_VIEW = "admin.view"
+    #: Records of other writers (a resource server's exported trail) added to the store (issue 16).
+    AUDIT_IMPORT = "audit.import"
     #: A resource server's decision on one request (corridor.resource).
     RS_ACCESS = "rs.access"
     #: What an allowed action did once its route ran (issue 16), linked to its rs.access record
@@ -54,5 +56,6 @@ class Outcome(StrEnum):
     ENROLLED = "enrolled"
     #: An allowed action's route ran and answered (rs.result).
     COMPLETED = "completed"
+    IMPORTED = "imported"
     #: Refusals of one source and kind counted into one record (issue 13 B4).
     AGGREGATED = "aggregated"

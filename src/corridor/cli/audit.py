@@ -195,3 +195,40 @@ def audit_export(data_dir: Path | None, config_file: Path | None, database_url: 
     for record in readable(store.audit.records()):
         click.echo(json.dumps(record, sort_keys=True, ensure_ascii=False))
     store.close()
+
+
+@audit.command("import")
+@DATA_DIR
+@CONFIG
+@DATABASE
+@JSON
+@click.argument("trail", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+def audit_import(
+    data_dir: Path | None, config_file: Path | None, database_url: str | None, as_json: bool, trail: Path
+) -> None:
+    """Add a resource server's exported trail (JSON Lines) to this store, verified first: every
+    chain in it intact and continuing what the store holds; nothing is added otherwise (exit 1).
+    Then `corridor audit trace GRANT_ID` includes its decisions. Safe to repeat."""
+    from corridor.audit.imports import ImportRefused, import_file
+
+    _, store = _audit_store(data_dir, config_file, database_url)
+    try:
+        result = import_file(store, trail, time.time())
+    except ImportRefused as refused:
+        store.close()
+        raise click.ClickException(f"not imported: {refused}") from None
+    store.close()
+    if as_json:
+        echo_json(
+            {
+                "file_sha256": result.file_sha256,
+                "writers": {
+                    writer: {"added": added, "held": held, "from": first, "to": last}
+                    for writer, (added, held, first, last) in result.writers.items()
+                },
+            }
+        )
+        return
+    for writer, (added, held, first, last) in sorted(result.writers.items()):
+        click.echo(f"{writer}: records {first}-{last} verified; {added} added, {held} already here")
+    click.echo(f"imported {result.added} records from {trail.name} (sha256 {result.file_sha256})")

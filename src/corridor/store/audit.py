@@ -4,7 +4,7 @@ this repository only stores, locks and reads."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
@@ -16,6 +16,10 @@ from corridor.store.scope import Row, Scope
 GENESIS = "0" * 64
 #: Every column of a record (audit/chain.py hashes all but ``id`` and ``hash``).
 RECORD_COLUMNS = tuple(column.name for column in t.audit_records.columns)
+
+
+class ChainConflict(ValueError):
+    """Records offered for a chain do not fit what the store holds of it (issue 16 import)."""
 
 
 class SqlAudit:
@@ -42,6 +46,44 @@ class SqlAudit:
                 update(heads).where(heads.c.writer == writer).values(seq=row["seq"], hash=row["hash"])
             )
         return row
+
+    def adopt(self, writer: str, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Add records another writer chained (an exported trail, issue 16) as they are, in seq
+        order: those the store holds already are skipped when identical (so an import can be run
+        again); the rest must continue the stored chain (the next seq, the head's hash as their
+        prev_hash). Returns how many were added; raises :class:`ChainConflict` otherwise (the
+        caller's transaction then adds nothing)."""
+        heads, records = t.audit_heads, t.audit_records
+        lock = select(heads.c.seq, heads.c.hash).where(heads.c.writer == writer).with_for_update()
+        with self._s.writing() as conn:
+            head = conn.execute(lock).first()
+            if head is None:
+                start = self._s.db.insert(heads).values(writer=writer, seq=0, hash=GENESIS)
+                conn.execute(start.on_conflict_do_nothing(index_elements=[heads.c.writer]))
+                head = conn.execute(lock).first()
+                assert head is not None
+            seq, prev, added = int(head.seq), str(head.hash), 0
+            for row in sorted(rows, key=lambda r: int(r["seq"])):
+                if int(row["seq"]) <= seq:
+                    stored = conn.execute(
+                        select(records.c.hash).where(records.c.writer == writer, records.c.seq == row["seq"])
+                    ).scalar_one_or_none()
+                    if stored != row["hash"]:
+                        raise ChainConflict(
+                            f"{writer} #{row['seq']}: differs from the record the store holds"
+                            if stored is not None
+                            else f"{writer} #{row['seq']}: the store no longer holds it (purged)"
+                        )
+                    continue
+                if int(row["seq"]) != seq + 1 or row["prev_hash"] != prev:
+                    raise ChainConflict(
+                        f"{writer} #{row['seq']}: does not continue the stored chain at #{seq}"
+                    )
+                values = {name: row.get(name) for name in RECORD_COLUMNS if name != "id"}
+                conn.execute(insert(records).values(**values))
+                seq, prev, added = int(row["seq"]), str(row["hash"]), added + 1
+            conn.execute(update(heads).where(heads.c.writer == writer).values(seq=seq, hash=prev))
+        return added
 
     def heads(self) -> dict[str, Row]:
         """Every chain's head by writer: {writer, seq, hash}."""
