@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from corridor.core.jose import SigningKey
-from tests.support import RESOURCE, Client, Driver
+from tests.support import RESOURCE, Client, Driver, decode_jwt
 
 #: The ``issued`` fixture: a client and its token response.
 Issued = tuple[Client, dict[str, Any]]
@@ -36,6 +36,12 @@ def test_introspection_of_a_dpop_token(driver: Driver, issued: Issued) -> None:
     assert body["cnf"] == {"jkt": client.dpop_key.thumbprint()}
     assert body["client_id"] == client.client_id
     assert body["scope"] == "openid profile accounts"
+    # Issue 16: the grant the token comes from, as in the token itself, and the grant's records.
+    grant_id = decode_jwt(tokens["access_token"])[1]["grant_id"]
+    assert body["grant_id"] == grant_id
+    assert any(
+        r["event"] == "token.authorization_code" for r in driver.as_.store.audit.records(grant_id=grant_id)
+    )
 
 
 def test_introspection_requires_token_parameter(driver: Driver) -> None:
