@@ -247,6 +247,77 @@ def test_demo_scenario(stack: Stack) -> None:
     assert re.search(r"^agent:\S+: 9 records, intact$", verified.stdout, re.M), verified.stdout
 
 
+def test_every_seed_field_at_every_hop(stack: Stack) -> None:
+    """Issue 16: one agent payment, and the grant's trace (``corridor audit trace GRANT_ID``) has
+    all twelve fields of the seed: user, client, AS, RS, scope, sender-constraining method and key,
+    issuer, redirect URI, tool name, requested action with its parameters, approval surface with
+    the page hash, enforcement decision; and the agent's own records say where its metadata came
+    from (issuer, URL, time, hash)."""
+    result = stack.agent("demo", "--auto-approve")
+    assert result.returncode == 0, result.stdout + result.stderr
+    [jti] = jtis(result.stdout)
+    issued = next(r for r in stack.trace(jti) if r["event"] == "token.authorization_code")
+    grant = issued["grant_id"]
+    story = stack.trace(grant)
+    assert {r["grant_id"] for r in story if r["event"].startswith("rs.")} == {grant}  # no guessing
+    by_event = {(r["event"], r["outcome"]): r for r in story}
+    shown, granted = by_event[("consent", "shown")], by_event[("consent", "granted")]
+    access = [r for r in story if r["event"] == "rs.access"]
+    paid = next(r for r in access if r["outcome"] == "allowed" and r["detail"]["route"] == "/payments")
+    over = next(r for r in access if "forbid-payment-over-granted-amount" in (r["rule"] or ""))
+
+    # 1 user, 2 client: the same at the AS and the RS.
+    user, client = issued["user_id"], issued["client_id"]
+    assert user and client == "demo-client"
+    assert {r["user_id"] for r in [granted, *access]} == {user}
+    assert {r["client_id"] for r in story if r["client_id"]} == {client}
+    # 3 the AS and 7 the issuer: every AS record, and the issuer every RS record accepted.
+    assert {r["issuer"] for r in story} == {stack.running.issuer}
+    # 4 the RS: the audience of the token and the resource of every decision.
+    assert {r["resource"] for r in access} == {stack.api.url}
+    # 5 scope.
+    assert {"accounts", "payments"} <= set(issued["scope"].split())
+    assert all(set(r["scope"].split()) == set(issued["scope"].split()) for r in access)
+    # 6 the sender constraint, method and key, the same at the token endpoint and at the RS.
+    assert (issued["sender_constraint"], len(issued["key_thumbprint"])) == ("dpop", 43)
+    assert {(r["sender_constraint"], r["key_thumbprint"]) for r in access} == {
+        ("dpop", issued["key_thumbprint"])
+    }
+    # 8 the redirect URI the code went to.
+    code = by_event[("code", "issued")]
+    assert code["redirect_uri"] and code["redirect_uri"].startswith("http")
+    assert by_event[("par", "accepted")]["redirect_uri"] == code["redirect_uri"]
+    # 9 the tool, 10 the requested action with its parameters, and what it did.
+    assert [r["detail"]["action"]["tool"] for r in access] == ["list_accounts", *["make_payment"] * 3]
+    parameters = paid["detail"]["action"]["parameters"]
+    assert parameters["reference"].startswith("Agent run ")
+    assert {k: v for k, v in parameters.items() if k != "reference"} == {
+        "amount": "60.00",
+        "currency": "EUR",
+        "creditor_name": "Merchant A",
+        "creditor_account": None,  # none given: the grant's entry names no account either
+    }
+    done = next(r for r in story if r["event"] == "rs.result")
+    assert done["request_id"] == paid["request_id"] and done["detail"]["result"]["status"] == "accepted"
+    # 11 the approval surface: what the page said, and the hash of the page itself.
+    surface = shown["detail"]["approval_surface"]
+    assert len(surface["body_sha256"]) == 64
+    words = [d["words"] for d in surface["facts"]["details"]]
+    assert "Pay up to 100.00 EUR in all to Merchant A" in " ".join(words)
+    # 12 the enforcement decision, with the policy and the amounts it compared.
+    assert paid["outcome"] == "allowed" and paid["detail"]["policy"]["decision"] == "allow"
+    assert over["outcome"] == "refused" and over["error"] == "insufficient_scope"
+    compared = over["detail"]["policy"]["compared"]
+    assert compared["request"]["amount_minor"] == 6000
+    assert (compared["payment"]["spent_minor"], compared["payment"]["limit_minor"]) == (6000, 10000)
+    # And the client's side: where its metadata came from, when, and its hash.
+    mine = agent_records(stack, run_id(result.stdout))
+    (fetched,) = [r for r in mine if r["detail"].get("kind") == "authorization_server"]
+    assert (fetched["event"], fetched["issuer"]) == ("agent.metadata", stack.running.issuer)
+    assert fetched["detail"]["source"] == stack.running.issuer + "/.well-known/openid-configuration"
+    assert fetched["detail"]["fetched_at"] > 0 and len(fetched["detail"]["sha256"]) == 64
+
+
 def test_a_second_run_gets_its_own_budget(stack: Stack) -> None:
     """Each run's grant names the run, so the demo API's per-grant spending starts again."""
     result = stack.agent("demo", "--auto-approve")
