@@ -365,3 +365,67 @@ def test_the_verifier_is_self_contained_and_agrees_with_the_chain() -> None:
         "corridor.core",
     ):
         assert f"'{forbidden}" not in loaded, forbidden
+
+
+def test_each_record_is_proven_by_the_nearest_checkpoint_across_writers(
+    driver: Driver, tmp_path: Path
+) -> None:
+    """Records of two writers (the AS, a resource server) and two checkpoints: each record is
+    proven by the checkpoint nearest after it, so the other grants' records between the first
+    checkpoint and the grant's later records are not in the pack, not even as links."""
+    from corridor.audit.log import AuditLog, Evidence
+    from corridor.audit.sinks import SqlSink
+
+    client = driver.add_client()
+    _flow, tokens = driver.full_flow(client)
+    grant_id = grant_of(driver.as_, tokens["access_token"])
+    assert make_pack(driver.as_, grant_id, tmp_path / "first.json").returncode == 0  # checkpoint 1
+    for _ in range(2):
+        driver.full_flow(driver.add_client())  # others' records after checkpoint 1
+    rs = AuditLog(SqlSink(driver.as_.store), role="rs")
+    jti = decode_jwt(tokens["access_token"])[1]["jti"]
+    rs.append(Evidence(issuer=driver.issuer, request_id="rs-1", token_jti=jti), "rs.access", "allowed", 1.0)
+    use_token(driver, client, tokens["access_token"])
+    out = tmp_path / "pack.json"
+    made = make_pack(driver.as_, grant_id, out)  # checkpoint 2
+    assert made.returncode == 0, made.stdout + made.stderr
+    pack = json.loads(out.read_text())
+    first, second = (cp["id"] for cp in pack["checkpoints"])
+    writers = {r["writer"] for r in pack["records"]}
+    assert rs.writer in writers and len(writers) == 2
+    result = offline(out, tmp_path)
+    assert result.returncode == 0, result.stdout
+    proven = {
+        line.split(": proven by checkpoint ")[0]: int(line.rsplit(" ", 1)[1])
+        for line in lines(result)
+        if "proven by checkpoint" in line
+    }
+    for record in pack["records"]:
+        late = record["event"] in ("userinfo", "rs.access")
+        assert proven[f"record {record['writer']} #{record['seq']} ({record['event']})"] == (
+            second if late else first
+        ), result.stdout
+    as_writer = next(w for w in writers if w != rs.writer)
+    # The AS's records of the two other flows lie before the userinfo record: they are not needed.
+    assert [item["seq"] for item in pack["links"].get(as_writer, [])] == []
+    # The first checkpoint's head is the token record: nothing of others between is needed.
+
+
+def test_checkpoints_of_another_issuer_do_not_prove(driver: Driver, tmp_path: Path) -> None:
+    """A checkpoint signed for another issuer (here `corridor audit checkpoint` without this AS's
+    configuration) is not used by the maker, which signs one for the grant's issuer; and a pack
+    whose issuer is not its checkpoints' is refused."""
+    client = driver.add_client()
+    _flow, tokens = driver.full_flow(client)
+    grant_id = grant_of(driver.as_, tokens["access_token"])
+    elsewhere = corridor("audit", "checkpoint", "--database", driver.as_.store.url)
+    assert elsewhere.returncode == 0, elsewhere.stderr
+    out = tmp_path / "pack.json"
+    made = make_pack(driver.as_, grant_id, out)
+    assert made.returncode == 0 and "signed checkpoint" in made.stdout, made.stdout + made.stderr
+    pack = json.loads(out.read_text())
+    assert [decode_jwt(cp["jws"])[1]["iss"] for cp in pack["checkpoints"]] == [driver.issuer]
+    pack["issuer"] = "https://as.example.com"
+    result = offline(pack, tmp_path)
+    assert result.returncode == 1
+    assert f"signed for issuer '{driver.issuer}', not the pack's" in result.stdout, result.stdout

@@ -22,6 +22,7 @@ from typing import Any
 
 from corridor.audit.chain import ALL_WRITERS, HASHED, CheckpointReport, link, verify_checkpoints
 from corridor.audit.trace import trace
+from corridor.core.b64 import b64url_decode
 from corridor.core.jose import JoseFailure, read_header
 from corridor.store.scope import Row
 from corridor.store.sql import Store
@@ -80,17 +81,23 @@ def issuer_of(rows: Sequence[Row], grant_id: str, fallback: str) -> str:
     return str(named[0]) if named else fallback
 
 
-def _verified_checkpoints(store: Store, public_keys: list[dict[str, Any]]) -> list[_Checkpoint]:
-    """The stored checkpoints over all writers whose signature and heads verify, oldest first
-    (a pack is built on good evidence only; a broken stored one is for `audit verify` to name)."""
+def _verified_checkpoints(store: Store, public_keys: list[dict[str, Any]], issuer: str) -> list[_Checkpoint]:
+    """The stored checkpoints over all writers whose signature and heads verify and that name
+    ``issuer``, oldest first (a pack is built on good evidence only; a broken stored one is for
+    `audit verify` to name)."""
     good = {report.id for report in verify_checkpoints(store, public_keys) if _good(report)}
     out = []
     for row in store.audit.checkpoints():
-        if row["id"] in good and row["writer"] == ALL_WRITERS and row.get("heads"):
+        if row["id"] in good and row["writer"] == ALL_WRITERS and row.get("heads") and _iss(row) == issuer:
             out.append(
                 _Checkpoint(int(row["id"]), float(row["time"]), str(row["jws"]), json.loads(row["heads"]))
             )
     return out
+
+
+def _iss(row: Row) -> Any:
+    """The ``iss`` of a checkpoint whose signature verified."""
+    return json.loads(b64url_decode(str(row["jws"]).split(".")[1])).get("iss")
 
 
 def _good(report: CheckpointReport) -> bool:
@@ -103,9 +110,9 @@ def _covering(checkpoints: Iterable[_Checkpoint], writer: str, seq: int) -> _Che
     return min(fits, key=lambda cp: (cp.head_seq(writer), cp.id), default=None)
 
 
-def uncovered(store: Store, grant_id: str, public_keys: list[dict[str, Any]]) -> int:
-    """How many of the grant's chained records no verified checkpoint covers yet."""
-    checkpoints = _verified_checkpoints(store, public_keys)
+def uncovered(store: Store, grant_id: str, issuer: str, public_keys: list[dict[str, Any]]) -> int:
+    """How many of the grant's chained records no verified checkpoint of ``issuer`` covers yet."""
+    checkpoints = _verified_checkpoints(store, public_keys, issuer)
     return sum(
         1
         for row in grant_records(store, grant_id)
@@ -138,13 +145,25 @@ def _consent(record: Mapping[str, Any]) -> dict[str, Any] | None:
     }
 
 
+def _runs(seqs: Sequence[int]) -> list[tuple[int, int]]:
+    """Ascending numbers as runs of consecutive ones: [1, 2, 3, 7, 8] -> [(1, 3), (7, 8)]."""
+    runs: list[tuple[int, int]] = []
+    for seq in seqs:
+        if runs and runs[-1][1] == seq - 1:
+            runs[-1] = (runs[-1][0], seq)
+        else:
+            runs.append((seq, seq))
+    return runs
+
+
 def make_pack(
     store: Store, grant_id: str, issuer: str, now: float, public_keys: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """The evidence pack of ``grant_id`` (issue 16). ``public_keys``: every AS signing key's public
     JWK; ``issuer``: used when no record of the grant names its issuer."""
     rows = grant_records(store, grant_id)
-    checkpoints = _verified_checkpoints(store, public_keys)
+    issuer = issuer_of(rows, grant_id, issuer)
+    checkpoints = _verified_checkpoints(store, public_keys, issuer)
     records = [{**{name: row.get(name) for name in HASHED}, "hash": row.get("hash")} for row in rows]
     used: dict[int, _Checkpoint] = {}
     needed: dict[str, set[int]] = {}
@@ -159,9 +178,11 @@ def make_pack(
     shown = {(row.get("writer"), row.get("seq")) for row in rows}
     links: dict[str, list[dict[str, Any]]] = {}
     for writer in sorted(needed):
-        chain = {row["seq"]: row for row in store.audit.chain(writer)}
+        wanted = sorted(seq for seq in needed[writer] if (writer, seq) not in shown)
         links[writer] = [
-            link(chain[seq]) for seq in sorted(needed[writer]) if (writer, seq) not in shown and seq in chain
+            link(row)
+            for first, last in _runs(wanted)
+            for row in store.audit.chain_between(writer, first, last)
         ]
     kids = set()
     for cp in used.values():
@@ -172,7 +193,7 @@ def make_pack(
     return {
         "format": FORMAT,
         "made_at": now,
-        "issuer": issuer_of(rows, grant_id, issuer),
+        "issuer": issuer,
         "grant_id": grant_id,
         "records": records,
         "links": links,
