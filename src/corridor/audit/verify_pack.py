@@ -12,7 +12,9 @@ The rules, in order:
 2. A record is sealed when its hash is SHA-256 of the JCS form of its link
    ``{writer, seq, prev_hash, grant_id, body_sha256}`` (``body_sha256``: SHA-256 of the JCS form of
    the :data:`BODY` columns), or, for records chained before issue 16, of all its columns at once.
-3. Each record is proven by the checkpoint whose head for its writer is the nearest at or after it:
+3. Each writer's records are listed ascending in seq, no position is given twice, and no link
+   carries the pack's grant id (one of its records withheld).
+4. Each record is proven by the checkpoint whose head for its writer is the nearest at or after it:
    walking down from that head, each position must be in the pack (a record or a link), hash to
    the hash the position above names (the head's for the top), and name the one below by its
    ``prev_hash``, until the record is reached.
@@ -23,6 +25,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import time as _time
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -77,13 +80,16 @@ class Checkpoint:
     id: int
     #: The heads the checkpoint names, {writer: (seq, hash)}; they vouch for nothing unless verified.
     heads: dict[str, tuple[int, str]]
+    time: float = 0.0
     kid: str | None = None
     problem: str | None = None
 
     def line(self) -> str:
         if self.problem:
             return f"checkpoint {self.id}: {self.problem}"
-        return f"checkpoint {self.id} ({len(self.heads)} writers): signature verifies with key {self.kid}"
+        when = _time.strftime("%Y-%m-%dT%H:%M:%SZ", _time.gmtime(self.time))
+        writers = f"{len(self.heads)} writers, {when}"
+        return f"checkpoint {self.id} ({writers}): signature verifies with key {self.kid}"
 
 
 @dataclass
@@ -145,7 +151,7 @@ def _check_checkpoint(
     """Rule 1: the signature, the issuer and the heads beside it."""
     token, heads = str(raw["jws"]), raw["heads"]
     named = {str(w): (int(h["seq"]), str(h["hash"])) for w, h in heads.items()}
-    cp = Checkpoint(int(raw["id"]), named)
+    cp = Checkpoint(int(raw["id"]), named, float(raw.get("time") or 0.0))
     try:
         header = _b64json(token.split(".")[0])
     except (ValueError, IndexError):
@@ -159,7 +165,7 @@ def _check_checkpoint(
         cp.problem = f"not an audit checkpoint JWS ({CHECKPOINT_TYP}, one of {', '.join(ALGORITHMS)})"
         return cp
     claims = None
-    for key in [k for k in keys if cp.kid is None or k.get("kid") == cp.kid]:
+    for key in [k for k in keys if cp.kid is None or k.get("kid") in (cp.kid, None)]:
         try:
             with warnings.catch_warnings():  # joserfc warns that RFC 9864 renames EdDSA
                 warnings.simplefilter("ignore")
@@ -186,7 +192,7 @@ def _thumbprint(key: Mapping[str, Any]) -> str:
 
 
 def verify_pack(pack: Any, jwks: Sequence[Mapping[str, Any]] | None = None) -> Report:
-    """Check a parsed pack (rules 1-3); ``jwks``: the keys to trust instead of the pack's."""
+    """Check a parsed pack (rules 1-4); ``jwks``: the keys to trust instead of the pack's."""
     try:
         if pack.get("format") != FORMAT:
             raise PackFormatError(f"not a {FORMAT} document")
@@ -256,7 +262,7 @@ def _verify(pack: Mapping[str, Any], jwks: Sequence[Mapping[str, Any]] | None, r
 
 
 def _walk(report: Report, chains: Mapping[str, Mapping[int, tuple[str, str, str]]]) -> None:
-    """Rule 3: each record from the head of the checkpoint nearest at or after it. When that
+    """Rule 4: each record from the head of the checkpoint nearest at or after it. When that
     checkpoint does not verify, the record is not proven (a forged checkpoint proves nothing)."""
     assigned: dict[tuple[int, str], list[Record]] = {}
     for record in report.records:

@@ -291,16 +291,17 @@ def audit_verify_pack(pack_file: Path, jwks_file: Path | None, as_json: bool) ->
     from corridor.audit.verify_pack import PackFormatError, read_pack, verify_pack
 
     jwks = None
-    try:
-        if jwks_file is not None:
+    if jwks_file is not None:
+        try:
             keys = json.loads(jwks_file.read_text(encoding="utf-8")).get("keys")
-            if not isinstance(keys, list) or not all(isinstance(k, dict) for k in keys):
-                raise click.ClickException(f'{jwks_file}: not a JWKS (an object with a "keys" array)')
-            jwks = keys
+        except (ValueError, AttributeError) as exc:  # UnicodeDecodeError is a ValueError
+            raise click.ClickException(f"{jwks_file}: not a JWKS ({exc})") from exc
+        if not isinstance(keys, list) or not all(isinstance(k, dict) for k in keys):
+            raise click.ClickException(f'{jwks_file}: not a JWKS (an object with a "keys" array)')
+        jwks = keys
+    try:
         report = verify_pack(read_pack(pack_file.read_text(encoding="utf-8")), jwks)
-    except (ValueError, AttributeError, UnicodeDecodeError) as exc:
-        raise click.ClickException(f"{exc}") from exc
-    except PackFormatError as exc:
+    except (PackFormatError, UnicodeDecodeError) as exc:
         raise click.ClickException(f"{pack_file}: {exc}") from exc
     if as_json:
         echo_json(report.as_json())
