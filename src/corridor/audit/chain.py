@@ -272,9 +272,13 @@ def heads_digest(heads: Mapping[str, Any]) -> str:
     return hashlib.sha256(rfc8785.dumps(dict(heads))).hexdigest()
 
 
-def checkpoint(store: Store, key: SigningKey, issuer: str, now: float) -> list[dict[str, Any]]:
+def checkpoint(
+    store: Store, key: SigningKey, issuer: str, now: float, again: bool = False
+) -> list[dict[str, Any]]:
     """Sign the heads of all chains as one statement with the AS key (a JWS any JOSE library can
-    check, with the ``heads`` it names). Nothing is made when no head moved since the last one."""
+    check, with the ``heads`` it names). Nothing is made when no head moved since the last one,
+    unless ``again`` (issue 16: an evidence pack needs one for its issuer, and the last may have
+    been signed for another by a CLI run without the AS's configuration)."""
     with store.unit_of_work() as uow:
         heads = {
             writer: {"seq": head["seq"], "hash": head["hash"]}
@@ -284,7 +288,7 @@ def checkpoint(store: Store, key: SigningKey, issuer: str, now: float) -> list[d
         if not heads:
             return []
         digest = heads_digest(heads)
-        if uow.audit.last_checkpoint_hash(ALL_WRITERS) == digest:
+        if not again and uow.audit.last_checkpoint_hash(ALL_WRITERS) == digest:
             return []
         claims = {"iss": issuer, "iat": int(now), "writers": len(heads), "heads_sha256": digest}
         row: dict[str, Any] = {

@@ -232,3 +232,118 @@ def audit_import(
     for writer, (added, held, first, last) in sorted(result.writers.items()):
         click.echo(f"{writer}: records {first}-{last} verified; {added} added, {held} already here")
     click.echo(f"imported {result.added} records from {trail.name} (sha256 {result.file_sha256})")
+
+
+# -- issue 16: evidence packs -----------------------------------------------------------------------
+
+
+def _public_keys(store: Any) -> list[dict[str, Any]]:
+    """Every signing key the AS ever had, as public JWKs (retired ones sign old checkpoints)."""
+    from corridor.core.jose import SigningKey
+
+    return [SigningKey(json.loads(row["private_jwk"])).public_jwk for row in store.keys.signing_keys()]
+
+
+@audit.command("pack")
+@DATA_DIR
+@CONFIG
+@DATABASE
+@click.argument("grant_id")
+@click.option(
+    "--out",
+    "out_file",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    required=True,
+    help="Where to write the pack (one JSON document).",
+)
+@click.option(
+    "--checkpoint/--no-checkpoint",
+    "sign",
+    default=True,
+    help="Sign a checkpoint first when some of the grant's records are after the newest one "
+    "(the default; --no-checkpoint leaves them in the pack, reported as not proven).",
+)
+def audit_pack(
+    data_dir: Path | None,
+    config_file: Path | None,
+    database_url: str | None,
+    grant_id: str,
+    out_file: Path,
+    sign: bool,
+) -> None:
+    """Write the evidence pack of GRANT_ID (issue 16): its records, the hashes linking them to
+    signed checkpoints, the checkpoints and the public keys, checkable offline with
+    `corridor audit verify-pack`. No other grant's records are in it, only their hashes."""
+    from corridor.audit.chain import checkpoint
+    from corridor.audit.pack import PackError, grant_records, issuer_of, make_pack, uncovered
+    from corridor.audit.verify_pack import verify_pack
+    from corridor.core.private_files import write_private
+
+    settings, store = _audit_store(data_dir, config_file, database_url)
+    try:
+        public = _public_keys(store)
+        try:
+            issuer = issuer_of(grant_records(store, grant_id), grant_id, settings.issuer)
+            if sign and uncovered(store, grant_id, issuer, public):
+                _, server_keys = load_server_keys(data_dir, config_file, database_url)
+                made = checkpoint(server_keys.store, server_keys.signing, issuer, time.time(), again=True)
+                server_keys.store.close()
+                for row in made:
+                    click.echo(f"signed checkpoint {row['id']} ({row['seq']} writers)")
+                public = _public_keys(store)  # the signing key may be new
+            pack = make_pack(store, grant_id, issuer, time.time(), public)
+        except PackError as exc:
+            raise click.ClickException(str(exc)) from exc
+    finally:
+        store.close()
+    write_private(out_file, (json.dumps(pack, indent=1, ensure_ascii=False) + "\n").encode())
+    report = verify_pack(pack)
+    links = sum(len(items) for items in pack["links"].values())
+    click.echo(
+        f"wrote {out_file}: {len(pack['records'])} records, {links} links, "
+        f"{len(pack['checkpoints'])} checkpoints"
+    )
+    for line in report.lines()[1:]:
+        if not line.startswith("record ") or "proven by checkpoint" not in line:
+            click.echo(line)
+    # A broken trail, or records left unproven although a checkpoint was to cover them.
+    if report.problems or (sign and not report.ok):
+        sys.exit(1)
+
+
+@audit.command("verify-pack")
+@click.argument("pack_file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option(
+    "--jwks",
+    "jwks_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="The AS's JWKS as published at its jwks_uri, saved by you: trust these keys, not the pack's.",
+)
+@JSON
+def audit_verify_pack(pack_file: Path, jwks_file: Path | None, as_json: bool) -> None:
+    """Check an evidence pack offline (issue 16; no database, no network): each checkpoint's
+    signature, each record's hash, and the chain from each record to a signed checkpoint. One
+    line per record; exit status 1 unless every record is proven."""
+    from corridor.audit.verify_pack import PackFormatError, read_pack, verify_pack
+
+    jwks = None
+    if jwks_file is not None:
+        try:
+            keys = json.loads(jwks_file.read_text(encoding="utf-8")).get("keys")
+        except (ValueError, AttributeError) as exc:  # UnicodeDecodeError is a ValueError
+            raise click.ClickException(f"{jwks_file}: not a JWKS ({exc})") from exc
+        if not isinstance(keys, list) or not all(isinstance(k, dict) for k in keys):
+            raise click.ClickException(f'{jwks_file}: not a JWKS (an object with a "keys" array)')
+        jwks = keys
+    try:
+        report = verify_pack(read_pack(pack_file.read_text(encoding="utf-8")), jwks)
+    except (PackFormatError, UnicodeDecodeError) as exc:
+        raise click.ClickException(f"{pack_file}: {exc}") from exc
+    if as_json:
+        echo_json(report.as_json())
+    else:
+        for line in report.lines():
+            click.echo(line)
+    if not report.ok:
+        sys.exit(1)

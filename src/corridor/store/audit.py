@@ -99,6 +99,17 @@ class SqlAudit:
         records = t.audit_records
         return self._s.all(select(records).where(records.c.writer == writer).order_by(records.c.id))
 
+    def chain_between(self, writer: str, first_seq: int, last_seq: int) -> list[Row]:
+        """``writer``'s records with ``first_seq`` <= seq <= ``last_seq``, by seq (issue 16: the
+        links of an evidence pack, without reading the whole chain)."""
+        records = t.audit_records
+        stmt = (
+            select(records)
+            .where(records.c.writer == writer, records.c.seq >= first_seq, records.c.seq <= last_seq)
+            .order_by(records.c.seq)
+        )
+        return self._s.all(stmt)
+
     def records(
         self,
         grant_id: str | None = None,

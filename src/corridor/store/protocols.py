@@ -204,6 +204,8 @@ class Audit(Protocol):
 
     def chain(self, writer: str) -> list[Row]: ...
 
+    def chain_between(self, writer: str, first_seq: int, last_seq: int) -> list[Row]: ...
+
     def records(
         self,
         grant_id: str | None = None,
