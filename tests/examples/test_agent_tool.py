@@ -23,7 +23,7 @@ from corridor.audit.sinks import read_records
 from corridor.audit.trace import readable
 from tests.resource.test_demo_api import DemoAPI, demo_api
 from tests.support import RunningAS, free_socket
-from tests.test_serve import corridor, serve
+from tests.test_serve import CORRIDOR, corridor, serve
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -316,6 +316,40 @@ def test_every_seed_field_at_every_hop(stack: Stack) -> None:
     assert (fetched["event"], fetched["issuer"]) == ("agent.metadata", stack.running.issuer)
     assert fetched["detail"]["source"] == stack.running.issuer + "/.well-known/openid-configuration"
     assert fetched["detail"]["fetched_at"] > 0 and len(fetched["detail"]["sha256"]) == 64
+
+
+def test_an_evidence_pack_of_an_agent_payment_is_proven_offline(stack: Stack, tmp_path: Path) -> None:
+    """Issue 16: the grant of a real agent payment as an evidence pack; ``verify-pack`` proves it
+    with no database, and refuses it once the payment's amount is changed in it."""
+    result = stack.agent("demo", "--auto-approve")
+    assert result.returncode == 0, result.stdout + result.stderr
+    [jti] = jtis(result.stdout)
+    grant = next(r for r in stack.trace(jti) if r["event"] == "token.authorization_code")["grant_id"]
+    out = tmp_path / "pack.json"
+    made = corridor("audit", "pack", grant, "--out", str(out), data_dir=stack.data_dir)
+    assert made.returncode == 0, made.stdout + made.stderr
+
+    def verify_pack() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*CORRIDOR, "audit", "verify-pack", str(out)],
+            cwd=tmp_path,  # nowhere near the data directory or its database
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    proven = verify_pack()
+    assert proven.returncode == 0 and "all records proven" in proven.stdout, proven.stdout + proven.stderr
+    pack = json.loads(out.read_text())
+    paid = next(r for r in pack["records"] if r["event"] == "rs.access" and '"amount":"60.00"' in r["detail"])
+    paid["detail"] = paid["detail"].replace('"amount":"60.00"', '"amount":"6.00"')
+    out.write_text(json.dumps(pack))
+    refused = verify_pack()
+    assert refused.returncode == 1
+    assert (
+        f"record {paid['writer']} #{paid['seq']} (rs.access): content does not match its hash (edited)"
+        in refused.stdout
+    ), refused.stdout
 
 
 def test_a_second_run_gets_its_own_budget(stack: Stack) -> None:
