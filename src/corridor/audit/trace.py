@@ -8,10 +8,11 @@ made with those tokens (rs.access records carry the token's ``jti``)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from corridor.core.text import escape_controls
+from corridor.audit.chain import ChainReport, verify_chain
 from corridor.store.sql import Row, Store
 
 
@@ -55,24 +56,42 @@ def readable(rows: Iterable[Row]) -> list[dict[str, Any]]:
     return out
 
 
-def story_line(record: dict[str, Any]) -> str:
-    """One line per record for people: when, what, who, about what, and why when refused. Control
-    and bidirectional formatting characters of the values are escaped (issue 13 E1): a newline in
-    a recorded path cannot start a line of its own."""
-    import time as _time
+@dataclass(frozen=True)
+class Mark:
+    """Whether a record of a trace is proven by its chain (issue 16): its content matches its hash
+    and every record of its writer's chain before it is there, in order, each sealed."""
 
-    when = _time.strftime("%Y-%m-%dT%H:%M:%SZ", _time.gmtime(record["time"]))
-    parts = [when, f"{record['event']} {record['outcome']}"]
-    if record.get("error"):
-        parts.append(f"error={record['error']} rule={record.get('rule')!r}")
-    for name in ("client_id", "user_id", "scope", "grant_id", "token_jti", "sender_constraint"):
-        if record.get(name):
-            parts.append(f"{name}={record[name]}")
-    detail = record.get("detail") or {}
-    surface = detail.get("approval_surface") if isinstance(detail, dict) else None
-    if isinstance(surface, dict):
-        shown = "; ".join(d["words"] for d in surface.get("facts", {}).get("details", []))
-        parts.append(f"shown: {shown or 'scopes only'} (page sha256 {surface['body_sha256'][:12]}…)")
-    if isinstance(detail, dict) and detail.get("route"):
-        parts.append(f"{detail.get('method')} {detail['route']}")
-    return escape_controls("  ".join(parts))
+    verified: bool
+    words: str
+
+
+def chain_marks(store: Store, records: Iterable[Mapping[str, Any]]) -> dict[int, Mark]:
+    """A :class:`Mark` per record id: its writer's chain walked from the first record up to the
+    last record of ``records`` in it (:func:`corridor.audit.chain.verify_chain`). A record after
+    the first broken one is not verified either: its chain is not intact up to it."""
+    wanted: dict[str, set[int]] = {}
+    marks: dict[int, Mark] = {}
+    for record in records:
+        if record.get("writer"):
+            wanted.setdefault(str(record["writer"]), set()).add(int(record["id"]))
+        else:
+            marks[int(record["id"])] = Mark(False, "not chained (written before the hash chain)")
+    with store.snapshot() as reads:
+        for writer, ids in wanted.items():
+            last = max(ids)
+            walked = [row for row in reads.audit.chain(writer) if row["id"] <= last]
+            report = verify_chain(writer, walked, None)
+            for row in walked:
+                if row["id"] in ids:
+                    marks[row["id"]] = _mark(row, report)
+    return marks
+
+
+def _mark(row: Mapping[str, Any], report: ChainReport) -> Mark:
+    if report.intact or (report.broken_id is not None and row["id"] < report.broken_id):
+        return Mark(True, f"verified: its chain is intact up to it (record #{row['seq']})")
+    if row["id"] == report.broken_id:
+        return Mark(False, f"NOT verified: {report.problem}")
+    if report.broken_id is None:
+        return Mark(False, f"NOT verified: {report.problem}")
+    return Mark(False, f"NOT verified: its chain is broken before it, at record #{report.broken_seq}")

@@ -156,6 +156,9 @@ def audit_checkpoints(
 @click.argument("ident")
 @click.option("--json", "as_json", is_flag=True, help="The records as a JSON array.")
 @click.option("--jsonl", is_flag=True, help="One JSON record per line (log pipelines).")
+@click.option(
+    "--pseudonymous", is_flag=True, help="Show users by their pseudonymous id, not their user name."
+)
 def audit_trace(
     data_dir: Path | None,
     config_file: Path | None,
@@ -163,13 +166,17 @@ def audit_trace(
     ident: str,
     as_json: bool,
     jsonl: bool,
+    pseudonymous: bool,
 ) -> None:
     """The story of a grant id, token jti or request id: PAR, consent shown and given, code,
-    tokens, and every resource-server decision, in order."""
-    from corridor.audit.trace import readable, story_line, trace
+    tokens, and every resource-server decision, in order, in words (issue 16)."""
+    from corridor.audit.trace import readable, trace
+    from corridor.audit.words import steps, user_names
+    from corridor.policy.details import DetailTypes
 
-    _, store = _audit_store(data_dir, config_file, database_url)
+    settings, store = _audit_store(data_dir, config_file, database_url)
     records = readable(trace(store, ident))
+    names = {} if pseudonymous or as_json or jsonl else user_names(store.users, records)
     store.close()
     if not records:
         raise click.ClickException(f"no records for {ident}")
@@ -179,8 +186,19 @@ def audit_trace(
         for record in records:
             click.echo(json.dumps(record, sort_keys=True, ensure_ascii=False))
     else:
-        for record in records:
-            click.echo(story_line(record))
+        # The words the AS uses for authorization_details, built from the settings as it does.
+        try:
+            types = DetailTypes.configured(
+                settings.authorization_details_types, settings.authorization_details_type_files
+            )
+        except (ValueError, OSError) as exc:
+            click.echo(f"authorization_details shown as JSON: {exc}", err=True)
+            describe = None
+        else:
+            describe = types.describe
+        for step in steps(records, describe, names):
+            for line in step.lines():
+                click.echo(line)
 
 
 @audit.command("export")

@@ -11,8 +11,6 @@ record."""
 from __future__ import annotations
 
 import hmac
-import json
-import time
 from typing import Any
 from urllib.parse import quote
 
@@ -22,13 +20,15 @@ from starlette.responses import Response
 
 from corridor.audit.events import Event, Outcome
 from corridor.audit.log import Evidence
-from corridor.audit.trace import readable, trace
+from corridor.audit.trace import chain_marks, readable, trace
+from corridor.audit.words import steps, user_names
 from corridor.core.errors import OAuthError
 from corridor.core.randomness import new_id, new_secret_token, token_hash
 from corridor.core.rules import Rule
 from corridor.server.authority import AuthorizationServer
 from corridor.server.forms import read_form
 from corridor.server.interaction.browser import cookie_header
+from corridor.server.interaction.contract import AMR
 from corridor.server.interaction.second_factor import TOTP_ACR, WRONG_CODES
 from corridor.server.pages import error_page, render
 from corridor.server.passkeys import PASSKEY_ACR, PasskeyRefused
@@ -129,9 +129,19 @@ class AdminPages:
         evidence = Evidence(issuer=self.server.settings.issuer, request_id=new_id(), user_id=admin["id"])
         evidence.detail = {"viewed": ident, "surface": "admin_trace_page"}
         self.server.audit.append(evidence, Event.ADMIN_VIEW, Outcome.SHOWN, now)
-        events = [_timeline_entry(r) for r in readable(trace(self.server.store, ident))] if ident else []
+        records = readable(trace(self.server.store, ident)) if ident else []
+        # Issue 16: the story in words (audit/words.py, the same steps as `corridor audit trace`),
+        # users by name for the operator, and each record's mark from its chain.
+        names = user_names(self.server.store.users, records)
+        events = steps(records, self.server.detail_types.describe, names)
+        marks = chain_marks(self.server.store, records)
         return render(
-            "admin_trace.html", ident=ident, admin=admin["username"], events=events, csrf=session["csrf"]
+            "admin_trace.html",
+            ident=ident,
+            admin=admin["username"],
+            events=events,
+            marks=marks,
+            csrf=session["csrf"],
         )
 
     async def post_login(self, request: Request) -> Response:
@@ -216,7 +226,7 @@ class AdminPages:
             expires_at=now + lifetime,
         )
         if not due:
-            evidence.detail = {"acr": "password"}
+            evidence.detail = {"acr": "password", "amr": list(AMR["password"]), "factor": "password"}
             server.audit.append(evidence, Event.ADMIN_LOGIN, Outcome.SUCCEEDED, now)
         response = redirect_303(next_url)  # 303 after a credential POST, never 307
         cookie_lifetime = server.settings.admin_session_lifetime
@@ -260,7 +270,7 @@ class AdminPages:
             last_seen_at=now,
             expires_at=now + server.settings.admin_session_lifetime,
         )
-        evidence.detail = {"acr": TOTP_ACR, "factor": "totp"}
+        evidence.detail = {"acr": TOTP_ACR, "amr": list(AMR[TOTP_ACR]), "factor": "totp"}
         server.audit.append(evidence, Event.ADMIN_LOGIN, Outcome.SUCCEEDED, now)
         return redirect_303(next_url)
 
@@ -296,6 +306,7 @@ class AdminPages:
         )
         evidence.detail = {
             "acr": PASSKEY_ACR,
+            "amr": list(AMR[PASSKEY_ACR]),
             "factor": "passkey",
             "credential_id": assertion.passkey["credential_id"],
         }
@@ -321,71 +332,3 @@ class AdminPages:
 def _ceremony(session: Row) -> str:
     """What an admin's passkey challenge is bound to: this session (never an interaction)."""
     return f"admin:{session['id_hash']}"
-
-
-_TITLES = {
-    "par": "Pushed authorization request",
-    "login": "Sign-in",
-    "consent": "Consent",
-    "code": "Authorization code",
-    "token.authorization_code": "Token (code exchange)",
-    "token.refresh_token": "Token (refresh)",
-    "userinfo": "UserInfo",
-    "rs.access": "Resource server decision",
-    "introspection": "Introspection",
-    "revocation": "Revocation",
-}
-
-
-def _timeline_entry(record: dict[str, Any]) -> dict[str, Any]:
-    """One record in the words of the page: who, what was shown, granted, done, and why."""
-    raw = record.get("detail")
-    detail: dict[str, Any] = raw if isinstance(raw, dict) else {}
-    surface = detail.get("approval_surface") if isinstance(detail.get("approval_surface"), dict) else None
-    who = ", ".join(
-        f"{label} {record[name]}"
-        for label, name in (("user", "user_id"), ("client", "client_id"))
-        if record.get(name)
-    )
-    entry: dict[str, Any] = {
-        "event": record["event"],
-        "outcome": record["outcome"],
-        "kind": record["outcome"]
-        if record["outcome"] in (Outcome.REFUSED, Outcome.DENIED, Outcome.SHOWN)
-        else "ok",
-        "title": _TITLES.get(record["event"], record["event"]),
-        "iso": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record["time"])),
-        "who": who,
-    }
-    if surface:
-        facts = surface.get("facts", {})
-        entry["shown"] = [f"{s['words']} ({s['name']})" for s in facts.get("scopes", [])] + [
-            d["words"] for d in facts.get("details", [])
-        ]
-        entry["page_hash"] = surface.get("body_sha256", "")
-        entry["template"] = surface.get("template_version", "")
-    if record["event"] in ("consent", "token.authorization_code", "token.refresh_token") and record[
-        "outcome"
-    ] in (
-        "granted",
-        "issued",
-    ):
-        details = record.get("authorization_details") or []
-        entry["granted"] = "; ".join(
-            [f"scope {record['scope']}" if record.get("scope") else ""]
-            + [json.dumps(d, sort_keys=True) for d in details]
-        ).strip("; ")
-    if detail.get("tool_action") or detail.get("route"):
-        entry["action"] = " ".join(
-            str(x) for x in (detail.get("tool_action"), detail.get("method"), detail.get("route")) if x
-        )
-    reasons = []
-    if record.get("error"):
-        reasons.append(f"{record['error']} ({record.get('rule')})")
-    policy = detail.get("policy") if isinstance(detail.get("policy"), dict) else None
-    if policy:
-        reasons.append(f"policy {policy.get('decision')}: {', '.join(policy.get('policies', []))}")
-    entry["why"] = "; ".join(reasons)
-    if record.get("sender_constraint"):
-        entry["binding"] = f"{record['sender_constraint']} {record.get('key_thumbprint') or ''}".strip()
-    return entry

@@ -35,6 +35,10 @@ def complete(server: AuthorizationServer, pushed: PushedFacts, result: Interacti
         "interaction": result.interaction_id,
         "par": pushed.ref_hash,
         "approval_surface": result.approval_surface,
+        # Issue 16: how the user signed in (OIDC Core 2 acr, RFC 8176 amr), as the grant records it.
+        "acr": result.acr,
+        "amr": list(result.amr),
+        "auth_time": result.auth_time,
     }
     reply: dict[str, str] | None = None
     with server.store.unit_of_work() as uow:

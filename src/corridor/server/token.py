@@ -126,6 +126,8 @@ def redeem_authorization_code(ex: Exchange) -> Response:
             ex.evidence.user_id = grant["user_id"]
             ex.evidence.scope = grant["scope"]
             ex.evidence.token_jti = claims["jti"]
+            # Issue 16: what the token carries, so the trace says what was granted with it.
+            ex.evidence.authorization_details = claims.get("authorization_details")
             server.audit.append(ex.evidence, Event.TOKEN_AUTHORIZATION_CODE, Outcome.ISSUED, now, conn=uow)
     if not won:
         raise _code_already_used()
@@ -191,6 +193,7 @@ def refresh(ex: Exchange) -> Response:
         )
         ex.evidence.scope = scope
         ex.evidence.token_jti = claims["jti"]
+        ex.evidence.authorization_details = claims.get("authorization_details")  # issue 16
         server.audit.append(ex.evidence, Event.TOKEN_REFRESH_TOKEN, Outcome.ISSUED, now, conn=uow)
     return _token_response(access_token, claims)
 

@@ -9,6 +9,7 @@ from corridor.core.rules import Rule
 from corridor.server.forms import Form
 from corridor.server.interaction import storage
 from corridor.server.interaction.browser import SESSION_COOKIE, cookie_header
+from corridor.server.interaction.contract import AMR
 from corridor.server.interaction.password import login_page
 from corridor.server.interaction.second_factor import (
     TOTP_ACR,
@@ -55,6 +56,7 @@ def sign_in(visit: Visit, form: Form) -> Response:
     evidence.user_id = passkey["user_id"]
     evidence.detail = {
         "acr": PASSKEY_ACR,
+        "amr": list(AMR[PASSKEY_ACR]),  # issue 16: RFC 8176 methods, recorded with the sign-in
         "factor": "passkey",
         "credential_id": passkey["credential_id"],
         "aaguid": passkey["aaguid"],

@@ -9,6 +9,7 @@ from corridor.core.rules import Rule
 from corridor.server.forms import Form
 from corridor.server.interaction import storage
 from corridor.server.interaction.browser import SESSION_COOKIE, cookie_header
+from corridor.server.interaction.contract import AMR
 from corridor.server.interaction.visit import Visit
 from corridor.server.pages import render
 from corridor.server.responses import redirect_303
@@ -59,7 +60,13 @@ def sign_in(visit: Visit, form: Form) -> Response:
         return login_page(visit, status=400, error="Wrong user name or password.")
     secret, lifetime = storage.start_session(server, user["id"], PASSWORD_ACR, now)
     evidence.user_id = user["id"]
-    evidence.detail = {"acr": PASSWORD_ACR, "interaction": visit.interaction_id, "par": visit.pushed.ref_hash}
+    evidence.detail = {
+        "acr": PASSWORD_ACR,
+        "amr": list(AMR[PASSWORD_ACR]),  # issue 16: RFC 8176 methods, recorded with the sign-in
+        "factor": "password",
+        "interaction": visit.interaction_id,
+        "par": visit.pushed.ref_hash,
+    }
     server.audit.append(evidence, Event.LOGIN, Outcome.SUCCEEDED, now)
     # FAPI2 5.3.2.2-10: 303 after a POST carrying credentials, never 307. With "Add a passkey
     # after signing in" ticked, on to the enrolment page (a second factor first if the account has one).

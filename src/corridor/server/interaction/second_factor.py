@@ -8,6 +8,7 @@ from starlette.responses import Response
 from corridor.audit.events import Event, Outcome
 from corridor.server.forms import Form
 from corridor.server.interaction import storage
+from corridor.server.interaction.contract import AMR
 from corridor.server.interaction.visit import Visit
 from corridor.server.pages import render
 from corridor.server.passkeys import PASSKEY_ACR
@@ -127,6 +128,7 @@ def check_code(visit: Visit, form: Form) -> Response:
         storage.raise_session(server, visit.session_cookie(), TOTP_ACR, now)
     evidence.detail = {
         "acr": TOTP_ACR,
+        "amr": list(AMR[TOTP_ACR]),  # issue 16: RFC 8176 methods, recorded with the sign-in
         "factor": "totp",
         "interaction": visit.interaction_id,
         "par": visit.pushed.ref_hash,
