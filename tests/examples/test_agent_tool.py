@@ -352,6 +352,37 @@ def test_an_evidence_pack_of_an_agent_payment_is_proven_offline(stack: Stack, tm
     ), refused.stdout
 
 
+def test_the_trace_of_an_agent_payment_in_words(stack: Stack) -> None:
+    """Issue 16: the text trace of the grant tells the story: who signed in and how, what the page
+    showed, what the agent did with which parameters and what came of it, and a refused over-limit
+    payment with the Cedar policy and the amounts it compared."""
+    result = stack.agent("demo", "--auto-approve")
+    assert result.returncode == 0, result.stdout + result.stderr
+    [jti] = jtis(result.stdout)
+    grant = next(r for r in stack.trace(jti) if r["event"] == "token.authorization_code")["grant_id"]
+    told = corridor("audit", "trace", grant, data_dir=stack.data_dir)
+    assert told.returncode == 0, told.stderr
+    steps = [step.strip() for step in re.split(r"\n(?=\d{4}-)", told.stdout)]
+    signed_in = next(s for s in steps if " login succeeded: " in s)
+    assert "Who: user demo, through client demo-client" in signed_in
+    assert "Sign-in: with a password: acr password, amr pwd" in signed_in
+    shown = next(s for s in steps if " consent shown: " in s)
+    assert "What was shown: Pay up to 100.00 EUR in all to Merchant A" in shown
+    assert re.search(r"What was shown: page SHA-256 [0-9a-f]{64}", shown)
+    paid, result, over, other = [s for s in steps if " rs." in s.splitlines()[0]][1:]
+    assert "What was done: the action make_payment with amount “60.00”" in paid
+    assert "creditor_name “Merchant A”, currency “EUR”" in paid and "Why refused" not in paid
+    assert "Cedar allowed it (corridor/permit-by-route-scope, corridor/permit-granted-tool-action)" in paid
+    assert re.search(r"the result: payment_id “[0-9a-f-]{36}”, status “accepted”", result)
+    assert (
+        "Why refused: refused (insufficient_scope) by the Cedar policies "
+        "corridor/forbid-payment-over-granted-amount, corridor/forbid-payment-over-tool-limit"
+    ) in over
+    assert "Why refused: 60.00 EUR requested + 60.00 EUR already paid > 100.00 EUR granted" in over
+    assert "Why refused: the creditor “Merchant B” asked, the grant names “Merchant A”" in other
+    assert all("Bound to: bound to DPoP key " in s for s in steps[1:])
+
+
 def test_a_second_run_gets_its_own_budget(stack: Stack) -> None:
     """Each run's grant names the run, so the demo API's per-grant spending starts again."""
     result = stack.agent("demo", "--auto-approve")

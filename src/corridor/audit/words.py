@@ -167,6 +167,8 @@ def money(minor: int, currency: str) -> str:
 
 
 def _quoted(value: Any) -> str:
+    if value is None:
+        return "not given"
     if isinstance(value, str):
         return f"“{value}”"
     return json.dumps(value, sort_keys=True, ensure_ascii=False)
@@ -202,7 +204,8 @@ def step(
             raw_details = json.dumps(details, indent=2, sort_keys=True, ensure_ascii=False)
     said += [Sentence("done", s) for s in _done(event, record, detail)]
     refused = outcome in ("refused", "denied") or bool(record.get("error"))
-    said += [Sentence("refused", s) for s in _refused(record, detail)]
+    if refused:  # an allowed record's rule names the permits that allowed it (in "done")
+        said += [Sentence("refused", s) for s in _refused(record, detail)]
     compared = _compared(detail)
     if compared:
         said += [Sentence("refused" if refused else "done", s) for s in compared]
