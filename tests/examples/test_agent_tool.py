@@ -369,11 +369,11 @@ def test_the_trace_of_an_agent_payment_in_words(stack: Stack) -> None:
     shown = next(s for s in steps if " consent shown: " in s)
     assert "What was shown: Pay up to 100.00 EUR in all to Merchant A" in shown
     assert re.search(r"What was shown: page SHA-256 [0-9a-f]{64}", shown)
-    paid, result, over, other = [s for s in steps if " rs." in s.splitlines()[0]][1:]
+    paid, answered, over, other = [s for s in steps if " rs." in s.splitlines()[0]][1:]
     assert "What was done: the action make_payment with amount “60.00”" in paid
     assert "creditor_name “Merchant A”, currency “EUR”" in paid and "Why refused" not in paid
     assert "Cedar allowed it (corridor/permit-by-route-scope, corridor/permit-granted-tool-action)" in paid
-    assert re.search(r"the result: payment_id “[0-9a-f-]{36}”, status “accepted”", result)
+    assert re.search(r"the result: payment_id “[0-9a-f-]{36}”, status “accepted”", answered)
     assert (
         "Why refused: refused (insufficient_scope) by the Cedar policies "
         "corridor/forbid-payment-over-granted-amount, corridor/forbid-payment-over-tool-limit"
