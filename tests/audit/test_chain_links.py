@@ -68,3 +68,41 @@ def test_records_chained_before_issue_16_still_verify_and_edits_are_still_found(
     assert (report.broken_seq, report.problem) == (2, "content does not match its hash (edited)")
     # Neither form stands in for the other: a flat hash of a new record's content is not its hash.
     assert flat_hash(new[0]) != new[0]["hash"]
+
+
+def test_the_trace_marks_records_after_a_purge_by_retention_as_verified(tmp_path: Any) -> None:
+    """issue 16: the admin page's marks start a chain purged by retention at the position a
+    verified checkpoint signed (as ``corridor audit verify`` does), and an edit is still found."""
+    from sqlalchemy import update
+
+    from corridor.audit.chain import checkpoint, purge_before
+    from corridor.audit.log import AuditLog, Evidence
+    from corridor.audit.sinks import SqlSink
+    from corridor.audit.trace import chain_marks
+    from corridor.core.jose import SigningKey
+    from corridor.store import schema as t
+    from corridor.store.sql import Store
+
+    store = Store(f"sqlite:///{tmp_path / 'trail.db'}")
+    store.migrate()
+    key = SigningKey.generate()
+    store.keys.add_first_signing_key(key.kid, key.alg, key.private_jwk(), 1.0)
+    log = AuditLog(SqlSink(store), role="as")
+    for n in range(3):
+        log.append(
+            Evidence(issuer="https://as.example", request_id=f"old{n}"), Event.TOKEN, Outcome.ISSUED, 10.0
+        )
+    assert checkpoint(store, key, "https://as.example", 20.0)
+    for n in range(2):
+        log.append(
+            Evidence(issuer="https://as.example", request_id=f"new{n}"), Event.TOKEN, Outcome.ISSUED, 30.0
+        )
+    assert purge_before(store, 25.0) == 3
+    kept = store.audit.records()
+    marks = chain_marks(store, kept)
+    assert [marks[r["id"]].verified for r in kept] == [True, True], [marks[r["id"]] for r in kept]
+    with store.engine.begin() as conn:
+        conn.execute(update(t.audit_records).where(t.audit_records.c.id == kept[0]["id"]).values(outcome="x"))
+    marks = chain_marks(store, store.audit.records())
+    assert [marks[r["id"]].verified for r in kept] == [False, False]
+    store.close()

@@ -12,7 +12,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from corridor.audit.chain import ChainReport, verify_chain
+from corridor.audit.chain import ChainReport, signed_positions, verify_chain, verify_checkpoints
+from corridor.core.jose import SigningKey
 from corridor.store.sql import Row, Store
 
 
@@ -66,9 +67,10 @@ class Mark:
 
 
 def chain_marks(store: Store, records: Iterable[Mapping[str, Any]]) -> dict[int, Mark]:
-    """A :class:`Mark` per record id: its writer's chain walked from the first record up to the
-    last record of ``records`` in it (:func:`corridor.audit.chain.verify_chain`). A record after
-    the first broken one is not verified either: its chain is not intact up to it."""
+    """A :class:`Mark` per record id: its writer's chain walked from its first kept record up to
+    the last record of ``records`` in it (:func:`corridor.audit.chain.verify_chain`); a chain whose
+    start was purged by retention starts at a position a verified checkpoint signed. A record
+    after the first broken one is not verified either: its chain is not intact up to it."""
     wanted: dict[str, set[int]] = {}
     marks: dict[int, Mark] = {}
     for record in records:
@@ -76,11 +78,17 @@ def chain_marks(store: Store, records: Iterable[Mapping[str, Any]]) -> dict[int,
             wanted.setdefault(str(record["writer"]), set()).add(int(record["id"]))
         else:
             marks[int(record["id"])] = Mark(False, "not chained (written before the hash chain)")
+    if not wanted:
+        return marks
+    public = [SigningKey(json.loads(row["private_jwk"])).public_jwk for row in store.keys.signing_keys()]
+    signed = signed_positions(verify_checkpoints(store, public))
     with store.snapshot() as reads:
         for writer, ids in wanted.items():
             last = max(ids)
             walked = [row for row in reads.audit.chain(writer) if row["id"] <= last]
-            report = verify_chain(writer, walked, None)
+            reached = walked[-1]["seq"] if walked else 0
+            vouched = [position for position in signed.get(writer, []) if position.seq <= reached]
+            report = verify_chain(writer, walked, None, vouched, retention=True)
             for row in walked:
                 if row["id"] in ids:
                     marks[row["id"]] = _mark(row, report)
