@@ -177,6 +177,12 @@ def test_what_is_not_a_trail_is_refused_with_its_line(driver: Driver, tmp_path: 
         ),
         "empty.jsonl": ("\n", "empty.jsonl: no records"),
         "control.jsonl": ("\x00\x1b[31m\n", "control.jsonl:1: not a JSON record"),
+        "long.jsonl": (
+            json.dumps({"writer": "rs:" + "x" * 10_000, "seq": 1}) + "\n",
+            "long.jsonl:1: writer is not",
+        ),
+        "seq.jsonl": ('{"writer": "rs:x", "seq": 99999999999}\n', "seq.jsonl:1: seq is not a int"),
+        "time.jsonl": ('{"writer": "rs:x", "seq": 1, "time": "now"}\n', "time.jsonl:1: time is not a float"),
     }
     for name, (text, message) in cases.items():
         path = tmp_path / name
