@@ -68,13 +68,13 @@ def story(driver: Driver) -> tuple[str, str]:
     return grant, jti
 
 
-def test_the_timeline_in_chromium(driver: Driver, browser: WebDriver) -> None:  # noqa: F811
+def signed_in_trace(driver: Driver, browser: WebDriver, ident: str) -> None:  # noqa: F811
+    """The admin signs in (password, then a TOTP code) and lands on the trace of ``ident``."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
-    grant, _ = story(driver)
-    browser.get(driver.url(f"/admin/trace?id={grant}"))
+    browser.get(driver.url(f"/admin/trace?id={ident}"))
     browser.find_element(By.NAME, "username").send_keys(ADMIN)
     browser.find_element(By.NAME, "password").send_keys(PASSWORD)
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
@@ -84,6 +84,13 @@ def test_the_timeline_in_chromium(driver: Driver, browser: WebDriver) -> None:  
     WebDriverWait(browser, 15).until(
         expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "ol.timeline"))
     )
+
+
+def test_the_timeline_in_chromium(driver: Driver, browser: WebDriver) -> None:  # noqa: F811
+    from selenium.webdriver.common.by import By
+
+    grant, _ = story(driver)
+    signed_in_trace(driver, browser, grant)
     events = [
         (li.get_attribute("data-event"), li.get_attribute("data-outcome"))
         for li in browser.find_elements(By.CSS_SELECTOR, "li.event")

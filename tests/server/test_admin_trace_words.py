@@ -15,35 +15,16 @@ from sqlalchemy import update
 
 from corridor.store import schema as t
 from tests.server.test_admin_page import (  # noqa: F401 - the fixtures: this module's own AS
-    ADMIN,
     admin_as,
-    admin_code,
     driver,
+    signed_in_trace,
     story,
 )
 from tests.server.test_browser import ARTIFACTS, browser  # noqa: F401 - the Chromium fixture
-from tests.support import PASSWORD, Driver
+from tests.support import Driver
 
 if TYPE_CHECKING:
     from selenium.webdriver.chrome.webdriver import WebDriver
-
-
-def signed_in_trace(driver: Driver, browser: WebDriver, ident: str) -> None:  # noqa: F811
-    """The admin signs in (password, then a TOTP code) and lands on the trace of ``ident``."""
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    browser.get(driver.url(f"/admin/trace?id={ident}"))
-    browser.find_element(By.NAME, "username").send_keys(ADMIN)
-    browser.find_element(By.NAME, "password").send_keys(PASSWORD)
-    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    WebDriverWait(browser, 15).until(expected_conditions.presence_of_element_located((By.NAME, "code")))
-    browser.find_element(By.NAME, "code").send_keys(admin_code(driver))
-    browser.find_element(By.CSS_SELECTOR, "button.approve").click()
-    WebDriverWait(browser, 15).until(
-        expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "ol.timeline"))
-    )
 
 
 def marks(browser: WebDriver) -> dict[int, tuple[str, str]]:  # noqa: F811

@@ -89,28 +89,9 @@ class ProtectedResource:
         state = scope.setdefault("state", {})
         request_id = state.setdefault(REQUEST_ID_KEY, new_id())
         access: AccessToken | None = None
-        try:
-            # Key fetches and replay-cache writes may block: off the event loop.
-            access = await run_in_threadpool(
-                guard.authenticate, scope["method"], scope["path"], headers, certificate, query
-            )
-        except ResourceError as error:
-            if error.error:
-                await run_in_threadpool(
-                    functools.partial(
-                        guard.record,
-                        route=route,
-                        method=scope["method"],
-                        access=access,
-                        error=error,
-                        request_id=request_id,
-                    )
-                )
-            await error_response(guard, error)(scope, receive, send)
-            return
-        try:
-            receive = await _bounded_json_body(scope, receive)
-        except ResourceError as error:
+
+        async def record(error: ResourceError | None, **more: Any) -> None:
+            """The decision's record (off the event loop: a sink with a database blocks)."""
             await run_in_threadpool(
                 functools.partial(
                     guard.record,
@@ -119,8 +100,24 @@ class ProtectedResource:
                     access=access,
                     error=error,
                     request_id=request_id,
+                    **more,
                 )
             )
+
+        try:
+            # Key fetches and replay-cache writes may block: off the event loop.
+            access = await run_in_threadpool(
+                guard.authenticate, scope["method"], scope["path"], headers, certificate, query
+            )
+        except ResourceError as error:
+            if error.error:
+                await record(error)
+            await error_response(guard, error)(scope, receive, send)
+            return
+        try:
+            receive = await _bounded_json_body(scope, receive)
+        except ResourceError as error:
+            await record(error)
             await error_response(guard, error)(scope, receive, send)
             return
         state[STATE_KEY] = access
@@ -137,17 +134,7 @@ class ProtectedResource:
             await self.app(scope, receive, watch)
         except ResourceError as error:
             _use_token_scheme(error, access)
-            await run_in_threadpool(
-                functools.partial(
-                    guard.record,
-                    route=route,
-                    method=scope["method"],
-                    access=access,
-                    error=error,
-                    facts=state.get(ACTION_KEY),
-                    request_id=request_id,
-                )
-            )
+            await record(error, facts=state.get(ACTION_KEY))
             if status:
                 raise
             await error_response(guard, error)(scope, receive, send)
@@ -156,19 +143,7 @@ class ProtectedResource:
             # Token and route requirements passed; the record keeps the status the route answered
             # (a 404 or 422 after a valid token is not an authorization decision of ours), and
             # the action with its parameters; its result, when the route gave one, follows it.
-            await run_in_threadpool(
-                functools.partial(
-                    guard.record,
-                    route=route,
-                    method=scope["method"],
-                    access=access,
-                    error=None,
-                    status=status,
-                    facts=state.get(ACTION_KEY),
-                    policy=state.get(POLICY_KEY),
-                    request_id=request_id,
-                )
-            )
+            await record(None, status=status, facts=state.get(ACTION_KEY), policy=state.get(POLICY_KEY))
 
 
 def _content_type(scope: Scope) -> bytes:
