@@ -25,8 +25,7 @@ from corridor.audit.events import Event, Outcome
 from corridor.audit.log import AuditLog, Evidence, writer_id
 from corridor.audit.sinks import verify_records
 from corridor.core.randomness import new_id
-from corridor.store import schema
-from corridor.store.audit import RECORD_COLUMNS, ChainConflict
+from corridor.store.audit import RECORD_COLUMNS, ChainConflict, misfit
 from corridor.store.sql import Store
 
 #: The members ``corridor audit export`` writes parsed; stored as JSON text.
@@ -57,25 +56,6 @@ def _stored_form(value: Any) -> str | None:
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
-def _misfit(record: Mapping[str, Any]) -> str | None:
-    """Why a record does not fit the audit table's columns (type, length), or None."""
-    for column in schema.audit_records.columns:
-        value = record.get(column.name)
-        if value is None or column.name == "id":
-            continue
-        python = column.type.python_type
-        if python is float:
-            fits = isinstance(value, int | float) and not isinstance(value, bool)
-        elif python is int:
-            fits = isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**31
-        else:
-            length = getattr(column.type, "length", None)
-            fits = isinstance(value, str) and (length is None or len(value) <= length)
-        if not fits:
-            return f"{column.name} is not a {python.__name__} the trail can hold"
-    return None
-
-
 def parse(data: bytes, name: str) -> list[dict[str, Any]]:
     """The file's records, each with its line number as ``id``, in the store's form."""
     known = set(RECORD_COLUMNS)
@@ -96,7 +76,7 @@ def parse(data: bytes, name: str) -> list[dict[str, Any]]:
             raise ImportRefused(f"{name}:{number}: no chain position (seq)")
         for member in STRUCTURED:
             value[member] = _stored_form(value.get(member))
-        problem = _misfit(value)
+        problem = misfit(value)
         if problem:
             raise ImportRefused(f"{name}:{number}: {problem}")
         records.append({**{column: value.get(column) for column in RECORD_COLUMNS}, "id": number})

@@ -18,6 +18,25 @@ GENESIS = "0" * 64
 RECORD_COLUMNS = tuple(column.name for column in t.audit_records.columns)
 
 
+def misfit(record: Mapping[str, Any]) -> str | None:
+    """Why a record does not fit the audit table's columns (type, length), or None."""
+    for column in t.audit_records.columns:
+        value = record.get(column.name)
+        if value is None or column.name == "id":
+            continue
+        python = column.type.python_type
+        if python is float:
+            fits = isinstance(value, int | float) and not isinstance(value, bool)
+        elif python is int:
+            fits = isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**31
+        else:
+            length = getattr(column.type, "length", None)
+            fits = isinstance(value, str) and (length is None or len(value) <= length)
+        if not fits:
+            return f"{column.name} is not a {python.__name__} the trail can hold"
+    return None
+
+
 class ChainConflict(ValueError):
     """Records offered for a chain do not fit what the store holds of it (issue 16 import)."""
 
