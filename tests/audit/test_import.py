@@ -182,6 +182,7 @@ def test_what_is_not_a_trail_is_refused_with_its_line(driver: Driver, tmp_path: 
             "long.jsonl:1: writer is not",
         ),
         "seq.jsonl": ('{"writer": "rs:x", "seq": 99999999999}\n', "seq.jsonl:1: seq is not a int"),
+        "nan.jsonl": ('{"writer": "rs:x", "seq": 1, "time": NaN}\n', "nan.jsonl:1: time is not a float"),
         "time.jsonl": ('{"writer": "rs:x", "seq": 1, "time": "now"}\n', "time.jsonl:1: time is not a float"),
     }
     for name, (text, message) in cases.items():

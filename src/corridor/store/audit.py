@@ -4,6 +4,7 @@ this repository only stores, locks and reads."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -26,7 +27,7 @@ def misfit(record: Mapping[str, Any]) -> str | None:
             continue
         python = column.type.python_type
         if python is float:
-            fits = isinstance(value, int | float) and not isinstance(value, bool)
+            fits = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
         elif python is int:
             fits = isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**31
         else:
