@@ -219,6 +219,9 @@ class Driver:
         sender_constraint: str = "dpop",
         tls_subject: dict[str, str] | None = None,
         use_mtls_endpoint_aliases: bool = False,
+        require_signed_request_object: bool = False,
+        response_modes: tuple[str, ...] = (),
+        authorization_signed_response_alg: str | None = None,
     ) -> Client:
         key = key or SigningKey.generate(alg)
         client_id = "c-" + new_id()
@@ -234,6 +237,9 @@ class Driver:
             sender_constraint=sender_constraint,
             tls_subject=tls_subject,
             use_mtls_endpoint_aliases=use_mtls_endpoint_aliases,
+            require_signed_request_object=require_signed_request_object,
+            response_modes=response_modes,
+            authorization_signed_response_alg=authorization_signed_response_alg,
         )
         self.as_.store.clients.add(client_id, "Test client " + client_id[-4:], meta, time.time())
         if self.as_.server is not None and self.as_.server.mtls_trust is not None:

@@ -70,6 +70,24 @@ def _client_json(row: dict[str, Any]) -> dict[str, Any]:
     "--scope", default="openid", show_default=True, help="Space-separated scopes the client may ask for."
 )
 @click.option("--resource", "resources", multiple=True, help="Resource servers it may use (default: all).")
+@click.option(
+    "--require-signed-request-object",
+    is_flag=True,
+    help="FAPI 2.0 Message Signing: PAR only with a signed request object (RFC 9101 10.5).",
+)
+@click.option(
+    "--response-mode",
+    "response_modes",
+    multiple=True,
+    type=click.Choice(["query", "jwt", "query.jwt"]),
+    help="Restrict the client to these response modes; jwt: signed responses (JARM).",
+)
+@click.option(
+    "--authorization-signed-response-alg",
+    type=click.Choice(["PS256", "ES256", "EdDSA"]),
+    default=None,
+    help="JARM: the alg of its signed authorization responses (default: the AS's signing_alg).",
+)
 @click.option("--client-id", default=None, help="Chosen client_id (default: generated).")
 @click.option("--json", "as_json", is_flag=True, help="Print the registration as JSON.")
 def client_add(
@@ -90,6 +108,9 @@ def client_add(
     use_mtls_endpoint_aliases: bool,
     scope: str,
     resources: tuple[str, ...],
+    require_signed_request_object: bool,
+    response_modes: tuple[str, ...],
+    authorization_signed_response_alg: str | None,
     client_id: str | None,
     as_json: bool,
 ) -> None:
@@ -137,6 +158,9 @@ def client_add(
             sender_constraint=sender_constraint,
             tls_subject={k: v for k, v in subject.items() if v},
             use_mtls_endpoint_aliases=use_mtls_endpoint_aliases,
+            require_signed_request_object=require_signed_request_object,
+            response_modes=response_modes,
+            authorization_signed_response_alg=authorization_signed_response_alg,
         )
     except ClientMetadataError as exc:
         raise click.ClickException(f"{exc.error}: {exc}") from exc

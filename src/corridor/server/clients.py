@@ -17,7 +17,7 @@ import httpx
 
 from corridor.core import strictjson
 from corridor.core.clock import Clock
-from corridor.core.jose import JoseFailure, check_public_jwks, import_public_jwk
+from corridor.core.jose import FAPI_ALGORITHMS, JoseFailure, check_public_jwks, import_public_jwk
 from corridor.core.x509 import (
     SUBJECT_PARAMETERS,
     CertificateError,
@@ -34,6 +34,10 @@ AUTH_METHODS = ("private_key_jwt", "tls_client_auth", "self_signed_tls_client_au
 MTLS_AUTH_METHODS = ("tls_client_auth", "self_signed_tls_client_auth")
 #: FAPI2 5.3.2.1-4/5: DPoP (RFC 9449) or certificate-bound (RFC 8705 3) access tokens.
 SENDER_CONSTRAINTS = ("dpop", "mtls")
+#: RFC 6749 / OAuth Response Modes and JARM 2.3 (``jwt`` = ``query.jwt`` for response_type code):
+#: the response modes a client may register (FAPI 2.0 Message Signing client metadata
+#: ``response_modes``). Fragment and form_post modes are not offered: FAPI2 5.3.2.2-1 is code only.
+RESPONSE_MODES = ("query", "jwt", "query.jwt")
 
 
 class ClientMetadataError(ValueError):
@@ -60,6 +64,13 @@ class ClientRecord:
     #: DER of the certificates registered in the JWKS ``x5c`` (self-signed mTLS, RFC 8705 2.2).
     certificates: tuple[bytes, ...] = ()
     use_mtls_endpoint_aliases: bool = False
+    #: RFC 9101 10.5 / FAPI 2.0 Message Signing: PAR only with a signed request object.
+    require_signed_request_object: bool = False
+    #: FAPI 2.0 Message Signing client metadata: the response modes this client is restricted
+    #: to (empty: not restricted).
+    response_modes: tuple[str, ...] = ()
+    #: JARM 3: the JWS alg of its authorization responses (None: the AS's signing alg).
+    authorization_signed_response_alg: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -80,6 +91,9 @@ class ClientRecord:
             tls_subject=subject,
             certificates=tuple(base64.b64decode(k["x5c"][0]) for k in keys if k.get("x5c")),
             use_mtls_endpoint_aliases=bool(meta.get("use_mtls_endpoint_aliases")),
+            require_signed_request_object=bool(meta.get("require_signed_request_object")),
+            response_modes=tuple(meta.get("response_modes") or ()),
+            authorization_signed_response_alg=meta.get("authorization_signed_response_alg"),
             metadata=meta,
         )
 
@@ -148,6 +162,9 @@ def build_client_metadata(
     known_scopes: Sequence[str] = (),
     tls_subject: Mapping[str, str] | None = None,
     use_mtls_endpoint_aliases: bool = False,
+    require_signed_request_object: bool = False,
+    response_modes: Sequence[str] = (),
+    authorization_signed_response_alg: str | None = None,
 ) -> dict[str, Any]:
     """Validate registration input and return the stored metadata (RFC 7591 2, RFC 8705 2)."""
     if token_endpoint_auth_method not in AUTH_METHODS:
@@ -186,6 +203,23 @@ def build_client_metadata(
         "tls_client_certificate_bound_access_tokens": sender_constraint == "mtls",
         "use_mtls_endpoint_aliases": use_mtls_endpoint_aliases,
     }
+    if require_signed_request_object:
+        meta["require_signed_request_object"] = True  # RFC 9101 10.5
+    unknown_modes = [m for m in response_modes if m not in RESPONSE_MODES]
+    if unknown_modes:
+        raise ClientMetadataError(
+            f"response mode {unknown_modes[0]!r} is not supported; use {', '.join(RESPONSE_MODES)} "
+            "(FAPI2 5.3.2.2-1, JARM 2.3)"
+        )
+    if response_modes:
+        meta["response_modes"] = list(dict.fromkeys(response_modes))
+    if authorization_signed_response_alg is not None:
+        if authorization_signed_response_alg not in FAPI_ALGORITHMS:
+            raise ClientMetadataError(
+                "authorization_signed_response_alg must be one of "
+                f"{', '.join(FAPI_ALGORITHMS)} (FAPI2 5.4.1-1b, JARM 3)"
+            )
+        meta["authorization_signed_response_alg"] = authorization_signed_response_alg
     for parameter, value in subjects.items():
         if parameter not in SUBJECT_PARAMETERS:
             raise ClientMetadataError(f"unknown subject parameter {parameter}")

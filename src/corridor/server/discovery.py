@@ -6,7 +6,7 @@ from typing import Any
 
 from corridor.core.jose import FAPI_ALGORITHMS
 from corridor.server.authority import AuthorizationServer
-from corridor.server.clients import AUTH_METHODS
+from corridor.server.clients import AUTH_METHODS, RESPONSE_MODES
 
 
 def server_metadata(server: AuthorizationServer) -> dict[str, Any]:
@@ -24,7 +24,9 @@ def server_metadata(server: AuthorizationServer) -> dict[str, Any]:
         "jwks_uri": e.jwks,
         "scopes_supported": list(s.scopes),
         "response_types_supported": ["code"],
-        "response_modes_supported": ["query"],
+        # JARM 4.1 / FAPI 2.0 Message Signing: signed authorization responses (jwt = query.jwt).
+        "response_modes_supported": list(RESPONSE_MODES),
+        "authorization_signing_alg_values_supported": [s.signing_alg],
         "grant_types_supported": ["authorization_code", "refresh_token"],
         "subject_types_supported": ["public"],
         "code_challenge_methods_supported": ["S256"],
@@ -47,7 +49,12 @@ def server_metadata(server: AuthorizationServer) -> dict[str, Any]:
             if level in ("password", "mfa") or (level == "passkey" and server.passkeys.available)
         ],
         "claims_parameter_supported": False,
-        "request_parameter_supported": False,
+        # RFC 9101 10.5, RFC 9126 3: signed request objects, at PAR only.
+        "request_parameter_supported": True,
+        "request_object_signing_alg_values_supported": algs,
+        "require_signed_request_object": s.require_signed_request_object,
+        # RFC 9701 7: signed introspection responses.
+        "introspection_signing_alg_values_supported": [s.signing_alg],
         "request_uri_parameter_supported": True,
         "prompt_values_supported": ["none", "login", "consent"],
         "claims_supported": ["sub", "preferred_username", "acr", "auth_time"],

@@ -112,6 +112,12 @@ class Settings(BaseSettings):
     code_lifetime: int = Field(60, ge=1, le=60)
     #: FAPI2 5.3.2.2-12: request_uri lifetime, below 600 s (Note 2: long enough for the user).
     par_lifetime: int = Field(90, ge=10, le=599)
+    #: FAPI 2.0 Message Signing 5.3.1 (RFC 9101 10.5): every client pushes a signed request
+    #: object; off, only the clients registered with ``require_signed_request_object`` must.
+    require_signed_request_object: bool = False
+    #: JARM 2.1: how long a signed authorization response is valid (its ``exp``); short, as the
+    #: code inside lives ``code_lifetime`` anyway (issue 17: 10 minutes at most).
+    jarm_lifetime: int = Field(60, ge=10, le=600)
     #: How long a user may take on the login and consent pages once /authorize was reached.
     interaction_lifetime: int = Field(600, ge=60, le=3600)
     #: Access-token lifetime. With local JWT validation at an RS it also bounds how long a

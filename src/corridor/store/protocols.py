@@ -226,6 +226,16 @@ class Audit(Protocol):
     def purge(self, writer: str, through_seq: int, batch: int = 1000) -> int: ...
 
 
+class SignedMessages(Protocol):
+    """Signed messages kept as evidence (issue 17): request objects and JARM responses by SHA-256."""
+
+    def keep(self, sha256: str, kind: str, client_id: str, jws: str, now: float) -> None: ...
+
+    def get(self, sha256: str) -> Row | None: ...
+
+    def purge_before(self, time: float) -> int: ...
+
+
 class Repositories(Protocol):
     """Every repository; a Store's run each statement on its own, a unit's in its transaction."""
 
@@ -249,6 +259,9 @@ class Repositories(Protocol):
 
     @property
     def audit(self) -> Audit: ...
+
+    @property
+    def messages(self) -> SignedMessages: ...
 
 
 class UnitOfWork(Repositories, Protocol):

@@ -206,6 +206,19 @@ admin_sessions = Table(
     Column("expires_at", Float, nullable=False),
 )
 
+#: Issue 17: signed messages kept as non-repudiation evidence (the client's request object at
+#: PAR, the AS's JARM response), by the SHA-256 of the compact JWS that the audit record names.
+signed_messages = Table(
+    "signed_messages",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("client_id", String(255), nullable=False),
+    Column("jws", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_signed_messages_created_at", "created_at"),
+)
+
 audit_records = Table(
     "audit_records",
     metadata,

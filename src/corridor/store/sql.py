@@ -25,6 +25,7 @@ from corridor.store.clients import SqlClients
 from corridor.store.engine import create_store_engine, database_url
 from corridor.store.grants import SqlGrants
 from corridor.store.keys import SqlKeys
+from corridor.store.messages import SqlSignedMessages
 from corridor.store.protocols import AttemptPolicy, RemovedClient, UnitOfWork
 from corridor.store.replay import SqlReplay
 from corridor.store.requests import SqlRequests
@@ -54,6 +55,7 @@ class SqlRepositories:
         self.replay = SqlReplay(scope)
         self.keys = SqlKeys(scope)
         self.audit = SqlAudit(scope)
+        self.messages = SqlSignedMessages(scope)
 
 
 #: What purge_expired removes: single-use artifacts and replay entries when they expire; codes,
