@@ -23,11 +23,13 @@ from typing import Any
 from corridor.audit.chain import ALL_WRITERS, HASHED, CheckpointReport, link, verify_checkpoints
 from corridor.audit.trace import trace
 from corridor.core.b64 import b64url_decode
-from corridor.core.jose import JoseFailure, read_header
+from corridor.core.jose import JoseFailure, jwk_thumbprint, read_header
 from corridor.store.scope import Row
 from corridor.store.sql import Store
 
 FORMAT = "corridor-evidence-pack/1"
+#: Issue 17: the detail members naming a signed message the AS kept (store/messages.py).
+SIGNED_MEMBERS = ("request_object", "authorization_response")
 
 
 class PackError(ValueError):
@@ -190,6 +192,13 @@ def make_pack(
             kids.add(read_header(cp.jws).get("kid"))
         except JoseFailure:
             continue
+    messages, client_keys = signed_messages(store, rows)
+    for message in messages:
+        if message["kind"] != "request_object":
+            try:
+                kids.add(read_header(message["jws"]).get("kid"))
+            except JoseFailure:
+                continue
     return {
         "format": FORMAT,
         "made_at": now,
@@ -200,4 +209,57 @@ def make_pack(
         "checkpoints": [cp.as_pack() for cp in sorted(used.values(), key=lambda cp: cp.id)],
         "keys": [key for key in public_keys if key.get("kid") in kids],
         "consent": [c for c in map(_consent, records) if c is not None],
+        "signed_messages": messages,
+        "client_keys": client_keys,
     }
+
+
+def signed_messages(store: Store, rows: Sequence[Row]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Issue 17 (FAPI 2.0 Message Signing, non-repudiation): the request objects and signed
+    authorization responses the grant's records name by SHA-256, as the AS kept them, and the
+    client's registered public key that verified each request object (by its RFC 7638
+    thumbprint; a ``jwks_uri`` client's key is not stored, the investigator fetches it)."""
+    messages: list[dict[str, Any]] = []
+    keys: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        try:
+            detail = json.loads(row.get("detail") or "{}")
+        except ValueError:
+            continue
+        if not isinstance(detail, dict):
+            continue
+        for member in SIGNED_MEMBERS:
+            named = detail.get(member)
+            if not isinstance(named, dict) or not isinstance(named.get("sha256"), str):
+                continue
+            kept = store.messages.get(named["sha256"])
+            if kept is None:  # purged with the records of its time, or never kept
+                continue
+            messages.append(
+                {
+                    "kind": kept["kind"],
+                    "sha256": kept["sha256"],
+                    "client_id": kept["client_id"],
+                    "writer": row.get("writer"),
+                    "seq": row.get("seq"),
+                    "jws": kept["jws"],
+                }
+            )
+            if member == "request_object":
+                for key in _registered_keys(store, str(kept["client_id"])):
+                    try:
+                        if jwk_thumbprint(key) == named.get("key_thumbprint"):
+                            keys[str(named["key_thumbprint"])] = key
+                    except JoseFailure:
+                        continue
+    return messages, list(keys.values())
+
+
+def _registered_keys(store: Store, client_id: str) -> list[dict[str, Any]]:
+    row = store.clients.get(client_id)
+    if row is None:
+        return []
+    jwks = json.loads(row["metadata"]).get("jwks") or {}
+    return [
+        {k: v for k, v in key.items() if k != "x5c"} for key in jwks.get("keys", []) if isinstance(key, dict)
+    ]

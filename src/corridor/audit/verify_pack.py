@@ -18,6 +18,12 @@ The rules, in order:
    walking down from that head, each position must be in the pack (a record or a link), hash to
    the hash the position above names (the head's for the top), and name the one below by its
    ``prev_hash``, until the record is reached.
+5. Each signed message (issue 17, FAPI 2.0 Message Signing) is bound to a proven record of the
+   pack whose detail names its SHA-256 (``request_object`` or ``authorization_response``), and its
+   signature verifies: a request object with the client key of the pack (``client_keys``, or the
+   client's JWKS the investigator saved) whose RFC 7638 thumbprint the record names, ``iss`` the
+   client; a signed authorization response (JARM) with a key of the AS, ``iss`` the pack's issuer
+   and ``aud`` the client.
 """
 
 from __future__ import annotations
@@ -106,23 +112,45 @@ class Record:
 
 
 @dataclass
+class Message:
+    kind: str
+    client_id: str
+    writer: str | None
+    seq: int | None
+    sha256: str
+    signer: str = ""
+    problem: str | None = None
+
+    def line(self) -> str:
+        where = f"record {self.writer} #{self.seq}, SHA-256 {self.sha256}"
+        head = f"{self.kind} of client {self.client_id} ({where})"
+        return f"{head}: {self.problem}" if self.problem else f"{head}: signature verifies with {self.signer}"
+
+
+@dataclass
 class Report:
     grant_id: str
     issuer: str
     keys: list[dict[str, Any]] = field(default_factory=list)
     checkpoints: list[Checkpoint] = field(default_factory=list)
     records: list[Record] = field(default_factory=list)
+    messages: list[Message] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.problems and all(r.proven_by is not None for r in self.records)
+        return (
+            not self.problems
+            and all(r.proven_by is not None for r in self.records)
+            and all(m.problem is None for m in self.messages)
+        )
 
     def lines(self) -> list[str]:
         out = [f"pack of grant {self.grant_id} at {self.issuer}: {len(self.records)} records"]
         out += [f"key {k['kid']}: thumbprint {k['thumbprint']} ({k['source']})" for k in self.keys]
         out += [cp.line() for cp in self.checkpoints] + self.problems
         out += [r.line() for r in self.records]
+        out += [m.line() for m in self.messages]
         unproven = sum(r.proven_by is None for r in self.records)
         out.append(
             "all records proven" if self.ok else f"NOT PROVEN: {unproven} of {len(self.records)} records"
@@ -137,6 +165,7 @@ class Report:
             "keys": self.keys,
             "checkpoints": [vars(cp) for cp in self.checkpoints],
             "records": [vars(r) for r in self.records],
+            "signed_messages": [vars(m) for m in self.messages],
             "problems": self.problems,
         }
 
@@ -191,13 +220,22 @@ def _thumbprint(key: Mapping[str, Any]) -> str:
         return "(not a usable key)"
 
 
-def verify_pack(pack: Any, jwks: Sequence[Mapping[str, Any]] | None = None) -> Report:
-    """Check a parsed pack (rules 1-4); ``jwks``: the keys to trust instead of the pack's."""
+def verify_pack(
+    pack: Any,
+    jwks: Sequence[Mapping[str, Any]] | None = None,
+    client_jwks: Sequence[Mapping[str, Any]] | None = None,
+) -> Report:
+    """Check a parsed pack (rules 1-5); ``jwks``: the AS keys to trust instead of the pack's;
+    ``client_jwks``: the client keys to trust instead of the pack's ``client_keys``."""
     try:
         if pack.get("format") != FORMAT:
             raise PackFormatError(f"not a {FORMAT} document")
         report = Report(str(pack["grant_id"]), str(pack["issuer"]))
-        return _verify(pack, jwks, report)
+        _verify(pack, jwks, report)
+        as_keys = list(jwks) if jwks is not None else pack["keys"]
+        clients = list(client_jwks) if client_jwks is not None else pack.get("client_keys", [])
+        _verify_messages(pack, as_keys, clients, report)
+        return report
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, PackFormatError):
             raise
@@ -306,6 +344,74 @@ def _walk(report: Report, chains: Mapping[str, Mapping[int, tuple[str, str, str]
                 record.proven_by = cp_id
             else:
                 record.problem = f"not proven by checkpoint {cp_id}: {reason}"
+
+
+def _verify_messages(
+    pack: Mapping[str, Any],
+    as_keys: Sequence[Mapping[str, Any]],
+    client_keys: Sequence[Mapping[str, Any]],
+    report: Report,
+) -> None:
+    """Rule 5: each signed message is the one a proven record names, and its signature verifies."""
+    proven = {(r.writer, r.seq) for r in report.records if r.proven_by is not None}
+    details: dict[tuple[Any, Any], Any] = {}
+    for raw in pack["records"]:
+        try:
+            details[(raw.get("writer"), raw.get("seq"))] = json.loads(raw.get("detail") or "{}")
+        except (TypeError, ValueError):
+            continue
+    for raw in pack.get("signed_messages", []):
+        kind, token = str(raw["kind"]), str(raw["jws"])
+        message = Message(kind, str(raw["client_id"]), raw.get("writer"), raw.get("seq"), str(raw["sha256"]))
+        report.messages.append(message)
+        detail = details.get((message.writer, message.seq))
+        named = detail.get(kind) if isinstance(detail, dict) else None
+        if not isinstance(named, dict):
+            message.problem = "no record of the pack names it"
+        elif hashlib.sha256(token.encode()).hexdigest() != named.get("sha256"):
+            message.problem = "it is not the message its record names (SHA-256 differs: swapped or edited)"
+        elif (message.writer, message.seq) not in proven:
+            message.problem = "the record naming it is not proven"
+        elif kind == "request_object":
+            thumbprint = named.get("key_thumbprint")
+            keys = [k for k in client_keys if _thumbprint(k) == thumbprint]
+            claims = _verified_claims(token, keys)
+            if claims is None:
+                message.problem = f"the signature does not verify with a client key ({thumbprint})"
+            elif claims.get("iss") != message.client_id:
+                message.problem = f"signed by {claims.get('iss')!r}, not the client"
+            else:
+                message.signer = f"the client's key with thumbprint {thumbprint}"
+        else:
+            claims = _verified_claims(token, as_keys)
+            if claims is None:
+                message.problem = "the signature does not verify with a key of the AS"
+            elif claims.get("iss") != report.issuer or claims.get("aud") != message.client_id:
+                message.problem = "its iss is not the pack's issuer or its aud not the client"
+            else:
+                message.signer = f"the AS key {_b64json(token.split('.')[0]).get('kid')}"
+
+
+def _verified_claims(token: str, keys: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The payload of ``token`` if it verifies with one of ``keys`` (FAPI2 algorithms only)."""
+    try:
+        header = _b64json(token.split(".")[0])
+    except (ValueError, IndexError):
+        return None
+    if not isinstance(header, dict) or header.get("alg") not in ALGORITHMS:
+        return None
+    for key in keys:
+        try:
+            with warnings.catch_warnings():  # joserfc warns that RFC 9864 renames EdDSA
+                warnings.simplefilter("ignore")
+                claims = json.loads(
+                    jws.deserialize_compact(token, JWKRegistry.import_key(dict(key)), [header["alg"]]).payload
+                )
+        except (JoseError, ValueError, TypeError):
+            continue
+        if isinstance(claims, dict):
+            return claims
+    return None
 
 
 def read_pack(text: str) -> Any:

@@ -42,6 +42,7 @@ LABELS: dict[str, str] = {
     "done": "What was done",
     "refused": "Why refused",
     "bound": "Bound to",
+    "signed": "Signed",
 }
 
 _TITLES: dict[tuple[str, str], str] = {
@@ -212,6 +213,7 @@ def step(
     bound = _bound(record)
     if bound:
         said.append(Sentence("bound", bound))
+    said += [Sentence("signed", s) for s in _signed(detail)]
     moment = record.get("time")
     return Step(
         record_id=record.get("id"),
@@ -415,3 +417,27 @@ def _bound(record: Mapping[str, Any]) -> str | None:
             return f"bound to the client certificate with SHA-256 thumbprint {thumbprint}"
         return "bound to the client certificate"
     return f"bound by {constraint} {thumbprint or ''}".strip()
+
+
+def _signed(detail: Mapping[str, Any]) -> list[str]:
+    """Issue 17 (FAPI 2.0 Message Signing): the signed messages a record names. A request object
+    was verified with the client's registered key before the pushed request was accepted; a
+    response was signed by the AS with the key named."""
+    said = []
+    request = detail.get("request_object")
+    if isinstance(request, Mapping):
+        kid = request.get("kid")
+        said.append(
+            f"request signed by client key {kid or '(no kid)'} (verified): {request.get('signer')}'s key "
+            f"with thumbprint {request.get('key_thumbprint')}, {request.get('alg')}, "
+            f"request object SHA-256 {request.get('sha256')}"
+        )
+    for name, what in (("authorization_response", "authorization response"), ("signed_response", "response")):
+        response = detail.get(name)
+        if isinstance(response, Mapping):
+            mode = f", response_mode {response['mode']}" if response.get("mode") else ""
+            said.append(
+                f"{what} signed by the AS ({response.get('kid')}): {response.get('alg')}{mode}, "
+                f"SHA-256 {response.get('sha256')}"
+            )
+    return said

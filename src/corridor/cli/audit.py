@@ -215,6 +215,28 @@ def audit_export(data_dir: Path | None, config_file: Path | None, database_url: 
     store.close()
 
 
+@audit.command("message")
+@click.argument("sha256")
+@DATA_DIR
+@CONFIG
+@DATABASE
+@JSON
+def audit_message(
+    sha256: str, data_dir: Path | None, config_file: Path | None, database_url: str | None, as_json: bool
+) -> None:
+    """A signed message the trail names by SHA-256 (issue 17: the client's request object at PAR,
+    the AS's JARM response), exactly as it was received or sent: the compact JWS, for a dispute."""
+    _, store = _audit_store(data_dir, config_file, database_url)
+    row = store.messages.get(sha256.strip().lower())
+    store.close()
+    if row is None:
+        raise click.ClickException(f"no signed message with SHA-256 {sha256[:64]!r} is kept")
+    if as_json:
+        echo_json({name: row[name] for name in ("sha256", "kind", "client_id", "created_at", "jws")})
+    else:
+        click.echo(row["jws"])
+
+
 @audit.command("import")
 @DATA_DIR
 @CONFIG
@@ -329,6 +351,19 @@ def audit_pack(
         sys.exit(1)
 
 
+def _jwks(path: Path | None) -> list[dict[str, Any]] | None:
+    """The keys of a saved JWKS file (None: no file given)."""
+    if path is None:
+        return None
+    try:
+        keys = json.loads(path.read_text(encoding="utf-8")).get("keys")
+    except (ValueError, AttributeError) as exc:  # UnicodeDecodeError is a ValueError
+        raise click.ClickException(f"{path}: not a JWKS ({exc})") from exc
+    if not isinstance(keys, list) or not all(isinstance(k, dict) for k in keys):
+        raise click.ClickException(f'{path}: not a JWKS (an object with a "keys" array)')
+    return keys
+
+
 @audit.command("verify-pack")
 @click.argument("pack_file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @click.option(
@@ -338,24 +373,27 @@ def audit_pack(
     default=None,
     help="The AS's JWKS as published at its jwks_uri, saved by you: trust these keys, not the pack's.",
 )
+@click.option(
+    "--client-jwks",
+    "client_jwks_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="The client's public JWKS, saved by you: check its request objects with these keys.",
+)
 @JSON
-def audit_verify_pack(pack_file: Path, jwks_file: Path | None, as_json: bool) -> None:
+def audit_verify_pack(
+    pack_file: Path, jwks_file: Path | None, client_jwks_file: Path | None, as_json: bool
+) -> None:
     """Check an evidence pack offline (issue 16; no database, no network): each checkpoint's
-    signature, each record's hash, and the chain from each record to a signed checkpoint. One
-    line per record; exit status 1 unless every record is proven."""
+    signature, each record's hash, the chain from each record to a signed checkpoint, and each
+    signed message (issue 17: the client's request object, the AS's JARM response). One line per
+    record and message; exit status 1 unless every one is proven."""
     from corridor.audit.verify_pack import PackFormatError, read_pack, verify_pack
 
-    jwks = None
-    if jwks_file is not None:
-        try:
-            keys = json.loads(jwks_file.read_text(encoding="utf-8")).get("keys")
-        except (ValueError, AttributeError) as exc:  # UnicodeDecodeError is a ValueError
-            raise click.ClickException(f"{jwks_file}: not a JWKS ({exc})") from exc
-        if not isinstance(keys, list) or not all(isinstance(k, dict) for k in keys):
-            raise click.ClickException(f'{jwks_file}: not a JWKS (an object with a "keys" array)')
-        jwks = keys
     try:
-        report = verify_pack(read_pack(pack_file.read_text(encoding="utf-8")), jwks)
+        report = verify_pack(
+            read_pack(pack_file.read_text(encoding="utf-8")), _jwks(jwks_file), _jwks(client_jwks_file)
+        )
     except (PackFormatError, UnicodeDecodeError) as exc:
         raise click.ClickException(f"{pack_file}: {exc}") from exc
     if as_json:
