@@ -29,6 +29,7 @@ from corridor.client.signing import (
     RULE_JARM_EXP,
     RULE_JARM_ISS,
     RULE_JARM_MODE,
+    RULE_JARM_NBF,
     RULE_JARM_SIGNATURE,
 )
 from corridor.core.b64 import b64url_encode
@@ -318,6 +319,7 @@ BAD_JARM = {
     "expired": (lambda h, handle: jarm(h, handle, exp=int(time.time()) - 120), RULE_JARM_EXP),
     "no exp": (lambda h, handle: jarm(h, handle, exp=None), RULE_JARM_EXP),
     "exp not a number": (lambda h, handle: jarm(h, handle, exp=str(int(time.time()) + 60)), RULE_JARM_EXP),
+    "not valid yet": (lambda h, handle: jarm(h, handle, nbf=int(time.time()) + 120), RULE_JARM_NBF),
     "alg HS256": (hs256, RULE_JARM_ALG),
     "alg none": (alg_none, RULE_JARM_ALG),
     "alg RS256": (rs256, RULE_JARM_ALG),

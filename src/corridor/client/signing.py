@@ -40,6 +40,7 @@ RULE_JARM_ISS = "FAPI2 MS 5.4.2-2, JARM 2.4-2"
 RULE_JARM_AUD = "FAPI2 MS 5.4.2-2, JARM 2.4-3"
 RULE_JARM_EXP = "FAPI2 MS 5.4.2-2, JARM 2.4-4"
 RULE_JARM_SIGNATURE = "FAPI2 MS 5.4.2-2, JARM 2.4-5"
+RULE_JARM_NBF = "JARM 2.1, RFC 7519 4.1.5"
 
 
 def check_options(response_mode: str | None, lifetime: int) -> None:
@@ -130,6 +131,9 @@ def verify_jarm(
         raise AuthorizationResponseError("the JARM response has no exp", RULE_JARM_EXP)
     if exp + CLOCK_SKEW <= now:
         raise AuthorizationResponseError("the JARM response has expired", RULE_JARM_EXP)
+    nbf = claims.get("nbf")
+    if isinstance(nbf, int | float) and not isinstance(nbf, bool) and nbf > now + CLOCK_SKEW:
+        raise AuthorizationResponseError("the JARM response is not valid yet", RULE_JARM_NBF)
     return claims
 
 
