@@ -9,6 +9,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -32,7 +33,7 @@ from corridor.core.jose import SigningKey, read_header
 from corridor.server.forms import parse_pairs
 from corridor.transport.listeners import uvicorn_server
 from corridor.transport.tls import DevTLS, server_ssl_context
-from tests.support import free_socket, ssl_context_of
+from tests.support import decode_jwt, free_socket, ssl_context_of
 
 REDIRECT = "https://client.example.org/cb"
 
@@ -48,10 +49,18 @@ class Hostile:
         self.rs_nonce = "rs-nonce-1"  # an RS keeps its own nonces (RFC 9449 9)
         self.seen: list[dict[str, Any]] = []  # what the client sent to /token and /api
         self.refresh_count = 0
+        #: Message Signing tests: more metadata (e.g. authorization_signing_alg_values_supported),
+        #: more published keys, and how often the JWKS was fetched.
+        self.extra_metadata: dict[str, Any] = {}
+        self.extra_keys: list[dict[str, Any]] = []
+        self.jwks_fetches = 0
 
     def last_nonce(self) -> str | None:
         """The OIDC nonce of the latest pushed request."""
         pars = [s for s in self.seen if s.get("endpoint") == "par"]
+        if pars and "request" in pars[-1]:  # FAPI 2.0 Message Signing: inside the request object
+            nonce = decode_jwt(pars[-1]["request"])[1].get("nonce")
+            return str(nonce) if nonce else None
         return str(pars[-1]["nonce"]) if pars and pars[-1].get("nonce") else None
 
     def id_token(self, client_id: str, nonce: str | None) -> str:
@@ -88,11 +97,13 @@ def build_app(state: Hostile) -> Starlette:
                 "token_endpoint": state.issuer + "/token",
                 "jwks_uri": state.issuer + "/jwks",
                 "authorization_response_iss_parameter_supported": True,
+                **state.extra_metadata,
             }
         )
 
     async def jwks(request: Request) -> Response:
-        return JSONResponse({"keys": [state.key.public_jwk]})
+        state.jwks_fetches += 1
+        return JSONResponse({"keys": [state.key.public_jwk, *state.extra_keys]})
 
     async def par(request: Request) -> Response:
         form = dict(parse_pairs((await request.body()).decode()))
@@ -171,8 +182,9 @@ def build_app(state: Hostile) -> Starlette:
     )
 
 
-@pytest.fixture(scope="module")
-def hostile(tls: DevTLS) -> Iterator[Hostile]:
+@contextmanager
+def serving_hostile(tls: DevTLS) -> Iterator[Hostile]:
+    """The hostile server on a free port over real TLS, until the block ends."""
     state = Hostile()
     sock = free_socket()
     state.issuer = f"https://localhost:{sock.getsockname()[1]}"
@@ -190,9 +202,17 @@ def hostile(tls: DevTLS) -> Iterator[Hostile]:
     thread.start()
     while not server.started:
         time.sleep(0.02)
-    yield state
-    server.should_exit = True
-    thread.join(10)
+    try:
+        yield state
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def hostile(tls: DevTLS) -> Iterator[Hostile]:
+    with serving_hostile(tls) as state:
+        yield state
 
 
 @pytest.fixture
@@ -200,6 +220,8 @@ def client(hostile: Hostile, tls: DevTLS) -> Iterator[FapiClient]:
     hostile.mode = set()
     hostile.nonce = "nonce-1"
     hostile.seen.clear()
+    hostile.extra_metadata = {}
+    hostile.extra_keys = []
     c = FapiClient(
         hostile.issuer,
         "hostile-client",

@@ -15,6 +15,9 @@
 //   CORRIDOR_REDIRECT_URI      its redirect URI (and the mTLS client's)
 //   CORRIDOR_MTLS_CLIENT_ID    optional: turns on the mTLS mode (below) with this second static client
 //   CORRIDOR_MTLS_CLIENT_JWK   its public JWK, JSON, with the self-signed certificate in x5c
+//   CORRIDOR_MS_CLIENT_ID      optional: turns on the Message Signing mode (below) with this static client
+//   CORRIDOR_MS_CLIENT_JWK     its public signing JWK, JSON (ES256, PS256 or EdDSA, with alg)
+//   CORRIDOR_MS_JARM_ALG       the JARM signing alg for it: ES256 (default), PS256 or EdDSA
 //
 // Protocol (one JSON object per line on stdout):
 //   {"ready": true, "issuer": "https://localhost:PORT", "port": PORT,
@@ -43,6 +46,18 @@
 // certificate, so a certificate-bound token or an mTLS client authentication only works on the
 // aliases. The second client uses self_signed_tls_client_auth and gets certificate-bound access
 // tokens (tls_client_certificate_bound_access_tokens, cnf.x5t#S256). Everything else stays strict.
+//
+// Message Signing mode (CORRIDOR_MS_CLIENT_ID set): FAPI 2.0 Message Signing, the way
+// oidc-provider documents it: features.requestObjects and features.jwtResponseModes on (with the
+// FAPI 2.0 profile, which makes the provider require exp, nbf and aud in a request object and
+// exp - nbf <= 60 min), and a third static client (private_key_jwt + DPoP like the first) that
+// must push a signed request object (require_signed_request_object: true, FMS 5.3.1-1; signed
+// with request_object_signing_alg = its JWK's alg; an unsigned PAR is refused with
+// invalid_request "Request Object must be used by this client") and may only ask for
+// response_mode=jwt (response_modes: ["jwt"], FMS 5.3.3 / 5.4.1: JARM required), signed with
+// authorization_signed_response_alg. The first client is unchanged (it may, but need not, sign).
+// Introspection with JWT responses (RFC 9701, FMS 5.5) is on as well: the MS client gets signed
+// introspection responses (introspection_signed_response_alg ES256) when it asks for them.
 
 import * as crypto from 'node:crypto'
 import * as fs from 'node:fs'
@@ -95,6 +110,15 @@ async function main() {
       throw new Error('CORRIDOR_MTLS_CLIENT_JWK must carry the client certificate in x5c')
     }
   }
+  const msClientId = process.env.CORRIDOR_MS_CLIENT_ID
+  let msClientJwk, msJarmAlg
+  if (msClientId) {
+    msClientJwk = JSON.parse(env('CORRIDOR_MS_CLIENT_JWK'))
+    if (msClientJwk.d !== undefined) throw new Error('CORRIDOR_MS_CLIENT_JWK must be a public JWK')
+    if (!FAPI_ALGS.includes(msClientJwk.alg)) throw new Error(`CORRIDOR_MS_CLIENT_JWK alg must be one of ${FAPI_ALGS}`)
+    msJarmAlg = process.env.CORRIDOR_MS_JARM_ALG || 'ES256'
+    if (!FAPI_ALGS.includes(msJarmAlg)) throw new Error(`CORRIDOR_MS_JARM_ALG must be one of ${FAPI_ALGS}`)
+  }
   const tlsFiles = { cert: fs.readFileSync(env('CORRIDOR_PEER_CERT')), key: fs.readFileSync(env('CORRIDOR_PEER_KEY')) }
 
   // Listen first, so the issuer names the real port (no race for a "free" port).
@@ -123,6 +147,9 @@ async function main() {
         id_token_signed_response_alg: 'ES256',
         dpop_bound_access_tokens: true,
         require_pushed_authorization_requests: true,
+        // Message Signing mode: the JWS algs for JARM and JWT introspection (both features are
+        // on then) are FAPI ones; oidc-provider's RS256 default is not enabled.
+        ...(msClientId ? { authorization_signed_response_alg: 'ES256', introspection_signed_response_alg: 'ES256' } : {}),
       },
       ...(mtlsClientId
         ? [
@@ -137,6 +164,31 @@ async function main() {
               id_token_signed_response_alg: 'ES256',
               tls_client_certificate_bound_access_tokens: true,
               require_pushed_authorization_requests: true,
+              ...(msClientId ? { authorization_signed_response_alg: 'ES256', introspection_signed_response_alg: 'ES256' } : {}),
+            },
+          ]
+        : []),
+      ...(msClientId
+        ? [
+            {
+              client_id: msClientId,
+              redirect_uris: [redirectUri],
+              response_types: ['code'],
+              grant_types: ['authorization_code', 'refresh_token'],
+              token_endpoint_auth_method: 'private_key_jwt',
+              token_endpoint_auth_signing_alg: msClientJwk.alg,
+              jwks: { keys: [msClientJwk] },
+              id_token_signed_response_alg: 'ES256',
+              dpop_bound_access_tokens: true,
+              require_pushed_authorization_requests: true,
+              // FMS 5.3.1-1: every authorization request is a signed request object (JAR).
+              require_signed_request_object: true,
+              request_object_signing_alg: msClientJwk.alg,
+              // FMS 5.4.1 / 5.3.3: JARM only (response_mode=jwt, i.e. query.jwt for code).
+              response_modes: ['jwt'],
+              authorization_signed_response_alg: msJarmAlg,
+              // RFC 9701 / FMS 5.5: signed introspection responses when asked for.
+              introspection_signed_response_alg: 'ES256',
             },
           ]
         : []),
@@ -209,6 +261,16 @@ async function main() {
         },
       },
       userinfo: { enabled: true },
+      ...(msClientId
+        ? {
+            // Signed request objects are required per client (require_signed_request_object
+            // above), not server-wide, so the first client keeps its plain PAR.
+            requestObjects: { enabled: true, requireSignedRequestObject: false },
+            jwtResponseModes: { enabled: true },
+            introspection: { enabled: true },
+            jwtIntrospection: { enabled: true },
+          }
+        : {}),
       ...(mtlsClientId
         ? {
             mTLS: {
@@ -238,6 +300,7 @@ async function main() {
     'server_error',
     'authorization.error',
     'pushed_authorization_request.error',
+    'introspection.error',
     'grant.error',
     'userinfo.error',
     'jwks.error',

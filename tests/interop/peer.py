@@ -22,6 +22,14 @@ certificate in ``mtls_jwk["x5c"]``) and receiving certificate-bound access token
 and userinfo endpoints are also served on a second listener that asks for a client certificate
 (``peer.mtls_origin``), published as ``mtls_endpoint_aliases``; the issuer's own listener never
 asks for one. Without ``mtls_jwk`` nothing of this exists and the provider is as before.
+
+``running_oidc_provider(tls, message_signing=True)`` turns on the Message Signing mode (FAPI 2.0
+Message Signing): request objects (JAR) and JWT response modes (JARM) are enabled, and a third
+static client, ``peer.ms_client_id`` (private_key_jwt with ``peer.ms_client_key``, DPoP-bound
+tokens), must push a signed request object (``require_signed_request_object``; an unsigned PAR is
+refused with ``invalid_request``) and may only ask for ``response_mode=jwt`` (JARM signed with
+``jarm_alg``). Introspection with signed JWT responses (RFC 9701) is on too; the MS client gets
+them when it asks. The first client is unchanged in this mode.
 """
 
 from __future__ import annotations
@@ -85,6 +93,9 @@ class OidcProviderPeer:
     #: mTLS mode only: the self_signed_tls_client_auth client and the aliases' origin.
     mtls_client_id: str | None = None
     mtls_origin: str | None = None
+    #: Message Signing mode only: the client that must sign its requests and gets JARM.
+    ms_client_id: str | None = None
+    ms_client_key: SigningKey | None = None
     #: ``use_dpop_nonce`` retries per step of the last ``dpop_token()`` run, e.g. ``{"par": 1}``.
     last_retries: dict[str, int] = field(default_factory=dict)
 
@@ -129,10 +140,21 @@ class OidcProviderPeer:
 class _Flow:
     """One run of the client (PAR, user, token) with the provider's DPoP nonce kept."""
 
-    def __init__(self, peer: OidcProviderPeer, http: httpx.Client, dpop_key: SigningKey) -> None:
+    def __init__(
+        self,
+        peer: OidcProviderPeer,
+        http: httpx.Client,
+        dpop_key: SigningKey,
+        *,
+        client_id: str | None = None,
+        client_key: SigningKey | None = None,
+    ) -> None:
         self.peer = peer
         self.http = http
         self.dpop_key = dpop_key
+        #: The authenticating client: the first static client unless another is named.
+        self.client_id = client_id or peer.client_id
+        self.client_key = client_key or peer.client_key
         self.nonce: str | None = None
         self.retries: dict[str, int] = {}
 
@@ -140,15 +162,15 @@ class _Flow:
         """private_key_jwt (RFC 7523) with aud = the issuer identifier (FAPI2 5.3.2.1-8)."""
         now = int(time.time())
         claims = {
-            "iss": self.peer.client_id,
-            "sub": self.peer.client_id,
+            "iss": self.client_id,
+            "sub": self.client_id,
             "aud": self.peer.issuer,
             "jti": new_secret_token(),
             "iat": now,
             "nbf": now,
             "exp": now + 60,
         }
-        return self.peer.client_key.sign(claims, "JWT")
+        return self.client_key.sign(claims, "JWT")
 
     def post_with_dpop(self, step: str, url: str, form: dict[str, str]) -> httpx.Response:
         """POST with client authentication and a DPoP proof; on ``use_dpop_nonce`` retry once
@@ -174,7 +196,7 @@ class _Flow:
             "par",
             metadata["pushed_authorization_request_endpoint"],
             {
-                "client_id": self.peer.client_id,
+                "client_id": self.client_id,
                 "response_type": "code",
                 "redirect_uri": self.peer.redirect_uri,
                 "scope": self.peer.scope,
@@ -190,7 +212,7 @@ class _Flow:
 
         callback = self.user(
             metadata["authorization_endpoint"],
-            {"client_id": self.peer.client_id, "request_uri": request_uri},
+            {"client_id": self.client_id, "request_uri": request_uri},
             username,
         )
         params = {k: v[0] for k, v in parse_qs(urlsplit(callback).query).items()}
@@ -255,15 +277,23 @@ def running_oidc_provider(
     access_token_alg: str = "ES256",
     client_key: SigningKey | None = None,
     mtls_jwk: dict[str, Any] | None = None,
+    message_signing: bool = False,
+    ms_client_key: SigningKey | None = None,
+    jarm_alg: str = "ES256",
 ) -> Iterator[OidcProviderPeer]:
     """Start oidc-provider (FAPI 2.0 profile) over HTTPS with ``tls``'s certificate; stop it on exit.
 
     ``access_token_alg`` (ES256, PS256 or EdDSA) is the JWS alg of the access tokens.
     ``mtls_jwk`` (a public JWK with the client's self-signed certificate in ``x5c``, e.g.
-    ``pki.self_signed(...).jwk()``) turns on the mTLS mode described above."""
+    ``pki.self_signed(...).jwk()``) turns on the mTLS mode described above. ``message_signing``
+    turns on the Message Signing mode (``ms_client_key``: the MS client's key, ES256 by default;
+    ``jarm_alg``: the provider's JARM alg for it)."""
     client_key = client_key or SigningKey.generate("ES256")
     client_id = "corridor-rs-peer-" + new_secret_token()[:12]
     mtls_client_id = "corridor-mtls-peer-" + new_secret_token()[:12] if mtls_jwk else None
+    ms_client_id = "corridor-ms-peer-" + new_secret_token()[:12] if message_signing else None
+    if message_signing:
+        ms_client_key = ms_client_key or SigningKey.generate("ES256")
     env = {
         **os.environ,
         "CORRIDOR_PEER_PORT": "0",
@@ -280,6 +310,10 @@ def running_oidc_provider(
         assert "d" not in mtls_jwk and mtls_jwk.get("x5c"), "a public JWK with the certificate in x5c"
         env["CORRIDOR_MTLS_CLIENT_ID"] = str(mtls_client_id)
         env["CORRIDOR_MTLS_CLIENT_JWK"] = json.dumps(mtls_jwk)
+    if ms_client_key is not None and message_signing:
+        env["CORRIDOR_MS_CLIENT_ID"] = str(ms_client_id)
+        env["CORRIDOR_MS_CLIENT_JWK"] = json.dumps(ms_client_key.public_jwk)
+        env["CORRIDOR_MS_JARM_ALG"] = jarm_alg
     flow = NodeFlow(SCRIPT.name, env)
     try:
         ready = flow.read(timeout=STARTUP_TIMEOUT)
@@ -297,6 +331,8 @@ def running_oidc_provider(
             _flow=flow,
             mtls_client_id=mtls_client_id,
             mtls_origin=f"https://localhost:{ready['mtls_port']}" if mtls_jwk else None,
+            ms_client_id=ms_client_id,
+            ms_client_key=ms_client_key if message_signing else None,
         )
         with peer.http() as http:
             response = http.get(issuer + "/.well-known/openid-configuration")

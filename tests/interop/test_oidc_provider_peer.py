@@ -14,7 +14,7 @@ from corridor.core.jose import JoseFailure, SigningKey, read_header, verify_with
 from corridor.core.pkce import new_verifier, s256_challenge
 from corridor.core.randomness import new_secret_token
 from corridor.transport.tls import DevTLS
-from tests.interop.peer import JWT_BEARER, RESOURCE, SCOPE, OidcProviderPeer, running_oidc_provider
+from tests.interop.peer import JWT_BEARER, RESOURCE, SCOPE, OidcProviderPeer, _Flow, running_oidc_provider
 from tests.support import decode_jwt
 
 
@@ -129,3 +129,100 @@ def test_ps256_access_tokens(tls: DevTLS) -> None:
         claims = verify_with_keys(token, header, peer.jwks())
         assert claims["cnf"] == {"jkt": key.thumbprint()}
         assert claims["aud"] == peer.resource
+
+
+def _request_object(peer: OidcProviderPeer, **changes: object) -> str:
+    """A FAPI 2.0 Message Signing request object of the MS client (FMS 5.3.2): all the
+    parameters inside, aud = the issuer, nbf = now, exp = nbf + 5 min; ``changes`` override
+    (None drops a claim)."""
+    assert peer.ms_client_id is not None and peer.ms_client_key is not None
+    now = int(time.time())
+    claims: dict[str, object] = {
+        "iss": peer.ms_client_id,
+        "aud": peer.issuer,
+        "client_id": peer.ms_client_id,
+        "jti": new_secret_token(),
+        "iat": now,
+        "nbf": now,
+        "exp": now + 300,
+        "response_type": "code",
+        "response_mode": "jwt",
+        "redirect_uri": peer.redirect_uri,
+        "scope": SCOPE,
+        "resource": peer.resource,
+        "state": new_secret_token(),
+        "code_challenge": s256_challenge(new_verifier()),
+        "code_challenge_method": "S256",
+    }
+    claims.update(changes)
+    return peer.ms_client_key.sign({k: v for k, v in claims.items() if v is not None}, "oauth-authz-req+jwt")
+
+
+def test_the_message_signing_mode(tls: DevTLS) -> None:
+    """FMS 5.3.1-1 / 5.4.1: the MS client must push a signed request object and gets JARM;
+    the first client of the same provider keeps its plain PAR."""
+    with running_oidc_provider(tls, message_signing=True) as peer, peer.http(follow_redirects=False) as http:
+        metadata = peer.metadata
+        assert metadata["request_parameter_supported"] is True
+        assert "jwt" in metadata["response_modes_supported"]
+        assert set(metadata["authorization_signing_alg_values_supported"]) <= {"ES256", "PS256", "EdDSA"}
+        assert set(metadata["request_object_signing_alg_values_supported"]) <= {"ES256", "PS256", "EdDSA"}
+        assert metadata["introspection_endpoint"] == peer.issuer + "/token/introspection"
+        assert peer.ms_client_id and peer.ms_client_id != peer.client_id
+        flow = _Flow(
+            peer,
+            http,
+            SigningKey.generate("ES256"),
+            client_id=peer.ms_client_id,
+            client_key=peer.ms_client_key,
+        )
+        par = metadata["pushed_authorization_request_endpoint"]
+        plain = {
+            "client_id": peer.ms_client_id,
+            "response_type": "code",
+            "response_mode": "jwt",
+            "redirect_uri": peer.redirect_uri,
+            "scope": SCOPE,
+            "code_challenge": s256_challenge(new_verifier()),
+            "code_challenge_method": "S256",
+        }
+        refused = flow.post_with_dpop("par", par, plain)
+        assert refused.status_code == 400, refused.text
+        assert refused.json() == {
+            "error": "invalid_request",
+            "error_description": "Request Object must be used by this client",
+        }
+        for changes, description in (
+            ({"nbf": None}, "Request Object is missing the 'nbf' claim"),
+            ({"exp": int(time.time()) + 3700}, "Request Object 'exp' claim too far from 'nbf' claim"),
+            ({"response_mode": None}, "requested response_mode is not allowed for this client or request"),
+        ):
+            response = flow.post_with_dpop(
+                "par", par, {"client_id": peer.ms_client_id, "request": _request_object(peer, **changes)}
+            )
+            assert response.status_code == 400, (changes, response.text)
+            assert response.json()["error_description"] == description, response.text
+
+        state = new_secret_token()
+        pushed = flow.post_with_dpop(
+            "par", par, {"client_id": peer.ms_client_id, "request": _request_object(peer, state=state)}
+        )
+        assert pushed.status_code == 201, pushed.text
+        callback = flow.user(
+            metadata["authorization_endpoint"],
+            {"client_id": peer.ms_client_id, "request_uri": pushed.json()["request_uri"]},
+            "dave",
+        )
+        query = parse_qs(urlsplit(callback).query)
+        assert set(query) == {"response"}  # JARM: nothing outside the JWT (not even iss)
+        jarm = query["response"][0]
+        header = read_header(jarm)
+        assert header["alg"] == "ES256" and header["kid"]
+        claims = verify_with_keys(jarm, header, peer.jwks())
+        assert claims["iss"] == peer.issuer and claims["aud"] == peer.ms_client_id
+        assert claims["state"] == state and claims["code"]
+        assert 0 < claims["exp"] - time.time() <= 120 + 5
+
+        # The first client of this provider is as in the default mode.
+        token, _ = peer.dpop_token()
+        assert decode_jwt(token)[1]["client_id"] == peer.client_id

@@ -12,7 +12,9 @@ from corridor.client.flow import AuthorizationHandle, FapiAuth, FapiClient, Toke
 
 class AsyncFapiClient:
     """``await client.start(...)``, ``await client.finish(...)``, ``await client.refresh(...)``;
-    ``client.auth(tokens)`` works with ``httpx.AsyncClient``."""
+    ``client.auth(tokens)`` works with ``httpx.AsyncClient``. The options are those of
+    :class:`FapiClient` (``signed_request=True``, ``response_mode="jwt"`` for Message Signing),
+    and so are ``start``'s (a per-request ``signed_request`` / ``response_mode``)."""
 
     def __init__(self, issuer: str, client_id: str, **options: Any) -> None:
         self.sync = FapiClient(issuer, client_id, **options)
@@ -27,6 +29,11 @@ class AsyncFapiClient:
         self, callback_url: str, handle: AuthorizationHandle, extra: Mapping[str, str] | None = None
     ) -> TokenSet:
         return await asyncio.to_thread(lambda: self.sync.finish(callback_url, handle, extra=extra))
+
+    @property
+    def last_authorization_response(self) -> str | None:
+        """The latest verified JARM response (FMS 5.4.2), as on :class:`FapiClient`."""
+        return self.sync.last_authorization_response
 
     async def refresh(self, tokens: TokenSet) -> TokenSet:
         return await asyncio.to_thread(self.sync.refresh, tokens)

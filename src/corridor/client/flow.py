@@ -3,7 +3,8 @@
 # the async twin (client/aio.py) mirrors it method for method.
 """The FAPI 2.0 client: discovery from an authoritative issuer, PAR + PKCE, the authorization
 response checks, token and refresh requests with private_key_jwt or mTLS, DPoP or
-certificate-bound tokens, and ID token validation."""
+certificate-bound tokens, and ID token validation; with FAPI 2.0 Message Signing, a signed
+request object at PAR and signed authorization responses (JARM, client/signing.py)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 
+from corridor.client import signing
 from corridor.client.errors import (
     AuthorizationResponseError,
     ClientError,
@@ -57,6 +59,10 @@ class AuthorizationHandle:
     resources: tuple[str, ...] = ()
     #: RFC 9396 details asked for (a step-up asks for them again).
     authorization_details: tuple[Mapping[str, Any], ...] = ()
+    #: The response_mode asked for; ``jwt``/``query.jwt``: only a JARM response is accepted.
+    response_mode: str | None = None
+    #: FMS 5.3.2: the signed request object pushed (kept as evidence), or None.
+    request_object: str | None = None
 
 
 @dataclass(frozen=True)
@@ -98,6 +104,8 @@ class TokenSet:
     authorization_details: Sequence[Mapping[str, Any]] = ()
     resources: tuple[str, ...] = ()
     raw: Mapping[str, Any] = field(default_factory=dict)
+    #: JARM: the verified signed authorization response (compact JWS), kept as evidence.
+    authorization_response: str | None = None
 
 
 def _covers(resource: str, url: str) -> bool:
@@ -107,6 +115,16 @@ def _covers(resource: str, url: str) -> bool:
         return False
     prefix = r.path.rstrip("/")
     return u.path == prefix or u.path.startswith(prefix + "/") or not prefix
+
+
+def _form_value(value: Any) -> Any:
+    """A parameter as a form field: a list stays repeated (resource), a structure is JSON
+    (authorization_details, RFC 9396 2), a number is its text."""
+    if isinstance(value, list) and not all(isinstance(v, str) for v in value):
+        return json.dumps(value)
+    if isinstance(value, Mapping):
+        return json.dumps(value)
+    return value if isinstance(value, str | list) else str(value)
 
 
 def _origin(url: str) -> str:
@@ -132,9 +150,15 @@ class FapiClient:
         dpop_key: SigningKey | None = None,
         clock: Clock | None = None,
         timeout: float = 20.0,
+        signed_request: bool = False,
+        response_mode: str | None = None,
+        request_object_lifetime: int = signing.DEFAULT_REQUEST_OBJECT_LIFETIME,
     ) -> None:
         if auth_method == "private_key_jwt" and key is None:
             raise ClientError("private_key_jwt needs the client's signing key", "FAPI2 5.3.3.1-2")
+        if signed_request:
+            signing.require_key(key)
+        signing.check_options(response_mode, request_object_lifetime)
         if (auth_method in MTLS_AUTH or sender_constraint == "mtls") and certificate is None:
             raise ClientError("mTLS needs a client certificate (cert_file, key_file)", "RFC 8705 2")
         self.issuer = issuer  # compared exactly, never normalized (FAPI2 5.3.3.1-11)
@@ -160,6 +184,13 @@ class FapiClient:
         #: Where the metadata came from, when, and the SHA-256 of what was received.
         self.metadata_evidence: dict[str, Any] = {}
         self._jwks: list[dict[str, Any]] = []
+        #: FMS 5.3.2: push every authorization parameter in a signed request object.
+        self.signed_request = signed_request
+        #: FMS 5.4.2-1: ``jwt`` (or ``query.jwt``) asks for JARM; None sends no response_mode.
+        self.response_mode = response_mode
+        self.request_object_lifetime = request_object_lifetime
+        #: The latest verified JARM response (compact JWS), for a caller to keep as evidence.
+        self.last_authorization_response: str | None = None
 
     @staticmethod
     def discover_resource(
@@ -251,11 +282,20 @@ class FapiClient:
         nonce: str | None = None,
         acr_values: str | None = None,
         max_age: int | None = None,
-        extra: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
+        signed_request: bool | None = None,
+        response_mode: str | None = None,
     ) -> tuple[str, AuthorizationHandle]:
         """PAR with PKCE S256 (fresh verifier), then the URL to send the user to: only
         ``client_id`` and ``request_uri`` (FAPI2 5.3.3.2-6). ``acr_values`` / ``max_age``: what
-        a step-up asks for (RFC 9470 4)."""
+        a step-up asks for (RFC 9470 4). ``signed_request`` / ``response_mode`` override the
+        client's options for this request (FMS 5.3.2: all parameters in a signed request
+        object; FMS 5.4.2-1: ``jwt`` asks for JARM; ``query`` asks for a plain response)."""
+        signed = self.signed_request if signed_request is None else signed_request
+        mode = response_mode or self.response_mode
+        signing.check_options(mode, self.request_object_lifetime)
+        if signed:
+            signing.require_key(self.key)
         if nonce is not None and len(nonce) > MAX_NONCE:
             raise ClientError("nonce longer than 64 characters", "FAPI2 5.3.3.2-7")
         if "openid" in scope.split() and nonce is None:
@@ -276,15 +316,35 @@ class FapiClient:
         if resources:
             form["resource"] = list(resources)
         if authorization_details:
-            form["authorization_details"] = json.dumps(list(authorization_details))
+            form["authorization_details"] = list(authorization_details)
         if acr_values:
             form["acr_values"] = acr_values
         if max_age is not None:
-            form["max_age"] = str(max_age)
+            form["max_age"] = max_age
         if self.sender_constraint == "dpop":
             form["dpop_jkt"] = self.dpop_key.thumbprint()  # RFC 9449 10: bind the code to our key
+        if mode:
+            form["response_mode"] = mode
         form.update(extra or {})
-        body = self._post("pushed_authorization_request_endpoint", form, dpop=False, expect=201)
+        jar = None
+        if signed:
+            assert self.key is not None
+            # RFC 9101 4: one value stays a string, several are a JSON array (RFC 8707 2).
+            if len(resources) == 1:
+                form["resource"] = resources[0]
+            jar = signing.request_object(
+                self.key,
+                client_id=self.client_id,
+                issuer=self.issuer,
+                params=form,
+                now=self.clock.now(),
+                lifetime=self.request_object_lifetime,
+            )
+            # FMS 5.3.2-1: nothing outside the request object but client_id (and client authentication).
+            pushed: dict[str, Any] = {"client_id": self.client_id, "request": jar}
+        else:
+            pushed = {k: _form_value(v) for k, v in form.items()}
+        body = self._post("pushed_authorization_request_endpoint", pushed, dpop=False, expect=201)
         request_uri = body.get("request_uri")
         if not isinstance(request_uri, str):
             raise TokenEndpointError("PAR answer has no request_uri", "invalid_response", 201, "RFC 9126 2.2")
@@ -299,6 +359,8 @@ class FapiClient:
             request_uri,
             resources,
             tuple(authorization_details or ()),
+            mode,
+            jar,
         )
         return f"{url}{'&' if '?' in url else '?'}{query}", handle
 
@@ -311,13 +373,38 @@ class FapiClient:
             authorization_details=handle.authorization_details or None,
             acr_values=challenge.acr_values,
             max_age=challenge.max_age,
+            signed_request=handle.request_object is not None,
+            response_mode=handle.response_mode,
         )
 
     def finish(
         self, callback_url: str, handle: AuthorizationHandle, *, extra: Mapping[str, str] | None = None
     ) -> TokenSet:
-        """C19 / RFC 9207: ``iss`` required and exact; ``state`` must match; then redeem the code."""
+        """C19 / RFC 9207: ``iss`` required and exact; ``state`` must match; then redeem the code.
+        JARM (``handle.response_mode`` jwt): the parameters come only from the verified
+        ``response`` JWT (FMS 5.4.2), never from the URL; the JWS is kept on the TokenSet."""
         params = {k: v[0] for k, v in parse_qs(urlsplit(callback_url).query, keep_blank_values=True).items()}
+        jarm = None
+        if handle.response_mode in signing.JARM_MODES:
+            jarm = params.get("response")
+            if not jarm:
+                error = params.get("error")
+                plain = f" (a plain error {server_description(error)!r})" if error is not None else ""
+                raise AuthorizationResponseError(
+                    f"JARM was asked for, but the authorization response has no signed response{plain}",
+                    signing.RULE_JARM_MODE,
+                )
+            claims = signing.verify_jarm(
+                jarm,
+                issuer=self.issuer,
+                client_id=self.client_id,
+                server_keys=lambda refresh: self.server_keys(refresh=refresh),
+                advertised_algs=self.metadata.get("authorization_signing_alg_values_supported"),
+                now=self.clock.now(),
+            )
+            self.last_authorization_response = jarm  # verified: evidence, even of an error response
+            # JARM 2.1: the response parameters are the JWT's claims (iss doubles as RFC 9207's).
+            params = {k: v for k, v in claims.items() if isinstance(v, str)}
         iss = params.get("iss")
         if iss is None:
             raise AuthorizationResponseError(
@@ -354,6 +441,7 @@ class FapiClient:
         )
         tokens = self._token_set(body, nonce=handle.nonce, expect_id_token="openid" in handle.scope.split())
         tokens.resources = handle.resources
+        tokens.authorization_response = jarm
         return tokens
 
     def refresh(self, tokens: TokenSet) -> TokenSet:
