@@ -72,7 +72,9 @@ def _may_introspect(server: AuthorizationServer, caller: str, token_client: str,
 
 def _split(text: str, separator: str) -> list[str]:
     """``text`` split at ``separator`` outside quoted strings (RFC 9110 5.6.4)."""
-    parts, current, quoted, escaped = [], [], False, False
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = escaped = False
     for char in text:
         if escaped:
             escaped = False
