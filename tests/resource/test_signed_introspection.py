@@ -85,9 +85,13 @@ def test_corridor_signed_answer_is_accepted(
     access = guard.verify_token(token)
     assert access.client_id == client.client_id and access.issuer == as_server.issuer
     assert access.thumbprint == client.dpop_key.thumbprint() and "accounts" in access.scopes
-    assert introspection_records(as_server, rs_client)[-1]["signed_response"]["kid"] == (
-        as_server.server.keys.signing.kid  # type: ignore[union-attr]
-    )
+    signed_response = introspection_records(as_server, rs_client)[-1]["signed_response"]
+    assert signed_response["kid"] == as_server.server.keys.signing.kid  # type: ignore[union-attr]
+    # Both sides name the same signed answer; the AS keeps it, the token carries it for the API.
+    assert access.signed_introspection is not None
+    assert access.signed_introspection["sha256"] == signed_response["sha256"]
+    kept = as_server.store.messages.get(signed_response["sha256"])
+    assert kept is not None and kept["jws"] == access.signed_introspection["jws"]
 
 
 def test_corridor_signed_answer_through_the_api(
@@ -108,6 +112,10 @@ def test_corridor_signed_answer_through_the_api(
     with running_api(settings, tls, pki.ca_file, clock=as_server.clock) as api:
         issued = (client, tokens["access_token"], "")
         assert dpop_call(api, issued).status_code == 200
+        # The decision record names the signed answer it was allowed on, by hash: no JWT in it.
+        named = json.loads(api.guard.decisions[-1]["detail"])["signed_introspection"]
+        assert set(named) == {"sha256", "kid", "alg"}
+        assert named["sha256"] == introspection_records(as_server, rs_client)[-1]["signed_response"]["sha256"]
         driver.http.post(
             driver.url("/revoke"), data={**driver.client_auth(client), "token": tokens["refresh_token"]}
         )
@@ -423,6 +431,26 @@ def test_an_unsigned_answer_is_refused_when_signing_is_required(hostile: Hostile
         JWT_TYPE,
         "application/json",
     ]
+
+
+def test_a_cached_answer_keeps_its_signature(hostile: HostileAS, tls: DevTLS) -> None:
+    """With ``cache_seconds`` the verified answer is reused, and so is what names its JWS."""
+    hostile.signed()
+    settings = ResourceSettings(
+        resource=RS_ID,
+        authorization_servers=(hostile.url,),
+        public_url=PUBLIC_URL,
+        ca_file=str(tls.ca_file),
+        introspection=Introspection(
+            client_id=RS_CLIENT, key=SigningKey.generate("ES256"), signed=True, cache_seconds=30
+        ),
+    )
+    guard = ResourceGuard(settings, clock=hostile.clock)
+    first, second = guard.verify_token("opaque-token"), guard.verify_token("opaque-token")
+    assert (
+        first.signed_introspection is not None and first.signed_introspection == second.signed_introspection
+    )
+    assert len([s for s in hostile.seen if s.path == "/introspect"]) == 1
 
 
 def test_a_jwt_labelled_as_json_is_refused(hostile: HostileAS, tls: DevTLS) -> None:

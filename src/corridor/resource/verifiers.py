@@ -7,8 +7,9 @@ server/userinfo.py.) The sender binding is checked after, by the protector."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import httpx
@@ -153,7 +154,7 @@ class IntrospectionVerifier:
         self.audience = audience
         self.http = http
         self.clock = clock
-        self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._cache: dict[str, tuple[float, dict[str, Any], dict[str, str] | None]] = {}
 
     def verify(self, token: str) -> AccessToken:
         """RFC 7662 2, 2.2: an active token, from a configured issuer, then :class:`Audience`."""
@@ -161,11 +162,11 @@ class IntrospectionVerifier:
         cache_key = token_hash(token)
         cached = self._cache.get(cache_key)
         if cached is not None and cached[0] > now:
-            claims = cached[1]
+            _, claims, signed = cached
         else:
-            claims = self._ask(token, now)
+            claims, signed = self._ask(token, now)
             if self.config.cache_seconds > 0:
-                self._cache[cache_key] = (now + self.config.cache_seconds, claims)
+                self._cache[cache_key] = (now + self.config.cache_seconds, claims, signed)
                 if len(self._cache) > 100_000:
                     self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
         if claims.get("active") is not True:
@@ -173,10 +174,12 @@ class IntrospectionVerifier:
         issuer = claims.get("iss", self.issuer)
         if issuer not in self.issuers:
             raise ResourceError("invalid_token", "the token comes from another issuer", rule=Rule.FAPI2_6_3)
-        return self.audience.accept(claims, issuer, now)
+        access = self.audience.accept(claims, issuer, now)
+        return replace(access, signed_introspection=signed) if signed is not None else access
 
-    def _ask(self, token: str, now: float) -> dict[str, Any]:
-        """RFC 7662 2.1, FAPI2 5.3.2.1-8: POST the token, authenticated with private_key_jwt."""
+    def _ask(self, token: str, now: float) -> tuple[dict[str, Any], dict[str, str] | None]:
+        """RFC 7662 2.1, FAPI2 5.3.2.1-8: POST the token, authenticated with private_key_jwt; the
+        answer, and what names the signed answer (when ``signed``)."""
         unavailable = ResourceError(
             "invalid_token", "the token cannot be checked now", rule=Rule.RFC_7662_2, status=503
         )
@@ -213,18 +216,18 @@ class IntrospectionVerifier:
         except httpx.HTTPError:
             raise unavailable from None
         if response.status_code != 200:
-            return {}
+            return {}, None
         if self.config.signed:
             return self._signed_answer(response, now, unavailable)
         try:
             claims = strictjson.loads(response.content)
         except ValueError:
             raise unavailable from None
-        return claims if isinstance(claims, dict) else {}
+        return claims if isinstance(claims, dict) else {}, None
 
     def _signed_answer(
         self, response: httpx.Response, now: float, unavailable: ResourceError
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], dict[str, str]]:
         """RFC 9701 5, FAPI 2.0 Message Signing 5.5.2: the ``token_introspection`` of a JWT signed by
         the issuer (``typ``, alg allow-list, its JWKS key), naming it (``iss``), this resource
         server's client (``aud``), and fresh (``iat``). Anything else leaves the token unverified
@@ -268,7 +271,10 @@ class IntrospectionVerifier:
         answer = claims.get("token_introspection")
         if not isinstance(answer, dict) or not isinstance(answer.get("active"), bool):
             raise _refused("the introspection response has no token_introspection", Rule.RFC_9701_5)
-        return answer
+        signed = {"sha256": hashlib.sha256(jws.encode()).hexdigest(), "alg": header["alg"], "jws": jws}
+        if isinstance(header.get("kid"), str):
+            signed["kid"] = header["kid"]
+        return answer, signed
 
 
 def _refused(description: str, rule: str) -> ResourceError:
