@@ -1,6 +1,6 @@
 """A tiny HTTP(S) server for tests that need a peer we do not own the code of to be simple:
-a client's jwks_uri, a fake AS's metadata, a loopback redirect URI. Each GET is answered by a
-function of the path returning ``(status, content_type, body)``."""
+a client's jwks_uri, a fake AS's metadata, a loopback redirect URI. Each GET (or POST, its body
+read and kept) is answered by a function of the path returning ``(status, content_type, body)``."""
 
 from __future__ import annotations
 
@@ -8,19 +8,41 @@ import ssl
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 Answer = Callable[[str], tuple[int, str, bytes]]
 
 
+@dataclass(frozen=True)
+class Seen:
+    """One request the stub answered."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
 @contextmanager
-def stub_server(answer: Answer, tls: tuple[Path, Path] | None = None) -> Iterator[str]:
+def stub_server(
+    answer: Answer, tls: tuple[Path, Path] | None = None, seen: list[Seen] | None = None
+) -> Iterator[str]:
     """Serve ``answer`` on 127.0.0.1 (over TLS with ``(cert_file, key_file)`` if given); yields
-    the base URL (https://localhost:PORT or http://127.0.0.1:PORT)."""
+    the base URL (https://localhost:PORT or http://127.0.0.1:PORT). ``seen`` gets every request
+    (header names in lower case)."""
 
     class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.do_GET()
+
         def do_GET(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            if seen is not None:
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                seen.append(Seen(self.command, self.path, headers, body))
             status, content_type, body = answer(self.path)
             self.send_response(status)
             self.send_header("Content-Type", content_type)

@@ -371,6 +371,13 @@ class ResourceGuard:
             evidence.sender_constraint, evidence.key_thumbprint = access.sender_constraint, access.thumbprint
             evidence.token_jti, evidence.grant_id = access.jti, access.grant_id
         evidence.detail = {"route": route, "method": method}
+        if access is not None and access.signed_introspection is not None:
+            # RFC 9701: which signed answer the token was accepted on, by hash (no JWT in a
+            # record; the AS keeps the JWS under that hash, the token holds it for the API).
+            signed = access.signed_introspection
+            evidence.detail["signed_introspection"] = {
+                k: signed[k] for k in ("sha256", "kid", "alg") if k in signed
+            }
         return evidence
 
 

@@ -30,6 +30,10 @@ class AccessToken:
     jti: str
     expires_at: int
     claims: Mapping[str, Any]
+    #: RFC 9701 / FAPI 2.0 Message Signing: the AS's signed introspection answer this token was
+    #: verified with (``sha256``, ``kid``, ``alg`` and the compact ``jws``, for an API that keeps
+    #: it as evidence of what the AS said; decision records name it by hash); None otherwise.
+    signed_introspection: Mapping[str, str] | None = None
 
     @property
     def grant_id(self) -> str | None:

@@ -1,13 +1,15 @@
 """Token verification as a strategy (FAPI2 5.3.4-3), in the manner of Authlib's token validators:
 a :class:`TokenVerifier` turns the token string into a verified :class:`AccessToken` or raises
 ``invalid_token``. Two for any FAPI 2.0 AS: local RFC 9068 JWT validation against the issuer's
-JWKS, and RFC 7662 introspection. (The AS verifies its own tokens with a third, in
+JWKS, and RFC 7662 introspection, optionally with the AS's answer signed (RFC 9701, FAPI 2.0
+Message Signing 5.5.2). (The AS verifies its own tokens with a third, in
 server/userinfo.py.) The sender binding is checked after, by the protector."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import httpx
@@ -22,6 +24,9 @@ from corridor.resource.keys import IssuerKeys
 from corridor.resource.tokens import AccessToken, ResourceError, access_token, number
 
 AT_TYPES = ("at+jwt", "application/at+jwt")
+#: RFC 9701 4 / 5: the signed introspection answer's media type and its JWT ``typ``.
+INTROSPECTION_JWT = "application/token-introspection+jwt"
+INTROSPECTION_TYPES = ("token-introspection+jwt", INTROSPECTION_JWT)
 
 
 class TokenVerifier(Protocol):
@@ -36,11 +41,17 @@ class Introspection:
     confidential client (private_key_jwt, ``aud`` = the issuer, FAPI2 5.3.2.1-8).
 
     Not cached by default, so a revoked token is refused at once (design.md 5b). A cache of
-    ``cache_seconds`` means a revoked token may be accepted for at most that long."""
+    ``cache_seconds`` means a revoked token may be accepted for at most that long.
+
+    ``signed`` (FAPI 2.0 Message Signing 5.5.2, RFC 9701): ask for the answer as a JWT signed by
+    the AS, verify it (``typ``, alg, the issuer's key from its JWKS, ``iss``, ``aud`` = this
+    ``client_id``, ``iat`` at most ``signed_max_age`` seconds old) and refuse an unsigned one."""
 
     client_id: str
     key: SigningKey
     cache_seconds: float = 0.0
+    signed: bool = False
+    signed_max_age: int = 60
 
 
 @dataclass(frozen=True)
@@ -143,7 +154,7 @@ class IntrospectionVerifier:
         self.audience = audience
         self.http = http
         self.clock = clock
-        self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._cache: dict[str, tuple[float, dict[str, Any], dict[str, str] | None]] = {}
 
     def verify(self, token: str) -> AccessToken:
         """RFC 7662 2, 2.2: an active token, from a configured issuer, then :class:`Audience`."""
@@ -151,11 +162,11 @@ class IntrospectionVerifier:
         cache_key = token_hash(token)
         cached = self._cache.get(cache_key)
         if cached is not None and cached[0] > now:
-            claims = cached[1]
+            _, claims, signed = cached
         else:
-            claims = self._ask(token, now)
+            claims, signed = self._ask(token, now)
             if self.config.cache_seconds > 0:
-                self._cache[cache_key] = (now + self.config.cache_seconds, claims)
+                self._cache[cache_key] = (now + self.config.cache_seconds, claims, signed)
                 if len(self._cache) > 100_000:
                     self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
         if claims.get("active") is not True:
@@ -163,10 +174,12 @@ class IntrospectionVerifier:
         issuer = claims.get("iss", self.issuer)
         if issuer not in self.issuers:
             raise ResourceError("invalid_token", "the token comes from another issuer", rule=Rule.FAPI2_6_3)
-        return self.audience.accept(claims, issuer, now)
+        access = self.audience.accept(claims, issuer, now)
+        return replace(access, signed_introspection=signed) if signed is not None else access
 
-    def _ask(self, token: str, now: float) -> dict[str, Any]:
-        """RFC 7662 2.1, FAPI2 5.3.2.1-8: POST the token, authenticated with private_key_jwt."""
+    def _ask(self, token: str, now: float) -> tuple[dict[str, Any], dict[str, str] | None]:
+        """RFC 7662 2.1, FAPI2 5.3.2.1-8: POST the token, authenticated with private_key_jwt; the
+        answer, and what names the signed answer (when ``signed``)."""
         unavailable = ResourceError(
             "invalid_token", "the token cannot be checked now", rule=Rule.RFC_7662_2, status=503
         )
@@ -198,8 +211,72 @@ class IntrospectionVerifier:
                     "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
                     "client_assertion": assertion,
                 },
+                headers={"Accept": INTROSPECTION_JWT if self.config.signed else "application/json"},
             )
-            claims = strictjson.loads(response.content) if response.status_code == 200 else {}
-        except (httpx.HTTPError, ValueError):
+        except httpx.HTTPError:
             raise unavailable from None
-        return claims if isinstance(claims, dict) else {}
+        if response.status_code != 200:
+            return {}, None
+        if self.config.signed:
+            return self._signed_answer(response, now, unavailable)
+        try:
+            claims = strictjson.loads(response.content)
+        except ValueError:
+            raise unavailable from None
+        return claims if isinstance(claims, dict) else {}, None
+
+    def _signed_answer(
+        self, response: httpx.Response, now: float, unavailable: ResourceError
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """RFC 9701 5, FAPI 2.0 Message Signing 5.5.2: the ``token_introspection`` of a JWT signed by
+        the issuer (``typ``, alg allow-list, its JWKS key), naming it (``iss``), this resource
+        server's client (``aud``), and fresh (``iat``). Anything else leaves the token unverified
+        (401 ``invalid_token``); the issuer's keys out of reach is 503, as the AS itself is."""
+        media_type = response.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if media_type != INTROSPECTION_JWT:
+            raise _refused("the introspection response is not signed", Rule.FAPI2_MS_5_5_2)
+        try:
+            jws = response.content.decode("ascii").strip()
+            header = read_header(jws)
+        except (UnicodeDecodeError, JoseFailure):
+            raise _refused("the introspection response is not a JWS", Rule.RFC_9701_5) from None
+        typ = header.get("typ")
+        if not isinstance(typ, str) or typ.lower() not in INTROSPECTION_TYPES:
+            raise _refused("the introspection response typ must be token-introspection+jwt", Rule.RFC_9701_5)
+        if header["alg"] not in FAPI_ALGORITHMS:
+            raise _refused("the introspection response alg is not allowed", Rule.FAPI2_5_4_1)
+        keys = self.issuers[self.issuer]
+        try:
+            known = keys.signing_keys()
+        except JoseFailure:
+            raise unavailable from None
+        try:
+            try:
+                payload = verify_jws(jws, header, known)
+            except JoseFailure:
+                payload = verify_jws(jws, header, keys.signing_keys(refresh=True))
+            claims = strictjson.loads(payload)
+        except (JoseFailure, ValueError):
+            raise _refused("the introspection response signature is not valid", Rule.RFC_9701_5) from None
+        if not isinstance(claims, dict) or claims.get("iss") != self.issuer:
+            raise _refused("the introspection response comes from another issuer", Rule.RFC_9701_5)
+        aud = claims.get("aud")
+        if self.config.client_id not in (aud if isinstance(aud, list) else [aud]):
+            raise _refused("the introspection response is meant for another client", Rule.RFC_9701_5)
+        iat, skew = claims.get("iat"), self.audience.max_clock_skew
+        if not number(iat) or iat > now + skew:
+            raise _refused("the introspection response iat is not valid", Rule.RFC_9701_5)
+        if now - iat > self.config.signed_max_age + skew:
+            raise _refused("the introspection response is too old", Rule.RFC_9701_5)
+        answer = claims.get("token_introspection")
+        if not isinstance(answer, dict) or not isinstance(answer.get("active"), bool):
+            raise _refused("the introspection response has no token_introspection", Rule.RFC_9701_5)
+        signed = {"sha256": hashlib.sha256(jws.encode()).hexdigest(), "alg": header["alg"], "jws": jws}
+        if isinstance(header.get("kid"), str):
+            signed["kid"] = header["kid"]
+        return answer, signed
+
+
+def _refused(description: str, rule: str) -> ResourceError:
+    """The token is not verified: the AS's answer failed a check (RFC 6750 3.1 invalid_token)."""
+    return ResourceError("invalid_token", description, rule=rule)
