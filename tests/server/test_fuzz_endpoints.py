@@ -662,6 +662,8 @@ par_values = st.one_of(
             "code id_token",
             "query",
             "fragment",
+            "jwt",
+            "query.jwt",
             RESOURCE,
             "https://client.example.org/cb",
             "http://127.0.0.1/cb",
@@ -718,12 +720,14 @@ def test_par_with_one_parameter_changed(driver: Driver, fuzz_client: Client, cha
                 "prompt",
                 "scope",
                 "resource",
+                "response_mode",
             ]
         ),
         par_values,
     )
 )
 @example(("max_age", "²"))
+@example(("response_mode", "jwt"))
 @example(("authorization_details", '[{"type":"payment_initiation","amount":NaN}]'))
 @example(("authorization_details", '[{"type":"payment_initiation","amount":1e999}]'))
 @example(("authorization_details", '[{"type":"payment_initiation","note":"\\ud800"}]'))

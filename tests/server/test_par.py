@@ -244,7 +244,7 @@ def test_par_proof_with_wrong_htu(driver: Driver) -> None:
 @pytest.mark.parametrize(
     "extra",
     [
-        {"response_mode": "form_post"},  # only query responses (with iss, RFC 9207)
+        {"response_mode": "form_post"},  # query or JARM (jwt, query.jwt) only: tests/server/test_jarm.py
         {"max_age": "²"},  # OIDC Core 3.1.2.1: a non-negative ASCII integer
         {"max_age": "-1"},
         {"prompt": "select_account"},

@@ -36,6 +36,8 @@ class Rule(StrEnum):
     FAPI2_5_4_1 = "FAPI2 5.4.1"
     FAPI2_5_4_1_1B = "FAPI2 5.4.1-1b"
     FAPI2_6_3 = "FAPI2 6.3"
+    FAPI2_MS_5_3_3 = "FAPI2 MS 5.3.3"
+    JARM_3 = "JARM 3"
     FAPI2_MS_5_5_2 = "FAPI2 MS 5.5.2"
     OAUTH_MULTIPLE_RESPONSE_TYPES_2_1 = "OAuth Multiple Response Types 2.1"
     OIDC_CORE_3_1_2_1 = "OIDC Core 3.1.2.1"

@@ -18,7 +18,7 @@ from corridor.server.authority import AuthorizationServer
 from corridor.server.interaction.browser import clear_interaction_cookie, end_interaction
 from corridor.server.interaction.contract import InteractionResult, PushedFacts
 from corridor.server.interaction.visit import refuse_page
-from corridor.server.responses import authorization_response
+from corridor.server.jarm import authorization_reply
 from corridor.store.protocols import UnitOfWork
 
 DENIED = {"error": "access_denied", "error_description": "the user denied the request"}
@@ -26,7 +26,8 @@ DENIED = {"error": "access_denied", "error_description": "the user denied the re
 
 def complete(server: AuthorizationServer, pushed: PushedFacts, result: InteractionResult) -> Response:
     """RFC 9126 Note 3 / FAPI2 5.3.2.2-12: the pushed request is used once, by the first decision;
-    the reply goes to its redirect_uri with ``state`` and ``iss`` (RFC 9207 2)."""
+    the reply goes to its redirect_uri with ``state`` and ``iss`` (RFC 9207 2), or as one signed
+    JWT (JARM) made and kept in the transaction that issues the code (server/jarm.py)."""
     now = server.now()
     evidence = pushed.evidence(server.settings.issuer)
     evidence.user_id = result.user
@@ -40,17 +41,17 @@ def complete(server: AuthorizationServer, pushed: PushedFacts, result: Interacti
         "amr": list(result.amr),
         "auth_time": result.auth_time,
     }
-    reply: dict[str, str] | None = None
+    response: Response | None = None
     with server.store.unit_of_work() as uow:
-        # Lost to another POST, reply stays None: refused after the transaction, as no write
+        # Lost to another POST, response stays None: refused after the transaction, as no write
         # may open inside one (issue 13 B7, design.md 4).
         if uow.requests.consume_pushed(pushed.ref_hash, now):
             if result.decision == "deny":
+                response = authorization_reply(server, uow, evidence, pushed, dict(DENIED), now)
                 server.audit.append(evidence, Event.CONSENT, Outcome.DENIED, now, conn=uow)
-                reply = dict(DENIED)
             else:
-                reply = {"code": issue_code(server, uow, evidence, pushed, result, now)}
-    if reply is None:
+                response = issue_code(server, uow, evidence, pushed, result, now)
+    if response is None:
         raise end_interaction(
             result.interaction_id,
             refuse_page(
@@ -62,10 +63,6 @@ def complete(server: AuthorizationServer, pushed: PushedFacts, result: Interacti
                 Rule.FAPI2_5_3_2_2_12,
             ),
         )
-    if pushed.state is not None:
-        reply["state"] = pushed.state
-    reply["iss"] = server.settings.issuer  # RFC 9207 2
-    response = authorization_response(pushed.redirect_uri, reply)
     response.headers.update({"Set-Cookie": clear_interaction_cookie(result.interaction_id)})
     return response
 
@@ -77,9 +74,10 @@ def issue_code(
     pushed: PushedFacts,
     result: InteractionResult,
     now: float,
-) -> str:
+) -> Response:
     """The grant (who, what, at which level) and its code, bound to the pushed request's redirect_uri,
-    PKCE challenge and DPoP key (RFC 9449 10), recorded as consent granted and code issued."""
+    PKCE challenge and DPoP key (RFC 9449 10), recorded as consent granted and code issued; the
+    code issued record names the signed response that carries the code, when JARM was asked."""
     grant_id, code = new_id(), new_secret_token()
     uow.grants.insert(
         id=grant_id,
@@ -108,5 +106,6 @@ def issue_code(
     )
     evidence.grant_id = grant_id
     server.audit.append(evidence, Event.CONSENT, Outcome.GRANTED, now, conn=uow)
+    response = authorization_reply(server, uow, evidence, pushed, {"code": code}, now)
     server.audit.append(evidence, Event.CODE, Outcome.ISSUED, now, conn=uow)
-    return code
+    return response

@@ -45,8 +45,9 @@ from corridor.server.forms import MAX_FIELDS, Form, read_form
 from corridor.server.interaction import consent, passkeys, password, second_factor, steps, storage, visit
 from corridor.server.interaction.browser import Refusal, cookie_header, interaction_cookie
 from corridor.server.interaction.contract import InteractionResult
+from corridor.server.jarm import authorization_reply
 from corridor.server.pages import error_page
-from corridor.server.responses import authorization_response, redirect_303, source_address
+from corridor.server.responses import redirect_303, source_address
 
 #: The only front-channel parameters read beside a pushed request (RFC 9126 4, AS23).
 FRONT_CHANNEL = frozenset({"client_id", "request_uri"})
@@ -151,17 +152,24 @@ class AuthorizationPages:
         )
 
     def _refuse_redirect(self, req: AuthorizationRequest, error: OAuthError) -> Refusal:
-        """RFC 6749 4.1.2.1 + RFC 9207: an error redirect, only to a pushed, verified redirect_uri."""
+        """RFC 6749 4.1.2.1 + RFC 9207: an error redirect, only to a pushed, verified redirect_uri;
+        signed (JARM) when the pushed request asked for it (the OIDF suite requires errors as JARM)."""
         server, pushed = self.server, req.pushed
         assert pushed is not None
-        server.audit.append(
-            req.evidence, Event.AUTHORIZE, Outcome.REFUSED, server.now(), rule=error.rule, error=error.error
-        )
+        now = server.now()
         params = {"error": error.error, "error_description": error.description}
-        if pushed.state is not None:
-            params["state"] = pushed.state
-        params["iss"] = server.settings.issuer
-        return Refusal(authorization_response(pushed.redirect_uri, params))
+        with server.store.unit_of_work() as uow:  # the signed response (JARM) and its record
+            response = authorization_reply(server, uow, req.evidence, pushed, params, now)
+            server.audit.append(
+                req.evidence,
+                Event.AUTHORIZE,
+                Outcome.REFUSED,
+                now,
+                rule=error.rule,
+                error=error.error,
+                conn=uow,
+            )
+        return Refusal(response)
 
     # -- the interaction -------------------------------------------------------------------
 

@@ -38,6 +38,8 @@ SENDER_CONSTRAINTS = ("dpop", "mtls")
 #: the response modes a client may register (FAPI 2.0 Message Signing client metadata
 #: ``response_modes``). Fragment and form_post modes are not offered: FAPI2 5.3.2.2-1 is code only.
 RESPONSE_MODES = ("query", "jwt", "query.jwt")
+#: JARM 2.3.1, 2.3.4: the modes answered with one signed JWT in the query parameter ``response``.
+JARM_MODES = ("jwt", "query.jwt")
 
 
 class ClientMetadataError(ValueError):

@@ -16,6 +16,7 @@ from corridor.server.checks.par import (
     check_authentication_request,
     check_authorization_details,
     check_resource,
+    check_response_mode,
     check_scope,
     check_state_and_nonce,
     reject_request_object,
@@ -35,6 +36,7 @@ PUSHED_AUTHORIZATION = (
     reject_request_uri_parameter,  # RFC 9126 2.1
     reject_request_object,
     require_response_type_code,  # FAPI2 5.3.2.2-1
+    check_response_mode,  # JARM 2.3, FAPI2 MS 5.3.3
     require_redirect_uri,  # FAPI2 5.3.2.2-6, -8
     require_pkce_s256,  # FAPI2 5.3.2.2-5
     check_scope,  # RFC 6749 3.3
@@ -47,7 +49,16 @@ PUSHED_AUTHORIZATION = (
 )
 
 #: The pushed parameters kept for the authorization endpoint.
-KEPT = ("redirect_uri", "state", "nonce", "code_challenge", "max_age", "acr_values", "prompt")
+KEPT = (
+    "redirect_uri",
+    "state",
+    "nonce",
+    "code_challenge",
+    "max_age",
+    "acr_values",
+    "prompt",
+    "response_mode",  # JARM 2.3: how the authorization response travels
+)
 
 
 def pushed_authorization(ex: Exchange) -> Response:

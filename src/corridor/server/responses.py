@@ -39,7 +39,8 @@ def redirect_303(location: str, headers: dict[str, str] | None = None) -> Respon
 
 
 def authorization_response(redirect_uri: str, params: dict[str, str]) -> Response:
-    """RFC 6749 4.1.2 with RFC 9207 ``iss``; the query is appended to the registered URI."""
+    """RFC 6749 4.1.2: ``params`` appended to the registered URI's query (the plain parameters
+    with RFC 9207 ``iss``, or JARM 2.3.1's one ``response``; server/jarm.py)."""
     separator = "&" if "?" in redirect_uri else "?"
     return redirect_303(redirect_uri + separator + urlencode(params))
 

@@ -9,7 +9,7 @@ from corridor.core.pkce import is_valid_s256_challenge
 from corridor.core.rules import Rule
 from corridor.policy.details import AuthorizationDetailsError
 from corridor.server.authority import Exchange
-from corridor.server.clients import ClientMetadataError, check_redirect_uri
+from corridor.server.clients import JARM_MODES, RESPONSE_MODES, ClientMetadataError, check_redirect_uri
 
 #: FAPI2 5.3.2.2-14: nonces of up to 64 characters are accepted; longer ones are refused.
 MAX_NONCE = 64
@@ -38,13 +38,47 @@ def require_response_type_code(ex: Exchange) -> None:
         raise OAuthError("invalid_request", "response_type is required", rule=Rule.FAPI2_5_3_2_2_1)
     if response_type != "code":
         raise OAuthError("unsupported_response_type", "only response_type=code", rule=Rule.FAPI2_5_3_2_2_1)
-    mode = ex.form.get("response_mode")
-    if mode is not None and mode != "query":
+
+
+def check_response_mode(ex: Exchange) -> None:
+    """OAuth Multiple Response Types 2.1, JARM 2.3: ``query``, or a signed response (``jwt``, which
+    for response_type code is ``query.jwt``); FAPI2 MS 5.3.3: only a mode the client registered
+    in ``response_modes``; JARM 3: the JWT's alg is the client's ``authorization_signed_response_alg``.
+
+    Unknown modes (fragment, form_post, their JWT forms) are 400 ``invalid_request``, as this server
+    answers code responses in the query only (oidc-provider says ``unsupported_response_mode``, an
+    unregistered code). An absent mode is ``query`` (RFC 6749 4.1.2, as oidc-provider resolves it),
+    so a client registered for JARM only must send ``response_mode=jwt`` (FAPI2 MS 5.4.2-1; the
+    OIDF suite always does). Registered modes are compared exactly: ``jwt`` does not admit
+    ``query.jwt`` (oidc-provider ``responseModeAllowed``)."""
+    assert ex.client is not None
+    requested = ex.form.get("response_mode")
+    if requested is not None and requested not in RESPONSE_MODES:
         raise OAuthError(
             "invalid_request",
-            "only response_mode=query is supported",
+            f"response_mode is not supported; use {', '.join(RESPONSE_MODES)}",
             rule=Rule.OAUTH_MULTIPLE_RESPONSE_TYPES_2_1,
         )
+    mode = requested or "query"
+    if ex.client.response_modes and mode not in ex.client.response_modes:
+        raise OAuthError(
+            "invalid_request",
+            f"response_mode {mode} is not registered for this client (FAPI2 MS 5.3.3 response_modes)",
+            rule=Rule.FAPI2_MS_5_3_3,
+        )
+    if mode in JARM_MODES:
+        wanted = ex.client.authorization_signed_response_alg
+        signing = ex.server.keys.signing.alg
+        if wanted is not None and wanted != signing:
+            # One active key signs (server/keys.py); a response it cannot sign is refused now,
+            # not discovered by the client after the user has consented.
+            raise OAuthError(
+                "invalid_request",
+                f"authorization_signed_response_alg {wanted} is not this server's signing alg {signing}",
+                rule=Rule.JARM_3,
+            )
+    if requested is not None:
+        ex.evidence.detail["response_mode"] = requested
 
 
 def require_redirect_uri(ex: Exchange) -> None:

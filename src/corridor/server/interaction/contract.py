@@ -40,6 +40,8 @@ class PushedFacts:
     nonce: str | None
     code_challenge: str | None
     dpop_jkt: str | None
+    #: JARM 2.3: ``jwt`` or ``query.jwt`` for a signed response, ``query`` or None for a plain one.
+    response_mode: str | None
     #: FAPI2 5.3.2.2-12: after this it gives nothing.
     expires_at: float
 
@@ -61,6 +63,7 @@ class PushedFacts:
             nonce=params.get("nonce"),
             code_challenge=params.get("code_challenge"),
             dpop_jkt=pushed["dpop_jkt"],
+            response_mode=params.get("response_mode"),
             expires_at=pushed["expires_at"],
         )
 
