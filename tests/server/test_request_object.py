@@ -7,22 +7,26 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from joserfc import jws
 
-from corridor.core.b64 import b64url_encode
+from corridor.core.b64 import b64url_decode, b64url_encode
 from corridor.core.jose import SigningKey, jwk_thumbprint, read_header, registry_for, verify_with_keys
 from corridor.core.pkce import new_verifier, s256_challenge
 from corridor.core.randomness import new_secret_token
 from corridor.core.rules import Rule
-from corridor.transport.tls import DevTLS
+from corridor.transport.tls import DevTLS, ensure_dev_tls
 from tests.pki import TestPKI
-from tests.support import RESOURCE, Client, Driver, Flow, decode_jwt, running_as
+from tests.stubserver import stub_server
+from tests.support import RESOURCE, Client, Driver, Flow, decode_jwt, running_as, ssl_context_of
 
 TYP = "oauth-authz-req+jwt"
 
@@ -534,6 +538,58 @@ def test_garbage_in_request(driver: Driver, request_object: str) -> None:
     assert response.json()["error"] == "invalid_request_object", response.text
 
 
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+NAMES = st.sampled_from(
+    [
+        "scope",
+        "state",
+        "resource",
+        "max_age",
+        "authorization_details",
+        "claims",
+        "nonce",
+        "prompt",
+        "redirect_uri",
+        "dpop_jkt",
+        "client_id",
+        "client_assertion",
+        "iss",
+        "aud",
+        "exp",
+        "nbf",
+        "x\u202e",
+    ]
+)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(claims=st.dictionaries(NAMES, JSON, max_size=4))
+def test_any_claims_give_a_precise_answer(driver: Driver, claims: dict[str, Any]) -> None:
+    """Property: whatever a correctly signed object carries, the answer is 201 or a 400 with an
+    OAuth error (never a 500, never an exception escaping)."""
+    client = driver.add_client()
+    response = push(driver, client, sign(driver, client, extra=claims))
+    assert response.status_code in (201, 400), response.text
+    if response.status_code == 400:
+        assert response.json()["error"] in (
+            "invalid_request_object",
+            "invalid_request",
+            "invalid_scope",
+            "invalid_target",
+            "invalid_authorization_details",
+            "invalid_dpop_proof",
+            "unsupported_response_type",
+        ), response.text
+
+
 def test_a_client_without_registered_keys(driver: Driver, pki: TestPKI) -> None:
     """An mTLS client that registered no JWKS has no key to verify an object with."""
     dn = "CN=request-object client,O=Test"
@@ -552,6 +608,50 @@ def test_a_client_without_registered_keys(driver: Driver, pki: TestPKI) -> None:
     unsigned = {k: v for k, v in unsigned.items() if k not in ("iss", "aud", "nbf", "exp", "jti")}
     with driver.mtls_http(certificate) as http:
         assert http.post(driver.mtls_url("/par"), data=unsigned).status_code == 201
+
+
+@pytest.fixture
+def rotating_jwks(tmp_path: Path) -> Iterator[tuple[str, list[dict[str, Any]], Path]]:
+    """An HTTPS jwks_uri whose key list the test can change."""
+    tls = ensure_dev_tls(tmp_path / "jwks-tls")
+    keys: list[dict[str, Any]] = []
+
+    def answer(path: str) -> tuple[int, str, bytes]:
+        return 200, "application/json", json.dumps({"keys": keys}).encode()
+
+    with stub_server(answer, (tls.cert_file, tls.key_file)) as url:
+        yield url + "/jwks", keys, tls.ca_file
+
+
+def test_jwks_uri_client_signing_with_a_new_key(
+    driver: Driver, rotating_jwks: tuple[str, list[dict[str, Any]], Path]
+) -> None:
+    """FAPI2 5.4.2: a jwks_uri client's object signed with a key it published after the AS cached
+    its JWKS verifies once the cache is refetched (as client authentication does)."""
+    url, keys, ca_file = rotating_jwks
+    assert driver.as_.server is not None
+    ssl_context_of(driver.as_.server.http).load_verify_locations(str(ca_file))
+    old, new = SigningKey.generate("ES256"), SigningKey.generate("EdDSA")
+    keys.append(old.public_jwk)
+    client = driver.add_client(jwks_uri=url, key=old)
+    assert push(driver, client, sign(driver, client)).status_code == 201  # the JWKS is now cached
+    keys.append(new.public_jwk)
+    driver.as_.clock.advance(31)  # past the refetch floor, within the cache lifetime
+    response = push(driver, client, sign(driver, client, key=new))
+    assert response.status_code == 201, response.text
+    record = par_records(driver, client)[-1]
+    assert record["detail"]["request_object"]["key_thumbprint"] == new.thumbprint()
+    stranger = SigningKey.generate("ES256")
+    assert_refused(push(driver, client, sign(driver, client, key=stranger)), "signature does not verify")
+
+
+def test_metadata(driver: Driver) -> None:
+    """RFC 8414 / OIDC Discovery, RFC 9101 10.5: request objects at PAR, FAPI algorithms only."""
+    metadata = driver.http.get(driver.url("/.well-known/oauth-authorization-server")).json()
+    assert metadata["request_parameter_supported"] is True
+    assert metadata["request_object_signing_alg_values_supported"] == ["PS256", "ES256", "EdDSA"]
+    assert metadata["require_signed_request_object"] is False
+    assert not any(name.startswith("request_object_encryption") for name in metadata)
 
 
 # -- evidence ----------------------------------------------------------------------------------
@@ -588,3 +688,13 @@ def test_a_refused_object_is_not_kept(driver: Driver) -> None:
     assert driver.as_.store.messages.get(hashlib.sha256(jws.encode()).hexdigest()) is None
     record = par_records(driver, client)[-1]
     assert record["outcome"] == "refused" and record["error"] == "invalid_scope"
+
+
+def test_a_lone_surrogate_in_a_claim(driver: Driver) -> None:
+    """A JSON escape no UTF-8 text can hold (a lone surrogate) never reaches the store as a 500."""
+    client = driver.add_client()
+    jws = sign(driver, client, typ=None, state="\ud800", nonce="\udfff")
+    assert b"\\ud800" in b64url_decode(jws.split(".")[1])  # escaped in the JSON, signed
+    response = push(driver, client, jws)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "invalid_request_object"
