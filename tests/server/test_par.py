@@ -187,9 +187,10 @@ def test_par_requires_form_encoding(driver: Driver) -> None:
     assert_error(response, 400, "invalid_request")
 
 
-def test_par_request_object_not_supported(driver: Driver) -> None:
+def test_par_request_object_that_is_not_a_jws(driver: Driver) -> None:
+    """RFC 9101 6.2 (signed request objects: tests/server/test_request_object.py)."""
     response, _ = driver.par(driver.add_client(), extra={"request": "eyJ.eyJ.sig"})
-    assert_error(response, 400, "request_not_supported")
+    assert_error(response, 400, "invalid_request_object")
 
 
 # -- DPoP at PAR (RFC 9449 10.1; D15-D17) --------------------------------------------------------

@@ -204,6 +204,18 @@ def verify_with_keys(
     return _claims(verify_jws(token, header, keys, algorithms))
 
 
+def verify_with_keys_and_key(
+    token: str,
+    header: Mapping[str, Any],
+    keys: Sequence[Mapping[str, Any]],
+    algorithms: Sequence[str] = FAPI_ALGORITHMS,
+) -> tuple[dict[str, Any], Mapping[str, Any]]:
+    """:func:`verify_with_keys`, also returning the registered key that verified the signature
+    (evidence: the signer's key, by its RFC 7638 thumbprint, for non-repudiation)."""
+    payload, key = _verify(token, header, keys, algorithms)
+    return _claims(payload), key
+
+
 def verify_jws(
     token: str,
     header: Mapping[str, Any],
@@ -215,6 +227,15 @@ def verify_jws(
     ``header`` is the output of :func:`read_header` for this token. Only ``algorithms``
     (a subset of the FAPI list) are accepted; ``none`` and MACs never are (FAPI2 5.4.1).
     """
+    return _verify(token, header, keys, algorithms)[0]
+
+
+def _verify(
+    token: str,
+    header: Mapping[str, Any],
+    keys: Sequence[Mapping[str, Any]],
+    algorithms: Sequence[str],
+) -> tuple[bytes, Mapping[str, Any]]:
     alg = header["alg"]
     if alg not in algorithms or alg not in FAPI_ALGORITHMS:
         raise JoseFailure("the JWS algorithm is not allowed (FAPI2 5.4.1-1b)")
@@ -234,7 +255,7 @@ def verify_jws(
     message = signing_input.encode("ascii")
     for candidate in candidates[:4]:
         if verify_signature(alg, import_public_jwk(candidate), message, signature):
-            return payload
+            return payload, candidate
     raise JoseFailure("the JWS signature is invalid")
 
 

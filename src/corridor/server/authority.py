@@ -36,6 +36,7 @@ from corridor.store.sql import Store
 from corridor.transport.tls import outbound_context
 
 if TYPE_CHECKING:
+    from corridor.server.checks.request_object import RequestObject
     from corridor.transport.trust import MtlsTrust
 
 
@@ -213,6 +214,8 @@ class Exchange:
     resources: list[str] = field(default_factory=list)
     #: RFC 9396 2: the parsed authorization details, None when none were sent (check_authorization_details).
     authorization_details: list[dict[str, Any]] | None = None
+    #: RFC 9101, RFC 9126 3: the pushed request object, once read (checks/request_object.py).
+    request_object: RequestObject | None = None
     #: RFC 9449 10.1: the key the code is bound to (bind_dpop_key).
     dpop_jkt: str | None = None
     #: RFC 9449 6.1 / RFC 8705 3.1: the token's confirmation claim (require_sender_constraint).

@@ -25,12 +25,6 @@ def reject_request_uri_parameter(ex: Exchange) -> None:
         raise OAuthError("invalid_request", "request_uri is not allowed at PAR", rule=Rule.RFC_9126_2_1)
 
 
-def reject_request_object(ex: Exchange) -> None:
-    """Signed request objects (JAR) come with FAPI 2.0 Message Signing; refuse them clearly now."""
-    if "request" in ex.form:
-        raise OAuthError("request_not_supported", "request objects are not supported", rule=Rule.RFC_9126_3)
-
-
 def require_response_type_code(ex: Exchange) -> None:
     """FAPI2 5.3.2.2-1."""
     response_type = ex.form.get("response_type")
