@@ -544,6 +544,8 @@ def unpushed_request(party: Party) -> tuple[dict[str, str], str]:
     }
     if party.variant.openid:
         params["nonce"] = new_state()
+    if party.variant.jarm:
+        params["response_mode"] = "jwt"
     return params, verifier
 
 
@@ -560,7 +562,9 @@ def unpushed_request_fails(ctx: Context) -> None:
     endpoint = ctx.server.endpoint("authorization_endpoint")
     url = endpoint + ("&" if "?" in endpoint else "?") + urlencode(sorted(params.items()))
     ctx.step("authorization endpoint")
-    result = ctx.browser().authorize(url, party.config.redirect_uri)
+    result = ctx.response(
+        party, ctx.browser().authorize(url, party.config.redirect_uri), party.config.redirect_uri
+    )
     if result.landing in (Landing.ERROR_PAGE, Landing.ERROR_REDIRECT):
         ctx.fact("par_required_proven", True)
     # The suite compares the state only when one comes back.
@@ -977,7 +981,8 @@ def request_uri_in_par(ctx: Context) -> None:
     FAPI2SPFinalPARRejectRequestUriInParAuthorizationFormParams; RFC 9126 2.1)."""
     party = ctx.first
     ctx.step(f"PAR ({party.client_id})")
-    pushed = party.par(request_uri="urn:ietf:params:oauth:request_uri:" + suite_value(43))
+    # Beside the request object in a signed variant (AddBadRequestUriToRequestParameters).
+    pushed = party.par(outside={"request_uri": "urn:ietf:params:oauth:request_uri:" + suite_value(43)})
     if 200 <= pushed.answer.status < 300:
         ctx.fail(
             f"PAR accepted a request with a request_uri parameter (HTTP {pushed.answer.status}), RFC 9126 2.1"
