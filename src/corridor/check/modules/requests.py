@@ -900,6 +900,8 @@ def reuse_request_uri(ctx: Context) -> None:
     browser = ctx.browser()
     finish_flow(ctx, party, pushed, ctx.authorize(party, pushed, browser=browser))
     ctx.step("authorization endpoint (the same request_uri again)")
+    # The server no longer knows the request (nor its response_mode): a plain error is allowed.
+    ctx.plain_jarm_error_allowed = True
     result = ctx.authorize(party, pushed, browser=browser)
     if result.landing is Landing.ERROR_PAGE:
         error_page_accepted(ctx, result, "the request_uri used again")
@@ -935,6 +937,7 @@ def expired_request_uri(ctx: Context) -> None:
         ctx.skip(f"expires_in is {expires_in} s, too long to wait for")
     ctx.note(f"waited {expires_in + 1} s (expires_in + 1) before using the request_uri")
     ctx.wait(expires_in + 1)
+    ctx.plain_jarm_error_allowed = True  # the request, and its response_mode, is gone
     result = ctx.authorize(party, pushed)
     if result.landing is Landing.ERROR_PAGE:
         error_page_accepted(ctx, result, "the expired request_uri")
@@ -957,6 +960,7 @@ def request_uri_other_client(ctx: Context) -> None:
     FAPI2SPFinalPAREnsureRequestUriIsBoundToClient; RFC 9126 2.2: a request_uri is bound to its client)."""
     party = ctx.first
     pushed = flows.push(ctx, party)
+    ctx.plain_jarm_error_allowed = True  # as the suite: the request is not the client's
     result = ctx.authorize(party, pushed, url=party.front_channel(pushed, client_id=ctx.second.client_id))
     check_refused_at_authorization_endpoint(
         ctx,
