@@ -24,6 +24,8 @@ from tests.support import free_socket
 from tests.test_serve import CORRIDOR, corridor
 
 PAIRS = ("private_key_jwt+dpop", "private_key_jwt+mtls", "mtls+dpop", "mtls+mtls")
+#: The Message Signing clients' pairs (two variants: the suite's time, see test_check_corridor.py).
+MESSAGE_SIGNING_PAIRS = ("private_key_jwt+dpop", "mtls+mtls")
 REDIRECTS = ("https://client.example/cb", "https://client.example/cb?dummy1=lorem&dummy2=ipsum")
 SCOPE = "openid offline_access accounts"
 
@@ -31,6 +33,9 @@ SCOPE = "openid offline_access accounts"
 @dataclass
 class CorridorStack:
     config_path: Path
+    #: The Message Signing plan's configuration: clients registered with
+    #: --require-signed-request-object --response-mode jwt (variants "pair+jar+jarm").
+    message_signing_config_path: Path
     issuer: str
     api_url: str
     data_dir: Path
@@ -73,14 +78,18 @@ def _stop(process: subprocess.Popen[str]) -> None:
         process.wait()
 
 
-def register_clients(data_dir: Path, directory: Path, api_url: str) -> list[dict[str, object]]:
-    """Two clients per client-auth x sender pair, each with its own key and certificate."""
-    pki = TestPKI(directory / "pki")
+def register_clients(
+    data_dir: Path, directory: Path, api_url: str, *, message_signing: bool = False
+) -> list[dict[str, object]]:
+    """Two clients per client-auth x sender pair, each with its own key and certificate; with
+    ``message_signing``, for the Message Signing pairs, registered to sign their requests and
+    receive JARM responses (every client's JWKS then has its request object key)."""
+    pki = TestPKI(directory / ("pki-ms" if message_signing else "pki"))
     entries: list[dict[str, object]] = []
-    for pair in PAIRS:
+    for pair in MESSAGE_SIGNING_PAIRS if message_signing else PAIRS:
         auth, sender = pair.split("+")
         for n, redirect in enumerate(REDIRECTS, start=1):
-            client_id = f"check-{auth.replace('_', '-')}-{sender}-{n}"
+            client_id = f"check-{'ms-' if message_signing else ''}{auth.replace('_', '-')}-{sender}-{n}"
             # PS256 for the first client (the suite's RS256-assertion module needs an RSA key).
             key = SigningKey.generate("PS256" if n == 1 else "ES256")
             jwk_file = directory / f"{client_id}.private.jwk.json"
@@ -108,10 +117,12 @@ def register_clients(data_dir: Path, directory: Path, api_url: str) -> list[dict
             # trusts registered self-signed certificates only (design.md 5), and certificate-bound
             # tokens of a private_key_jwt client need one too.
             args += ["--certificate", str(cert.cert_file)]
-            if auth == "private_key_jwt":
+            if auth == "private_key_jwt" or message_signing:
                 args += ["--jwks-file", str(public)]
-            else:
+            if auth == "mtls":
                 args += ["--auth-method", "self_signed_tls_client_auth"]
+            if message_signing:
+                args += ["--require-signed-request-object", "--response-mode", "jwt"]
             added = corridor(*args, data_dir=data_dir)
             assert added.returncode == 0, added.stderr
             entries.append(
@@ -122,7 +133,7 @@ def register_clients(data_dir: Path, directory: Path, api_url: str) -> list[dict
                     "cert_key_file": os.path.relpath(cert.key_file, directory),
                     "redirect_uri": redirect,
                     "scope": SCOPE,
-                    "variants": [pair],
+                    "variants": [pair + ("+jar+jarm" if message_signing else "")],
                 }
             )
     return entries
@@ -140,9 +151,12 @@ def write_config(
     username: str,
     password: str,
     clients: list[dict[str, object]],
+    *,
+    plan: str = "security-profile",
 ) -> None:
     lines = [
         f"issuer = {_toml_value(issuer)}",
+        f"plan = {_toml_value(plan)}",
         f"ca_file = {_toml_value(os.path.relpath(ca, path.parent))}",
         "",
         "[resource]",
@@ -184,6 +198,7 @@ def corridor_for_check(directory: Path, *, env: dict[str, str] | None = None) ->
     check_dir = directory / "check"
     check_dir.mkdir()
     clients = register_clients(data_dir, check_dir, api_url)
+    signing_clients = register_clients(data_dir, check_dir, api_url, message_signing=True)
     full_env = {**os.environ, "CORRIDOR_DEFAULT_RESOURCE": api_url, **(env or {})}
     as_log, api_log = directory / "serve.log", directory / "demo-api.log"
     with as_log.open("w") as log:
@@ -230,7 +245,18 @@ def corridor_for_check(directory: Path, *, env: dict[str, str] | None = None) ->
         password = (data_dir / "demo-user-password.txt").read_text().strip()
         config_path = check_dir / "check.toml"
         write_config(config_path, issuer, ca, api_url + "/accounts", "demo", password, clients)
-        yield CorridorStack(config_path, issuer, api_url, data_dir, ca, (as_log, api_log))
+        ms_path = check_dir / "message-signing.toml"
+        write_config(
+            ms_path,
+            issuer,
+            ca,
+            api_url + "/accounts",
+            "demo",
+            password,
+            signing_clients,
+            plan="message-signing",
+        )
+        yield CorridorStack(config_path, ms_path, issuer, api_url, data_dir, ca, (as_log, api_log))
     finally:
         if api is not None:
             _stop(api)

@@ -20,6 +20,8 @@
 //                               "self_signed_tls_client_auth", "sender": "dpop" | "mtls",
 //                               "jwk": its public JWK (private_key_jwt: the signing key;
 //                               self_signed_tls_client_auth: with the certificate in x5c)}
+//   CORRIDOR_PEER_MESSAGE_SIGNING   "1": FAPI 2.0 Message Signing for every client (see below)
+//   CORRIDOR_PEER_FAULT             a test-only fault (Message Signing; see FAULTS below), or unset
 //
 // Protocol (one JSON object per line on stdout):
 //   {"ready": true, "issuer": "https://localhost:PORT", "port": PORT, "mtls_port": MTLS_PORT}
@@ -61,6 +63,15 @@
 //   server nonce (the nonce bounds its age instead).
 // - FAPI2 5.4.1 algorithms only (PS256, ES256, EdDSA) for every JWS the provider accepts or makes.
 // - HSTS on every response (FAPI2 5.2.3-1), as panva's certification deployment sends it.
+// - With CORRIDOR_PEER_MESSAGE_SIGNING=1, FAPI 2.0 Message Signing Final (the OIDF
+//   fapi2-message-signing-final-test-plan, signed_non_repudiation + jarm): features.requestObjects
+//   with requireSignedRequestObject (every client's require_signed_request_object is true; a PAR
+//   without a request object is invalid_request), FAPI 2.0's request object checks (iss = the
+//   client, aud = the issuer, exp/nbf present, exp - nbf <= 60 min: oidc-provider's default
+//   assertJwtClaimsAndHeader under profile 2.0), FAPI algorithms only; features.jwtResponseModes
+//   (JARM) with every client registered for response_modes ["jwt"] only and
+//   authorization_signed_response_alg ES256, so every authorization response, error or success,
+//   is a JWT (iss, aud, exp = +120 s) in ?response= and a request without response_mode=jwt is refused.
 // - The user's part: oidc-provider's development interactions (a login page that accepts any login
 //   name, which becomes sub, and a consent page); no external account store.
 
@@ -103,6 +114,22 @@ function listen(server, port) {
   })
 }
 
+const MESSAGE_SIGNING = process.env.CORRIDOR_PEER_MESSAGE_SIGNING === '1'
+// Test-only faults, one per process, for corridor check to catch (tests/check/test_check_message_signing.py):
+const FAULTS = {
+  // Signed request objects are not required: PAR takes plain parameters from a signing client.
+  'unsigned-request-accepted': 'PAR accepts parameters without a request object',
+  // A request object past its exp is taken anyway: PAR unwraps it and hands its claims on as
+  // plain parameters (its signature not looked at), as a server that ignores exp would.
+  'expired-request-object-accepted': 'PAR takes an expired request object',
+  // The JARM response is re-signed without its iss claim.
+  'jarm-without-iss': 'JARM responses without iss',
+  // The JARM response is re-signed with RS256 (by the provider's RSA key), an alg FAPI forbids.
+  'jarm-rs256': 'JARM responses signed with RS256',
+}
+const FAULT = process.env.CORRIDOR_PEER_FAULT || ''
+if (FAULT && !FAULTS[FAULT]) throw new Error(`unknown CORRIDOR_PEER_FAULT ${FAULT}`)
+
 // One registered client from the caller's description; the FAPI choices are made here.
 function clientMetadata(spec) {
   const { client_id: clientId, redirect_uri: redirectUri, auth, sender, jwk } = spec
@@ -130,7 +157,70 @@ function clientMetadata(spec) {
   }
   if (sender === 'dpop') metadata.dpop_bound_access_tokens = true
   else metadata.tls_client_certificate_bound_access_tokens = true
+  if (MESSAGE_SIGNING) {
+    // FAPI2-MS-FINAL 5.3.1-1 (RFC 9101 10.5) and 5.4.1 (JARM only, 5.3.3 response_modes).
+    metadata.require_signed_request_object = FAULT !== 'unsigned-request-accepted'
+    metadata.response_modes = ['jwt']
+    metadata.authorization_signed_response_alg = 'ES256'
+  }
   return metadata
+}
+
+function b64json(part) {
+  return JSON.parse(Buffer.from(part, 'base64url').toString())
+}
+
+// A compact JWS of header + payload signed by one of the provider's private JWKs (fault modes).
+function signCompact(header, payload, jwk) {
+  const input = `${Buffer.from(JSON.stringify(header)).toString('base64url')}.${Buffer.from(JSON.stringify(payload)).toString('base64url')}`
+  const key = crypto.createPrivateKey({ key: jwk, format: 'jwk' })
+  let signature
+  if (header.alg === 'ES256') signature = crypto.sign('sha256', Buffer.from(input), { key, dsaEncoding: 'ieee-p1363' })
+  else if (header.alg === 'RS256') signature = crypto.sign('sha256', Buffer.from(input), key)
+  else throw new Error(`signCompact: ${header.alg}`)
+  return `${input}.${signature.toString('base64url')}`
+}
+
+// The faults that change JARM responses: the response JWT oidc-provider made, re-signed.
+function faultyJarm(provider, keys) {
+  const original = provider.IdToken.prototype.issue
+  provider.IdToken.prototype.issue = async function issue(options) {
+    const token = await original.call(this, options)
+    if (options?.use !== 'authorization') return token
+    const [head, body] = token.split('.')
+    const header = b64json(head)
+    const payload = b64json(body)
+    if (FAULT === 'jarm-without-iss') {
+      delete payload.iss
+      return signCompact(header, payload, keys.find((k) => k.kid === header.kid))
+    }
+    const rsa = keys.find((k) => k.kty === 'RSA')
+    return signCompact({ ...header, alg: 'RS256', kid: rsa.kid }, payload, rsa)
+  }
+}
+
+// The expired-request-object fault: a PAR whose request object's exp has passed gets the
+// object's claims as plain parameters (oidc-provider reads an already parsed body, ctx.req.body).
+const REQUEST_OBJECT_CLAIMS = new Set(['iss', 'aud', 'exp', 'nbf', 'iat', 'jti', 'sub'])
+async function unwrapExpiredRequestObjects(ctx, next) {
+  if (ctx.method === 'POST' && ctx.path === '/request' && ctx.is('application/x-www-form-urlencoded')) {
+    const chunks = []
+    for await (const chunk of ctx.req) chunks.push(chunk)
+    const form = new URLSearchParams(Buffer.concat(chunks).toString())
+    const request = form.get('request')
+    if (request) {
+      const claims = b64json(request.split('.')[1])
+      if (typeof claims.exp === 'number' && claims.exp < Date.now() / 1000) {
+        form.delete('request')
+        for (const [name, value] of Object.entries(claims)) {
+          if (REQUEST_OBJECT_CLAIMS.has(name)) continue
+          form.set(name, typeof value === 'string' ? value : JSON.stringify(value))
+        }
+      }
+    }
+    ctx.req.body = form.toString()
+  }
+  await next()
 }
 
 async function main() {
@@ -158,6 +248,7 @@ async function main() {
   const mtlsPort = await listen(mtlsServer, 0)
   const mtlsOrigin = `https://localhost:${mtlsPort}`
 
+  const providerKeys = signingKeys()
   const configuration = {
     clients,
     clientAuthMethods: AUTH_METHODS,
@@ -176,7 +267,7 @@ async function main() {
     },
     pkce: { required: () => true },
     allowOmittingSingleRegisteredRedirectUri: false,
-    jwks: { keys: signingKeys() },
+    jwks: { keys: providerKeys },
     cookies: { keys: [crypto.randomBytes(32).toString('base64url')] },
     enabledJWA: {
       clientAuthSigningAlgValues: FAPI_ALGS,
@@ -238,8 +329,20 @@ async function main() {
       rpInitiatedLogout: { enabled: false },
     },
   }
+  if (MESSAGE_SIGNING) {
+    configuration.features.requestObjects = {
+      enabled: true,
+      requireSignedRequestObject: !['unsigned-request-accepted', 'expired-request-object-accepted'].includes(FAULT),
+    }
+    configuration.features.jwtResponseModes = { enabled: true }
+    if (FAULT === 'expired-request-object-accepted') {
+      for (const client of clients) client.require_signed_request_object = false
+    }
+  }
 
   const provider = new Provider(issuer, configuration)
+  if (FAULT === 'jarm-without-iss' || FAULT === 'jarm-rs256') faultyJarm(provider, providerKeys)
+  if (FAULT === 'expired-request-object-accepted') provider.use(unwrapExpiredRequestObjects)
   for (const event of [
     'server_error',
     'authorization.error',

@@ -105,6 +105,9 @@ class PeerClient:
     cert: ClientCert
     #: The private_key_jwt signing key; None for mTLS client authentication.
     key: SigningKey | None = None
+    #: Message Signing: the key its request objects are signed with (its jwk_file): the
+    #: private_key_jwt key, or for mTLS clients the certificate's (registered in x5c already).
+    request_key: SigningKey | None = None
 
     @property
     def client_auth(self) -> str:
@@ -231,10 +234,12 @@ def _save_cert(directory: Path, name: str, made: ClientCert) -> ClientCert:
     return ClientCert(made.cert, made.key, cert_file, key_file)
 
 
-def _make_clients(directory: Path) -> tuple[PeerClient, ...]:
+def _make_clients(
+    directory: Path, pairs: tuple[str, ...] = PAIRS, *, message_signing: bool = False
+) -> tuple[PeerClient, ...]:
     pki = TestPKI(directory / ".pki")
     clients: list[PeerClient] = []
-    for pair in PAIRS:
+    for pair in pairs:
         auth = pair.split("+")[0]
         for number in (1, 2):
             client_id = f"{pair.replace('private_key_jwt', 'pkjwt').replace('+', '-')}-{number}"
@@ -245,7 +250,17 @@ def _make_clients(directory: Path) -> tuple[PeerClient, ...]:
                 write_private(
                     directory / f"{client_id}.private.jwk.json", json.dumps(key.private_jwk()).encode()
                 )
-            clients.append(PeerClient(client_id, pair, REDIRECT_URIS[number - 1], SCOPE, cert, key))
+            request_key = None
+            if message_signing:
+                request_key = key or cert.signing_key()
+                if key is None:
+                    write_private(
+                        directory / f"{client_id}.private.jwk.json",
+                        json.dumps(request_key.private_jwk()).encode(),
+                    )
+            clients.append(
+                PeerClient(client_id, pair, REDIRECT_URIS[number - 1], SCOPE, cert, key, request_key)
+            )
     shutil.rmtree(directory / ".pki")
     return tuple(clients)
 
@@ -272,10 +287,18 @@ def _toml_string(value: str) -> str:
     return json.dumps(value)  # a JSON string of these ASCII values is a TOML basic string
 
 
-def _write_config(path: Path, issuer: str, resource_url: str, clients: tuple[PeerClient, ...]) -> None:
+def _write_config(
+    path: Path,
+    issuer: str,
+    resource_url: str,
+    clients: tuple[PeerClient, ...],
+    *,
+    message_signing: bool = False,
+) -> None:
     lines = [
         "# corridor check against panva's oidc-provider (FAPI 2.0 profile), tests/check/peer.py",
         f"issuer = {_toml_string(issuer)}",
+        f'plan = "{"message-signing" if message_signing else "security-profile"}"',
         'ca_file = "ca.pem"',
         "",
         "[resource]",
@@ -293,14 +316,14 @@ def _write_config(path: Path, issuer: str, resource_url: str, clients: tuple[Pee
             "[[clients]]",
             f"client_id = {_toml_string(client.client_id)}",
         ]
-        if client.key is not None:
+        if client.key is not None or client.request_key is not None:
             lines.append(f"jwk_file = {_toml_string(client.client_id + '.private.jwk.json')}")
         lines += [
             f"cert_file = {_toml_string(client.cert.cert_file.name)}",
             f"cert_key_file = {_toml_string(client.cert.key_file.name)}",
             f"redirect_uri = {_toml_string(client.redirect_uri)}",
             f"scope = {_toml_string(client.scope)}",
-            f"variants = [{_toml_string(client.pair)}]",
+            f"variants = [{_toml_string(client.pair + ('+jar+jarm' if message_signing else ''))}]",
         ]
     path.write_text("\n".join(lines) + "\n")
 
@@ -309,12 +332,24 @@ def _write_config(path: Path, issuer: str, resource_url: str, clients: tuple[Pee
 
 
 @contextmanager
-def running_fapi_peer(tmp_path: Path, tls: DevTLS) -> Iterator[FapiPeer]:
+def running_fapi_peer(
+    tmp_path: Path,
+    tls: DevTLS,
+    *,
+    pairs: tuple[str, ...] = PAIRS,
+    message_signing: bool = False,
+    fault: str | None = None,
+) -> Iterator[FapiPeer]:
     """Start the provider and its resource server, write ``tmp_path/check.toml``; stop both on
-    exit. ``tmp_path`` should be empty or new (it receives keys, certificates and the file)."""
+    exit. ``tmp_path`` should be empty or new (it receives keys, certificates and the file).
+
+    ``message_signing``: FAPI 2.0 Message Signing for every client (signed request objects
+    required, JARM only; the configuration's plan is ``message-signing`` and its clients'
+    variants ``pair+jar+jarm``). ``pairs``: only these client-auth x sender pairs get clients.
+    ``fault``: one of the provider script's test-only FAULTS (a planted fault to be caught)."""
     directory = tmp_path
     directory.mkdir(parents=True, exist_ok=True)
-    clients = _make_clients(directory)
+    clients = _make_clients(directory, pairs, message_signing=message_signing)
     ca_file = directory / "ca.pem"
     shutil.copyfile(tls.ca_file, ca_file)
     anchors = directory / "resource-client-anchors.pem"
@@ -333,6 +368,8 @@ def running_fapi_peer(tmp_path: Path, tls: DevTLS) -> Iterator[FapiPeer]:
         "CORRIDOR_PEER_RESOURCE_URL": resource_url,
         "CORRIDOR_PEER_RESOURCE_SCOPE": RESOURCE_SCOPE,
         "CORRIDOR_PEER_CLIENTS": json.dumps(_provider_clients(clients)),
+        "CORRIDOR_PEER_MESSAGE_SIGNING": "1" if message_signing else "",
+        "CORRIDOR_PEER_FAULT": fault or "",
     }
     flow = NodeFlow(str(SCRIPT), env)
     try:
@@ -354,7 +391,7 @@ def running_fapi_peer(tmp_path: Path, tls: DevTLS) -> Iterator[FapiPeer]:
             ca_file=str(ca_file),
         )
         config_path = directory / CONFIG_NAME
-        _write_config(config_path, issuer, resource_url, clients)
+        _write_config(config_path, issuer, resource_url, clients, message_signing=message_signing)
         with _running_resource(sock, settings, tls, anchors) as guard:
             yield FapiPeer(
                 config_path=config_path,

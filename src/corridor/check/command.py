@@ -18,6 +18,7 @@ Examples:
   corridor check as.toml                       # private_key_jwt + DPoP + openid
   corridor check as.toml --all-variants --html report.html
   corridor check as.toml --only fapi2-security-profile-final-happy-flow -v
+  corridor check ms.toml --plan message-signing  # JAR + JARM (clients "...+jar+jarm")
 Exit status: 0 when no module failed, 1 when one did, 2 for a configuration error.
 """
 
@@ -45,6 +46,13 @@ def _line(result: ModuleResult, prefix: str = "") -> str:
     "openid",
     default=None,
     help="OpenID Connect (openid scope, ID tokens) or plain OAuth [default: --openid].",
+)
+@click.option(
+    "--plan",
+    type=click.Choice(["security-profile", "message-signing"]),
+    default=None,
+    help="fapi2-security-profile-final-test-plan, or fapi2-message-signing-final-test-plan with "
+    "signed_non_repudiation + jarm [default: the configuration's plan, else security-profile].",
 )
 @click.option("--all-variants", is_flag=True, help="All 8 variants, one report with a section each.")
 @click.option(
@@ -86,6 +94,7 @@ def check(
     client_auth: str | None,
     sender: str | None,
     openid: bool | None,
+    plan: str | None,
     all_variants: bool,
     slow: bool,
     only: str,
@@ -99,7 +108,9 @@ def check(
     """Test a FAPI 2.0 authorization server (and resource server) from the outside.
 
     Runs the OpenID Foundation's fapi2-security-profile-final-test-plan (fapi_profile=plain_fapi),
-    module for module under the suite's names, against the issuer of CONFIG.toml, and reports
+    or with --plan message-signing its fapi2-message-signing-final-test-plan (signed request
+    objects at PAR and JARM responses), module for module under the suite's names, against
+    the issuer of CONFIG.toml, and reports
     each module as PASS, FAIL, WARNING or SKIPPED, then the proven facts (sender constraint,
     PAR, PKCE, RFC 9207 iss, lifetimes, audiences, clock window, algorithms, DPoP nonces, TLS).
     """
@@ -108,7 +119,12 @@ def check(
     try:
         config = load_config(config_file)
         variants = select_variants(
-            config, all_variants=all_variants, client_auth=client_auth, sender=sender, openid=openid
+            config,
+            all_variants=all_variants,
+            client_auth=client_auth,
+            sender=sender,
+            openid=openid,
+            plan=plan,
         )
         names = tuple(name.strip() for name in only.split(",") if name.strip())
         selected = {variant: runner.modules_for(variant, names) for variant in variants}

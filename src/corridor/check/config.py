@@ -2,6 +2,7 @@
 
 ```toml
 issuer = "https://as.example.com"
+plan = "security-profile"               # or "message-signing" (--plan overrides it)
 ca_file = "ca.pem"                      # optional CA bundle for the AS and the resource server
 [resource]                              # optional
 url = "https://api.example.com/accounts" # or "userinfo"
@@ -18,12 +19,21 @@ cert_key_file = "c1.key"
 redirect_uri = "https://client.example/cb"
 scope = "openid offline_access accounts"
 variants = ["private_key_jwt+dpop"]     # optional: the client-auth + sender pairs it is
-                                        # registered for (default: all it has credentials for)
+                                        # registered for (default: all it has credentials for);
+                                        # "private_key_jwt+dpop+jar+jarm" for Message Signing
 ```
+
+Two plans (the OIDF suite's): ``security-profile`` (``fapi2-security-profile-final-test-plan``,
+unsigned requests, plain responses) and ``message-signing`` (``fapi2-message-signing-final-test-plan``
+with ``fapi_request_method=signed_non_repudiation`` and ``fapi_response_mode=jarm``). A server
+registers a client either for signed requests and JARM or not (``require_signed_request_object``,
+``response_modes``), so a Message Signing variant needs clients declared for it: the pair with
+``+jar+jarm``, and a ``jwk_file`` (the request object is signed with it, also for mTLS clients).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -37,6 +47,12 @@ from corridor.core.jose import JoseFailure
 CLIENT_AUTHS = ("private_key_jwt", "mtls")
 SENDERS = ("dpop", "mtls")
 LOGIN_METHODS = ("html-form", "chromium", "manual")
+PLANS = ("security-profile", "message-signing")
+#: The suite's FAPI2AuthRequestMethod and FAPI2ResponseMode values.
+UNSIGNED, SIGNED = "unsigned", "signed_non_repudiation"
+PLAIN_RESPONSE, JARM = "plain_response", "jarm"
+#: What a Message Signing pair adds to ``client_auth+sender`` in ``variants = [...]``.
+MESSAGE_SIGNING_SUFFIX = "+jar+jarm"
 
 
 class ConfigError(ValueError):
@@ -45,25 +61,63 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Variant:
-    """One combination of the suite's variant parameters (``fapi_profile=plain_fapi``)."""
+    """One combination of the suite's variant parameters (``fapi_profile=plain_fapi``), with
+    the Message Signing plan's ``fapi_request_method`` and ``fapi_response_mode``."""
 
     client_auth: str
     sender: str
     openid: bool
+    request_method: str = UNSIGNED
+    response_mode: str = PLAIN_RESPONSE
+
+    @property
+    def signed(self) -> bool:
+        """JAR (RFC 9101) at PAR: every parameter in a signed request object (FAPI2-MS-FINAL-5.3.2)."""
+        return self.request_method == SIGNED
+
+    @property
+    def jarm(self) -> bool:
+        """JARM: ``response_mode=jwt``, the response a JWT signed by the AS (FAPI2-MS-FINAL-5.4.2)."""
+        return self.response_mode == JARM
+
+    @property
+    def plan(self) -> str:
+        return "message-signing" if self.signed or self.jarm else "security-profile"
 
     @property
     def pair(self) -> str:
-        return f"{self.client_auth}+{self.sender}"
+        """What a client's ``variants = [...]`` names: ``client_auth+sender`` (+``jar``, +``jarm``)."""
+        return (
+            f"{self.client_auth}+{self.sender}"
+            + ("+jar" if self.signed else "")
+            + ("+jarm" if self.jarm else "")
+        )
 
     @property
     def name(self) -> str:
-        return f"{self.client_auth} + {self.sender} + {'openid' if self.openid else 'plain_oauth'}"
+        name = f"{self.client_auth} + {self.sender} + {'openid' if self.openid else 'plain_oauth'}"
+        if self.signed:
+            name += f" + {SIGNED}"
+        if self.jarm:
+            name += f" + {JARM}"
+        return name
+
+
+def plan_variant(variant: Variant, plan: str) -> Variant:
+    """``variant`` in ``plan``: Message Signing is signed_non_repudiation + jarm."""
+    if plan == "message-signing":
+        return dataclasses.replace(variant, request_method=SIGNED, response_mode=JARM)
+    return dataclasses.replace(variant, request_method=UNSIGNED, response_mode=PLAIN_RESPONSE)
 
 
 ALL_VARIANTS = tuple(
     Variant(auth, sender, openid) for auth in CLIENT_AUTHS for sender in SENDERS for openid in (True, False)
 )
 DEFAULT_VARIANT = Variant("private_key_jwt", "dpop", True)
+
+
+def all_variants_of(plan: str = "security-profile") -> tuple[Variant, ...]:
+    return tuple(plan_variant(variant, plan) for variant in ALL_VARIANTS)
 
 
 @dataclass(frozen=True)
@@ -104,6 +158,8 @@ class CheckConfig:
     clients: tuple[ClientConfig, ...]
     ca_file: Path | None = None
     resource: ResourceConfig | None = None
+    #: The plan a run uses unless ``--plan`` says otherwise.
+    plan: str = "security-profile"
 
     def clients_for(self, variant: Variant) -> tuple[ClientConfig, ClientConfig]:
         """The two clients of a variant; :class:`ConfigError` when there are fewer."""
@@ -182,18 +238,28 @@ def _client(base: Path, index: int, data: Any) -> ClientConfig:
         if (jwk is not None if auth == "private_key_jwt" else cert_file is not None)
         and (sender == "dpop" or cert_file is not None)
     }
+    # Message Signing: the request object is signed with the jwk_file's key (every client auth).
+    signing = {pair + MESSAGE_SIGNING_SUFFIX for pair in possible if jwk is not None}
     declared = data.get("variants")
     if declared is None:
+        # A client registered for signed requests is declared so; the default is the plain plan.
         variants = frozenset(possible)
     else:
         if not isinstance(declared, list) or not all(isinstance(v, str) for v in declared):
             raise ConfigError(f'{what}: variants must be a list like ["private_key_jwt+dpop"]')
-        unknown = [v for v in declared if v not in {f"{a}+{s}" for a in CLIENT_AUTHS for s in SENDERS}]
+        known = {f"{a}+{s}" for a in CLIENT_AUTHS for s in SENDERS}
+        unknown = [v for v in declared if v not in known | {k + MESSAGE_SIGNING_SUFFIX for k in known}]
         if unknown:
             raise ConfigError(f"{what}: unknown variant {unknown[0]!r}")
-        missing = [v for v in declared if v not in possible]
+        missing = [v for v in declared if v not in possible | signing]
         if missing:
-            raise ConfigError(f"{what}: variant {missing[0]} needs credentials the client lacks")
+            lacking = (
+                "a jwk_file (to sign request objects)"
+                if missing[0] in {k + MESSAGE_SIGNING_SUFFIX for k in known}
+                and missing[0].removesuffix(MESSAGE_SIGNING_SUFFIX) in possible
+                else "credentials"
+            )
+            raise ConfigError(f"{what}: variant {missing[0]} needs {lacking} the client lacks")
         variants = frozenset(declared)
     return ClientConfig(
         client_id=client_id,
@@ -209,6 +275,9 @@ def _client(base: Path, index: int, data: Any) -> ClientConfig:
 def parse_config(data: Mapping[str, Any], base: Path, path: Path | None = None) -> CheckConfig:
     """Build and validate a :class:`CheckConfig` from parsed TOML."""
     issuer = _https_url(data.get("issuer"), "issuer")
+    plan = data.get("plan", "security-profile")
+    if plan not in PLANS:
+        raise ConfigError(f"plan must be one of {', '.join(PLANS)}")
     ca_file = _path(base, data["ca_file"], "ca_file") if "ca_file" in data else None
     resource = None
     if "resource" in data:
@@ -247,6 +316,7 @@ def parse_config(data: Mapping[str, Any], base: Path, path: Path | None = None) 
         clients=clients,
         ca_file=ca_file,
         resource=resource,
+        plan=plan,
     )
 
 
@@ -267,13 +337,17 @@ def select_variants(
     client_auth: str | None,
     sender: str | None,
     openid: bool | None,
+    plan: str | None = None,
 ) -> Sequence[Variant]:
+    """The variants of a run: ``plan`` (default: the configuration's), all 8 or the one asked for."""
+    chosen = plan or config.plan
+    if chosen not in PLANS:
+        raise ConfigError(f"plan must be one of {', '.join(PLANS)}")
     if all_variants:
-        return ALL_VARIANTS
-    return (
-        Variant(
-            client_auth or DEFAULT_VARIANT.client_auth,
-            sender or DEFAULT_VARIANT.sender,
-            DEFAULT_VARIANT.openid if openid is None else openid,
-        ),
+        return all_variants_of(chosen)
+    variant = Variant(
+        client_auth or DEFAULT_VARIANT.client_auth,
+        sender or DEFAULT_VARIANT.sender,
+        DEFAULT_VARIANT.openid if openid is None else openid,
     )
+    return (plan_variant(variant, chosen),)

@@ -15,6 +15,36 @@ from corridor.check.session import Server
 PROFILE = "FAPI 2.0 Security Profile"
 VERSION = "Final (2025-02-22)"
 TEST_PLAN = "fapi2-security-profile-final-test-plan (fapi_profile=plain_fapi)"
+MS_PROFILE = "FAPI 2.0 Message Signing"
+MS_VERSION = "Final (2025-09)"
+MS_TEST_PLAN = (
+    "fapi2-message-signing-final-test-plan (fapi_profile=plain_fapi, "
+    "fapi_request_method=signed_non_repudiation, fapi_response_mode=jarm)"
+)
+
+
+def certification_targets(variants: Sequence[VariantReport]) -> list[str]:
+    """The OIDF certification profiles the variants test, named as the suite's plans name them
+    (FAPI2SPFinalTestPlan / FAPI2MessageSigningFinalTestPlan.certificationProfileName): e.g.
+    "FAPI2SP OP private key + DPoP", "FAPI2SP OP OpenID Connect", and with Message Signing
+    "FAPI2MS OP JAR" (signed_non_repudiation) and "FAPI2MS OP JARM" (jarm)."""
+    targets: list[str] = []
+
+    def add(name: str) -> None:
+        if name not in targets:
+            targets.append(name)
+
+    for variant in variants:
+        auth = "private key" if variant.client_auth == "private_key_jwt" else "MTLS"
+        sender = "DPoP" if variant.sender == "dpop" else "MTLS"
+        if variant.openid:
+            add("FAPI2SP OP OpenID Connect")
+        add(f"FAPI2SP OP {auth} + {sender}")
+        if variant.request_method == "signed_non_repudiation":
+            add("FAPI2MS OP JAR")
+        if variant.response_mode == "jarm":
+            add("FAPI2MS OP JARM")
+    return targets
 
 
 def _results(variants: Sequence[VariantReport]) -> list[tuple[VariantReport, ModuleResult]]:
@@ -123,6 +153,9 @@ def opening(
         | {str(a) for algs in ev.fact_values("accepted_algs") for a in algs}
     )
     nonces = sorted({url for urls in ev.fact_values("dpop_nonce_challenges") for url in urls})
+    message_signing = any(
+        v.request_method != "unsigned" or v.response_mode != "plain_response" for v in variants
+    )
     facts = [
         _row(
             "Sender-constraining methods",
@@ -208,13 +241,16 @@ def opening(
             ("proven", []) if nonces else ("not proven", []),
         ),
     ]
+    if message_signing:
+        facts += _message_signing_rows(meta, ev)
     roles = ["authorization server"]
     if config.resource is not None:
         roles.append("resource server")
     return {
-        "profile": PROFILE,
-        "version": VERSION,
-        "test_plan": TEST_PLAN,
+        "profile": f"{PROFILE} + {MS_PROFILE}" if message_signing else PROFILE,
+        "version": f"{VERSION}; Message Signing {MS_VERSION}" if message_signing else VERSION,
+        "test_plan": MS_TEST_PLAN if message_signing else TEST_PLAN,
+        "targets": certification_targets(variants),
         "roles": roles,
         "variants": [v.name for v in variants],
         "tool": f"corridor check {__version__}",
@@ -230,3 +266,62 @@ def opening(
         "tls": tls or [],
         "notes": [],
     }
+
+
+def _message_signing_rows(meta: Mapping[str, Any], ev: _Evidence) -> list[dict[str, Any]]:
+    """The Message Signing rows: signed requests required, their claims and signature checked
+    (JAR), and the responses signed (JARM), each proven by the modules that show it."""
+    p = "fapi2-security-profile-final-"
+    required = ev.verdict(p + "ensure-unsigned-request-at-par-endpoint-fails")
+    claims = ev.verdict(
+        p + "ensure-request-object-without-exp-fails",
+        p + "ensure-request-object-without-nbf-fails",
+        p + "ensure-expired-request-object-fails",
+        p + "ensure-request-object-with-bad-aud-fails",
+        p + "ensure-request-object-with-exp-over-60-fails",
+        p + "ensure-request-object-with-nbf-over-60-fails",
+        "corridor-ensure-request-object-without-aud-fails",
+    )
+    signature = ev.verdict(
+        p + "ensure-request-object-signature-algorithm-is-not-none",
+        p + "ensure-request-object-with-invalid-signature-fails",
+        p + "ensure-signed-request-object-with-RS256-fails",
+        p + "ensure-matching-key-in-authorization-request",
+    )
+    jarm = ev.verdict(p + "happy-flow", p + "user-rejects-authentication")
+    jarm_algs = sorted({str(a) for a in ev.fact_values("jarm_alg")})
+    return [
+        _row(
+            "JAR: signed request objects required at PAR",
+            f"require_signed_request_object = {str(meta.get('require_signed_request_object')).lower()}",
+            "unsigned pushed parameters refused" if required[0] == "proven" else "not shown",
+            required,
+        ),
+        _row(
+            "JAR: request object claims",
+            "aud = the issuer, nbf <= 60 min old, exp <= nbf + 60 min (FAPI2-MS-FINAL-5.3.1)",
+            "missing exp/nbf/aud, expired, another aud, 70-minute lifetimes refused"
+            if claims[0] == "proven"
+            else "not shown",
+            claims,
+        ),
+        _row(
+            "JAR: request object signature",
+            f"request_object_signing_alg_values_supported = "
+            f"{_join(meta.get('request_object_signing_alg_values_supported') or [])}",
+            "alg none, a bad signature, RS256 and another client's key refused"
+            if signature[0] == "proven"
+            else "not shown",
+            signature,
+        ),
+        _row(
+            "JARM: signed authorization responses",
+            f"response_modes_supported = {_join(meta.get('response_modes_supported') or [])}; "
+            f"authorization_signing_alg_values_supported = "
+            f"{_join(meta.get('authorization_signing_alg_values_supported') or [])}",
+            f"success and error responses as JWTs signed with {', '.join(jarm_algs)}, iss/aud/exp verified"
+            if jarm_algs and jarm[0] == "proven"
+            else "not shown",
+            jarm if jarm_algs else ("not tested", jarm[1]),
+        ),
+    ]

@@ -10,10 +10,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
+from corridor.check import jarm
 from corridor.check.browser import Browser
 from corridor.check.config import CheckConfig, Variant
 from corridor.check.http import Transcript
-from corridor.check.outcome import FrontChannelResult
+from corridor.check.outcome import FrontChannelResult, Landing
 from corridor.check.session import Party, Pushed, Server
 
 
@@ -80,6 +81,11 @@ def openid_only(variant: Variant) -> bool:
     return variant.openid
 
 
+def signed_only(variant: Variant) -> bool:
+    """@VariantNotApplicable(FAPI2AuthRequestMethod=unsigned): the Message Signing modules."""
+    return variant.signed
+
+
 @dataclass
 class Context:
     """What a module runs with: the configuration, the variant, the server's metadata, the two
@@ -94,6 +100,9 @@ class Context:
     clock: Callable[[], float] = time.time
     #: How a ``--slow`` module waits for a lifetime to pass (tests move a server's clock instead).
     sleep: Callable[[float], None] = time.sleep
+    #: The suite's allowPlainErrorResponseForJarm: in a JARM variant a plain error redirect is
+    #: accepted (set by the modules whose request object cannot be trusted).
+    plain_jarm_error_allowed: bool = False
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
@@ -136,11 +145,35 @@ class Context:
         """Send a (new) user agent to the authorization endpoint and let the user act."""
         self.step("authorization endpoint")
         agent = browser or self.browser()
-        return agent.authorize(
-            url or party.front_channel(pushed),
-            redirect_uri or pushed.redirect_uri or party.config.redirect_uri,
-            approve=approve,
-        )
+        target = redirect_uri or pushed.redirect_uri or party.config.redirect_uri
+        result = agent.authorize(url or party.front_channel(pushed), target, approve=approve)
+        return self.response(party, result, target)
+
+    def response(self, party: Party, result: FrontChannelResult, redirect_uri: str) -> FrontChannelResult:
+        """The authorization response as the modules judge it: in a JARM variant the verified
+        JWT's parameters (:mod:`corridor.check.jarm`; a response that is not one FAILs)."""
+        if not self.variant.jarm or result.landing not in (Landing.SUCCESS, Landing.ERROR_REDIRECT):
+            return result
+        try:
+            read = jarm.read(
+                result,
+                redirect_uri=redirect_uri,
+                issuer=self.server.issuer,
+                client_id=party.client_id,
+                jwks=self.server.jwks,
+                now=self.clock(),
+                allow_plain_error=self.plain_jarm_error_allowed,
+            )
+        except jarm.JarmProblem as exc:
+            raise ModuleFailed(str(exc)) from exc
+        if read.plain:
+            self.note("a plain (non-JARM) error response, which the suite allows in this module")
+            return read.result
+        for warning in read.warnings:
+            self.warn(warning)
+        self.fact("jarm_verified", True)
+        self.fact("jarm_alg", read.header.get("alg"))
+        return read.result
 
     def close(self) -> None:
         for party in self._parties.values():

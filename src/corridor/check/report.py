@@ -39,6 +39,7 @@ OPENING = (
     ("profile", "Profile"),
     ("version", "Version"),
     ("test_plan", "Test plan"),
+    ("targets", "Conformance targets"),
     ("roles", "Role(s) tested"),
     ("variants", "Variant(s)"),
     ("tool", "Tool"),
@@ -276,7 +277,7 @@ def _view(report: Report) -> _View:
             value = [variant.name for variant in variants]
         if value is None or value == "" or value == []:
             continue
-        opening.append((label, _items(value) if key == "variants" else [_text(value)]))
+        opening.append((label, _items(value) if key in ("variants", "targets") else [_text(value)]))
     known = {key for key, _ in OPENING} | set(_TABLES)
     for key, value in header.items():
         if key not in known:

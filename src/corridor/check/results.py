@@ -83,7 +83,8 @@ class ModuleResult:
 
 @dataclass
 class VariantReport:
-    """All modules of one variant (client authentication x sender constraint x openid)."""
+    """All modules of one variant (client authentication x sender constraint x openid, and
+    in the Message Signing plan the request method and response mode)."""
 
     #: e.g. ``private_key_jwt + dpop + openid``.
     name: str
@@ -91,6 +92,9 @@ class VariantReport:
     sender: str
     openid: bool
     results: list[ModuleResult] = field(default_factory=list)
+    #: The suite's fapi_request_method and fapi_response_mode (Message Signing plan).
+    request_method: str = "unsigned"
+    response_mode: str = "plain_response"
 
     def counts(self) -> dict[Status, int]:
         counts = {status: 0 for status in Status}
@@ -104,6 +108,8 @@ class VariantReport:
             "client_auth": self.client_auth,
             "sender": self.sender,
             "openid": self.openid,
+            "request_method": self.request_method,
+            "response_mode": self.response_mode,
             "counts": {status.value: n for status, n in self.counts().items()},
             "results": [result.as_dict() for result in self.results],
         }

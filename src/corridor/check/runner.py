@@ -195,7 +195,17 @@ def run(
     servers: dict[bool, Server] = {}
     for openid in sorted({v.openid for v in variants}, reverse=True):
         servers[openid] = discover(config, openid, transcript)
-    reports = [VariantReport(v.name, v.client_auth, v.sender, v.openid) for v in variants]
+    reports = [
+        VariantReport(
+            v.name,
+            v.client_auth,
+            v.sender,
+            v.openid,
+            request_method=v.request_method,
+            response_mode=v.response_mode,
+        )
+        for v in variants
+    ]
     jobs: list[tuple[int, Job]] = []
     for index, variant in enumerate(variants):
         for spec in modules_for(variant, only):

@@ -9,6 +9,7 @@ module needs, and one retry on ``use_dpop_nonce`` (RFC 9449 8, 9)."""
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 import time
 from collections.abc import Callable, Mapping
@@ -78,6 +79,8 @@ class Pushed:
     verifier: str
     #: The DPoP key the code is bound to (dpop_jkt or a DPoP header at PAR), if any.
     bound_key: Mapping[str, Any] | None = None
+    #: The signed request object that carried ``params`` (Message Signing), if any.
+    request_object: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -292,16 +295,77 @@ class Party:
         assert response is not None
         return response
 
+    # -- request objects (RFC 9101, FAPI2 Message Signing 5.3.2) ---------------------------
+
+    def request_object_claims(self, params: Mapping[str, str], **overrides: Any) -> dict[str, Any]:
+        """The authorization parameters as request object claims (``claims`` and
+        ``authorization_details`` as JSON, OIDC Core 6.1) with ``iss`` = client_id, ``aud`` = the
+        issuer as a string, ``nbf`` = now, ``exp`` = now + 5 minutes (FAPI2-MS-FINAL-5.3.2-2/3/4)
+        and a fresh ``jti``; ``overrides`` set or (:data:`jwt.DROP`) remove claims."""
+        now = int(self.clock())
+        claims: dict[str, Any] = {}
+        for name, value in params.items():
+            if name in ("claims", "authorization_details"):
+                try:
+                    claims[name] = json.loads(value)
+                    continue
+                except ValueError:
+                    pass
+            claims[name] = value
+        claims.update(
+            {
+                "iss": self.client_id,
+                "aud": self.server.issuer,
+                "client_id": self.client_id,
+                "nbf": now,
+                "exp": now + 300,
+                "jti": secrets.token_urlsafe(24),
+            }
+        )
+        return jwt.merge(claims, overrides)
+
+    def signing_key(self) -> Mapping[str, Any]:
+        """The key request objects are signed with: the client's jwk_file."""
+        if self.config.jwk is None:
+            raise ValueError(f"client {self.client_id} has no jwk_file to sign request objects with")
+        return self.config.jwk
+
+    def request_object(
+        self,
+        claims: Mapping[str, Any],
+        *,
+        header: Mapping[str, Any] | None = None,
+        key: Mapping[str, Any] | None = None,
+    ) -> str:
+        """A request object signed by ``key`` (default: this client's), header ``typ``
+        ``oauth-authz-req+jwt`` (FAPI2-MS-FINAL-5.3.2-5), ``alg`` and ``kid`` of the key."""
+        key = key or self.signing_key()
+        base: dict[str, Any] = {"alg": _default_alg(key), "typ": "oauth-authz-req+jwt"}
+        if key.get("kid"):
+            base["kid"] = str(key["kid"])
+        return jwt.sign(key, claims, jwt.merge(base, header or {}))
+
     def par(
         self,
         *,
         remove: tuple[str, ...] = (),
         dpop: bool | Callable[[str, str], str | None] = False,
         auth: bool | Callable[[], dict[str, str]] = True,
+        signed: bool | None = None,
+        claims: Mapping[str, Any] | None = None,
+        serialize: Callable[[Mapping[str, Any]], str] | None = None,
+        outside: Mapping[str, str] | None = None,
         **params: Any,
     ) -> Pushed:
         """RFC 9126 2.1 with the suite's parameters: response_type=code, client_id,
-        redirect_uri, scope, state, nonce (openid), PKCE S256 (FAPI2 5.3.2.2-1/-5/-6)."""
+        redirect_uri, scope, state, nonce (openid), PKCE S256 (FAPI2 5.3.2.2-1/-5/-6), and
+        ``response_mode=jwt`` in a JARM variant (FAPI2-MS-FINAL-5.4.2-1).
+
+        In a signed variant (or with ``signed=True``) the parameters travel in a signed request
+        object, the body has only ``request`` and the client authentication (RFC 9126 3, the
+        suite's BuildRequestObjectPostToPAREndpoint): ``claims`` overrides its claims,
+        ``serialize`` makes the JWT from the claims instead (a negative module's bad one).
+        ``outside`` adds form fields beside it (or beside the plain parameters)."""
         verifier = new_verifier()
         scope = list(self.config.scope)
         if not self.variant.openid:
@@ -319,15 +383,24 @@ class Party:
         }
         if self.variant.openid:
             base["nonce"] = new_state()
+        if self.variant.jarm:
+            base["response_mode"] = "jwt"
         for name in remove:
             base.pop(name, None)
         base.update(params)
         if "code_verifier" in base:  # a module that pins the verifier
             verifier = str(base.pop("code_verifier"))
         fields = {k: str(v) for k, v in base.items() if v is not None}
-        response = self.post_form("pushed_authorization_request_endpoint", fields, auth=auth, dpop=dpop)
+        request_object = None
+        form: dict[str, str] = dict(fields)
+        if self.variant.signed if signed is None else signed:
+            ro_claims = self.request_object_claims(fields, **dict(claims or {}))
+            request_object = serialize(ro_claims) if serialize is not None else self.request_object(ro_claims)
+            form = {"request": request_object}
+        form.update(outside or {})
+        response = self.post_form("pushed_authorization_request_endpoint", form, auth=auth, dpop=dpop)
         bound = self.dpop_key if dpop is True else None
-        return Pushed(response, EndpointAnswer.of(response), fields, verifier, bound)
+        return Pushed(response, EndpointAnswer.of(response), fields, verifier, bound, request_object)
 
     def front_channel(self, pushed: Pushed, *, suite_parameters: bool = True, **extra: str | None) -> str:
         """The authorization request URL: ``client_id`` and ``request_uri``, plus (as the suite

@@ -1,21 +1,25 @@
-"""The modules, in the suite's order (FAPI2MessageSigningFinalTestPlan minus the signing ones).
-Importing this package registers them in :data:`corridor.check.module.MODULES`."""
+"""The modules, in the suite's order (FAPI2MessageSigningFinalTestPlan.testModules; the
+Security Profile plan is the same list without the signed-only modules). Importing this package
+registers them in :data:`corridor.check.module.MODULES`."""
 
-from corridor.check.modules import basic, requests, sender, token, transport
+from corridor.check.modules import basic, requests, sender, signing, token, transport
 
-__all__ = ["basic", "requests", "sender", "token", "transport"]
+__all__ = ["basic", "requests", "sender", "signing", "token", "transport"]
 
-#: The suite's order (FAPI2MessageSigningFinalTestPlan.testModules without the signing-only ones).
+#: The suite's order (FAPI2MessageSigningFinalTestPlan.testModules; the signed-only modules run in
+#: the Message Signing plan's signed_non_repudiation variants only).
 ORDER: list[str] = [
     "fapi2-security-profile-final-discovery-end-point-verification",
     "fapi2-security-profile-final-happy-flow",
     "fapi2-security-profile-final-user-rejects-authentication",
+    "fapi2-security-profile-final-ensure-request-object-with-multiple-aud-succeeds",
     "fapi2-security-profile-final-ensure-authorization-request-without-state-success",
     "fapi2-security-profile-final-ensure-authorization-request-without-nonce-success",
     "fapi2-security-profile-final-ensure-authorization-request-with-64-char-nonce-success",
     "fapi2-security-profile-final-ensure-other-scope-order-succeeds",
     "fapi2-security-profile-final-test-claims-parameter-identity-claims",
     "fapi2-security-profile-final-access-token-type-header-case-sensitivity",
+    "fapi2-security-profile-final-ensure-request-object-with-nbf-8-seconds-in-the-future-is-accepted",
     "fapi2-security-profile-final-check-dpop-proof-nbf-exp",
     "fapi2-security-profile-final-ensure-dpopproof-with-iat-10seconds-before-succeeds",
     "fapi2-security-profile-final-ensure-dpopproof-with-iat-10seconds-after-succeeds",
@@ -28,8 +32,20 @@ ORDER: list[str] = [
     "fapi2-security-profile-final-ensure-different-state-inside-and-outside-request-object",
     "fapi2-security-profile-final-ensure-authorization-request-with-long-nonce",
     "fapi2-security-profile-final-ensure-authorization-request-with-long-state",
+    "fapi2-security-profile-final-ensure-request-object-without-exp-fails",
+    "fapi2-security-profile-final-ensure-request-object-without-nbf-fails",
+    "corridor-ensure-request-object-without-aud-fails",
     "fapi2-security-profile-final-state-only-outside-request-object-not-used",
     "fapi2-security-profile-final-ensure-request-object-without-redirect-uri-fails",
+    "fapi2-security-profile-final-ensure-expired-request-object-fails",
+    "fapi2-security-profile-final-ensure-request-object-with-bad-aud-fails",
+    "fapi2-security-profile-final-ensure-request-object-with-exp-over-60-fails",
+    "fapi2-security-profile-final-ensure-request-object-with-nbf-over-60-fails",
+    "fapi2-security-profile-final-ensure-signed-request-object-with-RS256-fails",
+    "fapi2-security-profile-final-ensure-request-object-signature-algorithm-is-not-none",
+    "fapi2-security-profile-final-ensure-request-object-with-invalid-signature-fails",
+    "fapi2-security-profile-final-ensure-matching-key-in-authorization-request",
+    "fapi2-security-profile-final-ensure-unsigned-request-at-par-endpoint-fails",
     "fapi2-security-profile-final-plain-fapi-tolerate-unregistered-redirect-uri",
     "fapi2-security-profile-final-ensure-unsigned-authorization-request-without-using-par-fails",
     "fapi2-security-profile-final-ensure-redirect-uri-in-authorization-request",
@@ -59,6 +75,7 @@ ORDER: list[str] = [
     "fapi2-security-profile-final-ensure-pkce-code-verifier-required",
     "fapi2-security-profile-final-incorrect-pkce-code-verifier-rejected",
     "fapi2-security-profile-final-par-plain-pkce-rejected",
+    "fapi2-security-profile-final-par-authorization-request-containing-request_uri",
     "fapi2-security-profile-final-par-without-duplicate-parameters",
     "fapi2-security-profile-final-par-test-array-as-audience-fails",
     "fapi2-security-profile-final-par-test-par-endpoint-url-as-audience-fails",

@@ -84,6 +84,23 @@ def discovery(ctx: Context) -> None:
         bad = [a for a in listed if a not in FAPI_ALGORITHMS]
         if bad:
             problems.append(f"{name} offers {', '.join(bad)} (FAPI2-SP-FINAL-5.4.1-1)")
+    if ctx.variant.signed or ctx.variant.jarm:
+        # FAPI2-MS-FINAL 5.3/5.4 with FAPI2 5.4.1-1: signed requests and responses use the
+        # FAPI algorithms only (the suite's discovery module checks no Message Signing metadata).
+        for name in (
+            "request_object_signing_alg_values_supported",
+            "authorization_signing_alg_values_supported",
+        ):
+            listed = _strings(meta.get(name))
+            if meta.get(name) is not None and listed is None:
+                problems.append(f"{name} is not a list of strings")
+            bad = [a for a in listed or [] if a not in FAPI_ALGORITHMS]
+            if bad:
+                problems.append(f"{name} offers {', '.join(bad)} (FAPI2-SP-FINAL-5.4.1-1)")
+    if ctx.variant.jarm:
+        modes = _strings(meta.get("response_modes_supported"))
+        if modes is not None and not {"jwt", "query.jwt"} & set(modes):
+            problems.append("response_modes_supported lacks jwt (FAPI2-MS-FINAL-5.4.1, JARM 3)")
     if ctx.variant.sender == "dpop" and _strings(meta.get("dpop_signing_alg_values_supported")) is None:
         problems.append("dpop_signing_alg_values_supported is missing (RFC 9449 5.1)")
     if ctx.variant.sender == "mtls" and meta.get("tls_client_certificate_bound_access_tokens") is not True:

@@ -544,6 +544,8 @@ def unpushed_request(party: Party) -> tuple[dict[str, str], str]:
     }
     if party.variant.openid:
         params["nonce"] = new_state()
+    if party.variant.jarm:
+        params["response_mode"] = "jwt"
     return params, verifier
 
 
@@ -560,7 +562,9 @@ def unpushed_request_fails(ctx: Context) -> None:
     endpoint = ctx.server.endpoint("authorization_endpoint")
     url = endpoint + ("&" if "?" in endpoint else "?") + urlencode(sorted(params.items()))
     ctx.step("authorization endpoint")
-    result = ctx.browser().authorize(url, party.config.redirect_uri)
+    result = ctx.response(
+        party, ctx.browser().authorize(url, party.config.redirect_uri), party.config.redirect_uri
+    )
     if result.landing in (Landing.ERROR_PAGE, Landing.ERROR_REDIRECT):
         ctx.fact("par_required_proven", True)
     # The suite compares the state only when one comes back.
@@ -896,6 +900,8 @@ def reuse_request_uri(ctx: Context) -> None:
     browser = ctx.browser()
     finish_flow(ctx, party, pushed, ctx.authorize(party, pushed, browser=browser))
     ctx.step("authorization endpoint (the same request_uri again)")
+    # The server no longer knows the request (nor its response_mode): a plain error is allowed.
+    ctx.plain_jarm_error_allowed = True
     result = ctx.authorize(party, pushed, browser=browser)
     if result.landing is Landing.ERROR_PAGE:
         error_page_accepted(ctx, result, "the request_uri used again")
@@ -931,6 +937,7 @@ def expired_request_uri(ctx: Context) -> None:
         ctx.skip(f"expires_in is {expires_in} s, too long to wait for")
     ctx.note(f"waited {expires_in + 1} s (expires_in + 1) before using the request_uri")
     ctx.wait(expires_in + 1)
+    ctx.plain_jarm_error_allowed = True  # the request, and its response_mode, is gone
     result = ctx.authorize(party, pushed)
     if result.landing is Landing.ERROR_PAGE:
         error_page_accepted(ctx, result, "the expired request_uri")
@@ -953,6 +960,7 @@ def request_uri_other_client(ctx: Context) -> None:
     FAPI2SPFinalPAREnsureRequestUriIsBoundToClient; RFC 9126 2.2: a request_uri is bound to its client)."""
     party = ctx.first
     pushed = flows.push(ctx, party)
+    ctx.plain_jarm_error_allowed = True  # as the suite: the request is not the client's
     result = ctx.authorize(party, pushed, url=party.front_channel(pushed, client_id=ctx.second.client_id))
     check_refused_at_authorization_endpoint(
         ctx,
@@ -977,7 +985,8 @@ def request_uri_in_par(ctx: Context) -> None:
     FAPI2SPFinalPARRejectRequestUriInParAuthorizationFormParams; RFC 9126 2.1)."""
     party = ctx.first
     ctx.step(f"PAR ({party.client_id})")
-    pushed = party.par(request_uri="urn:ietf:params:oauth:request_uri:" + suite_value(43))
+    # Beside the request object in a signed variant (AddBadRequestUriToRequestParameters).
+    pushed = party.par(outside={"request_uri": "urn:ietf:params:oauth:request_uri:" + suite_value(43)})
     if 200 <= pushed.answer.status < 300:
         ctx.fail(
             f"PAR accepted a request with a request_uri parameter (HTTP {pushed.answer.status}), RFC 9126 2.1"
