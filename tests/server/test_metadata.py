@@ -75,3 +75,21 @@ def test_unknown_paths_and_methods(driver: Driver) -> None:
     response = driver.http.get(driver.url("/par"))
     assert response.status_code == 405  # AS22: PAR is POST only
     assert response.json() == {"error": "method_not_allowed"}
+
+
+def test_message_signing_metadata(driver: Driver) -> None:
+    """FAPI 2.0 Message Signing: JAR at PAR (RFC 9101 10.5), JARM (JARM 4.1: jwt and query.jwt),
+    RFC 9701 7; what the AS signs with is its active key's alg, also after a rotation to another."""
+    meta = driver.http.get(driver.url("/.well-known/openid-configuration")).json()
+    assert meta["request_parameter_supported"] is True
+    assert set(meta["request_object_signing_alg_values_supported"]) == FAPI_ALGS
+    assert meta["require_signed_request_object"] is False
+    assert meta["response_modes_supported"] == ["query", "jwt", "query.jwt"]
+    signs = ("authorization", "id_token", "introspection")
+    assert all(meta[f"{n}_signing_alg_values_supported"] == ["ES256"] for n in signs)
+    server = driver.as_.server
+    assert server is not None
+    server.keys.rotate(0, "PS256")
+    driver.as_.clock.advance(1)
+    meta = driver.http.get(driver.url("/.well-known/openid-configuration")).json()
+    assert all(meta[f"{n}_signing_alg_values_supported"] == ["PS256"] for n in signs), meta

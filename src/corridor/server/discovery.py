@@ -12,6 +12,9 @@ from corridor.server.clients import AUTH_METHODS, RESPONSE_MODES
 def server_metadata(server: AuthorizationServer) -> dict[str, Any]:
     e, s = server.endpoints, server.settings
     algs = list(FAPI_ALGORITHMS)
+    # What the AS signs with (ID tokens, JARM, introspection): its active key's alg, which differs
+    # from settings.signing_alg after `corridor keys rotate --alg` (JARM 3, RFC 9701 7).
+    signs = [server.keys.signing.alg]
     return {
         "issuer": s.issuer,
         "authorization_endpoint": e.authorization,
@@ -26,7 +29,7 @@ def server_metadata(server: AuthorizationServer) -> dict[str, Any]:
         "response_types_supported": ["code"],
         # JARM 4.1 / FAPI 2.0 Message Signing: signed authorization responses (jwt = query.jwt).
         "response_modes_supported": list(RESPONSE_MODES),
-        "authorization_signing_alg_values_supported": [s.signing_alg],
+        "authorization_signing_alg_values_supported": signs,
         "grant_types_supported": ["authorization_code", "refresh_token"],
         "subject_types_supported": ["public"],
         "code_challenge_methods_supported": ["S256"],
@@ -37,7 +40,7 @@ def server_metadata(server: AuthorizationServer) -> dict[str, Any]:
         "introspection_endpoint_auth_signing_alg_values_supported": algs,
         "revocation_endpoint_auth_methods_supported": list(AUTH_METHODS),
         "revocation_endpoint_auth_signing_alg_values_supported": algs,
-        "id_token_signing_alg_values_supported": [s.signing_alg],
+        "id_token_signing_alg_values_supported": signs,
         "dpop_signing_alg_values_supported": algs,
         "tls_client_certificate_bound_access_tokens": True,  # RFC 8705 3.3
         "mtls_endpoint_aliases": e.mtls_aliases(),  # RFC 8705 5
@@ -54,7 +57,7 @@ def server_metadata(server: AuthorizationServer) -> dict[str, Any]:
         "request_object_signing_alg_values_supported": algs,
         "require_signed_request_object": s.require_signed_request_object,
         # RFC 9701 7: signed introspection responses.
-        "introspection_signing_alg_values_supported": [s.signing_alg],
+        "introspection_signing_alg_values_supported": signs,
         "request_uri_parameter_supported": True,
         "prompt_values_supported": ["none", "login", "consent"],
         "claims_supported": ["sub", "preferred_username", "acr", "auth_time"],
