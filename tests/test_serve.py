@@ -238,6 +238,46 @@ def test_cli_refuses_bad_metadata_in_one_line(tmp_path: Path, args: list[str], m
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
+def test_cli_registers_a_message_signing_client(tmp_path: Path) -> None:
+    """Issue 17: the Message Signing client metadata from the front door, and its refusals."""
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [SigningKey.generate("ES256").public_jwk]}))
+    base = [
+        "client",
+        "add",
+        "--name",
+        "x",
+        "--redirect-uri",
+        "https://a.example/cb",
+        "--jwks-file",
+        str(jwks),
+    ]
+    assert corridor("db", "upgrade", data_dir=tmp_path / "d").returncode == 0
+    added = corridor(
+        *base,
+        "--require-signed-request-object",
+        "--response-mode",
+        "jwt",
+        "--response-mode",
+        "query.jwt",
+        "--authorization-signed-response-alg",
+        "ES256",
+        "--json",
+        data_dir=tmp_path / "d",
+    )
+    assert added.returncode == 0, added.stderr
+    meta = json.loads(added.stdout)
+    assert meta["require_signed_request_object"] is True
+    assert meta["response_modes"] == ["jwt", "query.jwt"]
+    assert meta["authorization_signed_response_alg"] == "ES256"
+    plain = json.loads(corridor(*base, "--json", data_dir=tmp_path / "d").stdout)
+    assert "require_signed_request_object" not in plain and "response_modes" not in plain
+    for bad in (["--response-mode", "fragment.jwt"], ["--authorization-signed-response-alg", "RS256"]):
+        refused = corridor(*base, *bad, data_dir=tmp_path / "d")
+        assert refused.returncode == 2 and "Invalid value" in refused.stderr, refused.stderr
+        assert "Traceback" not in refused.stderr
+
+
 def test_cli_refuses_private_keys(tmp_path: Path) -> None:
     jwks = tmp_path / "jwks.json"
     jwks.write_text(json.dumps({"keys": [SigningKey.generate("ES256").private_jwk()]}))
