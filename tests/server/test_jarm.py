@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -14,7 +15,8 @@ import pytest
 
 from corridor.core.jose import read_header, verify_with_keys
 from corridor.core.rules import Rule
-from tests.support import Client, Driver, Flow
+from corridor.transport.tls import DevTLS
+from tests.support import Client, Driver, Flow, running_as
 
 #: Not the default 60 s, so the test shows the setting is what sets ``exp``.
 JARM_LIFETIME = 120
@@ -286,3 +288,25 @@ def test_denial_record_names_the_signed_response(driver: Driver) -> None:
     assert evidence["sha256"] == hashlib.sha256(jws.encode()).hexdigest()
     kept = driver.as_.store.messages.get(evidence["sha256"])
     assert kept is not None and kept["jws"] == jws
+
+
+def test_server_wide_jarm_requirement(tmp_path: Path, tls: DevTLS) -> None:
+    """settings.require_signed_authorization_response (FAPI2 MS 5.4.1, "require use of" JARM): a
+    client registered for any mode is refused a plain response, and served a signed one."""
+    with running_as(tmp_path, tls, require_signed_authorization_response=True, **AS_SETTINGS) as as_:
+        driver = Driver(as_)
+        try:
+            client = driver.add_client()
+            for asked in ({}, {"response_mode": "query"}):
+                response, _ = driver.par(client, extra=asked)
+                assert_error(response, 400, "invalid_request")
+                assert response.json()["error_description"] == (
+                    "this server answers with signed authorization responses only: send "
+                    "response_mode=jwt (FAPI2 MS 5.4.1)"
+                )
+            ok, flow = driver.par(client, extra={"response_mode": "jwt"})
+            assert ok.status_code == 201, ok.text
+            jarm_claims(driver, client, flow, driver.authorize(client, flow))
+            assert driver.redeem(client, flow).status_code == 200
+        finally:
+            driver.http.close()

@@ -44,6 +44,7 @@ class Rule(StrEnum):
     FAPI2_MS_5_3_1_4_RFC_7519_4_1_4 = "FAPI2 MS 5.3.1-4, RFC 7519 4.1.4"
     FAPI2_MS_5_3_1_5_RFC_9101_4 = "FAPI2 MS 5.3.1-5, RFC 9101 4"
     FAPI2_MS_5_3_3 = "FAPI2 MS 5.3.3"
+    FAPI2_MS_5_4_1 = "FAPI2 MS 5.4.1"
     FAPI2_MS_5_5_2 = "FAPI2 MS 5.5.2"
     JARM_3 = "JARM 3"
     OAUTH_MULTIPLE_RESPONSE_TYPES_2_1 = "OAuth Multiple Response Types 2.1"

@@ -115,6 +115,10 @@ class Settings(BaseSettings):
     #: FAPI 2.0 Message Signing 5.3.1 (RFC 9101 10.5): every client pushes a signed request
     #: object; off, only the clients registered with ``require_signed_request_object`` must.
     require_signed_request_object: bool = False
+    #: FAPI 2.0 Message Signing 5.4.1 ("require use of" JARM): every pushed request asks for a
+    #: signed authorization response (``response_mode=jwt``); off, only the clients whose
+    #: registered ``response_modes`` are all JARM modes must.
+    require_signed_authorization_response: bool = False
     #: JARM 2.1: how long a signed authorization response is valid (its ``exp``); short, as the
     #: code inside lives ``code_lifetime`` anyway (issue 17: 10 minutes at most).
     jarm_lifetime: int = Field(60, ge=10, le=600)

@@ -37,7 +37,8 @@ def require_response_type_code(ex: Exchange) -> None:
 def check_response_mode(ex: Exchange) -> None:
     """OAuth Multiple Response Types 2.1, JARM 2.3: ``query``, or a signed response (``jwt``, which
     for response_type code is ``query.jwt``); FAPI2 MS 5.3.3: only a mode the client registered
-    in ``response_modes``; JARM 3: the JWT's alg is the client's ``authorization_signed_response_alg``.
+    in ``response_modes``; FAPI2 MS 5.4.1: only JARM when the server requires it; JARM 3: the
+    JWT's alg is the client's ``authorization_signed_response_alg``.
 
     Unknown modes (fragment, form_post, their JWT forms) are 400 ``invalid_request``, as this server
     answers code responses in the query only (oidc-provider says ``unsupported_response_mode``, an
@@ -54,6 +55,13 @@ def check_response_mode(ex: Exchange) -> None:
             rule=Rule.OAUTH_MULTIPLE_RESPONSE_TYPES_2_1,
         )
     mode = requested or "query"
+    if ex.server.settings.require_signed_authorization_response and mode not in JARM_MODES:
+        raise OAuthError(
+            "invalid_request",
+            "this server answers with signed authorization responses only: send response_mode=jwt "
+            "(FAPI2 MS 5.4.1)",
+            rule=Rule.FAPI2_MS_5_4_1,
+        )
     if ex.client.response_modes and mode not in ex.client.response_modes:
         raise OAuthError(
             "invalid_request",
