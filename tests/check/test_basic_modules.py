@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-import corridor.server.authorization_code as authorization_code
+import corridor.server.jarm as jarm
 import corridor.server.responses as responses
 from corridor.check.results import Status
 from corridor.transport.tls import DevTLS
@@ -38,7 +38,7 @@ def rewrite_iss(monkeypatch: pytest.MonkeyPatch, value: str | None) -> None:
             params["iss"] = value
         return original(redirect_uri, params)
 
-    monkeypatch.setattr(authorization_code, "authorization_response", faulty)
+    monkeypatch.setattr(jarm, "authorization_response", faulty)  # where replies are built
 
 
 def test_happy_flow_and_user_rejects_pass_on_corridor(stack: tuple[RunningAS, Path]) -> None:
