@@ -1,7 +1,8 @@
 // panva's oidc-provider (a certified FAPI 2.0 authorization server) as a test peer, configured
 // for the FAPI 2.0 Security Profile (Final), started by tests/interop/peer.py. It issues
 // DPoP-bound JWT access tokens (RFC 9068, typ at+jwt) for one resource, so Corridor's
-// resource-server library can be tested against tokens from a certified peer.
+// resource-server library can be tested against tokens from a certified peer (or opaque ones,
+// CORRIDOR_PEER_AT_FORMAT=opaque, for a resource server that introspects them).
 //
 // Input (environment):
 //   CORRIDOR_PEER_PORT         TCP port on 127.0.0.1; 0 (or unset) picks a free one
@@ -10,6 +11,9 @@
 //   CORRIDOR_PEER_RESOURCE     the resource indicator (RFC 8707), e.g. https://rs.example.org/api
 //   CORRIDOR_PEER_SCOPE        the resource's scope(s), space separated (default "accounts")
 //   CORRIDOR_PEER_AT_ALG       the access-token signing alg: ES256 (default), PS256 or EdDSA
+//   CORRIDOR_PEER_AT_FORMAT    the resource's access-token format: jwt (default, RFC 9068) or opaque
+//                              (a handle only introspection can read: oidc-provider refuses to
+//                              introspect its JWT access tokens, unsupported_token_type)
 //   CORRIDOR_CLIENT_ID         the one static client
 //   CORRIDOR_CLIENT_JWK        its public signing JWK (ES256), JSON
 //   CORRIDOR_REDIRECT_URI      its redirect URI (and the mTLS client's)
@@ -18,6 +22,10 @@
 //   CORRIDOR_MS_CLIENT_ID      optional: turns on the Message Signing mode (below) with this static client
 //   CORRIDOR_MS_CLIENT_JWK     its public signing JWK, JSON (ES256, PS256 or EdDSA, with alg)
 //   CORRIDOR_MS_JARM_ALG       the JARM signing alg for it: ES256 (default), PS256 or EdDSA
+//   CORRIDOR_RS_CLIENT_ID      Message Signing mode only: a resource server's introspection client
+//   CORRIDOR_RS_CLIENT_JWK     its public signing JWK (ES256, PS256 or EdDSA, with alg), JSON
+//   CORRIDOR_PEER_JWT_INTROSPECTION  Message Signing mode: 0 turns RFC 9701 off (introspection
+//                              answers JSON only, whatever the Accept header; an AS without it)
 //
 // Protocol (one JSON object per line on stdout):
 //   {"ready": true, "issuer": "https://localhost:PORT", "port": PORT,
@@ -58,6 +66,15 @@
 // authorization_signed_response_alg. The first client is unchanged (it may, but need not, sign).
 // Introspection with JWT responses (RFC 9701, FMS 5.5) is on as well: the MS client gets signed
 // introspection responses (introspection_signed_response_alg ES256) when it asks for them.
+// With CORRIDOR_RS_CLIENT_ID, a fourth static client is a resource server's: no grant types, no
+// response types, no redirect URIs (it can get no token), private_key_jwt, and
+// introspection_signed_response_alg ES256. It may introspect any token: oidc-provider's default
+// introspection.allowedPolicy lets any authenticated confidential client do so. oidc-provider
+// signs for every client that asks with Accept: application/token-introspection+jwt (a client's
+// introspection_signed_response_alg defaults to RS256, which enabledJWA does not allow here, so
+// each client names ES256) and answers JSON otherwise. CORRIDOR_PEER_JWT_INTROSPECTION=0 leaves
+// features.jwtIntrospection off (introspection stays on): every answer is JSON, and oidc-provider
+// ignores the clients' introspection_signed_response_alg (unrecognized metadata is dropped).
 
 import * as crypto from 'node:crypto'
 import * as fs from 'node:fs'
@@ -98,6 +115,8 @@ async function main() {
   const resourceScope = process.env.CORRIDOR_PEER_SCOPE || 'accounts'
   const accessTokenAlg = process.env.CORRIDOR_PEER_AT_ALG || 'ES256'
   if (!FAPI_ALGS.includes(accessTokenAlg)) throw new Error(`CORRIDOR_PEER_AT_ALG must be one of ${FAPI_ALGS}`)
+  const accessTokenFormat = process.env.CORRIDOR_PEER_AT_FORMAT || 'jwt'
+  if (!['jwt', 'opaque'].includes(accessTokenFormat)) throw new Error('CORRIDOR_PEER_AT_FORMAT must be jwt or opaque')
   const clientJwk = JSON.parse(env('CORRIDOR_CLIENT_JWK'))
   if (clientJwk.d !== undefined) throw new Error('CORRIDOR_CLIENT_JWK must be a public JWK')
   const redirectUri = env('CORRIDOR_REDIRECT_URI')
@@ -118,6 +137,14 @@ async function main() {
     if (!FAPI_ALGS.includes(msClientJwk.alg)) throw new Error(`CORRIDOR_MS_CLIENT_JWK alg must be one of ${FAPI_ALGS}`)
     msJarmAlg = process.env.CORRIDOR_MS_JARM_ALG || 'ES256'
     if (!FAPI_ALGS.includes(msJarmAlg)) throw new Error(`CORRIDOR_MS_JARM_ALG must be one of ${FAPI_ALGS}`)
+  }
+  const rsClientId = process.env.CORRIDOR_RS_CLIENT_ID
+  let rsClientJwk
+  if (rsClientId) {
+    if (!msClientId) throw new Error('CORRIDOR_RS_CLIENT_ID needs the Message Signing mode (introspection)')
+    rsClientJwk = JSON.parse(env('CORRIDOR_RS_CLIENT_JWK'))
+    if (rsClientJwk.d !== undefined) throw new Error('CORRIDOR_RS_CLIENT_JWK must be a public JWK')
+    if (!FAPI_ALGS.includes(rsClientJwk.alg)) throw new Error(`CORRIDOR_RS_CLIENT_JWK alg must be one of ${FAPI_ALGS}`)
   }
   const tlsFiles = { cert: fs.readFileSync(env('CORRIDOR_PEER_CERT')), key: fs.readFileSync(env('CORRIDOR_PEER_KEY')) }
 
@@ -192,6 +219,24 @@ async function main() {
             },
           ]
         : []),
+      ...(rsClientId
+        ? [
+            {
+              // A resource server: it only calls the introspection endpoint (FMS 5.5.2).
+              client_id: rsClientId,
+              redirect_uris: [],
+              response_types: [],
+              grant_types: [],
+              token_endpoint_auth_method: 'private_key_jwt',
+              token_endpoint_auth_signing_alg: rsClientJwk.alg,
+              jwks: { keys: [rsClientJwk] },
+              // oidc-provider's RS256 defaults are not enabled: each client names FAPI algs.
+              id_token_signed_response_alg: 'ES256',
+              authorization_signed_response_alg: 'ES256',
+              introspection_signed_response_alg: 'ES256',
+            },
+          ]
+        : []),
     ],
     clientAuthMethods: mtlsClientId ? ['private_key_jwt', 'self_signed_tls_client_auth'] : ['private_key_jwt'],
     responseTypes: ['code'],
@@ -254,9 +299,9 @@ async function main() {
           return {
             scope: resourceScope,
             audience: resource,
-            accessTokenFormat: 'jwt',
+            accessTokenFormat,
             accessTokenTTL: 600,
-            jwt: { sign: { alg: accessTokenAlg } },
+            ...(accessTokenFormat === 'jwt' ? { jwt: { sign: { alg: accessTokenAlg } } } : {}),
           }
         },
       },
@@ -268,7 +313,7 @@ async function main() {
             requestObjects: { enabled: true, requireSignedRequestObject: false },
             jwtResponseModes: { enabled: true },
             introspection: { enabled: true },
-            jwtIntrospection: { enabled: true },
+            jwtIntrospection: { enabled: process.env.CORRIDOR_PEER_JWT_INTROSPECTION !== '0' },
           }
         : {}),
       ...(mtlsClientId

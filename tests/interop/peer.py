@@ -28,8 +28,15 @@ Message Signing): request objects (JAR) and JWT response modes (JARM) are enable
 static client, ``peer.ms_client_id`` (private_key_jwt with ``peer.ms_client_key``, DPoP-bound
 tokens), must push a signed request object (``require_signed_request_object``; an unsigned PAR is
 refused with ``invalid_request``) and may only ask for ``response_mode=jwt`` (JARM signed with
-``jarm_alg``). Introspection with signed JWT responses (RFC 9701) is on too; the MS client gets
-them when it asks. The first client is unchanged in this mode.
+``jarm_alg``). Introspection with signed JWT responses (RFC 9701) is on too; every client gets
+them when it asks (``Accept: application/token-introspection+jwt``), JSON otherwise. A fourth
+static client, ``peer.rs_client_id`` (private_key_jwt with ``peer.rs_client_key``, no grant
+types: it can get no token), is a resource server's introspection client, signed answers with
+ES256. The first client is unchanged in this mode.
+
+``running_oidc_provider(tls, access_token_format="opaque")``: the resource's access tokens are
+opaque handles instead of RFC 9068 JWTs, for a resource server that validates by introspection
+(oidc-provider refuses to introspect its own JWT access tokens: 400 unsupported_token_type).
 """
 
 from __future__ import annotations
@@ -96,6 +103,9 @@ class OidcProviderPeer:
     #: Message Signing mode only: the client that must sign its requests and gets JARM.
     ms_client_id: str | None = None
     ms_client_key: SigningKey | None = None
+    #: Message Signing mode only: the resource server's introspection client (no grants).
+    rs_client_id: str | None = None
+    rs_client_key: SigningKey | None = None
     #: ``use_dpop_nonce`` retries per step of the last ``dpop_token()`` run, e.g. ``{"par": 1}``.
     last_retries: dict[str, int] = field(default_factory=dict)
 
@@ -280,6 +290,8 @@ def running_oidc_provider(
     message_signing: bool = False,
     ms_client_key: SigningKey | None = None,
     jarm_alg: str = "ES256",
+    access_token_format: str = "jwt",
+    jwt_introspection: bool = True,
 ) -> Iterator[OidcProviderPeer]:
     """Start oidc-provider (FAPI 2.0 profile) over HTTPS with ``tls``'s certificate; stop it on exit.
 
@@ -287,11 +299,15 @@ def running_oidc_provider(
     ``mtls_jwk`` (a public JWK with the client's self-signed certificate in ``x5c``, e.g.
     ``pki.self_signed(...).jwk()``) turns on the mTLS mode described above. ``message_signing``
     turns on the Message Signing mode (``ms_client_key``: the MS client's key, ES256 by default;
-    ``jarm_alg``: the provider's JARM alg for it)."""
+    ``jarm_alg``: the provider's JARM alg for it) and registers the resource server's
+    introspection client; ``jwt_introspection=False`` leaves RFC 9701 off in that mode (every
+    introspection answer is JSON). ``access_token_format``: ``jwt`` (RFC 9068) or ``opaque``."""
     client_key = client_key or SigningKey.generate("ES256")
     client_id = "corridor-rs-peer-" + new_secret_token()[:12]
     mtls_client_id = "corridor-mtls-peer-" + new_secret_token()[:12] if mtls_jwk else None
     ms_client_id = "corridor-ms-peer-" + new_secret_token()[:12] if message_signing else None
+    rs_client_id = "corridor-rs-introspection-" + new_secret_token()[:12] if message_signing else None
+    rs_client_key = SigningKey.generate("ES256") if message_signing else None
     if message_signing:
         ms_client_key = ms_client_key or SigningKey.generate("ES256")
     env = {
@@ -302,6 +318,7 @@ def running_oidc_provider(
         "CORRIDOR_PEER_RESOURCE": resource,
         "CORRIDOR_PEER_SCOPE": scope,
         "CORRIDOR_PEER_AT_ALG": access_token_alg,
+        "CORRIDOR_PEER_AT_FORMAT": access_token_format,
         "CORRIDOR_CLIENT_ID": client_id,
         "CORRIDOR_CLIENT_JWK": json.dumps(client_key.public_jwk),
         "CORRIDOR_REDIRECT_URI": REDIRECT_URI,
@@ -314,6 +331,10 @@ def running_oidc_provider(
         env["CORRIDOR_MS_CLIENT_ID"] = str(ms_client_id)
         env["CORRIDOR_MS_CLIENT_JWK"] = json.dumps(ms_client_key.public_jwk)
         env["CORRIDOR_MS_JARM_ALG"] = jarm_alg
+        env["CORRIDOR_PEER_JWT_INTROSPECTION"] = "1" if jwt_introspection else "0"
+    if rs_client_id and rs_client_key:
+        env["CORRIDOR_RS_CLIENT_ID"] = rs_client_id
+        env["CORRIDOR_RS_CLIENT_JWK"] = json.dumps(rs_client_key.public_jwk)
     flow = NodeFlow(SCRIPT.name, env)
     try:
         ready = flow.read(timeout=STARTUP_TIMEOUT)
@@ -333,6 +354,8 @@ def running_oidc_provider(
             mtls_origin=f"https://localhost:{ready['mtls_port']}" if mtls_jwk else None,
             ms_client_id=ms_client_id,
             ms_client_key=ms_client_key if message_signing else None,
+            rs_client_id=rs_client_id,
+            rs_client_key=rs_client_key,
         )
         with peer.http() as http:
             response = http.get(issuer + "/.well-known/openid-configuration")

@@ -17,10 +17,11 @@ from joserfc.jwk import OctKey, RSAKey
 
 from corridor.core.clock import MovableClock
 from corridor.core.jose import SigningKey
+from corridor.core.randomness import token_hash
 from corridor.core.rules import Rule
 from corridor.resource.guard import ResourceGuard, ResourceSettings
 from corridor.resource.tokens import ResourceError
-from corridor.resource.verifiers import Introspection
+from corridor.resource.verifiers import Audience, Introspection
 from corridor.transport.tls import DevTLS
 from tests.hostile import enc, sign_json
 from tests.pki import TestPKI
@@ -431,6 +432,40 @@ def test_an_unsigned_answer_is_refused_when_signing_is_required(hostile: Hostile
         JWT_TYPE,
         "application/json",
     ]
+
+
+@pytest.mark.parametrize("signed", [True, False])
+def test_an_answer_without_jti_names_the_token_by_its_hash(
+    hostile: HostileAS, tls: DevTLS, signed: bool
+) -> None:
+    """RFC 7662 2.2: jti is optional in an introspection answer (oidc-provider omits it for opaque
+    tokens): the token is accepted, named by its SHA-256 (never by itself), and the claims say
+    only what the AS said. A jti that is there but not a string is still refused; a JWT access
+    token must carry its own (RFC 9068 2.2)."""
+    answer = {k: v for k, v in hostile.token_introspection().items() if k != "jti"}
+    if signed:
+        hostile.signed(hostile.claims(token_introspection=answer))
+    else:
+        hostile.raw("application/json", json.dumps(answer))
+    access = hostile_guard(hostile, tls, signed=signed).verify_token("opaque-token")
+    assert access.jti == token_hash("opaque-token") and "jti" not in access.claims
+    assert (access.client_id, access.subject) == ("client-1", "user-1")
+
+    odd = {**answer, "jti": 5}
+    if signed:
+        hostile.signed(hostile.claims(token_introspection=odd))
+    else:
+        hostile.raw("application/json", json.dumps(odd))
+    error = refused(hostile_guard(hostile, tls, signed=signed))
+    assert (error.status, error.error, error.description, error.rule) == (
+        401,
+        "invalid_token",
+        "the access token has no jti",
+        Rule.RFC_9068_2_2,
+    )
+    with pytest.raises(ResourceError) as local:
+        Audience(RS_ID, 10).accept(answer, hostile.url, hostile.clock.now())
+    assert local.value.description == "the access token has no jti"
 
 
 def test_a_cached_answer_keeps_its_signature(hostile: HostileAS, tls: DevTLS) -> None:

@@ -91,10 +91,13 @@ def sender_constraint(claims: Mapping[str, Any]) -> tuple[str, str]:
     )
 
 
-def access_token(claims: Mapping[str, Any], issuer: str) -> AccessToken:
-    """RFC 9068 2.2: the claims a handler relies on, from claims a verifier has checked."""
+def access_token(claims: Mapping[str, Any], issuer: str, *, jti: str | None = None) -> AccessToken:
+    """RFC 9068 2.2: the claims a handler relies on, from claims a verifier has checked. ``jti``
+    names the token when the claims have no ``jti`` member at all (an introspection answer,
+    where it is optional: RFC 7662 2.2); a JWT access token must carry its own."""
+    named = {**claims, "jti": jti} if jti is not None and "jti" not in claims else claims
     for name in ("sub", "client_id", "jti"):
-        if not isinstance(claims.get(name), str):
+        if not isinstance(named.get(name), str):
             raise ResourceError("invalid_token", f"the access token has no {name}", rule=Rule.RFC_9068_2_2)
     constraint, thumbprint = sender_constraint(claims)
     details, scope, exp = claims.get("authorization_details"), claims.get("scope"), claims.get("exp")
@@ -110,7 +113,7 @@ def access_token(claims: Mapping[str, Any], issuer: str) -> AccessToken:
         auth_time=int(claims["auth_time"]) if number(claims.get("auth_time")) else None,
         sender_constraint=constraint,
         thumbprint=thumbprint,
-        jti=claims["jti"],
+        jti=named["jti"],
         expires_at=int(exp) if number(exp) else 0,
         claims=dict(claims),
     )

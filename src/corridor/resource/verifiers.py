@@ -62,8 +62,11 @@ class Audience:
     resource: str
     max_clock_skew: int
 
-    def accept(self, claims: Mapping[str, Any], issuer: str, now: float) -> AccessToken:
-        """RFC 9068 4, FAPI2 5.3.4-3: iss, aud, exp, iat; then the claims a handler relies on."""
+    def accept(
+        self, claims: Mapping[str, Any], issuer: str, now: float, *, jti: str | None = None
+    ) -> AccessToken:
+        """RFC 9068 4, FAPI2 5.3.4-3: iss, aud, exp, iat; then the claims a handler relies on
+        (``jti``: the token's name when the claims may lawfully have none, RFC 7662 2.2)."""
         if claims.get("iss") != issuer:
             raise ResourceError("invalid_token", "iss does not match", rule=Rule.RFC_9068_4)
         aud = claims.get("aud")
@@ -77,7 +80,7 @@ class Audience:
             raise ResourceError("invalid_token", "the access token has expired", rule=Rule.FAPI2_5_3_4_3)
         if not number(iat) or iat > now + self.max_clock_skew:
             raise ResourceError("invalid_token", "the access token iat is not valid", rule=Rule.RFC_9068_4)
-        return access_token(claims, issuer)
+        return access_token(claims, issuer, jti=jti)
 
 
 class JWTVerifier:
@@ -174,7 +177,9 @@ class IntrospectionVerifier:
         issuer = claims.get("iss", self.issuer)
         if issuer not in self.issuers:
             raise ResourceError("invalid_token", "the token comes from another issuer", rule=Rule.FAPI2_6_3)
-        access = self.audience.accept(claims, issuer, now)
+        # RFC 7662 2.2: jti is optional in an introspection answer (oidc-provider leaves it out
+        # when the opaque token is its own identifier); the token is then named by its hash.
+        access = self.audience.accept(claims, issuer, now, jti=cache_key)
         return replace(access, signed_introspection=signed) if signed is not None else access
 
     def _ask(self, token: str, now: float) -> tuple[dict[str, Any], dict[str, str] | None]:
