@@ -293,7 +293,9 @@ def test_denial_record_names_the_signed_response(driver: Driver) -> None:
 def test_server_wide_jarm_requirement(tmp_path: Path, tls: DevTLS) -> None:
     """settings.require_signed_authorization_response (FAPI2 MS 5.4.1, "require use of" JARM): a
     client registered for any mode is refused a plain response, and served a signed one."""
-    with running_as(tmp_path, tls, require_signed_authorization_response=True, **AS_SETTINGS) as as_:
+    with running_as(
+        tmp_path, tls, require_signed_authorization_response=True, jarm_lifetime=JARM_LIFETIME
+    ) as as_:
         driver = Driver(as_)
         try:
             client = driver.add_client()
