@@ -23,3 +23,26 @@ export async function readLine() {
     rl.close()
   }
 }
+
+// Run a client script's main(): exit 0 when it resolves; on a failure, one {"error": ...} line
+// with what oauth4webapi's errors carry (and `extra(err)`'s members), then exit 1.
+export function run(main, extra = () => ({})) {
+  main().then(
+    () => process.exit(0),
+    (err) => {
+      emit({
+        error: {
+          name: err?.name,
+          message: err?.message,
+          code: err?.code,
+          error: err?.error,
+          error_description: err?.error_description,
+          status: err?.status,
+          cause: err?.cause instanceof Error ? String(err.cause) : err?.cause,
+          ...extra(err),
+        },
+      })
+      process.exit(1)
+    },
+  )
+}

@@ -18,7 +18,7 @@
 // Protocol (one JSON object per line): stdout {"authorization_url"}, stdin the callback URL,
 // stdout {"result": {...}} or {"error": {...}} (exit status 1).
 
-import { emit, env, readLine } from './lines.mjs'
+import { emit, env, readLine, run } from './lines.mjs'
 import * as oauth from 'oauth4webapi'
 
 const retries = {}
@@ -124,20 +124,4 @@ async function main() {
   })
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    emit({
-      error: {
-        name: err?.name,
-        message: err?.message,
-        code: err?.code,
-        error: err?.error,
-        error_description: err?.error_description,
-        status: err?.status,
-        cause: err?.cause instanceof Error ? String(err.cause) : err?.cause,
-      },
-    })
-    process.exit(1)
-  },
-)
+run(main)

@@ -21,7 +21,7 @@
 //   stdout  {"error": {...}}                       on any failure (exit status 1)
 
 import { readFileSync } from 'node:fs'
-import { emit, env, readLine } from './lines.mjs'
+import { emit, env, readLine, run } from './lines.mjs'
 import * as oauth from 'oauth4webapi'
 import { Agent, fetch as undiciFetch } from 'undici'
 
@@ -158,20 +158,4 @@ async function main() {
   })
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    emit({
-      error: {
-        name: err?.name,
-        message: err?.message,
-        code: err?.code,
-        error: err?.error,
-        error_description: err?.error_description,
-        status: err?.status,
-        cause: err?.cause instanceof Error ? String(err.cause) : err?.cause,
-      },
-    })
-    process.exit(1)
-  },
-)
+run(main)

@@ -12,7 +12,7 @@
 //   stdout  {"result": {"calls": [{status, body, retries}, ...], "dpop_jkt": "..."}}
 //   stdout  {"error": {...}}   on any failure (exit status 1)
 
-import { emit, env } from './lines.mjs'
+import { emit, env, run } from './lines.mjs'
 import * as oauth from 'oauth4webapi'
 
 async function main() {
@@ -50,19 +50,7 @@ async function main() {
   emit({ result: { calls, dpop_jkt: await dpop.calculateThumbprint() } })
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    emit({
-      error: {
-        name: err?.name,
-        message: err?.message,
-        code: err?.code,
-        status: err?.status ?? err?.response?.status,
-        challenges: err instanceof oauth.WWWAuthenticateChallengeError ? err.cause : undefined,
-        cause: err?.cause instanceof Error ? String(err.cause) : undefined,
-      },
-    })
-    process.exit(1)
-  },
-)
+run(main, (err) => ({
+  status: err?.status ?? err?.response?.status,
+  challenges: err instanceof oauth.WWWAuthenticateChallengeError ? err.cause : undefined,
+}))

@@ -8,40 +8,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from corridor.client import FapiClient
 from corridor.core.jose import SigningKey, jwk_thumbprint, read_header, verify_with_keys
-from corridor.transport.tls import DevTLS
 from tests.client.test_client_flow import consent
+from tests.client.test_message_signing_corridor import ms_client
 from tests.server.test_evidence_pack import corridor, grant_of, lines, make_pack, offline
-from tests.support import Driver, running_as
-
-
-@pytest.fixture
-def driver(tmp_path: Path, tls: DevTLS) -> Iterator[Driver]:
-    with running_as(tmp_path / "as", tls, database_url=f"sqlite:///{tmp_path / 'audit.db'}") as running:
-        d = Driver(running)
-        yield d
-        d.http.close()
+from tests.server.test_evidence_pack import driver as driver  # an AS of its own on a SQLite file
+from tests.support import Driver
 
 
 def signed_flow(driver: Driver) -> dict[str, Any]:
     """JAR + JARM with corridor.client; the messages as the client sent and received them."""
-    registered = driver.add_client(require_signed_request_object=True, response_modes=("jwt",))
-    client = FapiClient(
-        driver.issuer,
-        registered.client_id,
-        redirect_uri=registered.redirect_uri,
-        key=registered.key,
-        ca_file=str(driver.as_.tls.ca_file),
-        signed_request=True,
-        response_mode="jwt",
-    )
+    registered, client = ms_client(driver)
     try:
         url, handle = client.start("openid accounts")
         tokens = client.finish(consent(driver, url), handle)
