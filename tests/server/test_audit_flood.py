@@ -3,6 +3,7 @@ without breaking `corridor audit verify` (issue 13 B4, design.md 5c)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -15,8 +16,10 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
+from corridor.client import FapiClient
 from corridor.store import schema as t
 from corridor.transport.tls import DevTLS
+from tests.client.test_client_flow import consent
 from tests.support import Driver, RunningAS, postgres_database, running_as
 
 CORRIDOR = [str(Path(sys.executable).parent / "corridor")]
@@ -166,3 +169,41 @@ def test_retention_purges_old_records_and_the_trail_still_verifies(driver: Drive
         f"{writer}: broken at record id {victim['id']} (#{victim['seq']}): "
         "content does not match its hash (edited)" in tampered.stdout
     )
+
+
+def test_retention_purges_the_signed_messages_of_purged_records_only(driver: Driver) -> None:
+    """Issue 17: a request object and a JARM response go with the records that name them; those of
+    records kept (after the newest checkpoint before the cut) stay, so a pack still carries them."""
+
+    def signed_flow() -> list[str]:
+        registered = driver.add_client(require_signed_request_object=True, response_modes=("jwt",))
+        client = FapiClient(
+            driver.issuer,
+            registered.client_id,
+            redirect_uri=registered.redirect_uri,
+            key=registered.key,
+            ca_file=str(driver.as_.tls.ca_file),
+            clock=driver.as_.clock,  # the AS's clock is moved between the two flows
+            signed_request=True,
+            response_mode="jwt",
+        )
+        try:
+            url, handle = client.start("openid")
+            tokens = client.finish(consent(driver, url), handle)
+        finally:
+            client.close()
+        assert handle.request_object and tokens.authorization_response
+        return [
+            hashlib.sha256(j.encode()).hexdigest()
+            for j in (handle.request_object, tokens.authorization_response)
+        ]
+
+    old = signed_flow()
+    assert audit(driver.as_, "checkpoint").returncode == 0
+    driver.as_.clock.advance(60)
+    new = signed_flow()
+    assert driver.as_.server is not None
+    driver.as_.clock.advance(RETENTION_DAYS * 86_400 - 30)
+    driver.as_.server.purge()
+    assert all(driver.as_.store.messages.get(h) is None for h in old)
+    assert all(driver.as_.store.messages.get(h) is not None for h in new)

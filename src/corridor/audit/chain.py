@@ -393,8 +393,15 @@ def purge_before(store: Repositories, cutoff: float) -> int:
     to the position the newest such checkpoint signed. The kept chain then starts right after a
     signed position, which :func:`verify` accepts as a purge when retention is configured, and the
     checkpoint (kept for ever) still proves what the first kept record follows. Records after the
-    newest checkpoint before the cut stay, however old."""
+    newest checkpoint before the cut stay, however old. Signed messages older than every kept
+    record go too."""
     heads = store.audit.checkpoint_heads_before(ALL_WRITERS, cutoff)
     if heads is None:
         return 0
-    return sum(store.audit.purge(writer, int(head["seq"])) for writer, head in json.loads(heads).items())
+    purged = sum(store.audit.purge(writer, int(head["seq"])) for writer, head in json.loads(heads).items())
+    # Issue 17: the signed messages go with the records that named them. A record names only a
+    # message of its own request (same time), so none older than the oldest kept record is named.
+    oldest = store.audit.oldest_time()
+    if purged and oldest is not None:
+        store.messages.purge_before(oldest)
+    return purged

@@ -8,7 +8,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 
 from corridor.store import schema as t
 from corridor.store.scope import Row, Scope
@@ -182,6 +182,11 @@ class SqlAudit:
         return None if row is None or not row["heads"] else str(row["heads"])
 
     # -- retention ---------------------------------------------------------------------------------
+
+    def oldest_time(self) -> float | None:
+        """The time of the oldest record kept, of any writer (None: no record)."""
+        row = self._s.one(select(func.min(t.audit_records.c.time).label("oldest")))
+        return None if row is None or row["oldest"] is None else float(row["oldest"])
 
     def purge(self, writer: str, through_seq: int, batch: int = 1000) -> int:
         """Delete ``writer``'s records up to ``through_seq``, oldest first, in short transactions

@@ -225,6 +225,8 @@ class Audit(Protocol):
 
     def purge(self, writer: str, through_seq: int, batch: int = 1000) -> int: ...
 
+    def oldest_time(self) -> float | None: ...
+
 
 class SignedMessages(Protocol):
     """Signed messages kept as evidence (issue 17): request objects and JARM responses by SHA-256."""
