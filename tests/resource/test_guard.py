@@ -474,6 +474,18 @@ def test_protected_resource_metadata(rs: RunningRS, as_server: RunningAS) -> Non
     assert meta["resource_name"] == "Test payments API"
 
 
+def test_an_allowed_decision_is_on_record_before_its_answer_is_complete(
+    rs: RunningRS, issued: tuple[Client, str, str]
+) -> None:
+    """The record of an allowed request is written before the last byte of its answer, so a
+    client (or an investigator) holding the answer finds the record at once, every time."""
+    for _ in range(10):
+        before = len(rs.guard.decisions)
+        assert dpop_call(rs, issued).status_code == 200
+        assert len(rs.guard.decisions) == before + 1
+        assert rs.guard.decisions[-1]["outcome"] == "allowed"
+
+
 def test_decisions_are_recorded(rs: RunningRS, issued: tuple[Client, str, str]) -> None:
     client, token, _ = issued
     before = len(rs.guard.decisions)

@@ -123,11 +123,27 @@ class ProtectedResource:
         state[STATE_KEY] = access
         state[GUARD_KEY] = guard
         status = 0
+        recorded = False
+
+        async def allowed() -> None:
+            """Token and route requirements passed; the record keeps the status the route answered
+            (a 404 or 422 after a valid token is not an authorization decision of ours), and the
+            action with its parameters; its result, when the route gave one, follows it."""
+            nonlocal recorded
+            if recorded or state.get(REFUSED_KEY):
+                return
+            recorded = True
+            await record(None, status=status, facts=state.get(ACTION_KEY), policy=state.get(POLICY_KEY))
 
         async def watch(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                # The decision is on record before the answer is complete: a client holding the
+                # whole response can rely on its record being there (and a crash between the two
+                # loses an answer, never the record of one given).
+                await allowed()
             await send(message)
 
         try:
@@ -139,11 +155,7 @@ class ProtectedResource:
                 raise
             await error_response(guard, error)(scope, receive, send)
             return
-        if not state.get(REFUSED_KEY):
-            # Token and route requirements passed; the record keeps the status the route answered
-            # (a 404 or 422 after a valid token is not an authorization decision of ours), and
-            # the action with its parameters; its result, when the route gave one, follows it.
-            await record(None, status=status, facts=state.get(ACTION_KEY), policy=state.get(POLICY_KEY))
+        await allowed()  # a route that ended without a last body message
 
 
 def _content_type(scope: Scope) -> bytes:
