@@ -17,8 +17,9 @@ import pytest
 HERE = Path(__file__).parent
 READ_TIMEOUT = 20.0
 #: A server peer's first line ("ready"): Node's start, module loading and key generation; once
-#: a CI run saw it take over 20 s on the loaded 2-core machine.
-STARTUP_TIMEOUT = 60.0
+#: a CI run saw it take over 20 s on the loaded 2-core machine, and one (issue 17, the eleventh
+#: peer start of a run) over 60 s, while the same start takes about 1 s on a quiet machine.
+STARTUP_TIMEOUT = 120.0
 # Node and npm are on every machine and `make test` runs `npm ci` here: a missing peer is a
 # failure, never a skip.
 NODE = shutil.which("node")
