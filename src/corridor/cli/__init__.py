@@ -1,13 +1,14 @@
 """The ``corridor`` command: the front door (design.md 6). One module per command group: serve
-(``serve``, ``demo-api``), db, keys, audit, client, user, resource, login; what they share is in
-common. ``corridor check`` lives with the checker (design.md 1: check imports client and core only)."""
+(``serve``, ``demo-api``), db, keys, audit, client, user, resource, grant (and token), login;
+what they share is in common. ``corridor check`` lives with the checker (design.md 1: check
+imports client and core only)."""
 
 from __future__ import annotations
 
 import click
 
 from corridor.check.command import check
-from corridor.cli import audit, client, db, keys, login, resource, serve, user
+from corridor.cli import audit, client, db, grant, keys, login, resource, serve, user
 
 
 @click.group()
@@ -25,6 +26,8 @@ for command in (
     client.client,
     user.user,
     resource.resource,
+    grant.grant,
+    grant.token,
     login.login,
     check,
 ):

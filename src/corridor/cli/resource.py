@@ -1,14 +1,16 @@
-"""``corridor resource``: register resource servers (``resource add``, ``list``, ``remove``)."""
+"""``corridor resource``: register resource servers (``resource add``, ``list``, ``show``,
+``remove``)."""
 
 from __future__ import annotations
 
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
-from corridor.cli.common import CONFIG, DATA_DIR, load_settings, migrated_store
+from corridor.cli.common import CONFIG, DATA_DIR, JSON, echo_json, iso_time, load_settings, migrated_store
 
 
 @click.group()
@@ -41,13 +43,52 @@ def resource_add(
     click.echo(identifier)
 
 
+def _resource_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "identifier": row["identifier"],
+        "name": row["name"],
+        "scopes": json.loads(row["scopes"]),
+        "introspection_client_id": row["introspection_client_id"],
+        "created_at": iso_time(row["created_at"]),
+    }
+
+
 @resource.command("list")
 @DATA_DIR
 @CONFIG
-def resource_list(data_dir: Path | None, config_file: Path | None) -> None:
+@JSON
+def resource_list(data_dir: Path | None, config_file: Path | None, as_json: bool) -> None:
     """List resource servers."""
-    for row in migrated_store(load_settings(data_dir, config_file)).clients.resource_servers():
-        click.echo(f"{row['identifier']}\t{row['name']}\t{' '.join(json.loads(row['scopes']))}")
+    rows = [
+        _resource_json(r)
+        for r in migrated_store(load_settings(data_dir, config_file)).clients.resource_servers()
+    ]
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        click.echo("no resource servers")
+    for row in rows:
+        click.echo(f"{row['identifier']}\t{row['name']}\t{' '.join(row['scopes'])}")
+
+
+@resource.command("show")
+@DATA_DIR
+@CONFIG
+@click.argument("identifier")
+@JSON
+def resource_show(data_dir: Path | None, config_file: Path | None, identifier: str, as_json: bool) -> None:
+    """Show one resource server: its name, scopes and the client it introspects as."""
+    store = migrated_store(load_settings(data_dir, config_file))
+    row = next((r for r in store.clients.resource_servers() if r["identifier"] == identifier), None)
+    if row is None:
+        raise click.ClickException(f"no resource server {identifier!r}")
+    shown = _resource_json(row)
+    if as_json:
+        echo_json(shown)
+        return
+    for name, value in shown.items():
+        click.echo(f"{name}: {' '.join(value) if isinstance(value, list) else value or '-'}")
 
 
 @resource.command("remove")

@@ -39,6 +39,19 @@ class SqlClients:
     def get(self, client_id: str) -> Row | None:
         return self._s.one(by(t.clients, "client_id"), client_id)
 
+    def update(self, client_id: str, name: str, client_metadata: Mapping[str, Any]) -> bool:
+        """Replace a client's name and metadata (``corridor client update``); False if unknown.
+        Other instances see it within ``registration_cache_seconds``, this process at once."""
+        stmt = (
+            update(t.clients)
+            .where(t.clients.c.client_id == client_id)
+            .values(name=name, metadata=json.dumps(client_metadata))
+        )
+        with self._s.writing() as conn:
+            changed = conn.execute(stmt).rowcount == 1
+        self._changed()
+        return bool(changed)
+
     def all(self) -> list[Row]:
         return self._s.all(select(t.clients).order_by(t.clients.c.created_at))
 

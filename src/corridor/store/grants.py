@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 
 from corridor.store import schema as t
 from corridor.store.scope import Row, Scope, by
@@ -48,6 +48,69 @@ class SqlGrants:
             .values(revoked_at=now, revoked_reason=reason)
         )
         return self._write(stmt) == 1
+
+    def listed(self, user_id: str | None = None, client_id: str | None = None, limit: int = 100) -> list[Row]:
+        """The newest ``limit`` grants (of a user, of a client), each with its user's name
+        (``username``, None once the user is removed): what an operator lists."""
+        grants = t.grants
+        stmt = (
+            select(grants, t.users.c.username)
+            .outerjoin(t.users, t.users.c.id == grants.c.user_id)
+            .order_by(grants.c.created_at.desc(), grants.c.id)
+            .limit(limit)
+        )
+        if user_id is not None:
+            stmt = stmt.where(grants.c.user_id == user_id)
+        if client_id is not None:
+            stmt = stmt.where(grants.c.client_id == client_id)
+        return self._s.all(stmt)
+
+    def access_tokens(self, grant_id: str) -> list[Row]:
+        """The access tokens issued under a grant, oldest first (jti, times, revocation, binding)."""
+        tokens = t.access_tokens
+        return self._s.all(select(tokens).where(tokens.c.grant_id == grant_id).order_by(tokens.c.issued_at))
+
+    def revoke_all(
+        self,
+        now: float,
+        reason: str,
+        *,
+        grant_id: str | None = None,
+        user_id: str | None = None,
+        client_id: str | None = None,
+    ) -> list[Row]:
+        """Revoke, in one transaction, every live grant that is ``grant_id``, or of ``user_id``,
+        or of ``client_id`` (exactly one is given), and mark their access tokens revoked: the
+        refresh token and every access token are refused at once, here and on every instance
+        (RFC 7009 2.1: a grant's revocation covers its tokens). Returns the grants revoked,
+        as they were, each with ``access_tokens`` = how many live tokens it had."""
+        grants, tokens = t.grants, t.access_tokens
+        chosen = {"id": grant_id, "user_id": user_id, "client_id": client_id}
+        given = [(column, value) for column, value in chosen.items() if value is not None]
+        if len(given) != 1:
+            raise ValueError("revoke_all takes exactly one of grant_id, user_id, client_id")
+        column, value = given[0]
+        with self._s.writing() as conn:
+            where = (grants.c[column] == value, grants.c.revoked_at.is_(None))
+            revoked = [dict(r) for r in conn.execute(select(grants).where(*where)).mappings()]
+            if not revoked:
+                return []
+            ids = [r["id"] for r in revoked]
+            conn.execute(update(grants).where(*where).values(revoked_at=now, revoked_reason=reason))
+            live = (tokens.c.grant_id.in_(ids), tokens.c.revoked_at.is_(None), tokens.c.expires_at > now)
+            counts: dict[str, int] = dict(
+                conn.execute(
+                    select(tokens.c.grant_id, func.count()).where(*live).group_by(tokens.c.grant_id)
+                ).all()
+            )
+            conn.execute(
+                update(tokens)
+                .where(tokens.c.grant_id.in_(ids), tokens.c.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+        for row in revoked:
+            row["access_tokens"] = int(counts.get(row["id"], 0))
+        return revoked
 
     def set_refresh_token(self, grant_id: str, rt_hash: str) -> None:
         self._write(update(t.grants).where(t.grants.c.id == grant_id).values(refresh_token_hash=rt_hash))
