@@ -387,7 +387,8 @@ def client_list(data_dir: Path | None, config_file: Path | None, as_json: bool) 
 @DATA_DIR
 @CONFIG
 @click.argument("client_id")
-def client_show(data_dir: Path | None, config_file: Path | None, client_id: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Accepted for symmetry: the output is JSON.")
+def client_show(data_dir: Path | None, config_file: Path | None, client_id: str, as_json: bool) -> None:
     """Show one client as JSON."""
     row = migrated_store(load_settings(data_dir, config_file)).clients.get(client_id)
     if row is None:

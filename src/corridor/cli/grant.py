@@ -167,7 +167,7 @@ def grant_show(
         return
     for name in ("id", "user", "client_id", "scope", "resource", "acr", "created_at", "expires_at", "state"):
         value = shown[name]
-        click.echo(f"{name}: {' '.join(value) if isinstance(value, list) else value}")
+        click.echo(f"{name}: {' '.join(value) or '-' if isinstance(value, list) else value or '-'}")
     if revoked:
         click.echo(f"revoked: {shown['revoked_at']} ({shown['revoked_reason']})")
     click.echo(f"refresh token: {'yes' if shown['refresh_token'] else 'no'}")
