@@ -20,25 +20,12 @@ from sqlalchemy import create_engine
 from corridor.cli import main
 from corridor.store.migrate import upgrade
 from corridor.transport.tls import DevTLS
+from tests.server.test_operator_cli import ok, refused
 from tests.support import Driver, postgres_database, running_as
 
 
 def cli(*args: str, database_url: str = "") -> Result:
     return CliRunner().invoke(main, list(args), env={"CORRIDOR_DATABASE_URL": database_url})
-
-
-def ok(result: Result) -> str:
-    assert result.exit_code == 0, (result.output, result.stderr)
-    return result.stdout
-
-
-def refused(result: Result, *words: str) -> str:
-    assert result.exit_code == 1, (result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    for word in words:
-        assert word in lines[0], lines[0]
-    return lines[0]
 
 
 def test_backup_restored_into_a_fresh_directory_serves_the_same_clients_and_keys(

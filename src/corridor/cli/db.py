@@ -44,12 +44,16 @@ def db_upgrade(data_dir: Path | None, config_file: Path | None, database_url: st
     store.close()
 
 
-def _sqlite_path(settings: Any) -> Path | None:
-    """The SQLite file of these settings; None for PostgreSQL."""
+def _sqlite_file(settings: Any, file: Path, done: str) -> Path:
+    """The SQLite file of these settings; on PostgreSQL one line with the commands to run."""
     from corridor.store.engine import parse_url
 
     url = parse_url(settings.database_url)
-    return Path(url.database or "") if url.get_backend_name() == "sqlite" else None
+    if url.get_backend_name() != "sqlite":
+        raise click.ClickException(
+            f"PostgreSQL is {done} with its own tools; run: {_pg_commands(settings, file)}"
+        )
+    return Path(url.database or "")
 
 
 def _pg_commands(settings: Any, file: Path) -> str:
@@ -93,11 +97,7 @@ def db_backup(
     from corridor.store.backup import backup_revision, copy_database
 
     settings = load_settings(data_dir, config_file, database_url=database_url)
-    source = _sqlite_path(settings)
-    if source is None:
-        raise click.ClickException(
-            f"PostgreSQL is backed up with its own tools; run: {_pg_commands(settings, file)}"
-        )
+    source = _sqlite_file(settings, file, "backed up")
     require_database(settings)
     if file.exists() or file.is_symlink():
         if not force:
@@ -141,11 +141,7 @@ def db_restore(
     from corridor.store.migrate import current_revision
 
     settings = load_settings(data_dir, config_file, database_url=database_url)
-    target = _sqlite_path(settings)
-    if target is None:
-        raise click.ClickException(
-            f"PostgreSQL is restored with its own tools; run: {_pg_commands(settings, file)}"
-        )
+    target = _sqlite_file(settings, file, "restored")
     try:
         revision = backup_revision(file)
     except BackupError as exc:
