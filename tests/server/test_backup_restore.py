@@ -98,6 +98,8 @@ def test_restore_checks_the_file_and_migrates_it_forward(tmp_path: Path) -> None
         cli("db", "backup", str(tmp_path / "b.db"), "--data-dir", str(tmp_path / "none")),
         "no Corridor database",
     )
+    nowhere = tmp_path / "missing" / "b.db"
+    refused(cli("db", "backup", str(nowhere), "--data-dir", str(tmp_path / "head")), "cannot write")
 
 
 def test_postgresql_backup_prints_the_pg_dump_way_and_it_works(tmp_path: Path, postgres_admin: str) -> None:

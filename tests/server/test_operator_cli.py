@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner, Result
 
 from corridor.cli import main
@@ -331,3 +332,21 @@ def test_token_revoke_stops_one_access_token(driver: Driver) -> None:
         == f"access token {tokens['jti']} was already revoked"
     )
     refused(cli(driver, "token", "revoke", "no-such-jti"), "no access token with jti 'no-such-jti'")
+
+
+def test_revoke_all_is_one_transaction_with_its_records(driver: Driver) -> None:
+    """The store function `grant revoke` calls: exactly one selector; inside a unit of work a
+    failure after it (e.g. the evidence record) leaves the grant and its tokens live."""
+    store = driver.as_.store
+    for selectors in ({}, {"grant_id": "g", "client_id": "c"}):
+        with pytest.raises(ValueError, match="exactly one of"):
+            store.grants.revoke_all(driver.now(), "test", **selectors)
+    client = driver.add_client()
+    tokens = flow(driver, client)
+    with pytest.raises(RuntimeError), store.unit_of_work() as uow:
+        assert [g["id"] for g in uow.grants.revoke_all(driver.now(), "test", client_id=client.client_id)] == [
+            tokens["grant_id"]
+        ]
+        raise RuntimeError("the record could not be written")
+    assert active(driver, client, tokens["access_token"])
+    assert refresh(driver, client, tokens["refresh_token"])[0] == 200

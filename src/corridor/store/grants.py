@@ -82,8 +82,8 @@ class SqlGrants:
         """Revoke, in one transaction, every live grant that is ``grant_id``, or of ``user_id``,
         or of ``client_id`` (exactly one is given), and mark their access tokens revoked: the
         refresh token and every access token are refused at once, here and on every instance
-        (RFC 7009 2.1: a grant's revocation covers its tokens). Returns the grants revoked,
-        as they were, each with ``access_tokens`` = how many live tokens it had."""
+        (RFC 7009 2.1: a grant's revocation covers its tokens). Returns the grants revoked
+        (revoked now), each with ``access_tokens`` = how many live tokens it had."""
         grants, tokens = t.grants, t.access_tokens
         chosen = {"id": grant_id, "user_id": user_id, "client_id": client_id}
         given = [(column, value) for column, value in chosen.items() if value is not None]
@@ -91,23 +91,29 @@ class SqlGrants:
             raise ValueError("revoke_all takes exactly one of grant_id, user_id, client_id")
         column, value = given[0]
         with self._s.writing() as conn:
-            where = (grants.c[column] == value, grants.c.revoked_at.is_(None))
-            revoked = [dict(r) for r in conn.execute(select(grants).where(*where)).mappings()]
+            stmt = (
+                update(grants)
+                .where(grants.c[column] == value, grants.c.revoked_at.is_(None))
+                .values(revoked_at=now, revoked_reason=reason)
+                .returning(*grants.c)
+            )
+            revoked = [dict(r) for r in conn.execute(stmt).mappings()]
             if not revoked:
                 return []
-            ids = [r["id"] for r in revoked]
-            conn.execute(update(grants).where(*where).values(revoked_at=now, revoked_reason=reason))
-            live = (tokens.c.grant_id.in_(ids), tokens.c.revoked_at.is_(None), tokens.c.expires_at > now)
+            # Their tokens, by a subquery (a client may hold more grants than a statement takes
+            # parameters): the grants of the chosen one just revoked by this statement.
+            just_revoked = select(grants.c.id).where(
+                grants.c[column] == value, grants.c.revoked_at == now, grants.c.revoked_reason == reason
+            )
+            of_them = (tokens.c.grant_id.in_(just_revoked), tokens.c.revoked_at.is_(None))
             counts: dict[str, int] = dict(
                 conn.execute(
-                    select(tokens.c.grant_id, func.count()).where(*live).group_by(tokens.c.grant_id)
+                    select(tokens.c.grant_id, func.count())
+                    .where(*of_them, tokens.c.expires_at > now)
+                    .group_by(tokens.c.grant_id)
                 ).all()
             )
-            conn.execute(
-                update(tokens)
-                .where(tokens.c.grant_id.in_(ids), tokens.c.revoked_at.is_(None))
-                .values(revoked_at=now)
-            )
+            conn.execute(update(tokens).where(*of_them).values(revoked_at=now))
         for row in revoked:
             row["access_tokens"] = int(counts.get(row["id"], 0))
         return revoked
