@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 
 from corridor.store import schema as t
+from corridor.store.protocols import RevokedGrants
 from corridor.store.scope import Row, Scope, by
 
 
@@ -48,6 +49,34 @@ class SqlGrants:
             .values(revoked_at=now, revoked_reason=reason)
         )
         return self._write(stmt) == 1
+
+    def revoke_user(self, user_id: str, now: float, reason: str) -> RevokedGrants:
+        """Issue 18: revoke every live grant of a user (their refresh tokens with them) and every
+        access token of those grants, in one write: introspection, UserInfo and refresh refuse
+        them at once, on every instance."""
+        grants, tokens = t.grants.c, t.access_tokens.c
+        of_user = select(grants.id).where(grants.user_id == user_id).scalar_subquery()
+        with self._s.writing() as conn:
+            revoked = conn.execute(
+                update(t.grants)
+                .where(grants.user_id == user_id, grants.revoked_at.is_(None))
+                .values(revoked_at=now, revoked_reason=reason)
+            ).rowcount
+            access = conn.execute(
+                update(t.access_tokens)
+                .where(tokens.grant_id.in_(of_user), tokens.revoked_at.is_(None), tokens.expires_at > now)
+                .values(revoked_at=now)
+            ).rowcount
+        return RevokedGrants(int(revoked), int(access))
+
+    def count_active(self, user_id: str, now: float) -> int:
+        """How many of a user's grants are neither revoked nor expired."""
+        grants = t.grants.c
+        stmt = select(func.count().label("n")).where(
+            grants.user_id == user_id, grants.revoked_at.is_(None), grants.expires_at > now
+        )
+        row = self._s.one(stmt)
+        return int(row["n"]) if row else 0
 
     def set_refresh_token(self, grant_id: str, rt_hash: str) -> None:
         self._write(update(t.grants).where(t.grants.c.id == grant_id).values(refresh_token_hash=rt_hash))
