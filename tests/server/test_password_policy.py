@@ -106,7 +106,7 @@ def test_a_listed_password_in_fullwidth_is_refused() -> None:
 
 
 def test_the_list_is_zxcvbn_s_and_is_loaded_once() -> None:
-    from zxcvbn.frequency_lists import FREQUENCY_LISTS
+    from zxcvbn.frequency_lists import FREQUENCY_LISTS  # type: ignore[import-untyped]
 
     assert common_passwords() is common_passwords()
     assert len(common_passwords()) >= len(set(FREQUENCY_LISTS["passwords"])) - 10

@@ -89,6 +89,14 @@ def _existing(store: Any, username: str) -> dict[str, Any]:
     return found
 
 
+def _store_and_user(
+    data_dir: Path | None, config_file: Path | None, username: str
+) -> tuple[Any, dict[str, Any]]:
+    """The migrated store of these settings and the user a command names."""
+    store = migrated_store(load_settings(data_dir, config_file))
+    return store, _existing(store, username)
+
+
 @user.command("list")
 @DATA_DIR
 @CONFIG
@@ -123,8 +131,7 @@ def user_list(data_dir: Path | None, config_file: Path | None, as_json: bool) ->
 @JSON
 def user_show(data_dir: Path | None, config_file: Path | None, username: str, as_json: bool) -> None:
     """Show a user: identifiers, state, second factors and live grants (never a secret)."""
-    store = migrated_store(load_settings(data_dir, config_file))
-    found = _existing(store, username)
+    store, found = _store_and_user(data_dir, config_file, username)
     shown = {
         "sub": found["id"],
         "username": found["username"],
@@ -165,8 +172,7 @@ def user_passwd(
     end (browser and admin pages); with ``--revoke-grants`` their grants are revoked too."""
     from corridor.server.passwords import hash_password
 
-    store = migrated_store(load_settings(data_dir, config_file))
-    found = _existing(store, username)
+    store, found = _store_and_user(data_dir, config_file, username)
     password_hash = hash_password(_new_password(found["username"]))
     now = time.time()
     with store.unit_of_work() as uow:  # one transaction: the new password and what it ends
@@ -205,8 +211,7 @@ def user_disable(data_dir: Path | None, config_file: Path | None, username: str,
     """Stop an account acting now: no sign-in (the form answers as for a wrong password), its
     sessions end, and its grants with their refresh and access tokens are revoked (introspection
     says inactive at once). ``user enable`` allows sign-in again; revoked grants stay revoked."""
-    store = migrated_store(load_settings(data_dir, config_file))
-    found = _existing(store, username)
+    store, found = _store_and_user(data_dir, config_file, username)
     now = time.time()
     with store.unit_of_work() as uow:  # one transaction: the flag and everything it stops
         newly = uow.users.set_disabled(found["id"], now)
@@ -241,8 +246,7 @@ def user_disable(data_dir: Path | None, config_file: Path | None, username: str,
 @JSON
 def user_enable(data_dir: Path | None, config_file: Path | None, username: str, as_json: bool) -> None:
     """Let a disabled user sign in again (their revoked grants stay revoked)."""
-    store = migrated_store(load_settings(data_dir, config_file))
-    found = _existing(store, username)
+    store, found = _store_and_user(data_dir, config_file, username)
     enabled = store.users.set_disabled(found["id"], None)
     if as_json:
         echo_json({"username": found["username"], "already_enabled": not enabled})
@@ -366,8 +370,7 @@ def user_passkeys(
     """List a user's passkeys (WebAuthn credentials), or remove one. A user with a second factor
     adds passkeys from the sign-in pages; the first one comes from ``corridor user enrol``
     (or from the sign-in pages when ``self_service_enrolment`` is on, as in dev mode)."""
-    store = migrated_store(load_settings(data_dir, config_file))
-    user = _existing(store, username)
+    store, user = _store_and_user(data_dir, config_file, username)
     username = user["username"]
     if remove is not None:
         if not store.users.remove_passkey(user["id"], remove):
@@ -406,8 +409,7 @@ def user_passkeys(
 @JSON
 def user_remove(data_dir: Path | None, config_file: Path | None, username: str, as_json: bool) -> None:
     """Remove a user, their factors and sessions; their grants are revoked in the same transaction."""
-    store = migrated_store(load_settings(data_dir, config_file))
-    found = _existing(store, username)
+    store, found = _store_and_user(data_dir, config_file, username)
     with store.unit_of_work() as uow:
         if not uow.users.remove(found["username"]):
             raise click.ClickException(f"no user {username!r}")
