@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -434,10 +435,10 @@ def test_step_up_with_totp(stack: Stack, tmp_path: Path) -> None:
         "user", "add", "agent-user", "--password-stdin", data_dir=stack.data_dir, stdin="agent user password"
     )
     assert added.returncode == 0, added.stderr
-    enrolled = corridor("user", "totp", "agent-user", data_dir=stack.data_dir)
+    uri_file = tmp_path / "totp-uri.txt"  # as the README says: a 0600 file, never world-readable
+    enrolled = corridor("user", "totp", "agent-user", "--output", str(uri_file), data_dir=stack.data_dir)
     assert enrolled.returncode == 0, enrolled.stderr
-    uri_file = tmp_path / "totp-uri.txt"
-    uri_file.write_text(enrolled.stdout)
+    assert "otpauth" not in enrolled.stdout and stat.S_IMODE(uri_file.stat().st_mode) == 0o600
     result = stack.agent(
         "step-up",
         "--auto-approve",

@@ -176,6 +176,25 @@ def test_sign_out_clears_the_cookie_and_ends_the_stored_session(driver: Driver) 
     assert 'name="password"' in again.text and 'class="timeline"' not in again.text
 
 
+def test_a_disabled_admin_s_session_ends_and_the_password_no_longer_opens_the_page(driver: Driver) -> None:
+    """Issue 18 (`corridor user disable`, `user passwd`): the user's stored admin sessions end
+    (Requests.end_user_sessions), a session begun in the same instant is refused by the flag, and
+    the right password then gets the same answer as a wrong one."""
+    username, totp = new_admin(driver)
+    assert totp is not None
+    http = sign_in(driver, username, totp)
+    user = driver.as_.store.users.by_name(username)
+    assert user is not None and stored_sessions(driver, username) == 1
+    assert driver.as_.store.users.set_disabled(user["id"], driver.now())
+    page = http.get(driver.url("/admin/trace?id=x"))  # the flag alone refuses the session
+    assert 'name="password"' in page.text and 'class="timeline"' not in page.text
+    assert driver.as_.store.requests.end_user_sessions(user["id"]) == 1
+    assert stored_sessions(driver, username) == 0
+    refused = password_step(driver.as_.http(follow_redirects=False), driver, username)
+    assert refused.status_code == 400
+    assert "Wrong user name or password, or not an administrator." in refused.text
+
+
 def test_a_session_ends_after_15_idle_minutes_and_after_30_in_all(driver: Driver) -> None:
     username, totp = new_admin(driver)
     assert totp is not None

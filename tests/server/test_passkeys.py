@@ -484,3 +484,29 @@ def test_cli_lists_and_removes_passkeys(tmp_path: Path) -> None:
     assert run("--remove", credential_id).returncode == 0
     assert json.loads(run("--json").stdout) == []
     store.close()
+
+
+def test_a_disabled_account_cannot_sign_in_with_its_passkey(driver: Driver) -> None:
+    """Issue 18 (`corridor user disable`): a valid assertion of a disabled account gives no session;
+    the page may say why, as only the passkey's holder gets this far. Enabled again, it works."""
+    client, username = driver.add_client(), driver.add_user()
+    authenticator = device(driver)
+    enrol(driver, client, username, authenticator)
+    user = driver.as_.store.users.by_name(username)
+    assert user is not None and driver.as_.store.users.set_disabled(user["id"], driver.now())
+    browser = driver.browser()
+    _response, flow = driver.par(client)
+    login = browser.get(
+        driver.url("/authorize"), params={"client_id": client.client_id, "request_uri": flow.request_uri}
+    )
+    reply = post(browser, login, authenticator.get(passkey_form(login).options), follow=False)
+    assert reply.status_code == 403 and "set-cookie" not in reply.headers
+    assert "This account is disabled. Ask your administrator." in reply.text
+    record = last_record(driver, "login")
+    assert record["outcome"] == "refused" and record["rule"] == Rule.ISSUE_18_ACCOUNT_DISABLED
+    assert driver.as_.store.users.set_disabled(user["id"], None)
+    login = browser.get(
+        driver.url("/authorize"), params={"client_id": client.client_id, "request_uri": flow.request_uri}
+    )
+    reply = post(browser, login, authenticator.get(passkey_form(login).options), follow=False)
+    assert reply.status_code == 303 and "__Host-corridor-session=" in reply.headers["set-cookie"]

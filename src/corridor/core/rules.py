@@ -142,3 +142,4 @@ class Rule(StrEnum):
     ISSUE_13_C4_ENROLMENT_LINK_USED = "issue 13 C4 (enrolment link used)"
     ISSUE_13_C4_ENROLMENT_LINK = "issue 13 C4 (enrolment link)"
     ISSUE_13_C4_SELF_SERVICE_ENROLMENT_OFF = "issue 13 C4 (self_service_enrolment off)"
+    ISSUE_18_ACCOUNT_DISABLED = "issue 18 (account disabled)"

@@ -54,7 +54,7 @@ class AdminPages:
 
     def _session(self, request: Request) -> tuple[Row, Row] | None:
         """The session and its administrator, or None (unknown, signed out, idle too long, past
-        its lifetime, or no longer an admin). Half-signed-in sessions are returned too."""
+        its lifetime, no longer an admin, or disabled). Half-signed-in sessions are returned too."""
         settings, now = self.server.settings, self.server.now()
         value = request.cookies.get(ADMIN_COOKIE, "")
         session = (
@@ -66,6 +66,8 @@ class AdminPages:
             return None
         user = self.server.store.users.get(session["user_id"])
         if user is None or user["username"] not in settings.admin_users:
+            return None
+        if user.get("disabled_at") is not None:  # issue 18: a session begun as it was disabled
             return None
         return session, user
 

@@ -22,6 +22,7 @@ from corridor.server.jarm import authorization_reply
 from corridor.store.protocols import UnitOfWork
 
 DENIED = {"error": "access_denied", "error_description": "the user denied the request"}
+DISABLED = {"error": "access_denied", "error_description": "the user's account is disabled"}
 
 
 def complete(server: AuthorizationServer, pushed: PushedFacts, result: InteractionResult) -> Response:
@@ -49,6 +50,12 @@ def complete(server: AuthorizationServer, pushed: PushedFacts, result: Interacti
             if result.decision == "deny":
                 response = authorization_reply(server, uow, evidence, pushed, dict(DENIED), now)
                 server.audit.append(evidence, Event.CONSENT, Outcome.DENIED, now, conn=uow)
+            elif not uow.users.lock_enabled(result.user):
+                # Issue 18: disabled (or removed) since the page was shown; the row lock orders
+                # this against ``corridor user disable``, so no grant outlives its revocation.
+                response = authorization_reply(server, uow, evidence, pushed, dict(DISABLED), now)
+                rule = Rule.ISSUE_18_ACCOUNT_DISABLED
+                server.audit.append(evidence, Event.CONSENT, Outcome.DENIED, now, rule=rule, conn=uow)
             else:
                 response = issue_code(server, uow, evidence, pushed, result, now)
     if response is None:

@@ -8,12 +8,11 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from argon2 import PasswordHasher
-
 from corridor.core.jose import SigningKey
 from corridor.core.private_files import tighten, write_private
 from corridor.core.randomness import new_id
 from corridor.server.clients import build_client_metadata
+from corridor.server.passwords import hash_password
 from corridor.server.settings import Settings
 from corridor.store.sql import Store
 
@@ -41,7 +40,7 @@ def ensure_demo(settings: Settings, store: Store, now: float) -> DemoFiles:
         )
     if store.users.by_name(DEMO_USER) is None:
         password = secrets.token_urlsafe(12)
-        store.users.add(new_id(), DEMO_USER, PasswordHasher().hash(password), now)
+        store.users.add(new_id(), DEMO_USER, hash_password(password), now)
         write_private(files.user_password, (password + "\n").encode())
     if store.clients.get(DEMO_CLIENT_ID) is None:
         key = SigningKey.generate("ES256")

@@ -26,18 +26,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pyotp
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from starlette.requests import Request
 
 from corridor.core.randomness import new_secret_token
 from corridor.core.rules import Rule
+from corridor.server.passwords import hash_password, verify
 from corridor.server.settings import Settings
 from corridor.server.usernames import sign_in_name
 from corridor.store.sql import Row, Store
 
-_hasher = PasswordHasher()
-_DUMMY_HASH = _hasher.hash(new_secret_token())
+_DUMMY_HASH = hash_password(new_secret_token())
 #: A quiet source's count is forgotten after an hour, an account's or a second factor's after a day.
 SOURCE_MEMORY = 3600.0
 ACCOUNT_MEMORY = 86_400.0
@@ -188,7 +186,15 @@ class SignIns:
         if not counted:
             until = max(row["locked_until"] for row in state.values())
             return Attempt(waiting_until=until, user_id=user_id, detail=detail)
-        if _verify(user["password_hash"] if user else _DUMMY_HASH, password) and user is not None:
+        # NIST SP 800-63B 5.1.1.2: the NFKC form (server/passwords.py), the dummy hash checked
+        # the same way for unknown names. A disabled account (``corridor user disable``) fails
+        # like a wrong password, so the answer never confirms a password of a disabled account.
+        verified = verify(user["password_hash"] if user else _DUMMY_HASH, password)
+        if user is not None and user.get("disabled_at") is not None:
+            detail["account_disabled"] = True
+        elif verified.ok and user is not None:
+            if verified.rehash is not None:  # un-normalised or older parameters (once per account)
+                self.store.users.rehash_password(user["id"], user["password_hash"], verified.rehash)
             self.store.replay.forgive_attempt([account], [origin], now, self.policy)
             return Attempt(user=user, user_id=user_id)
         detail["failures"] = state[account]["failures"]
@@ -250,10 +256,3 @@ def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return ipaddress.ip_address(text[:64])
     except ValueError:
         return None
-
-
-def _verify(password_hash: str, password: str) -> bool:
-    try:
-        return bool(_hasher.verify(password_hash, password))
-    except (VerificationError, InvalidHashError):
-        return False

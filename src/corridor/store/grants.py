@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 
 from corridor.store import schema as t
+from corridor.store.protocols import RevokedGrants
 from corridor.store.scope import Row, Scope, by
 
 
@@ -117,6 +118,22 @@ class SqlGrants:
         for row in revoked:
             row["access_tokens"] = int(counts.get(row["id"], 0))
         return revoked
+
+    def revoke_user(self, user_id: str, now: float, reason: str) -> RevokedGrants:
+        """Issue 18: revoke every live grant of a user (their refresh tokens with them) and every
+        access token of those grants, in one write (``revoke_all``): introspection, UserInfo and
+        refresh refuse them at once, on every instance."""
+        revoked = self.revoke_all(now, reason, user_id=user_id)
+        return RevokedGrants(len(revoked), sum(row["access_tokens"] for row in revoked))
+
+    def count_active(self, user_id: str, now: float) -> int:
+        """How many of a user's grants are neither revoked nor expired."""
+        grants = t.grants.c
+        stmt = select(func.count().label("n")).where(
+            grants.user_id == user_id, grants.revoked_at.is_(None), grants.expires_at > now
+        )
+        row = self._s.one(stmt)
+        return int(row["n"]) if row else 0
 
     def set_refresh_token(self, grant_id: str, rt_hash: str) -> None:
         self._write(update(t.grants).where(t.grants.c.id == grant_id).values(refresh_token_hash=rt_hash))

@@ -17,6 +17,13 @@ class RemovedClient(NamedTuple):
     access_tokens: int
 
 
+class RevokedGrants(NamedTuple):
+    """What revoking a user's grants revoked (issue 18)."""
+
+    grants: int
+    access_tokens: int
+
+
 class AttemptPolicy(Protocol):
     """How long a throttled subject waits after its n-th consecutive failure, and how long a
     quiet subject's count is kept (server/signin.py decides; the store only keeps count)."""
@@ -63,6 +70,14 @@ class Users(Protocol):
     def all(self) -> list[Row]: ...
 
     def set_totp_secret(self, username: str, secret: str | None) -> bool: ...
+
+    def set_password(self, user_id: str, password_hash: str, now: float) -> bool: ...
+
+    def rehash_password(self, user_id: str, old_hash: str, new_hash: str) -> bool: ...
+
+    def set_disabled(self, user_id: str, disabled_at: float | None) -> bool: ...
+
+    def lock_enabled(self, user_id: str) -> bool: ...
 
     def remove(self, username: str) -> bool: ...
 
@@ -122,6 +137,8 @@ class Requests(Protocol):
 
     def remove_admin_session(self, id_hash: str) -> bool: ...
 
+    def end_user_sessions(self, user_id: str) -> int: ...
+
 
 class Grants(Protocol):
     """Grants, codes, access and refresh tokens, and their revocation."""
@@ -151,6 +168,10 @@ class Grants(Protocol):
         user_id: str | None = None,
         client_id: str | None = None,
     ) -> list[Row]: ...
+
+    def revoke_user(self, user_id: str, now: float, reason: str) -> RevokedGrants: ...
+
+    def count_active(self, user_id: str, now: float) -> int: ...
 
     def set_refresh_token(self, grant_id: str, rt_hash: str) -> None: ...
 

@@ -101,6 +101,14 @@ class SqlRequests:
     def browser_session(self, id_hash: str) -> Row | None:
         return self._s.one(by(t.browser_sessions, "id_hash"), id_hash)
 
+    def end_user_sessions(self, user_id: str) -> int:
+        """Issue 18: end every browser session and administrator session of a user (a new
+        password, a disabled or removed account); returns how many ended."""
+        with self._s.writing() as conn:
+            browser = conn.execute(delete(t.browser_sessions).where(t.browser_sessions.c.user_id == user_id))
+            admin = conn.execute(delete(t.admin_sessions).where(t.admin_sessions.c.user_id == user_id))
+            return int(browser.rowcount) + int(admin.rowcount)
+
     # -- administrator sessions (issue 13 C3) ----------------------------------------------------
 
     def save_admin_session(self, **values: Any) -> None:

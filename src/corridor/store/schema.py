@@ -26,6 +26,10 @@ users = Table(
     Column("created_at", Float, nullable=False),
     #: RFC 6238 TOTP shared secret (base32) when the user enrolled one (``corridor user totp``).
     Column("totp_secret", String(64)),
+    #: Issue 18: set by ``corridor user disable`` (no sign-in, no new grant), cleared by ``enable``.
+    Column("disabled_at", Float),
+    #: Issue 18: when ``corridor user passwd`` last set the password (None: as added).
+    Column("password_changed_at", Float),
 )
 
 #: WebAuthn credentials (passkeys) a user enrolled from the sign-in pages (issue 8, server/passkeys.py).

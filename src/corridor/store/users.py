@@ -32,8 +32,50 @@ class SqlUsers:
 
     def all(self) -> list[Row]:
         return self._s.all(
-            select(t.users.c.id, t.users.c.username, t.users.c.created_at).order_by(t.users.c.created_at)
+            select(t.users.c.id, t.users.c.username, t.users.c.created_at, t.users.c.disabled_at).order_by(
+                t.users.c.created_at
+            )
         )
+
+    def set_password(self, user_id: str, password_hash: str, now: float) -> bool:
+        """A new password (``corridor user passwd``); its time is kept as ``password_changed_at``."""
+        with self._s.writing() as conn:
+            stmt = (
+                update(t.users)
+                .where(t.users.c.id == user_id)
+                .values(password_hash=password_hash, password_changed_at=now)
+            )
+            return bool(conn.execute(stmt).rowcount == 1)
+
+    def rehash_password(self, user_id: str, old_hash: str, new_hash: str) -> bool:
+        """The same password, hashed again (its NFKC form, newer parameters): only if the stored
+        hash is still ``old_hash``, so a password set meanwhile is never overwritten."""
+        with self._s.writing() as conn:
+            stmt = (
+                update(t.users)
+                .where(t.users.c.id == user_id, t.users.c.password_hash == old_hash)
+                .values(password_hash=new_hash)
+            )
+            return bool(conn.execute(stmt).rowcount == 1)
+
+    def set_disabled(self, user_id: str, disabled_at: float | None) -> bool:
+        """Disable the account from ``disabled_at`` (None: enable it again). False if there is no
+        such user, or it already is in that state (a second disable keeps the first time)."""
+        users = t.users.c
+        state = users.disabled_at.is_(None) if disabled_at is not None else users.disabled_at.is_not(None)
+        with self._s.writing() as conn:
+            stmt = update(t.users).where(users.id == user_id, state).values(disabled_at=disabled_at)
+            return bool(conn.execute(stmt).rowcount == 1)
+
+    def lock_enabled(self, user_id: str) -> bool:
+        """Whether the user exists and is not disabled, the row held until the unit's transaction
+        ends (FOR UPDATE on PostgreSQL; SQLite's write transaction excludes every other writer):
+        a grant made in that unit commits wholly before or after a ``user disable``, whose
+        revocation then covers it."""
+        with self._s.writing() as conn:
+            stmt = select(t.users.c.disabled_at).where(t.users.c.id == user_id).with_for_update()
+            row = conn.execute(stmt).first()
+            return row is not None and row.disabled_at is None
 
     def set_totp_secret(self, username: str, secret: str | None) -> bool:
         with self._s.writing() as conn:
@@ -41,6 +83,8 @@ class SqlUsers:
             return bool(conn.execute(stmt).rowcount == 1)
 
     def remove(self, username: str) -> bool:
+        """Remove the user and their passkeys (``corridor user remove`` also revokes their grants
+        and ends their sessions, in the same unit of work)."""
         with self._s.writing() as conn:
             user = conn.execute(select(t.users.c.id).where(t.users.c.username == username)).first()
             if user is None:

@@ -23,6 +23,7 @@ from corridor.server.passkeys import PASSKEY_ACR, PasskeyRefused
 from corridor.server.responses import redirect_303
 from corridor.store.sql import Row
 
+DISABLED = "This account is disabled. Ask your administrator."
 ASK_FOR_A_LINK = "Your first passkey is added with an enrolment link from your administrator."
 
 
@@ -54,6 +55,14 @@ def sign_in(visit: Visit, form: Form) -> Response:
         return second_factor_again(visit, user, form, refusal.message)
     passkey = assertion.passkey
     evidence.user_id = passkey["user_id"]
+    owner = storage.find_user(server, passkey["user_id"])
+    if owner is None or owner.get("disabled_at") is not None:
+        # Issue 18: a disabled account signs in with no factor. The answer may say so: only the
+        # holder of the account's passkey gets this far, so it tells a stranger nothing.
+        evidence.detail = {"factor": "passkey", "reason": "disabled", "interaction": visit.interaction_id}
+        rule = Rule.ISSUE_18_ACCOUNT_DISABLED
+        server.audit.append(evidence, Event.LOGIN, Outcome.REFUSED, now, rule=rule, error="access_denied")
+        return login_page(visit, status=403, error=DISABLED)
     evidence.detail = {
         "acr": PASSKEY_ACR,
         "amr": list(AMR[PASSKEY_ACR]),  # issue 16: RFC 8176 methods, recorded with the sign-in

@@ -89,12 +89,15 @@ class Visit:
 
     def session(self) -> Row | None:
         """The browser's session, if it may be used for this request: live, of a user who still
-        exists (issue 13 B6), and fresh enough for ``prompt=login`` and ``max_age``."""
+        exists (issue 13 B6) and is not disabled (issue 18: ``user disable`` ends the sessions,
+        and this refuses one begun in the same instant), and fresh enough for ``prompt=login``
+        and ``max_age``."""
         now = self.server.now()
         session = storage.find_session(self.server, self.request.cookies.get(SESSION_COOKIE))
         if session is None or now >= session["expires_at"]:
             return None
-        if storage.find_user(self.server, session["user_id"]) is None:
+        user = storage.find_user(self.server, session["user_id"])
+        if user is None or user.get("disabled_at") is not None:
             return None
         signed_in_here = session["auth_time"] >= self.interaction["created_at"]
         if "login" in self.pushed.prompt and not signed_in_here:
