@@ -118,8 +118,9 @@ def test_revoke_user_revokes_live_grants_and_their_access_tokens_of_that_user_on
     assert store.grants.count_active("u1", NOW) == 1
     with store.unit_of_work() as uow:
         revoked = uow.grants.revoke_user("u1", NOW + 1, "user_disabled")
-    # g1 and the expired grant are flagged; g2 kept its reason; only live tokens count.
-    assert revoked == RevokedGrants(grants=2, access_tokens=3)
+    # g1 and the expired grant are flagged, with their live tokens; g2 kept its reason (its own
+    # revocation already covers its tokens, design.md 5b).
+    assert revoked == RevokedGrants(grants=2, access_tokens=2)
     assert store.grants.get("g1")["revoked_reason"] == "user_disabled"  # type: ignore[index]
     assert store.grants.get("g2")["revoked_reason"] == "revoked_by_client"  # type: ignore[index]
     assert store.grants.access_token("at-g1")["revoked_at"] == NOW + 1  # type: ignore[index]
