@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import asyncio
 
+from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from corridor.core.text import escaping_logger
 from corridor.server.authority import AuthorizationServer
-from corridor.store.engine import DATABASE_UNAVAILABLE, DatabaseError
+from corridor.server.metrics import CONTENT_TYPE_LATEST
 
 log = escaping_logger("corridor.server")
 
@@ -56,7 +58,7 @@ class Readiness:
             log.warning("readiness: no answer from the database in %ss", server.settings.readiness_timeout)
             server.metrics.database_errors.labels("readiness").inc()
             return "database"
-        except (*DATABASE_UNAVAILABLE, DatabaseError) as exc:
+        except Exception as exc:  # whatever the driver raised: not ready, one line (never a 500)
             log.warning("readiness: database unavailable (%s)", type(exc).__name__)
             server.metrics.database_errors.labels("readiness").inc()
             return "database"
@@ -68,3 +70,25 @@ class Readiness:
             return JSONResponse({"status": "ready"}, headers=_NO_STORE)
         self.server.metrics.not_ready.labels(reason).inc()
         return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503, headers=_NO_STORE)
+
+
+def observability_app(server: AuthorizationServer) -> Starlette:
+    """The metrics listener's app (``metrics_port``, plain HTTP on ``metrics_host``): the
+    Prometheus text format at ``/metrics``, and the same ``/healthz`` and ``/readyz`` as the
+    main listener (for probes that should not need TLS)."""
+    readiness = Readiness(server)
+
+    async def metrics(_: Request) -> Response:
+        return Response(server.metrics.exposition(), media_type=CONTENT_TYPE_LATEST, headers=_NO_STORE)
+
+    async def not_found(_: Request, __: Exception) -> Response:
+        return JSONResponse({"error": "not_found"}, status_code=404)
+
+    return Starlette(
+        routes=[
+            Route("/metrics", metrics, methods=["GET"]),
+            Route(HEALTH_PATH, healthz, methods=["GET"]),
+            Route(READY_PATH, readiness.endpoint, methods=["GET"]),
+        ],
+        exception_handlers={404: not_found},
+    )
