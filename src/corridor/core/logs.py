@@ -17,6 +17,7 @@ import sys
 import time
 from typing import Literal, Protocol, TextIO
 
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
 from corridor.core.request_context import current_facts
@@ -60,6 +61,8 @@ def formatter(kind: Literal["text", "json"]) -> logging.Formatter:
         return _JsonLines(
             "%(asctime)s %(levelname)s %(name)s %(message)s",
             rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            # uvicorn's extra copy of its message with ANSI colours: noise in a JSON line.
+            reserved_attrs=[*RESERVED_ATTRS, "color_message"],
             json_ensure_ascii=True,
         )
     return logging.Formatter(TEXT_FORMAT)
