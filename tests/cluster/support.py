@@ -37,6 +37,8 @@ class Instance:
     base_url: str
     process: subprocess.Popen[str]
     log: Path
+    #: Its Prometheus scrape URL (every instance has a metrics listener, issue 18).
+    metrics_url: str = ""
 
     def kill(self) -> None:
         """SIGKILL: no shutdown, no cleanup (a crashed machine)."""
@@ -48,10 +50,11 @@ class Instance:
 
 
 def start_instance(name: str, work: Path, tls: DevTLS, database_url: str, **settings: str) -> Instance:
-    sock, mtls_sock = free_socket(), free_socket()
+    sock, mtls_sock, metrics_sock = free_socket(), free_socket(), free_socket()
     port, mtls_port = sock.getsockname()[1], mtls_sock.getsockname()[1]
-    sock.close()
-    mtls_sock.close()
+    metrics_port = metrics_sock.getsockname()[1]
+    for unused in (sock, mtls_sock, metrics_sock):
+        unused.close()
     data_dir = work / name
     data_dir.mkdir(parents=True, exist_ok=True)
     log = data_dir / "serve.log"
@@ -61,6 +64,7 @@ def start_instance(name: str, work: Path, tls: DevTLS, database_url: str, **sett
         "CORRIDOR_TLS_CERT_FILE": str(tls.cert_file),
         "CORRIDOR_TLS_KEY_FILE": str(tls.key_file),
         "CORRIDOR_LOG_LEVEL": "warning",
+        "CORRIDOR_METRICS_PORT": str(metrics_port),
         **{f"CORRIDOR_{k.upper()}": v for k, v in settings.items()},
     }
     with log.open("w") as out:
@@ -86,7 +90,7 @@ def start_instance(name: str, work: Path, tls: DevTLS, database_url: str, **sett
         )
     base = f"https://localhost:{port}"
     wait_until_up(base, tls, process, log)
-    return Instance(name, base, process, log)
+    return Instance(name, base, process, log, f"http://127.0.0.1:{metrics_port}/metrics")
 
 
 def wait_until_up(base: str, tls: DevTLS, process: subprocess.Popen[str], log: Path) -> None:

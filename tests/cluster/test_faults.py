@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from corridor.transport.tls import DevTLS
 from tests.cluster.support import Cluster, cluster
@@ -220,6 +221,17 @@ def probes(c: Cluster, path: str) -> list[tuple[int, str]]:
     return [(a.status_code, a.json()["status"]) for a in answers]
 
 
+def metric(c: Cluster, i: int, name: str, **labels: str) -> float:
+    """One sample of instance ``i``'s metrics (0 when it has none yet)."""
+    text = httpx.get(c.instances[i].metrics_url, timeout=5).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )
+
+
 def _restart_under_load(c: Cluster, postgres: PrivatePostgres) -> None:
     driver = c.driver(0)
     client, username = driver.add_client(), driver.add_user()
@@ -246,6 +258,15 @@ def _restart_under_load(c: Cluster, postgres: PrivatePostgres) -> None:
         load.finish(threads)
     assert load.statuses[500] == 0 and not [s for s in load.statuses if s > 503], load.statuses
     assert load.unavailable_without_retry_after == 0
+    # Issue 18: the outage's 503s and database errors are counted where they were answered.
+    outage_503s = sum(
+        metric(c, i, "corridor_database_unavailable_responses_total") for i in range(len(c.instances))
+    )
+    assert outage_503s >= 1
+    assert all(
+        metric(c, i, "corridor_readiness_failures_total", reason="database") >= 1
+        for i in range(len(c.instances))
+    )
     load.assert_nothing_committed_was_lost()
     # Each instance, on its own, completes a flow again.
     for i in range(len(c.instances)):
