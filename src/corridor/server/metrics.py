@@ -81,13 +81,14 @@ class Metrics:
         )
         self.checkpoint_time = Gauge(
             "corridor_audit_last_checkpoint_timestamp_seconds",
-            "When this process last signed a checkpoint of the audit chains (0: not yet).",
+            "When this process's checkpoint job last succeeded (it signs the chain heads, or finds "
+            "them covered already); 0: not yet.",
             registry=r,
         )
         self._checkpointed_at = clock()  # the process start, until its first checkpoint
         checkpoint_age = Gauge(
             "corridor_audit_checkpoint_age_seconds",
-            "Seconds since this process last signed a checkpoint (or started, before its first).",
+            "Seconds since this process's checkpoint job last succeeded (or it started).",
             registry=r,
         )
         checkpoint_age.set_function(lambda: clock() - self._checkpointed_at)
