@@ -13,7 +13,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +49,10 @@ class Instance:
         return self.log.read_text(errors="replace")
 
 
-def start_instance(name: str, work: Path, tls: DevTLS, database_url: str, **settings: str) -> Instance:
+def start_instance(
+    name: str, work: Path, tls: DevTLS, database_url: str, *, args: Sequence[str] = (), **settings: str
+) -> Instance:
+    """``corridor serve`` on free ports with ``settings`` (as environment variables) and ``args``."""
     sock, mtls_sock, metrics_sock = free_socket(), free_socket(), free_socket()
     port, mtls_port = sock.getsockname()[1], mtls_sock.getsockname()[1]
     metrics_port = metrics_sock.getsockname()[1]
@@ -82,6 +85,7 @@ def start_instance(name: str, work: Path, tls: DevTLS, database_url: str, **sett
                 ISSUER,
                 "--database",
                 database_url,
+                *args,
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -90,6 +94,7 @@ def start_instance(name: str, work: Path, tls: DevTLS, database_url: str, **sett
         )
     base = f"https://localhost:{port}"
     wait_until_up(base, tls, process, log)
+    metrics_port = int(settings.get("metrics_port", metrics_port))
     return Instance(name, base, process, log, f"http://127.0.0.1:{metrics_port}/metrics")
 
 

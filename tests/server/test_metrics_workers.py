@@ -3,18 +3,15 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import ssl
-import subprocess
 from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from corridor.transport.tls import DevTLS
-from tests.cluster.support import CORRIDOR, ISSUER, stop_instance, wait_until_up
-from tests.cluster.support import Instance as Process
+from tests.cluster.support import start_instance, stop_instance
 from tests.support import free_socket
 
 
@@ -22,7 +19,7 @@ def two_free_ports() -> int:
     """A port P with P + 1 free too."""
     while True:
         first = free_socket()
-        port = first.getsockname()[1]
+        port: int = first.getsockname()[1]
         try:
             with socket.socket() as second:
                 second.bind(("127.0.0.1", port + 1))
@@ -44,49 +41,20 @@ def jwks_requests(url: str) -> float:
 
 
 def test_each_worker_serves_its_own_metrics(tmp_path: Path, tls: DevTLS) -> None:
-    main, mtls = free_socket(), free_socket()
-    port, mtls_port = main.getsockname()[1], mtls.getsockname()[1]
-    main.close()
-    mtls.close()
     metrics_port = two_free_ports()
-    env = {
-        **os.environ,
-        "CORRIDOR_DEV_MODE": "false",
-        "CORRIDOR_TLS_CERT_FILE": str(tls.cert_file),
-        "CORRIDOR_TLS_KEY_FILE": str(tls.key_file),
-        "CORRIDOR_LOG_LEVEL": "warning",
-        "CORRIDOR_METRICS_PORT": str(metrics_port),
-    }
-    (tmp_path / "data").mkdir()
-    log = tmp_path / "serve.log"
-    command = [
-        *CORRIDOR,
-        "serve",
-        "--data-dir",
-        str(tmp_path / "data"),
-        "--port",
-        str(port),
-        "--mtls-port",
-        str(mtls_port),
-        "--issuer",
-        ISSUER,
-        "--workers",
-        "2",
-    ]
-    with log.open("w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, text=True, env=env)
-    base = f"https://localhost:{port}"
-    instance = Process("workers", base, process, log)
+    database = f"sqlite:///{tmp_path / 'corridor.db'}"
+    instance = start_instance(
+        "workers", tmp_path, tls, database, args=("--workers", "2"), metrics_port=str(metrics_port)
+    )
     try:
-        wait_until_up(base, tls, process, log)
         urls = [f"http://127.0.0.1:{metrics_port + i}/metrics" for i in (0, 1)]
-        for url in urls:  # both workers are up and serving their own listener
-            wait = httpx.get(url.replace("/metrics", "/readyz"), timeout=10)
-            assert wait.status_code == 200, wait.text
+        for url in urls:  # both workers are up, each serving its own listener
+            ready = httpx.get(url.replace("/metrics", "/readyz"), timeout=10)
+            assert ready.status_code == 200, ready.text
         before = sum(jwks_requests(url) for url in urls)
         with httpx.Client(verify=ssl.create_default_context(cafile=str(tls.ca_file)), timeout=10) as http:
             for _ in range(20):
-                assert http.get(base + "/jwks").status_code == 200
+                assert http.get(instance.base_url + "/jwks").status_code == 200
         assert sum(jwks_requests(url) for url in urls) - before == 20
     finally:
         output = stop_instance(instance)
