@@ -63,6 +63,8 @@ class RunningAS:
     server: AuthorizationServer | None
     data_dir: Path
     base_url: str = ""
+    #: The Prometheus scrape URL of ``running_as(metrics=True)`` (plain HTTP, loopback).
+    metrics_url: str = ""
     _uvicorn: Any = None
     _thread: threading.Thread | None = None
 
@@ -89,13 +91,18 @@ def running_as(
     *,
     issuer: str | None = None,
     clock: MovableClock | None = None,
+    metrics: bool = False,
     **settings: Any,
 ) -> Iterator[RunningAS]:
-    """Both listeners of one AS: the main one and the mTLS one (endpoint aliases).
+    """Both listeners of one AS: the main one and the mTLS one (endpoint aliases); with
+    ``metrics`` also the plain-HTTP metrics listener (``RunningAS.metrics_url``).
 
     ``issuer`` and ``clock``: for one of several instances of the same AS (tests/cluster)."""
     sock, mtls_sock = free_socket(), free_socket()
     port, mtls_port = sock.getsockname()[1], mtls_sock.getsockname()[1]
+    metrics_sock = free_socket() if metrics else None
+    if metrics_sock is not None:
+        settings["metrics_port"] = metrics_sock.getsockname()[1]
     base_url = f"https://localhost:{port}"
     issuer = issuer or base_url
     config = Settings(
@@ -109,13 +116,15 @@ def running_as(
     listeners = Listeners(
         app, server, server_ssl_context(tls.cert_file, tls.key_file), trust, log_level="warning"
     )
-    for uv in (listeners.main, listeners.mtls):
+    servers = [listeners.main, listeners.mtls] + ([listeners.metrics] if listeners.metrics else [])
+    for uv in servers:
         # uvicorn annotates int | None but hands it to asyncio.wait_for, which takes float seconds.
         uv.config.timeout_graceful_shutdown = 0.2  # type: ignore[assignment]
-    thread = threading.Thread(target=asyncio.run, args=(listeners.serve([sock], [mtls_sock]),), daemon=True)
+    serving = listeners.serve([sock], [mtls_sock], [metrics_sock] if metrics_sock else None)
+    thread = threading.Thread(target=asyncio.run, args=(serving,), daemon=True)
     thread.start()
     deadline = time.time() + 20
-    while not (listeners.main.started and listeners.mtls.started):
+    while not all(uv.started for uv in servers):
         if time.time() > deadline or not thread.is_alive():
             raise RuntimeError("the AS did not start")
         time.sleep(0.02)
@@ -127,6 +136,7 @@ def running_as(
         server,
         data_dir,
         base_url=base_url if base_url != issuer else "",
+        metrics_url=f"http://127.0.0.1:{config.metrics_port}/metrics" if metrics_sock else "",
         _uvicorn=listeners.main,
         _thread=thread,
     )

@@ -13,7 +13,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +37,8 @@ class Instance:
     base_url: str
     process: subprocess.Popen[str]
     log: Path
+    #: Its Prometheus scrape URL (every instance has a metrics listener, issue 18).
+    metrics_url: str = ""
 
     def kill(self) -> None:
         """SIGKILL: no shutdown, no cleanup (a crashed machine)."""
@@ -47,11 +49,15 @@ class Instance:
         return self.log.read_text(errors="replace")
 
 
-def start_instance(name: str, work: Path, tls: DevTLS, database_url: str, **settings: str) -> Instance:
-    sock, mtls_sock = free_socket(), free_socket()
+def start_instance(
+    name: str, work: Path, tls: DevTLS, database_url: str, *, args: Sequence[str] = (), **settings: str
+) -> Instance:
+    """``corridor serve`` on free ports with ``settings`` (as environment variables) and ``args``."""
+    sock, mtls_sock, metrics_sock = free_socket(), free_socket(), free_socket()
     port, mtls_port = sock.getsockname()[1], mtls_sock.getsockname()[1]
-    sock.close()
-    mtls_sock.close()
+    metrics_port = metrics_sock.getsockname()[1]
+    for unused in (sock, mtls_sock, metrics_sock):
+        unused.close()
     data_dir = work / name
     data_dir.mkdir(parents=True, exist_ok=True)
     log = data_dir / "serve.log"
@@ -61,6 +67,7 @@ def start_instance(name: str, work: Path, tls: DevTLS, database_url: str, **sett
         "CORRIDOR_TLS_CERT_FILE": str(tls.cert_file),
         "CORRIDOR_TLS_KEY_FILE": str(tls.key_file),
         "CORRIDOR_LOG_LEVEL": "warning",
+        "CORRIDOR_METRICS_PORT": str(metrics_port),
         **{f"CORRIDOR_{k.upper()}": v for k, v in settings.items()},
     }
     with log.open("w") as out:
@@ -78,6 +85,7 @@ def start_instance(name: str, work: Path, tls: DevTLS, database_url: str, **sett
                 ISSUER,
                 "--database",
                 database_url,
+                *args,
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -86,7 +94,8 @@ def start_instance(name: str, work: Path, tls: DevTLS, database_url: str, **sett
         )
     base = f"https://localhost:{port}"
     wait_until_up(base, tls, process, log)
-    return Instance(name, base, process, log)
+    metrics_port = int(settings.get("metrics_port", metrics_port))
+    return Instance(name, base, process, log, f"http://127.0.0.1:{metrics_port}/metrics")
 
 
 def wait_until_up(base: str, tls: DevTLS, process: subprocess.Popen[str], log: Path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from corridor.transport.tls import DevTLS
 from tests.cluster.support import Cluster, cluster
@@ -212,6 +214,24 @@ def test_postgresql_restarted_under_load(
         _restart_under_load(c, private_postgres)
 
 
+def probes(c: Cluster, path: str) -> list[tuple[int, str]]:
+    """Status and ``status`` member of each instance's /healthz or /readyz, each within 5 s."""
+    with httpx.Client(verify=ssl.create_default_context(cafile=str(c.tls.ca_file)), timeout=5) as http:
+        answers = [http.get(c.url(i, path)) for i in range(len(c.instances))]
+    return [(a.status_code, a.json()["status"]) for a in answers]
+
+
+def metric(c: Cluster, i: int, name: str, **labels: str) -> float:
+    """One sample of instance ``i``'s metrics (0 when it has none yet)."""
+    text = httpx.get(c.instances[i].metrics_url, timeout=5).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )
+
+
 def _restart_under_load(c: Cluster, postgres: PrivatePostgres) -> None:
     driver = c.driver(0)
     client, username = driver.add_client(), driver.add_user()
@@ -219,19 +239,34 @@ def _restart_under_load(c: Cluster, postgres: PrivatePostgres) -> None:
     threads = load.run(client, username)
     try:
         settle(load, 30)
+        assert probes(c, "/readyz") == [(200, "ready")] * len(c.instances)
         postgres.stop()
         try:
             deadline = time.monotonic() + 30
             while load.statuses[503] < 20:  # requests keep arriving during the outage
                 assert time.monotonic() < deadline, load.statuses
                 time.sleep(0.05)
+            # Issue 18: while the database is down every instance says it is not ready (within
+            # readiness_timeout), and that it is alive.
+            assert probes(c, "/readyz") == [(503, "unavailable")] * len(c.instances)
+            assert probes(c, "/healthz") == [(200, "ok")] * len(c.instances)
         finally:
             postgres.start()
         settle(load, 60)  # every instance recovers by itself
+        assert probes(c, "/readyz") == [(200, "ready")] * len(c.instances)
     finally:
         load.finish(threads)
     assert load.statuses[500] == 0 and not [s for s in load.statuses if s > 503], load.statuses
     assert load.unavailable_without_retry_after == 0
+    # Issue 18: the outage's 503s and database errors are counted where they were answered.
+    outage_503s = sum(
+        metric(c, i, "corridor_database_unavailable_responses_total") for i in range(len(c.instances))
+    )
+    assert outage_503s >= 1
+    assert all(
+        metric(c, i, "corridor_readiness_failures_total", reason="database") >= 1
+        for i in range(len(c.instances))
+    )
     load.assert_nothing_committed_was_lost()
     # Each instance, on its own, completes a flow again.
     for i in range(len(c.instances)):

@@ -20,13 +20,14 @@ import os
 import secrets
 import socket
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from corridor.audit.events import Outcome
 from corridor.audit.sinks import EvidenceSink
 from corridor.core.randomness import new_id
+from corridor.core.request_context import note_client, note_refusal
 from corridor.core.text import escaping_logger
 from corridor.store.protocols import UnitOfWork
 
@@ -178,13 +179,25 @@ class EveryRefusal(RefusalSampler):
         return True, []
 
 
+#: Told of every append (event, outcome, rule, records written), e.g. the AS's metrics
+#: (server/metrics.py): refusals are counted here, before sampling, as every refusal passes here.
+AppendObserver = Callable[[str, str, "str | None", int], None]
+
+
 class AuditLog:
     """Appends evidence records to ``sink``, hash-chained in this writer's chain; never writes secrets."""
 
-    def __init__(self, sink: EvidenceSink, role: str = "as", sampler: RefusalSampler | None = None) -> None:
+    def __init__(
+        self,
+        sink: EvidenceSink,
+        role: str = "as",
+        sampler: RefusalSampler | None = None,
+        observer: AppendObserver | None = None,
+    ) -> None:
         self.sink = sink
         self.writer = writer_id(role)
         self.sampler = sampler or RefusalSampler()
+        self.observer = observer
 
     @staticmethod
     def row(
@@ -227,6 +240,13 @@ class AuditLog:
             records.append(self.row(evidence, event, outcome, now, rule, error))
         if records:
             self._write(records, conn)
+        # The request's log line names its client and the rule it was refused with (issue 18).
+        if outcome == Outcome.REFUSED:
+            note_refusal(rule, error, evidence.client_id)
+        else:
+            note_client(evidence.client_id)
+        if self.observer is not None:
+            self.observer(event, outcome, rule, len(records))
         if admitted:
             log.info(
                 "%s %s client=%s rule=%s request=%s",
@@ -242,6 +262,8 @@ class AuditLog:
         aggregates = self.sampler.flush(now)
         if aggregates:
             self._write([self._aggregate_row(a) for a in aggregates], None)
+            if self.observer is not None:
+                self.observer("audit.aggregate", Outcome.AGGREGATED, None, len(aggregates))
         return len(aggregates)
 
     def _aggregate_row(self, aggregate: Aggregate) -> Mapping[str, Any]:

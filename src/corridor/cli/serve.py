@@ -3,7 +3,6 @@ payments API protected by corridor.resource)."""
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import time
@@ -13,6 +12,7 @@ from typing import Any
 import click
 
 from corridor.cli.common import CONFIG, DATA_DIR, load_settings, migrated_store, require_database
+from corridor.core.logs import configure_logging
 
 
 @click.command()
@@ -86,6 +86,11 @@ def serve(
     # workers inherit these sockets.
     main_socket = _listen(settings.host, settings.port, "--port")
     mtls_socket = _listen(settings.mtls_host, settings.mtls_port, "--mtls-port")
+    # Issue 18: per-process metrics, worker i on metrics_port + i (docs/observability.md).
+    metrics_sockets = [
+        _listen(settings.metrics_host, settings.metrics_port + i, "metrics_port")
+        for i in range(workers if settings.metrics_port is not None else 0)
+    ]
     lines = [
         "Corridor FAPI 2.0 authorization server",
         f"  issuer:      {settings.issuer}",
@@ -94,6 +99,10 @@ def serve(
         f"  mTLS:        https://{settings.mtls_host}:{settings.mtls_port} (as {settings.mtls_base_url})",
         f"  database:    {make_url(settings.database_url).render_as_string(hide_password=True)}",
     ]
+    if settings.metrics_port is not None:
+        last = settings.metrics_port + workers - 1
+        ports = f"{settings.metrics_port}-{last}" if workers > 1 else str(settings.metrics_port)
+        lines.append(f"  metrics:     http://{settings.metrics_host}:{ports}/metrics (plain HTTP)")
     if ca is not None:
         lines.append(f"  CA file:     {ca}   (trust it: curl --cacert, SSL_CERT_FILE, NODE_EXTRA_CA_CERTS)")
     if settings.dev_mode:
@@ -110,24 +119,23 @@ def serve(
     )
     store.close()
     click.echo("\n".join(lines), err=True)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings)  # issue 18: text or json, uvicorn's lines too (core/logs.py)
     from corridor.server.settings import open_store
 
-    def run_one(main_sockets: Any = None, mtls_sockets: Any = None) -> None:
+    def run_one(index: int) -> None:
         server = AuthorizationServer(settings, open_store(settings))
         trust = MtlsTrust(cert, key, settings.mtls_ca_file)
         listeners = Listeners(
             create_app(server), server, server_ssl_context(cert, key), trust, settings.log_level
         )
-        run_loop(listeners.serve(main_sockets, mtls_sockets))
+        metrics = metrics_sockets[index : index + 1] or None
+        run_loop(listeners.serve([main_socket], [mtls_socket], metrics))
 
     if workers == 1:
-        run_one([main_socket], [mtls_socket])
+        run_one(0)
         return
     click.echo(f"  workers:     {workers} processes (pid {os.getpid()} supervises)", err=True)
-    sys.exit(run_workers(workers, lambda: run_one([main_socket], [mtls_socket])))
+    sys.exit(run_workers(workers, run_one))
 
 
 def _env_names_issuer() -> bool:
@@ -259,7 +267,5 @@ def demo_api(
         wait_for_issuer=wait_for_issuer,
         limits=ListenerLimits.from_settings(settings),
     )
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings)  # issue 18: text or json, uvicorn's lines too (core/logs.py)
     demo.run(config, echo=lambda line: click.echo(line, err=True))

@@ -23,7 +23,8 @@ from corridor.audit.log import Evidence
 from corridor.audit.trace import chain_marks, readable, trace
 from corridor.audit.words import steps, user_names
 from corridor.core.errors import OAuthError
-from corridor.core.randomness import new_id, new_secret_token, token_hash
+from corridor.core.randomness import new_secret_token, token_hash
+from corridor.core.request_context import current_request_id
 from corridor.core.rules import Rule
 from corridor.server.authority import AuthorizationServer
 from corridor.server.forms import read_form
@@ -128,7 +129,9 @@ class AdminPages:
             return self._second_factor_page(session, admin, here)
         now = self.server.now()
         self.server.store.requests.update_admin_session(session["id_hash"], last_seen_at=now)
-        evidence = Evidence(issuer=self.server.settings.issuer, request_id=new_id(), user_id=admin["id"])
+        evidence = Evidence(
+            issuer=self.server.settings.issuer, request_id=current_request_id(), user_id=admin["id"]
+        )
         evidence.detail = {"viewed": ident, "surface": "admin_trace_page"}
         self.server.audit.append(evidence, Event.ADMIN_VIEW, Outcome.SHOWN, now)
         records = readable(trace(self.server.store, ident)) if ident else []
@@ -190,7 +193,7 @@ class AdminPages:
             return page
         user = attempt.user
         ok = user is not None and user["username"] in server.settings.admin_users
-        evidence = Evidence(issuer=server.settings.issuer, request_id=new_id())
+        evidence = Evidence(issuer=server.settings.issuer, request_id=current_request_id())
         if not ok:
             evidence.user_id, evidence.detail = attempt.user_id, attempt.detail
             server.audit.append(
@@ -251,7 +254,9 @@ class AdminPages:
         if self._required_acr(user) != TOTP_ACR:  # the admin has a passkey: nothing weaker
             return self._second_factor_page(session, user, next_url, "Use your passkey.", 400)
         check = server.sign_ins.totp(user, form.get("code", ""), now)
-        evidence = Evidence(issuer=server.settings.issuer, request_id=new_id(), user_id=user["id"])
+        evidence = Evidence(
+            issuer=server.settings.issuer, request_id=current_request_id(), user_id=user["id"]
+        )
         if check.waiting_until:
             page = self._second_factor_page(
                 session, user, next_url, waiting_message(check.waiting_until, WRONG_CODES), 429
@@ -289,7 +294,9 @@ class AdminPages:
             return self._second_factor_page(session, user, next_url, "The form has expired.", 400)
         if not self._second_factor_due(user, session["acr"]) or not server.passkeys.available:
             return redirect_303(next_url)
-        evidence = Evidence(issuer=server.settings.issuer, request_id=new_id(), user_id=user["id"])
+        evidence = Evidence(
+            issuer=server.settings.issuer, request_id=current_request_id(), user_id=user["id"]
+        )
         try:
             assertion = server.passkeys.authenticate(
                 form.get("credential", ""), _ceremony(session), now, user["id"]
@@ -324,7 +331,9 @@ class AdminPages:
             if not hmac.compare_digest(session["csrf"].encode(), form.get("csrf", "").encode()):
                 return error_page("invalid_request", "The form has expired; sign out again.")
             self.server.store.requests.remove_admin_session(session["id_hash"])
-            evidence = Evidence(issuer=self.server.settings.issuer, request_id=new_id(), user_id=user["id"])
+            evidence = Evidence(
+                issuer=self.server.settings.issuer, request_id=current_request_id(), user_id=user["id"]
+            )
             self.server.audit.append(evidence, Event.ADMIN_LOGOUT, Outcome.SUCCEEDED, self.server.now())
         response = redirect_303("/admin/trace")
         response.headers.append("Set-Cookie", _admin_cookie(ADMIN_COOKIE, "", 0))

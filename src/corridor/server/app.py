@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -17,13 +18,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from corridor.audit import chain
 from corridor.audit.events import Event
 from corridor.core.randomness import new_id
+from corridor.core.request_context import RequestFacts, current_facts, request_facts
 from corridor.core.text import escaping_logger
 from corridor.server.admin import AdminPages
 from corridor.server.authority import AuthorizationServer, Exchange
 from corridor.server.authorize import AuthorizationPages
 from corridor.server.discovery import server_metadata
 from corridor.server.enrolment import ENROL_PATH, EnrolmentPages
+from corridor.server.health import HEALTH_PATH, READY_PATH, Readiness, healthz
 from corridor.server.introspection import introspect, revoke
+from corridor.server.metrics import UNMATCHED, Metrics
 from corridor.server.mtls import registered_certificates
 from corridor.server.pages import error_page
 from corridor.server.par import pushed_authorization
@@ -42,47 +46,106 @@ HSTS = "max-age=63072000; includeSubDomains; preload"
 
 class SecurityHeaders:
     """HSTS and no-sniff on every response; an unexpected exception becomes an opaque 500
-    with an error id and a log line, never a stack trace (design.md 8)."""
+    with an error id and a log line, never a stack trace (design.md 8).
 
-    def __init__(self, app: ASGIApp) -> None:
+    Outermost, it also opens the request's facts (core/request_context.py: the request id its
+    evidence records take, ``X-Request-Id``), and when the answer is complete writes its access
+    log line (method, path without query, status, latency, client address, client and rule when
+    known) and, given ``metrics``, counts it by route (issue 18)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics | None = None) -> None:
         self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = False
+        status = 500
+        arrived = time.perf_counter()
 
         async def send_with_headers(message: Message) -> None:
-            nonlocal started
+            nonlocal started, status
             if message["type"] == "http.response.start":
                 started = True
-                # Method, path and status only: queries and bodies may carry credentials.
-                access_log.info("%s %s %s", scope.get("method"), scope.get("path"), message["status"])
+                status = message["status"]
                 headers = list(message.get("headers", []))
                 names = {name.lower() for name, _ in headers}
                 for name, value in (
                     (b"strict-transport-security", HSTS.encode()),
                     (b"x-content-type-options", b"nosniff"),
                     (b"referrer-policy", b"no-referrer"),
+                    (b"x-request-id", facts.request_id.encode()),
                 ):
                     if name not in names:
                         headers.append((name, value))
                 message = {**message, "headers": headers}
             await send(message)
 
+        with request_facts() as facts:
+            try:
+                await self.app(scope, receive, send_with_headers)
+            except Exception:
+                error_id = new_id()
+                log.exception(
+                    "unexpected error %s on %s %s", error_id, scope.get("method"), scope.get("path")
+                )
+                if started:
+                    raise
+                response = JSONResponse(
+                    {"error": "server_error", "error_description": f"unexpected error, id {error_id}"},
+                    status_code=500,
+                )
+                facts.error = "server_error"
+                await response(scope, receive, send_with_headers)
+            finally:
+                self._observe(scope, facts, status, time.perf_counter() - arrived)
+
+    def _observe(self, scope: Scope, facts: RequestFacts, status: int, seconds: float) -> None:
+        endpoint = facts.route or UNMATCHED
+        if self.metrics is not None:
+            self.metrics.request(endpoint, status, facts.error, seconds)
+        client = scope.get("client")
+        address = client[0] if client else None
+        # Method, path and status only: queries and bodies may carry credentials.
+        access_log.info(
+            "%s %s %s %.1fms request=%s client=%s rule=%s",
+            scope.get("method"),
+            scope.get("path"),
+            status,
+            seconds * 1000,
+            facts.request_id,
+            facts.client_id,
+            facts.rule,
+            extra={
+                "method": scope.get("method"),
+                "path": scope.get("path"),
+                "status": status,
+                "latency_ms": round(seconds * 1000, 3),
+                "client_address": address,
+                "client_id": facts.client_id,
+                "rule": facts.rule,
+                "endpoint": endpoint,
+            },
+        )
+
+
+class RouteLabel:
+    """Innermost: notes the path template of the route that matched (Starlette's router puts it
+    in the scope it was given), the bounded label of the request's metrics and log line."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            await self.app(scope, receive, send_with_headers)
-        except Exception:
-            error_id = new_id()
-            log.exception("unexpected error %s on %s %s", error_id, scope.get("method"), scope.get("path"))
-            if started:
-                raise
-            response = JSONResponse(
-                {"error": "server_error", "error_description": f"unexpected error, id {error_id}"},
-                status_code=500,
-            )
-            await response(scope, receive, send_with_headers)
+            await self.app(scope, receive, send)
+        finally:
+            route = scope.get("route")
+            facts = current_facts()
+            if facts is not None and isinstance(route, Route):
+                facts.route = route.path
 
 
 RETRY_AFTER_SECONDS = 5
@@ -91,6 +154,13 @@ RETRY_AFTER_SECONDS = 5
 async def database_unavailable(request: Request, exc: Exception) -> Response:
     """503 with Retry-After (RFC 9110 15.6.4) instead of a 500: the request may be retried as is.
     Pages get the safe error page, endpoints the OAuth JSON error (``temporarily_unavailable``)."""
+    server: AuthorizationServer | None = getattr(request.app.state, "corridor_server", None)
+    if server is not None:  # issue 18: DB errors and outage 503s
+        server.metrics.database_errors.labels("request").inc()
+        server.metrics.unavailable.inc()
+    facts = current_facts()
+    if facts is not None:
+        facts.error = "temporarily_unavailable"
     log.warning("database unavailable: %s %s: %s", request.method, request.url.path, type(exc).__name__)
     headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
     description = "The service is temporarily unavailable. Try again in a few seconds."
@@ -146,6 +216,7 @@ def create_app(
                 try:
                     await run_in_threadpool(job)
                 except DATABASE_UNAVAILABLE as exc:  # an outage: one line, not a traceback a minute
+                    server.metrics.database_errors.labels(what).inc()
                     log.warning("%s: database unavailable (%s)", what, type(exc).__name__)
                 except Exception:
                     log.exception("%s failed", what)
@@ -158,7 +229,9 @@ def create_app(
             server.audit.flush(server.now())
 
         def checkpoint() -> None:
-            chain.checkpoint(server.store, server.keys.signing, server.settings.issuer, server.now())
+            now = server.now()
+            chain.checkpoint(server.store, server.keys.signing, server.settings.issuer, now)
+            server.metrics.checkpointed(now)
 
         def follow_registrations() -> None:
             # The mTLS trust store follows client registration (transport/trust.py).
@@ -189,7 +262,11 @@ def create_app(
                 task.cancel()
             server.close()
 
+    readiness = Readiness(server)
     routes = [
+        # Issue 18: liveness and readiness (server/health.py); never audited or throttled.
+        Route(HEALTH_PATH, healthz, methods=["GET"]),
+        Route(READY_PATH, readiness.endpoint, methods=["GET"]),
         Route("/.well-known/openid-configuration", metadata, methods=["GET"]),
         Route("/.well-known/oauth-authorization-server", metadata, methods=["GET"]),
         Route("/jwks", jwks, methods=["GET"]),
@@ -223,6 +300,8 @@ def create_app(
             **dict.fromkeys(DATABASE_UNAVAILABLE, database_unavailable),
         },
     )
+    app.state.corridor_server = server
+    app.add_middleware(RouteLabel)
     app.add_middleware(ProxyCertificateHeaders, trusted_proxies=server.settings.trusted_proxies)
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(SecurityHeaders, metrics=server.metrics)
     return app

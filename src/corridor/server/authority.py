@@ -22,12 +22,14 @@ from corridor.core.clock import Clock, SystemClock
 from corridor.core.dpop import DPoPProof
 from corridor.core.errors import OAuthError
 from corridor.core.nonces import DPoPNonces
-from corridor.core.randomness import new_id, new_secret_token
+from corridor.core.randomness import new_secret_token
+from corridor.core.request_context import current_request_id
 from corridor.core.x509 import PkiVerifier
 from corridor.policy.details import DetailTypes
 from corridor.server.clients import ClientRecord, ClientRegistry, RegistrationCache
 from corridor.server.forms import Form
 from corridor.server.keys import ServerKeys
+from corridor.server.metrics import Metrics
 from corridor.server.passkeys import Passkeys
 from corridor.server.settings import Settings
 from corridor.server.signin import SignIns
@@ -112,6 +114,8 @@ class AuthorizationServer:
             settings.signing_alg,
             keep=settings.access_token_lifetime + settings.max_clock_skew,
         )
+        #: This server's Prometheus metrics, in its own registry (issue 18, server/metrics.py).
+        self.metrics = Metrics(self.clock.now)
         self.audit = AuditLog(
             SqlSink(store),
             sampler=RefusalSampler(
@@ -119,9 +123,10 @@ class AuthorizationServer:
                 settings.audit_refusal_window,
                 settings.audit_refusal_sources,
             ),
+            observer=self.metrics.audit_appended,
         )
         #: Password checks and the sign-in throttle (issue 13 C1, C2, B3).
-        self.sign_ins = SignIns(store, settings)
+        self.sign_ins = SignIns(store, settings, self.metrics)
         # FAPI2 5.2.1: calls to others (jwks_uri) check server certificates (RFC 9525).
         context = outbound_context(extra_ca_file=settings.trust_ca_file)
         self.http = httpx.Client(verify=context, timeout=5.0, follow_redirects=False)
@@ -261,6 +266,6 @@ class Exchange:
             headers=headers,
             form=form,
             now=server.now(),
-            evidence=Evidence(issuer=server.settings.issuer, request_id=new_id()),
+            evidence=Evidence(issuer=server.settings.issuer, request_id=current_request_id()),
             certificate=certificate,
         )

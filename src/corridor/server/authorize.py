@@ -24,7 +24,7 @@ from starlette.responses import Response
 from corridor.audit.events import Event, Outcome
 from corridor.audit.log import Evidence
 from corridor.core.errors import OAuthError
-from corridor.core.randomness import new_id
+from corridor.core.request_context import current_request_id
 from corridor.core.rules import Rule
 from corridor.core.text import escape_controls
 from corridor.server import authorization_code
@@ -122,7 +122,7 @@ class AuthorizationPages:
         req = AuthorizationRequest(
             server=server,
             now=server.now(),
-            evidence=Evidence(issuer=server.settings.issuer, request_id=new_id()),
+            evidence=Evidence(issuer=server.settings.issuer, request_id=current_request_id()),
             client_id=query.client_id,
             request_uri=query.request_uri,
             ignored=query.ignored,

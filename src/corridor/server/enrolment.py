@@ -24,7 +24,8 @@ from starlette.responses import Response
 from corridor.audit.events import Event, Outcome
 from corridor.audit.log import Evidence
 from corridor.core.errors import OAuthError
-from corridor.core.randomness import new_id, new_secret_token, token_hash
+from corridor.core.randomness import new_secret_token, token_hash
+from corridor.core.request_context import current_request_id
 from corridor.core.rules import Rule
 from corridor.server.authority import AuthorizationServer
 from corridor.server.forms import Form, read_form
@@ -102,7 +103,7 @@ class EnrolmentPages:
         server = self.server
         if request.query_params.get("done") == "1":
             return render("enrol_link.html", done=True)
-        evidence = Evidence(issuer=server.settings.issuer, request_id=new_id())
+        evidence = Evidence(issuer=server.settings.issuer, request_id=current_request_id())
         if not server.passkeys.available:
             return error_page("invalid_request", "Passkeys cannot be used here.")
         token = request.query_params.get("token", "")
@@ -114,7 +115,7 @@ class EnrolmentPages:
     def enrol(self, request: Request, form: Form) -> Response:
         """POST /enrol: the account's password and a WebAuthn 7.1 registration, then the link is spent."""
         server, now = self.server, self.server.now()
-        evidence = Evidence(issuer=server.settings.issuer, request_id=new_id())
+        evidence = Evidence(issuer=server.settings.issuer, request_id=current_request_id())
         cookie_csrf = request.cookies.get(CSRF_COOKIE, "")
         if not cookie_csrf or not hmac.compare_digest(cookie_csrf.encode(), form.get("csrf", "").encode()):
             return error_page("invalid_request", "The form has expired; open the link again.")

@@ -105,6 +105,11 @@ class ServerKeys:
             self._rows = rows
         return rows
 
+    @property
+    def loaded(self) -> bool:
+        """Readiness (issue 18): some key was loaded, so this process can sign."""
+        return bool(self._parsed)
+
     def states(self, rows: list[Row] | None = None) -> list[KeyState]:
         return key_states(self._rows if rows is None else rows, self.clock.now(), self.keep)
 

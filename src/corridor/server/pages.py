@@ -11,6 +11,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.responses import HTMLResponse
 
+from corridor.core.request_context import note_refusal
 from corridor.core.text import escape_controls
 from corridor.server.responses import NO_STORE
 
@@ -48,6 +49,7 @@ def render(
 
 def error_page(error: str, description: str, status: int = 400) -> HTMLResponse:
     """The safe error page used whenever no redirect target is trusted (RFC 9700 4.11)."""
+    note_refusal(None, error)  # for the request's log line and metrics (issue 18)
     return render("error.html", status=status, error=error, description=description)
 
 

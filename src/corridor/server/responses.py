@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse, Response
 
 from corridor.audit.events import Outcome
 from corridor.core.errors import OAuthError
+from corridor.core.request_context import note_refusal
 from corridor.core.text import escaping_logger
 from corridor.server.authority import AuthorizationServer, Exchange
 from corridor.server.forms import read_form
@@ -30,6 +31,7 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 
 def error_json(error: OAuthError) -> JSONResponse:
     """RFC 6749 5.2 / RFC 9126 2.3 / RFC 9449 7: the JSON error body."""
+    note_refusal(error.rule, error.error)  # for the request's log line and metrics (issue 18)
     return json_response(error.body(), status=error.status, headers=error.headers)
 
 

@@ -107,6 +107,14 @@ class Settings(BaseSettings):
     audit_retention_days: float | None = Field(None, gt=0)
     #: Log level of ``corridor serve`` (``info`` logs one line per request, no secrets).
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    #: Log lines as ``text`` or ``json`` (one object per line); unset: text in dev mode, else json.
+    log_format: Literal["text", "json"] | None = None
+    #: Port of the Prometheus metrics listener (plain HTTP: /metrics, /healthz, /readyz); unset: off.
+    metrics_port: int | None = Field(None, ge=1, le=65535)
+    #: Address the metrics listener binds: loopback (plain HTTP; expose it to the scraper only).
+    metrics_host: str = "127.0.0.1"
+    #: Seconds /readyz waits for the database to answer before it says 503 (never longer).
+    readiness_timeout: float = Field(2.0, gt=0, le=30)
 
     #: FAPI2 5.3.2.1-11: authorization codes live at most 60 s.
     code_lifetime: int = Field(60, ge=1, le=60)

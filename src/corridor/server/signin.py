@@ -23,7 +23,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyotp
 from starlette.requests import Request
@@ -34,6 +34,9 @@ from corridor.server.passwords import hash_password, verify
 from corridor.server.settings import Settings
 from corridor.server.usernames import sign_in_name
 from corridor.store.sql import Row, Store
+
+if TYPE_CHECKING:
+    from corridor.server.metrics import Metrics
 
 _DUMMY_HASH = hash_password(new_secret_token())
 #: A quiet source's count is forgotten after an hour, an account's or a second factor's after a day.
@@ -122,9 +125,10 @@ def unchecked(attempt: Attempt, now: float) -> tuple[int, str, str] | None:
 class SignIns:
     """Password checks and the throttle of one AS process (the counts are in the store)."""
 
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(self, store: Store, settings: Settings, metrics: Metrics | None = None) -> None:
         self.store = store
         self.settings = settings
+        self.metrics = metrics
         self.policy = ThrottlePolicy(settings)
         self._trusted = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
         self._name_key: bytes | None = None
@@ -169,11 +173,20 @@ class SignIns:
         password. A dummy hash is verified for unknown names, so the answer takes as long
         either way (no user enumeration by timing)."""
         if not self._hashing.acquire(blocking=False):
-            return Attempt(busy=True)
-        try:
-            return self._password(username, password, source, now)
-        finally:
-            self._hashing.release()
+            attempt = Attempt(busy=True)
+        else:
+            try:
+                attempt = self._password(username, password, source, now)
+            finally:
+                self._hashing.release()
+        self._count("password", attempt.user is not None, attempt.busy, attempt.waiting_until)
+        return attempt
+
+    def _count(self, factor: str, ok: bool, busy: bool, waiting_until: float) -> None:
+        """Issue 18: sign-in metrics by factor and result (no user, no source)."""
+        if self.metrics is not None:
+            result = "busy" if busy else "throttled" if waiting_until else "success" if ok else "failure"
+            self.metrics.sign_in(factor, result)
 
     def _password(self, username: str, password: str, source: str, now: float) -> Attempt:
         valid = 0 < len(username) <= 255 and username.isprintable()
@@ -210,6 +223,11 @@ class SignIns:
         against the user, in the database, before it is checked, so a new sign-in gives no fresh
         guesses; while the user waits no code is checked, not even the right one. A code of
         this step or one either side is accepted, each once (replay cache)."""
+        check = self._totp(user, code, now)
+        self._count("totp", check.ok, False, check.waiting_until)
+        return check
+
+    def _totp(self, user: Row | None, code: str, now: float) -> CodeCheck:
         secret = user.get("totp_secret") if user else None
         if user is None or not secret or not re.fullmatch(r"[0-9]{6}", code):
             return CodeCheck()

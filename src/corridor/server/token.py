@@ -200,6 +200,7 @@ def refresh(ex: Exchange) -> Response:
 
 def token(ex: Exchange) -> Response:
     run(TOKEN, ex)
-    if ex.form["grant_type"] == "authorization_code":
-        return redeem_authorization_code(ex)
-    return refresh(ex)
+    grant_type = ex.form["grant_type"]
+    response = redeem_authorization_code(ex) if grant_type == "authorization_code" else refresh(ex)
+    ex.server.metrics.token_issued(grant_type, ex.cnf)  # issue 18: by grant type and sender constraint
+    return response

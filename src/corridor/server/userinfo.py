@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from corridor.audit.events import Event, Outcome
 from corridor.audit.log import Evidence
-from corridor.core.randomness import new_id
+from corridor.core.request_context import current_request_id
 from corridor.core.rules import Rule
 from corridor.resource.binding import challenge
 from corridor.resource.protector import ResourceProtector, ResourceRequest
@@ -107,7 +107,7 @@ async def userinfo(request: Request, server: AuthorizationServer) -> Response:
         body_has_token = b"access_token=" in body
 
     def call() -> Response:
-        evidence = Evidence(issuer=server.settings.issuer, request_id=new_id())
+        evidence = Evidence(issuer=server.settings.issuer, request_id=current_request_id())
         try:
             access = _authenticate(request, server, body_has_token, evidence)
             claims = access.claims

@@ -118,6 +118,12 @@ class Store(SqlRepositories):
     def close(self) -> None:
         self.engine.dispose()
 
+    def ping(self) -> None:
+        """Readiness (issue 18): one trivial read of a table every instance reads (the signing
+        keys); raises what the driver raises while the database cannot answer."""
+        with self.engine.connect() as conn:
+            conn.execute(select(t.signing_keys.c.kid).limit(1)).all()
+
     # -- units of work ---------------------------------------------------------------------------
 
     @contextmanager

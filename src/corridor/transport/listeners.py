@@ -194,7 +194,7 @@ def uvicorn_server(
     app: ASGIApp,
     host: str,
     port: int,
-    ssl_context: ssl.SSLContext,
+    ssl_context: ssl.SSLContext | None,
     log_level: str = "info",
     lifespan: Literal["on", "off"] = "on",
     limits: ListenerLimits | None = None,
@@ -205,7 +205,8 @@ def uvicorn_server(
 
     uvicorn builds its own context from file names; it has no minimum-version or
     cipher-policy knobs that cover everything we need, so we load the config and
-    put our context in its place before the server starts.
+    put our context in its place before the server starts. ``ssl_context`` None serves plain
+    HTTP: only for the metrics listener, on loopback by default (server/serve.py).
     """
     limits = limits or ListenerLimits()
     config = uvicorn.Config(
@@ -218,13 +219,15 @@ def uvicorn_server(
         # uvicorn's access log prints query strings (request_uri, codes in callbacks);
         # corridor.server.app logs method, path and status instead.
         access_log=False,
+        # Issue 18: uvicorn's loggers propagate to the root handler of core/logs.py (one format).
+        log_config=None,
         lifespan=lifespan,
         http=bounded_protocol(limits),
         timeout_keep_alive=limits.keep_alive_timeout,  # type: ignore[arg-type]  # a float works
         timeout_graceful_shutdown=3,
     )
     config.load()
-    config.ssl = ssl_context
+    config.ssl = ssl_context  # None: plain HTTP (the loopback metrics listener only, issue 18)
     for name in UVICORN_LOGGERS:  # issue 13 E1: after load(), which configures them
         escaping_logger(name)
     return uvicorn.Server(config)
@@ -246,8 +249,10 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def run_workers(count: int, worker: Callable[[], None], *, min_uptime: float = 2.0) -> int:
-    """Run ``worker`` in ``count`` forked processes that share the sockets bound before the call.
+def run_workers(count: int, worker: Callable[[int], None], *, min_uptime: float = 2.0) -> int:
+    """Run ``worker`` in ``count`` forked processes that share the sockets bound before the call;
+    each is given its index (0 to ``count - 1``; a replacement takes the index of the one it
+    replaces), e.g. to pick a socket of its own (the metrics listener, issue 18).
 
     Each worker is a whole AS (its own event loop, pool and caches; everything shared lives in the
     database, design.md 5b), so the parent only supervises: SIGTERM/SIGINT go to every worker, and
@@ -255,23 +260,25 @@ def run_workers(count: int, worker: Callable[[], None], *, min_uptime: float = 2
     and the exit status is 1). Call it before anything opens database connections or threads.
     """
     children: dict[int, float] = {}
+    indexes: dict[int, int] = {}
     stopping = False
     quick_deaths = 0
 
-    def spawn() -> None:
+    def spawn(index: int) -> None:
         pid = os.fork()
         if pid == 0:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             code = 0
             try:
-                worker()
+                worker(index)
             except BaseException:  # a worker must never return into the supervisor
                 log.exception("worker %d failed", os.getpid())
                 code = 1
             finally:
                 os._exit(code)
         children[pid] = time.monotonic()
+        indexes[pid] = index
 
     def stop(signum: int, _: Any) -> None:
         nonlocal stopping
@@ -282,15 +289,15 @@ def run_workers(count: int, worker: Callable[[], None], *, min_uptime: float = 2
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        for _ in range(count):
-            spawn()
+        for index in range(count):
+            spawn(index)
         failed = False
         while children:
             try:
                 pid, status = os.wait()
             except ChildProcessError:
                 break
-            started = children.pop(pid, None)
+            started, index = children.pop(pid, None), indexes.pop(pid, 0)
             if started is None or stopping:
                 continue
             code = os.waitstatus_to_exitcode(status)
@@ -301,7 +308,7 @@ def run_workers(count: int, worker: Callable[[], None], *, min_uptime: float = 2
                 failed = True
                 stop(signal.SIGTERM, None)
                 continue
-            spawn()
+            spawn(index)
         return 1 if failed else 0
     finally:
         for sig, handler in previous.items():

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from corridor.audit.log import Evidence
-from corridor.core.randomness import new_id
+from corridor.core.request_context import current_request_id
 from corridor.store.sql import Row
 
 Decision = Literal["approve", "deny"]
@@ -69,7 +69,7 @@ class PushedFacts:
 
     def evidence(self, issuer: str) -> Evidence:
         """A new evidence record about this request: client, redirect, what it asks, its key."""
-        evidence = Evidence(issuer=issuer, request_id=new_id())
+        evidence = Evidence(issuer=issuer, request_id=current_request_id())
         evidence.client_id = self.client_id
         evidence.redirect_uri = self.redirect_uri
         evidence.scope = self.scope

@@ -14,7 +14,8 @@ from starlette.requests import Request
 
 from corridor.audit.events import Event, Outcome
 from corridor.audit.log import Evidence
-from corridor.core.randomness import new_id, token_hash
+from corridor.core.randomness import token_hash
+from corridor.core.request_context import current_request_id
 from corridor.core.rules import Rule
 from corridor.server.authority import AuthorizationServer
 from corridor.server.clients import ClientRecord
@@ -134,7 +135,7 @@ def load(server: AuthorizationServer, request: Request, interaction_id: str) -> 
     """The interaction of this browser and its pushed request, still unused and alive, of a
     client that is still registered; otherwise an error page."""
     now = server.now()
-    fresh = Evidence(issuer=server.settings.issuer, request_id=new_id())
+    fresh = Evidence(issuer=server.settings.issuer, request_id=current_request_id())
     interaction = (
         storage.find_interaction(server, interaction_id)
         if _INTERACTION_ID.fullmatch(interaction_id)
