@@ -22,13 +22,13 @@ $(PEER_STAMP): bench/peer/package.json bench/peer/package-lock.json
 	cd bench/peer && npm ci --no-audit --no-fund --silent
 	touch $(PEER_STAMP)
 
-# The AS in the foreground and the demo payments API (examples/payments_api) beside it on
-# https://127.0.0.1:8444. The API waits for the AS (which makes the dev TLS material on its
-# first start) and is stopped when the AS exits.
+# The AS in the foreground, in dev mode (--dev: demo user, demo client, local CA), and the demo
+# payments API (examples/payments_api) beside it on https://127.0.0.1:8444. The API waits for the
+# AS (which makes the dev TLS material on its first start) and is stopped when the AS exits.
 run: $(STAMP)
 	@$(BIN)/corridor demo-api --wait-for-issuer 30 & api=$$!; \
 	trap 'kill $$api 2>/dev/null; wait $$api; trap - EXIT' EXIT INT TERM; \
-	$(BIN)/corridor serve
+	$(BIN)/corridor serve --dev
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests examples bench
