@@ -1,4 +1,4 @@
-"""The ``corridor`` command: the front door (design.md 6). One module per command group: serve
+"""The ``corridor`` command: the front door (design.md 6). One module per command group: init, serve
 (``serve``, ``demo-api``), db, keys, audit, client, user, resource, login; what they share is in
 common. ``corridor check`` lives with the checker (design.md 1: check imports client and core only)."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import click
 
 from corridor.check.command import check
-from corridor.cli import audit, client, db, keys, login, resource, serve, user
+from corridor.cli import audit, client, db, init, keys, login, resource, serve, user
 
 
 @click.group()
@@ -17,6 +17,7 @@ def main() -> None:
 
 
 for command in (
+    init.init,
     serve.serve,
     db.db,
     keys.keys,

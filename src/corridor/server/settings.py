@@ -31,7 +31,8 @@ class Settings(BaseSettings):
     #: Address and port the TLS listener binds.
     host: str = "127.0.0.1"
     port: int = 8443
-    #: Where dev mode keeps its CA, server certificate, SQLite database and demo files.
+    #: Where Corridor keeps its SQLite database (unless database_url is set) and, in dev mode or
+    #: behind a TLS proxy without tls_cert_file, its local CA and certificate; dev mode's demo files.
     data_dir: Path = Path(".corridor")
     #: SQLAlchemy URL; empty means the SQLite file ``<data_dir>/corridor.db``. For scale-out,
     #: ``postgresql://user@host/db`` (psycopg 3), shared by every instance.
@@ -192,6 +193,8 @@ class Settings(BaseSettings):
     @field_validator("issuer")
     @classmethod
     def _issuer_is_https(cls, value: str) -> str:
+        if not value:
+            raise ValueError("the issuer is not set: give this server's public https URL (RFC 8414 2)")
         if not value.startswith("https://") or "?" in value or "#" in value:
             raise ValueError("the issuer must be an https URL without query or fragment (RFC 8414 2)")
         return value.rstrip("/")
