@@ -38,13 +38,15 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 # Tests that need system packages (design.md 8): Debian's chromium and chromium-driver (a real
-# browser) and nginx (Corridor behind a TLS-terminating proxy). Installed here when running as
+# browser), nginx (Corridor behind a TLS-terminating proxy) and systemd (systemd-analyze checks
+# deploy/systemd/corridor.service; nothing is started with it). Installed here when running as
 # root; elsewhere those tests skip with a reason, and fail in CI (.ci/run sets the variables).
 system-packages:
 	@missing=""; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
 	{ command -v nginx || test -x /usr/sbin/nginx; } >/dev/null 2>&1 || missing="$$missing nginx"; \
+	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
 	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ]; then \
 		echo "installing$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
