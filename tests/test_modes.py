@@ -6,22 +6,16 @@ and the banner says which mode and why. Through the real ``corridor serve`` proc
 from __future__ import annotations
 
 import os
-import signal
-import ssl
 import subprocess
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import pytest
 from cryptography import x509
 
 from corridor.server.settings import Settings, is_loopback_url
 from corridor.store.sql import Store
 from tests.pki import TestPKI
-from tests.test_cli_front_door import Served, free_port, one_line_error
+from tests.test_cli_front_door import free_port, one_line_error, served
 from tests.test_serve import CORRIDOR
 
 PUBLIC = "https://as.example.com"
@@ -31,13 +25,19 @@ SERVER_AUTH = (x509.oid.ExtendedKeyUsageOID.SERVER_AUTH,)
 DEMO_FILES = ("demo-client-key.json", "demo-user-password.txt")
 
 
-def serve_args(data_dir: Path, *args: str) -> list[str]:
-    return [*CORRIDOR, "serve", "--data-dir", str(data_dir), "--mtls-port", str(free_port()), *args]
-
-
 def refused(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> str:
     result = subprocess.run(
-        serve_args(data_dir, "--port", str(free_port()), *args),
+        [
+            *CORRIDOR,
+            "serve",
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            str(free_port()),
+            "--mtls-port",
+            str(free_port()),
+            *args,
+        ],
         capture_output=True,
         text=True,
         timeout=60,
@@ -47,48 +47,6 @@ def refused(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> st
     assert result.returncode == 1
     assert not data_dir.exists(), "a refused start created the data directory"
     return line
-
-
-@contextmanager
-def started(
-    data_dir: Path, *args: str, env: dict[str, str] | None = None, ca: Path | None = None
-) -> Iterator[Served]:
-    """``corridor serve`` until /jwks answers on 127.0.0.1; its output is kept once it stopped."""
-    port = free_port()
-    process = subprocess.Popen(
-        serve_args(data_dir, "--port", str(port), *args),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, **(env or {})},
-    )
-    base = f"https://127.0.0.1:{port}"
-    running = Served(base, ca or data_dir / "tls" / "ca.pem", process)
-    try:
-        for _ in range(150):
-            trust = running.ca
-            if process.poll() is not None:
-                raise RuntimeError(f"corridor serve exited: {process.communicate()[0]}")
-            try:
-                if trust.exists():
-                    context = ssl.create_default_context(cafile=str(trust))
-                    if httpx.get(base + "/jwks", verify=context, timeout=5).status_code == 200:
-                        break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        else:
-            raise RuntimeError("corridor serve did not start")
-        yield running
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-        try:
-            running.output = process.communicate(timeout=15)[0]
-        except subprocess.TimeoutExpired:
-            process.kill()
-            running.output = process.communicate()[0]
-        assert "Traceback" not in running.output, running.output
 
 
 # -- which mode, and why ---------------------------------------------------------------------
@@ -188,10 +146,14 @@ def test_production_with_tls_creates_no_demo_objects(tmp_path: Path, pki: TestPK
     """issue 18, as judged: with a certificate and key it starts, in production mode, on either
     database, and creates no demo user, client, resource server or files, and no local CA."""
     cert = pki.issue("CN=as.example.com", dns="as.example.com", ip="127.0.0.1", eku=SERVER_AUTH)
-    env = {"CORRIDOR_TLS_CERT_FILE": str(cert.cert_file), "CORRIDOR_TLS_KEY_FILE": str(cert.key_file)}
+    env = {
+        **os.environ,
+        "CORRIDOR_TLS_CERT_FILE": str(cert.cert_file),
+        "CORRIDOR_TLS_KEY_FILE": str(cert.key_file),
+    }
     data_dir = tmp_path / "data"
     args = ("--issuer", PUBLIC, "--host", ALL, "--database", database)
-    with started(data_dir, *args, env=env, ca=pki.ca_file) as running:
+    with served(data_dir, *args, env=env, ca=pki.ca_file) as running:
         pass
     text = running.output
     assert f"  mode:        production (issuer {PUBLIC} is not a loopback URL)\n" in text, text
@@ -204,8 +166,8 @@ def test_proxy_mode_keeps_the_local_ca_for_the_proxy_hop(tmp_path: Path) -> None
     """deploy/nginx: trusted_proxies and loopback listeners: production without a certificate;
     the local CA (for nginx's hop) and no demo objects."""
     data_dir = tmp_path / "data"
-    env = {"CORRIDOR_TRUSTED_PROXIES": '["127.0.0.2"]'}
-    with started(data_dir, "--issuer", PUBLIC, env=env) as running:
+    env = {**os.environ, "CORRIDOR_TRUSTED_PROXIES": '["127.0.0.2"]'}
+    with served(data_dir, "--issuer", PUBLIC, env=env) as running:
         pass
     text = running.output
     assert f"  mode:        production (issuer {PUBLIC} is not a loopback URL); TLS at the proxy" in text
@@ -216,7 +178,7 @@ def test_proxy_mode_keeps_the_local_ca_for_the_proxy_hop(tmp_path: Path) -> None
 def test_dev_flag_with_a_public_issuer(tmp_path: Path) -> None:
     """``--dev`` asks for dev mode whatever the issuer, and the banner says so."""
     data_dir = tmp_path / "data"
-    with started(data_dir, "--issuer", PUBLIC, "--dev") as running:
+    with served(data_dir, "--issuer", PUBLIC, "--dev") as running:
         pass
     text = running.output
     assert "  mode:        dev (--dev): demo user, demo client and a local CA; never for real users\n" in text
