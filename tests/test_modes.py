@@ -80,7 +80,7 @@ def test_a_config_file_means_production_unless_dev_mode_is_set(tmp_path: Path) -
     config.write_text('issuer = "https://localhost:8443"\n')
     settings = Settings.load(config)
     assert settings.dev_mode is False and settings.admin_require_mfa is True
-    assert settings.mode_reason == f"a config file is given ({config}); --dev for dev mode"
+    assert settings.mode_reason == f"a config file is given: {config}"
     assert Settings.load(config, dev_mode=True).dev_mode is True
     config.write_text('issuer = "https://as.example.com"\ndev_mode = true\n')
     settings = Settings.load(config)
@@ -108,7 +108,7 @@ def test_a_config_file_without_tls_is_refused(tmp_path: Path) -> None:
     config = tmp_path / "corridor.toml"
     config.write_text('issuer = "https://localhost:8443"\n')
     line = refused(tmp_path / "data", "--config", str(config))
-    assert f"(a config file is given ({config})" in line
+    assert f"(a config file is given: {config}) needs TLS" in line
 
 
 def test_dev_mode_false_without_tls_is_refused(tmp_path: Path) -> None:

@@ -256,7 +256,7 @@ class Settings(BaseSettings):
             self.dev_mode, self._mode_reason = False, f"issuer {self.issuer} is not a loopback URL"
         elif self._config_file is not None:
             self.dev_mode = False
-            self._mode_reason = f"a config file is given ({self._config_file}); --dev for dev mode"
+            self._mode_reason = f"a config file is given: {self._config_file}"
         else:
             self.dev_mode = True
             self._mode_reason = f"issuer {self.issuer} is a loopback URL and no config file is given"
