@@ -17,7 +17,9 @@ from pydantic import ValidationError
 from corridor.cli import main
 from corridor.server.settings import Settings
 from corridor.server.skeleton import render_skeleton, setting_descriptions
-from tests.test_cli_front_door import one_line_error
+from tests.pki import TestPKI
+from tests.test_cli_front_door import one_line_error, served
+from tests.test_modes import SERVER_AUTH, assert_no_demo_objects
 from tests.test_serve import CORRIDOR
 
 PUBLIC = "https://as.example.com"
@@ -120,3 +122,24 @@ def test_serve_refuses_the_skeleton_until_it_is_filled_in(tmp_path: Path) -> Non
     config.write_text(config.read_text().replace('issuer = ""', f'issuer = "{PUBLIC}"'))
     one_line_error(serve(), f"production mode (issuer {PUBLIC} is not a loopback URL)", "tls_cert_file")
     assert list((tmp_path / "data").iterdir()) == []
+
+
+def test_the_filled_in_skeleton_serves_in_production_mode(tmp_path: Path, pki: TestPKI) -> None:
+    """From ``corridor init`` to a running production server: the issuer and TLS files set, and
+    nothing else changed; no demo objects, no local CA."""
+    assert init(str(tmp_path))[0] == 0
+    config, data = tmp_path / "corridor.toml", tmp_path / "data"
+    cert = pki.issue("CN=as.example.com", dns="as.example.com", ip="127.0.0.1", eku=SERVER_AUTH)
+    text = config.read_text()
+    for name, value in (
+        ("issuer", PUBLIC),
+        ("tls_cert_file", cert.cert_file),
+        ("tls_key_file", cert.key_file),
+    ):
+        text = text.replace(f'\n{name} = ""\n', f'\n{name} = "{value}"\n')
+    config.write_text(text)
+    with served(data, "--config", str(config), ca=pki.ca_file) as running:
+        pass
+    assert f"  mode:        production (issuer {PUBLIC} is not a loopback URL)\n" in running.output
+    assert (data / "corridor.db").is_file() and not (data / "tls").exists()
+    assert_no_demo_objects(data, f"sqlite:///{data / 'corridor.db'}")
