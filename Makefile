@@ -22,13 +22,13 @@ $(PEER_STAMP): bench/peer/package.json bench/peer/package-lock.json
 	cd bench/peer && npm ci --no-audit --no-fund --silent
 	touch $(PEER_STAMP)
 
-# The AS in the foreground and the demo payments API (examples/payments_api) beside it on
-# https://127.0.0.1:8444. The API waits for the AS (which makes the dev TLS material on its
-# first start) and is stopped when the AS exits.
+# The AS in the foreground, in dev mode (--dev: demo user, demo client, local CA), and the demo
+# payments API (examples/payments_api) beside it on https://127.0.0.1:8444. The API waits for the
+# AS (which makes the dev TLS material on its first start) and is stopped when the AS exits.
 run: $(STAMP)
 	@$(BIN)/corridor demo-api --wait-for-issuer 30 & api=$$!; \
 	trap 'kill $$api 2>/dev/null; wait $$api; trap - EXIT' EXIT INT TERM; \
-	$(BIN)/corridor serve
+	$(BIN)/corridor serve --dev
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests examples bench
@@ -38,13 +38,15 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 # Tests that need system packages (design.md 8): Debian's chromium and chromium-driver (a real
-# browser) and nginx (Corridor behind a TLS-terminating proxy). Installed here when running as
+# browser), nginx (Corridor behind a TLS-terminating proxy) and systemd (systemd-analyze checks
+# deploy/systemd/corridor.service; nothing is started with it). Installed here when running as
 # root; elsewhere those tests skip with a reason, and fail in CI (.ci/run sets the variables).
 system-packages:
 	@missing=""; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
 	{ command -v nginx || test -x /usr/sbin/nginx; } >/dev/null 2>&1 || missing="$$missing nginx"; \
+	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
 	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ]; then \
 		echo "installing$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \

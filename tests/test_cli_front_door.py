@@ -53,8 +53,11 @@ class Served:
 
 
 @contextmanager
-def served(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[Served]:
-    """``corridor serve`` in a child process until it answers; its output kept for the test."""
+def served(
+    data_dir: Path, *args: str, env: dict[str, str] | None = None, ca: Path | None = None
+) -> Iterator[Served]:
+    """``corridor serve`` in a child process until it answers; its output kept for the test.
+    ``ca``: the CA of its certificate (default: the local CA it creates in the data directory)."""
     port, mtls_port = free_port(), free_port()
     process = subprocess.Popen(
         [
@@ -73,7 +76,7 @@ def served(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> Ite
         text=True,
         env=env,
     )
-    ca = data_dir / "tls" / "ca.pem"
+    ca = ca or data_dir / "tls" / "ca.pem"
     running = Served(f"https://127.0.0.1:{port}", ca, process)
     try:
         for _ in range(150):

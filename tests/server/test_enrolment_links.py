@@ -88,7 +88,8 @@ def assert_refused_page(response: httpx.Response, status: int = 400, error: str 
 
 def test_the_default_outside_dev_mode_is_no_self_service(tmp_path: Path) -> None:
     """Dev mode (``make run``) keeps self-service enrolment; elsewhere it is an explicit setting."""
-    assert Settings(data_dir=tmp_path).self_service_enrolment is True  # dev_mode defaults to True
+    assert Settings(data_dir=tmp_path).self_service_enrolment is True  # loopback issuer: dev mode
+    assert Settings(data_dir=tmp_path, issuer="https://as.example.com").self_service_enrolment is False
     assert Settings(data_dir=tmp_path, dev_mode=False).self_service_enrolment is False
     assert Settings(data_dir=tmp_path, dev_mode=False, self_service_enrolment=True).self_service_enrolment
     assert Settings(data_dir=tmp_path, self_service_enrolment=False).self_service_enrolment is False

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from tests.support import Driver
+from corridor.server.app import hsts_for
+from corridor.transport.tls import DevTLS
+from tests.support import Driver, running_as
 
 FAPI_ALGS = {"PS256", "ES256", "EdDSA"}
 
@@ -47,15 +51,44 @@ def test_jwks_has_unique_kids_and_public_keys_only(driver: Driver) -> None:
 
 
 def test_hsts_on_every_endpoint(driver: Driver) -> None:
-    """AS5 / FAPI2 5.2.3-1: HSTS (preload-ready) on browser and API endpoints."""
+    """AS5 / FAPI2 5.2.3-1: HSTS on browser and API endpoints; without ``preload`` for this
+    loopback issuer (issue 18: a loopback host cannot be on the browsers' preload lists)."""
+    assert driver.issuer.startswith("https://localhost:")
     for method, path in [
         ("GET", "/authorize"),
         ("GET", "/.well-known/openid-configuration"),
         ("POST", "/token"),
     ]:
         response = driver.http.request(method, driver.url(path))
-        hsts = response.headers["strict-transport-security"]
-        assert "max-age=63072000" in hsts and "includeSubDomains" in hsts and "preload" in hsts
+        assert response.headers.get_list("strict-transport-security") == [
+            "max-age=63072000; includeSubDomains"
+        ]
+
+
+def test_hsts_preload_for_a_public_issuer(tmp_path: Path, tls: DevTLS) -> None:
+    """issue 18: a public issuer's HSTS is preload-ready (hstspreload.org asks for max-age of a
+    year or more, includeSubDomains and preload)."""
+    with running_as(tmp_path, tls, issuer="https://as.example.com") as running, running.http() as http:
+        for path in ("/authorize", "/.well-known/openid-configuration", "/nowhere"):
+            response = http.get(running.base_url + path)
+            assert response.headers.get_list("strict-transport-security") == [
+                "max-age=63072000; includeSubDomains; preload"
+            ]
+
+
+@pytest.mark.parametrize(
+    "issuer,preload",
+    [
+        ("https://localhost:8443", False),
+        ("https://127.0.0.1", False),
+        ("https://[::1]:8443", False),
+        ("https://as.example.com", True),
+        ("https://203.0.113.7", True),
+    ],
+)
+def test_hsts_preload_only_for_public_issuers(issuer: str, preload: bool) -> None:
+    assert hsts_for(issuer).endswith("; preload") is preload
+    assert hsts_for(issuer).startswith("max-age=63072000; includeSubDomains")
 
 
 def test_no_cors_on_authorization_endpoint(driver: Driver) -> None:

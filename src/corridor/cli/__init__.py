@@ -1,5 +1,5 @@
-"""The ``corridor`` command: the front door (design.md 6). One module per command group: serve
-(``serve``, ``demo-api``), db, keys, audit, client, user, resource, grant (and token), login;
+"""The ``corridor`` command: the front door (design.md 6). One module per command group: init,
+serve (``serve``, ``demo-api``), db, keys, audit, client, user, resource, grant (and token), login;
 what they share is in common. ``corridor check`` lives with the checker (design.md 1: check
 imports client and core only)."""
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 import click
 
 from corridor.check.command import check
-from corridor.cli import audit, client, db, grant, keys, login, resource, serve, user
+from corridor.cli import audit, client, db, grant, init, keys, login, resource, serve, user
 
 
 @click.group()
@@ -18,6 +18,7 @@ def main() -> None:
 
 
 for command in (
+    init.init,
     serve.serve,
     db.db,
     keys.keys,

@@ -35,6 +35,12 @@ from corridor.core.logs import configure_logging
     show_default=True,
     help="Worker processes sharing the listeners (each a whole AS on the same database).",
 )
+@click.option(
+    "--dev",
+    is_flag=True,
+    help="Dev mode: demo user, demo client and a local CA (never for real users). Without it, "
+    "dev mode only for a loopback issuer and no --config.",
+)
 def serve(
     data_dir: Path | None,
     config_file: Path | None,
@@ -44,8 +50,9 @@ def serve(
     mtls_port: int | None,
     database_url: str | None,
     workers: int,
+    dev: bool,
 ) -> None:
-    """Run the authorization server over HTTPS."""
+    """Run the authorization server over HTTPS (production mode unless dev mode applies: --dev)."""
     from corridor.server.app import create_app
     from corridor.server.authority import AuthorizationServer
     from corridor.server.bootstrap import (
@@ -72,16 +79,27 @@ def serve(
         issuer=issuer,
         mtls_port=mtls_port,
         database_url=database_url,
+        dev_mode=True if dev else None,
     )
+    reason = "--dev" if dev else settings.mode_reason
+    # Everything refused is refused here, before anything is created or bound (issue 18).
+    own_tls = bool(settings.tls_cert_file or settings.tls_key_file)
+    if own_tls:
+        _check_tls_files(settings.tls_cert_file, settings.tls_key_file)
+    elif not settings.dev_mode and not settings.proxy_mode:
+        raise click.ClickException(
+            f"production mode ({reason}) needs TLS: set tls_cert_file and tls_key_file (PEM), "
+            "or run behind a TLS proxy on this host (trusted_proxies, host and mtls_host on "
+            "loopback: deploy/nginx); or pass --dev to try Corridor locally"
+        )
+    if settings.mtls_ca_file and not Path(settings.mtls_ca_file).is_file():
+        raise click.ClickException(f"mtls_ca_file: no file {settings.mtls_ca_file}; give a PEM CA bundle")
     store = migrated_store(settings, create=True)
-    if settings.tls_cert_file:
+    if own_tls:
         cert, key, ca = settings.tls_cert_file, settings.tls_key_file, None
-        _check_tls_files(cert, key)
     else:
         tls = ensure_dev_tls(settings.data_dir / "tls")
         cert, key, ca = str(tls.cert_file), str(tls.key_file), tls.ca_file.resolve()
-    if settings.mtls_ca_file and not Path(settings.mtls_ca_file).is_file():
-        raise click.ClickException(f"mtls_ca_file: no file {settings.mtls_ca_file}; give a PEM CA bundle")
     # Bound here, before the banner: a port in use is one line (issue 13 F1), and forked
     # workers inherit these sockets.
     main_socket = _listen(settings.host, settings.port, "--port")
@@ -93,6 +111,7 @@ def serve(
     ]
     lines = [
         "Corridor FAPI 2.0 authorization server",
+        _mode_line(settings, reason, own_tls),
         f"  issuer:      {settings.issuer}",
         f"  metadata:    {settings.issuer}/.well-known/openid-configuration",
         f"  listening:   https://{settings.host}:{settings.port}",
@@ -136,6 +155,17 @@ def serve(
         return
     click.echo(f"  workers:     {workers} processes (pid {os.getpid()} supervises)", err=True)
     sys.exit(run_workers(workers, run_one))
+
+
+def _mode_line(settings: Any, reason: str, own_tls: bool) -> str:
+    """issue 18: the banner says which mode and why."""
+    if settings.dev_mode:
+        made = "demo user and demo client" if own_tls else "demo user, demo client and a local CA"
+        return f"  mode:        dev ({reason}): {made}; never for real users"
+    line = f"  mode:        production ({reason})"
+    if not own_tls:
+        line += "; TLS at the proxy (trusted_proxies), the local CA only for its hop to Corridor"
+    return line
 
 
 def _env_names_issuer() -> bool:

@@ -32,6 +32,7 @@ from corridor.server.mtls import registered_certificates
 from corridor.server.pages import error_page
 from corridor.server.par import pushed_authorization
 from corridor.server.responses import NO_STORE, run_endpoint
+from corridor.server.settings import is_loopback_url
 from corridor.server.token import token
 from corridor.server.userinfo import userinfo
 from corridor.store.engine import DATABASE_UNAVAILABLE
@@ -40,8 +41,14 @@ from corridor.transport.certificates import ProxyCertificateHeaders
 log = escaping_logger("corridor.server")  # issue 13 E1
 access_log = escaping_logger("corridor.access")  # issue 13 E1
 
-#: FAPI2 5.2.3-1: HSTS on every response (preload-ready).
-HSTS = "max-age=63072000; includeSubDomains; preload"
+#: FAPI2 5.2.3-1: HSTS on every response, two years, subdomains included.
+HSTS = "max-age=63072000; includeSubDomains"
+
+
+def hsts_for(issuer: str) -> str:
+    """HSTS for this issuer: ``preload`` (asking browsers to build the host into their lists,
+    hstspreload.org) only for a public one; a loopback issuer cannot be preloaded (issue 18)."""
+    return HSTS if is_loopback_url(issuer) else f"{HSTS}; preload"
 
 
 class SecurityHeaders:
@@ -53,9 +60,10 @@ class SecurityHeaders:
     log line (method, path without query, status, latency, client address, client and rule when
     known) and, given ``metrics``, counts it by route (issue 18)."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics | None = None) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics | None = None, hsts: str = HSTS) -> None:
         self.app = app
         self.metrics = metrics
+        self.hsts = hsts.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -73,7 +81,7 @@ class SecurityHeaders:
                 headers = list(message.get("headers", []))
                 names = {name.lower() for name, _ in headers}
                 for name, value in (
-                    (b"strict-transport-security", HSTS.encode()),
+                    (b"strict-transport-security", self.hsts),
                     (b"x-content-type-options", b"nosniff"),
                     (b"referrer-policy", b"no-referrer"),
                     (b"x-request-id", facts.request_id.encode()),
@@ -303,5 +311,5 @@ def create_app(
     app.state.corridor_server = server
     app.add_middleware(RouteLabel)
     app.add_middleware(ProxyCertificateHeaders, trusted_proxies=server.settings.trusted_proxies)
-    app.add_middleware(SecurityHeaders, metrics=server.metrics)
+    app.add_middleware(SecurityHeaders, metrics=server.metrics, hsts=hsts_for(server.settings.issuer))
     return app

@@ -3,11 +3,12 @@ environment variables. Every setting is documented here, once."""
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -30,7 +31,8 @@ class Settings(BaseSettings):
     #: Address and port the TLS listener binds.
     host: str = "127.0.0.1"
     port: int = 8443
-    #: Where dev mode keeps its CA, server certificate, SQLite database and demo files.
+    #: Where Corridor keeps its SQLite database (unless database_url is set) and, in dev mode or
+    #: behind a TLS proxy without tls_cert_file, its local CA and certificate; dev mode's demo files.
     data_dir: Path = Path(".corridor")
     #: SQLAlchemy URL; empty means the SQLite file ``<data_dir>/corridor.db``. For scale-out,
     #: ``postgresql://user@host/db`` (psycopg 3), shared by every instance.
@@ -55,8 +57,12 @@ class Settings(BaseSettings):
     trusted_proxies: list[str] = Field(default_factory=list)
     #: Extra CA bundle (PEM) trusted when the AS calls out, e.g. to fetch a client's jwks_uri.
     trust_ca_file: str = ""
-    #: Create the demo user and client on first start.
-    dev_mode: bool = True
+    #: Dev mode: a demo user, demo client and demo resource server, and a local CA for TLS
+    #: (never for real users). Unset: on only when the issuer is a loopback URL and no config
+    #: file is given (``corridor serve --dev`` asks for it anyway); otherwise production mode,
+    #: which needs tls_cert_file and tls_key_file, or proxy mode (trusted_proxies set, both
+    #: listeners on loopback: a TLS proxy on this host in front, deploy/nginx).
+    dev_mode: bool | None = None
     #: Whether a user who has only a password may add their first passkey from the sign-in pages
     #: (issue 13 C4: then a password alone reaches acr ``passkey``). Off by default outside dev
     #: mode (unset means ``dev_mode``): the first strong factor is bound through an operator's
@@ -195,6 +201,8 @@ class Settings(BaseSettings):
     @field_validator("issuer")
     @classmethod
     def _issuer_is_https(cls, value: str) -> str:
+        if not value:
+            raise ValueError("the issuer is not set: give this server's public https URL (RFC 8414 2)")
         if not value.startswith("https://") or "?" in value or "#" in value:
             raise ValueError("the issuer must be an https URL without query or fragment (RFC 8414 2)")
         return value.rstrip("/")
@@ -231,6 +239,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _derived_defaults(self) -> Settings:
+        self._resolve_mode()
         if self.self_service_enrolment is None:
             self.self_service_enrolment = self.dev_mode
         if not self.database_url:
@@ -243,6 +252,37 @@ class Settings(BaseSettings):
             self.admin_require_mfa = not self.dev_mode
         return self
 
+    #: Set on the subclass ``load`` builds for a configuration file (then dev mode is never implied).
+    _config_file: ClassVar[Path | None] = None
+    _mode_reason: str = PrivateAttr("")
+
+    def _resolve_mode(self) -> None:
+        """issue 18: dev mode only when asked, or for a loopback issuer without a config file."""
+        if self.dev_mode is not None:
+            self._mode_reason = f"dev_mode = {'true' if self.dev_mode else 'false'}"
+        elif not is_loopback_url(self.issuer):
+            self.dev_mode, self._mode_reason = False, f"issuer {self.issuer} is not a loopback URL"
+        elif self._config_file is not None:
+            self.dev_mode = False
+            self._mode_reason = f"a config file is given: {self._config_file}"
+        else:
+            self.dev_mode = True
+            self._mode_reason = f"issuer {self.issuer} is a loopback URL and no config file is given"
+
+    @property
+    def mode_reason(self) -> str:
+        """Why dev or production mode (the banner of ``corridor serve``)."""
+        return self._mode_reason
+
+    @property
+    def proxy_mode(self) -> bool:
+        """Behind a TLS-terminating proxy on this host (issue 3, deploy/nginx): ``trusted_proxies``
+        set and both listeners on loopback, so only that host reaches them. Then the local CA may
+        serve the proxy hop in production mode (its certificate names only localhost)."""
+        return bool(self.trusted_proxies) and all(
+            is_loopback_host(host) for host in (self.host, self.mtls_host)
+        )
+
     @classmethod
     def load(cls, config_file: Path | None = None, **overrides: Any) -> Settings:
         """Defaults < TOML file < environment < explicit overrides (CLI flags)."""
@@ -252,6 +292,8 @@ class Settings(BaseSettings):
         toml_file = config_file
 
         class _FromFile(cls):  # type: ignore[valid-type,misc]
+            _config_file = toml_file
+
             @classmethod
             def settings_customise_sources(
                 cls,
@@ -263,7 +305,26 @@ class Settings(BaseSettings):
             ) -> tuple[PydanticBaseSettingsSource, ...]:
                 return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file))
 
-        return Settings(**_FromFile(**clean).model_dump())
+        from_file = _FromFile(**clean)
+        settings = Settings(**from_file.model_dump())
+        settings._mode_reason = from_file.mode_reason
+        return settings
+
+
+def is_loopback_host(host: str) -> bool:
+    """localhost, 127.0.0.0/8 or ::1 (brackets allowed)."""
+    host = host.strip("[]").lower().rstrip(".")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def is_loopback_url(url: str) -> bool:
+    """Whether ``url`` names a loopback host (issue 18: dev mode, HSTS preload)."""
+    return is_loopback_host(urlsplit(url).hostname or "")
 
 
 def open_store(settings: Settings) -> Store:
