@@ -1,5 +1,5 @@
 """The ``corridor`` command: the front door (design.md 6). One module per command group: serve
-(``serve``, ``demo-api``), db, keys, audit, client, user, resource, login; what they share is in
+(``serve``, ``demo-api``), db, keys, audit, client, user, resource, login (and call); what they share is in
 common. ``corridor check`` lives with the checker (design.md 1: check imports client and core only)."""
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ for command in (
     user.user,
     resource.resource,
     login.login,
+    login.call,
     check,
 ):
     main.add_command(command)
