@@ -60,18 +60,18 @@ def test_login_keeps_the_dpop_key_and_a_person_calls_an_api_with_it(driver: Driv
         driver,
         tmp_path,
         "--scope", "openid payments", "--authorization-details", f"@{details}",
-        "--save-key", str(saved), "--show-tokens",
+        "--save-key", str(saved), "--save-tokens", str(tmp_path / "tokens.json"),
     )  # fmt: skip
     assert code == 0, err
     body = json.loads(out)
     assert saved.stat().st_mode & 0o777 == 0o600
     jwk = json.loads(saved.read_text())
     assert "d" in jwk  # the private key
-    claims = decode_jwt(body["access_token"])[1]
+    tokens = tmp_path / "tokens.json"
+    assert tokens.stat().st_mode & 0o777 == 0o600 and "redacted" in body["access_token"]
+    claims = decode_jwt(json.loads(tokens.read_text())["access_token"])[1]
     assert claims["cnf"]["jkt"] == body["dpop_jkt"]
     assert claims["authorization_details"][0]["creditorName"] == "Merchant A"
-    tokens = tmp_path / "tokens.json"
-    tokens.write_text(out)
     called = CliRunner().invoke(
         main,
         ["call", driver.url("/userinfo"), "--token-file", str(tokens), "--dpop-key", str(saved),
@@ -146,7 +146,9 @@ def test_call_refuses_a_redacted_token(tmp_path: Path) -> None:
         main, ["call", "https://api.invalid/", "--token-file", str(tokens), "--dpop-key", str(key)]
     )
     assert result.exit_code == 1
-    assert result.output.startswith("Error: --token-file: no usable access_token (run corridor login")
+    assert result.output.startswith(
+        "Error: --token-file: no usable access_token (save it with corridor login"
+    )
 
 
 def test_login_command(driver: Driver, tmp_path: Path) -> None:

@@ -77,6 +77,13 @@ def authorization_details_option(value: str | None) -> list[dict[str, Any]] | No
     type=click.Path(dir_okay=False),
     help="Write the DPoP private JWK the tokens are bound to into this new file (0600).",
 )
+@click.option(
+    "--save-tokens",
+    "save_tokens",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Write the token response, unredacted, into this new file (0600), for `corridor call`.",
+)
 def login(
     issuer: str,
     client_id: str,
@@ -89,6 +96,7 @@ def login(
     show_tokens: bool,
     authorization_details: str | None,
     save_key: str | None,
+    save_tokens: str | None,
 ) -> None:
     """Run one FAPI 2.0 flow (PAR, PKCE, private_key_jwt, DPoP) with a loopback callback.
 
@@ -101,8 +109,9 @@ def login(
     from corridor.core.private_files import write_private
 
     details = authorization_details_option(authorization_details)
-    if save_key is not None and Path(save_key).exists():
-        raise click.ClickException(f"--save-key: {save_key} exists; name a new file")
+    for option, path in (("--save-key", save_key), ("--save-tokens", save_tokens)):
+        if path is not None and Path(path).exists():
+            raise click.ClickException(f"{option}: {path} exists; name a new file")
     try:
         key = SigningKey(json.loads(Path(key_file).read_text()))
     except (ValueError, JoseFailure) as exc:
@@ -128,14 +137,23 @@ def login(
     finally:
         client.close()
     body = redacted(tokens, show_tokens)
-    if save_key is not None:
-        # The key the token is bound to (RFC 9449 6: cnf.jkt), a secret: 0600 from its first byte.
+    # Secrets, so 0600 from their first byte: the key the token is bound to (RFC 9449 6: cnf.jkt)
+    # and the token response.
+    for option, path, secret in (
+        ("--save-key", save_key, dpop_key.private_jwk()),
+        ("--save-tokens", save_tokens, dict(tokens.raw)),
+    ):
+        if path is None:
+            continue
         try:
-            write_private(Path(save_key), (json.dumps(dpop_key.private_jwk(), indent=2) + "\n").encode())
+            write_private(Path(path), (json.dumps(secret, indent=2) + "\n").encode())
         except OSError as exc:
-            raise click.ClickException(f"--save-key: cannot write {save_key}: {exc.strerror}") from exc
+            raise click.ClickException(f"{option}: cannot write {path}: {exc.strerror}") from exc
+    if save_key is not None:
         body["dpop_key_file"] = save_key
         body["dpop_jkt"] = dpop_key.thumbprint()
+    if save_tokens is not None:
+        body["token_file"] = save_tokens
     click.echo(to_json(body))
 
 
@@ -145,7 +163,7 @@ def login(
     "--token-file",
     required=True,
     type=click.Path(dir_okay=False, exists=True),
-    help="The output of `corridor login --show-tokens` (its access_token is used).",
+    help="The token response `corridor login --save-tokens` wrote (its access_token is used).",
 )
 @click.option(
     "--dpop-key",
@@ -173,7 +191,7 @@ def call(
     try:
         token = json.loads(Path(token_file).read_text())["access_token"]
         if not isinstance(token, str) or "redacted" in token:
-            raise ValueError("run corridor login with --show-tokens")
+            raise ValueError("save it with corridor login --save-tokens")
     except (ValueError, KeyError, TypeError) as exc:
         raise click.ClickException(f"--token-file: no usable access_token ({exc})") from exc
     try:

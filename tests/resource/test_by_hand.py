@@ -1,0 +1,44 @@
+"""The README's "Try a full flow by hand" recipe against the demo payments API (issue 18):
+`corridor login --resource API --authorization-details ... --save-key --save-tokens`, then
+`corridor call` with the saved token and key (DPoP proof, the API's nonce answered)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from corridor.cli import main
+from tests.client.test_login_cli import PAYMENT, run_login
+from tests.resource.test_demo_api import Demo, demo  # noqa: F401 - the AS and the demo API, this module's own
+
+
+def test_login_then_call_the_demo_api_by_hand(demo: Demo, tmp_path: Path) -> None:  # noqa: F811
+    key, tokens = tmp_path / "dpop-key.json", tmp_path / "tokens.json"
+    code, _, err = run_login(
+        demo.driver(),
+        tmp_path,
+        "--scope", "openid accounts payments", "--resource", demo.api.url,
+        "--authorization-details", json.dumps([PAYMENT]),
+        "--save-key", str(key), "--save-tokens", str(tokens),
+    )  # fmt: skip
+    assert code == 0, err
+    common = ["--token-file", str(tokens), "--dpop-key", str(key), "--ca", str(demo.api.ca_file)]
+    accounts = CliRunner().invoke(main, ["call", f"{demo.api.url}/accounts", *common])
+    assert accounts.exit_code == 0, accounts.output
+    assert json.loads(accounts.output)["status"] == 200
+    body = json.dumps({"amount": "60.00", "currency": "EUR", "creditorName": "Merchant A"})
+    paid = CliRunner().invoke(
+        main, ["call", f"{demo.api.url}/payments", "--method", "POST", "--json", body, *common]
+    )
+    assert paid.exit_code == 0, paid.output
+    assert json.loads(paid.output)["status"] == 201
+    # The grant's 100.00 EUR is cumulative: a second 60.00 is refused, one line, exit 1.
+    again = CliRunner().invoke(
+        main, ["call", f"{demo.api.url}/payments", "--method", "POST", "--json", body, *common]
+    )
+    assert again.exit_code == 1
+    assert again.output.splitlines()[-1].startswith('Error: 403: DPoP error="insufficient_scope"'), (
+        again.output
+    )
