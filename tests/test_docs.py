@@ -51,3 +51,16 @@ def test_the_link_finder_finds_links() -> None:
     """A control: the test above would pass on a finder that finds nothing."""
     assert "docs/requirements.md" in links(REPO / "README.md")
     assert "deploy/cluster/README.md" in links(REPO / "README.md")
+
+
+def test_every_python_snippet_of_the_readme_is_an_example_file_verbatim() -> None:
+    """Issue 18: the snippets run as written, because they are the files tests run."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    snippets = re.findall(r"```python\n(.*?)```\n", readme, re.S)
+    files = {
+        p.name: p.read_text(encoding="utf-8") for p in sorted((REPO / "examples" / "readme").glob("*.py"))
+    }
+    files.pop("__init__.py")
+    assert snippets == [files["protect_api.py"], files["tool_actions.py"], files["call_api.py"]]
+    for name in files:
+        assert f"`examples/readme/{name}`" in readme

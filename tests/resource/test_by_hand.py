@@ -5,13 +5,16 @@
 from __future__ import annotations
 
 import json
+import ssl
 from pathlib import Path
 
 from click.testing import CliRunner
+from examples.readme import call_api
 
 from corridor.cli import main
 from tests.client.test_login_cli import PAYMENT, run_login
 from tests.resource.test_demo_api import Demo, demo  # noqa: F401 - the AS and the demo API, this module's own
+from tests.support import PASSWORD
 
 
 def test_login_then_call_the_demo_api_by_hand(demo: Demo, tmp_path: Path) -> None:  # noqa: F811
@@ -42,3 +45,29 @@ def test_login_then_call_the_demo_api_by_hand(demo: Demo, tmp_path: Path) -> Non
     assert again.output.splitlines()[-1].startswith('Error: 403: DPoP error="insufficient_scope"'), (
         again.output
     )
+
+
+def test_the_readme_client_snippet_reads_the_demo_api(demo: Demo) -> None:  # noqa: F811
+    """examples/readme/call_api.py as the README shows it, against the AS and the demo API."""
+    driver = demo.driver()
+    registered = driver.add_client(redirect_uris=("https://app.example/cb",))
+    ca = str(demo.running.tls.ca_file)
+    client = call_api.make_client(
+        driver.issuer, registered.client_id, registered.key.private_jwk(), ca_file=ca
+    )
+    try:
+        url, handle = call_api.begin(client, demo.api.url)
+        browser = driver.browser()
+        page = browser.submit(browser.get(url), {"username": driver.add_user(), "password": PASSWORD})
+        final = browser.submit(page, {"decision": "approve"}, follow=False)
+        assert final.headers["location"].startswith("https://app.example/cb?")
+        answer = call_api.finish(
+            client,
+            final.headers["location"],
+            handle,
+            demo.api.url,
+            verify=ssl.create_default_context(cafile=ca),
+        )
+    finally:
+        client.close()
+    assert answer["accounts"] and answer["client_id"] == registered.client_id, answer
