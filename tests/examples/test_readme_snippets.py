@@ -9,13 +9,17 @@ import asyncio
 import httpx
 from examples.readme import protect_api, tool_actions
 
+from corridor.resource.asgi import ProtectedResource
+
 
 def test_the_protected_api_of_the_readme_runs() -> None:
-    assert tool_actions.app is protect_api.app  # the tool routes are on the same app
+    paths = {getattr(r, "path", None) for r in protect_api.app.routes}
+    assert tool_actions.accounts.__name__ == "accounts"  # imported: its routes are on the same app
+    assert {"/payments", "/accounts", "/transfers"} <= paths
     asyncio.run(asks(protect_api.asgi_app))
 
 
-async def asks(app: protect_api.ProtectedResource) -> None:
+async def asks(app: ProtectedResource) -> None:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="https://api.example.com") as http:
         meta = await http.get("/.well-known/oauth-protected-resource")
