@@ -26,6 +26,7 @@ from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 import httpx
 
+from corridor.client.login import read_authorization_details
 from corridor.core.dpop import make_proof
 from corridor.core.jose import SigningKey
 from corridor.core.pkce import new_verifier, s256_challenge
@@ -123,23 +124,13 @@ def main() -> None:
 
 
 def authorization_details(value: str | None) -> list[dict[str, Any]] | None:
-    """--authorization-details JSON|@FILE: a non-empty JSON array of objects (RFC 9396 2), else
-    one line and exit 1."""
+    """--authorization-details JSON|@FILE (RFC 9396 2), else one line and exit 1."""
     if value is None:
         return None
-    text = value
-    if value.startswith("@"):
-        try:
-            text = Path(value[1:]).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            sys.exit(f"--authorization-details: cannot read {value[1:]}: {exc}")
     try:
-        parsed = json.loads(text)
+        return read_authorization_details(value)
     except ValueError as exc:
-        sys.exit(f"--authorization-details: not JSON ({exc})")
-    if not isinstance(parsed, list) or not parsed or not all(isinstance(e, dict) for e in parsed):
-        sys.exit("--authorization-details: must be a non-empty JSON array of objects (RFC 9396 2)")
-    return parsed
+        sys.exit(f"--authorization-details: {exc}")
 
 
 def unreachable(args: argparse.Namespace, exc: httpx.HTTPError) -> str:

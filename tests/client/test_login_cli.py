@@ -22,8 +22,9 @@ PAYMENT = {
 }
 
 
-def run_login(driver: Driver, tmp_path: Path, *extra: str, consent: bool = True) -> tuple[int, str, str]:
-    """``corridor login`` in its own process, the browser part done by the test's browser."""
+def run_login(driver: Driver, tmp_path: Path, *extra: str) -> tuple[int, str, str, str]:
+    """``corridor login`` in its own process, the browser part done by the test's browser:
+    (exit status, stdout, stderr, the client_id it logged in as)."""
     sock = free_socket()
     port = sock.getsockname()[1]
     sock.close()
@@ -42,12 +43,14 @@ def run_login(driver: Driver, tmp_path: Path, *extra: str, consent: bool = True)
         browser = driver.browser()
         page = browser.submit(browser.get(url), {"username": driver.add_user(), "password": PASSWORD})
         final = browser.submit(page, {"decision": "approve"}, follow=False)
-        assert httpx.get(final.headers["location"], timeout=10).status_code == 200
+        location = final.headers["location"]
+        assert location.startswith(f"http://127.0.0.1:{port}/callback?")
+        assert httpx.get(location, timeout=10).status_code == 200  # the browser lands on the loopback page
         out, err = process.communicate(timeout=30)
     finally:
         if process.poll() is None:
             process.kill()
-    return process.returncode, out, err
+    return process.returncode, out, err, registered.client_id
 
 
 def test_login_keeps_the_dpop_key_and_a_person_calls_an_api_with_it(driver: Driver, tmp_path: Path) -> None:
@@ -56,7 +59,7 @@ def test_login_keeps_the_dpop_key_and_a_person_calls_an_api_with_it(driver: Driv
     saved = tmp_path / "dpop-key.json"
     details = tmp_path / "details.json"
     details.write_text(json.dumps([PAYMENT]))
-    code, out, err = run_login(
+    code, out, err, _ = run_login(
         driver,
         tmp_path,
         "--scope", "openid payments", "--authorization-details", f"@{details}",
@@ -152,54 +155,10 @@ def test_call_refuses_a_redacted_token(tmp_path: Path) -> None:
 
 
 def test_login_command(driver: Driver, tmp_path: Path) -> None:
-    sock = free_socket()
-    port = sock.getsockname()[1]
-    sock.close()
-    registered = driver.add_client(redirect_uris=(f"http://127.0.0.1:{port}/callback",))
-    key_file = tmp_path / "key.json"
-    key_file.write_text(json.dumps(registered.key.private_jwk()))
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "corridor.cli",
-            "login",
-            "--issuer",
-            driver.issuer,
-            "--client-id",
-            registered.client_id,
-            "--key",
-            str(key_file),
-            "--scope",
-            "openid profile",
-            "--port",
-            str(port),
-            "--ca",
-            str(driver.as_.tls.ca_file),
-            "--timeout",
-            "30",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        url = json.loads(process.stdout.readline())["authorization_url"]
-        browser = driver.browser()
-        page = browser.get(url)
-        page = browser.submit(page, {"username": driver.add_user(), "password": PASSWORD})
-        final = browser.submit(page, {"decision": "approve"}, follow=False)
-        location = final.headers["location"]
-        assert location.startswith(f"http://127.0.0.1:{port}/callback?")
-        assert httpx.get(location, timeout=10).status_code == 200  # the browser lands on the loopback page
-        out, err = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 0, err
+    code, out, err, client_id = run_login(driver, tmp_path, "--scope", "openid profile")
+    assert code == 0, err
     body = json.loads(out)
     assert body["token_type"] == "DPoP"
     assert body["access_token"].endswith("(redacted, --show-tokens to print)")
-    assert body["id_token_claims"]["aud"] == registered.client_id
+    assert body["id_token_claims"]["aud"] == client_id
     assert "Traceback" not in err

@@ -19,7 +19,7 @@ from tests.support import PASSWORD
 
 def test_login_then_call_the_demo_api_by_hand(demo: Demo, tmp_path: Path) -> None:  # noqa: F811
     key, tokens = tmp_path / "dpop-key.json", tmp_path / "tokens.json"
-    code, _, err = run_login(
+    code, _, err, _ = run_login(
         demo.driver(),
         tmp_path,
         "--scope", "openid accounts payments", "--resource", demo.api.url,

@@ -12,25 +12,15 @@ import click
 
 
 def authorization_details_option(value: str | None) -> list[dict[str, Any]] | None:
-    """``--authorization-details JSON|@FILE``: RFC 9396 2, a JSON array of objects (the AS checks
-    each entry against its type's schema at PAR)."""
+    """``--authorization-details JSON|@FILE`` (RFC 9396 2), or one line saying why not."""
+    from corridor.client.login import read_authorization_details
+
     if value is None:
         return None
-    text = value
-    if value.startswith("@"):
-        try:
-            text = Path(value[1:]).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise click.ClickException(f"--authorization-details: cannot read {value[1:]}: {exc}") from exc
     try:
-        parsed = json.loads(text)
+        return read_authorization_details(value)
     except ValueError as exc:
-        raise click.ClickException(f"--authorization-details: not JSON ({exc})") from exc
-    if not isinstance(parsed, list) or not parsed or not all(isinstance(e, dict) for e in parsed):
-        raise click.ClickException(
-            "--authorization-details: must be a non-empty JSON array of objects (RFC 9396 2)"
-        )
-    return parsed
+        raise click.ClickException(f"--authorization-details: {exc}") from exc
 
 
 @click.command()
