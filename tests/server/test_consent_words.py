@@ -76,7 +76,7 @@ def shown_record(driver: Driver, client: Client) -> dict[str, Any]:
 def test_the_headline_of_each_built_in_type_and_of_scopes_alone(driver: Driver) -> None:
     asked = {
         "payment_initiation": "to pay up to 100.00 EUR to Merchant A?",
-        "account_information": "to read the balances, transactions of the accounts acc-1, acc-2?",
+        "account_information": "to read the balances and transactions of the accounts acc-1, acc-2?",
         "agent_tool": "to let its agent use the tool “make_payment” to initiate?",
     }
     for entry in (PAYMENT, ACCOUNTS, TOOL):

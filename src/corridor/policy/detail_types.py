@@ -102,7 +102,7 @@ BUILTIN: dict[str, dict[str, Any]] = {
             "{% if expiry %} until {{ expiry }}{% endif %}"
         ),
         "headline": (
-            "read the {{ permissions | join(', ') }} of "
+            "read the {{ permissions | join(' and ') }} of "
             "{% if accounts %}the accounts {{ accounts | join(', ') }}{% else %}all your accounts{% endif %}"
         ),
     },
