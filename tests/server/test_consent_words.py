@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 import httpx
 import pyotp
 
+from corridor.policy.details import DetailTypes
 from corridor.server.interaction import consent_words
 from tests.server.test_browser import browser  # noqa: F401 - the Chromium fixture
 from tests.server.test_details import ACCOUNTS, TOOL
@@ -105,6 +106,17 @@ def test_a_creditor_name_in_the_headline_is_escaped_and_isolated(driver: Driver)
     assert h1 is not None
     assert "<script>" not in h1.group(1)
     assert "<bdi>&lt;script&gt;document.title=&#39;pwned&#39;&lt;/script&gt;</bdi>" in h1.group(1)
+
+
+def test_a_client_name_with_control_characters_is_shown_escaped() -> None:
+    """Issue 13 E1, E3: a registered name with a U+202E and a newline reorders and breaks nothing."""
+    hostile = "Shop\u202e<b>x</b>\n"
+    types = DetailTypes.configured(["payment_initiation"])
+    said, markup = consent_words.headline(hostile, [], [("accounts", "Read your account list")], types)
+    assert said == "Allow Shop\\u202e<b>x</b>\\x0a to read your account list?"
+    assert str(markup) == (
+        "Allow <strong><bdi>Shop\\u202e&lt;b&gt;x&lt;/b&gt;\\x0a</bdi></strong> to read your account list?"
+    )
 
 
 def test_lifetime_refresh_and_key_are_said_and_recorded(driver: Driver) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
+from corridor.core.text import escape_controls
 from corridor.policy.details import DetailTypes
 
 #: Scopes that say who the user is or how long access lasts, not what the app may do: the
@@ -50,7 +51,10 @@ def headline(
     types: DetailTypes,
 ) -> tuple[str, Markup]:
     """What is asked, in one question: by the first detail entry's type, else by the scopes'
-    words (``scope_words``: (name, words) pairs), never "access your data?"."""
+    words (``scope_words``: (name, words) pairs), never "access your data?". The client's name
+    is registered text: its control and bidirectional formatting characters are shown escaped
+    (issue 13 E1), and it sits in its own ``<bdi>`` (E3)."""
+    client_name = escape_controls(client_name)
     said = types.headline(details[0]) if details else None
     if said is None and details:
         said = ("do what is listed below", Markup("do what is listed below"))
