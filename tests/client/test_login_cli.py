@@ -77,7 +77,7 @@ def test_login_keeps_the_dpop_key_and_a_person_calls_an_api_with_it(driver: Driv
     assert claims["authorization_details"][0]["creditorName"] == "Merchant A"
     called = CliRunner().invoke(
         main,
-        ["call", driver.url("/userinfo"), "--token-file", str(tokens), "--dpop-key", str(saved),
+        ["call", "--json", driver.url("/userinfo"), "--token-file", str(tokens), "--dpop-key", str(saved),
          "--ca", str(driver.as_.tls.ca_file)],
     )  # fmt: skip
     assert called.exit_code == 0, called.output
@@ -88,7 +88,7 @@ def test_login_keeps_the_dpop_key_and_a_person_calls_an_api_with_it(driver: Driv
     other.write_text(json.dumps(driver.add_client().key.private_jwk()))
     refused = CliRunner().invoke(
         main,
-        ["call", driver.url("/userinfo"), "--token-file", str(tokens), "--dpop-key", str(other),
+        ["call", "--json", driver.url("/userinfo"), "--token-file", str(tokens), "--dpop-key", str(other),
          "--ca", str(driver.as_.tls.ca_file)],
     )  # fmt: skip
     assert refused.exit_code == 1

@@ -28,18 +28,24 @@ def test_login_then_call_the_demo_api_by_hand(demo: Demo, tmp_path: Path) -> Non
     )  # fmt: skip
     assert code == 0, err
     common = ["--token-file", str(tokens), "--dpop-key", str(key), "--ca", str(demo.api.ca_file)]
-    accounts = CliRunner().invoke(main, ["call", f"{demo.api.url}/accounts", *common])
+    accounts = CliRunner().invoke(main, ["call", "--json", f"{demo.api.url}/accounts", *common])
     assert accounts.exit_code == 0, accounts.output
     assert json.loads(accounts.output)["status"] == 200
+    plain = CliRunner().invoke(main, ["call", f"{demo.api.url}/accounts", *common])
+    assert plain.exit_code == 0 and plain.output.startswith("200 OK\n{"), plain.output
+    bad = CliRunner().invoke(
+        main, ["call", f"{demo.api.url}/payments", "--method", "POST", "--data", "{", *common]
+    )
+    assert bad.exit_code == 1 and bad.output.startswith("Error: --data: not JSON ("), bad.output
     body = json.dumps({"amount": "60.00", "currency": "EUR", "creditorName": "Merchant A"})
     paid = CliRunner().invoke(
-        main, ["call", f"{demo.api.url}/payments", "--method", "POST", "--json", body, *common]
+        main, ["call", f"{demo.api.url}/payments", "--method", "POST", "--data", body, "--json", *common]
     )
     assert paid.exit_code == 0, paid.output
     assert json.loads(paid.output)["status"] == 201
     # The grant's 100.00 EUR is cumulative: a second 60.00 is refused, one line, exit 1.
     again = CliRunner().invoke(
-        main, ["call", f"{demo.api.url}/payments", "--method", "POST", "--json", body, *common]
+        main, ["call", f"{demo.api.url}/payments", "--method", "POST", "--data", body, "--json", *common]
     )
     assert again.exit_code == 1
     assert again.output.splitlines()[-1].startswith('Error: 403: DPoP error="insufficient_scope"'), (

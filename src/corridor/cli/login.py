@@ -163,13 +163,20 @@ def login(
     help="The DPoP private JWK the token is bound to (`corridor login --save-key`).",
 )
 @click.option("--method", default="GET", show_default=True, type=click.Choice(["GET", "POST", "DELETE"]))
-@click.option("--json", "json_body", default=None, metavar="JSON", help="A JSON request body (POST).")
+@click.option("--data", "json_body", default=None, metavar="JSON", help="A JSON request body (POST).")
 @click.option("--ca", "ca_file", default=None, type=click.Path(dir_okay=False, exists=True))
+@click.option("--json", "as_json", is_flag=True, help='Print {"status", "body"} as one JSON object.')
 def call(
-    url: str, token_file: str, dpop_key_file: str, method: str, json_body: str | None, ca_file: str | None
+    url: str,
+    token_file: str,
+    dpop_key_file: str,
+    method: str,
+    json_body: str | None,
+    ca_file: str | None,
+    as_json: bool,
 ) -> None:
     """Call an API with a DPoP-bound access token: a fresh proof (RFC 9449 7) for each try, one
-    retry with the API's nonce (RFC 9449 9). Prints the status and the JSON answer; exit 1 on
+    retry with the API's nonce (RFC 9449 9). Prints the status line and the answer; exit 1 on
     an error status."""
     import ssl
 
@@ -191,7 +198,7 @@ def call(
     try:
         body = None if json_body is None else json.loads(json_body)
     except ValueError as exc:
-        raise click.ClickException(f"--json: not JSON ({exc})") from exc
+        raise click.ClickException(f"--data: not JSON ({exc})") from exc
     context = ssl.create_default_context(cafile=ca_file)
     htu = str(httpx.URL(url).copy_with(query=None, fragment=None))
     nonce: str | None = None
@@ -213,7 +220,11 @@ def call(
         answer: Any = response.json()
     except ValueError:
         answer = response.text
-    click.echo(json.dumps({"status": response.status_code, "body": answer}, indent=2, ensure_ascii=False))
+    if as_json:
+        click.echo(json.dumps({"status": response.status_code, "body": answer}, ensure_ascii=False))
+    else:
+        click.echo(f"{response.status_code} {response.reason_phrase}")
+        click.echo(answer if isinstance(answer, str) else json.dumps(answer, indent=2, ensure_ascii=False))
     if response.status_code >= 400:
         from corridor.core.text import escape_controls
 
