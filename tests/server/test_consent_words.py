@@ -18,8 +18,12 @@ import pyotp
 
 from corridor.policy.details import DetailTypes
 from corridor.server.interaction import consent_words
+from tests.pki import TestPKI
 from tests.server.test_browser import browser  # noqa: F401 - the Chromium fixture
 from tests.server.test_details import ACCOUNTS, TOOL
+from tests.server.test_mtls import code_form
+from tests.server.test_mtls import par as mtls_par
+from tests.server.test_mtls import token as mtls_token
 from tests.support import PASSWORD, Client, Driver, Flow
 
 if TYPE_CHECKING:
@@ -163,6 +167,35 @@ def test_after_a_step_up_the_page_says_what_the_new_grant_has_spent(driver: Driv
     )
 
 
+def test_an_mtls_client_is_told_by_the_certificate_it_pushed_with(driver: Driver, pki: TestPKI) -> None:
+    """RFC 8705: the certificate of the PAR (x5t#S256) is named by its last 4 characters, the whole
+    thumbprint behind the disclosure, and it is the PAR record's key thumbprint."""
+    cert = pki.self_signed("CN=consent words mtls")
+    client = driver.add_client(
+        auth_method="self_signed_tls_client_auth", sender_constraint="mtls", jwks={"keys": [cert.jwk()]}
+    )
+    response, flow = mtls_par(driver, client, cert)
+    assert response.status_code == 201, response.text
+    browser_ = driver.browser()
+    page = browser_.get(
+        driver.url("/authorize"), params={"client_id": client.client_id, "request_uri": flow.request_uri}
+    )
+    page = browser_.submit(page, {"username": driver.add_user(), "password": PASSWORD})
+    said = (
+        "Only the app holding its TLS client certificate can use this "
+        f"(it asked with certificate …{cert.thumbprint[-4:]})."
+    )
+    assert f"<p>{said}</p>" in page.text, page.text
+    assert f"<code>{cert.thumbprint}</code>" in page.text and "x5t#S256" in page.text
+    shown = shown_record(driver, client)
+    assert shown["key_thumbprint"] == cert.thumbprint and shown["sender_constraint"] == "mtls"
+    # The code still redeems with that certificate, and the token is bound to it.
+    driver.authorize(client, flow, browser_)
+    assert flow.code
+    tokens = mtls_token(driver, client, cert, code_form(client, flow))
+    assert tokens.status_code == 200, tokens.text
+
+
 def test_durations_and_sender_constraints_in_words() -> None:
     assert consent_words.duration(30 * 86_400) == "30 days"
     assert consent_words.duration(86_400) == "1 day"
@@ -170,7 +203,9 @@ def test_durations_and_sender_constraints_in_words() -> None:
     assert consent_words.duration(300) == "5 minutes"
     assert consent_words.moment(1798977600.0) == "3 January 2027 at 12:00 UTC"
     assert consent_words.sender_constraint(False, "abc1p7T") == "Only the app holding key …1p7T can use this."
-    assert "TLS client certificate" in consent_words.sender_constraint(True, None)
+    assert consent_words.sender_constraint(True, None) == (
+        "Only the app holding its TLS client certificate can use this."
+    )
     assert consent_words.step_up(("password",), [PAYMENT]) is None
     assert consent_words.step_up(("mfa",), [ACCOUNTS]) == (
         "You were asked to sign in more strongly (mfa). This grant is new: nothing has been done with it yet."

@@ -34,13 +34,14 @@ def shown_facts(visit: Visit, user: Row) -> dict[str, Any]:
     scopes = [(s, words.get(s, s)) for s in (pushed.scope or "").split()]
     details = pushed.authorization_details or []
     mtls = client.sender_constraint == "mtls"
+    thumbprint = pushed.certificate_thumbprint if mtls else jkt
     return {
         # Issue 18: the question, the lifetime, acting while away, the key, a step-up's spending.
         "headline": consent_words.headline(client.name, details, scopes, server.detail_types)[0],
         "lifetime": consent_words.lifetime(server.settings.grant_lifetime, server.now()),
         "while_away": consent_words.while_away(),
-        "sender_words": consent_words.sender_constraint(mtls, jkt),
-        "key_thumbprint": None if mtls else jkt,
+        "sender_words": consent_words.sender_constraint(mtls, thumbprint),
+        "key_thumbprint": thumbprint,
         "step_up": consent_words.step_up(pushed.acr_values, details),
         "client_name": client.name,
         "client_id": client.client_id,
@@ -85,10 +86,12 @@ def consent_page(visit: Visit, session: Row) -> Response:
     details = visit.pushed.authorization_details or []
     facts = shown_facts(visit, user)
     scopes = [(s["name"], s["words"]) for s in facts["scopes"]]
+    client_is_mtls = visit.client.sender_constraint == "mtls"
     page = render(
         "consent.html",
         form_targets=(f"{redirect.scheme}://{redirect.netloc}",),
         **facts,
+        mtls=client_is_mtls,
         headline_html=consent_words.headline(facts["client_name"], details, scopes, server.detail_types)[1],
         detail_json=[json.dumps(d, indent=2, sort_keys=True) for d in details],
         detail_words=[server.detail_types.describe_html(d) for d in details],  # issue 13 E3, E4

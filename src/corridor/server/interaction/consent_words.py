@@ -104,16 +104,16 @@ def while_away() -> str:
     )
 
 
-def sender_constraint(mtls: bool, jkt: str | None) -> str:
-    """Who can use the tokens (RFC 9449, RFC 8705), in words; a key by the last 4 characters of
-    its RFC 7638 thumbprint (the page shows the whole thumbprint behind a disclosure)."""
+def sender_constraint(mtls: bool, thumbprint: str | None) -> str:
+    """Who can use the tokens (RFC 9449, RFC 8705), in words; a key or certificate by the last 4
+    characters of its thumbprint (the page shows the whole thumbprint behind a disclosure). An
+    mTLS token is bound to the certificate of the token request, so the one this request came
+    with (``certificate_thumbprint``) is named as that, not promised."""
     if mtls:
-        return (
-            "Only the app holding the TLS client certificate it presents when it collects the "
-            "tokens can use this."
-        )
-    if jkt:
-        return f"Only the app holding key …{jkt[-4:]} can use this."
+        said = "Only the app holding its TLS client certificate can use this"
+        return f"{said} (it asked with certificate …{thumbprint[-4:]})." if thumbprint else f"{said}."
+    if thumbprint:
+        return f"Only the app holding key …{thumbprint[-4:]} can use this."
     return "Only the app holding the DPoP key it proves when it collects the tokens can use this."
 
 
