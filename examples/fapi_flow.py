@@ -8,6 +8,7 @@ It pushes the request (PAR, private_key_jwt, PKCE S256, DPoP with the server's n
 prints the URL to open, reads the callback URL you paste (or, with --username and
 --password-file, fills in Corridor's login and consent forms itself), checks `iss` and
 `state`, redeems the code for a DPoP-bound token and calls UserInfo with it.
+--authorization-details JSON|@FILE asks for RFC 9396 details (e.g. a payment_initiation).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 import httpx
 
+from corridor.client.login import read_authorization_details
 from corridor.core.dpop import make_proof
 from corridor.core.jose import SigningKey
 from corridor.core.pkce import new_verifier, s256_challenge
@@ -108,11 +110,27 @@ def main() -> None:
     parser.add_argument("--scope", default="openid profile")
     parser.add_argument("--username", help="fill in the login form as this user")
     parser.add_argument("--password-file", help="file holding that user's password")
+    parser.add_argument(
+        "--authorization-details",
+        metavar="JSON|@FILE",
+        help="RFC 9396 authorization_details: a JSON array of objects, or @FILE holding one",
+    )
     args = parser.parse_args()
+    args.authorization_details = authorization_details(args.authorization_details)
     try:
         flow(args)
     except httpx.HTTPError as exc:  # issue 13 F1: one line saying what to do, not a traceback
         sys.exit(unreachable(args, exc))
+
+
+def authorization_details(value: str | None) -> list[dict[str, Any]] | None:
+    """--authorization-details JSON|@FILE (RFC 9396 2), else one line and exit 1."""
+    if value is None:
+        return None
+    try:
+        return read_authorization_details(value)
+    except ValueError as exc:
+        sys.exit(f"--authorization-details: {exc}")
 
 
 def unreachable(args: argparse.Namespace, exc: httpx.HTTPError) -> str:
@@ -130,18 +148,18 @@ def flow(args: argparse.Namespace) -> None:
     """PAR, the pages, the token request and UserInfo, as the module docstring says."""
     client = Client(args)
     verifier, state = new_verifier(), new_secret_token()
-    pushed = client.post(
-        "pushed_authorization_request_endpoint",
-        {
-            "response_type": "code",
-            "client_id": client.client_id,
-            "redirect_uri": args.redirect_uri,
-            "scope": args.scope,
-            "state": state,
-            "code_challenge": s256_challenge(verifier),
-            "code_challenge_method": "S256",
-        },
-    )
+    request = {
+        "response_type": "code",
+        "client_id": client.client_id,
+        "redirect_uri": args.redirect_uri,
+        "scope": args.scope,
+        "state": state,
+        "code_challenge": s256_challenge(verifier),
+        "code_challenge_method": "S256",
+    }
+    if args.authorization_details:
+        request["authorization_details"] = json.dumps(args.authorization_details)
+    pushed = client.post("pushed_authorization_request_endpoint", request)
     print(f"PAR -> {pushed.status_code} {pushed.text}")
     if pushed.status_code != 201:
         sys.exit(1)

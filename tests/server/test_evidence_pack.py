@@ -110,6 +110,8 @@ def test_a_pack_of_a_real_flow_is_proven_offline(
     assert events[:6] == ["par", "login", "consent", "consent", "code", "token.authorization_code"]
     assert events[-1] == "userinfo"
     assert pack["consent"] and pack["consent"][0]["page_sha256"]
+    assert pack["consent"][0]["headline"].startswith("Allow ")  # issue 18: the page's sentences
+    assert pack["consent"][0]["lifetime"].startswith("for ") and pack["consent"][0]["sender_words"]
     assert len(pack["checkpoints"]) == 1 and len(pack["keys"]) == 1
     (cp,) = pack["checkpoints"]
     result = offline(out, tmp_path)

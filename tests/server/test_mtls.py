@@ -508,7 +508,12 @@ def test_consent_page_names_the_certificate_binding(driver: Driver, pki: TestPKI
         driver.url("/authorize"), params={"client_id": client.client_id, "request_uri": flow.request_uri}
     )
     consent = browser.submit(login, {"username": driver.add_user(), "password": PASSWORD})
-    assert "the application&#39;s TLS client certificate" in consent.text
+    # Issue 18: in words, by the certificate the PAR came with (the whole thumbprint disclosed).
+    assert (
+        "Only the app holding its TLS client certificate can use this "
+        f"(it asked with certificate …{cert.thumbprint[-4:]})."
+    ) in consent.text
+    assert f"<code>{cert.thumbprint}</code>" in consent.text
 
 
 # -- issue 13 C5: Extended Key Usage must allow client authentication --------------------------------

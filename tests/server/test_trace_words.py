@@ -29,6 +29,7 @@ GOLDEN = """\
     Bound to: bound to DPoP key <JKT>
 <TIME>  consent shown: The consent page was shown
     Who: user <USER>, through client <CLIENT>
+    What was shown: the question “Allow Test client <CLIENT4> to pay up to 42.00 EUR to Merchant A?”
     What was shown: the application “Test client <CLIENT4>” asks to
     What was shown: Confirm who you are (your user identifier) (scope openid)
     What was shown: Read your account list and balances (scope accounts)
@@ -36,6 +37,10 @@ GOLDEN = """\
     What was shown: Pay up to 42.00 EUR in all to Merchant A, reference “Invoice 7”
     What was shown: at <ISSUER>
     What was shown: its tokens bound to DPoP key <JKT>
+    What was shown: the grant lasts for 30 days, until <DATE>
+    What was shown: It can act while you are away: it receives a refresh token and can get new access \
+until the grant ends, without asking you again.
+    What was shown: Only the app holding key …<JKT4> can use this.
     What was shown: page SHA-256 <SHA256>, template <VERSION>
     Bound to: bound to DPoP key <JKT>
 <TIME>  consent granted: The user approved
@@ -80,6 +85,7 @@ def story(driver: Driver) -> tuple[str, str, dict[str, str]]:  # noqa: F811
     )
     values = {
         claims["cnf"]["jkt"]: "<JKT>",
+        "…" + claims["cnf"]["jkt"][-4:]: "…<JKT4>",
         client.client_id: "<CLIENT>",
         client.client_id[-4:]: "<CLIENT4>",
         driver.issuer: "<ISSUER>",
@@ -93,6 +99,7 @@ def normalised(text: str, values: dict[str, str]) -> str:
         text = text.replace(value, name)
     text = re.sub(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", "<TIME>", text)
     text = re.sub(r"SHA-256 [0-9a-f]{64}", "SHA-256 <SHA256>", text)
+    text = re.sub(r"\d{1,2} [A-Z][a-z]+ \d{4} at \d\d:\d\d UTC", "<DATE>", text)
     return re.sub(r"template [0-9a-f]{16}", "template <VERSION>", text)
 
 

@@ -122,6 +122,10 @@ def uncovered(store: Store, grant_id: str, issuer: str, public_keys: list[dict[s
     )
 
 
+#: The consent page's sentences (server/interaction/consent_words.py) copied when a record has them.
+CONSENT_SENTENCES = ("headline", "lifetime", "while_away", "sender_words", "key_thumbprint", "step_up")
+
+
 def _consent(record: Mapping[str, Any]) -> dict[str, Any] | None:
     """The convenience copy of what a consent page showed (the record itself is the evidence)."""
     try:
@@ -132,6 +136,8 @@ def _consent(record: Mapping[str, Any]) -> dict[str, Any] | None:
     if not isinstance(surface, dict):
         return None
     facts: dict[str, Any] = surface["facts"] if isinstance(surface.get("facts"), dict) else {}
+    # Issue 18: the page's question, the lifetime, acting while away, the key, a step-up's spending.
+    said = {k: facts[k] for k in CONSENT_SENTENCES if facts.get(k) is not None}
     return {
         "writer": record.get("writer"),
         "seq": record.get("seq"),
@@ -144,6 +150,7 @@ def _consent(record: Mapping[str, Any]) -> dict[str, Any] | None:
         "details": [d.get("words") for d in facts.get("details", []) if isinstance(d, dict)],
         "resources": facts.get("resources", []),
         "sender_constraint": facts.get("sender_constraint"),
+        **said,
     }
 
 

@@ -263,6 +263,8 @@ def _shown(detail: Mapping[str, Any]) -> list[str]:
     given = surface.get("facts")
     facts: Mapping[str, Any] = given if isinstance(given, Mapping) else {}
     said = []
+    if facts.get("headline"):  # issue 18: the page's question
+        said.append(f"the question {_quoted(facts['headline'])}")
     if facts.get("client_name"):
         said.append(f"the application {_quoted(facts['client_name'])} asks to")
     said += [f"{s.get('words')} (scope {s.get('name')})" for s in facts.get("scopes") or []]
@@ -271,6 +273,9 @@ def _shown(detail: Mapping[str, Any]) -> list[str]:
         said.append(f"at {', '.join(str(r) for r in facts['resources'])}")
     if facts.get("sender_constraint"):
         said.append(f"its tokens bound to {facts['sender_constraint']}")
+    if facts.get("lifetime"):
+        said.append(f"the grant lasts {facts['lifetime']}")
+    said += [str(facts[k]) for k in ("while_away", "sender_words", "step_up") if facts.get(k)]
     said.append(
         f"page SHA-256 {surface.get('body_sha256')}, template {surface.get('template_version') or '?'}"
     )

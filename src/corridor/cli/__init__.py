@@ -1,7 +1,7 @@
 """The ``corridor`` command: the front door (design.md 6). One module per command group: init,
-serve (``serve``, ``demo-api``), db, keys, audit, client, user, resource, grant (and token), login;
-what they share is in common. ``corridor check`` lives with the checker (design.md 1: check
-imports client and core only)."""
+serve (``serve``, ``demo-api``), db, keys, audit, client, user, resource, grant (and token),
+login (and call); what they share is in common. ``corridor check`` lives with the checker
+(design.md 1: check imports client and core only)."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ for command in (
     grant.grant,
     grant.token,
     login.login,
+    login.call,
     check,
 ):
     main.add_command(command)

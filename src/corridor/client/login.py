@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 from typing import Any
 
 from corridor.client.flow import FapiClient, TokenSet
@@ -64,8 +65,26 @@ def redacted(tokens: TokenSet, show: bool) -> dict[str, Any]:
     return body
 
 
+def read_authorization_details(value: str) -> list[dict[str, Any]]:
+    """``JSON`` or ``@FILE`` as a command line gives it: RFC 9396 2, a non-empty JSON array of
+    objects (the AS checks each entry against its type's schema at PAR). ValueError says why not."""
+    text = value
+    if value.startswith("@"):
+        try:
+            text = Path(value[1:]).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"cannot read {value[1:]}: {exc}") from exc
+    try:
+        parsed = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"not JSON ({exc})") from exc
+    if not isinstance(parsed, list) or not parsed or not all(isinstance(e, dict) for e in parsed):
+        raise ValueError("must be a non-empty JSON array of objects (RFC 9396 2)")
+    return parsed
+
+
 def to_json(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False)
 
 
-__all__ = ["FapiClient", "LoopbackCallback", "redacted", "to_json"]
+__all__ = ["FapiClient", "LoopbackCallback", "read_authorization_details", "redacted", "to_json"]

@@ -6,8 +6,11 @@
 * ``agent_tool``: a tool an agent may call for the user: its name, actions, where (locations),
   limits and purpose.
 
+Each also has a ``headline``: what the consent page's heading asks when the entry is the first one
+(issue 18), the words after "Allow <client> to" ("pay up to 100.00 EUR to Merchant A").
+
 A deployment adds its own types as JSON files (``authorization_details_type_files``) with the same
-three members: ``type``, ``schema`` and ``template``.
+members: ``type``, ``schema``, ``template`` and, optionally, ``headline``.
 """
 
 from __future__ import annotations
@@ -68,6 +71,9 @@ BUILTIN: dict[str, dict[str, Any]] = {
             "{% if remittanceInformationUnstructured %}, reference “{{ remittanceInformationUnstructured }}”"
             "{% endif %}"
         ),
+        "headline": (
+            "pay up to {{ instructedAmount.amount }} {{ instructedAmount.currency }} to {{ creditorName }}"
+        ),
     },
     "account_information": {
         "schema": {
@@ -94,6 +100,10 @@ BUILTIN: dict[str, dict[str, Any]] = {
             "Read the {{ permissions | join(', ') }} of "
             "{% if accounts %}the accounts {{ accounts | join(', ') }}{% else %}all your accounts{% endif %}"
             "{% if expiry %} until {{ expiry }}{% endif %}"
+        ),
+        "headline": (
+            "read the {{ permissions | join(' and ') }} of "
+            "{% if accounts %}the accounts {{ accounts | join(', ') }}{% else %}all your accounts{% endif %}"
         ),
     },
     "agent_tool": {
@@ -124,5 +134,6 @@ BUILTIN: dict[str, dict[str, Any]] = {
             "{% if limits and limits.max_calls %}, at most {{ limits.max_calls }} calls{% endif %}"
             ", for: {{ purpose }}"
         ),
+        "headline": "let its agent use the tool “{{ tool }}” to {{ actions | join(', ') }}",
     },
 }

@@ -101,14 +101,21 @@ class DetailType:
     validator: Any
     render: Any
     render_html: Any
+    #: Issue 18: the consent page's headline for an entry of this type (the words after "Allow
+    #: <client> to"), as (plain text, autoescaped) templates; None when the type has none.
+    headline: tuple[Any, Any] | None = None
     #: Issue 13 E3: refuse control and bidirectional formatting characters in every string.
     plain_text_only: bool = False
+    headline_source: str | None = None
 
     @property
     def version(self) -> str:
         """Names exactly what was shown: a hash of the schema and the template (issue 8 records
         it with each consent, so a later reader knows which words the user saw)."""
-        body = json.dumps({"schema": self.schema, "template": self.template}, sort_keys=True)
+        words: dict[str, Any] = {"schema": self.schema, "template": self.template}
+        if self.headline_source is not None:
+            words["headline"] = self.headline_source
+        body = json.dumps(words, sort_keys=True)
         return hashlib.sha256(body.encode()).hexdigest()[:16]
 
 
@@ -126,7 +133,12 @@ _TEXT_TEMPLATES = SandboxedEnvironment(autoescape=False)
 
 
 def detail_type(
-    name: str, schema: Mapping[str, Any], template: str, *, plain_text_only: bool = False
+    name: str,
+    schema: Mapping[str, Any],
+    template: str,
+    *,
+    plain_text_only: bool = False,
+    headline: str | None = None,
 ) -> DetailType:
     jsonschema.Draft202012Validator.check_schema(schema)
     validator = jsonschema.Draft202012Validator(
@@ -139,7 +151,11 @@ def detail_type(
         validator,
         _TEXT_TEMPLATES.from_string(template),
         _HTML_TEMPLATES.from_string(template),
+        None
+        if headline is None
+        else (_TEXT_TEMPLATES.from_string(headline), _HTML_TEMPLATES.from_string(headline)),
         plain_text_only,
+        headline,
     )
 
 
@@ -154,12 +170,16 @@ class DetailTypes:
         """The built-in types named in ``names``, plus the types defined in ``files`` (JSON files
         with ``type``, ``schema`` and ``template``)."""
         declared = {
-            name: detail_type(name, spec["schema"], spec["template"], plain_text_only=True)
+            name: detail_type(
+                name, spec["schema"], spec["template"], plain_text_only=True, headline=spec.get("headline")
+            )
             for name, spec in BUILTIN.items()
         }
         for file in files:
             spec = json.loads(Path(file).read_text())
-            declared[spec["type"]] = detail_type(spec["type"], spec["schema"], spec["template"])
+            declared[spec["type"]] = detail_type(
+                spec["type"], spec["schema"], spec["template"], headline=spec.get("headline")
+            )
         unknown = [n for n in names if n not in declared]
         if unknown:
             raise ValueError(f"authorization_details types without a schema: {', '.join(unknown)}")
@@ -202,6 +222,15 @@ class DetailTypes:
             return isolate(json.dumps(entry, sort_keys=True))
         # The autoescaped environment's output is HTML already (every value escaped, in a <bdi>).
         return Markup(kind.render_html.render(**entry))  # noqa: S704
+
+    def headline(self, entry: Mapping[str, Any]) -> tuple[str, Markup] | None:
+        """Issue 18: what the consent page's heading asks for this entry, after "Allow <client>
+        to", as (plain text, HTML with each value in its own ``<bdi>``); None without a headline."""
+        kind = self.types.get(str(entry.get("type")))
+        if kind is None or kind.headline is None:
+            return None
+        text, html = kind.headline
+        return str(text.render(**entry)), Markup(html.render(**entry))  # noqa: S704 - autoescaped
 
     def version(self, name: str) -> str | None:
         kind = self.types.get(name)

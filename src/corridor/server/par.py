@@ -8,6 +8,7 @@ from starlette.responses import Response
 
 from corridor.audit.events import Event, Outcome
 from corridor.core.randomness import new_secret_token, token_hash
+from corridor.core.x509 import thumbprint_s256
 from corridor.server.authority import Exchange
 from corridor.server.checks import run
 from corridor.server.checks.client_auth import authenticate_client
@@ -101,6 +102,10 @@ def pushed_authorization(ex: Exchange) -> Response:
         resources=ex.resources,
         authorization_details=ex.authorization_details,
     )
+    if ex.client.sender_constraint == "mtls" and ex.certificate is not None:
+        # Issue 18: the certificate this request came with (RFC 8705 3.1 x5t#S256), for the
+        # consent page's words and the trail; the token is bound to the token request's own.
+        parameters["certificate_thumbprint"] = thumbprint_s256(ex.certificate)
     lifetime = server.settings.par_lifetime
     # The pushed request's id in the trail: the hash of its reference (never the reference).
     ex.evidence.detail["par"] = token_hash(reference)

@@ -12,7 +12,7 @@ from starlette.responses import Response
 from corridor.audit.events import Event, Outcome
 from corridor.core.rules import Rule
 from corridor.server.forms import Form
-from corridor.server.interaction import storage
+from corridor.server.interaction import consent_words, storage
 from corridor.server.interaction.contract import Decision, InteractionResult
 from corridor.server.interaction.passkeys import may_offer_enrolment
 from corridor.server.interaction.visit import Visit
@@ -31,19 +31,30 @@ def shown_facts(visit: Visit, user: Row) -> dict[str, Any]:
     words = server.settings.scopes
     known = server.resource_servers()
     jkt = pushed.dpop_jkt
+    scopes = [(s, words.get(s, s)) for s in (pushed.scope or "").split()]
+    details = pushed.authorization_details or []
+    mtls = client.sender_constraint == "mtls"
+    thumbprint = pushed.certificate_thumbprint if mtls else jkt
     return {
+        # Issue 18: the question, the lifetime, acting while away, the key, a step-up's spending.
+        "headline": consent_words.headline(client.name, details, scopes, server.detail_types)[0],
+        "lifetime": consent_words.lifetime(server.settings.grant_lifetime, server.now()),
+        "while_away": consent_words.while_away(),
+        "sender_words": consent_words.sender_constraint(mtls, thumbprint),
+        "key_thumbprint": thumbprint,
+        "step_up": consent_words.step_up(pushed.acr_values, details),
         "client_name": client.name,
         "client_id": client.client_id,
         "username": user["username"],
         "redirect_host": urlsplit(pushed.redirect_uri).netloc,
-        "scopes": [{"name": s, "words": words.get(s, s)} for s in (pushed.scope or "").split()],
+        "scopes": [{"name": name, "words": said} for name, said in scopes],
         "details": [
             {
                 "type": d.get("type"),
                 "words": server.detail_types.describe(d),
                 "type_version": server.detail_types.version(str(d.get("type"))),
             }
-            for d in pushed.authorization_details or []
+            for d in details
         ],
         "resources": [
             f"{known[r]['name']} ({r})" if r in known else r
@@ -51,7 +62,7 @@ def shown_facts(visit: Visit, user: Row) -> dict[str, Any]:
         ],
         "sender_constraint": (
             "the application's TLS client certificate"
-            if client.sender_constraint == "mtls"
+            if mtls
             else f"DPoP key {jkt}"
             if jkt
             else "a DPoP key the application proves at the token step"
@@ -74,10 +85,14 @@ def consent_page(visit: Visit, session: Row) -> Response:
     redirect = urlsplit(visit.pushed.redirect_uri)
     details = visit.pushed.authorization_details or []
     facts = shown_facts(visit, user)
+    scopes = [(s["name"], s["words"]) for s in facts["scopes"]]
+    client_is_mtls = visit.client.sender_constraint == "mtls"
     page = render(
         "consent.html",
         form_targets=(f"{redirect.scheme}://{redirect.netloc}",),
         **facts,
+        mtls=client_is_mtls,
+        headline_html=consent_words.headline(facts["client_name"], details, scopes, server.detail_types)[1],
         detail_json=[json.dumps(d, indent=2, sort_keys=True) for d in details],
         detail_words=[server.detail_types.describe_html(d) for d in details],  # issue 13 E3, E4
         csrf=visit.interaction["csrf"],

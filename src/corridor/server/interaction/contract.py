@@ -40,6 +40,8 @@ class PushedFacts:
     nonce: str | None
     code_challenge: str | None
     dpop_jkt: str | None
+    #: RFC 8705 3.1: the SHA-256 thumbprint of the certificate an mTLS-bound client pushed with.
+    certificate_thumbprint: str | None
     #: JARM 2.3: ``jwt`` or ``query.jwt`` for a signed response, ``query`` or None for a plain one.
     response_mode: str | None
     #: FAPI2 5.3.2.2-12: after this it gives nothing.
@@ -63,6 +65,7 @@ class PushedFacts:
             nonce=params.get("nonce"),
             code_challenge=params.get("code_challenge"),
             dpop_jkt=pushed["dpop_jkt"],
+            certificate_thumbprint=params.get("certificate_thumbprint"),
             response_mode=params.get("response_mode"),
             expires_at=pushed["expires_at"],
         )
@@ -77,6 +80,8 @@ class PushedFacts:
         evidence.resource = list(self.resources) or None
         if self.dpop_jkt:
             evidence.sender_constraint, evidence.key_thumbprint = "dpop", self.dpop_jkt
+        elif self.certificate_thumbprint:
+            evidence.sender_constraint, evidence.key_thumbprint = "mtls", self.certificate_thumbprint
         return evidence
 
 
