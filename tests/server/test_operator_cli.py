@@ -208,16 +208,26 @@ def test_resource_show_and_list_json(driver: Driver) -> None:
     refused(cli(driver, "resource", "show", "https://nowhere.example.org/"), "no resource server")
 
 
-def test_resource_list_when_there_are_none(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("command", "empty", "empty_json"),
+    [
+        ("resource list", "no resource servers\n", "[]\n"),
+        ("client list", "no clients (add one with corridor client add)\n", "[]\n"),
+        ("grant list", "no grants\n", "[]\n"),
+        ("user list", "no users (add one with corridor user add NAME --password-stdin)\n", "[]\n"),
+        ("keys list", "no keys yet (corridor serve makes the first one)\n", "[]\n"),
+        ("audit checkpoints", "no checkpoints\n", ""),  # --json: JSON Lines, to append elsewhere
+    ],
+)
+def test_an_empty_list_says_so(tmp_path: Path, command: str, empty: str, empty_json: str) -> None:
     runner = CliRunner()
     data = str(tmp_path / "data")
     assert runner.invoke(main, ["db", "upgrade", "--data-dir", data]).exit_code == 0
     env = {"CORRIDOR_DATABASE_URL": ""}
-    assert (
-        runner.invoke(main, ["resource", "list", "--data-dir", data], env=env).stdout
-        == "no resource servers\n"
-    )
-    assert runner.invoke(main, ["resource", "list", "--json", "--data-dir", data], env=env).stdout == "[]\n"
+    text = runner.invoke(main, [*command.split(), "--data-dir", data], env=env)
+    assert (text.exit_code, text.stdout) == (0, empty)
+    json_out = runner.invoke(main, [*command.split(), "--json", "--data-dir", data], env=env)
+    assert (json_out.exit_code, json_out.stdout) == (0, empty_json)
 
 
 # -- grant list / show ------------------------------------------------------------------------

@@ -139,6 +139,8 @@ def audit_checkpoints(
     _, store = _audit_store(data_dir, config_file, database_url)
     rows = [row for row in stored_checkpoints(store) if row["id"] > after_id]
     store.close()
+    if not rows and not as_json:  # --json is JSON Lines to append elsewhere: nothing is nothing
+        click.echo("no checkpoints" + (f" after {after_id}" if after_id else ""))
     for row in rows:
         if as_json:
             click.echo(json.dumps(row, sort_keys=True))

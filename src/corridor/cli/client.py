@@ -379,6 +379,8 @@ def client_list(data_dir: Path | None, config_file: Path | None, as_json: bool) 
     if as_json:
         echo_json([_client_json(r) for r in rows])
         return
+    if not rows:
+        click.echo("no clients (add one with corridor client add)")
     for row in rows:
         click.echo(f"{row['client_id']}\t{row['name']}")
 

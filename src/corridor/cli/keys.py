@@ -28,6 +28,9 @@ def keys_list(
     if as_json:
         echo_json([vars(state) for state in states])
         return
+    if not states:
+        click.echo("no keys yet (corridor serve makes the first one)")
+        return
     width = max([3, *(len(state.kid) for state in states)])
     click.echo(f"{'kid':<{width}} {'alg':<6} {'state':<9} {'activates':<21} retires")
     for state in states:
