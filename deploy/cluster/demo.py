@@ -76,8 +76,24 @@ METADATA = "/.well-known/openid-configuration"
 NGINX_LINE = re.compile(
     r'"(?P<method>\S+) (?P<path>\S+)" (?P<status>\d{3}) .*? upstream=(?P<upstream>[^ ,]+(?:, [^ ,]+)*) '
 )
-#: Corridor's access log (corridor.server.app): method, path and status of every response.
+#: Corridor's access log (corridor.server.app): method, path and status of every response, as a
+#: text line (log_format = "text") or as one JSON object (log_format = "json", the default of
+#: the instances here: they run with a config file, so in production mode).
 INSTANCE_LINE = re.compile(r"corridor\.access: (?P<method>\S+) (?P<path>\S+) (?P<status>\d{3})")
+
+
+def access_line(line: str) -> tuple[str, str, str] | None:
+    """Method, path and status of one access-log line of an instance, in either log format."""
+    if line.startswith("{"):
+        try:
+            fields = json.loads(line)
+        except ValueError:
+            return None
+        if not isinstance(fields, dict) or fields.get("logger") != "corridor.access":
+            return None
+        return str(fields.get("method")), str(fields.get("path")), str(fields.get("status"))
+    match = INSTANCE_LINE.search(line)
+    return None if match is None else (match["method"], match["path"], match["status"])
 #: The lines of nginx.conf.template that must stay as in deploy/nginx/corridor.conf.
 TLS_POLICY = re.compile(
     r"^\s*(ssl_\w+|proxy_ssl_\w+|proxy_hide_header|add_header|underscores_in_headers|ignore_invalid_headers)\b"
@@ -477,11 +493,7 @@ class Logs:
             time.sleep(0.1)
 
     def instance(self, instance: Instance) -> list[tuple[str, str, str]]:
-        return [
-            (m["method"], m["path"], m["status"])
-            for m in map(INSTANCE_LINE.search, self.new(instance.log))
-            if m is not None
-        ]
+        return [row for row in map(access_line, self.new(instance.log)) if row is not None]
 
 
 def browser_sign_in(cluster: Cluster, url: str, password: str) -> str:
