@@ -12,6 +12,11 @@
 //   CORRIDOR_CLIENT_ID         the one static client
 //   CORRIDOR_CLIENT_JWK        its public signing JWK (ES256), JSON
 //   CORRIDOR_REDIRECT_URI      its redirect URI
+//   CORRIDOR_PEER_REFRESH      "1": the client may use the refresh_token grant and gets a refresh
+//                              token with every code, as Corridor gives one (issue 19's second
+//                              flow shape); unset: no refresh tokens (the issue 6 configuration)
+//   CORRIDOR_PEER_INTROSPECTION "1": the introspection endpoint (RFC 7662) is on, for the bench's
+//                              per-endpoint figures; unset: off (the issue 6 configuration)
 //
 // Protocol (one JSON object per line on stdout):
 //   {"ready": true, "issuer": "https://localhost:PORT", "port": PORT}   once listening
@@ -24,7 +29,15 @@
 // for the client and a DPoP nonce required at every DPoP-checking endpoint (PAR, token,
 // userinfo). A token request with resource=CORRIDOR_PEER_RESOURCE (also named in the PAR)
 // yields a JWT access token (RFC 9068, ES256, 300 s) for that audience with the resource scope;
-// without resource (and openid in scope) an opaque access token for userinfo. No refresh tokens.
+// without resource (and openid in scope) an opaque access token for userinfo. No refresh tokens
+// unless CORRIDOR_PEER_REFRESH=1: then every code comes with one (oidc-provider's default would
+// issue one only for offline_access, which needs prompt=consent), not rotated for this
+// confidential client (oidc-provider's default rotateRefreshToken; Corridor does not rotate
+// either), and a refresh needs a DPoP proof; its access token is bound to that proof's key.
+// Without offline_access the refresh token lives with the sign-in session and its latest grant
+// for the client (oidc-provider's default expiresWithSession), which the bench's flows keep.
+// With CORRIDOR_PEER_INTROSPECTION=1 a client may introspect the tokens issued to it (RFC 7662 4;
+// Corridor's rule for a client's own tokens), authenticated with private_key_jwt.
 //
 // The user's part: GET /interaction/UID shows a login page (any user name with any non-empty
 // password; the name becomes the sub) or a consent page; the forms POST to
@@ -292,6 +305,8 @@ async function main() {
   if (clientJwk.d !== undefined) throw new Error('CORRIDOR_CLIENT_JWK must be a public JWK')
   const clientId = env('CORRIDOR_CLIENT_ID')
   const redirectUri = env('CORRIDOR_REDIRECT_URI')
+  const refresh = process.env.CORRIDOR_PEER_REFRESH === '1'
+  const introspection = process.env.CORRIDOR_PEER_INTROSPECTION === '1'
   const tlsFiles = { cert: fs.readFileSync(env('CORRIDOR_PEER_CERT')), key: fs.readFileSync(env('CORRIDOR_PEER_KEY')) }
 
   // Listen first, so the issuer names the real port (no race for a "free" port).
@@ -305,7 +320,7 @@ async function main() {
         client_id: clientId,
         redirect_uris: [redirectUri],
         response_types: ['code'],
-        grant_types: ['authorization_code'],
+        grant_types: refresh ? ['authorization_code', 'refresh_token'] : ['authorization_code'],
         token_endpoint_auth_method: 'private_key_jwt',
         token_endpoint_auth_signing_alg: clientJwk.alg || 'ES256',
         jwks: { keys: [clientJwk] },
@@ -318,7 +333,8 @@ async function main() {
     responseTypes: ['code'],
     // OIDC scopes only; the resource scope comes from features.resourceIndicators below.
     scopes: ['openid'],
-    issueRefreshToken: async () => false,
+    // Issue 6: none. CORRIDOR_PEER_REFRESH=1: one with every code, as Corridor issues one.
+    issueRefreshToken: async (ctx, client) => refresh && client.grantTypeAllowed('refresh_token'),
     pkce: { required: () => true },
     allowOmittingSingleRegisteredRedirectUri: false,
     jwks: { keys: [signingKey()] },
@@ -376,6 +392,11 @@ async function main() {
         },
       },
       userinfo: { enabled: true },
+      introspection: {
+        enabled: introspection,
+        // RFC 7662 4: a client may introspect the tokens issued to it, nothing else.
+        allowedPolicy: async (ctx, client, token) => token.clientId === client.clientId,
+      },
       rpInitiatedLogout: { enabled: false },
     },
   }
@@ -387,11 +408,12 @@ async function main() {
     'pushed_authorization_request.error',
     'grant.error',
     'userinfo.error',
+    'introspection.error',
     'jwks.error',
     'discovery.error',
   ]) {
     provider.on(event, (ctx, err) => {
-      process.stderr.write(`${event}: ${err?.name}: ${err?.message} ${err?.error_description ?? ''}\n`)
+      process.stderr.write(`${event}: ${err?.name}: ${err?.message} ${err?.error_description ?? ''} ${err?.error_detail ?? ''}\n`)
     })
   }
 
