@@ -6,6 +6,15 @@ scaling figures; the results replace the generated part of bench/RESULTS.md.
   peer, Corridor, peer, Corridor, ... (``--rounds``), each run after its own warm-up. Absolute
   figures on a shared machine drift by 20-30 % over minutes; the ratios of neighbouring runs are
   what we report.
+* Two flow shapes (issue 19): shape 1 ends with the resource server call (issue 6's flow,
+  against the peer as configured in issue 6, and again against the peer issuing refresh tokens
+  as Corridor does); shape 2 ends with UserInfo on the AS and a refresh_token grant, against
+  the peer issuing refresh tokens (``CORRIDOR_PEER_REFRESH=1``: a second peer process).
+* CPU per endpoint (issue 19; ``--no-phases`` skips it): the driver's phased run (every virtual
+  user takes step k, then step k+1, ...; /proc read around each step) on shape 2 plus
+  introspection, against a third peer process that also has introspection on.
+* After the Corridor runs, ``corridor audit verify`` on its data directory (and again after the
+  scaling runs, on SQLite and PostgreSQL); a broken chain fails the run.
 * Pinning (``taskset``): the authorization servers on CPU 0, the driver and the resource server
   on CPU 1, so the AS under test has a core to itself and its CPU per flow is its own.
 * Corridor runs as ``corridor serve`` on its embedded default (SQLite in WAL mode, a durable
@@ -14,7 +23,7 @@ scaling figures; the results replace the generated part of bench/RESULTS.md.
   CPU per flow with 1k, 100k and 1M stored grants and access tokens (rows inserted before the
   server starts; all unexpired, so nothing is purged away).
 
-    .venv/bin/python -m bench.run [--rounds 3] [--flows 300] [--concurrency 8] [--no-scaling]
+    .venv/bin/python -m bench.run [--rounds 3] [--flows 300] [--concurrency 8] [--no-phases] [--no-scaling]
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,7 +51,7 @@ from typing import Any
 
 import httpx
 
-from bench.driver import Target, run
+from bench.driver import SIGN_IN_ROUNDS, Target, phased, run
 from corridor.core.jose import SigningKey
 from corridor.core.randomness import new_id, token_hash
 from corridor.transport.tls import DevTLS, ensure_dev_tls
@@ -55,6 +65,9 @@ REDIRECT_URI = "https://client.example.org/cb"
 USERNAME, PASSWORD = "bench-user", "bench-password-not-secret"
 SCOPE = "openid accounts"
 SERVER_CPU, DRIVER_CPU = "0", "1"
+#: The two flow shapes (issue 19): ending in the resource server call (issue 6's flow), and
+#: ending in UserInfo on the AS followed by a refresh.
+RS_SHAPE, USERINFO_SHAPE = "rs", "userinfo"
 
 
 def free_port() -> int:
@@ -227,8 +240,13 @@ class Bench:
         self.servers.append(server)
         return server
 
-    def peer(self) -> Server:
+    def peer(self, *, refresh: bool = False, introspection: bool = False) -> Server:
+        """oidc-provider (bench/peer/server.mjs); with neither option exactly as in issue 6.
+        ``refresh``: a refresh token with every code, as Corridor gives one (the second flow
+        shape); ``introspection``: its introspection endpoint on (the per-endpoint figures)."""
         env = {
+            "CORRIDOR_PEER_REFRESH": "1" if refresh else "",
+            "CORRIDOR_PEER_INTROSPECTION": "1" if introspection else "",
             "CORRIDOR_PEER_PORT": "0",
             "CORRIDOR_PEER_CERT": str(self.tls.cert_file),
             "CORRIDOR_PEER_KEY": str(self.tls.key_file),
@@ -245,7 +263,10 @@ class Bench:
         line = json.loads(process.stdout.readline() or b"{}")
         if not line.get("ready"):
             raise RuntimeError(f"oidc-provider did not start: {line}")
-        server = Server("oidc-provider", line["issuer"], process, (process.pid,))
+        name = "oidc-provider" + "".join(
+            f" +{option}" for option, on in (("refresh", refresh), ("introspection", introspection)) if on
+        )
+        server = Server(name, line["issuer"], process, (process.pid,))
         self.servers.append(server)
         return server
 
@@ -284,27 +305,66 @@ class Bench:
             self.resource + "/accounts",
         )
 
-    def measure(self, server: Server, *, concurrency: int, flows: int, warmup: int) -> dict[str, Any]:
+    def userinfo_target(self, server: Server) -> Target:
+        """Issue 19's second flow shape: no resource indicator (the access token is for the AS),
+        UserInfo as the resource call, then a refresh_token grant."""
+        target = self.target(server)
+        target.scope, target.resource, target.resource_url, target.refresh = "openid", None, None, True
+        return target
+
+    def measure(
+        self, server: Server, *, concurrency: int, flows: int, warmup: int, shape: str = RS_SHAPE
+    ) -> dict[str, Any]:
+        target = self.target(server) if shape == RS_SHAPE else self.userinfo_target(server)
         results = asyncio.run(
-            run(
-                self.target(server),
-                concurrency=concurrency,
-                flows=flows,
-                warmup=warmup,
-                server_pid=server.pids,
-            )
+            run(target, concurrency=concurrency, flows=flows, warmup=warmup, server_pid=server.pids)
         )
         report = results.report()
+        refresh = report["latency_ms"].get("refresh")
         print(
-            f"  {server.name:<14} {report['flows_per_second']:>8.1f} flows/s  "
-            f"{report['server_cpu_ms_per_flow']:>7.2f} CPU ms/flow  "
-            f"token p99 {report['latency_ms'].get('token', {}).get('p99', 0):>7.1f} ms  "
-            f"failures {sum(report['failures'].values())}  busy sign-ins retried {report['busy_logins']}",
+            f"  {shape:<9} {server.name:<28} {report['flows_per_second']:>7.1f} flows/s  "
+            f"{report['server_cpu_ms_per_flow']:>6.2f} CPU ms/flow  "
+            f"token p99 {report['latency_ms'].get('token', {}).get('p99', 0):>6.1f} ms  "
+            + (f"refresh p99 {refresh['p99']:>6.1f} ms  " if refresh else "")
+            + f"failures {sum(report['failures'].values())}  busy sign-ins retried {report['busy_logins']}",
             flush=True,
         )
         for reason, count in sorted(report["failures"].items(), key=lambda item: -item[1]):
             print(f"    {count:>5}  {reason}", flush=True)
         return report
+
+    def endpoints(self, server: Server, *, concurrency: int, flows: int) -> dict[str, Any]:
+        """The phased run (bench.driver.phased) on the second shape, with introspection."""
+        report = asyncio.run(
+            phased(self.userinfo_target(server), concurrency=concurrency, flows=flows, server_pid=server.pids)
+        ).report()
+        cells = [f"{p['name']} {p['server_cpu_ms_per_call']}" for p in report["phases"]]
+        print(f"  endpoints {server.name:<28} CPU ms per call: {', '.join(cells)}", flush=True)
+        print(
+            f"    failures {sum(report['failures'].values())}  busy sign-ins retried {report['busy_logins']}",
+            flush=True,
+        )
+        for reason, count in sorted(report["failures"].items(), key=lambda item: -item[1]):
+            print(f"    {count:>5}  {reason}", flush=True)
+        return report
+
+
+def audit_verify(data_dir: Path, database_url: str | None = None) -> list[str]:
+    """``corridor audit verify`` on a Corridor data directory (issue 19: the audit chain
+    verifies after a bench run); its output lines. A broken chain ends the run (exit 1)."""
+    corridor = str(Path(sys.executable).parent / "corridor")
+    database = ["--database", database_url] if database_url else []
+    done = subprocess.run(
+        [corridor, "audit", "verify", "--data-dir", str(data_dir), *database],
+        capture_output=True,
+        text=True,
+    )
+    lines = done.stdout.splitlines()
+    print("  corridor audit verify: " + ("; ".join(lines) or "(no output)"), flush=True)
+    if done.returncode != 0:
+        print(done.stderr, file=sys.stderr, flush=True)
+        raise SystemExit(f"corridor audit verify failed (exit {done.returncode}) on {data_dir}")
+    return lines
 
 
 def seed(database_url: str, rows: int, now: float) -> None:
@@ -364,6 +424,14 @@ def spread(values: list[float]) -> str:
     return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
 
 
+def ratio_cell(peer: list[float], ours: list[float]) -> str:
+    """Median (range) of the per-round ratios Corridor/peer (neighbouring runs)."""
+    ratios = [b / a for a, b in zip(peer, ours, strict=True) if a]
+    if not ratios:
+        return "-"
+    return f"**{statistics.median(ratios):.2f}** ({min(ratios):.2f}-{max(ratios):.2f})"
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     with contextlib.suppress(OSError):
@@ -375,58 +443,213 @@ def machine() -> str:
     return f"{os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}, Node {node}"
 
 
-def render(args: argparse.Namespace, rounds: dict[str, list[dict[str, Any]]], scaling: list[str]) -> str:
-    def series(name: str, key: str) -> list[float]:
+def _series(reports: list[dict[str, Any]], key: str) -> list[float]:
+    out = []
+    for report in reports:
+        if key.endswith("_p99"):  # token_p99, refresh_p99: that step's p99 latency
+            out.append(report["latency_ms"][key.removesuffix("_p99")]["p99"])
+        else:
+            out.append(report[key])
+    return out
+
+
+def _comparison(runs: Runs, shape: str, peer: str, rows: tuple[tuple[str, str, str], ...]) -> list[str]:
+    lines = [
+        f"| | {peer} 9.13.3 (memory) | Corridor (SQLite WAL) | ratio Corridor/peer (median, range) |",
+        "|---|---|---|---|",
+    ]
+    for label, key, better in rows:
+        p, c = _series(runs[shape, peer], key), _series(runs[shape, OURS], key)
+        lines.append(f"| {label} ({better}) | {spread(p)} | {spread(c)} | {ratio_cell(p, c)} |")
+    return lines
+
+
+def _failed(runs: Runs, *keys: tuple[str, str]) -> str:
+    return ", ".join(
+        f"{name}: {sum(sum(r['failures'].values()) for r in runs[shape, name])}" for shape, name in keys
+    )
+
+
+def _steps(runs: Runs, shape: str, peer: str) -> list[str]:
+    lines = ["| step | oidc-provider | Corridor |", "|---|---|---|"]
+    last_peer, last_ours = runs[shape, peer][-1]["latency_ms"], runs[shape, OURS][-1]["latency_ms"]
+    for step in sorted(last_ours):
+        a, b = last_peer.get(step, {}), last_ours.get(step, {})
+        cells = [f"{x.get('p50', '-')} / {x.get('p99', '-')}" for x in (a, b)]
+        lines.append(f"| {step} | {cells[0]} | {cells[1]} |")
+    return lines
+
+
+#: What each step of the phased run is, for the endpoint table.
+ENDPOINT_NOTES = {
+    "sign-in POST": "sign-in form POST (Corridor: Argon2id; the peer checks no password)",
+    "PAR": "PAR (POST, private_key_jwt + DPoP)",
+    "authorize": "GET authorize (request_uri)",
+    "GET /interaction/{id}": "GET interaction page (consent page, signed in)",
+    "consent POST": "consent POST (Corridor: issues the code)",
+    "GET /auth/{id}": "GET /auth/{id} (oidc-provider's resumption after consent: issues the code)",
+    "token (code)": "token, authorization_code (private_key_jwt + DPoP)",
+    "userinfo": "UserInfo (GET, DPoP-bound token)",
+    "token (refresh)": "token, refresh_token (private_key_jwt + DPoP)",
+    "introspection": "introspection (private_key_jwt)",
+}
+#: Steps whose two figures are not the same work: no ratio.
+NO_RATIO = ("sign-in POST",)
+#: Steps not part of a flow of the second shape (the sum row leaves them out).
+NOT_IN_A_FLOW = ("sign-in POST", "introspection")
+
+
+def _endpoints(runs: Runs) -> list[str]:
+    peer_runs, our_runs = runs[ENDPOINTS, PEER_ENDPOINTS], runs[ENDPOINTS, OURS]
+
+    def per_round(reports: list[dict[str, Any]], name: str) -> list[float]:
         out = []
-        for report in rounds[name]:
-            if key == "token_p99":
-                out.append(report["latency_ms"]["token"]["p99"])
-            else:
-                out.append(report[key])
+        for report in reports:
+            cpu = next((p["server_cpu_ms_per_call"] for p in report["phases"] if p["name"] == name), None)
+            out.append(float("nan") if cpu is None else cpu)
         return out
 
-    peer, ours = "oidc-provider", "corridor"
+    def flow_sum(reports: list[dict[str, Any]]) -> list[float]:
+        return [
+            sum(p["server_cpu_ms_per_call"] or 0 for p in r["phases"] if p["name"] not in NOT_IN_A_FLOW)
+            for r in reports
+        ]
+
+    names: list[str] = []
+    for report in [*our_runs, *peer_runs]:
+        for p in report["phases"]:
+            if p["name"] not in names:
+                names.append(p["name"])
+    order = list(ENDPOINT_NOTES)
+    names.sort(key=lambda n: order.index(n) if n in order else len(order))
+    lines = [
+        "| endpoint | oidc-provider CPU ms per call | Corridor CPU ms per call "
+        "| ratio Corridor/peer (median, range) | calls per run (peer / Corridor) |",
+        "|---|---|---|---|---|",
+    ]
+
+    def cell(values: list[float]) -> str:
+        present = [v for v in values if v == v]
+        return spread(present) if present else "-"
+
+    for name in [*names, "one flow of the second shape (sum of its steps)"]:
+        if name in names:
+            p, c = per_round(peer_runs, name), per_round(our_runs, name)
+            calls = [
+                str(next((x["calls"] for x in r[-1]["phases"] if x["name"] == name), "-"))
+                for r in (peer_runs, our_runs)
+            ]
+        else:
+            p, c = flow_sum(peer_runs), flow_sum(our_runs)
+            calls = ["", ""]
+        both = [(a, b) for a, b in zip(p, c, strict=True) if a == a and b == b]
+        ratio = ratio_cell([a for a, _ in both], [b for _, b in both]) if both else "-"
+        if name in NO_RATIO:
+            ratio = "- (not the same work)"
+        label = ENDPOINT_NOTES.get(name, name)
+        lines.append(f"| {label} | {cell(p)} | {cell(c)} | {ratio} | {' / '.join(calls).strip(' /')} |")
+    return lines
+
+
+def render(args: argparse.Namespace, runs: Runs, audit: list[str], scaling: list[str], seconds: float) -> str:
     lines = [
         BEGIN,
         f"## Corridor vs oidc-provider (`make bench`, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC)",
         "",
-        f"Machine: {machine()}. {args.rounds} interleaved rounds (peer, Corridor, ...), each "
+        f"Machine: {machine()}. {args.rounds} interleaved rounds (per round: shape 1 on the peer, "
+        "Corridor, the peer with refresh tokens; shape 2 on the peer with refresh tokens, Corridor"
+        + ("; the per-endpoint runs" if runs.get((ENDPOINTS, OURS)) else "")
+        + "), each "
         f"{args.flows} flows at concurrency {args.concurrency} after {args.warmup} warm-up flows; "
-        "servers on CPU 0, driver and resource server on CPU 1. Figures are median (min-max).",
+        "servers on CPU 0, driver and resource server on CPU 1. Figures are median (min-max); "
+        "ratios are the median (range) of each round's neighbouring runs.",
         "",
-        "| | oidc-provider 9.13.3 (memory) | Corridor (SQLite WAL) | ratio Corridor/peer (median, range) |",
-        "|---|---|---|---|",
+        "### Shape 1: PAR, authorize, consent, callback, token, resource server call (issue 6's flow)",
+        "",
+        "Against oidc-provider as configured in issue 6 (unchanged: no refresh tokens, no introspection):",
+        "",
     ]
-    for label, key, better in (
+    rows = (
         ("flows/s", "flows_per_second", "higher is better"),
         ("AS CPU ms per flow", "server_cpu_ms_per_flow", "lower is better"),
         ("token endpoint p99 ms", "token_p99", "lower is better"),
-    ):
-        p, c = series(peer, key), series(ours, key)
-        ratios = [b / a for a, b in zip(p, c, strict=True) if a]
-        lines.append(
-            f"| {label} ({better}) | {spread(p)} | {spread(c)} | **{statistics.median(ratios):.2f}** "
-            f"({min(ratios):.2f}-{max(ratios):.2f}) |"
-        )
-    failures = {name: sum(sum(r["failures"].values()) for r in reports) for name, reports in rounds.items()}
-    lines += ["", f"Failed flows: {failures}.", ""]
-    steps = sorted(rounds[ours][-1]["latency_ms"])
+    )
+    lines += _comparison(runs, RS_SHAPE, PEER, rows)
     lines += [
-        "Per-step latency of the last round, p50 / p99 ms:",
         "",
-        "| step | oidc-provider | Corridor |",
-        "|---|---|---|",
+        "The same shape against oidc-provider issuing a refresh token with every code, as Corridor "
+        "does in this flow too (`CORRIDOR_PEER_REFRESH=1`, the second shape's peer):",
+        "",
     ]
-    for step in steps:
-        a = rounds[peer][-1]["latency_ms"].get(step, {})
-        b = rounds[ours][-1]["latency_ms"].get(step, {})
-        lines.append(
-            f"| {step} | {a.get('p50', '-')} / {a.get('p99', '-')} "
-            f"| {b.get('p50', '-')} / {b.get('p99', '-')} |"
-        )
+    lines += _comparison(runs, RS_SHAPE, PEER_REFRESH, rows)
+    lines += [
+        "",
+        f"Failed flows: {_failed(runs, (RS_SHAPE, PEER), (RS_SHAPE, PEER_REFRESH), (RS_SHAPE, OURS))}.",
+        "",
+        "Per-step latency of the last round (against issue 6's peer), p50 / p99 ms:",
+        "",
+        *_steps(runs, RS_SHAPE, PEER),
+        "",
+        "### Shape 2: PAR, authorize, consent, callback, token, UserInfo (AS), refresh",
+        "",
+        "No resource indicator (the access token is for the AS), UserInfo with the DPoP-bound token, "
+        "then a refresh_token grant at the token endpoint (private_key_jwt and a DPoP proof with the "
+        "same key; neither server rotates this confidential client's refresh token). The peer is "
+        "started with `CORRIDOR_PEER_REFRESH=1`: oidc-provider issues no refresh token in issue 6's "
+        "configuration and, by default, only for `offline_access` (which needs `prompt=consent`); "
+        "Corridor issues one with every code. On refresh oidc-provider also signs a new ID token "
+        "(openid in scope); Corridor does not.",
+        "",
+    ]
+    lines += _comparison(
+        runs,
+        USERINFO_SHAPE,
+        PEER_REFRESH,
+        (*rows, ("refresh (token endpoint) p99 ms", "refresh_p99", "lower is better")),
+    )
+    lines += [
+        "",
+        f"Failed flows: {_failed(runs, (USERINFO_SHAPE, PEER_REFRESH), (USERINFO_SHAPE, OURS))}.",
+        "",
+        "Per-step latency of the last round, p50 / p99 ms (`resource` is UserInfo here):",
+        "",
+        *_steps(runs, USERINFO_SHAPE, PEER_REFRESH),
+    ]
+    if runs.get((ENDPOINTS, OURS)):
+        busy = ", ".join(str(r["busy_logins"]) for r in runs[ENDPOINTS, OURS])
+        lines += [
+            "",
+            "### CPU per endpoint (phased run, shape 2 and introspection)",
+            "",
+            f"{args.concurrency} virtual users run their flows in step: every user takes step k, then "
+            "every user step k+1; the AS's CPU (/proc) is read before and after each step and summed "
+            f"over {max(1, round(args.flows / args.concurrency))} rounds per run; CPU per call = CPU / "
+            f"calls (a call includes its DPoP nonce retries; sign-in, {SIGN_IN_ROUNDS} per user in fresh "
+            f"user agents, includes its busy 503 retries: Corridor {busy} per run). The peer is a third "
+            "process with `CORRIDOR_PEER_REFRESH=1 CORRIDOR_PEER_INTROSPECTION=1` "
+            "(`features.introspection`, a client may introspect its own tokens), so shape 1's peer is "
+            "untouched. /proc counts 10 ms ticks, so a figure below ~0.5 ms is coarse.",
+            "",
+            *_endpoints(runs),
+            "",
+            f"Failed flows: {_failed(runs, (ENDPOINTS, PEER_ENDPOINTS), (ENDPOINTS, OURS))}.",
+        ]
+    lines += [
+        "",
+        "### Audit chain after the Corridor runs",
+        "",
+        "`corridor audit verify --data-dir <the bench's data directory>` (exit 0; a failure fails the run):",
+        "",
+        *[f"    {line}" for line in audit],
+    ]
     if scaling:
         lines += ["", "### Scaling (Corridor)", "", *scaling]
-    lines += ["", "Reproduce: `make bench` (or `.venv/bin/python -m bench.run --help`).", END]
+    lines += [
+        "",
+        f"Reproduce: `make bench` (or `.venv/bin/python -m bench.run --help`); this run took "
+        f"{seconds / 60:.1f} minutes.",
+        END,
+    ]
     return "\n".join(lines)
 
 
@@ -453,6 +676,20 @@ def bench(work: Path) -> Iterator[Bench]:
             server.stop()
 
 
+#: The peer's configurations: issue 6's (shape 1, unchanged), with refresh tokens (shape 2, and
+#: shape 1 again for comparison), and with introspection too (the per-endpoint figures only).
+PEER, PEER_REFRESH, PEER_ENDPOINTS = (
+    "oidc-provider",
+    "oidc-provider +refresh",
+    "oidc-provider +refresh +introspection",
+)
+OURS = "corridor"
+ENDPOINTS = "endpoints"
+
+#: Runs of one ``make bench``: (shape or ENDPOINTS, server name) -> one report per round.
+Runs = dict[tuple[str, str], list[dict[str, Any]]]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -461,6 +698,7 @@ def main() -> None:
     parser.add_argument("--flows", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=40)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--no-phases", action="store_true", help="skip the per-endpoint figures")
     parser.add_argument("--no-scaling", action="store_true", help="skip the workers and growth figures")
     parser.add_argument("--grow", default="1000,100000,1000000", help="stored rows for the growth figure")
     parser.add_argument("--no-write", action="store_true", help="print, do not touch bench/RESULTS.md")
@@ -472,22 +710,36 @@ def main() -> None:
     args = parser.parse_args()
     if (os.cpu_count() or 1) >= 2:
         os.sched_setaffinity(0, {int(DRIVER_CPU)})
+    started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="corridor-bench-") as tmp, bench(Path(tmp)) as b:
         work = Path(tmp)
         print(f"work: {work}; server output in {b.log}", flush=True)
         peer = b.peer()
+        peer_refresh = b.peer(refresh=True)
+        peer_endpoints = None if args.no_phases else b.peer(refresh=True, introspection=True)
         ours = b.corridor(work / "corridor")
-        rs = b.resource_server([peer.issuer, ours.issuer])
+        rs = b.resource_server([peer.issuer, peer_refresh.issuer, ours.issuer])
         try:
-            rounds: dict[str, list[dict[str, Any]]] = {"oidc-provider": [], "corridor": []}
+            runs: Runs = defaultdict(list)
+            load = {"concurrency": args.concurrency, "flows": args.flows, "warmup": args.warmup}
             for number in range(1, args.rounds + 1):
                 print(f"round {number}", flush=True)
-                for server in (peer, ours):
-                    rounds[server.name].append(
-                        b.measure(server, concurrency=args.concurrency, flows=args.flows, warmup=args.warmup)
-                    )
-            ours.stop()
-            peer.stop()
+                for shape, server in (
+                    (RS_SHAPE, peer),
+                    (RS_SHAPE, ours),
+                    (RS_SHAPE, peer_refresh),
+                    (USERINFO_SHAPE, peer_refresh),
+                    (USERINFO_SHAPE, ours),
+                ):
+                    runs[shape, server.name].append(b.measure(server, shape=shape, **load))
+                if peer_endpoints is not None:
+                    for server in (peer_endpoints, ours):
+                        runs[ENDPOINTS, server.name].append(
+                            b.endpoints(server, concurrency=args.concurrency, flows=args.flows)
+                        )
+            for server in (ours, peer, peer_refresh, *([peer_endpoints] if peer_endpoints else [])):
+                server.stop()
+            audit = audit_verify(work / "corridor") if args.rounds else []
             scaling: list[str] = []
             if not args.no_scaling:
                 scaling = scale(b, args, rs)
@@ -497,7 +749,7 @@ def main() -> None:
         if not args.rounds:  # scaling figures only: printed, RESULTS.md left alone
             print("\n".join(scaling))
             return
-        block = render(args, rounds, scaling)
+        block = render(args, runs, audit, scaling, time.monotonic() - started)
         print(block)
         if not args.no_write:
             write_results(block)
@@ -529,6 +781,8 @@ def scale(b: Bench, args: argparse.Namespace, rs: subprocess.Popen[bytes]) -> li
         "|---|---|---|---|",
     ]
     lines += growth(b, args, data, f"sqlite:///{data / 'corridor.db'}", register=False)
+    lines += ["", "Audit chains of that SQLite file after the scaling runs (`corridor audit verify`):", ""]
+    lines += [f"    {line}" for line in audit_verify(data)]
     if args.postgres:
         with postgres_database(args.postgres) as url:
             lines += [
@@ -539,6 +793,8 @@ def scale(b: Bench, args: argparse.Namespace, rs: subprocess.Popen[bytes]) -> li
                 "|---|---|---|---|",
             ]
             lines += growth(b, args, data, url, register=True)
+            lines += ["", "Audit chains of that PostgreSQL database (`corridor audit verify`):", ""]
+            lines += [f"    {line}" for line in audit_verify(data, url)]
     return lines
 
 
