@@ -134,9 +134,7 @@ def main() -> None:
             rs.wait()
         report = results.report()
         failures = sum(report["failures"].values())
-        print(
-            f"{report['server_cpu_ms_per_flow']:.2f} AS CPU ms/flow, {args.flows} flows, {failures} failed"
-        )
+        print(f"{report['server_cpu_ms_per_flow']:.2f} AS CPU ms/flow, {args.flows} flows, {failures} failed")
         if not args.no_spy:
             print(summarise(raw, args.top))
 

@@ -597,8 +597,11 @@ def render(args: argparse.Namespace, runs: Runs, audit: list[str], scaling: list
         "same key; neither server rotates this confidential client's refresh token). The peer is "
         "started with `CORRIDOR_PEER_REFRESH=1`: oidc-provider issues no refresh token in issue 6's "
         "configuration and, by default, only for `offline_access` (which needs `prompt=consent`); "
-        "Corridor issues one with every code. On refresh oidc-provider also signs a new ID token "
-        "(openid in scope); Corridor does not.",
+        "Corridor issues one with every code. The work differs in two places, both by design of "
+        "the servers: oidc-provider's access token for its own UserInfo is opaque (stored, not "
+        "signed; it has no JWT format for UserInfo) where Corridor's is a signed JWT (RFC 9068), "
+        "and on refresh oidc-provider also signs a new ID token (openid in scope) where Corridor "
+        "does not.",
         "",
     ]
     lines += _comparison(
