@@ -39,12 +39,13 @@ def normalise(sql: str) -> str:
 
 
 def _origin() -> str:
-    """``store function <- server function`` of the statement being traced (its Python stack)."""
+    """``store function <- server function`` of the statement being traced (its Python stack):
+    the outermost store frame (the repository method) and the innermost server frame."""
     store = server = "?"
     frame = sys._getframe(2)
     while frame is not None:
         path = frame.f_code.co_filename
-        if store == "?" and "corridor/store/" in path:
+        if "corridor/store/" in path:
             store = f"{Path(path).stem}.{frame.f_code.co_name}"
         elif "corridor/server/" in path:
             server = f"{Path(path).stem}.{frame.f_code.co_name}"
