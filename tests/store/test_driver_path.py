@@ -76,6 +76,7 @@ HOT: list[tuple[str, Any, dict[str, Any]]] = [
     ("replay by key", by(t.replay_cache, "key"), {"key": "r1"}),
     ("client by id (none)", by(t.clients, "client_id"), {"key": "nobody"}),
     ("access token joined", grants_sql._ACCESS_TOKEN, {"key": "at1"}),
+    ("interaction and pushed", requests_sql._INTERACTION_AND_PUSHED, {"key": "i1"}),
     ("grant locked", grants_sql._LOCK, {"key": "g1"}),
     ("user locked", users_sql._LOCK_USER, {"key": "u1"}),
 ]
@@ -237,3 +238,13 @@ def test_the_hot_statements_are_prepared_for_both_dialects(fresh_store: Store) -
         into(t.grants, ("id", "scope")),
     ]
     assert all(db.prepared(stmt) is not None for stmt in statements)
+
+
+def test_an_interaction_and_its_pushed_request_in_one_read(fresh_store: Store) -> None:  # noqa: F811
+    """What the interaction pages read in one statement is what the two reads give."""
+    _seed(fresh_store)
+    fresh_store.requests.save_interaction("i2", "sh", "gone", "csrf", NOW, NOW + 600)
+    requests = fresh_store.requests
+    assert requests.interaction_and_pushed("i1") == (requests.interaction("i1"), requests.pushed("p1"))
+    assert requests.interaction_and_pushed("i2") == (requests.interaction("i2"), None)
+    assert requests.interaction_and_pushed("nope") == (None, None)

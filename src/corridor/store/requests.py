@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, update
+from sqlalchemy import bindparam, delete, insert, select, update
 
 from corridor.store import schema as t
 from corridor.store.scope import Row, Scope, by, into
@@ -21,6 +21,18 @@ _CONSUME_PUSHED = (
         t.pushed_requests.c.expires_at > bindparam("now"),
     )
     .values(consumed_at=bindparam("now"))
+)
+
+#: An interaction and its pushed request in one statement (issue 19): each column labelled by
+#: its table ("i_", "p_"), as the two tables share column names.
+_INTERACTION_AND_PUSHED = (
+    select(
+        *(c.label(f"i_{c.name}") for c in t.interactions.c),
+        *(c.label(f"p_{c.name}") for c in t.pushed_requests.c),
+    )
+    .select_from(t.interactions)
+    .outerjoin(t.pushed_requests, t.pushed_requests.c.ref_hash == t.interactions.c.ref_hash)
+    .where(t.interactions.c.id == bindparam("key"))
 )
 
 
@@ -74,6 +86,17 @@ class SqlRequests:
 
     def interaction(self, interaction_id: str) -> Row | None:
         return self._s.one(by(t.interactions, "id"), interaction_id)
+
+    def interaction_and_pushed(self, interaction_id: str) -> tuple[Row | None, Row | None]:
+        """An interaction and the pushed request it belongs to (None: no such interaction; no such
+        pushed request any more), read in one statement."""
+        row = self._s.one(_INTERACTION_AND_PUSHED, interaction_id)
+        if row is None:
+            return None, None
+        interaction = {c.name: row[f"i_{c.name}"] for c in t.interactions.c}
+        if row["p_ref_hash"] is None:
+            return interaction, None
+        return interaction, {c.name: row[f"p_{c.name}"] for c in t.pushed_requests.c}
 
     def save_browser_session(
         self, id_hash: str, user_id: str, auth_time: float, acr: str, expires_at: float
