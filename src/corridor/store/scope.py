@@ -148,7 +148,11 @@ class Database:
         # A unit's statements still fire the engine's before/after_cursor_execute events (tests
         # count transactions with them; so may instrumentation); a single read on a pooled
         # connection has no SQLAlchemy Connection to name and fires none.
-        events = conn.dispatch if conn is not None else None
+        # (The engine's own listeners are looked up first: conn.dispatch builds joined listeners
+        # on every access, and the engine always has some, for BEGIN.)
+        engine_events = self.engine.dispatch
+        fire = engine_events.before_cursor_execute or engine_events.after_cursor_execute
+        events = conn.dispatch if conn is not None and (fire or conn._has_events) else None
         try:
             cursor = driver.cursor()
             try:
