@@ -4,11 +4,13 @@ this repository only stores, locks and reads."""
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
+from sqlalchemy.sql.base import Executable
 
 from corridor.store import schema as t
 from corridor.store.scope import Row, Scope
@@ -38,6 +40,26 @@ def misfit(record: Mapping[str, Any]) -> str | None:
     return None
 
 
+#: The hot statements of :meth:`SqlAudit.append`, built once (store/scope.py runs them on the
+#: DB-API connection).
+_HEAD = (
+    select(t.audit_heads.c.seq, t.audit_heads.c.hash)
+    .where(t.audit_heads.c.writer == bindparam("writer"))
+    .with_for_update()
+)
+_ADVANCE = (
+    update(t.audit_heads)
+    .where(t.audit_heads.c.writer == bindparam("writer"))
+    .values(seq=bindparam("seq"), hash=bindparam("hash"))
+)
+
+
+@functools.cache
+def _insert_record(columns: tuple[str, ...]) -> Executable:
+    """``INSERT INTO audit_records`` of these columns (a record's keys), built once per set."""
+    return insert(t.audit_records).values({name: bindparam(name) for name in columns})
+
+
 class ChainConflict(ValueError):
     """Records offered for a chain do not fit what the store holds of it (issue 16 import)."""
 
@@ -45,27 +67,37 @@ class ChainConflict(ValueError):
 class SqlAudit:
     def __init__(self, scope: Scope) -> None:
         self._s = scope
+        #: Heads this unit of work advanced (and so holds locked): writer -> (seq, hash).
+        self._heads: dict[str, tuple[int, str]] = {}
 
     def append(self, writer: str, record: Mapping[str, Any], seal: Callable[[Mapping[str, Any]], str]) -> Row:
         """Append ``record`` to ``writer``'s chain: the head row is locked, so one writer's records
         are numbered in commit order and a rolled-back decision leaves no gap. ``seal`` gives the
         record's hash (audit/chain.py). Returns the row as stored."""
-        heads = t.audit_heads
-        lock = select(heads.c.seq, heads.c.hash).where(heads.c.writer == writer).with_for_update()
+        db = self._s.db
         with self._s.writing() as conn:
-            head = conn.execute(lock).first()
-            if head is None:  # this writer's first record: create its head (concurrent firsts wait here)
-                start = self._s.db.insert(heads).values(writer=writer, seq=0, hash=GENESIS)
-                conn.execute(start.on_conflict_do_nothing(index_elements=[heads.c.writer]))
-                head = conn.execute(lock).first()
-                assert head is not None
-            row = {**record, "writer": writer, "seq": head.seq + 1, "prev_hash": head.hash}
+            head = self._heads.get(writer) or self._lock_head(conn, writer)
+            row = {**record, "writer": writer, "seq": head[0] + 1, "prev_hash": head[1]}
             row["hash"] = seal(row)
-            conn.execute(insert(t.audit_records).values(**row))
-            conn.execute(
-                update(heads).where(heads.c.writer == writer).values(seq=row["seq"], hash=row["hash"])
-            )
+            db.execute(conn, _insert_record(tuple(row)), row)
+            db.execute(conn, _ADVANCE, {"writer": writer, "seq": row["seq"], "hash": row["hash"]})
+        if self._s.conn is not None:
+            # Issue 19: the unit holds the head's lock until it commits (FOR UPDATE; SQLite's
+            # write transaction), so its next append to this chain need not read it again.
+            self._heads[writer] = (row["seq"], row["hash"])
         return row
+
+    def _lock_head(self, conn: Connection, writer: str) -> tuple[int, str]:
+        """``writer``'s head (seq, hash), locked until ``conn``'s transaction ends; created at
+        genesis for a writer's first record (concurrent firsts wait on the unique key)."""
+        heads, db = t.audit_heads, self._s.db
+        found = db.execute(conn, _HEAD, {"writer": writer}, rows=True)[0]
+        if not found:
+            start = db.insert(heads).values(writer=writer, seq=0, hash=GENESIS)
+            conn.execute(start.on_conflict_do_nothing(index_elements=[heads.c.writer]))
+            found = db.execute(conn, _HEAD, {"writer": writer}, rows=True)[0]
+            assert found
+        return int(found[0]["seq"]), str(found[0]["hash"])
 
     def adopt(self, writer: str, rows: Sequence[Mapping[str, Any]]) -> int:
         """Add records another writer chained (an exported trail, issue 16) as they are, in seq
@@ -75,6 +107,7 @@ class SqlAudit:
         caller's transaction then adds nothing)."""
         heads, records = t.audit_heads, t.audit_records
         lock = select(heads.c.seq, heads.c.hash).where(heads.c.writer == writer).with_for_update()
+        self._heads.pop(writer, None)  # moved below: the next append reads it again
         with self._s.writing() as conn:
             head = conn.execute(lock).first()
             if head is None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +38,15 @@ def _sqlite_begin(conn: Connection) -> None:
     # Write transactions take the write lock up front (BEGIN IMMEDIATE), so a
     # transaction never has to upgrade a read snapshot and fail with SQLITE_BUSY.
     # A single SELECT is atomic on its own: it runs without BEGIN/COMMIT ("NONE").
+    # Issue 19: sent on the DB-API connection itself (SQLAlchemy's statement execution costs more
+    # than the BEGIN); the driver's error is raised as SQLAlchemy's (a busy database: the 503).
     mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
     if mode != "NONE":
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        begin = f"BEGIN {mode}"
+        try:
+            conn.connection.driver_connection.execute(begin)  # type: ignore[union-attr]
+        except sqlite3.Error as exc:
+            raise DBAPIError.instance(begin, (), exc, sqlite3.Error, dialect=conn.dialect) from exc
 
 
 def database_url(url: str) -> URL:

@@ -5,11 +5,31 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, select, update
 
 from corridor.store import schema as t
 from corridor.store.protocols import RevokedGrants
-from corridor.store.scope import Row, Scope, by
+from corridor.store.scope import Row, Scope, by, into
+
+#: The hot statements of a flow, built once (store/scope.py runs them on the DB-API connection).
+_LOCK = select(t.grants).where(t.grants.c.id == bindparam("key")).with_for_update()
+_SET_REFRESH_TOKEN = (
+    update(t.grants).where(t.grants.c.id == bindparam("key")).values(refresh_token_hash=bindparam("rt_hash"))
+)
+#: RFC 6749 4.1.2: a code is used once; one conditional UPDATE decides the winner.
+_CONSUME_CODE = (
+    update(t.authorization_codes)
+    .where(
+        t.authorization_codes.c.code_hash == bindparam("key"), t.authorization_codes.c.consumed_at.is_(None)
+    )
+    .values(consumed_at=bindparam("now"))
+)
+#: The token row joined with its grant's revocation flag and user.
+_ACCESS_TOKEN = (
+    select(t.access_tokens, t.grants.c.revoked_at.label("grant_revoked_at"), t.grants.c.user_id)
+    .join(t.grants, t.grants.c.id == t.access_tokens.c.grant_id)
+    .where(t.access_tokens.c.jti == bindparam("key"))
+)
 
 
 class SqlGrants:
@@ -23,7 +43,7 @@ class SqlGrants:
     # -- grants ----------------------------------------------------------------------------------
 
     def insert(self, **values: Any) -> None:
-        self._write(insert(t.grants).values(**values))
+        self._s.run(into(t.grants, tuple(values)), values)
 
     def get(self, grant_id: str) -> Row | None:
         return self._s.one(by(t.grants, "id"), grant_id)
@@ -36,10 +56,8 @@ class SqlGrants:
         before or wholly after a check-and-mint (issue 13 D3): PostgreSQL locks the row (FOR
         UPDATE; a racing UPDATE waits, and we read its committed result); SQLite's write
         transaction (BEGIN IMMEDIATE) already excludes every other writer."""
-        with self._s.writing() as conn:
-            row = conn.execute(select(t.grants).where(t.grants.c.id == grant_id).with_for_update())
-            found = row.mappings().first()
-            return dict(found) if found is not None else None
+        found = self._s.rows(_LOCK, {"key": grant_id}, write=True)
+        return found[0] if found else None
 
     def revoke(self, grant_id: str, now: float, reason: str) -> bool:
         """Revocation is a flag on the grant (design.md 5b); it covers every token of the grant."""
@@ -136,43 +154,28 @@ class SqlGrants:
         return int(row["n"]) if row else 0
 
     def set_refresh_token(self, grant_id: str, rt_hash: str) -> None:
-        self._write(update(t.grants).where(t.grants.c.id == grant_id).values(refresh_token_hash=rt_hash))
+        self._s.run(_SET_REFRESH_TOKEN, {"key": grant_id, "rt_hash": rt_hash})
 
     # -- authorization codes ---------------------------------------------------------------------
 
     def insert_code(self, **values: Any) -> None:
-        self._write(insert(t.authorization_codes).values(**values))
+        self._s.run(into(t.authorization_codes, tuple(values)), values)
 
     def code(self, code_hash: str) -> Row | None:
         return self._s.one(by(t.authorization_codes, "code_hash"), code_hash)
 
     def consume_code(self, code_hash: str, now: float) -> bool:
         """RFC 6749 4.1.2: a code is used once; one conditional UPDATE decides the winner."""
-        codes = t.authorization_codes
-        stmt = (
-            update(codes)
-            .where(codes.c.code_hash == code_hash, codes.c.consumed_at.is_(None))
-            .values(consumed_at=now)
-        )
-        return self._write(stmt) == 1
+        return self._s.run(_CONSUME_CODE, {"key": code_hash, "now": now}) == 1
 
     # -- access tokens ---------------------------------------------------------------------------
 
     def insert_access_token(self, **values: Any) -> None:
-        self._write(insert(t.access_tokens).values(**values))
+        self._s.run(into(t.access_tokens, tuple(values)), values)
 
     def access_token(self, jti: str) -> Row | None:
         """The token row joined with its grant's revocation flag."""
-        stmt = (
-            select(
-                t.access_tokens,
-                t.grants.c.revoked_at.label("grant_revoked_at"),
-                t.grants.c.user_id,
-            )
-            .join(t.grants, t.grants.c.id == t.access_tokens.c.grant_id)
-            .where(t.access_tokens.c.jti == jti)
-        )
-        return self._s.one(stmt)
+        return self._s.one(_ACCESS_TOKEN, jti)
 
     def revoke_access_token(self, jti: str, now: float) -> bool:
         tokens = t.access_tokens

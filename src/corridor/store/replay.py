@@ -37,11 +37,10 @@ class SqlReplay:
 
         One atomic upsert: a live row is left alone (replay), an expired one is reused.
         """
-        with self._s.writing() as conn:
-            params = {"key": key, "expires_at": expires_at, "now": now}
-            # RETURNING names the row written (inserted, or an expired one reused); rowcount is
-            # not reliable for INSERT .. ON CONFLICT on every driver (psycopg 3 reports -1).
-            return conn.execute(_remember_once(self._s.dialect), params).first() is not None
+        params = {"key": key, "expires_at": expires_at, "now": now}
+        # RETURNING names the row written (inserted, or an expired one reused); rowcount is
+        # not reliable for INSERT .. ON CONFLICT on every driver (psycopg 3 reports -1).
+        return bool(self._s.rows(_remember_once(self._s.dialect), params, write=True))
 
     def is_remembered(self, key: str, now: float) -> bool:
         """Whether ``key`` is recorded and live (a read; :meth:`remember_once` writes)."""

@@ -7,10 +7,33 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import delete, insert, update
+from sqlalchemy import bindparam, delete, insert, select, update
 
 from corridor.store import schema as t
-from corridor.store.scope import Row, Scope, by
+from corridor.store.scope import Row, Scope, by, into
+
+#: FAPI2 5.3.2.2-12 Note 3, RFC 9126 2.2: spend a pushed request once, while it lives.
+_CONSUME_PUSHED = (
+    update(t.pushed_requests)
+    .where(
+        t.pushed_requests.c.ref_hash == bindparam("ref_hash"),
+        t.pushed_requests.c.consumed_at.is_(None),
+        t.pushed_requests.c.expires_at > bindparam("now"),
+    )
+    .values(consumed_at=bindparam("now"))
+)
+
+#: An interaction and its pushed request in one statement (issue 19): each column labelled by
+#: its table ("i_", "p_"), as the two tables share column names.
+_INTERACTION_AND_PUSHED = (
+    select(
+        *(c.label(f"i_{c.name}") for c in t.interactions.c),
+        *(c.label(f"p_{c.name}") for c in t.pushed_requests.c),
+    )
+    .select_from(t.interactions)
+    .outerjoin(t.pushed_requests, t.pushed_requests.c.ref_hash == t.interactions.c.ref_hash)
+    .where(t.interactions.c.id == bindparam("key"))
+)
 
 
 class SqlRequests:
@@ -28,17 +51,15 @@ class SqlRequests:
         now: float,
         expires_at: float,
     ) -> None:
-        with self._s.writing() as conn:
-            conn.execute(
-                insert(t.pushed_requests).values(
-                    ref_hash=ref_hash,
-                    client_id=client_id,
-                    parameters=json.dumps(parameters),
-                    dpop_jkt=dpop_jkt,
-                    created_at=now,
-                    expires_at=expires_at,
-                )
-            )
+        values = {
+            "ref_hash": ref_hash,
+            "client_id": client_id,
+            "parameters": json.dumps(parameters),
+            "dpop_jkt": dpop_jkt,
+            "created_at": now,
+            "expires_at": expires_at,
+        }
+        self._s.run(into(t.pushed_requests, tuple(values)), values)
 
     def pushed(self, ref_hash: str) -> Row | None:
         return self._s.one(by(t.pushed_requests, "ref_hash"), ref_hash)
@@ -46,47 +67,48 @@ class SqlRequests:
     def consume_pushed(self, ref_hash: str, now: float) -> bool:
         """FAPI2 5.3.2.2-12 Note 3: single use, enforced when the authorization completes, and only
         before ``expires_in`` ends (RFC 9126 2.2; issue 13 D5): one statement decides both."""
-        stmt = (
-            update(t.pushed_requests)
-            .where(
-                t.pushed_requests.c.ref_hash == ref_hash,
-                t.pushed_requests.c.consumed_at.is_(None),
-                t.pushed_requests.c.expires_at > now,
-            )
-            .values(consumed_at=now)
-        )
-        with self._s.writing() as conn:
-            return bool(conn.execute(stmt).rowcount == 1)
+        return self._s.run(_CONSUME_PUSHED, {"ref_hash": ref_hash, "now": now}) == 1
 
     # -- interactions and browser sessions -------------------------------------------------------
 
     def save_interaction(
         self, interaction_id: str, secret_hash: str, ref_hash: str, csrf: str, now: float, expires_at: float
     ) -> None:
-        with self._s.writing() as conn:
-            conn.execute(
-                insert(t.interactions).values(
-                    id=interaction_id,
-                    secret_hash=secret_hash,
-                    ref_hash=ref_hash,
-                    csrf=csrf,
-                    created_at=now,
-                    expires_at=expires_at,
-                )
-            )
+        values = {
+            "id": interaction_id,
+            "secret_hash": secret_hash,
+            "ref_hash": ref_hash,
+            "csrf": csrf,
+            "created_at": now,
+            "expires_at": expires_at,
+        }
+        self._s.run(into(t.interactions, tuple(values)), values)
 
     def interaction(self, interaction_id: str) -> Row | None:
         return self._s.one(by(t.interactions, "id"), interaction_id)
 
+    def interaction_and_pushed(self, interaction_id: str) -> tuple[Row | None, Row | None]:
+        """An interaction and the pushed request it belongs to (None: no such interaction; no such
+        pushed request any more), read in one statement."""
+        row = self._s.one(_INTERACTION_AND_PUSHED, interaction_id)
+        if row is None:
+            return None, None
+        interaction = {c.name: row[f"i_{c.name}"] for c in t.interactions.c}
+        if row["p_ref_hash"] is None:
+            return interaction, None
+        return interaction, {c.name: row[f"p_{c.name}"] for c in t.pushed_requests.c}
+
     def save_browser_session(
         self, id_hash: str, user_id: str, auth_time: float, acr: str, expires_at: float
     ) -> None:
-        with self._s.writing() as conn:
-            conn.execute(
-                insert(t.browser_sessions).values(
-                    id_hash=id_hash, user_id=user_id, auth_time=auth_time, acr=acr, expires_at=expires_at
-                )
-            )
+        values = {
+            "id_hash": id_hash,
+            "user_id": user_id,
+            "auth_time": auth_time,
+            "acr": acr,
+            "expires_at": expires_at,
+        }
+        self._s.run(into(t.browser_sessions, tuple(values)), values)
 
     def raise_browser_session(self, id_hash: str, acr: str, auth_time: float) -> bool:
         """A second factor passed: the session's level and authentication time (RFC 9470)."""

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from corridor.store import schema as t
 from corridor.store.scope import Row, Scope, by
+
+#: users.lock_enabled's statement, built once (store/scope.py runs it on the DB-API connection).
+_LOCK_USER = select(t.users.c.disabled_at).where(t.users.c.id == bindparam("key")).with_for_update()
 
 
 class SqlUsers:
@@ -72,10 +75,8 @@ class SqlUsers:
         ends (FOR UPDATE on PostgreSQL; SQLite's write transaction excludes every other writer):
         a grant made in that unit commits wholly before or after a ``user disable``, whose
         revocation then covers it."""
-        with self._s.writing() as conn:
-            stmt = select(t.users.c.disabled_at).where(t.users.c.id == user_id).with_for_update()
-            row = conn.execute(stmt).first()
-            return row is not None and row.disabled_at is None
+        found = self._s.rows(_LOCK_USER, {"key": user_id}, write=True)
+        return bool(found) and found[0]["disabled_at"] is None
 
     def set_totp_secret(self, username: str, secret: str | None) -> bool:
         with self._s.writing() as conn:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from corridor.server.interaction import storage
 from corridor.server.interaction.consent import consent_page
 from corridor.server.interaction.password import login_page
 from corridor.server.interaction.second_factor import factors_due, second_factor_page
@@ -17,7 +16,7 @@ def show(visit: Visit) -> Response:
     session = visit.session()
     if session is None:
         return login_page(visit)
-    user = storage.find_user(visit.server, session["user_id"])
+    user = visit.user(session["user_id"])
     due = factors_due(visit, session, user)
     if due:
         return second_factor_page(visit, user, due)

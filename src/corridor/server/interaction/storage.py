@@ -17,8 +17,11 @@ def start_interaction(server: AuthorizationServer, ref_hash: str, now: float) ->
     return interaction_id, secret
 
 
-def find_interaction(server: AuthorizationServer, interaction_id: str) -> Row | None:
-    return server.store.requests.interaction(interaction_id)
+def find_interaction_and_pushed(
+    server: AuthorizationServer, interaction_id: str
+) -> tuple[Row | None, Row | None]:
+    """An interaction and its pushed request (None where there is none), in one read."""
+    return server.store.requests.interaction_and_pushed(interaction_id)
 
 
 def find_pushed_request(server: AuthorizationServer, ref_hash: str) -> Row | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hmac
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from starlette.requests import Request
 
@@ -57,6 +57,9 @@ class Visit:
     interaction: Row
     pushed: PushedFacts
     client: ClientRecord
+    #: Users this request read, by id (issue 19: the session check, the step and the consent
+    #: page of one request read the session's user once).
+    _users: dict[str, Row | None] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def path(self) -> str:
@@ -85,6 +88,12 @@ class Visit:
                 "CSRF",
             )
 
+    def user(self, user_id: str) -> Row | None:
+        """The user ``user_id`` as this request read it (once), None if there is none."""
+        if user_id not in self._users:
+            self._users[user_id] = storage.find_user(self.server, user_id)
+        return self._users[user_id]
+
     def session_cookie(self) -> str:
         return self.request.cookies.get(SESSION_COOKIE, "")
 
@@ -97,7 +106,7 @@ class Visit:
         session = storage.find_session(self.server, self.request.cookies.get(SESSION_COOKIE))
         if session is None or now >= session["expires_at"]:
             return None
-        user = storage.find_user(self.server, session["user_id"])
+        user = self.user(session["user_id"])
         if user is None or user.get("disabled_at") is not None:
             return None
         signed_in_here = session["auth_time"] >= self.interaction["created_at"]
@@ -136,10 +145,10 @@ def load(server: AuthorizationServer, request: Request, interaction_id: str) -> 
     client that is still registered; otherwise an error page."""
     now = server.now()
     fresh = Evidence(issuer=server.settings.issuer, request_id=current_request_id())
-    interaction = (
-        storage.find_interaction(server, interaction_id)
+    interaction, row = (
+        storage.find_interaction_and_pushed(server, interaction_id)
         if _INTERACTION_ID.fullmatch(interaction_id)
-        else None
+        else (None, None)
     )
     secret = request.cookies.get(interaction_cookie(interaction_id), "")
     if (
@@ -156,7 +165,6 @@ def load(server: AuthorizationServer, request: Request, interaction_id: str) -> 
             Rule.RFC_9700_4_4,
             source_address(request),
         )
-    row = storage.find_pushed_request(server, interaction["ref_hash"])
     if row is None:  # issue 13 B6: purged once it expired (Store.purge_expired)
         raise end_interaction(interaction_id, _expired(server, fresh))
     pushed = PushedFacts.of(row)
