@@ -52,8 +52,12 @@ system-packages:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
+# pytest-xdist workers (issue 19): more than the cores, since much of the suite waits on servers,
+# subprocesses and PostgreSQL; one module (or file) stays on one worker, so its module-scoped
+# servers start once. A plain `pytest tests/...` runs in one process as before.
+PYTEST_WORKERS ?= 4
 pytest: $(STAMP) $(NODE_STAMP) $(PEER_STAMP) system-packages
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile
 
 test: lint typecheck pytest
 

@@ -5,7 +5,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 
+from corridor.server import passwords
 from corridor.transport.tls import DevTLS
 from tests.pki import TestPKI
 from tests.support import (
@@ -18,6 +20,29 @@ from tests.support import (
     postgres_database,
     running_as,
 )
+
+#: Argon2id at its cheapest for the tests: the production parameters (server/passwords.py, 64 MiB and
+#: three passes, 0.1-0.5 s a hash on the test machine) cost seconds per test that signs in, and are
+#: not what those tests check. The code path is the same (hash, verify, rehash when the parameters
+#: differ); a test of the parameters themselves is marked ``production_argon2``. A server in
+#: another process (``corridor serve``) keeps the production parameters; so does Driver.add_user
+#: for it (tests/support.py).
+FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+PRODUCTION_HASHER = passwords._hasher
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fast_password_hashing() -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(passwords, "_hasher", FAST_HASHER)
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _production_argon2(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The production Argon2 parameters for a test marked ``production_argon2``."""
+    if request.node.get_closest_marker("production_argon2") is not None:
+        monkeypatch.setattr(passwords, "_hasher", PRODUCTION_HASHER)
 
 
 @pytest.fixture(scope="session")

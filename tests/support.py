@@ -29,6 +29,7 @@ from corridor.core.dpop import make_proof
 from corridor.core.jose import SigningKey
 from corridor.core.pkce import new_verifier, s256_challenge
 from corridor.core.randomness import new_id, new_secret_token
+from corridor.server import passwords
 from corridor.server.app import create_app
 from corridor.server.authority import AuthorizationServer
 from corridor.server.clients import build_client_metadata
@@ -212,7 +213,10 @@ class Driver:
 
     def add_user(self, username: str | None = None, password: str = PASSWORD) -> str:
         username = username or "user-" + new_id()[:8]
-        self.as_.store.users.add(new_id(), username, PasswordHasher().hash(password), time.time())
+        # The hasher of the server that verifies it (tests/conftest.py FAST_HASHER in this process,
+        # the production parameters in a `corridor serve` process), so a sign-in never rehashes.
+        hasher = passwords._hasher if self.as_.server is not None else PasswordHasher()
+        self.as_.store.users.add(new_id(), username, hasher.hash(password), time.time())
         return username
 
     def add_client(

@@ -79,7 +79,10 @@ def served(
     ca = ca or data_dir / "tls" / "ca.pem"
     running = Served(f"https://127.0.0.1:{port}", ca, process)
     try:
-        for _ in range(150):
+        # A deadline in seconds, not a count of polls: under make test's parallel workers the
+        # start-up (imports, dev TLS, migrations) can take longer than 150 polls of 0.2 s.
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
             try:
                 if ca.exists():
                     http = httpx.Client(verify=ssl.create_default_context(cafile=str(ca)), timeout=5)

@@ -32,6 +32,8 @@ HAS_NAME = "the password contains the user name; choose one that does not"
 TOO_LONG = f"the password is longer than {MAX_LENGTH} characters"
 CONTROL = "the password contains a control character (a tab, line end or similar)"
 
+pytestmark = pytest.mark.production_argon2  # the hashing tests check the parameters (tests/conftest.py)
+
 
 def refused(password: str, username: str = "alice") -> str:
     with pytest.raises(PasswordRefused) as caught:
