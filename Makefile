@@ -54,10 +54,11 @@ system-packages:
 
 # pytest-xdist workers (issue 19): more than the cores, since much of the suite waits on servers,
 # subprocesses and PostgreSQL; one module (or file) stays on one worker, so its module-scoped
-# servers start once. A plain `pytest tests/...` runs in one process as before.
+# servers start once. A plain `pytest tests/...` runs in one process as before. The 30 slowest
+# tests are listed at the end, so a slow newcomer shows in every run.
 PYTEST_WORKERS ?= 4
 pytest: $(STAMP) $(NODE_STAMP) $(PEER_STAMP) system-packages
-	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile --durations=30
 
 test: lint typecheck pytest
 
