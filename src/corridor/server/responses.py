@@ -7,7 +7,6 @@ from contextlib import nullcontext
 from typing import Any
 from urllib.parse import urlencode
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -17,6 +16,7 @@ from corridor.core.request_context import note_refusal
 from corridor.core.text import escaping_logger
 from corridor.server.authority import AuthorizationServer, Exchange
 from corridor.server.forms import read_form
+from corridor.server.offload import off_loop
 from corridor.transport.certificates import peer_certificate
 from corridor.transport.trust import via_mtls_listener
 
@@ -108,4 +108,4 @@ async def run_endpoint(
         response.headers["X-Request-Id"] = exchange.evidence.request_id
         return response
 
-    return await run_in_threadpool(call)
+    return await off_loop(call)
