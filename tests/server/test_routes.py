@@ -240,3 +240,29 @@ def test_a_certificate_header_is_stripped_from_an_untrusted_peer() -> None:
     app, _ = build({"/echo": {"GET": handler}}, trusted=("10.0.0.0/8",))
     call(app, "GET", "/echo", headers={"Client-Cert": ":AAAA:"})
     assert seen == [(None, None)]  # httpx's ASGI client is 127.0.0.1: not a trusted proxy
+
+
+JSON_BODIES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=JSON_BODIES)
+def test_fast_json_bodies_are_starlettes_bytes(body: Any) -> None:
+    """server/responses.py: orjson's bytes are Starlette's compact json.dumps, byte for byte."""
+    from starlette.responses import JSONResponse
+
+    from corridor.server.responses import FastJSONResponse
+
+    try:
+        expected = JSONResponse(body).body
+    except UnicodeEncodeError:  # a lone surrogate: no UTF-8 form, refused by both
+        with pytest.raises(UnicodeEncodeError):
+            FastJSONResponse(body)
+        return
+    assert FastJSONResponse(body).body == expected

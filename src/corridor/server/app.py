@@ -13,7 +13,7 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from corridor.audit import chain
@@ -33,7 +33,7 @@ from corridor.server.mtls import registered_certificates
 from corridor.server.offload import off_loop
 from corridor.server.pages import error_page
 from corridor.server.par import pushed_authorization
-from corridor.server.responses import json_response, run_endpoint
+from corridor.server.responses import FastJSONResponse, json_response, run_endpoint
 from corridor.server.settings import is_loopback_url
 from corridor.server.token import token
 from corridor.server.userinfo import userinfo
@@ -96,7 +96,7 @@ class SecurityHeaders:
             log.exception("unexpected error %s on %s %s", error_id, scope.get("method"), scope.get("path"))
             if started:
                 raise
-            response = JSONResponse(
+            response = FastJSONResponse(
                 {"error": "server_error", "error_description": f"unexpected error, id {error_id}"},
                 status_code=500,
             )
@@ -233,7 +233,7 @@ class Routes:
         scope = self.certificates.scope(scope)
         found = self.match(scope["path"])
         if found is None:
-            response: Response = JSONResponse({"error": "not_found"}, status_code=404)
+            response: Response = FastJSONResponse({"error": "not_found"}, status_code=404)
         else:
             template, methods, params = found
             facts = current_facts()
@@ -241,7 +241,7 @@ class Routes:
                 facts.route = template
             handler = methods.get(scope["method"])
             if handler is None:
-                response = JSONResponse({"error": "method_not_allowed"}, status_code=405)
+                response = FastJSONResponse({"error": "method_not_allowed"}, status_code=405)
             else:
                 scope["path_params"] = params
                 request = Request(scope, receive)
@@ -282,11 +282,11 @@ def create_app(
         return call
 
     async def metadata(_: Request) -> Response:
-        return JSONResponse(server_metadata(server), headers={"Cache-Control": "max-age=300"})
+        return FastJSONResponse(server_metadata(server), headers={"Cache-Control": "max-age=300"})
 
     async def jwks(_: Request) -> Response:
         keys = await off_loop(lambda: server.keys.public_jwks(True))
-        return JSONResponse(keys, headers={"Cache-Control": "max-age=300"})
+        return FastJSONResponse(keys, headers={"Cache-Control": "max-age=300"})
 
     async def userinfo_endpoint(request: Request) -> Response:
         return await userinfo(request, server)

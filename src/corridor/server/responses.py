@@ -7,6 +7,7 @@ from contextlib import nullcontext
 from typing import Any
 from urllib.parse import urlencode
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -25,8 +26,21 @@ log = escaping_logger("corridor.server")  # issue 13 E1
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
+class FastJSONResponse(JSONResponse):
+    """Starlette's JSONResponse with orjson's encoder (issue 19: about 20x faster on a token
+    response). The bytes are the same as Starlette's compact ``json.dumps`` for every body the AS
+    sends (str keys, str/int/bool/None/list/dict values: tests/server/test_routes.py); what orjson
+    refuses (integers beyond 64 bits, non-str keys) is encoded by Starlette's own encoder."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return orjson.dumps(content)
+        except orjson.JSONEncodeError:
+            return super().render(content)
+
+
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(body, status_code=status, headers={**NO_STORE, **(headers or {})})
+    return FastJSONResponse(body, status_code=status, headers={**NO_STORE, **(headers or {})})
 
 
 def error_json(error: OAuthError) -> JSONResponse:
