@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 
 from corridor.core.randomness import new_id
@@ -36,15 +36,25 @@ class RequestFacts:
 _CURRENT: ContextVar[RequestFacts | None] = ContextVar("corridor_request_facts", default=None)
 
 
+def open_facts() -> tuple[RequestFacts, Token[RequestFacts | None]]:
+    """Open the facts of one request (the middleware's); :func:`close_facts` with the token
+    when it ends (a pair of calls: cheaper per request than a generator context manager)."""
+    facts = RequestFacts(request_id=new_id())
+    return facts, _CURRENT.set(facts)
+
+
+def close_facts(token: Token[RequestFacts | None]) -> None:
+    _CURRENT.reset(token)
+
+
 @contextmanager
 def request_facts() -> Iterator[RequestFacts]:
-    """Open the facts of one request (the middleware's), closed when it ends."""
-    facts = RequestFacts(request_id=new_id())
-    token = _CURRENT.set(facts)
+    """Open the facts of one request, closed when it ends."""
+    facts, token = open_facts()
     try:
         yield facts
     finally:
-        _CURRENT.reset(token)
+        close_facts(token)
 
 
 def current_facts() -> RequestFacts | None:

@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
-from collections.abc import AsyncIterator, Callable
+import traceback
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from corridor.audit import chain
 from corridor.audit.events import Event
 from corridor.core.randomness import new_id
-from corridor.core.request_context import RequestFacts, current_facts, request_facts
+from corridor.core.request_context import RequestFacts, close_facts, current_facts, open_facts
 from corridor.core.text import escaping_logger
 from corridor.server.admin import AdminPages
 from corridor.server.authority import AuthorizationServer, Exchange
@@ -29,14 +30,15 @@ from corridor.server.health import HEALTH_PATH, READY_PATH, Readiness, healthz
 from corridor.server.introspection import introspect, revoke
 from corridor.server.metrics import UNMATCHED, Metrics
 from corridor.server.mtls import registered_certificates
+from corridor.server.offload import off_loop
 from corridor.server.pages import error_page
 from corridor.server.par import pushed_authorization
-from corridor.server.responses import NO_STORE, run_endpoint
+from corridor.server.responses import FastJSONResponse, json_response, run_endpoint
 from corridor.server.settings import is_loopback_url
 from corridor.server.token import token
 from corridor.server.userinfo import userinfo
 from corridor.store.engine import DATABASE_UNAVAILABLE
-from corridor.transport.certificates import ProxyCertificateHeaders
+from corridor.transport.certificates import ForwardedCertificates
 
 log = escaping_logger("corridor.server")  # issue 13 E1
 access_log = escaping_logger("corridor.access")  # issue 13 E1
@@ -63,7 +65,7 @@ class SecurityHeaders:
     def __init__(self, app: ASGIApp, metrics: Metrics | None = None, hsts: str = HSTS) -> None:
         self.app = app
         self.metrics = metrics
-        self.hsts = hsts.encode()
+        self.headers = ((b"strict-transport-security", hsts.encode()), *_FIXED_HEADERS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -72,48 +74,44 @@ class SecurityHeaders:
         started = False
         status = 500
         arrived = time.perf_counter()
+        facts, token = open_facts()
 
         async def send_with_headers(message: Message) -> None:
             nonlocal started, status
             if message["type"] == "http.response.start":
                 started = True
                 status = message["status"]
-                headers = list(message.get("headers", []))
+                headers = list(message.get("headers", ()))
                 names = {name.lower() for name, _ in headers}
-                for name, value in (
-                    (b"strict-transport-security", self.hsts),
-                    (b"x-content-type-options", b"nosniff"),
-                    (b"referrer-policy", b"no-referrer"),
-                    (b"x-request-id", facts.request_id.encode()),
-                ):
-                    if name not in names:
-                        headers.append((name, value))
+                headers += [header for header in self.headers if header[0] not in names]
+                if b"x-request-id" not in names:
+                    headers.append((b"x-request-id", facts.request_id.encode()))
                 message = {**message, "headers": headers}
             await send(message)
 
-        with request_facts() as facts:
-            try:
-                await self.app(scope, receive, send_with_headers)
-            except Exception:
-                error_id = new_id()
-                log.exception(
-                    "unexpected error %s on %s %s", error_id, scope.get("method"), scope.get("path")
-                )
-                if started:
-                    raise
-                response = JSONResponse(
-                    {"error": "server_error", "error_description": f"unexpected error, id {error_id}"},
-                    status_code=500,
-                )
-                facts.error = "server_error"
-                await response(scope, receive, send_with_headers)
-            finally:
-                self._observe(scope, facts, status, time.perf_counter() - arrived)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception:
+            error_id = new_id()
+            log.exception("unexpected error %s on %s %s", error_id, scope.get("method"), scope.get("path"))
+            if started:
+                raise
+            response = FastJSONResponse(
+                {"error": "server_error", "error_description": f"unexpected error, id {error_id}"},
+                status_code=500,
+            )
+            facts.error = "server_error"
+            await response(scope, receive, send_with_headers)
+        finally:
+            self._observe(scope, facts, status, time.perf_counter() - arrived)
+            close_facts(token)
 
     def _observe(self, scope: Scope, facts: RequestFacts, status: int, seconds: float) -> None:
         endpoint = facts.route or UNMATCHED
         if self.metrics is not None:
             self.metrics.request(endpoint, status, facts.error, seconds)
+        if not access_log.isEnabledFor(logging.INFO):  # e.g. log_level warning: no line to build
+            return
         client = scope.get("client")
         address = client[0] if client else None
         # Method, path and status only: queries and bodies may carry credentials.
@@ -139,50 +137,139 @@ class SecurityHeaders:
         )
 
 
-class RouteLabel:
-    """Innermost: notes the path template of the route that matched (Starlette's router puts it
-    in the scope it was given), the bounded label of the request's metrics and log line."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            route = scope.get("route")
-            facts = current_facts()
-            if facts is not None and isinstance(route, Route):
-                facts.route = route.path
-
+#: With HSTS (:class:`SecurityHeaders`), on every response: FAPI2 5.2.3, RFC 9700 4.16.
+_FIXED_HEADERS = ((b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"))
 
 RETRY_AFTER_SECONDS = 5
 
+#: The pages among the paths (the 503 of an outage is the safe error page there, JSON elsewhere).
+PAGE_PREFIXES = ("/authorize", "/interaction/", "/admin/", "/enrol")
 
-async def database_unavailable(request: Request, exc: Exception) -> Response:
+
+def database_unavailable(server: AuthorizationServer, request: Request, exc: Exception) -> Response:
     """503 with Retry-After (RFC 9110 15.6.4) instead of a 500: the request may be retried as is.
     Pages get the safe error page, endpoints the OAuth JSON error (``temporarily_unavailable``)."""
-    server: AuthorizationServer | None = getattr(request.app.state, "corridor_server", None)
-    if server is not None:  # issue 18: DB errors and outage 503s
-        server.metrics.database_errors.labels("request").inc()
-        server.metrics.unavailable.inc()
+    server.metrics.database_errors.labels("request").inc()  # issue 18: DB errors and outage 503s
+    server.metrics.unavailable.inc()
     facts = current_facts()
     if facts is not None:
         facts.error = "temporarily_unavailable"
     log.warning("database unavailable: %s %s: %s", request.method, request.url.path, type(exc).__name__)
     headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
     description = "The service is temporarily unavailable. Try again in a few seconds."
-    if request.url.path.startswith(("/authorize", "/interaction/", "/admin/", "/enrol")):
+    if request.url.path.startswith(PAGE_PREFIXES):
         page = error_page("temporarily_unavailable", description, status=503)
         page.headers.update(headers)
         return page
     body = {"error": "temporarily_unavailable", "error_description": description}
-    return JSONResponse(body, status_code=503, headers={**NO_STORE, **headers})
+    return json_response(body, status=503, headers=headers)
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+Lifespan = Callable[[], AbstractAsyncContextManager[None]]
+
+#: The path template of the interaction's routes, ``/interaction/{interaction_id}`` plus these.
+INTERACTION = "/interaction/"
+
+
+class Routes:
+    """The AS's routes as one ASGI callable (issue 19: instead of Starlette's router and its
+    middleware stack, which cost a regex match per route and a wrapper per layer per request).
+
+    A path is looked up in a dictionary; the interaction's paths
+    (``/interaction/{interaction_id}[/step]``, the id one path segment) are split directly. A
+    path that matches nothing is a JSON 404, a method the path does not serve a JSON 405; GET
+    also answers HEAD (as Starlette's routes did). On the way in, a forwarded client certificate
+    is taken only from a trusted proxy (transport/certificates.py); the route's template becomes
+    the label of the request's metrics and log line. An unavailable database is a 503 with
+    Retry-After (:func:`database_unavailable`); anything else unexpected is left to
+    :class:`SecurityHeaders`, outside. ``lifespan`` runs around the ASGI lifespan protocol."""
+
+    def __init__(
+        self,
+        server: AuthorizationServer,
+        routes: dict[str, dict[str, Handler]],
+        lifespan: Lifespan,
+        trusted_proxies: Iterable[str] = (),
+    ) -> None:
+        self.server = server
+        self.lifespan = lifespan
+        self.certificates = ForwardedCertificates(trusted_proxies)
+        self.exact: dict[str, dict[str, Handler]] = {}
+        #: ``/interaction/{interaction_id}`` and its steps, by the part after the id ("" for none).
+        self.interaction: dict[str, tuple[str, dict[str, Handler]]] = {}
+        for template, methods in routes.items():
+            methods = dict(methods)
+            if "GET" in methods:
+                methods.setdefault("HEAD", methods["GET"])
+            if template.startswith(INTERACTION + "{interaction_id}"):
+                step = template[len(INTERACTION + "{interaction_id}") :]
+                self.interaction[step] = (template, methods)
+            else:
+                assert "{" not in template, template
+                self.exact[template] = methods
+
+    def match(self, path: str) -> tuple[str, dict[str, Handler], dict[str, str]] | None:
+        """The route template, its handlers by method, and the path parameters."""
+        methods = self.exact.get(path)
+        if methods is not None:
+            return path, methods, {}
+        if path.startswith(INTERACTION):
+            interaction_id, slash, step = path[len(INTERACTION) :].partition("/")
+            if interaction_id:
+                found = self.interaction.get(slash + step)
+                if found is not None:
+                    return found[0], found[1], {"interaction_id": interaction_id}
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if kind != "http":  # no websockets here
+            await send({"type": "websocket.close", "code": 1000})
+            return
+        scope = self.certificates.scope(scope)
+        found = self.match(scope["path"])
+        if found is None:
+            response: Response = FastJSONResponse({"error": "not_found"}, status_code=404)
+        else:
+            template, methods, params = found
+            facts = current_facts()
+            if facts is not None:
+                facts.route = template
+            handler = methods.get(scope["method"])
+            if handler is None:
+                response = FastJSONResponse({"error": "method_not_allowed"}, status_code=405)
+            else:
+                scope["path_params"] = params
+                request = Request(scope, receive)
+                try:
+                    response = await handler(request)
+                except DATABASE_UNAVAILABLE as exc:
+                    response = database_unavailable(self.server, request, exc)
+        await response(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        """The ASGI lifespan protocol around ``self.lifespan``."""
+        started = False
+        await receive()  # lifespan.startup
+        try:
+            async with self.lifespan():
+                await send({"type": "lifespan.startup.complete"})
+                started = True
+                await receive()  # lifespan.shutdown
+        except BaseException:
+            failed = "lifespan.shutdown.failed" if started else "lifespan.startup.failed"
+            await send({"type": failed, "message": traceback.format_exc()})
+            raise
+        await send({"type": "lifespan.shutdown.complete"})
 
 
 def create_app(
     server: AuthorizationServer, purge_interval: float = 600.0, trust_refresh_interval: float = 5.0
-) -> Starlette:
+) -> ASGIApp:
     """Build the AS application. ``server.start()`` runs at startup (migrations, keys)."""
     pages = AuthorizationPages(server)
     admin = AdminPages(server)
@@ -195,23 +282,17 @@ def create_app(
         return call
 
     async def metadata(_: Request) -> Response:
-        return JSONResponse(server_metadata(server), headers={"Cache-Control": "max-age=300"})
+        return FastJSONResponse(server_metadata(server), headers={"Cache-Control": "max-age=300"})
 
     async def jwks(_: Request) -> Response:
-        keys = await run_in_threadpool(server.keys.public_jwks, True)
-        return JSONResponse(keys, headers={"Cache-Control": "max-age=300"})
+        keys = await off_loop(lambda: server.keys.public_jwks(True))
+        return FastJSONResponse(keys, headers={"Cache-Control": "max-age=300"})
 
     async def userinfo_endpoint(request: Request) -> Response:
         return await userinfo(request, server)
 
-    async def not_found(request: Request, exc: Exception) -> Response:
-        return JSONResponse({"error": "not_found"}, status_code=404)
-
-    async def method_not_allowed(request: Request, exc: Exception) -> Response:
-        return JSONResponse({"error": "method_not_allowed"}, status_code=405)
-
     @contextlib.asynccontextmanager
-    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+    async def lifespan() -> AsyncIterator[None]:
         await run_in_threadpool(server.start)
 
         async def every(
@@ -271,45 +352,34 @@ def create_app(
             server.close()
 
     readiness = Readiness(server)
-    routes = [
+    routes: dict[str, dict[str, Handler]] = {
         # Issue 18: liveness and readiness (server/health.py); never audited or throttled.
-        Route(HEALTH_PATH, healthz, methods=["GET"]),
-        Route(READY_PATH, readiness.endpoint, methods=["GET"]),
-        Route("/.well-known/openid-configuration", metadata, methods=["GET"]),
-        Route("/.well-known/oauth-authorization-server", metadata, methods=["GET"]),
-        Route("/jwks", jwks, methods=["GET"]),
-        Route("/par", endpoint("/par", Event.PAR, pushed_authorization), methods=["POST"]),
-        Route("/token", endpoint("/token", Event.TOKEN, token), methods=["POST"]),
-        Route("/introspect", endpoint("/introspect", Event.INTROSPECTION, introspect), methods=["POST"]),
-        Route("/revoke", endpoint("/revoke", Event.REVOCATION, revoke), methods=["POST"]),
-        Route("/userinfo", userinfo_endpoint, methods=["GET", "POST"]),
-        Route("/authorize", pages.get_authorize, methods=["GET"]),
-        Route("/interaction/{interaction_id}", pages.get_interaction, methods=["GET"]),
-        Route("/interaction/{interaction_id}/login", pages.post_login, methods=["POST"]),
-        Route("/interaction/{interaction_id}/consent", pages.post_consent, methods=["POST"]),
-        Route("/interaction/{interaction_id}/second-factor", pages.post_second_factor, methods=["POST"]),
-        Route("/interaction/{interaction_id}/passkey", pages.post_passkey, methods=["POST"]),
-        Route("/interaction/{interaction_id}/passkey-enrol", pages.get_enrolment, methods=["GET"]),
-        Route("/interaction/{interaction_id}/passkey-enrol", pages.post_enrolment, methods=["POST"]),
-        Route(ENROL_PATH, enrolment.get, methods=["GET"]),
-        Route(ENROL_PATH, enrolment.post, methods=["POST"]),
-        Route("/admin/trace", admin.get_trace, methods=["GET"]),
-        Route("/admin/login", admin.post_login, methods=["POST"]),
-        Route("/admin/second-factor", admin.post_second_factor, methods=["POST"]),
-        Route("/admin/passkey", admin.post_passkey, methods=["POST"]),
-        Route("/admin/logout", admin.post_logout, methods=["POST"]),
-    ]
-    app = Starlette(
-        routes=routes,
-        lifespan=lifespan,
-        exception_handlers={
-            404: not_found,
-            405: method_not_allowed,
-            **dict.fromkeys(DATABASE_UNAVAILABLE, database_unavailable),
+        HEALTH_PATH: {"GET": healthz},
+        READY_PATH: {"GET": readiness.endpoint},
+        "/.well-known/openid-configuration": {"GET": metadata},
+        "/.well-known/oauth-authorization-server": {"GET": metadata},
+        "/jwks": {"GET": jwks},
+        "/par": {"POST": endpoint("/par", Event.PAR, pushed_authorization)},
+        "/token": {"POST": endpoint("/token", Event.TOKEN, token)},
+        "/introspect": {"POST": endpoint("/introspect", Event.INTROSPECTION, introspect)},
+        "/revoke": {"POST": endpoint("/revoke", Event.REVOCATION, revoke)},
+        "/userinfo": {"GET": userinfo_endpoint, "POST": userinfo_endpoint},
+        "/authorize": {"GET": pages.get_authorize},
+        "/interaction/{interaction_id}": {"GET": pages.get_interaction},
+        "/interaction/{interaction_id}/login": {"POST": pages.post_login},
+        "/interaction/{interaction_id}/consent": {"POST": pages.post_consent},
+        "/interaction/{interaction_id}/second-factor": {"POST": pages.post_second_factor},
+        "/interaction/{interaction_id}/passkey": {"POST": pages.post_passkey},
+        "/interaction/{interaction_id}/passkey-enrol": {
+            "GET": pages.get_enrolment,
+            "POST": pages.post_enrolment,
         },
-    )
-    app.state.corridor_server = server
-    app.add_middleware(RouteLabel)
-    app.add_middleware(ProxyCertificateHeaders, trusted_proxies=server.settings.trusted_proxies)
-    app.add_middleware(SecurityHeaders, metrics=server.metrics, hsts=hsts_for(server.settings.issuer))
-    return app
+        ENROL_PATH: {"GET": enrolment.get, "POST": enrolment.post},
+        "/admin/trace": {"GET": admin.get_trace},
+        "/admin/login": {"POST": admin.post_login},
+        "/admin/second-factor": {"POST": admin.post_second_factor},
+        "/admin/passkey": {"POST": admin.post_passkey},
+        "/admin/logout": {"POST": admin.post_logout},
+    }
+    app = Routes(server, routes, lifespan, server.settings.trusted_proxies)
+    return SecurityHeaders(app, metrics=server.metrics, hsts=hsts_for(server.settings.issuer))

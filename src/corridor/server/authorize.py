@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -46,6 +45,7 @@ from corridor.server.interaction import consent, passkeys, password, second_fact
 from corridor.server.interaction.browser import Refusal, cookie_header, interaction_cookie
 from corridor.server.interaction.contract import InteractionResult
 from corridor.server.jarm import authorization_reply
+from corridor.server.offload import off_loop
 from corridor.server.pages import error_page
 from corridor.server.responses import redirect_303, source_address
 
@@ -190,16 +190,18 @@ class AuthorizationPages:
             query = read_front_channel(request.url.query)
         except OAuthError as error:
             return error_page(error.error, error.description)
-        return await run_in_threadpool(self._guard, lambda: self.authorize(query, source_address(request)))
+        return await off_loop(lambda: self._guard(lambda: self.authorize(query, source_address(request))))
 
     async def get_interaction(self, request: Request) -> Response:
         interaction_id = request.path_params["interaction_id"]
-        return await run_in_threadpool(self._guard, lambda: self.show(request, interaction_id))
+        return await off_loop(lambda: self._guard(lambda: self.show(request, interaction_id)))
 
     async def get_enrolment(self, request: Request) -> Response:
         interaction_id = request.path_params["interaction_id"]
-        return await run_in_threadpool(
-            self._guard, lambda: passkeys.show_enrolment(visit.load(self.server, request, interaction_id))
+        return await off_loop(
+            lambda: self._guard(
+                lambda: passkeys.show_enrolment(visit.load(self.server, request, interaction_id))
+            )
         )
 
     async def post_login(self, request: Request) -> Response:
@@ -223,8 +225,8 @@ class AuthorizationPages:
             form = await read_form(request)
         except OAuthError as error:
             return error_page(error.error, error.description)
-        return await run_in_threadpool(
-            self._guard, lambda: action(visit.load(self.server, request, interaction_id), form)
+        return await off_loop(
+            lambda: self._guard(lambda: action(visit.load(self.server, request, interaction_id), form))
         )
 
     @staticmethod

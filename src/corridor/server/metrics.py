@@ -28,6 +28,10 @@ _ERROR_CODE = re.compile(r"[a-z_]{1,40}")
 #: Seconds; the requests of an AS take milliseconds, a password check a few hundred.
 LATENCY_BUCKETS = (0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
+#: At most this many label sets kept by :meth:`Metrics.request` (an error code outside
+#: ``_ERROR_CODE`` is one label, "other", but each distinct one would be a key here).
+_MAX_CHILDREN = 4096
+
 __all__ = ["CONTENT_TYPE_LATEST", "UNMATCHED", "Metrics"]
 
 
@@ -98,6 +102,7 @@ class Metrics:
             ["grant_type", "sender_constraint"],
             registry=r,
         )
+        self._request_children: dict[tuple[str, int, str | None], tuple[Counter, Histogram]] = {}
         self.not_ready = Counter(
             "corridor_readiness_failures",
             "Readiness probes answered 503, by reason (database, keys, starting).",
@@ -108,9 +113,18 @@ class Metrics:
     # -- what the server calls -------------------------------------------------------------
 
     def request(self, endpoint: str, status: int, error: str | None, seconds: float) -> None:
-        code = (error if _ERROR_CODE.fullmatch(error) else "other") if error else ""
-        self.requests.labels(endpoint, str(status), code).inc()
-        self.latency.labels(endpoint).observe(seconds)
+        """One answered request. The labelled children are kept by their labels (issue 19:
+        ``labels()`` costs a validation and a lock per call, about 3x the update itself); the
+        labels are bounded, so is this dictionary."""
+        key = (endpoint, status, error)
+        children = self._request_children.get(key)
+        if children is None:
+            code = (error if _ERROR_CODE.fullmatch(error) else "other") if error else ""
+            children = (self.requests.labels(endpoint, str(status), code), self.latency.labels(endpoint))
+            if len(self._request_children) < _MAX_CHILDREN:
+                self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def audit_appended(self, event: str, outcome: str, rule: str | None, written: int) -> None:
         """The audit log's observer (audit/log.py): every refusal, and the records written."""

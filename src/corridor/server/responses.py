@@ -7,7 +7,7 @@ from contextlib import nullcontext
 from typing import Any
 from urllib.parse import urlencode
 
-from starlette.concurrency import run_in_threadpool
+import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -17,6 +17,7 @@ from corridor.core.request_context import note_refusal
 from corridor.core.text import escaping_logger
 from corridor.server.authority import AuthorizationServer, Exchange
 from corridor.server.forms import read_form
+from corridor.server.offload import off_loop
 from corridor.transport.certificates import peer_certificate
 from corridor.transport.trust import via_mtls_listener
 
@@ -25,8 +26,21 @@ log = escaping_logger("corridor.server")  # issue 13 E1
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
+class FastJSONResponse(JSONResponse):
+    """Starlette's JSONResponse with orjson's encoder (issue 19: about 20x faster on a token
+    response). The bytes are the same as Starlette's compact ``json.dumps`` for every body the AS
+    sends (str keys, str/int/bool/None/list/dict values: tests/server/test_routes.py); what orjson
+    refuses (integers beyond 64 bits, non-str keys) is encoded by Starlette's own encoder."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return orjson.dumps(content)
+        except orjson.JSONEncodeError:
+            return super().render(content)
+
+
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(body, status_code=status, headers={**NO_STORE, **(headers or {})})
+    return FastJSONResponse(body, status_code=status, headers={**NO_STORE, **(headers or {})})
 
 
 def error_json(error: OAuthError) -> JSONResponse:
@@ -108,4 +122,4 @@ async def run_endpoint(
         response.headers["X-Request-Id"] = exchange.evidence.request_id
         return response
 
-    return await run_in_threadpool(call)
+    return await off_loop(call)

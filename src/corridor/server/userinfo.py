@@ -4,7 +4,6 @@ module, RFC 9449 7, RFC 8705 3, RFC 6750 3); only the token verifier is the AS's
 
 from __future__ import annotations
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -19,6 +18,7 @@ from corridor.server.authority import AuthorizationServer
 from corridor.server.checks.dpop import proof_policy
 from corridor.server.forms import MAX_BODY
 from corridor.server.introspection import live_access_token
+from corridor.server.offload import off_loop
 from corridor.server.responses import json_response, source_address
 from corridor.transport.certificates import peer_certificate
 from corridor.transport.trust import via_mtls_listener
@@ -137,4 +137,4 @@ async def userinfo(request: Request, server: AuthorizationServer) -> Response:
             info["preferred_username"] = user["username"]
         return json_response(info)
 
-    return await run_in_threadpool(call)
+    return await off_loop(call)

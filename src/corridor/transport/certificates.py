@@ -6,7 +6,7 @@ application reads it in one place, :func:`peer_certificate`:
 
 1. the TLS socket itself, through :class:`TLSExtensionProtocol`, a small uvicorn protocol
    subclass (uvicorn does not hand the peer certificate to the app);
-2. a TLS-terminating proxy, through :class:`ProxyCertificateHeaders`, which reads the
+2. a TLS-terminating proxy, through :class:`ForwardedCertificates`, which reads the
    RFC 9440 ``Client-Cert`` header (or nginx's ``$ssl_client_escaped_cert``) only from
    configured proxy addresses, and strips those headers from everyone else.
 
@@ -88,12 +88,11 @@ class TLSExtensionHttpToolsProtocol(_TLSExtension, HttpToolsProtocol):
     """The same on uvicorn's httptools (llhttp) protocol: the faster parser."""
 
 
-class ProxyCertificateHeaders:
+class ForwardedCertificates:
     """Accept a forwarded client certificate only from trusted proxy addresses (RFC 9440 4,
     RFC 9700 4.13); strip the headers from every other request."""
 
-    def __init__(self, app: ASGIApp, trusted_proxies: Iterable[str]) -> None:
-        self.app = app
+    def __init__(self, trusted_proxies: Iterable[str]) -> None:
         self.trusted = [ipaddress.ip_network(p, strict=False) for p in trusted_proxies]
 
     def _is_trusted(self, scope: Scope) -> bool:
@@ -106,24 +105,24 @@ class ProxyCertificateHeaders:
             return False
         return any(address in network for network in self.trusted)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    def scope(self, scope: Scope) -> Scope:
+        """``scope`` itself when it carries no certificate header (almost every request), else a
+        copy without them, with the forwarded certificate in its TLS extension when trusted."""
         headers = scope.get("headers", [])
         forwarded = [(name, value) for name, value in headers if name in _CERT_HEADERS]
-        if forwarded:
-            scope = {**scope, "headers": [(n, v) for n, v in headers if n not in _CERT_HEADERS]}
-            if self._is_trusted(scope):
-                certificate = self._parse(forwarded)
-                tls = {**(scope.get("extensions", {}).get("tls") or {})}
-                tls["client_cert_chain"] = [pem(certificate)] if certificate is not None else []
-                scope["extensions"] = {**(scope.get("extensions") or {}), "tls": tls}
-            else:
-                log.warning(
-                    "ignored a client-certificate header from untrusted %s", (scope.get("client") or ["?"])[0]
-                )
-        await self.app(scope, receive, send)
+        if not forwarded:
+            return scope
+        scope = {**scope, "headers": [(n, v) for n, v in headers if n not in _CERT_HEADERS]}
+        if self._is_trusted(scope):
+            certificate = self._parse(forwarded)
+            tls = {**(scope.get("extensions", {}).get("tls") or {})}
+            tls["client_cert_chain"] = [pem(certificate)] if certificate is not None else []
+            scope["extensions"] = {**(scope.get("extensions") or {}), "tls": tls}
+        else:
+            log.warning(
+                "ignored a client-certificate header from untrusted %s", (scope.get("client") or ["?"])[0]
+            )
+        return scope
 
     @staticmethod
     def _parse(forwarded: list[tuple[bytes, bytes]]) -> x509.Certificate | None:
@@ -138,3 +137,16 @@ class ProxyCertificateHeaders:
         except CertificateError:
             log.warning("a trusted proxy forwarded an unreadable client certificate")
             return None
+
+
+class ProxyCertificateHeaders:
+    """:class:`ForwardedCertificates` as ASGI middleware (a resource server's, resource/asgi.py)."""
+
+    def __init__(self, app: ASGIApp, trusted_proxies: Iterable[str]) -> None:
+        self.app = app
+        self.forwarded = ForwardedCertificates(trusted_proxies)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope = self.forwarded.scope(scope)
+        await self.app(scope, receive, send)
