@@ -16,7 +16,9 @@ from typing import Any
 import pytest
 from sqlalchemy import delete, select, update
 
-from corridor.audit.chain import verify, verify_checkpoints
+from corridor.audit import jcs
+from corridor.audit.chain import BODY, LINK_FIELDS, verify, verify_checkpoints
+from corridor.audit.verify_pack import record_hash as standalone_record_hash
 from corridor.store import schema as t
 from corridor.transport.tls import DevTLS
 from tests.support import Driver, RunningAS, decode_jwt, postgres_database, running_as
@@ -67,6 +69,20 @@ def test_records_are_chained_and_verify_intact(driver: Driver) -> None:
     result = audit(driver.as_, "verify")
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"{writer}: {len(rows)} records, intact" in result.stdout
+
+
+def test_stored_records_hash_as_rfc8785_hashes_them(driver: Driver) -> None:
+    """Issue 19: the records the AS stores (a flow, a refusal and a replayed code) are hashed by
+    audit/jcs.py's fast path to what the standalone verifier (rfc8785 only) computes."""
+    client = driver.add_client()
+    flow, _ = driver.full_flow(client)
+    assert driver.redeem(client, flow).status_code == 400  # the code again: refused, reuse detected
+    _, rows = chain_of(driver.as_)
+    assert {"par", "consent", "token.authorization_code", "code.reuse_detected"} <= {r["event"] for r in rows}
+    for row in rows:
+        assert jcs._flat({name: row[name] for name in BODY}) is not None
+        assert jcs._flat({**{name: row[name] for name in LINK_FIELDS}, "body_sha256": "0" * 64}) is not None
+        assert standalone_record_hash(row) == row["hash"]
 
 
 def test_verify_names_an_edited_record(driver: Driver) -> None:

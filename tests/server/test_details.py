@@ -175,3 +175,47 @@ def test_the_record_of_what_was_shown_matches_the_page(driver: Driver) -> None:
     assert words[1].startswith("Let the agent use the tool “make_payment” to initiate")
     assert all(d["type_version"] for d in recorded["facts"]["details"])
     assert recorded["facts"]["client_id"] == client.client_id
+
+
+def test_each_showing_of_the_consent_page_is_rendered_once_and_recorded_with_its_bytes(
+    driver: Driver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 19 (the consent page rendered and hashed once per showing): a reload renders the page
+    once more and records it once more, each record with the SHA-256 of the body that showing sent
+    (each has its own style nonce, so no two bodies are the same); Approve still completes."""
+    import hashlib
+
+    from corridor.server import pages
+    from corridor.server.interaction import consent
+
+    renders: list[str] = []
+    render = pages.render
+
+    def counted(template: str, *args: Any, **kwargs: Any) -> Any:
+        renders.append(template)
+        return render(template, *args, **kwargs)
+
+    monkeypatch.setattr(consent, "render", counted)
+    client = driver.add_client()
+    response, flow = driver.par(client, extra={"authorization_details": json.dumps([PAYMENT])})
+    assert response.status_code == 201
+    browser = driver.browser()
+    page = browser.get(
+        driver.url("/authorize"), params={"client_id": client.client_id, "request_uri": flow.request_uri}
+    )
+    first = browser.submit(page, {"username": driver.add_user(), "password": "correct horse battery staple"})
+    again = browser.get(str(first.url))
+    assert first.status_code == again.status_code == 200
+    assert renders == ["consent.html", "consent.html"]
+    assert first.content != again.content
+    shown = [
+        json.loads(r["detail"])["approval_surface"]
+        for r in driver.as_.store.audit.records()
+        if r["event"] == "consent" and r["outcome"] == "shown" and r["client_id"] == client.client_id
+    ]
+    assert [s["body_sha256"] for s in shown] == [
+        hashlib.sha256(first.content).hexdigest(),
+        hashlib.sha256(again.content).hexdigest(),
+    ]
+    final = browser.submit(again, {"decision": "approve"}, follow=False)
+    assert final.status_code == 303 and "code=" in final.headers["location"]

@@ -29,8 +29,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import rfc8785
-
+from corridor.audit import jcs
 from corridor.core.jose import JoseFailure, SigningKey, read_header, verify_with_keys
 from corridor.store.audit import GENESIS as GENESIS  # the chain rule every sink follows
 from corridor.store.audit import RECORD_COLUMNS
@@ -41,8 +40,9 @@ CHECKPOINT_TYP = "audit-checkpoint+jwt"
 #: The ``writer`` of a checkpoint row that names every writer (issue 13 E2); writer ids are
 #: ``role:host:pid:random`` (audit/log.py), so it is never a writer's.
 ALL_WRITERS = "*"
-#: The columns a record's hash covers: all of them but the row id and the hash itself.
-HASHED = tuple(name for name in RECORD_COLUMNS if name not in ("id", "hash"))
+#: The columns a record's hash covers: all of them but the row id and the hash itself (as plain
+#: ``str``: SQLAlchemy's names are a subclass, which audit/jcs.py's fast path does not take).
+HASHED = tuple(str(name) for name in RECORD_COLUMNS if name not in ("id", "hash"))
 
 
 #: What a link of the chain shows in the clear (issue 16): enough to check that one record follows
@@ -56,7 +56,7 @@ BODY = tuple(name for name in HASHED if name not in LINK_FIELDS)
 
 def body_hash(record: Mapping[str, Any]) -> str:
     """SHA-256 of the JCS (RFC 8785) form of the record's body columns."""
-    return hashlib.sha256(rfc8785.dumps({name: record.get(name) for name in BODY})).hexdigest()
+    return hashlib.sha256(jcs.dumps({name: record.get(name) for name in BODY})).hexdigest()
 
 
 def link(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -71,18 +71,21 @@ def link_hash(link: Mapping[str, Any]) -> str:
     """A record's hash from its link: SHA-256 of the JCS form of the link fields and body_sha256."""
     fields = {name: link.get(name) for name in LINK_FIELDS}
     fields["body_sha256"] = link.get("body_sha256")
-    return hashlib.sha256(rfc8785.dumps(fields)).hexdigest()
+    return hashlib.sha256(jcs.dumps(fields)).hexdigest()
 
 
 def record_hash(record: Mapping[str, Any]) -> str:
     """The hash a record is chained with (issue 16): of its link fields and its body's hash, so a
-    link can be checked without the body."""
-    return link_hash(link(record))
+    link can be checked without the body. (``link_hash(link(record))``, without building the link
+    twice: issue 19.)"""
+    fields = {name: record.get(name) for name in LINK_FIELDS}
+    fields["body_sha256"] = body_hash(record)
+    return hashlib.sha256(jcs.dumps(fields)).hexdigest()
 
 
 def flat_hash(record: Mapping[str, Any]) -> str:
     """The hash of records written before issue 16: SHA-256 of the JCS form of all columns at once."""
-    return hashlib.sha256(rfc8785.dumps({name: record.get(name) for name in HASHED})).hexdigest()
+    return hashlib.sha256(jcs.dumps({name: record.get(name) for name in HASHED})).hexdigest()
 
 
 def sealed(record: Mapping[str, Any]) -> bool:
@@ -269,7 +272,7 @@ def verify(
 
 def heads_digest(heads: Mapping[str, Any]) -> str:
     """SHA-256 of the JCS form of {writer: {seq, hash}}: what a checkpoint signs."""
-    return hashlib.sha256(rfc8785.dumps(dict(heads))).hexdigest()
+    return hashlib.sha256(jcs.dumps(dict(heads))).hexdigest()
 
 
 def checkpoint(

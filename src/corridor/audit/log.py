@@ -53,8 +53,13 @@ class Evidence:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
+#: The structured members' stored form: what ``json.dumps(value, separators=(",", ":"),
+#: sort_keys=True)`` writes (it builds this encoder on every call; one is made once here).
+_ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
+
+
 def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, separators=(",", ":"), sort_keys=True)
+    return None if value is None else _ENCODER.encode(value)
 
 
 def writer_id(role: str) -> str:
@@ -208,11 +213,12 @@ class AuditLog:
         rule: str | None = None,
         error: str | None = None,
     ) -> Mapping[str, Any]:
-        data = dict(vars(evidence))  # a shallow copy: the structured members are serialised below
-        for structured in ("authorization_details", "resource"):
-            data[structured] = _json(data[structured])
-        data["detail"] = _json(data["detail"] or None)
-        return {"time": now, "event": event, "outcome": outcome, "rule": rule or None, "error": error, **data}
+        row = {"time": now, "event": event, "outcome": outcome, "rule": rule or None, "error": error}
+        row.update(vars(evidence))  # a shallow copy: the structured members are serialised here
+        row["authorization_details"] = _json(evidence.authorization_details)
+        row["resource"] = _json(evidence.resource)
+        row["detail"] = _json(evidence.detail or None)
+        return row
 
     def append(
         self,

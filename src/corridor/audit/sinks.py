@@ -28,9 +28,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-import rfc8785
-
-from corridor.audit import chain
+from corridor.audit import chain, jcs
 from corridor.audit.chain import GENESIS, ChainReport, record_hash, verify_chain
 from corridor.core.private_files import PRIVATE_FILE, tighten
 from corridor.core.text import escaping_logger
@@ -124,7 +122,7 @@ class MemorySink:
 def jsonl_line(row: Mapping[str, Any]) -> bytes:
     """One record as a line: its JCS form (RFC 8785 escapes every control character, so the line
     holds no newline of its own) and a newline."""
-    return rfc8785.dumps(dict(row)) + b"\n"
+    return jcs.dumps(dict(row)) + b"\n"
 
 
 def _lines(data: bytes) -> tuple[list[bytes], bytes]:

@@ -70,10 +70,10 @@ def shown_facts(visit: Visit, user: Row) -> dict[str, Any]:
     }
 
 
-def consent_page(visit: Visit, session: Row) -> Response:
-    """The consent page, recorded as shown."""
+def consent_page(visit: Visit, session: Row, user: Row | None) -> Response:
+    """The consent page, recorded as shown: rendered once, and the record holds the SHA-256 of
+    exactly the bytes sent. ``user``: the session's user as this request read it (steps.show)."""
     server = visit.server
-    user = visit.user(session["user_id"])
     if user is None:  # removed since the session was looked up (issue 13 B6)
         raise visit.refuse(
             visit.evidence(),

@@ -20,4 +20,4 @@ def show(visit: Visit) -> Response:
     due = factors_due(visit, session, user)
     if due:
         return second_factor_page(visit, user, due)
-    return consent_page(visit, session)
+    return consent_page(visit, session, user)
