@@ -158,7 +158,17 @@ json_like = st.text(st.sampled_from('{}[]":,0123456789.eE+-tfnaNIu\\ud800x '), m
 @example("1e400", True)
 @example("\ufeff{}", True)
 @example("NaN", False)
-def test_strict_loads_agrees_with_the_per_call_decoder(text: str, as_bytes: bool) -> None:
+@example("9223372036854775808", False)
+@example("-9223372036854775809", True)
+@example("18446744073709551616.5e3", True)
+@example('{"a":"\\udc00\\ud800"}', True)
+@example("\u00e9", False)
+@example(" [1,2] \n", True)
+@example("[1]\u00a0", False)
+@example("0.1e-400", True)
+@example("-0.0", True)
+@example("1E+2", False)
+def test_strict_loads_agrees_with_the_json_module_path(text: str, as_bytes: bool) -> None:
     data: str | bytes = text.encode("utf-8", "surrogatepass") if as_bytes else text
     ours, theirs = verdict(strictjson.loads, data), verdict(old_strict_loads, data)
     assert ours[0] == theirs[0]
@@ -229,3 +239,15 @@ def test_signing_refusals_still_come_from_joserfc() -> None:
             key.sign({"a": 1}, "JWT", extra)
         with pytest.raises((JoseError, ValueError)):
             joserfc_compact(key, {"a": 1}, "JWT", extra)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=40) | json_values.map(lambda v: json.dumps(v).encode()))
+@example(b"\xef\xbb\xbf{}")
+@example(b'"\xed\xa0\x80"')
+@example(b'"\xff"')
+def test_strict_loads_of_any_bytes_agrees(data: bytes) -> None:
+    ours, theirs = verdict(strictjson.loads, data), verdict(old_strict_loads, data)
+    assert ours[0] == theirs[0]
+    if ours[0] == "ok":
+        assert json.dumps(ours[1], sort_keys=True) == json.dumps(theirs[1], sort_keys=True)
