@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import base64
 import binascii
 
 #: base64url to the standard alphabet; "+", "/" and "=" (not base64url, RFC 4648 5) become "!",
 #: which binascii's strict mode refuses like any other character outside the alphabet.
 _TO_STANDARD = bytes.maketrans(b"-_+/=", b"+/!!!")
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
 #: Unused low bits of the last character, by its value and the text's length mod 4 (2: four
 #: bits, 3: two bits): only the characters whose unused bits are zero end a canonical text.
 _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
@@ -20,7 +20,8 @@ _PADDING = {0: b"", 2: b"==", 3: b"="}
 
 
 def b64url_encode(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    """Unpadded base64url (RFC 7515 2): binascii directly, without base64's per-call wrappers."""
+    return binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE).rstrip(b"=").decode("ascii")
 
 
 def b64url_decode(text: str) -> bytes:
