@@ -62,11 +62,11 @@ def corridor_ops(seconds: float, fixture: tuple[ResourceGuard, SigningKey, Signi
     # Every request needs a fresh proof (the replay cache refuses a jti twice); made beforehand.
     proofs = [make_proof(dpop_key, "GET", URL, access_token=token) for _ in range(int(seconds * 20_000))]
     headers_base = [("authorization", f"DPoP {token}")]
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds and count < len(proofs):
+    count, start = 0, time.process_time()
+    while time.process_time() - start < seconds and count < len(proofs):
         guard.authenticate("GET", "/accounts", [*headers_base, ("dpop", proofs[count])], None)
         count += 1
-    return count / (time.perf_counter() - start)
+    return count / (time.process_time() - start)
 
 
 def raw_ops(seconds: float, fixture: tuple[ResourceGuard, SigningKey, SigningKey, str]) -> float:
@@ -82,13 +82,13 @@ def raw_ops(seconds: float, fixture: tuple[ResourceGuard, SigningKey, SigningKey
         pairs.append((public, der, f"{head}.{body}".encode()))
     jwk: dict[str, Any] = dpop_key.public_jwk_without_meta()
     members = json.dumps({k: jwk[k] for k in ("crv", "kty", "x", "y")}, separators=(",", ":")).encode()
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
+    count, start = 0, time.process_time()
+    while time.process_time() - start < seconds:
         for public, der, data in pairs:
             public.verify(der, data, ec.ECDSA(hashes.SHA256()))
         b64url_encode(hashlib.sha256(members).digest())
         count += 1
-    return count / (time.perf_counter() - start)
+    return count / (time.process_time() - start)
 
 
 def main() -> None:

@@ -17,13 +17,13 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 from joserfc import jwk, jws
 from joserfc.errors import JoseError, SecurityWarning
 from joserfc.jws import JWSRegistry
 
 from corridor.core import strictjson
-from corridor.core.b64 import b64url_decode
+from corridor.core.b64 import b64url_decode, b64url_encode
 
 # FAPI2 5.4.1-1b names "EdDSA" (with Ed25519); RFC 9864 prefers "Ed25519" and joserfc
 # warns on every use. We keep the FAPI name and silence only that warning.
@@ -34,6 +34,11 @@ FAPI_ALGORITHMS: tuple[str, ...] = ("PS256", "ES256", "EdDSA")
 
 _KTY_FOR_ALG = {"PS256": "RSA", "ES256": "EC", "EdDSA": "OKP"}
 _CRV_FOR_ALG = {"ES256": "P-256", "EdDSA": "Ed25519"}
+_PRIVATE_TYPES: dict[str, type] = {
+    "ES256": ec.EllipticCurvePrivateKey,
+    "PS256": rsa.RSAPrivateKey,
+    "EdDSA": ed25519.Ed25519PrivateKey,
+}
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 #: Largest compact JWS we parse at all (an RSA-4096 jwk header fits well inside).
 MAX_JWS_LENGTH = 16_384
@@ -100,12 +105,14 @@ def check_public_jwk(data: Mapping[str, Any]) -> None:
         raise JoseFailure("the key's algorithm is not allowed (FAPI2 5.4.1-1b)")
 
 
+_STR_ONLY = frozenset((str,))
+
+
 def _cache_key(data: Mapping[str, Any]) -> Hashable:
     """What identifies a JWK in the parsed-key cache: its members as a tuple when all are
     strings (the usual public JWK, no JSON encoding needed), else its canonical JSON."""
-    items = tuple(sorted(data.items()))
-    if all(type(value) is str for _, value in items):
-        return items
+    if _STR_ONLY.issuperset(map(type, data.values())):
+        return tuple(sorted(data.items()))
     return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
@@ -279,8 +286,9 @@ def check_header_members(header: Mapping[str, Any]) -> None:
     """RFC 7515 4.1 member types; RFC 7515 4.1.11 ``crit`` and RFC 7797 ``b64`` refused."""
     if "crit" in header or "b64" in header:
         raise JoseFailure("the JWS header asks for an extension we do not support (RFC 7515 4.1.11)")
-    for name, kind in _HEADER_TYPES.items():
-        if name in header and not isinstance(header[name], kind):
+    for name, value in header.items():
+        kind = _HEADER_TYPES.get(name)
+        if kind is not None and not isinstance(value, kind):
             raise JoseFailure(f"the JWS header member {name} has the wrong type")
 
 
@@ -339,6 +347,16 @@ class SigningKey:
         self.public_jwk: dict[str, Any] = {**public, "kid": self.kid, "alg": self.alg, "use": "sig"}
         check_public_jwk(self.public_jwk)
         self._registry = registry_for([self.alg])
+        # joserfc's per-signature key checks (the algorithm's key type and curve, key_ops), once
+        # here: a key that fails them keeps signing through joserfc, which refuses as before.
+        self._private: Any = None
+        try:
+            self._registry.get_alg(self.alg).check_key(self.key)
+            private = self.key.get_op_key("sign")
+        except (JoseError, ValueError):
+            private = None
+        if isinstance(private, _PRIVATE_TYPES[self.alg]):
+            self._private = private
 
     @classmethod
     def generate(cls, alg: str = "ES256") -> SigningKey:
@@ -371,9 +389,29 @@ class SigningKey:
         if "jwk" not in header:
             header.setdefault("kid", self.kid)
         payload = json.dumps(claims, separators=(",", ":"), ensure_ascii=False)
-        return jws.serialize_compact(
-            header, payload, self.key, algorithms=[self.alg], registry=self._registry
-        )
+        if self._private is None or "b64" in header or header["alg"] != self.alg:  # RFC 7797, or not our alg
+            return jws.serialize_compact(
+                header, payload, self.key, algorithms=[self.alg], registry=self._registry
+            )
+        # Straight on ``cryptography`` (design.md 5b): joserfc's serialize_compact, less its
+        # per-call key guessing; the same header checks and the same bytes (the header as joserfc
+        # encodes it), verified by joserfc in tests/core/test_jws_differential.py.
+        self._registry.check_header(header)
+        head = json.dumps(header, ensure_ascii=True, separators=(",", ":"))
+        signing_input = f"{b64url_encode(head.encode('ascii'))}.{b64url_encode(payload.encode('utf-8'))}"
+        return f"{signing_input}.{b64url_encode(self._sign(signing_input.encode('ascii')))}"
+
+    def _sign(self, message: bytes) -> bytes:
+        """ES256: RFC 7518 3.4 (R || S, 32 bytes each); PS256: RFC 7518 3.5 (MGF1-SHA256,
+        salt = 32); EdDSA: RFC 8037 3.1 (Ed25519)."""
+        private = self._private
+        if isinstance(private, ec.EllipticCurvePrivateKey):
+            r, s = decode_dss_signature(private.sign(message, _ECDSA_SHA256))
+            return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+        if isinstance(private, rsa.RSAPrivateKey):
+            return private.sign(message, _PSS_SHA256, _SHA256)
+        assert isinstance(private, ed25519.Ed25519PrivateKey)
+        return private.sign(message)
 
 
 def _default_alg(public: Mapping[str, Any]) -> str:

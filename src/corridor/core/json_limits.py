@@ -64,5 +64,13 @@ def check_json_limits(data: str | bytes, max_depth: int = MAX_DEPTH, max_size: i
     """Issue 13 B5: refuse a document over ``max_size`` or nested deeper than ``max_depth``."""
     if len(data) > max_size:
         raise JSONLimitError(f"JSON document too large (over {max_size} bytes)")
+    # No document nests deeper than it has openers (counted in C, strings included): most
+    # documents, every JWS header and claim set we read, need no scan at all.
+    if isinstance(data, str):
+        openers = data.count("[") + data.count("{")
+    else:
+        openers = data.count(b"[") + data.count(b"{")
+    if openers <= max_depth:
+        return
     if nesting_depth(data, max_depth) > max_depth:
         raise JSONLimitError(f"JSON document too deep (over {max_depth} levels)")

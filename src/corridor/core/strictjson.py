@@ -27,6 +27,10 @@ def _finite(text: str) -> float:
     return value
 
 
+#: Built once: ``json.loads`` with keyword arguments builds a new decoder on every call.
+_DECODER = json.JSONDecoder(parse_constant=_no_constants, parse_float=_finite)
+
+
 def loads(data: str | bytes, *, max_depth: int = MAX_DEPTH, max_size: int = MAX_SIZE) -> Any:
     """Parse JSON text; every malformed or hostile input raises ValueError, and a document
     beyond ``max_depth`` or ``max_size`` the JSONLimitError kind of it (issue 13 B5).
@@ -40,7 +44,7 @@ def loads(data: str | bytes, *, max_depth: int = MAX_DEPTH, max_size: int = MAX_
             text, unchecked = data.decode("utf-8"), False  # strict: no raw surrogates
         else:
             text, unchecked = data, not data.isascii()  # a str may carry them raw
-        value = json.loads(text, parse_constant=_no_constants, parse_float=_finite)
+        value = _DECODER.decode(text)
         if unchecked or "\\u" in text:
             json.dumps(value, ensure_ascii=False).encode("utf-8")
     except (RecursionError, UnicodeError, TypeError) as exc:

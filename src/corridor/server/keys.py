@@ -15,6 +15,7 @@ follows from the clock alone, so every instance agrees without talking to the ot
 from __future__ import annotations
 
 import json
+import math
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -77,6 +78,8 @@ class ServerKeys:
         self._lock = threading.Lock()
         self._rows: list[Row] = []
         self._parsed: dict[str, SigningKey] = {}
+        #: The active key, with the rows and the time span it holds for (see ``signing``).
+        self._signing: tuple[list[Row], float, float, SigningKey] | None = None
 
     def ensure(self) -> None:
         """Create the first signing key on first start (one instance wins); load all keys."""
@@ -115,10 +118,24 @@ class ServerKeys:
 
     @property
     def signing(self) -> SigningKey:
-        """The active key signs (FAPI2 5.4.1 algorithms only; checked when the key is made)."""
-        for state in self.states():
+        """The active key signs (FAPI2 5.4.1 algorithms only; checked when the key is made).
+
+        Which key is active changes only when the clock crosses an activation time, so the
+        answer is kept, with the rows it came from, for the span between the latest activation
+        at or before now and the next one after it (a clock moved back leaves it too)."""
+        now = self.clock.now()
+        cached = self._signing
+        if cached is not None and cached[0] is self._rows and cached[1] <= now < cached[2]:
+            return cached[3]
+        rows = self._rows
+        for state in key_states(rows, now, self.keep):
             if state.state == "active":
-                return self._parsed[state.kid]
+                key = self._parsed[state.kid]
+                times = [_activates(row) for row in rows]
+                since = max((t for t in times if t <= now), default=-math.inf)
+                until = min((t for t in times if t > now), default=math.inf)
+                self._signing = (rows, since, until, key)
+                return key
         raise RuntimeError("no active signing key")
 
     def public_jwks(self, fresh: bool = False) -> dict[str, Any]:
