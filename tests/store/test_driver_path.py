@@ -6,6 +6,7 @@ consumption and the audit chain behave as before."""
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import pytest
@@ -248,3 +249,25 @@ def test_an_interaction_and_its_pushed_request_in_one_read(fresh_store: Store) -
     assert requests.interaction_and_pushed("i1") == (requests.interaction("i1"), requests.pushed("p1"))
     assert requests.interaction_and_pushed("i2") == (requests.interaction("i2"), None)
     assert requests.interaction_and_pushed("nope") == (None, None)
+
+
+def test_a_database_that_does_not_answer_is_an_outage_error_not_a_driver_error() -> None:
+    """A single read on the driver path whose pool checkout fails (the server down or shutting
+    down) raises SQLAlchemy's OperationalError, one of DATABASE_UNAVAILABLE (the 503 with
+    Retry-After), as Engine.connect would; the driver's own error was a 500 (the fresh-clone run
+    of tests/cluster/test_faults.py::test_postgresql_restarted_under_load found it)."""
+    from sqlalchemy.exc import OperationalError
+
+    from corridor.store.engine import DATABASE_UNAVAILABLE, create_store_engine
+    from corridor.store.scope import Database, Scope
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    engine = create_store_engine(f"postgresql://root@127.0.0.1:{port}/test", pool_timeout=1.0)
+    try:
+        with pytest.raises(OperationalError) as caught:
+            Scope(Database(engine)).one(by(t.users, "id"), "u1")
+        assert isinstance(caught.value, DATABASE_UNAVAILABLE)
+    finally:
+        engine.dispose()

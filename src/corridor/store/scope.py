@@ -136,7 +136,14 @@ class Database:
         params = prepared.parameters(values)
         if conn is not None:
             return self._run(conn, conn.connection.driver_connection, prepared, params, rows, conn)
-        pooled = self.engine.raw_connection()
+        try:
+            pooled = self.engine.raw_connection()
+        except self._driver_error as exc:
+            # A failed checkout (the database down or shutting down) arrives as the driver's own
+            # error here, where Engine.connect would have wrapped it: wrap it the same way, so it
+            # is the 503 of DATABASE_UNAVAILABLE, not a 500 (issue 13 outage behaviour).
+            error, dialect = self._driver_error, self.engine.dialect
+            raise DBAPIError.instance(prepared.text, params, exc, error, dialect=dialect) from exc
         try:
             return self._run(pooled, pooled.driver_connection, prepared, params, rows, None)
         finally:
