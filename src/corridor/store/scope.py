@@ -146,6 +146,16 @@ class Database:
             raise DBAPIError.instance(prepared.text, params, exc, error, dialect=dialect) from exc
         try:
             return self._run(pooled, pooled.driver_connection, prepared, params, rows, None)
+        except DBAPIError:
+            # Roll back here, as SQLAlchemy's Connection would, so that a connection the server
+            # dropped is found now and invalidated quietly, not by the pool's reset on return
+            # (which logs a traceback for it).
+            if pooled.is_valid:
+                try:
+                    pooled.driver_connection.rollback()  # type: ignore[union-attr]
+                except self._driver_error as exc:
+                    pooled.invalidate(exc)
+            raise
         finally:
             pooled.close()
 
