@@ -145,7 +145,15 @@ class Database:
             error, dialect = self._driver_error, self.engine.dialect
             raise DBAPIError.instance(prepared.text, params, exc, error, dialect=dialect) from exc
         try:
-            return self._run(pooled, pooled.driver_connection, prepared, params, rows, None)
+            result = self._run(pooled, pooled.driver_connection, prepared, params, rows, None)
+            # End the read's implicit transaction (psycopg opens one) here, where a connection
+            # the server dropped is invalidated quietly; the pool's reset on return then has
+            # nothing to send, so it cannot fail and log a traceback.
+            try:
+                pooled.driver_connection.rollback()  # type: ignore[union-attr]
+            except self._driver_error as exc:
+                pooled.invalidate(exc)
+            return result
         except DBAPIError:
             # Roll back here, as SQLAlchemy's Connection would, so that a connection the server
             # dropped is found now and invalidated quietly, not by the pool's reset on return
