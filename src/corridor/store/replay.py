@@ -102,11 +102,15 @@ class SqlReplay:
         the attempt back (and stop waiting if that brings them below their threshold)."""
         table = t.sign_in_throttle
         with self._s.writing() as conn:
-            if reset:
-                conn.execute(delete(table).where(table.c.key.in_(list(reset))))
-            if not undo:
-                return
-            for key, row in self._lock_throttle_rows(conn, undo, now).items():
+            # The rows are locked in count_attempt's order (sorted keys), each key when it is
+            # reached: a DELETE of "user:.." first and "source:.." after would hold one row
+            # while waiting for the other, which a concurrent count_attempt holds the other way
+            # round (PostgreSQL "deadlock detected" on a double submit of one form).
+            for key in sorted(set(reset) | set(undo)):
+                if key in reset:
+                    conn.execute(delete(table).where(table.c.key == key))
+                    continue
+                row = self._lock_throttle_rows(conn, [key], now)[key]
                 failures = max(row["failures"] - 1, 0)
                 values: dict[str, Any] = {"failures": failures}
                 if policy.wait(key, failures) == 0:
