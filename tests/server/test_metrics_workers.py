@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import time
 from pathlib import Path
 
 import httpx
@@ -40,6 +41,17 @@ def jwks_requests(url: str) -> float:
     )
 
 
+def worker_ready(url: str, within: float = 60.0) -> httpx.Response:
+    """The worker's /readyz once it says ready (or its last answer): start_instance waited for the
+    first worker to answer on the shared port, the other may still be starting (503 "starting")."""
+    deadline = time.monotonic() + within
+    while True:
+        ready = httpx.get(url, timeout=10)
+        if ready.status_code == 200 or time.monotonic() > deadline:
+            return ready
+        time.sleep(0.2)
+
+
 def test_each_worker_serves_its_own_metrics(tmp_path: Path, tls: DevTLS) -> None:
     metrics_port = two_free_ports()
     database = f"sqlite:///{tmp_path / 'corridor.db'}"
@@ -49,7 +61,7 @@ def test_each_worker_serves_its_own_metrics(tmp_path: Path, tls: DevTLS) -> None
     try:
         urls = [f"http://127.0.0.1:{metrics_port + i}/metrics" for i in (0, 1)]
         for url in urls:  # both workers are up, each serving its own listener
-            ready = httpx.get(url.replace("/metrics", "/readyz"), timeout=10)
+            ready = worker_ready(url.replace("/metrics", "/readyz"))
             assert ready.status_code == 200, ready.text
         before = sum(jwks_requests(url) for url in urls)
         with httpx.Client(verify=ssl.create_default_context(cafile=str(tls.ca_file)), timeout=10) as http:
