@@ -225,6 +225,7 @@ class Driver:
         alg: str = "ES256",
         scope: str = "openid profile offline_access accounts payments",
         redirect_uris: tuple[str, ...] = (REDIRECT_URI,),
+        grant_types: tuple[str, ...] = ("authorization_code", "refresh_token"),
         jwks: dict[str, Any] | None = None,
         jwks_uri: str | None = None,
         resources: tuple[str, ...] = (),
@@ -241,8 +242,11 @@ class Driver:
         client_id = "c-" + new_id()
         if jwks is None and jwks_uri is None and auth_method != "tls_client_auth":
             jwks = {"keys": [key.public_jwk]}
+        if "authorization_code" not in grant_types:
+            redirect_uris = ()
         meta = build_client_metadata(
             redirect_uris=redirect_uris,
+            grant_types=grant_types,
             jwks=jwks,
             jwks_uri=jwks_uri,
             scope=scope,
@@ -259,7 +263,7 @@ class Driver:
         if self.as_.server is not None and self.as_.server.mtls_trust is not None:
             # do not wait for the next refresh round
             self.as_.server.mtls_trust.refresh(registered_certificates(self.as_.store))
-        return Client(client_id, key, SigningKey.generate("ES256"), redirect_uris[0])
+        return Client(client_id, key, SigningKey.generate("ES256"), redirect_uris[0] if redirect_uris else "")
 
     # -- messages ------------------------------------------------------------------------
 

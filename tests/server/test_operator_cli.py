@@ -360,3 +360,65 @@ def test_revoke_all_is_one_transaction_with_its_records(driver: Driver) -> None:
         raise RuntimeError("the record could not be written")
     assert active(driver, client, tokens["access_token"])
     assert refresh(driver, client, tokens["refresh_token"])[0] == 200
+
+
+# -- issue 20, 1: client credentials clients ----------------------------------------------------------
+
+
+def test_a_client_credentials_client_from_the_cli(driver: Driver, tmp_path: Path) -> None:
+    """`client add --grant-type client_credentials` needs no redirect URI; its grants list with no
+    user; `client update --grant-type` switches a client to the code flow only with redirect URIs."""
+    key = SigningKey.generate("ES256")
+    jwks = tmp_path / "cc.jwks.json"
+    jwks.write_text(json.dumps({"keys": [key.public_jwk]}))
+    common = ("client", "add", "--name", "Agent", "--jwks-file", str(jwks), "--scope", "accounts")
+    meta = as_json(cli(driver, *common, "--grant-type", "client_credentials", "--json"))
+    assert meta["grant_types"] == ["client_credentials"] and meta["redirect_uris"] == []
+    assert meta["response_types"] == []
+    refused(
+        cli(driver, *common, "--grant-type", "client_credentials", "--redirect-uri", REDIRECT_URI),
+        "invalid_redirect_uri",
+        "redirect URIs belong to the authorization_code grant",
+    )
+    refused(cli(driver, *common), "invalid_redirect_uri", "at least one redirect URI is required")
+    refused(
+        cli(driver, *common, "--grant-type", "refresh_token", "--grant-type", "client_credentials"),
+        "refresh_token needs authorization_code",
+    )
+    assert cli(driver, *common, "--grant-type", "password").exit_code == 2  # not a choice
+    client = Client(meta["client_id"], key, SigningKey.generate("ES256"), "")
+    answer = driver.token_request(client, {"grant_type": "client_credentials", "scope": "accounts"})
+    assert answer.status_code == 200, answer.text
+    (listed,) = as_json(cli(driver, "grant", "list", "--client", client.client_id, "--json"))
+    assert listed["user"] is None and listed["sub"] is None and listed["acr"] is None
+    line = ok(cli(driver, "grant", "list", "--client", client.client_id)).strip()
+    assert line.split("\t")[1] == "(no user: client credentials)"
+    trace = ok(cli(driver, "audit", "trace", listed["id"]))
+    assert "The client got a token for itself (no user involved)" in trace
+    assert f"client {client.client_id}, acting for itself: no user was involved" in trace
+    refused(
+        cli(driver, "client", "update", client.client_id, "--grant-type", "authorization_code"),
+        "at least one redirect URI is required",
+    )
+    both = as_json(
+        cli(
+            driver,
+            "client",
+            "update",
+            client.client_id,
+            "--grant-type",
+            "authorization_code",
+            "--grant-type",
+            "refresh_token",
+            "--redirect-uri",
+            REDIRECT_URI,
+            "--json",
+        )
+    )
+    assert both["grant_types"] == ["authorization_code", "refresh_token"]
+    again = driver.token_request(client, {"grant_type": "client_credentials", "scope": "accounts"})
+    assert again.status_code == 400 and again.json()["error"] == "unauthorized_client"
+    back = as_json(
+        cli(driver, "client", "update", client.client_id, "--grant-type", "client_credentials", "--json")
+    )
+    assert back["grant_types"] == ["client_credentials"] and back["redirect_uris"] == []

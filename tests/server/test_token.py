@@ -36,7 +36,14 @@ def test_password_grant_is_refused(driver: Driver) -> None:
 
 
 @pytest.mark.parametrize(
-    "grant_type", ["client_credentials", "implicit", "urn:ietf:params:oauth:grant-type:jwt-bearer"]
+    # client_credentials is served since issue 20 (a code-flow client asking for it gets
+    # unauthorized_client: tests/resource/test_client_credentials.py).
+    "grant_type",
+    [
+        "urn:ietf:params:oauth:grant-type:device_code",
+        "implicit",
+        "urn:ietf:params:oauth:grant-type:jwt-bearer",
+    ],
 )
 def test_other_grants_are_refused(driver: Driver, grant_type: str) -> None:
     response = driver.token_request(driver.add_client(), {"grant_type": grant_type})

@@ -22,6 +22,7 @@ class Event(StrEnum):
     TOKEN = "token"
     TOKEN_AUTHORIZATION_CODE = "token.authorization_code"
     TOKEN_REFRESH_TOKEN = "token.refresh_token"
+    TOKEN_CLIENT_CREDENTIALS = "token.client_credentials"
     INTROSPECTION = "introspection"
     REVOCATION = "revocation"
     REVOCATION_ACCESS_TOKEN = "revocation.access_token"

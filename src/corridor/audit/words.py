@@ -65,6 +65,8 @@ _TITLES: dict[tuple[str, str], str] = {
     ("token.authorization_code", "refused"): "The code exchange was refused",
     ("token.refresh_token", "issued"): "The tokens were refreshed",
     ("token.refresh_token", "refused"): "A refresh was refused",
+    ("token.client_credentials", "issued"): "The client got a token for itself (no user involved)",
+    ("token.client_credentials", "refused"): "A client credentials request was refused",
     ("token", "refused"): "The token endpoint refused a request",
     ("introspection", "active"): "A resource server introspected the token: active",
     ("introspection", "inactive"): "A resource server introspected the token: not active",
@@ -99,6 +101,7 @@ _GRANTING = {
     ("consent", "granted"),
     ("token.authorization_code", "issued"),
     ("token.refresh_token", "issued"),
+    ("token.client_credentials", "issued"),
 }
 
 
@@ -236,6 +239,9 @@ def _who(record: Mapping[str, Any], names: Mapping[str, str]) -> str:
         parts.append(f"user {names.get(str(user), str(user))}")
     if record.get("client_id"):
         parts.append(f"client {record['client_id']}")
+    detail = record.get("detail")
+    if isinstance(detail, Mapping) and detail.get("actor") == "client" and not user:
+        return f"client {record.get('client_id')}, acting for itself: no user was involved"
     return ", through ".join(parts)
 
 

@@ -33,6 +33,16 @@ def _redirect_uris(required: bool) -> Callable[[F], F]:
     )
 
 
+_GRANT_TYPE = click.option(
+    "--grant-type",
+    "grant_types",
+    multiple=True,
+    type=click.Choice(["authorization_code", "refresh_token", "client_credentials"]),
+    help="A grant it may use (repeatable; default: authorization_code and refresh_token). "
+    "client_credentials alone needs no --redirect-uri.",
+)
+
+
 #: The options `client add` and `client update` share, with one meaning in both.
 _KEY_OPTIONS = (
     click.option(
@@ -130,7 +140,8 @@ def _check_resources(store: Any, resources: Any) -> None:
 @DATA_DIR
 @CONFIG
 @click.option("--name", required=True, help="Name shown on the consent page.")
-@_redirect_uris(required=True)
+@_redirect_uris(required=False)
+@_GRANT_TYPE
 @_options(_KEY_OPTIONS)
 @click.option(
     "--auth-method",
@@ -167,6 +178,7 @@ def client_add(
     config_file: Path | None,
     name: str,
     redirect_uris: tuple[str, ...],
+    grant_types: tuple[str, ...],
     jwks_file: Any,
     jwks_uri: str | None,
     certificates: tuple[str, ...],
@@ -201,6 +213,7 @@ def client_add(
     meta = _metadata(
         settings,
         redirect_uris=redirect_uris,
+        grant_types=grant_types or ("authorization_code", "refresh_token"),
         jwks=jwks,
         jwks_uri=jwks_uri,
         scope=scope,
@@ -236,6 +249,7 @@ def _registration(meta: dict[str, Any]) -> dict[str, Any]:
 
     return {
         "redirect_uris": meta["redirect_uris"],
+        "grant_types": meta.get("grant_types") or ["authorization_code", "refresh_token"],
         "jwks": meta.get("jwks"),
         "jwks_uri": meta.get("jwks_uri"),
         "scope": meta.get("scope", ""),
@@ -256,6 +270,7 @@ def _registration(meta: dict[str, Any]) -> dict[str, Any]:
 @click.argument("client_id")
 @click.option("--name", default=None, help="Name shown on the consent page.")
 @_redirect_uris(required=False)
+@_GRANT_TYPE
 @_options(_KEY_OPTIONS)
 @click.option("--auth-method", type=_AUTH_METHODS, default=None, help="Client authentication.")
 @_options(_SUBJECT_OPTIONS)
@@ -274,6 +289,7 @@ def client_update(
     client_id: str,
     name: str | None,
     redirect_uris: tuple[str, ...],
+    grant_types: tuple[str, ...],
     jwks_file: Any,
     jwks_uri: str | None,
     certificates: tuple[str, ...],
@@ -309,6 +325,7 @@ def client_update(
     registration = _registration(json.loads(row["metadata"]))
     changes: dict[str, Any] = {
         "redirect_uris": redirect_uris or None,
+        "grant_types": grant_types or None,
         "scope": scope,
         "token_endpoint_auth_method": auth_method,
         "sender_constraint": sender_constraint,
@@ -318,6 +335,8 @@ def client_update(
         "resources": [] if all_resources else resources or None,
         "response_modes": [] if any_response_mode else response_modes or None,
     }
+    if grant_types and "authorization_code" not in grant_types and not redirect_uris:
+        changes["redirect_uris"] = []  # RFC 7591 2: redirect URIs belong to the code flow only
     if jwks is not None or jwks_uri is not None:  # new keys replace the old ones, either kind
         changes.update(jwks=jwks, jwks_uri=jwks_uri)
     subject = {

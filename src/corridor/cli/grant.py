@@ -115,7 +115,7 @@ def grant_list(
             "\t".join(
                 [
                     row["id"],
-                    row["user"] or row["sub"],
+                    row["user"] or row["sub"] or "(no user: client credentials)",
                     row["client_id"],
                     row["scope"],
                     " ".join(row["resource"]) or "-",

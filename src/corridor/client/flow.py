@@ -106,6 +106,9 @@ class TokenSet:
     raw: Mapping[str, Any] = field(default_factory=dict)
     #: JARM: the verified signed authorization response (compact JWS), kept as evidence.
     authorization_response: str | None = None
+    #: RFC 6749 4.4: the client credentials request these tokens answered (no refresh token:
+    #: :meth:`FapiClient.refresh` asks again with it).
+    client_credentials: Mapping[str, Any] | None = None
 
 
 def _covers(resource: str, url: str) -> bool:
@@ -140,7 +143,7 @@ class FapiClient:
         issuer: str,
         client_id: str,
         *,
-        redirect_uri: str,
+        redirect_uri: str = "",
         key: SigningKey | None = None,
         auth_method: str = "private_key_jwt",
         sender_constraint: str = "dpop",
@@ -291,6 +294,8 @@ class FapiClient:
         a step-up asks for (RFC 9470 4). ``signed_request`` / ``response_mode`` override the
         client's options for this request (FMS 5.3.2: all parameters in a signed request
         object; FMS 5.4.2-1: ``jwt`` asks for JARM; ``query`` asks for a plain response)."""
+        if not self.redirect_uri:
+            raise ClientError("a code flow needs the client's redirect_uri", "RFC 6749 3.1.2")
         signed = self.signed_request if signed_request is None else signed_request
         mode = response_mode or self.response_mode
         signing.check_options(mode, self.request_object_lifetime)
@@ -444,8 +449,46 @@ class FapiClient:
         tokens.authorization_response = jarm
         return tokens
 
+    def client_credentials(
+        self,
+        scope: str = "",
+        *,
+        resource: str | Sequence[str] | None = None,
+        authorization_details: Sequence[Mapping[str, Any]] | None = None,
+    ) -> TokenSet:
+        """RFC 6749 4.4 under FAPI 2.0: a sender-constrained token for the client itself (no user,
+        no refresh token, no ID token), for ``scope``, ``resource`` (RFC 8707) and typed
+        ``authorization_details`` (RFC 9396 6)."""
+        form: dict[str, Any] = {"grant_type": "client_credentials"}
+        if scope:
+            form["scope"] = scope
+        resources = (resource,) if isinstance(resource, str) else tuple(resource or ())
+        if resources:
+            form["resource"] = list(resources)
+        if authorization_details:
+            form["authorization_details"] = json.dumps(list(authorization_details))
+        body = self._post("token_endpoint", form)
+        tokens = self._token_set(body, nonce=None, expect_id_token=False)
+        if tokens.refresh_token is not None or tokens.id_token_claims is not None:
+            raise TokenEndpointError(
+                "a client credentials response carries a refresh or ID token", "invalid_response", 200
+            )  # RFC 6749 4.4.3
+        tokens.resources = resources
+        tokens.client_credentials = dict(form)
+        return tokens
+
     def refresh(self, tokens: TokenSet) -> TokenSet:
-        """C9: uses a rotated refresh token when the server sends one, keeps the old one otherwise."""
+        """C9: uses a rotated refresh token when the server sends one, keeps the old one otherwise;
+        client credentials tokens are asked for again (RFC 6749 4.4.3: they have no refresh token)."""
+        asked = tokens.client_credentials
+        if asked is not None:
+            return self.client_credentials(
+                str(asked.get("scope", "")),
+                resource=tokens.resources,
+                authorization_details=json.loads(asked["authorization_details"])
+                if "authorization_details" in asked
+                else None,
+            )
         if not tokens.refresh_token:
             raise ClientError("no refresh token", "RFC 6749 6")
         form: dict[str, Any] = {"grant_type": "refresh_token", "refresh_token": tokens.refresh_token}
@@ -615,7 +658,8 @@ class FapiAuth(httpx.Auth):
         self.tokens = tokens
 
     def _needs_refresh(self) -> bool:
-        return self.tokens.expires_at - 30 < self.client.clock.now() and self.tokens.refresh_token is not None
+        renewable = self.tokens.refresh_token is not None or self.tokens.client_credentials is not None
+        return self.tokens.expires_at - 30 < self.client.clock.now() and renewable
 
     def _authorize(self, request: httpx.Request) -> None:
         token = self.tokens.access_token

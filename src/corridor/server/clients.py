@@ -34,6 +34,10 @@ AUTH_METHODS = ("private_key_jwt", "tls_client_auth", "self_signed_tls_client_au
 MTLS_AUTH_METHODS = ("tls_client_auth", "self_signed_tls_client_auth")
 #: FAPI2 5.3.2.1-4/5: DPoP (RFC 9449) or certificate-bound (RFC 8705 3) access tokens.
 SENDER_CONSTRAINTS = ("dpop", "mtls")
+#: RFC 7591 2 ``grant_types`` a client may be registered for (FAPI2 5.3.2.1-2: no implicit or
+#: password grant); the default registration is the code flow with refresh tokens.
+GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
+CODE_FLOW = ("authorization_code", "refresh_token")
 #: RFC 6749 / OAuth Response Modes and JARM 2.3 (``jwt`` = ``query.jwt`` for response_type code):
 #: the response modes a client may register (FAPI 2.0 Message Signing client metadata
 #: ``response_modes``). Fragment and form_post modes are not offered: FAPI2 5.3.2.2-1 is code only.
@@ -56,6 +60,9 @@ class ClientRecord:
     name: str
     redirect_uris: tuple[str, ...]
     scope: frozenset[str]
+    #: RFC 7591 2: the grants the client may use at the token endpoint (RFC 6749 5.2
+    #: ``unauthorized_client`` otherwise); only a client with ``authorization_code`` may push.
+    grant_types: tuple[str, ...] = CODE_FLOW
     token_endpoint_auth_method: str = "private_key_jwt"
     sender_constraint: str = "dpop"
     jwks: Mapping[str, Any] | None = None
@@ -85,6 +92,7 @@ class ClientRecord:
             name=row["name"],
             redirect_uris=tuple(meta["redirect_uris"]),
             scope=frozenset(meta.get("scope", "").split()),
+            grant_types=tuple(meta.get("grant_types") or CODE_FLOW),
             token_endpoint_auth_method=meta["token_endpoint_auth_method"],
             sender_constraint="dpop" if meta.get("dpop_bound_access_tokens") else "mtls",
             jwks=meta.get("jwks"),
@@ -155,6 +163,7 @@ def check_redirect_uri(uri: str) -> None:
 def build_client_metadata(
     *,
     redirect_uris: Sequence[str],
+    grant_types: Sequence[str] = CODE_FLOW,
     jwks: Any = None,
     jwks_uri: str | None = None,
     scope: str = "",
@@ -176,8 +185,26 @@ def build_client_metadata(
         )
     if sender_constraint not in SENDER_CONSTRAINTS:
         raise ClientMetadataError(f"sender constraint must be one of {', '.join(SENDER_CONSTRAINTS)}")
-    if not redirect_uris:
+    grants = list(dict.fromkeys(grant_types))
+    unknown_grants = [g for g in grants if g not in GRANT_TYPES]
+    if not grants or unknown_grants:
+        raise ClientMetadataError(
+            f"grant type {(unknown_grants or [''])[0]!r} is not allowed; use {', '.join(GRANT_TYPES)} "
+            "(FAPI2 5.3.2.1-2)",
+            "invalid_client_metadata",
+        )
+    code_flow = "authorization_code" in grants
+    if "refresh_token" in grants and not code_flow:
+        # RFC 6749 4.4.3: the client credentials grant issues no refresh token.
+        raise ClientMetadataError(
+            "refresh_token needs authorization_code (RFC 6749 4.4.3)", "invalid_client_metadata"
+        )
+    if code_flow and not redirect_uris:
         raise ClientMetadataError("at least one redirect URI is required", "invalid_redirect_uri")
+    if not code_flow and redirect_uris:
+        raise ClientMetadataError(
+            "redirect URIs belong to the authorization_code grant (RFC 7591 2)", "invalid_redirect_uri"
+        )
     for uri in redirect_uris:
         check_redirect_uri(uri)
     if jwks is not None and jwks_uri is not None:
@@ -199,8 +226,8 @@ def build_client_metadata(
     meta: dict[str, Any] = {
         "redirect_uris": list(dict.fromkeys(redirect_uris)),
         "token_endpoint_auth_method": token_endpoint_auth_method,
-        "grant_types": ["authorization_code", "refresh_token"],
-        "response_types": ["code"],
+        "grant_types": grants,
+        "response_types": ["code"] if code_flow else [],
         "dpop_bound_access_tokens": sender_constraint == "dpop",
         "tls_client_certificate_bound_access_tokens": sender_constraint == "mtls",
         "use_mtls_endpoint_aliases": use_mtls_endpoint_aliases,

@@ -30,7 +30,7 @@ def server_metadata(server: AuthorizationServer) -> dict[str, Any]:
         # JARM 4.1 / FAPI 2.0 Message Signing: signed authorization responses (jwt = query.jwt).
         "response_modes_supported": list(RESPONSE_MODES),
         "authorization_signing_alg_values_supported": signs,
-        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "subject_types_supported": ["public"],
         "code_challenge_methods_supported": ["S256"],
         "authorization_response_iss_parameter_supported": True,

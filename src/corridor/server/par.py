@@ -21,6 +21,7 @@ from corridor.server.checks.par import (
     check_scope,
     check_state_and_nonce,
     reject_request_uri_parameter,
+    require_code_grant_registered,
     require_pkce_s256,
     require_redirect_uri,
     require_response_type_code,
@@ -49,6 +50,7 @@ REQUEST_URI_PREFIX = "urn:ietf:params:oauth:request_uri:"
 PUSHED_AUTHORIZATION = (
     check_dpop_proof,  # RFC 9449 4.3, 8 (before the assertion, so a nonce retry costs no jti)
     authenticate_client,  # FAPI2 5.3.2.1-6, 5.3.2.2-4
+    require_code_grant_registered,  # RFC 6749 4.1.2.1
     reject_request_uri_parameter,  # RFC 9126 2.1
     # FAPI 2.0 Message Signing 5.3.1, RFC 9101, RFC 9126 3: a signed request object.
     require_signed_request_object,  # FAPI2 MS 5.3.1-1, RFC 9101 10.5

@@ -1,4 +1,5 @@
-"""The token endpoint (RFC 6749 3.2, FAPI2 5.3.2.1): authorization_code and refresh_token only."""
+"""The token endpoint (RFC 6749 3.2, FAPI2 5.3.2.1): authorization_code, refresh_token and
+client_credentials (server/client_credentials.py), each for the clients registered for it."""
 
 from __future__ import annotations
 
@@ -15,16 +16,17 @@ from corridor.server.authority import Exchange
 from corridor.server.checks import run
 from corridor.server.checks.client_auth import authenticate_client
 from corridor.server.checks.dpop import check_dpop_proof, require_sender_constraint
+from corridor.server.client_credentials import client_credentials, unauthorized_grant
 from corridor.server.grants import decode_grant
 from corridor.server.responses import json_response
 from corridor.server.tokens import mint_access_token, mint_id_token
 from corridor.store.protocols import UnitOfWork
 
-GRANT_TYPES = ("authorization_code", "refresh_token")
+GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 
 
 def require_supported_grant_type(ex: Exchange) -> None:
-    """FAPI2 5.3.2.1-2 (no ROPC), RFC 6749 5.2: only the code and refresh grants."""
+    """FAPI2 5.3.2.1-2 (no ROPC), RFC 6749 5.2: only the code, refresh and client credentials grants."""
     grant_type = ex.form.get("grant_type")
     if not grant_type:
         raise OAuthError("invalid_request", "grant_type is required", rule=Rule.RFC_6749_4_1_3)
@@ -33,10 +35,19 @@ def require_supported_grant_type(ex: Exchange) -> None:
         raise OAuthError("unsupported_grant_type", f"grant_type {grant_type!r} is not supported", rule=rule)
 
 
+def require_registered_grant_type(ex: Exchange) -> None:
+    """RFC 6749 5.2, RFC 7591 2: a client uses only the grant types it was registered for."""
+    assert ex.client is not None
+    grant_type = ex.form["grant_type"]
+    if grant_type not in ex.client.grant_types:
+        raise unauthorized_grant(grant_type)
+
+
 TOKEN = (
     check_dpop_proof,  # RFC 9449 4.3, 8
     authenticate_client,  # FAPI2 5.3.2.1-6, 5.3.2.1-8
     require_supported_grant_type,  # FAPI2 5.3.2.1-2
+    require_registered_grant_type,  # RFC 6749 5.2
     require_sender_constraint,  # FAPI2 5.3.2.1-4/5, RFC 9449 5.2
 )
 
@@ -201,6 +212,11 @@ def refresh(ex: Exchange) -> Response:
 def token(ex: Exchange) -> Response:
     run(TOKEN, ex)
     grant_type = ex.form["grant_type"]
-    response = redeem_authorization_code(ex) if grant_type == "authorization_code" else refresh(ex)
+    if grant_type == "authorization_code":
+        response = redeem_authorization_code(ex)
+    elif grant_type == "refresh_token":
+        response = refresh(ex)
+    else:
+        response = _token_response(*client_credentials(ex))  # RFC 6749 4.4.3: no refresh token
     ex.server.metrics.token_issued(grant_type, ex.cnf)  # issue 18: by grant type and sender constraint
     return response

@@ -34,20 +34,22 @@ def mint_access_token(
     lifetime = server.settings.access_token_lifetime
     claims: dict[str, Any] = {
         "iss": server.settings.issuer,
-        "sub": grant["user_id"],
+        # RFC 9068 2.2: with no resource owner (the client credentials grant), the client.
+        "sub": grant["user_id"] if grant["user_id"] is not None else grant["client_id"],
         "aud": audience(resources, server),
         "exp": int(now) + lifetime,
         "iat": int(now),
         "jti": jti,
         "client_id": grant["client_id"],
         "scope": scope,
-        "auth_time": int(grant["auth_time"]),
-        "acr": grant["acr"],
         "cnf": cnf,
         # Which grant the token comes from (as in FAPI Grant Management's grant_id): a resource
         # server that keeps limits per grant needs it (issue 13 D6); refreshes keep it.
         "grant_id": grant["id"],
     }
+    if grant["auth_time"] is not None:  # RFC 9068 2.2.1: only when a user authenticated
+        claims["auth_time"] = int(grant["auth_time"])
+        claims["acr"] = grant["acr"]
     if grant.get("authorization_details"):
         claims["authorization_details"] = grant["authorization_details"]
     token = server.keys.signing.sign(claims, AT_TYP)

@@ -19,6 +19,18 @@ _ACR = re.compile(r"[\x21-\x7e]{1,64}")
 _MAX_AGE = re.compile(r"[0-9]{1,9}")
 
 
+def require_code_grant_registered(ex: Exchange) -> None:
+    """RFC 6749 4.1.2.1, RFC 7591 2: only a client registered for the authorization_code grant
+    pushes authorization requests (a client credentials client acts for itself, never a user)."""
+    assert ex.client is not None
+    if "authorization_code" not in ex.client.grant_types:
+        raise OAuthError(
+            "unauthorized_client",
+            "the client is not registered for the authorization_code grant",
+            rule=Rule.RFC_6749_4_1_2_1,
+        )
+
+
 def reject_request_uri_parameter(ex: Exchange) -> None:
     """RFC 9126 2.1: a request_uri must not be pushed."""
     if "request_uri" in ex.form:
