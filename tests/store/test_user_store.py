@@ -14,6 +14,8 @@ from corridor.store.sql import Store
 from tests.server.test_store import fresh_store  # noqa: F401 (the fixture, both databases)
 
 NOW = 1_000_000.0
+#: The newest migration (0011: grants without a user, issue 20).
+HEAD = "0011"
 
 
 def _user(store: Store, user_id: str) -> None:
@@ -49,7 +51,7 @@ def test_migration_0010_keeps_existing_users_enabled(fresh_store: Store) -> None
     with store.engine.begin() as conn:  # a user of the schema before 0010
         conn.execute(insert(t.users).values(id="old", username="old", password_hash="h", created_at=NOW))
     upgrade(store.engine)
-    assert current_revision(store.engine) == "0010"
+    assert current_revision(store.engine) == HEAD
     row = store.users.get("old")
     assert row is not None and row["disabled_at"] is None and row["password_changed_at"] is None
 
@@ -128,3 +130,31 @@ def test_revoke_user_revokes_live_grants_and_their_access_tokens_of_that_user_on
     assert store.grants.access_token("at-g3")["revoked_at"] is None  # type: ignore[index]
     assert store.grants.count_active("u1", NOW) == 0 and store.grants.count_active("u2", NOW) == 1
     assert store.grants.revoke_user("u1", NOW + 2, "user_disabled") == RevokedGrants(0, 0)
+
+
+def test_migration_0011_keeps_user_grants_and_allows_grants_without_a_user(fresh_store: Store) -> None:  # noqa: F811
+    """Issue 20: user_id, auth_time and acr may be NULL (a client credentials grant); a downgrade
+    to 0010 removes those grants (the old schema cannot hold them) and keeps the users' grants."""
+    store = fresh_store
+    command.downgrade(alembic_config(store.engine), "0010")
+    _user(store, "u1")
+    _grant(store, "g-user", "u1")  # a grant of the schema before 0011
+    upgrade(store.engine)
+    assert current_revision(store.engine) == HEAD
+    store.grants.insert(
+        id="g-client",
+        client_id="c",
+        user_id=None,
+        scope="accounts",
+        resources="[]",
+        auth_time=None,
+        acr=None,
+        created_at=NOW,
+        expires_at=NOW + 300,
+    )
+    kept = store.grants.get("g-user")
+    assert kept is not None and kept["user_id"] == "u1" and kept["acr"] == "password"
+    assert store.grants.get("g-client") is not None
+    command.downgrade(alembic_config(store.engine), "0010")
+    assert store.grants.get("g-client") is None and store.grants.get("g-user") is not None
+    upgrade(store.engine)

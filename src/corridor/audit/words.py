@@ -1,3 +1,5 @@
+# Why over 450 lines: one table of every event and outcome in words, beside the few functions
+# that turn a record into sentences with it; split, a new event would be described in two places.
 """Traces in words (issue 16): each evidence record of a trace told as a step a person reads.
 
 Pure functions from a readable record (:func:`corridor.audit.trace.readable`) to a :class:`Step`:

@@ -230,6 +230,10 @@ def ssl_context(ca_file: Path | None, cert: tuple[Path, Path] | None = None) -> 
     return context
 
 
+#: Seconds a pooled connection may idle before it is closed rather than reused.
+KEEPALIVE_EXPIRY = 2.0
+
+
 class RecordingClient:
     """An httpx client that records into a transcript and refuses foreign hosts.
 
@@ -245,7 +249,15 @@ class RecordingClient:
     ) -> None:
         self.transcript = transcript
         self.allowed_hosts = allowed_hosts
-        self.http = httpx.Client(verify=context, timeout=timeout, follow_redirects=False)
+        # A pooled connection is dropped after 2 s idle, before a server's keep-alive timeout
+        # (uvicorn's 5 s, httpx's own expiry is also 5 s): reusing one the server is closing
+        # just then fails as "Server disconnected without sending a response" (seen under load).
+        self.http = httpx.Client(
+            verify=context,
+            timeout=timeout,
+            follow_redirects=False,
+            limits=httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY),
+        )
 
     def allowed(self, url: str) -> bool:
         return (urlsplit(url).hostname or "").lower() in self.allowed_hosts

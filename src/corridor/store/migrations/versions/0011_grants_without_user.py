@@ -21,6 +21,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # The old schema cannot hold a grant without a user: its tokens and it go.
+    op.execute("DELETE FROM access_tokens WHERE grant_id IN (SELECT id FROM grants WHERE user_id IS NULL)")
     op.execute("DELETE FROM grants WHERE user_id IS NULL")
     with op.batch_alter_table("grants") as batch_op:
         batch_op.alter_column("acr", existing_type=sa.String(32), nullable=False)
