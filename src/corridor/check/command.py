@@ -49,12 +49,18 @@ def _line(result: ModuleResult, prefix: str = "") -> str:
 )
 @click.option(
     "--plan",
-    type=click.Choice(["security-profile", "message-signing"]),
+    type=click.Choice(["security-profile", "message-signing", "client-credentials"]),
     default=None,
-    help="fapi2-security-profile-final-test-plan, or fapi2-message-signing-final-test-plan with "
-    "signed_non_repudiation + jarm [default: the configuration's plan, else security-profile].",
+    help="fapi2-security-profile-final-test-plan, fapi2-message-signing-final-test-plan with "
+    "signed_non_repudiation + jarm, or fapi2-security-profile-final-client-credentials-grant-test-plan "
+    "(plain OAuth, tokens by the client credentials grant) "
+    "[default: the configuration's plan, else security-profile].",
 )
-@click.option("--all-variants", is_flag=True, help="All 8 variants, one report with a section each.")
+@click.option(
+    "--all-variants",
+    is_flag=True,
+    help="All the plan's variants (8; 4 for client-credentials), a report section each.",
+)
 @click.option(
     "--slow",
     is_flag=True,
@@ -109,10 +115,11 @@ def check(
 
     Runs the OpenID Foundation's fapi2-security-profile-final-test-plan (fapi_profile=plain_fapi),
     or with --plan message-signing its fapi2-message-signing-final-test-plan (signed request
-    objects at PAR and JARM responses), module for module under the suite's names, against
-    the issuer of CONFIG.toml, and reports
-    each module as PASS, FAIL, WARNING or SKIPPED, then the proven facts (sender constraint,
-    PAR, PKCE, RFC 9207 iss, lifetimes, audiences, clock window, algorithms, DPoP nonces, TLS).
+    objects at PAR and JARM responses), or with --plan client-credentials its
+    fapi2-security-profile-final-client-credentials-grant-test-plan, module for module under
+    the suite's names, against the issuer of CONFIG.toml, and reports each module as PASS, FAIL,
+    WARNING or SKIPPED, then the proven facts (sender constraint, PAR, PKCE, RFC 9207 iss,
+    lifetimes, audiences, clock window, algorithms, DPoP nonces, TLS).
     """
     from corridor.check import runner
 

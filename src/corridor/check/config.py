@@ -2,7 +2,7 @@
 
 ```toml
 issuer = "https://as.example.com"
-plan = "security-profile"               # or "message-signing" (--plan overrides it)
+plan = "security-profile"               # or "message-signing", "client-credentials" (--plan)
 ca_file = "ca.pem"                      # optional CA bundle for the AS and the resource server
 [resource]                              # optional
 url = "https://api.example.com/accounts" # or "userinfo"
@@ -20,7 +20,9 @@ redirect_uri = "https://client.example/cb"
 scope = "openid offline_access accounts"
 variants = ["private_key_jwt+dpop"]     # optional: the client-auth + sender pairs it is
                                         # registered for (default: all it has credentials for);
-                                        # "private_key_jwt+dpop+jar+jarm" for Message Signing
+                                        # "private_key_jwt+dpop+jar+jarm" for Message Signing,
+                                        # "private_key_jwt+dpop+cc" for client credentials (no
+                                        # redirect_uri needed then)
 ```
 
 Two plans (the OIDF suite's): ``security-profile`` (``fapi2-security-profile-final-test-plan``,
@@ -29,6 +31,11 @@ with ``fapi_request_method=signed_non_repudiation`` and ``fapi_response_mode=jar
 registers a client either for signed requests and JARM or not (``require_signed_request_object``,
 ``response_modes``), so a Message Signing variant needs clients declared for it: the pair with
 ``+jar+jarm``, and a ``jwk_file`` (the request object is signed with it, also for mTLS clients).
+
+A third: ``client-credentials`` (``fapi2-security-profile-final-client-credentials-grant-test-plan``,
+``fapi_profile=fapi_client_credentials_grant``, plain OAuth only): the client gets its tokens with
+the client credentials grant (RFC 6749 4.4), so its clients are declared with ``+cc`` and need no
+``redirect_uri`` and no user.
 """
 
 from __future__ import annotations
@@ -47,12 +54,15 @@ from corridor.core.jose import JoseFailure
 CLIENT_AUTHS = ("private_key_jwt", "mtls")
 SENDERS = ("dpop", "mtls")
 LOGIN_METHODS = ("html-form", "chromium", "manual")
-PLANS = ("security-profile", "message-signing")
+PLANS = ("security-profile", "message-signing", "client-credentials")
 #: The suite's FAPI2AuthRequestMethod and FAPI2ResponseMode values.
 UNSIGNED, SIGNED = "unsigned", "signed_non_repudiation"
 PLAIN_RESPONSE, JARM = "plain_response", "jarm"
 #: What a Message Signing pair adds to ``client_auth+sender`` in ``variants = [...]``.
 MESSAGE_SIGNING_SUFFIX = "+jar+jarm"
+#: The suite's FAPI2FinalOPProfile values this check runs, and what a client credentials pair adds.
+PLAIN_FAPI, CLIENT_CREDENTIALS = "plain_fapi", "fapi_client_credentials_grant"
+CLIENT_CREDENTIALS_SUFFIX = "+cc"
 
 
 class ConfigError(ValueError):
@@ -69,6 +79,13 @@ class Variant:
     openid: bool
     request_method: str = UNSIGNED
     response_mode: str = PLAIN_RESPONSE
+    #: The suite's ``fapi_profile``: ``plain_fapi`` (the code flow) or ``fapi_client_credentials_grant``.
+    profile: str = PLAIN_FAPI
+
+    @property
+    def client_credentials(self) -> bool:
+        """The client credentials grant (RFC 6749 4.4) instead of PAR and the code flow."""
+        return self.profile == CLIENT_CREDENTIALS
 
     @property
     def signed(self) -> bool:
@@ -82,6 +99,8 @@ class Variant:
 
     @property
     def plan(self) -> str:
+        if self.client_credentials:
+            return "client-credentials"
         return "message-signing" if self.signed or self.jarm else "security-profile"
 
     @property
@@ -91,6 +110,7 @@ class Variant:
             f"{self.client_auth}+{self.sender}"
             + ("+jar" if self.signed else "")
             + ("+jarm" if self.jarm else "")
+            + (CLIENT_CREDENTIALS_SUFFIX if self.client_credentials else "")
         )
 
     @property
@@ -100,14 +120,24 @@ class Variant:
             name += f" + {SIGNED}"
         if self.jarm:
             name += f" + {JARM}"
+        if self.client_credentials:
+            name += f" + {CLIENT_CREDENTIALS}"
         return name
 
 
 def plan_variant(variant: Variant, plan: str) -> Variant:
-    """``variant`` in ``plan``: Message Signing is signed_non_repudiation + jarm."""
+    """``variant`` in ``plan``: Message Signing is signed_non_repudiation + jarm; client
+    credentials is plain OAuth (no user, so no openid) with the unsigned, plain defaults."""
     if plan == "message-signing":
-        return dataclasses.replace(variant, request_method=SIGNED, response_mode=JARM)
-    return dataclasses.replace(variant, request_method=UNSIGNED, response_mode=PLAIN_RESPONSE)
+        return dataclasses.replace(variant, request_method=SIGNED, response_mode=JARM, profile=PLAIN_FAPI)
+    profile = CLIENT_CREDENTIALS if plan == "client-credentials" else PLAIN_FAPI
+    return dataclasses.replace(
+        variant,
+        request_method=UNSIGNED,
+        response_mode=PLAIN_RESPONSE,
+        profile=profile,
+        openid=variant.openid and profile == PLAIN_FAPI,
+    )
 
 
 ALL_VARIANTS = tuple(
@@ -117,7 +147,8 @@ DEFAULT_VARIANT = Variant("private_key_jwt", "dpop", True)
 
 
 def all_variants_of(plan: str = "security-profile") -> tuple[Variant, ...]:
-    return tuple(plan_variant(variant, plan) for variant in ALL_VARIANTS)
+    """The plan's variants (8; 4 for client credentials, which has no openid variant)."""
+    return tuple(dict.fromkeys(plan_variant(variant, plan) for variant in ALL_VARIANTS))
 
 
 @dataclass(frozen=True)
@@ -205,7 +236,15 @@ def _client(base: Path, index: int, data: Any) -> ClientConfig:
     if not isinstance(client_id, str) or not client_id:
         raise ConfigError(f"{what}: client_id is required")
     redirect_uri = data.get("redirect_uri")
-    if not isinstance(redirect_uri, str) or not redirect_uri.startswith(("https://", "http://127.0.0.1")):
+    declared_pairs = data.get("variants")
+    only_cc = (
+        isinstance(declared_pairs, list)
+        and bool(declared_pairs)
+        and all(isinstance(v, str) and v.endswith(CLIENT_CREDENTIALS_SUFFIX) for v in declared_pairs)
+    )
+    if redirect_uri is None and only_cc:
+        redirect_uri = ""  # RFC 6749 4.4: a client credentials client has no redirect URI
+    elif not isinstance(redirect_uri, str) or not redirect_uri.startswith(("https://", "http://127.0.0.1")):
         raise ConfigError(f"{what}: redirect_uri must be an https URL")
     scope = data.get("scope", "")
     if not isinstance(scope, str) or len(scope.split()) < 2:
@@ -240,6 +279,7 @@ def _client(base: Path, index: int, data: Any) -> ClientConfig:
     }
     # Message Signing: the request object is signed with the jwk_file's key (every client auth).
     signing = {pair + MESSAGE_SIGNING_SUFFIX for pair in possible if jwk is not None}
+    credentials = {pair + CLIENT_CREDENTIALS_SUFFIX for pair in possible}
     declared = data.get("variants")
     if declared is None:
         # A client registered for signed requests is declared so; the default is the plain plan.
@@ -248,10 +288,13 @@ def _client(base: Path, index: int, data: Any) -> ClientConfig:
         if not isinstance(declared, list) or not all(isinstance(v, str) for v in declared):
             raise ConfigError(f'{what}: variants must be a list like ["private_key_jwt+dpop"]')
         known = {f"{a}+{s}" for a in CLIENT_AUTHS for s in SENDERS}
-        unknown = [v for v in declared if v not in known | {k + MESSAGE_SIGNING_SUFFIX for k in known}]
+        suffixed = {
+            k + suffix for k in known for suffix in (MESSAGE_SIGNING_SUFFIX, CLIENT_CREDENTIALS_SUFFIX)
+        }
+        unknown = [v for v in declared if v not in known | suffixed]
         if unknown:
             raise ConfigError(f"{what}: unknown variant {unknown[0]!r}")
-        missing = [v for v in declared if v not in possible | signing]
+        missing = [v for v in declared if v not in possible | signing | credentials]
         if missing:
             lacking = (
                 "a jwk_file (to sign request objects)"
@@ -343,6 +386,8 @@ def select_variants(
     chosen = plan or config.plan
     if chosen not in PLANS:
         raise ConfigError(f"plan must be one of {', '.join(PLANS)}")
+    if chosen == "client-credentials" and openid:
+        raise ConfigError("the client-credentials plan has no openid variant (no user: plain OAuth only)")
     if all_variants:
         return all_variants_of(chosen)
     variant = Variant(

@@ -15,6 +15,10 @@ from corridor.check.session import Server
 PROFILE = "FAPI 2.0 Security Profile"
 VERSION = "Final (2025-02-22)"
 TEST_PLAN = "fapi2-security-profile-final-test-plan (fapi_profile=plain_fapi)"
+CC_TEST_PLAN = (
+    "fapi2-security-profile-final-client-credentials-grant-test-plan "
+    "(fapi_profile=fapi_client_credentials_grant, plain_oauth)"
+)
 MS_PROFILE = "FAPI 2.0 Message Signing"
 MS_VERSION = "Final (2025-09)"
 MS_TEST_PLAN = (
@@ -249,7 +253,11 @@ def opening(
     return {
         "profile": f"{PROFILE} + {MS_PROFILE}" if message_signing else PROFILE,
         "version": f"{VERSION}; Message Signing {MS_VERSION}" if message_signing else VERSION,
-        "test_plan": MS_TEST_PLAN if message_signing else TEST_PLAN,
+        "test_plan": MS_TEST_PLAN
+        if message_signing
+        else CC_TEST_PLAN
+        if any(v.profile == "fapi_client_credentials_grant" for v in variants)
+        else TEST_PLAN,
         "targets": certification_targets(variants),
         "roles": roles,
         "variants": [v.name for v in variants],

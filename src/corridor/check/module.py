@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 
 from corridor.check import jarm
 from corridor.check.browser import Browser
-from corridor.check.config import CheckConfig, Variant
+from corridor.check.config import PLAIN_FAPI, CheckConfig, Variant
 from corridor.check.http import Transcript
 from corridor.check.outcome import FrontChannelResult, Landing
 from corridor.check.session import Party, Pushed, Server
@@ -39,6 +39,10 @@ class ModuleSpec:
     slow: bool = False
     #: Not a module of the OIDF plan (the report says so).
     extra: bool = False
+    #: The suite runs some modules under both profiles, differently: ``fapi_client_credentials_grant``
+    #: modules (modules/client_credentials.py) get their tokens by RFC 6749 4.4, the rest by the
+    #: code flow; a module runs only in variants of its own profile.
+    profile: str = PLAIN_FAPI
 
 
 MODULES: list[ModuleSpec] = []
@@ -51,14 +55,15 @@ def module(
     applies: Callable[[Variant], bool] = lambda variant: True,
     slow: bool = False,
     extra: bool = False,
+    profile: str = PLAIN_FAPI,
 ) -> Callable[[Callable[[Context], None]], Callable[[Context], None]]:
     """Register a module; its docstring's first paragraph is its summary."""
 
     def register(run: Callable[[Context], None]) -> Callable[[Context], None]:
         summary = " ".join((run.__doc__ or "").strip().split("\n\n")[0].split())
-        if any(spec.name == name for spec in MODULES):
+        if any(spec.name == name and spec.profile == profile for spec in MODULES):
             raise ValueError(f"module {name} registered twice")
-        MODULES.append(ModuleSpec(name, clause, summary, run, applies, slow, extra))
+        MODULES.append(ModuleSpec(name, clause, summary, run, applies, slow, extra, profile))
         return run
 
     return register

@@ -95,6 +95,8 @@ class VariantReport:
     #: The suite's fapi_request_method and fapi_response_mode (Message Signing plan).
     request_method: str = "unsigned"
     response_mode: str = "plain_response"
+    #: The suite's fapi_profile: plain_fapi, or fapi_client_credentials_grant (issue 20).
+    profile: str = "plain_fapi"
 
     def counts(self) -> dict[Status, int]:
         counts = {status: 0 for status in Status}
@@ -110,6 +112,7 @@ class VariantReport:
             "openid": self.openid,
             "request_method": self.request_method,
             "response_mode": self.response_mode,
+            "profile": self.profile,
             "counts": {status.value: n for status, n in self.counts().items()},
             "results": [result.as_dict() for result in self.results],
         }

@@ -85,7 +85,7 @@ def modules_for(variant: Variant, only: Sequence[str] = ()) -> list[ModuleSpec]:
     """The modules of a variant (suite order); ``only`` picks by name."""
     import corridor.check.modules  # noqa: F401  (registers them)
 
-    selected = [spec for spec in MODULES if spec.applies(variant)]
+    selected = [spec for spec in MODULES if spec.profile == variant.profile and spec.applies(variant)]
     if only:
         unknown = [name for name in only if not any(spec.name == name for spec in MODULES)]
         if unknown:
@@ -203,6 +203,7 @@ def run(
             v.openid,
             request_method=v.request_method,
             response_mode=v.response_mode,
+            profile=v.profile,
         )
         for v in variants
     ]

@@ -444,6 +444,24 @@ class Party:
             dpop = self.variant.sender == "dpop"
         return self.post_form("token_endpoint", form, auth=auth, dpop=dpop)
 
+    def client_credentials(
+        self,
+        *,
+        auth: bool | Callable[[], dict[str, str]] = True,
+        dpop: bool | Callable[[str, str], str | None] | None = None,
+        certificate: bool | None = None,
+        **params: Any,
+    ) -> httpx.Response:
+        """RFC 6749 4.4.2 with the client's scope and the variant's binding (the suite's
+        CallTokenEndpoint with grant_type=client_credentials)."""
+        form: dict[str, Any] = {"grant_type": "client_credentials", "scope": " ".join(self.config.scope)}
+        if self.variant.client_auth == "mtls":
+            form["client_id"] = self.client_id
+        form.update(params)
+        if dpop is None:
+            dpop = self.variant.sender == "dpop"
+        return self.post_form("token_endpoint", form, auth=auth, dpop=dpop, certificate=certificate)
+
     def refresh(self, refresh_token: str, *, dpop_key: Mapping[str, Any] | None = None) -> httpx.Response:
         form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
         use_dpop: bool | Callable[[str, str], str | None] = self.variant.sender == "dpop"

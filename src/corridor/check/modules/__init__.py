@@ -2,9 +2,9 @@
 Security Profile plan is the same list without the signed-only modules). Importing this package
 registers them in :data:`corridor.check.module.MODULES`."""
 
-from corridor.check.modules import basic, requests, sender, signing, token, transport
+from corridor.check.modules import basic, client_credentials, requests, sender, signing, token, transport
 
-__all__ = ["basic", "requests", "sender", "signing", "token", "transport"]
+__all__ = ["basic", "client_credentials", "requests", "sender", "signing", "token", "transport"]
 
 #: The suite's order (FAPI2MessageSigningFinalTestPlan.testModules; the signed-only modules run in
 #: the Message Signing plan's signed_non_repudiation variants only).

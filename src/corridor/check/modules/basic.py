@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from corridor.check import flows
@@ -19,6 +20,26 @@ def _strings(value: Any) -> list[str] | None:
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return value
     return None
+
+
+def auth_method_problems(ctx: Context, meta: Mapping[str, Any]) -> list[str]:
+    """token_endpoint_auth_methods_supported: the variant's method, and only FAPI ones."""
+    problems = []
+    auth_methods = _strings(meta.get("token_endpoint_auth_methods_supported")) or []
+    if ctx.variant.client_auth == "private_key_jwt" and "private_key_jwt" not in auth_methods:
+        problems.append(
+            "token_endpoint_auth_methods_supported lacks private_key_jwt (FAPI2-SP-FINAL-5.3.2.1-6)"
+        )
+    if ctx.variant.client_auth == "mtls" and not MTLS_METHODS & set(auth_methods):
+        problems.append(
+            "token_endpoint_auth_methods_supported lacks an mTLS method (FAPI2-SP-FINAL-5.3.2.1-6)"
+        )
+    others = [m for m in auth_methods if m not in ALLOWED_AUTH]
+    if others:
+        problems.append(
+            f"token_endpoint_auth_methods_supported offers {', '.join(others)} (FAPI2-SP-FINAL-5.3.2.1-6)"
+        )
+    return problems
 
 
 @module(
@@ -53,20 +74,7 @@ def discovery(ctx: Context) -> None:
         problems.append("code_challenge_methods_supported lacks S256 (FAPI2-SP-FINAL-5.3.2.2-5)")
     if meta.get("authorization_response_iss_parameter_supported") is not True:
         problems.append("authorization_response_iss_parameter_supported is not true (RFC 9207 3)")
-    auth_methods = _strings(meta.get("token_endpoint_auth_methods_supported")) or []
-    if ctx.variant.client_auth == "private_key_jwt" and "private_key_jwt" not in auth_methods:
-        problems.append(
-            "token_endpoint_auth_methods_supported lacks private_key_jwt (FAPI2-SP-FINAL-5.3.2.1-6)"
-        )
-    if ctx.variant.client_auth == "mtls" and not MTLS_METHODS & set(auth_methods):
-        problems.append(
-            "token_endpoint_auth_methods_supported lacks an mTLS method (FAPI2-SP-FINAL-5.3.2.1-6)"
-        )
-    others = [m for m in auth_methods if m not in ALLOWED_AUTH]
-    if others:
-        problems.append(
-            f"token_endpoint_auth_methods_supported offers {', '.join(others)} (FAPI2-SP-FINAL-5.3.2.1-6)"
-        )
+    problems += auth_method_problems(ctx, meta)
     for name in (
         "token_endpoint_auth_signing_alg_values_supported",
         "id_token_signing_alg_values_supported",

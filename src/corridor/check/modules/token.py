@@ -195,16 +195,17 @@ def expired_code(ctx: Context) -> None:
 def _refused_assertion(
     ctx: Context, auth: Callable[[], dict[str, str]], *, errors: set[str], accepted: str
 ) -> None:
-    """A normal flow whose token request authenticates with ``auth``; the suite's checks."""
+    """A normal flow whose token request authenticates with ``auth``; the suite's checks. In the
+    client credentials profile the token request is the client credentials grant (no code)."""
     party = ctx.first
-    pushed, code = authorized_code(ctx, party)
-    ctx.step(f"token ({party.client_id}, a bad assertion)")
-    flows.check_token_error(
-        ctx,
-        party.token(code, pushed, auth=auth),
-        flows.refused_with(*errors),
-        accepted=accepted,
-    )
+    if ctx.variant.client_credentials:
+        ctx.step(f"token ({party.client_id}, client credentials, a bad assertion)")
+        response = party.client_credentials(auth=auth)
+    else:
+        pushed, code = authorized_code(ctx, party)
+        ctx.step(f"token ({party.client_id}, a bad assertion)")
+        response = party.token(code, pushed, auth=auth)
+    flows.check_token_error(ctx, response, flows.refused_with(*errors), accepted=accepted)
 
 
 @module(
@@ -238,12 +239,10 @@ def assertion_required(ctx: Context) -> None:
     invalid_request). It carries only client_id; 401 is allowed for invalid_client. Suite:
     FAPI2SPFinalEnsureClientAssertionInTokenEndpoint."""
     party = ctx.first
-    pushed, code = authorized_code(ctx, party)
-    ctx.step(f"token ({party.client_id}, no assertion)")
-    flows.check_token_error(
+    _refused_assertion(
         ctx,
-        party.token(code, pushed, auth=False, client_id=party.client_id),
-        flows.refused_with("invalid_client", "invalid_request"),
+        lambda: {"client_id": party.client_id},
+        errors={"invalid_client", "invalid_request"},
         accepted="tokens were issued without client authentication (FAPI2-SP-FINAL-5.3.2.1-3)",
     )
 
