@@ -14,6 +14,8 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from corridor.audit.log import AuditLog
+from corridor.audit.sinks import SqlSink
 from corridor.audit.words import step
 from corridor.client import FapiClient
 from corridor.client.errors import ClientError, TokenEndpointError
@@ -80,10 +82,22 @@ def test_a_dpop_bound_token_for_the_client_itself(driver: Driver, rs: RunningRS)
     assert "auth_time" not in claims and "acr" not in claims
     assert claims["cnf"] == {"jkt": client.dpop_key.thumbprint()}
     assert claims["aud"] == RESOURCE and claims["exp"] - claims["iat"] == body["expires_in"]
-    # The resource server takes it like any other DPoP-bound token.
-    answer = dpop_call(rs, (client, body["access_token"], ""))
+    # The resource server takes it like any other DPoP-bound token, and its record says that no
+    # user was involved (written to the AS's database here, as a shared trail).
+    before = rs.guard.audit
+    rs.guard.audit = AuditLog(SqlSink(driver.as_.store), role="rs")
+    try:
+        answer = dpop_call(rs, (client, body["access_token"], ""))
+    finally:
+        rs.guard.audit = before
     assert answer.status_code == 200, answer.text
     assert answer.json()["client"] == client.client_id
+    (access,) = [
+        r for r in driver.as_.store.audit.records(token_jti=claims["jti"]) if r["event"] == "rs.access"
+    ]
+    assert access["outcome"] == "allowed" and access["user_id"] is None
+    assert access["client_id"] == client.client_id and access["grant_id"] == claims["grant_id"]
+    assert json.loads(access["detail"])["actor"] == "client"
     # The grant row and the record: the client acted, no user was involved.
     with driver.as_.store.engine.connect() as conn:
         grant = conn.execute(select(schema.grants).where(schema.grants.c.id == claims["grant_id"])).one()

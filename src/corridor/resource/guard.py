@@ -365,12 +365,14 @@ class ResourceGuard:
             resource=self.settings.resource,
         )
         if access is not None:
-            evidence.client_id, evidence.user_id = access.client_id, access.subject
+            evidence.client_id, evidence.user_id = access.client_id, access.user
             evidence.scope = " ".join(sorted(access.scopes))
             evidence.authorization_details = list(access.authorization_details) or None
             evidence.sender_constraint, evidence.key_thumbprint = access.sender_constraint, access.thumbprint
             evidence.token_jti, evidence.grant_id = access.jti, access.grant_id
         evidence.detail = {"route": route, "method": method}
+        if access is not None and access.user is None:  # issue 20: the client acts for itself
+            evidence.detail.update({"actor": "client", "user_involved": False})
         if access is not None and access.signed_introspection is not None:
             # RFC 9701: which signed answer the token was accepted on, by hash (no JWT in a
             # record; the AS keeps the JWS under that hash, the token holds it for the API).

@@ -43,6 +43,12 @@ class AccessToken:
         return value if isinstance(value, str) and value else None
 
     @property
+    def user(self) -> str | None:
+        """The resource owner, or None for a token the client got for itself (RFC 9068 2.2: its
+        ``sub`` is then the client's identifier, as in the client credentials grant)."""
+        return None if self.subject == self.client_id else self.subject
+
+    @property
     def scheme(self) -> str:
         """RFC 9449 7.1 / RFC 6750 3: DPoP for DPoP-bound tokens, Bearer for certificate-bound ones."""
         return "DPoP" if self.sender_constraint == "dpop" else "Bearer"
