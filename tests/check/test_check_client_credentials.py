@@ -42,6 +42,9 @@ MODULES = [
     P + "discovery-end-point-verification",
     P + "happy-flow",
     P + "access-token-type-header-case-sensitivity",
+    P + "check-dpop-proof-nbf-exp",
+    P + "ensure-dpopproof-with-iat-10seconds-before-succeeds",
+    P + "ensure-dpopproof-with-iat-10seconds-after-succeeds",
     P + "ensure-holder-of-key-required",
     P + "ensure-signed-client-assertion-with-RS256-fails",
     P + "ensure-client-assertion-in-token-endpoint",
@@ -49,7 +52,18 @@ MODULES = [
     P + "ensure-client-assertion-with-wrong-aud-fails",
     P + "ensure-client-assertion-with-no-sub-fails",
 ]
-MTLS_AUTH_MODULES = MODULES[:4]  # the client assertion modules are private_key_jwt only
+DPOP_MODULES = MODULES[3:6]
+ASSERTION_MODULES = MODULES[7:]
+
+
+def expected_modules(variant: Variant) -> list[str]:
+    """The plan's modules of a variant: the DPoP ones for DPoP, the assertion ones for private_key_jwt."""
+    return [
+        name
+        for name in MODULES
+        if (name not in DPOP_MODULES or variant.sender == "dpop")
+        and (name not in ASSERTION_MODULES or variant.client_auth == "private_key_jwt")
+    ]
 
 
 def entries(
@@ -160,8 +174,9 @@ def test_the_plan_has_four_plain_oauth_variants() -> None:
     assert all(v.client_credentials and not v.openid and v.plan == "client-credentials" for v in variants)
     assert variants[0].name == "private_key_jwt + dpop + plain_oauth + fapi_client_credentials_grant"
     # The module lists: the client credentials modules only, in the suite's order.
-    assert [s.name for s in runner.modules_for(variants[0])] == MODULES
-    assert [s.name for s in runner.modules_for(variants[3])] == MTLS_AUTH_MODULES
+    for variant in variants:
+        assert [s.name for s in runner.modules_for(variant)] == expected_modules(variant), variant.name
+    assert len(expected_modules(variants[0])) == 12 and len(expected_modules(variants[3])) == 4
     assert P + "par-ensure-pkce-required" not in [s.name for s in runner.modules_for(variants[0])]
 
 
@@ -172,8 +187,7 @@ def test_every_module_passes_on_corridor_in_every_variant(
     variants = all_variants_of("client-credentials")
     reports = run(running, config, variants)
     for variant, results in zip(variants, reports, strict=True):
-        expected = MODULES if variant.client_auth == "private_key_jwt" else MTLS_AUTH_MODULES
-        assert sorted(results) == sorted(expected), variant.name
+        assert sorted(results) == sorted(expected_modules(variant)), variant.name
         for name, result in results.items():
             if name.endswith("access-token-type-header-case-sensitivity"):
                 # No resource configured, and UserInfo needs a user's openid token.

@@ -134,14 +134,18 @@ def holder_of_key_required(ctx: Context) -> None:
     ctx.fact("holder_of_key_enforced", True)
 
 
-# The suite runs its client assertion modules under this profile too, unchanged but for the
-# token request (modules/token.py makes it a client credentials request in this profile).
-for _assertion_module in (
+# The suite runs its DPoP proof time modules and its client assertion modules under this
+# profile too, unchanged but for the token request (modules/sender.py's run_flow and
+# modules/token.py make it a client credentials request in this profile).
+for _shared_module in (
+    sender.check_dpop_proof_nbf_exp,
+    sender.dpop_iat_10_seconds_before,
+    sender.dpop_iat_10_seconds_after,
     token.assertion_rs256,
     token.assertion_required,
     token.assertion_expired,
     token.assertion_wrong_aud,
     token.assertion_without_sub,
 ):
-    _spec = next(spec for spec in MODULES if spec.run is _assertion_module)
+    _spec = next(spec for spec in MODULES if spec.run is _shared_module)
     MODULES.append(dataclasses.replace(_spec, profile=CLIENT_CREDENTIALS))

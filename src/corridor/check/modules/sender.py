@@ -255,10 +255,15 @@ def run_flow(
 ) -> tuple[Tokens, Resource | None]:
     """AbstractFAPI2SPFinalServerTestModule's flow for one client: PAR (with a DPoP proof when
     the module binds the code, ``useDpopAuthCodeBinding``), the user, the token request and a
-    resource call, each with the suite's checks."""
-    pushed, code = code_for(ctx, party, dpop=par_dpop, **dict(par or {}))
-    ctx.step(f"token ({party.client_id})")
-    tokens = flows.check_token_success(ctx, party, party.token(code, pushed, dpop=token_dpop), pushed)
+    resource call, each with the suite's checks. In the client credentials profile the token
+    request is the client credentials grant (no PAR, no user)."""
+    if ctx.variant.client_credentials:
+        ctx.step(f"token ({party.client_id}, client credentials)")
+        tokens = flows.check_token_success(ctx, party, party.client_credentials(dpop=token_dpop), None)
+    else:
+        pushed, code = code_for(ctx, party, dpop=par_dpop, **dict(par or {}))
+        ctx.step(f"token ({party.client_id})")
+        tokens = flows.check_token_success(ctx, party, party.token(code, pushed, dpop=token_dpop), pushed)
     if party.variant.sender == "dpop":
         ctx.fact("dpop_alg", _default_alg(party.dpop_key))
     if not flows.has_resource(ctx):
@@ -308,7 +313,7 @@ def _iat_module(ctx: Context, offset: int) -> None:
     _, at = run_flow(
         ctx, party, par_dpop=proof, token_dpop=proof, resource=lambda at: at.standard(iat_offset=offset)
     )
-    where = ["PAR", "token"] + (["resource"] if at is not None else [])
+    where = ([] if ctx.variant.client_credentials else ["PAR"]) + ["token"] + (["resource"] if at else [])
     ctx.fact("dpop_clock_window", {"iat_offset_s": offset, "accepted_at": where})
     ctx.note(f"DPoP proofs with iat {offset:+d} s were accepted at {', '.join(where)}")
 
