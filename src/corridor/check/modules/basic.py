@@ -42,6 +42,19 @@ def auth_method_problems(ctx: Context, meta: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+def algorithm_problems(meta: Mapping[str, Any], names: tuple[str, ...]) -> list[str]:
+    """Each of these metadata members, when present, a list of FAPI algorithms only (FAPI2 5.4.1-1)."""
+    problems = []
+    for name in names:
+        listed = _strings(meta.get(name))
+        if meta.get(name) is not None and listed is None:
+            problems.append(f"{name} is not a list of strings")
+        bad = [a for a in listed or [] if a not in FAPI_ALGORITHMS]
+        if bad:
+            problems.append(f"{name} offers {', '.join(bad)} (FAPI2-SP-FINAL-5.4.1-1)")
+    return problems
+
+
 @module(
     "fapi2-security-profile-final-discovery-end-point-verification",
     "FAPI2-SP-FINAL-5.3.2.1-1, RFC 8414 2/3, OIDC Discovery 3/4",
@@ -95,16 +108,10 @@ def discovery(ctx: Context) -> None:
     if ctx.variant.signed or ctx.variant.jarm:
         # FAPI2-MS-FINAL 5.3/5.4 with FAPI2 5.4.1-1: signed requests and responses use the
         # FAPI algorithms only (the suite's discovery module checks no Message Signing metadata).
-        for name in (
-            "request_object_signing_alg_values_supported",
-            "authorization_signing_alg_values_supported",
-        ):
-            listed = _strings(meta.get(name))
-            if meta.get(name) is not None and listed is None:
-                problems.append(f"{name} is not a list of strings")
-            bad = [a for a in listed or [] if a not in FAPI_ALGORITHMS]
-            if bad:
-                problems.append(f"{name} offers {', '.join(bad)} (FAPI2-SP-FINAL-5.4.1-1)")
+        problems += algorithm_problems(
+            meta,
+            ("request_object_signing_alg_values_supported", "authorization_signing_alg_values_supported"),
+        )
     if ctx.variant.jarm:
         modes = _strings(meta.get("response_modes_supported"))
         if modes is not None and not {"jwt", "query.jwt"} & set(modes):

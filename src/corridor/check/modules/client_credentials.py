@@ -14,10 +14,9 @@ from corridor.check import flows
 from corridor.check.config import CLIENT_CREDENTIALS
 from corridor.check.module import MODULES, Context, module
 from corridor.check.modules import sender, token
-from corridor.check.modules.basic import _strings, auth_method_problems
+from corridor.check.modules.basic import _strings, algorithm_problems, auth_method_problems
 from corridor.check.modules.requests import invert_case
 from corridor.check.session import Party, Tokens
-from corridor.core.jose import FAPI_ALGORITHMS
 
 PREFIX = "fapi2-security-profile-final-"
 
@@ -64,13 +63,9 @@ def discovery(ctx: Context) -> None:
     elif "password" in grants:
         problems.append("grant_types_supported offers password (FAPI2-SP-FINAL-5.3.2.1-2)")
     problems += auth_method_problems(ctx, meta)
-    for name in ("token_endpoint_auth_signing_alg_values_supported", "dpop_signing_alg_values_supported"):
-        listed = _strings(meta.get(name))
-        if meta.get(name) is not None and listed is None:
-            problems.append(f"{name} is not a list of strings")
-        bad = [a for a in listed or [] if a not in FAPI_ALGORITHMS]
-        if bad:
-            problems.append(f"{name} offers {', '.join(bad)} (FAPI2-SP-FINAL-5.4.1-1)")
+    problems += algorithm_problems(
+        meta, ("token_endpoint_auth_signing_alg_values_supported", "dpop_signing_alg_values_supported")
+    )
     if ctx.variant.sender == "dpop" and _strings(meta.get("dpop_signing_alg_values_supported")) is None:
         problems.append("dpop_signing_alg_values_supported is missing (RFC 9449 5.1)")
     if ctx.variant.sender == "mtls" and meta.get("tls_client_certificate_bound_access_tokens") is not True:
