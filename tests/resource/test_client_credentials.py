@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import ssl
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -345,3 +347,33 @@ def test_the_client_library_gets_and_renews_a_token(driver: Driver, tls: DevTLS,
     with pytest.raises(TokenEndpointError) as caught:
         refused.client_credentials("accounts")
     assert caught.value.error == "invalid_client"  # the key is not that client's
+
+
+def test_one_assertion_sent_twice_at_once_gets_one_token(driver: Driver) -> None:
+    """A double submit: the same client assertion (one jti, OIDC Core 9) in two requests at once,
+    each with its own DPoP proof. The jti is spent in the request's transaction, so exactly one
+    gets a token and the other is 401 invalid_client; one grant row, not two."""
+    client = driver.add_client(grant_types=CC, scope="accounts")
+    auth = driver.client_auth(client)
+    barrier = threading.Barrier(2)
+
+    def post() -> httpx.Response:
+        proof = driver.proof(client, "POST", driver.htu("/token"))
+        with driver.as_.http() as http:
+            barrier.wait(10)
+            return http.post(
+                driver.url("/token"),
+                data={**auth, "grant_type": "client_credentials", "scope": "accounts"},
+                headers={"DPoP": proof},
+            )
+
+    with ThreadPoolExecutor(2) as pool:
+        answers = [f.result() for f in [pool.submit(post), pool.submit(post)]]
+    assert sorted(a.status_code for a in answers) == [200, 401], [a.text for a in answers]
+    refused = next(a for a in answers if a.status_code == 401)
+    assert refused.json()["error"] == "invalid_client"
+    with driver.as_.store.engine.connect() as conn:
+        grants = conn.execute(
+            select(schema.grants).where(schema.grants.c.client_id == client.client_id)
+        ).all()
+    assert len(grants) == 1
