@@ -198,6 +198,10 @@ class Flow:
     callback: dict[str, str] = field(default_factory=dict)
 
 
+#: How long Driver.fresh_nonce reuses a nonce fetched from a server in another process.
+NONCE_REUSE_SECONDS = 5.0
+
+
 class Driver:
     """A black-box FAPI 2.0 client and browser for tests: every message is built by hand,
     so tests can break any part of it."""
@@ -207,7 +211,9 @@ class Driver:
         self.issuer = running.issuer
         self.base = running.base_url or running.issuer
         self.http = running.http()
+        #: The nonce of a server in another process, and when it was fetched (fresh_nonce).
         self.dpop_nonce: str | None = None
+        self._nonce_fetched_at = 0.0
 
     # -- registration -------------------------------------------------------------------
 
@@ -324,8 +330,15 @@ class Driver:
             nonces = self.as_.server.nonces
             assert nonces is not None
             return nonces.current()
-        # A server in another process: every PAR/token answer carries the current nonce.
-        return self.http.post(self.url("/par"), data={}).headers["dpop-nonce"]
+        # A server in another process: every PAR/token answer carries the current nonce. One
+        # fetched is used for NONCE_REUSE_SECONDS: the server accepts it for at least one
+        # dpop_nonce_step (10 s or more, server/settings.py), and the cluster races would
+        # otherwise send a refused PAR for every proof (issue 19).
+        now = time.monotonic()
+        if self.dpop_nonce is None or now - self._nonce_fetched_at > NONCE_REUSE_SECONDS:
+            self.dpop_nonce = self.http.post(self.url("/par"), data={}).headers["dpop-nonce"]
+            self._nonce_fetched_at = now
+        return self.dpop_nonce
 
     def url(self, path: str) -> str:
         """Where requests go (an instance may listen elsewhere than the shared issuer)."""
