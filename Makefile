@@ -54,13 +54,11 @@ system-packages:
 
 # pytest-xdist workers (issue 19): more than the cores, since much of the suite waits on servers,
 # subprocesses and PostgreSQL; one module (or file) stays on one worker, so its module-scoped
-# servers start once. Files are handed out in collection order (--no-loadscope-reorder; xdist
-# would otherwise put the files with most tests first), and tests/conftest.py collects the
-# longest files first. A plain `pytest tests/...` runs in one process as before. The 30 slowest
+# servers start once. A plain `pytest tests/...` runs in one process as before. The 30 slowest
 # tests are listed at the end, so a slow newcomer shows in every run.
 PYTEST_WORKERS ?= 4
 pytest: $(STAMP) $(NODE_STAMP) $(PEER_STAMP) system-packages
-	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=30
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile --durations=30
 
 test: lint typecheck pytest
 

@@ -46,9 +46,8 @@ def _production_argon2(request: pytest.FixtureRequest, monkeypatch: pytest.Monke
 
 
 #: The files that take longest (``make test`` lists the slowest tests; issue 19), started first.
-#: pytest-xdist hands each worker whole files in collection order (with the Makefile's
-#: --no-loadscope-reorder), so a long file collected late leaves one worker busy after the others
-#: have finished. Only the order changes.
+#: pytest-xdist hands each worker whole files in collection order, so a long file collected late
+#: leaves one worker busy after the others have finished. Only the order changes.
 SLOW_FILES_FIRST = (
     "tests/cluster/test_scale_out.py",
     "tests/check/test_check_corridor.py",
