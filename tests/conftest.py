@@ -45,35 +45,6 @@ def _production_argon2(request: pytest.FixtureRequest, monkeypatch: pytest.Monke
         monkeypatch.setattr(passwords, "_hasher", PRODUCTION_HASHER)
 
 
-#: The files that take longest (``make test`` lists the slowest tests; issue 19), started first.
-#: pytest-xdist hands each worker whole files in collection order, so a long file collected late
-#: leaves one worker busy after the others have finished. Only the order changes.
-SLOW_FILES_FIRST = (
-    "tests/cluster/test_scale_out.py",
-    "tests/check/test_check_corridor.py",
-    "tests/audit/test_import.py",
-    "tests/server/test_audit_chain.py",
-    "tests/server/test_fuzz_endpoints.py",
-    "tests/test_serve.py",
-    "tests/examples/test_agent_tool.py",
-    "tests/test_cli_front_door.py",
-    "tests/cluster/test_faults.py",
-    "tests/check/test_check_oidc_provider.py",
-    "tests/server/test_audit_flood.py",
-    "tests/server/test_evidence_pack.py",
-    "tests/check/test_check_message_signing.py",
-    "tests/server/test_races.py",
-    "tests/server/test_sign_in_throttle.py",
-)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The files of ``SLOW_FILES_FIRST`` first, in that order; the rest as collected (a stable sort,
-    so the order within a file is kept)."""
-    rank = {path: position for position, path in enumerate(SLOW_FILES_FIRST)}
-    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
-
-
 @pytest.fixture(scope="session")
 def tls(tmp_path_factory: pytest.TempPathFactory) -> DevTLS:
     return dev_tls(tmp_path_factory.mktemp("tls"))
