@@ -8,14 +8,13 @@ from alembic import command
 from sqlalchemy import insert
 
 from corridor.store import schema as t
+from corridor.store.migrate import HEAD_REVISION as HEAD
 from corridor.store.migrate import alembic_config, current_revision, upgrade
 from corridor.store.protocols import RevokedGrants
 from corridor.store.sql import Store
 from tests.server.test_store import fresh_store  # noqa: F401 (the fixture, both databases)
 
 NOW = 1_000_000.0
-#: The newest migration (0011: grants without a user, issue 20).
-HEAD = "0011"
 
 
 def _user(store: Store, user_id: str) -> None:
